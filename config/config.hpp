@@ -1,0 +1,117 @@
+#pragma once
+// The effective configuration as plain typed structs. Nothing here depends on
+// toml++; load.cpp is the only file that sees TOML.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace forkpool::config {
+
+// Durations are kept in milliseconds; zero means "off" wherever the spec says so.
+using Duration = std::chrono::milliseconds;
+
+struct ListenAddress {
+  enum class Kind { Tcp, Unix };
+  Kind kind = Kind::Tcp;
+  std::string host;  // Tcp: literal address without brackets ("127.0.0.1", "::1")
+  bool ipv6 = false;
+  std::uint16_t port = 0;          // Tcp: 0 lets the kernel choose
+  std::filesystem::path path;      // Unix: absolute after resolution
+  std::string text;                // as written in `listen`, canonical form
+};
+
+enum class Dispatch { Master, Shared };
+enum class Balance { LeastBusy, RoundRobin };
+enum class Readiness { Exec, Notify };
+enum class LogFormat { Text, Json };
+
+struct OutputTarget {
+  enum class Kind { Inherit, Null, Log, File };
+  Kind kind = Kind::Inherit;
+  std::filesystem::path path;  // Kind::File only, absolute
+};
+
+// One setrlimit(2) resource; soft == hard.
+struct Rlimit {
+  int resource = 0;         // RLIMIT_* value
+  std::uint64_t value = 0;  // RLIM_INFINITY for "unlimited"
+};
+
+struct PoolConfig {
+  std::string name;
+  std::vector<std::string> command;  // argv; may contain {pool} and {worker}
+  Dispatch dispatch = Dispatch::Master;
+  std::vector<ListenAddress> listen;
+
+  // Sizing: either a fixed `workers` count, or min/max/spare for a dynamic pool.
+  bool dynamic = false;
+  int workers = 4;
+  int min_workers = 0;
+  int max_workers = 0;
+  int spare_workers = 0;
+
+  int max_inflight = 1;
+  Balance balance = Balance::LeastBusy;
+  int queue_limit = 1024;
+  Duration queue_timeout{10'000};
+  int backlog = 1024;
+
+  Readiness ready = Readiness::Exec;
+  Duration ready_timeout{30'000};
+  Duration watchdog{0};
+  Duration request_timeout{0};
+  int timeout_signal = 9;  // SIGKILL
+
+  std::uint64_t max_requests = 0;
+  std::uint64_t max_requests_jitter = 0;
+  std::uint64_t max_memory = 0;  // bytes; 0 = off
+
+  Duration restart_delay{100};
+  Duration restart_delay_max{30'000};
+  int flap_restarts = 10;
+  Duration flap_window{60'000};
+  Duration graceful_timeout{30'000};
+  int stop_signal = 15;  // SIGTERM
+
+  std::string user;
+  std::string group;
+  std::filesystem::path cwd;  // empty = the master's cwd
+  std::optional<mode_t> umask;
+  std::map<std::string, std::string> env;  // values may contain {pool} and {worker}
+  bool clear_env = false;
+  std::map<std::string, Rlimit> rlimits;  // keyed by the config name ("nofile")
+  OutputTarget stdout_target;
+  OutputTarget stderr_target;
+};
+
+struct SupervisorConfig {
+  std::filesystem::path control_socket;  // absolute after resolution
+  mode_t control_mode = 0600;
+  std::string control_group;
+  std::string log_level = "info";
+  LogFormat log_format = LogFormat::Text;
+  std::filesystem::path log_file;  // empty = stderr
+  Duration shutdown_timeout{30'000};
+  std::string metrics_listen;  // "" = off, else "HOST:PORT"
+};
+
+struct Config {
+  std::filesystem::path file;  // absolute path of the file this came from
+  SupervisorConfig supervisor;
+  std::vector<PoolConfig> pools;  // in file order
+
+  const PoolConfig* find_pool(std::string_view name) const {
+    for (const auto& p : pools)
+      if (p.name == name) return &p;
+    return nullptr;
+  }
+};
+
+}  // namespace forkpool::config

@@ -1,0 +1,104 @@
+#include "config/validate.hpp"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cctype>
+#include <cstring>
+#include <vector>
+
+namespace forkpool::config {
+
+std::optional<std::string> check_user_exists(const std::string& user) {
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* result = nullptr;
+  int rc = ::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &result);
+  if (result != nullptr) return std::nullopt;
+  if (rc != 0) return "cannot look up user \"" + user + "\": " + std::strerror(rc);
+  return "no such user \"" + user + "\"";
+}
+
+std::optional<std::string> check_group_exists(const std::string& group) {
+  std::vector<char> buf(16384);
+  struct group gr {};
+  struct group* result = nullptr;
+  int rc = ::getgrnam_r(group.c_str(), &gr, buf.data(), buf.size(), &result);
+  if (result != nullptr) return std::nullopt;
+  if (rc != 0) return "cannot look up group \"" + group + "\": " + std::strerror(rc);
+  return "no such group \"" + group + "\"";
+}
+
+std::optional<std::string> check_directory(const std::filesystem::path& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return dir.string() + ": " + std::strerror(errno);
+  if (!S_ISDIR(st.st_mode)) return dir.string() + " is not a directory";
+  return std::nullopt;
+}
+
+std::optional<std::string> check_placeholders(std::string_view text) {
+  std::size_t pos = 0;
+  while ((pos = text.find('{', pos)) != std::string_view::npos) {
+    std::size_t end = pos + 1;
+    while (end < text.size() && (std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '_')) ++end;
+    if (end < text.size() && text[end] == '}' && end > pos + 1) {
+      std::string_view name = text.substr(pos + 1, end - pos - 1);
+      if (name != "pool" && name != "worker")
+        return "unknown placeholder {" + std::string(name) + "}; the placeholders are {pool} and {worker}";
+    }
+    pos = end;
+  }
+  return std::nullopt;
+}
+
+bool is_env_name(std::string_view name) {
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+  return true;
+}
+
+bool is_pool_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') return false;
+  return true;
+}
+
+Parsed<std::filesystem::path> resolve_executable(const std::string& argv0,
+                                                 const std::filesystem::path& base_dir) {
+  using P = Parsed<std::filesystem::path>;
+  auto executable = [](const std::filesystem::path& p) {
+    struct stat st {};
+    return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
+  };
+  if (argv0.find('/') != std::string::npos) {
+    std::filesystem::path p(argv0);
+    p = (p.is_absolute() ? p : base_dir / p).lexically_normal();
+    if (!executable(p)) {
+      struct stat st {};
+      if (::stat(p.c_str(), &st) != 0) return P::fail(p.string() + ": " + std::strerror(errno));
+      return P::fail(p.string() + " is not an executable file");
+    }
+    return P::ok(p);
+  }
+  const char* path_env = std::getenv("PATH");
+  std::string_view dirs = path_env != nullptr ? path_env : "/usr/local/bin:/usr/bin:/bin";
+  while (true) {
+    auto colon = dirs.find(':');
+    std::string_view dir = dirs.substr(0, colon);
+    if (!dir.empty()) {
+      std::filesystem::path candidate = std::filesystem::path(dir) / argv0;
+      if (executable(candidate)) return P::ok(candidate);
+    }
+    if (colon == std::string_view::npos) break;
+    dirs.remove_prefix(colon + 1);
+  }
+  return P::fail("\"" + argv0 + "\" was not found in PATH (write a path with a '/' to name a file)");
+}
+
+}  // namespace forkpool::config

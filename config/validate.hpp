@@ -1,0 +1,31 @@
+#pragma once
+// Checks of config values against the system and each other. Each returns the problem
+// phrased as a message, or nothing; the loader attaches the location.
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "config/units.hpp"
+
+namespace forkpool::config {
+
+std::optional<std::string> check_user_exists(const std::string& user);
+std::optional<std::string> check_group_exists(const std::string& group);
+std::optional<std::string> check_directory(const std::filesystem::path& dir);
+
+// Only {pool} and {worker} are placeholders; "{name}" with any other name is a typo.
+std::optional<std::string> check_placeholders(std::string_view text);
+
+// An env variable name: letters, digits and '_', not starting with a digit.
+bool is_env_name(std::string_view name);
+// A pool name usable in env values, metric labels and LISTEN_FDNAMES.
+bool is_pool_name(std::string_view name);
+
+// command[0]: a path with a '/' must be an executable file; a bare name must be on PATH.
+// Returns the executable's path (absolute when it had a '/').
+Parsed<std::filesystem::path> resolve_executable(const std::string& argv0,
+                                                 const std::filesystem::path& base_dir);
+
+}  // namespace forkpool::config

@@ -1,0 +1,51 @@
+// forkpool: the master. Parses the command line and hands over to check or run.
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "config/diagnostics.hpp"
+#include "config/load.hpp"
+#include "config/print.hpp"
+#include "supervisor/run.hpp"
+#include "supervisor/version.hpp"
+
+namespace {
+
+constexpr int kExitConfig = 2;
+
+int check(const std::filesystem::path& file) {
+  try {
+    const auto config = forkpool::config::load_file(file);
+    std::cout << forkpool::config::to_toml(config);
+    return 0;
+  } catch (const forkpool::config::ConfigError& e) {
+    for (const auto& d : e.diagnostics()) std::cerr << d.to_string() << '\n';
+    std::cerr << file.string() << ": " << e.diagnostics().size()
+              << (e.diagnostics().size() == 1 ? " error" : " errors") << '\n';
+    return kExitConfig;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"forkpool: a prefork worker-pool supervisor"};
+  app.set_version_flag("--version", std::string("forkpool ") + forkpool::kVersion + " (worker protocol " +
+                                        std::to_string(forkpool::kWorkerProtocol) + ")");
+  std::string config_file;
+  bool check_only = false;
+  app.add_option("-c,--config", config_file,
+                 "config file (default: ./forkpool.toml, then /etc/forkpool/forkpool.toml)");
+  app.add_flag("--check", check_only, "validate the config, print the effective config and exit (0 ok, 2 errors)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : kExitConfig;
+  }
+  const std::filesystem::path file =
+      config_file.empty() ? forkpool::config::default_config_path() : std::filesystem::path(config_file);
+  if (check_only) return check(file);
+  return forkpool::supervisor::run(file);
+}

@@ -1,0 +1,25 @@
+#include "supervisor/run.hpp"
+
+#include <cstdio>
+
+#include "config/load.hpp"
+#include "supervisor/log.hpp"
+
+namespace forkpool::supervisor {
+
+int run(const std::filesystem::path& config_file) {
+  try {
+    const auto config = config::load_file(config_file);
+    log::setup({config.supervisor.log_level, config.supervisor.log_format, config.supervisor.log_file});
+  } catch (const config::ConfigError& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "forkpool: %s\n", e.what());
+    return 1;
+  }
+  log::error("master.unsupported", "this build validates configs only; the supervisor loop is not built yet");
+  return 1;
+}
+
+}  // namespace forkpool::supervisor
