@@ -1,0 +1,252 @@
+#include "conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http_parse.h"
+#include "routes.h"
+
+#define IN_INITIAL 4096
+#define IDLE_TIMEOUT_MS 60000  /* no byte in or out for this long: close */
+#define DRAIN_TIMEOUT_MS 5000  /* the same while draining */
+#define LINGER_TIMEOUT_MS 2000 /* a lingering close waits this long for EOF */
+
+struct hello_conn* hello_conn_create(int fd, int64_t now_ms) {
+  struct hello_conn* c = malloc(sizeof *c);
+  if (c == NULL) return NULL;
+  c->in = malloc(IN_INITIAL);
+  if (c->in == NULL) {
+    free(c);
+    return NULL;
+  }
+  c->src.kind = HELLO_SOURCE_CONN;
+  c->prev = c->next = NULL;
+  c->fd = fd;
+  c->interest = EPOLLIN;
+  c->close_after = false;
+  c->lingering = false;
+  c->served = false;
+  c->last_active_ms = now_ms;
+  c->body_left = 0;
+  c->scan = 0;
+  c->in_len = 0;
+  c->in_cap = IN_INITIAL;
+  c->out_off = c->out_len = 0;
+  return c;
+}
+
+void hello_conn_destroy(struct hello_conn* c) {
+  close(c->fd);
+  free(c->in);
+  free(c);
+}
+
+static void set_interest(struct hello_loop* loop, struct hello_conn* c, uint32_t events) {
+  if (c->interest == events) return;
+  struct epoll_event ev = {.events = events, .data.ptr = c};
+  if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0) c->interest = events;
+}
+
+/* Sends pending output. Returns 1 when all is sent, 0 when the socket is
+ * full, -1 when the connection is broken. */
+static int flush(struct hello_loop* loop, struct hello_conn* c) {
+  while (c->out_off < c->out_len) {
+    ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+    if (n > 0) {
+      c->out_off += (size_t)n;
+      c->last_active_ms = loop->now_ms;
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return 0;
+    } else {
+      return -1;
+    }
+  }
+  c->out_off = c->out_len = 0;
+  return 1;
+}
+
+struct block_ctx {
+  struct hello_loop* loop;
+  struct hello_conn* conn;
+};
+
+static void before_block(void* ctx) {
+  struct hello_conn* c = ((struct block_ctx*)ctx)->conn;
+  /* Best effort and non-blocking: what does not fit is sent after the block. */
+  while (c->out_off < c->out_len) {
+    ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+    if (n <= 0) return;
+    c->out_off += (size_t)n;
+  }
+}
+
+static bool after_block(void* ctx) {
+  struct hello_loop* loop = ((struct block_ctx*)ctx)->loop;
+  hello_loop_update_clock(loop);
+  hello_loop_poll_signals(loop);
+  return loop->drain_requested || loop->draining;
+}
+
+/* The server ends the connection after its last response. When the peer may
+ * still be sending, the write side is shut down first and input is discarded
+ * until EOF: closing with unread input would reset the connection, and the
+ * reset could destroy the response before the client read it. */
+static void finish(struct hello_loop* loop, struct hello_conn* c) {
+  int unread = 0;
+  bool peer_sending =
+      c->in_len > 0 || c->body_left > 0 || (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0);
+  if (!peer_sending || shutdown(c->fd, SHUT_WR) != 0) {
+    hello_loop_close_conn(loop, c);
+    return;
+  }
+  c->lingering = true;
+  c->last_active_ms = loop->now_ms;
+  set_interest(loop, c, EPOLLIN);
+}
+
+static void linger_read(struct hello_loop* loop, struct hello_conn* c) {
+  for (;;) {
+    ssize_t n = recv(c->fd, c->in, c->in_cap, 0);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    hello_loop_close_conn(loop, c);
+    return;
+  }
+}
+
+/* Answers the complete requests in the input buffer, in order. Returns true
+ * when it stopped because the output buffer has no room for another answer. */
+static bool process(struct hello_loop* loop, struct hello_conn* c) {
+  if (c->out_off > 0) {
+    memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+    c->out_len -= c->out_off;
+    c->out_off = 0;
+  }
+  size_t pos = 0;
+  bool out_full = false;
+  while (!c->close_after) {
+    if (c->body_left > 0) {
+      size_t take = c->in_len - pos < c->body_left ? c->in_len - pos : (size_t)c->body_left;
+      pos += take;
+      c->body_left -= take;
+      if (c->body_left > 0) break;
+    }
+    if (pos == c->in_len) break;
+    if (HELLO_CONN_OUT_CAP - c->out_len < HELLO_RESPONSE_MAX) {
+      out_full = true;
+      break;
+    }
+    struct hello_request req;
+    enum hello_parse_result r =
+        hello_http_parse(c->in + pos, c->in_len - pos, &c->scan, HELLO_HEAD_LIMIT, &req);
+    if (r == HELLO_PARSE_INCOMPLETE) break;
+    c->scan = 0;
+    if (r == HELLO_PARSE_ERROR) {
+      c->out_len += hello_route_error(req.error_status, c->out + c->out_len);
+      c->close_after = true;
+      break;
+    }
+    pos += req.head_len;
+    c->body_left = req.content_length;
+    bool keep = req.keep_alive && !loop->draining;
+    enum hello_conn_header ch = !keep                    ? HELLO_CONN_CLOSE
+                                : req.version_minor == 0 ? HELLO_CONN_KEEP_ALIVE
+                                                         : HELLO_CONN_DEFAULT;
+    struct block_ctx bctx = {loop, c};
+    struct hello_block_hooks hooks = {before_block, after_block, &bctx};
+    c->out_len += hello_route(&req, &ch, c->out + c->out_len, &hooks);
+    c->close_after = ch == HELLO_CONN_CLOSE;
+    c->served = true;
+  }
+  if (pos > 0) {
+    memmove(c->in, c->in + pos, c->in_len - pos);
+    c->in_len -= pos;
+  }
+  return out_full;
+}
+
+/* Answers what can be answered and sends it, until it must wait for input
+ * or for room in the socket. */
+static void run(struct hello_loop* loop, struct hello_conn* c) {
+  for (;;) {
+    bool out_full = process(loop, c);
+    int sent = flush(loop, c);
+    if (sent < 0) {
+      hello_loop_close_conn(loop, c);
+      return;
+    }
+    if (sent == 0) {
+      set_interest(loop, c, EPOLLOUT);
+      return;
+    }
+    if (c->close_after) {
+      finish(loop, c);
+      return;
+    }
+    if (!out_full) break;
+  }
+  set_interest(loop, c, EPOLLIN);
+}
+
+static void on_readable(struct hello_loop* loop, struct hello_conn* c) {
+  if (c->in_len == c->in_cap) {
+    /* Grows only while a head is incomplete; process() answers 431 at the limit. */
+    size_t cap = c->in_cap * 2 < HELLO_HEAD_LIMIT ? c->in_cap * 2 : HELLO_HEAD_LIMIT;
+    char* in = cap > c->in_cap ? realloc(c->in, cap) : NULL;
+    if (in == NULL) {
+      hello_loop_close_conn(loop, c);
+      return;
+    }
+    c->in = in;
+    c->in_cap = cap;
+  }
+  ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+  if (n > 0) {
+    c->in_len += (size_t)n;
+    c->last_active_ms = loop->now_ms;
+    run(loop, c);
+  } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    return;
+  } else {
+    /* EOF or error: nothing more can be answered on this connection. */
+    hello_loop_close_conn(loop, c);
+  }
+}
+
+void hello_conn_handle(struct hello_loop* loop, struct hello_conn* c, uint32_t events) {
+  if (c->lingering) {
+    linger_read(loop, c);
+  } else if (c->interest == EPOLLOUT) {
+    /* Writable, or EPOLLERR/EPOLLHUP, which the send in run() reports. */
+    run(loop, c);
+  } else if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    on_readable(loop, c);
+  }
+}
+
+void hello_conn_drain(struct hello_loop* loop, struct hello_conn* c) {
+  if (c->lingering) return;
+  if (c->out_off < c->out_len) {
+    c->close_after = true; /* a response is on its way: send it, then close */
+  } else if (c->in_len == 0 && c->served) {
+    finish(loop, c); /* idle between requests */
+  }
+  /* Otherwise a request is partly received, or the first one is yet to come
+   * on a connection just accepted: its answer says Connection: close, and
+   * DRAIN_TIMEOUT_MS bounds the wait. */
+}
+
+void hello_conn_check_timeout(struct hello_loop* loop, struct hello_conn* c) {
+  int64_t limit = c->lingering     ? LINGER_TIMEOUT_MS
+                  : loop->draining ? DRAIN_TIMEOUT_MS
+                                   : IDLE_TIMEOUT_MS;
+  if (loop->now_ms - c->last_active_ms >= limit) hello_loop_close_conn(loop, c);
+}

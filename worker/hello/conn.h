@@ -1,0 +1,43 @@
+#pragma once
+
+/* One HTTP connection: non-blocking reads into a per-connection buffer,
+ * in-order answers to pipelined requests, and the way it ends (close, or a
+ * lingering close when the peer may still be sending). */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop.h"
+
+#define HELLO_HEAD_LIMIT 16384  /* larger request heads get 431 */
+#define HELLO_CONN_OUT_CAP 4096 /* responses to pipelined requests, batched */
+
+struct hello_conn {
+  struct hello_source src; /* first: epoll data.ptr points here */
+  struct hello_conn *prev, *next;
+  int fd;
+  uint32_t interest; /* EPOLLIN or EPOLLOUT, as registered */
+  bool close_after;  /* close once the pending output is sent */
+  bool lingering;    /* write side shut down; discarding input until EOF */
+  bool served;       /* answered at least one request (so it can be idle) */
+  int64_t last_active_ms;
+  uint64_t body_left; /* request body bytes still to skip */
+  size_t scan;        /* resume offset of the head parser */
+  char* in;
+  size_t in_len, in_cap;
+  size_t out_off, out_len;
+  char out[HELLO_CONN_OUT_CAP];
+};
+
+/* Returns NULL when out of memory; the fd is then still the caller's. */
+struct hello_conn* hello_conn_create(int fd, int64_t now_ms);
+void hello_conn_destroy(struct hello_conn* c);
+
+void hello_conn_handle(struct hello_loop* loop, struct hello_conn* c, uint32_t events);
+
+/* Drain: idle connections close now, busy ones after their current response. */
+void hello_conn_drain(struct hello_loop* loop, struct hello_conn* c);
+
+/* Closes the connection if it has been inactive too long. */
+void hello_conn_check_timeout(struct hello_loop* loop, struct hello_conn* c);

@@ -1,0 +1,141 @@
+/* forkpool-hello: the example worker. A minimal HTTP/1.1 "Hello, world"
+ * server, one single-threaded epoll loop per process, for the quick start,
+ * the integration tests and the benchmarks. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "listeners.h"
+#include "log.h"
+#include "loop.h"
+#include "response.h"
+
+#define EXIT_USAGE 2
+#define EXIT_CONFIG 78 /* EX_CONFIG: the supervisor does not respawn it before ready */
+
+#ifndef FORKPOOL_VERSION
+#define FORKPOOL_VERSION "unknown"
+#endif
+
+static int signal_pipe[2] = {-1, -1};
+
+/* Only hands the signal number to the loop; all work happens there. */
+static void on_stop_signal(int sig) {
+  int saved = errno;
+  unsigned char b = (unsigned char)sig;
+  ssize_t ignored = write(signal_pipe[1], &b, 1);
+  (void)ignored;
+  errno = saved;
+}
+
+/* SIGQUIT means "now": the loop may be blocked in a /sleep for a long time,
+ * so the handler ends the process itself (_exit is async-signal-safe). */
+static void on_quit_signal(int sig) {
+  (void)sig;
+  _exit(0);
+}
+
+static int install_signals(void) {
+  if (pipe2(signal_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+    hello_log("pipe2: %s", strerror(errno));
+    return -1;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sigemptyset(&sa.sa_mask);
+  sa.sa_handler = on_stop_signal;
+  /* No SA_RESTART: a blocked syscall returns EINTR and the caller retries. */
+  if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0) return -1;
+  sa.sa_handler = on_quit_signal;
+  if (sigaction(SIGQUIT, &sa, NULL) != 0) return -1;
+  sa.sa_handler = SIG_IGN;
+  if (sigaction(SIGPIPE, &sa, NULL) != 0) return -1;
+
+  /* The supervisor resets the mask before exec; be robust when run otherwise. */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGQUIT);
+  return sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
+static void usage(FILE* f) {
+  fprintf(f,
+          "usage: forkpool-hello [--listen ADDRESS]...\n"
+          "\n"
+          "An HTTP/1.1 \"Hello, world\" server. Listening sockets are taken from\n"
+          "LISTEN_FDS/LISTEN_PID (systemd socket activation, as forkpool's shared\n"
+          "dispatch passes them), and from --listen for standalone use.\n"
+          "\n"
+          "  --listen ADDRESS  bind HOST:PORT, [V6]:PORT, tcp://HOST:PORT or unix:PATH\n"
+          "                    (repeatable; port 0 picks a free port, logged at start)\n"
+          "  --help            this text\n"
+          "  --version         the version\n"
+          "\n"
+          "Routes: GET / -> \"Hello, world\"; GET /sleep?ms=N blocks the process N ms.\n"
+          "Signals: TERM/INT stop gracefully, QUIT stops at once.\n");
+}
+
+int main(int argc, char** argv) {
+  struct hello_listener listeners[HELLO_MAX_LISTENERS];
+  /* First, so the variables are consumed whatever happens next. */
+  int n = hello_listeners_from_env(listeners, HELLO_MAX_LISTENERS);
+  if (n < 0) return EXIT_CONFIG;
+
+  for (int i = 1; i < argc; i++) {
+    const char* arg = argv[i];
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+      usage(stdout);
+      return 0;
+    }
+    if (strcmp(arg, "--version") == 0) {
+      printf("forkpool-hello %s\n", FORKPOOL_VERSION);
+      return 0;
+    }
+    const char* value = NULL;
+    if (strncmp(arg, "--listen=", 9) == 0) {
+      value = arg + 9;
+    } else if (strcmp(arg, "--listen") == 0 && i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      fprintf(stderr, "forkpool-hello: %s: unknown option or missing value\n", arg);
+      usage(stderr);
+      return EXIT_USAGE;
+    }
+    if (n == HELLO_MAX_LISTENERS) {
+      fprintf(stderr, "forkpool-hello: at most %d listeners\n", HELLO_MAX_LISTENERS);
+      return EXIT_USAGE;
+    }
+    if (hello_listener_bind(value, &listeners[n]) != 0) return 1;
+    n++;
+  }
+  if (n == 0) {
+    fprintf(stderr,
+            "forkpool-hello: no listening socket: expected LISTEN_FDS (socket activation)\n"
+            "or --listen ADDRESS\n");
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+
+  if (install_signals() != 0) {
+    hello_log("installing signal handlers: %s", strerror(errno));
+    return 1;
+  }
+  hello_response_init(getpid(), getenv("FORKPOOL_POOL"), getenv("FORKPOOL_WORKER"));
+
+  static struct hello_loop loop;
+  if (hello_loop_init(&loop, signal_pipe[0]) != 0) return 1;
+  for (int i = 0; i < n; i++) {
+    if (hello_loop_add_listener(&loop, &listeners[i]) != 0) return 1;
+    hello_log("listening on %s", listeners[i].name);
+  }
+  int status = hello_loop_run(&loop);
+  hello_log("exiting with status %d", status);
+  return status;
+}

@@ -1,0 +1,30 @@
+/* forkpool worker protocol, version 1 (SPEC section 4), shared by the master (C++) and
+ * the worker library (C). Messages on the channel are fixed 16-byte records in host
+ * byte order, one per SOCK_SEQPACKET datagram; a CONN message carries one fd. */
+#ifndef FORKPOOL_WORKER_PROTOCOL_H
+#define FORKPOOL_WORKER_PROTOCOL_H
+
+#include <stdint.h>
+
+#define FP_PROTOCOL_VERSION 1
+
+enum fp_msg_type {
+  FP_MSG_CONN = 1,   /* master -> worker: one connection; SCM_RIGHTS carries its fd */
+  FP_MSG_READY = 16, /* worker -> master: ready for work */
+  FP_MSG_DONE = 17   /* worker -> master: connection `id` finished and closed */
+};
+
+struct fp_msg {
+  uint16_t type;
+  uint16_t arg; /* CONN: listener index */
+  uint32_t reserved;
+  uint64_t id; /* connection id */
+};
+
+#ifdef __cplusplus
+static_assert(sizeof(struct fp_msg) == 16, "the wire record is 16 bytes");
+#else
+_Static_assert(sizeof(struct fp_msg) == 16, "the wire record is 16 bytes");
+#endif
+
+#endif
