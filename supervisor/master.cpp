@@ -1,0 +1,209 @@
+#include "supervisor/master.hpp"
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <stdexcept>
+
+#include "config/names.hpp"
+#include "supervisor/log.hpp"
+
+namespace forkpool::supervisor {
+namespace {
+
+// Slots beyond a pool's size leave room for TTIN and for replacements that start
+// before the worker they replace has stopped.
+std::uint32_t pool_capacity(const config::PoolConfig& p) {
+  const int size = std::max(p.workers, p.max_workers);
+  return static_cast<std::uint32_t>(size + std::max(8, size / 2));
+}
+
+// Each slot page is an fd; let the master use every fd the hard limit allows.
+void raise_fd_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+}  // namespace
+
+Master::Master(config::Config config) : config_(std::move(config)) {
+  if (uv_loop_init(&loop_) != 0) throw std::runtime_error("uv_loop_init failed");
+  ctx_.loop = &loop_;
+  ctx_.pid = ::getpid();
+  // Orphans of our workers (a daemonising grandchild, say) come to us, not to init,
+  // and we reap them. As PID 1 this is automatic.
+  if (ctx_.pid != 1 && ::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+    log::warn("master.subreaper", "prctl(PR_SET_CHILD_SUBREAPER): {}", std::strerror(errno));
+  raise_fd_limit();
+  std::signal(SIGPIPE, SIG_IGN);
+
+  dev_null_.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!dev_null_) throw std::runtime_error(std::string("open /dev/null: ") + std::strerror(errno));
+  ctx_.dev_null = dev_null_.get();
+
+  for (const auto& pool : config_.pools)
+    if (pool.dispatch == config::Dispatch::Master && !pool.listen.empty())
+      throw std::runtime_error("pool " + pool.name +
+                               ": dispatch = \"master\" with listeners is not available in this version yet; "
+                               "use dispatch = \"shared\"");
+
+  InheritedSockets inherited = InheritedSockets::from_environment();
+  std::vector<std::vector<Listener>> listeners;
+  for (const auto& pool : config_.pools) {
+    auto& mine = listeners.emplace_back();
+    for (const auto& address : pool.listen) {
+      mine.push_back(open_listener(address, pool.backlog, inherited));
+      log::info("listener.open", "pool {} listens on {}{}", pool.name, mine.back().bound,
+                mine.back().adopted ? " (socket passed by systemd)" : "");
+    }
+  }
+  if (std::size_t n = inherited.close_unclaimed())
+    log::warn("listener.unclaimed", "closed {} passed socket(s) that match no configured listen address", n);
+
+  std::uint32_t slots = 0;
+  for (const auto& pool : config_.pools) slots += pool_capacity(pool);
+  scoreboard_ = std::make_unique<shm::Scoreboard>(static_cast<std::uint32_t>(config_.pools.size()), slots);
+  ctx_.scoreboard = scoreboard_.get();
+  ctx_.changed = [this] { on_changed(); };
+
+  std::uint32_t first = 0;
+  for (std::size_t i = 0; i < config_.pools.size(); ++i) {
+    const std::uint32_t capacity = pool_capacity(config_.pools[i]);
+    pools_.push_back(std::make_unique<Pool>(ctx_, config_.pools[i], static_cast<std::uint32_t>(i), first,
+                                            capacity, std::move(listeners[i])));
+    first += capacity;
+  }
+
+  for (int signo : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGCHLD})
+    signals_.push_back(std::make_unique<SignalWatch>(&loop_, signo, [this](int s) { on_signal(s); }));
+  systemd_ = std::make_unique<SystemdNotify>(&loop_);
+}
+
+Master::~Master() {
+  pools_.clear();
+  signals_.clear();
+  systemd_.reset();
+  shutdown_deadline_.reset();
+  // Let the close callbacks of every handle run, then release the loop.
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  uv_loop_close(&loop_);
+}
+
+int Master::run() {
+  log::info("master.start", "forkpool master pid {} starting {} pool(s) from {}", ctx_.pid, pools_.size(),
+            config_.file.string());
+  for (auto& pool : pools_) pool->start();
+  on_changed();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  log::info("master.exit", "every worker has exited; master pid {} exits", ctx_.pid);
+  return 0;
+}
+
+void Master::on_signal(int signo) {
+  switch (signo) {
+    case SIGCHLD: reap(); return;
+    case SIGTERM:
+    case SIGINT: shutdown(false); return;
+    case SIGQUIT: shutdown(true); return;
+    case SIGUSR1: log::reopen(); return;
+    case SIGTTIN: resize_fixed_pools(+1); return;
+    case SIGTTOU: resize_fixed_pools(-1); return;
+    case SIGHUP:
+    case SIGUSR2:
+      log::warn("master.unsupported_signal", "SIG{} (reload / binary upgrade) is not available in this version; ignored",
+                sigabbrev_np(signo));
+      return;
+    default: return;
+  }
+}
+
+void Master::reap() {
+  while (true) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid < 0 && errno == EINTR) continue;
+    if (pid <= 0) return;
+    auto it = ctx_.owners.find(pid);
+    if (it == ctx_.owners.end()) {
+      log::debug("orphan.reaped", "reaped pid {} (not a worker): {}", pid, describe_wait_status(status));
+      continue;
+    }
+    it->second->handle_exit(pid, status);
+  }
+}
+
+void Master::shutdown(bool fast) {
+  if (state_ == MasterState::Stopping && !fast) {
+    log::info("master.stopping", "already stopping; send SIGQUIT to stop at once");
+    return;
+  }
+  const bool first = state_ != MasterState::Stopping;
+  state_ = MasterState::Stopping;
+  log::info("master.stop", "{} shutdown", fast ? "fast" : "graceful");
+  if (first) {
+    systemd_->stopping();
+    for (auto& pool : pools_) pool->close_listeners();
+    if (!fast && config_.supervisor.shutdown_timeout.count() > 0) {
+      shutdown_deadline_ = std::make_unique<Timer>(&loop_);
+      shutdown_deadline_->start(config_.supervisor.shutdown_timeout, [this] {
+        log::warn("master.shutdown_timeout", "shutdown_timeout {} passed; killing the remaining workers",
+                  format_uptime(config_.supervisor.shutdown_timeout));
+        for (auto& pool : pools_) pool->stop(true);
+      });
+    }
+  }
+  for (auto& pool : pools_) pool->stop(fast);
+  on_changed();
+}
+
+void Master::resize_fixed_pools(int delta) {
+  for (auto& pool : pools_) {
+    if (pool->config().dynamic || pool->state() == shm::PoolState::Stopping) continue;
+    const int target = pool->target() + delta;
+    if (target < 1) continue;
+    if (!pool->resize(target))
+      log::warn("pool.capacity", "pool {} cannot grow past {} workers (its scoreboard capacity)", pool->name(),
+                pool->capacity());
+  }
+}
+
+std::string Master::status_line() const {
+  std::string out;
+  for (const auto& pool : pools_) {
+    if (!out.empty()) out += "; ";
+    out += pool->name() + ": " + std::to_string(pool->ready_count()) + "/" + std::to_string(pool->target()) +
+           " ready";
+    if (pool->state() != shm::PoolState::Running) out += " (" + std::string(shm::to_string(pool->state())) + ")";
+  }
+  return out;
+}
+
+void Master::on_changed() {
+  if (state_ == MasterState::Stopping) {
+    for (const auto& pool : pools_)
+      if (pool->live() > 0) return;
+    systemd_->stop_watchdog();
+    if (shutdown_deadline_) shutdown_deadline_->stop();
+    uv_stop(&loop_);
+    return;
+  }
+  systemd_->status(status_line());
+  if (state_ == MasterState::Starting) {
+    for (const auto& pool : pools_)
+      if (!pool->settled()) return;
+    state_ = MasterState::Running;
+    log::info("master.ready", "every pool has its workers ready");
+    systemd_->ready();
+  }
+}
+
+}  // namespace forkpool::supervisor

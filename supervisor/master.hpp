@@ -1,0 +1,53 @@
+#pragma once
+// The master: wires listeners, scoreboard, pools, signals and systemd together and runs
+// the loop. Policy lives in Pool; this file only routes events.
+
+#include <uv.h>
+
+#include <memory>
+#include <vector>
+
+#include "config/config.hpp"
+#include "shm/scoreboard.hpp"
+#include "supervisor/master_context.hpp"
+#include "supervisor/pool.hpp"
+#include "supervisor/systemd_notify.hpp"
+#include "supervisor/uv_handles.hpp"
+
+namespace forkpool::supervisor {
+
+enum class MasterState { Starting, Running, Stopping };
+
+class Master {
+ public:
+  // Binds every listener and creates the scoreboard; throws std::runtime_error with a
+  // message naming what failed. Nothing is spawned yet.
+  explicit Master(config::Config config);
+  ~Master();
+  Master(const Master&) = delete;
+  Master& operator=(const Master&) = delete;
+
+  // Starts the pools and runs until shut down; returns the exit code.
+  int run();
+
+ private:
+  void on_signal(int signo);
+  void reap();
+  void shutdown(bool fast);
+  void on_changed();
+  void resize_fixed_pools(int delta);
+  std::string status_line() const;
+
+  uv_loop_t loop_{};
+  config::Config config_;
+  std::unique_ptr<shm::Scoreboard> scoreboard_;
+  MasterContext ctx_;
+  std::vector<std::unique_ptr<Pool>> pools_;
+  std::vector<std::unique_ptr<SignalWatch>> signals_;
+  std::unique_ptr<SystemdNotify> systemd_;
+  std::unique_ptr<Timer> shutdown_deadline_;
+  MasterState state_ = MasterState::Starting;
+  shm::OwnedFd dev_null_;
+};
+
+}  // namespace forkpool::supervisor

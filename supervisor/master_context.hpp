@@ -1,0 +1,28 @@
+#pragma once
+// What every pool shares with the master: the loop, the scoreboard, the live pids.
+
+#include <sys/types.h>
+#include <uv.h>
+
+#include <functional>
+#include <random>
+#include <unordered_map>
+
+#include "shm/scoreboard.hpp"
+
+namespace forkpool::supervisor {
+
+class Pool;
+
+struct MasterContext {
+  uv_loop_t* loop = nullptr;
+  shm::Scoreboard* scoreboard = nullptr;
+  pid_t pid = 0;
+  int dev_null = -1;
+  std::mt19937_64 rng{std::random_device{}()};
+  std::unordered_map<pid_t, Pool*> owners;  // every worker pid not yet reaped
+  std::uint64_t spawn_serial = 0;           // makes each notify socket name unique
+  std::function<void()> changed;            // a pool's state or ready count changed
+};
+
+}  // namespace forkpool::supervisor

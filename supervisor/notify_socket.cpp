@@ -1,0 +1,97 @@
+#include "supervisor/notify_socket.hpp"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <system_error>
+
+namespace forkpool::supervisor {
+namespace {
+
+// sd_notify messages are small; anything longer than this is not a notification.
+constexpr std::size_t kMaxMessage = 4096;
+constexpr std::size_t kMaxFds = 16;
+
+}  // namespace
+
+NotifySocket::NotifySocket(uv_loop_t* loop, std::string name, uid_t worker_uid, NotifyHandlers handlers)
+    : address_("@" + name), worker_uid_(worker_uid), handlers_(std::move(handlers)) {
+  fd_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd_) throw std::system_error(errno, std::generic_category(), "socket(AF_UNIX, SOCK_DGRAM)");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (name.size() + 1 > sizeof addr.sun_path) throw std::system_error(ENAMETOOLONG, std::generic_category(), "notify socket name");
+  std::memcpy(addr.sun_path + 1, name.data(), name.size());
+  const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0)
+    throw std::system_error(errno, std::generic_category(), "bind " + address_);
+  const int one = 1;
+  if (::setsockopt(fd_.get(), SOL_SOCKET, SO_PASSCRED, &one, sizeof one) != 0)
+    throw std::system_error(errno, std::generic_category(), "setsockopt(SO_PASSCRED)");
+  watch_ = std::make_unique<FdWatch>(loop, fd_.get());
+  watch_->start(UV_READABLE, [this](int, int) { drain(); });
+}
+
+void NotifySocket::drain() {
+  // A handler may destroy this object (a READY that completes a restart, say), so each
+  // datagram is read fully before its handler runs, and the loop stops after a handler.
+  for (int budget = 0; budget < 64; ++budget) {
+    char buf[kMaxMessage + 1];
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * kMaxFds)];
+    iovec iov{buf, kMaxMessage};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    const ssize_t n = ::recvmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
+    if (n < 0) return;  // EAGAIN: drained
+    bool trusted = false;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET) continue;
+      if (c->cmsg_type == SCM_RIGHTS) {
+        // BARRIER=1 passes an fd; closing it is the whole answer. Any other fd is unwanted.
+        const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < count; ++i) {
+          int fd;
+          std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+          ::close(fd);
+        }
+      } else if (c->cmsg_type == SCM_CREDENTIALS) {
+        ucred cred;
+        std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
+        trusted = cred.uid == 0 || cred.uid == ::getuid() || cred.uid == worker_uid_;
+      }
+    }
+    if (!trusted || (msg.msg_flags & MSG_TRUNC) != 0 || static_cast<std::size_t>(n) > kMaxMessage) continue;
+    handle(std::string_view(buf, static_cast<std::size_t>(n)));
+    return;  // See above: `this` may be gone. Remaining datagrams wake the loop again.
+  }
+}
+
+void NotifySocket::handle(std::string_view message) {
+  // Collect first, act after, so a handler that destroys us ends the parsing cleanly.
+  bool ready = false, watchdog = false, stopping = false;
+  std::optional<std::string> status;
+  while (!message.empty()) {
+    const auto nl = message.find('\n');
+    const std::string_view line = message.substr(0, nl);
+    if (line == "READY=1") ready = true;
+    else if (line == "WATCHDOG=1") watchdog = true;
+    else if (line == "STOPPING=1") stopping = true;
+    else if (line.starts_with("STATUS=")) status = std::string(line.substr(7, 256));
+    if (nl == std::string_view::npos) break;
+    message.remove_prefix(nl + 1);
+  }
+  auto h = handlers_;  // copies: the callbacks may destroy this object
+  if (status && h.status) h.status(*status);
+  if (watchdog && h.watchdog) h.watchdog();
+  if (stopping && h.stopping) h.stopping();
+  if (ready && h.ready) h.ready();
+}
+
+}  // namespace forkpool::supervisor

@@ -1,0 +1,46 @@
+#pragma once
+// A worker's sd_notify(3) endpoint: a datagram socket in the abstract namespace, one per
+// worker process, so whatever arrives on it came from that worker or its descendants
+// (systemd-notify run from a shell script included) without any pid bookkeeping.
+
+#include <sys/types.h>
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "shm/mapping.hpp"
+#include "supervisor/uv_handles.hpp"
+
+namespace forkpool::supervisor {
+
+struct NotifyHandlers {
+  std::function<void()> ready;
+  std::function<void()> watchdog;
+  std::function<void()> stopping;
+  std::function<void(std::string)> status;
+};
+
+class NotifySocket {
+ public:
+  // Throws std::system_error when the socket cannot be made. Datagrams from any uid
+  // other than root, the master's own and `worker_uid` are dropped.
+  NotifySocket(uv_loop_t* loop, std::string name, uid_t worker_uid, NotifyHandlers handlers);
+
+  // The value for NOTIFY_SOCKET ("@forkpool/...").
+  const std::string& address() const { return address_; }
+  int fd() const { return fd_.get(); }
+
+ private:
+  void drain();
+  void handle(std::string_view message);
+
+  std::string address_;
+  uid_t worker_uid_;
+  NotifyHandlers handlers_;
+  shm::OwnedFd fd_;
+  std::unique_ptr<FdWatch> watch_;
+};
+
+}  // namespace forkpool::supervisor

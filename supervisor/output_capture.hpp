@@ -1,0 +1,36 @@
+#pragma once
+// stdout/stderr = "log": a pipe whose lines go into the master's log, prefixed by the
+// pool and worker ("web[3] stderr: ...").
+
+#include <uv.h>
+
+#include <memory>
+#include <string>
+
+#include "shm/mapping.hpp"
+#include "supervisor/uv_handles.hpp"
+
+namespace forkpool::supervisor {
+
+class OutputCapture {
+ public:
+  // Throws std::system_error if the pipe cannot be made.
+  OutputCapture(uv_loop_t* loop, std::string prefix);
+  ~OutputCapture();
+
+  // The end the worker writes to; the caller closes it once the worker holds it.
+  int write_end() const { return write_end_.get(); }
+  void close_write_end() { write_end_.reset(); }
+
+ private:
+  void drain();
+  void flush_lines(bool all);
+
+  std::string prefix_;
+  shm::OwnedFd read_end_;
+  shm::OwnedFd write_end_;
+  std::unique_ptr<FdWatch> watch_;
+  std::string pending_;
+};
+
+}  // namespace forkpool::supervisor

@@ -1,0 +1,48 @@
+#include "supervisor/systemd_notify.hpp"
+
+#include <systemd/sd-daemon.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+
+#include "supervisor/log.hpp"
+
+namespace forkpool::supervisor {
+
+SystemdNotify::SystemdNotify(uv_loop_t* loop) {
+  const char* socket = std::getenv("NOTIFY_SOCKET");
+  enabled_ = socket != nullptr && *socket != '\0';
+  std::uint64_t usec = 0;
+  // Ping at half the interval, as sd_watchdog_enabled(3) recommends. This is the only
+  // periodic timer of an idle master, and only when systemd asked for it.
+  if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+    watchdog_ = std::make_unique<Timer>(loop);
+    const auto every = std::chrono::milliseconds(std::max<std::uint64_t>(1, usec / 2000));
+    watchdog_->start_repeating(every, [] { sd_notify(0, "WATCHDOG=1"); });
+    log::info("systemd.watchdog", "pinging the systemd watchdog every {}ms", every.count());
+  }
+}
+
+void SystemdNotify::ready() {
+  if (!enabled_ || ready_sent_) return;
+  ready_sent_ = true;
+  sd_notify(0, "READY=1");
+  log::info("systemd.ready", "told systemd the service is ready");
+}
+
+void SystemdNotify::status(const std::string& text) {
+  if (!enabled_ || text == last_status_) return;
+  last_status_ = text;
+  sd_notify(0, ("STATUS=" + text).c_str());
+}
+
+void SystemdNotify::stopping() {
+  if (enabled_) sd_notify(0, "STOPPING=1");
+}
+
+void SystemdNotify::stop_watchdog() {
+  if (watchdog_) watchdog_->stop();
+}
+
+}  // namespace forkpool::supervisor

@@ -1,0 +1,221 @@
+#include "supervisor/worker_process.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "supervisor/exit_status.hpp"
+#include "supervisor/log.hpp"
+#include "supervisor/spawner.hpp"
+#include "worker/protocol.h"
+
+namespace forkpool::supervisor {
+namespace {
+
+std::int64_t monotonic_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+OwnedFd open_output_file(const std::filesystem::path& path) {
+  OwnedFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644));
+  if (!fd) throw SpawnFailure("open " + path.string() + ": " + std::strerror(errno), false);
+  return fd;
+}
+
+}  // namespace
+
+WorkerProcess::WorkerProcess(MasterContext& ctx, const config::PoolConfig& pool, Identity id,
+                             const std::vector<Listener>& listeners, WorkerEvents events)
+    : ctx_(ctx),
+      pool_(pool),
+      id_(id),
+      events_(std::move(events)),
+      ready_timer_(ctx.loop),
+      watchdog_timer_(ctx.loop),
+      stop_timer_(ctx.loop) {
+  if (auto ec = ctx_.scoreboard->start_worker(id_.scoreboard_slot, id_.generation))
+    log::warn("scoreboard.renew_failed", "pool {} worker {}: new slot page: {}; reusing the old one",
+              pool_.name, id_.worker, ec.message());
+
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0)
+    throw SpawnFailure(std::string("socketpair: ") + std::strerror(errno), errno == EMFILE || errno == ENFILE);
+  channel_.reset(pair[0]);
+  OwnedFd worker_end(pair[1]);
+
+  WorkerContext wc;
+  wc.worker = id_.worker;
+  wc.generation = id_.generation;
+  wc.master_pid = ctx_.pid;
+  wc.channel_fd = worker_end.get();
+  wc.scoreboard_fd = ctx_.scoreboard->slot_fd(id_.scoreboard_slot);
+  wc.stdin_fd = ctx_.dev_null;
+  for (const auto& l : listeners) wc.listener_texts.push_back(l.bound);
+  if (pool_.dispatch == config::Dispatch::Shared)
+    for (const auto& l : listeners) wc.listener_fds.push_back(l.fd.get());
+
+  const std::string prefix = pool_.name + "[" + std::to_string(id_.worker) + "]";
+  OwnedFd stdout_file, stderr_file;
+  auto output_fd = [&](const config::OutputTarget& t, int inherited, std::unique_ptr<OutputCapture>& capture,
+                       OwnedFd& file, const char* stream) {
+    switch (t.kind) {
+      case config::OutputTarget::Kind::Inherit: return inherited;
+      case config::OutputTarget::Kind::Null: return ctx_.dev_null;
+      case config::OutputTarget::Kind::File: file = open_output_file(t.path); return file.get();
+      case config::OutputTarget::Kind::Log:
+        capture = std::make_unique<OutputCapture>(ctx_.loop, prefix + " " + stream);
+        return capture->write_end();
+    }
+    return inherited;
+  };
+  try {
+    wc.stdout_fd = output_fd(pool_.stdout_target, STDOUT_FILENO, stdout_capture_, stdout_file, "stdout");
+    wc.stderr_fd = output_fd(pool_.stderr_target, STDERR_FILENO, stderr_capture_, stderr_file, "stderr");
+    if (pool_.ready == config::Readiness::Notify || pool_.watchdog.count() > 0) {
+      const std::string name = "forkpool/" + std::to_string(ctx_.pid) + "/" + std::to_string(++ctx_.spawn_serial) +
+                               "/" + pool_.name + "/" + std::to_string(id_.worker);
+      NotifyHandlers h;
+      h.ready = [this] { mark_ready(); };
+      h.watchdog = [this] { arm_watchdog(); };
+      h.status = [this](std::string s) { status_text_ = std::move(s); };
+      h.stopping = [this] { log::debug("worker.stopping", "worker {}[{}] pid {} says it is stopping", pool_.name, id_.worker, pid_); };
+      notify_ = std::make_unique<NotifySocket>(ctx_.loop, name, worker_uid(pool_), std::move(h));
+      wc.notify_socket = notify_->address();
+    }
+  } catch (const SpawnFailure&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw SpawnFailure(e.what(), false);
+  }
+
+  SpawnPlan plan;
+  try {
+    plan = build_spawn_plan(pool_, wc);
+  } catch (const std::exception& e) {
+    throw SpawnFailure(e.what(), false);
+  }
+  const SpawnResult r = spawn(plan);
+  if (!r.ok()) {
+    const bool transient = r.what == "fork" && (r.error == EAGAIN || r.error == ENOMEM);
+    throw SpawnFailure(r.message(), transient);
+  }
+  pid_ = r.pid;
+  started_ = Clock::now();
+  if (stdout_capture_) stdout_capture_->close_write_end();
+  if (stderr_capture_) stderr_capture_->close_write_end();
+  ctx_.scoreboard->set_pid(id_.scoreboard_slot, pid_, monotonic_ns());
+
+  ::fcntl(channel_.get(), F_SETFL, O_NONBLOCK);
+  channel_watch_ = std::make_unique<FdWatch>(ctx_.loop, channel_.get());
+  channel_watch_->start(UV_READABLE, [this](int, int) { read_channel(); });
+
+  if (pool_.ready == config::Readiness::Notify && pool_.ready_timeout.count() > 0)
+    ready_timer_.start(pool_.ready_timeout, [this] { events_.ready_timeout(); });
+  if (pool_.watchdog.count() > 0) arm_watchdog();
+}
+
+WorkerProcess::~WorkerProcess() = default;
+
+std::chrono::milliseconds WorkerProcess::uptime() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_);
+}
+
+void WorkerProcess::mark_ready() {
+  if (ready_ || stop_requested_) return;
+  ready_ = true;
+  ready_timer_.stop();
+  ctx_.scoreboard->mark_ready(id_.scoreboard_slot);
+  events_.ready();  // may destroy nothing: the pool only updates counts here
+}
+
+void WorkerProcess::arm_watchdog() {
+  if (pool_.watchdog.count() == 0 || stop_requested_) return;
+  watchdog_timer_.start(pool_.watchdog, [this] { events_.watchdog_missed(); });
+}
+
+void WorkerProcess::read_channel() {
+  for (int budget = 0; budget < 64; ++budget) {
+    fp_msg m{};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+    iovec iov{&m, sizeof m};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    const ssize_t n = ::recvmsg(channel_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    // A worker never sends descriptors; close any it does.
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < count; ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        ::close(fd);
+      }
+    }
+    if (n <= 0) {  // EOF or error: the worker closed its end or is gone
+      channel_watch_->stop();
+      return;
+    }
+    if (n != static_cast<ssize_t>(sizeof m) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+      log::warn("channel.bad_message", "worker {}[{}] pid {} sent a malformed {}-byte message; ignored",
+                pool_.name, id_.worker, pid_, n);
+      continue;
+    }
+    if (m.type == FP_MSG_READY) {
+      mark_ready();
+      return;  // mark_ready's handler may have changed the pool; read the rest next time
+    }
+    // DONE and unknown types carry nothing the master acts on for shared-mode pools.
+  }
+}
+
+void WorkerProcess::close_channel() {
+  if (channel_watch_) channel_watch_->stop();
+  channel_watch_.reset();
+  channel_.reset();
+}
+
+void WorkerProcess::signal(int signo, bool whole_group) {
+  // The pid is ours and not reaped yet (the pool drops this object when it reaps), so it
+  // cannot have been reused; the group id lives as long as its leader.
+  if (::kill(whole_group ? -pid_ : pid_, signo) != 0 && errno == ESRCH && whole_group) ::kill(pid_, signo);
+}
+
+void WorkerProcess::stop(StopPlan plan, bool requested) {
+  if (requested) stop_requested_ = true;
+  // A stop in progress is only overtaken by one that kills at once (a fast shutdown).
+  if (!stop_plan_.empty() && plan.front().signal != SIGKILL) return;
+  ready_timer_.stop();
+  watchdog_timer_.stop();
+  close_channel();
+  ctx_.scoreboard->mark_stopping(id_.scoreboard_slot);
+  stop_plan_ = std::move(plan);
+  stop_step_ = 0;
+  stop_began_ = Clock::now();
+  run_stop_steps();
+}
+
+void WorkerProcess::run_stop_steps() {
+  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - stop_began_);
+  while (stop_step_ < stop_plan_.size() && stop_plan_[stop_step_].after <= elapsed) {
+    const StopStep& step = stop_plan_[stop_step_++];
+    if (stop_step_ > 1)
+      log::warn("worker.stop_escalated", "worker {}[{}] pid {} still running after {}; sending SIG{}",
+                pool_.name, id_.worker, pid_, format_uptime(step.after), sigabbrev_np(step.signal));
+    signal(step.signal, step.whole_group);
+  }
+  if (stop_step_ < stop_plan_.size())
+    stop_timer_.start(stop_plan_[stop_step_].after - elapsed, [this] { run_stop_steps(); });
+}
+
+}  // namespace forkpool::supervisor
