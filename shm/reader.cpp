@@ -1,0 +1,147 @@
+#include "shm/reader.hpp"
+
+#include <new>
+
+#include "shm/region.hpp"
+#include "shm/seqlock.hpp"
+
+namespace forkpool::shm {
+
+namespace {
+
+constexpr auto kRelaxed = std::memory_order_relaxed;
+
+template <typename T>
+const T* at(const std::byte* base, std::uint64_t offset) {
+  return std::launder(reinterpret_cast<const T*>(base + offset));
+}
+
+// Lifecycle combined with activity: the master decides whether a worker is starting,
+// ready, stopping or gone; only a ready worker's own Idle/Busy refines that. A worker can
+// therefore never promote itself to ready by writing its page.
+WorkerState combine(std::uint32_t lifecycle_raw, WorkerState activity) {
+  const WorkerState lifecycle = worker_state_from_raw(lifecycle_raw).value_or(WorkerState::Empty);
+  if (lifecycle == WorkerState::Idle || lifecycle == WorkerState::Busy) {
+    return activity == WorkerState::Busy ? WorkerState::Busy : WorkerState::Idle;
+  }
+  return lifecycle;
+}
+
+}  // namespace
+
+Reader::Reader(const std::byte* region, std::vector<const SlotActivity*> pages)
+    : header_(at<Header>(region, 0)), pages_(std::move(pages)), history_(pages_.size()) {
+  pool_count_ = header_->pool_count.load(kRelaxed);
+  pools_ = at<PoolBlock>(region, header_->pools_offset.load(kRelaxed));
+  records_ = at<SlotRecord>(region, header_->slots_offset.load(kRelaxed));
+}
+
+Reader::Copy Reader::copy_worker(std::uint32_t slot) const {
+  Copy c;
+  WorkerSnapshot& w = c.worker;
+  w.slot = slot;
+  const SlotRecord& r = records_[slot];
+  // The master is the only writer and never stalls mid-update for long; if the counter
+  // still did not settle, the fields read last are the best there is.
+  seqlock_read(r.seq, [&] {
+    w.epoch = r.epoch.load(kRelaxed);
+    w.pid = r.pid.load(kRelaxed);
+    c.lifecycle = r.state.load(kRelaxed);
+    w.pool = r.pool.load(kRelaxed);
+    w.worker_index = r.worker_index.load(kRelaxed);
+    w.generation = r.generation.load(kRelaxed);
+    w.last_exit_status = r.last_exit_status.load(kRelaxed);
+    w.start_time_ns = r.start_time_ns.load(kRelaxed);
+    w.restarts = r.restarts.load(kRelaxed);
+    w.rss_bytes = r.rss_bytes.load(kRelaxed);
+    w.cpu_time_us = r.cpu_time_us.load(kRelaxed);
+  });
+  const SlotActivity* page = pages_[slot];
+  c.stale = slot < page_epochs_.size() && page_epochs_[slot] != w.epoch;
+  if (c.stale || page == nullptr) return c;
+  RawActivity raw;
+  const ActivityHistory& h = history_[slot];
+  const bool patient = h.epoch != w.epoch || !h.unsettled;
+  const bool ok = seqlock_read(
+      page->seq,
+      [&] {
+        raw.state = page->state.load(kRelaxed);
+        raw.in_flight = page->in_flight.load(kRelaxed);
+        raw.connections_handled = page->connections_handled.load(kRelaxed);
+        raw.busy_since_ns = page->busy_since_ns.load(kRelaxed);
+      },
+      patient ? kSeqlockAttempts : kSeqlockSpins);
+  c.mapped = true;
+  if (ok) c.raw = raw;
+  return c;
+}
+
+WorkerSnapshot Reader::finish_worker(Copy& c, std::int64_t now_ns) {
+  WorkerSnapshot& w = c.worker;
+  ActivityHistory& h = history_[w.slot];
+  if (h.epoch != w.epoch) h = ActivityHistory{w.epoch, 0, {}, false};
+  Activity a;
+  if (c.stale) {
+    a.anomalies = kAnomalyStalePage;
+  } else if (c.mapped) {
+    a = validate_activity(c.raw, w.start_time_ns, now_ns, h);
+    h.unsettled = !c.raw.has_value();
+  }
+  w.state = combine(c.lifecycle, a.state);
+  w.connections_handled = a.connections_handled;
+  w.in_flight = a.in_flight;
+  w.busy_since_ns = w.state == WorkerState::Busy ? a.busy_since_ns : 0;
+  w.anomalies = a.anomalies;
+  return w;
+}
+
+WorkerSnapshot Reader::read_worker(std::uint32_t slot) {
+  Copy c = copy_worker(slot);
+  // The clock is read after the copy so an honest worker's timestamp is never after it.
+  return finish_worker(c, monotonic_ns());
+}
+
+PoolSnapshot Reader::read_pool(std::uint32_t pool) const {
+  PoolSnapshot p;
+  p.pool = pool;
+  const PoolBlock& b = pools_[pool];
+  std::uint32_t state = 0;
+  seqlock_read(b.seq, [&] {
+    state = b.state.load(kRelaxed);
+    p.size = b.size.load(kRelaxed);
+    p.accepted = b.accepted.load(kRelaxed);
+    p.dispatched = b.dispatched.load(kRelaxed);
+    p.completed = b.completed.load(kRelaxed);
+    p.queued_now = b.queued_now.load(kRelaxed);
+    p.queue_peak = b.queue_peak.load(kRelaxed);
+    p.queue_timeouts = b.queue_timeouts.load(kRelaxed);
+    p.spawned = b.spawned.load(kRelaxed);
+    p.crashed = b.crashed.load(kRelaxed);
+    p.killed = b.killed.load(kRelaxed);
+    p.recycled = b.recycled.load(kRelaxed);
+    p.duration = histogram_copy(b.duration);
+    p.queue_wait = histogram_copy(b.queue_wait);
+  });
+  p.state = pool_state_from_raw(state).value_or(PoolState::Failed);
+  return p;
+}
+
+ScoreboardSnapshot Reader::snapshot() {
+  ScoreboardSnapshot s;
+  s.master_pid = header_->master_pid.load(kRelaxed);
+  s.master_start_realtime_ns = header_->start_realtime_ns.load(kRelaxed);
+  s.master_start_monotonic_ns = header_->start_monotonic_ns.load(kRelaxed);
+  s.pools.reserve(pool_count_);
+  for (std::uint32_t i = 0; i < pool_count_; ++i) s.pools.push_back(read_pool(i));
+  // Copy every slot first and read the clock once afterwards: cheaper than a clock read
+  // per slot, and still never earlier than any timestamp in the copies.
+  std::vector<Copy> copies;
+  copies.reserve(pages_.size());
+  for (std::uint32_t i = 0; i < slot_count(); ++i) copies.push_back(copy_worker(i));
+  s.taken_monotonic_ns = monotonic_ns();
+  s.workers.reserve(copies.size());
+  for (auto& c : copies) s.workers.push_back(finish_worker(c, s.taken_monotonic_ns));
+  return s;
+}
+
+}  // namespace forkpool::shm

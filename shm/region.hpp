@@ -1,0 +1,69 @@
+#pragma once
+// Memory for the scoreboard: sealed memfds, the main region's header (formatting and
+// validation), and a contiguous window of per-slot pages. Knows nothing about what the
+// counters mean.
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "shm/layout.hpp"
+#include "shm/mapping.hpp"
+
+namespace forkpool::shm {
+
+std::size_t system_page_size();
+
+// memfd_create + ftruncate + seals against shrinking and growing (a worker that could
+// shrink its slot memfd would make the master's next read of it die with SIGBUS).
+// The fd is close-on-exec: handing it to a worker is the spawner's explicit decision.
+std::error_code make_sealed_memfd(const char* name, std::size_t size, OwnedFd& out);
+
+struct HeaderSpec {
+  std::uint32_t pool_count = 0;
+  std::uint32_t slot_count = 0;
+  std::uint32_t activity_page_size = 0;
+  pid_t master_pid = 0;
+  std::int64_t start_realtime_ns = 0;
+  std::int64_t start_monotonic_ns = 0;
+};
+
+// Constructs every block of the main region in `base` (which holds at least
+// region_geometry(...).size zeroed bytes) and fills in the header.
+void format_region(std::byte* base, const HeaderSpec& spec);
+
+// Checks a header before anything else of the region is read. `available` is how many bytes
+// are really mapped at `base`. Returns "" when the header is usable, else a message that
+// names the field, e.g. "scoreboard: bad magic 0x... (not a forkpool scoreboard)".
+std::string check_header(const std::byte* base, std::size_t available);
+
+// One virtual window with a page per slot, each page mapped from that slot's own memfd, so
+// slot i lives at base + i * page_size however often its memfd is replaced. Pages not yet
+// mapped stay PROT_NONE and are reported by is_mapped().
+class SlotPages {
+ public:
+  SlotPages() = default;
+  SlotPages(std::uint32_t count, std::size_t page_size);  // throws std::system_error (mmap)
+
+  // Maps `fd` over slot's page, atomically replacing what was there.
+  std::error_code map(std::uint32_t slot, int fd, bool writable);
+  std::byte* page(std::uint32_t slot) const { return window_.data() + slot * page_size_; }
+  bool is_mapped(std::uint32_t slot) const { return mapped_[slot]; }
+  std::uint32_t count() const { return static_cast<std::uint32_t>(mapped_.size()); }
+  std::size_t page_size() const { return page_size_; }
+
+ private:
+  Mapping window_;
+  std::size_t page_size_ = 0;
+  std::vector<bool> mapped_;
+};
+
+std::int64_t monotonic_ns();
+std::int64_t realtime_ns();
+
+}  // namespace forkpool::shm

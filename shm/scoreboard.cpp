@@ -1,0 +1,232 @@
+#include "shm/scoreboard.hpp"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <new>
+#include <string>
+
+#include "shm/histogram.hpp"
+#include "shm/seqlock.hpp"
+
+namespace forkpool::shm {
+
+namespace {
+
+constexpr auto kRelaxed = std::memory_order_relaxed;
+
+// A bad index from the master's own tables is a bug in the master, not bad input.
+void require(bool ok, const char* what) {
+  if (ok) return;
+  std::fprintf(stderr, "forkpool: scoreboard: %s out of range\n", what);
+  std::abort();
+}
+
+// Single writer: no read-modify-write needed.
+void bump(AtomicU64& a, std::uint64_t n) {
+  a.store(a.load(kRelaxed) + n, kRelaxed);
+}
+
+}  // namespace
+
+Scoreboard::Scoreboard(std::uint32_t pool_count, std::uint32_t slot_count)
+    : pool_count_(pool_count) {
+  if (slot_count > kMaxSlots || pool_count > kMaxPools) {
+    throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                            "scoreboard: too many slots or pools");
+  }
+  const std::size_t page = system_page_size();
+  const RegionGeometry g = region_geometry(pool_count, slot_count);
+  const std::size_t size = (g.size + page - 1) / page * page;
+  if (auto ec = make_sealed_memfd("forkpool-scoreboard", size, region_fd_)) {
+    throw std::system_error(ec, "memfd_create/ftruncate/F_ADD_SEALS (scoreboard region)");
+  }
+  void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, region_fd_.get(), 0);
+  if (addr == MAP_FAILED) {
+    throw std::system_error(errno, std::system_category(), "mmap (scoreboard region)");
+  }
+  region_ = Mapping(addr, size);
+  format_region(region_.data(), HeaderSpec{pool_count, slot_count, static_cast<std::uint32_t>(page),
+                                           ::getpid(), realtime_ns(), monotonic_ns()});
+  pools_ = std::launder(reinterpret_cast<PoolBlock*>(region_.data() + g.pools_offset));
+  records_ = std::launder(reinterpret_cast<SlotRecord*>(region_.data() + g.slots_offset));
+
+  pages_ = SlotPages(slot_count, page);
+  slot_fds_.resize(slot_count);
+  std::vector<const SlotActivity*> views(slot_count);
+  for (std::uint32_t i = 0; i < slot_count; ++i) {
+    if (auto ec = renew_page(i)) {
+      throw std::system_error(ec, "memfd_create/mmap (scoreboard slot " + std::to_string(i) + ")");
+    }
+    views[i] = std::launder(reinterpret_cast<const SlotActivity*>(pages_.page(i)));
+  }
+  reader_ = Reader(region_.data(), std::move(views));
+}
+
+std::error_code Scoreboard::renew_page(std::uint32_t slot) {
+  OwnedFd fd;
+  if (auto ec = make_sealed_memfd("forkpool-slot", pages_.page_size(), fd)) return ec;
+  if (auto ec = pages_.map(slot, fd.get(), true)) return ec;
+  new (pages_.page(slot)) SlotActivity{};
+  slot_fds_[slot] = std::move(fd);
+  return {};
+}
+
+PoolBlock& Scoreboard::pool_block(std::uint32_t pool) {
+  require(pool < pool_count_, "pool index");
+  return pools_[pool];
+}
+
+SlotRecord& Scoreboard::record(std::uint32_t slot) {
+  require(slot < slot_count(), "slot index");
+  return records_[slot];
+}
+
+std::uint64_t Scoreboard::slot_epoch(std::uint32_t slot) const {
+  require(slot < slot_count(), "slot index");
+  return records_[slot].epoch.load(kRelaxed);
+}
+
+void Scoreboard::assign_slot(std::uint32_t slot, std::uint32_t pool, std::uint32_t worker_index) {
+  require(pool < pool_count_, "pool index");
+  SlotRecord& r = record(slot);
+  SeqlockWrite w(r.seq);
+  r.pool.store(pool, kRelaxed);
+  r.worker_index.store(worker_index, kRelaxed);
+}
+
+std::error_code Scoreboard::start_worker(std::uint32_t slot, std::uint32_t generation) {
+  SlotRecord& r = record(slot);
+  const std::uint64_t epoch = r.epoch.load(kRelaxed);
+  std::error_code ec;
+  if (epoch != 0) {
+    ec = renew_page(slot);
+    if (ec) {
+      // Degraded but safe: the old page is reset by the master, which owns it while no
+      // worker runs in the slot.
+      auto* a = std::launder(reinterpret_cast<SlotActivity*>(pages_.page(slot)));
+      SeqlockWrite w(a->seq);
+      a->state.store(0, kRelaxed);
+      a->in_flight.store(0, kRelaxed);
+      a->connections_handled.store(0, kRelaxed);
+      a->busy_since_ns.store(0, kRelaxed);
+    }
+  }
+  SeqlockWrite w(r.seq);
+  r.epoch.store(epoch + 1, kRelaxed);
+  if (epoch != 0) bump(r.restarts, 1);
+  r.pid.store(0, kRelaxed);
+  r.state.store(static_cast<std::uint32_t>(WorkerState::Starting), kRelaxed);
+  r.generation.store(generation, kRelaxed);
+  r.start_time_ns.store(0, kRelaxed);
+  r.rss_bytes.store(0, kRelaxed);
+  r.cpu_time_us.store(0, kRelaxed);
+  return ec;
+}
+
+void Scoreboard::set_pid(std::uint32_t slot, pid_t pid, std::int64_t start_time_ns) {
+  SlotRecord& r = record(slot);
+  SeqlockWrite w(r.seq);
+  r.pid.store(pid, kRelaxed);
+  r.start_time_ns.store(start_time_ns, kRelaxed);
+}
+
+void Scoreboard::set_state(std::uint32_t slot, WorkerState state) {
+  SlotRecord& r = record(slot);
+  SeqlockWrite w(r.seq);
+  r.state.store(static_cast<std::uint32_t>(state), kRelaxed);
+}
+
+void Scoreboard::mark_ready(std::uint32_t slot) {
+  set_state(slot, WorkerState::Idle);
+}
+void Scoreboard::mark_stopping(std::uint32_t slot) {
+  set_state(slot, WorkerState::Stopping);
+}
+void Scoreboard::mark_empty(std::uint32_t slot) {
+  set_state(slot, WorkerState::Empty);
+}
+
+void Scoreboard::mark_exited(std::uint32_t slot, int wait_status) {
+  SlotRecord& r = record(slot);
+  SeqlockWrite w(r.seq);
+  r.state.store(static_cast<std::uint32_t>(WorkerState::Exited), kRelaxed);
+  r.last_exit_status.store(wait_status, kRelaxed);
+}
+
+void Scoreboard::set_usage(std::uint32_t slot, std::uint64_t rss_bytes, std::uint64_t cpu_time_us) {
+  SlotRecord& r = record(slot);
+  SeqlockWrite w(r.seq);
+  r.rss_bytes.store(rss_bytes, kRelaxed);
+  r.cpu_time_us.store(cpu_time_us, kRelaxed);
+}
+
+void Scoreboard::set_pool_state(std::uint32_t pool, PoolState state) {
+  PoolBlock& b = pool_block(pool);
+  SeqlockWrite w(b.seq);
+  b.state.store(static_cast<std::uint32_t>(state), kRelaxed);
+}
+
+void Scoreboard::set_pool_size(std::uint32_t pool, std::uint32_t size) {
+  PoolBlock& b = pool_block(pool);
+  SeqlockWrite w(b.seq);
+  b.size.store(size, kRelaxed);
+}
+
+void Scoreboard::count(std::uint32_t pool, PoolCounter counter, std::uint64_t n) {
+  PoolBlock& b = pool_block(pool);
+  AtomicU64* field = nullptr;
+  switch (counter) {
+    case PoolCounter::Accepted:
+      field = &b.accepted;
+      break;
+    case PoolCounter::Dispatched:
+      field = &b.dispatched;
+      break;
+    case PoolCounter::Completed:
+      field = &b.completed;
+      break;
+    case PoolCounter::QueueTimeouts:
+      field = &b.queue_timeouts;
+      break;
+    case PoolCounter::Spawned:
+      field = &b.spawned;
+      break;
+    case PoolCounter::Crashed:
+      field = &b.crashed;
+      break;
+    case PoolCounter::Killed:
+      field = &b.killed;
+      break;
+    case PoolCounter::Recycled:
+      field = &b.recycled;
+      break;
+  }
+  require(field != nullptr, "pool counter");
+  SeqlockWrite w(b.seq);
+  bump(*field, n);
+}
+
+void Scoreboard::set_queued(std::uint32_t pool, std::uint64_t queued_now) {
+  PoolBlock& b = pool_block(pool);
+  SeqlockWrite w(b.seq);
+  b.queued_now.store(queued_now, kRelaxed);
+  if (queued_now > b.queue_peak.load(kRelaxed)) b.queue_peak.store(queued_now, kRelaxed);
+}
+
+void Scoreboard::record_duration(std::uint32_t pool, std::uint64_t us) {
+  PoolBlock& b = pool_block(pool);
+  SeqlockWrite w(b.seq);
+  histogram_record(b.duration, us);
+}
+
+void Scoreboard::record_queue_wait(std::uint32_t pool, std::uint64_t us) {
+  PoolBlock& b = pool_block(pool);
+  SeqlockWrite w(b.seq);
+  histogram_record(b.queue_wait, us);
+}
+
+}  // namespace forkpool::shm

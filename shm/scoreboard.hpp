@@ -1,0 +1,97 @@
+#pragma once
+// The master's side of the scoreboard: creates the shared memory, writes every
+// master-owned field (slot lifecycle, pool counters, histograms) and reads snapshots.
+// Single-threaded by design, like the master's loop: each field has one writer, so no
+// method here needs a read-modify-write on shared memory.
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <system_error>
+#include <vector>
+
+#include "shm/layout.hpp"
+#include "shm/mapping.hpp"
+#include "shm/pool_state.hpp"
+#include "shm/reader.hpp"
+#include "shm/region.hpp"
+#include "shm/snapshot.hpp"
+
+namespace forkpool::shm {
+
+enum class PoolCounter {
+  Accepted,
+  Dispatched,
+  Completed,
+  QueueTimeouts,
+  Spawned,
+  Crashed,
+  Killed,
+  Recycled,
+};
+
+class Scoreboard {
+ public:
+  // Creates the main region and one page memfd per slot. Throws std::system_error naming
+  // the failing syscall; this is the only method that throws.
+  Scoreboard(std::uint32_t pool_count, std::uint32_t slot_count);
+  // Movable: the Reader points into the mappings, which do not move with the object.
+  Scoreboard(Scoreboard&&) = default;
+  Scoreboard& operator=(Scoreboard&&) = default;
+
+  std::uint32_t pool_count() const { return pool_count_; }
+  std::uint32_t slot_count() const { return pages_.count(); }
+
+  // The main region: for forkpoolctl (read-only attach) only, never for a worker.
+  int region_fd() const { return region_fd_.get(); }
+  // Slot `slot`'s page memfd, close-on-exec: the spawner dup2()s it into the worker as
+  // FORKPOOL_SCOREBOARD_FD. Changes on every start_worker() after the first.
+  int slot_fd(std::uint32_t slot) const { return slot_fds_[slot].get(); }
+  // The epoch whose page slot_fd() is, to send along with the fd to read-only readers.
+  std::uint64_t slot_epoch(std::uint32_t slot) const;
+
+  // --- Slot lifecycle (all master-written) ---
+  void assign_slot(std::uint32_t slot, std::uint32_t pool, std::uint32_t worker_index);
+  // Before fork: a fresh zeroed page for the new worker (so a descendant of the previous
+  // worker still holding the old page cannot write into the new one), epoch + 1, state
+  // Starting, pid 0. On failure to make a new page, the old one is zeroed and reused and
+  // the error returned for the caller to log; the slot is usable either way.
+  std::error_code start_worker(std::uint32_t slot, std::uint32_t generation);
+  // After fork. `start_time_ns` is CLOCK_MONOTONIC.
+  void set_pid(std::uint32_t slot, pid_t pid, std::int64_t start_time_ns);
+  void mark_ready(std::uint32_t slot);
+  void mark_stopping(std::uint32_t slot);
+  void mark_exited(std::uint32_t slot, int wait_status);
+  void mark_empty(std::uint32_t slot);  // scaled down: no worker will use the slot
+  void set_usage(std::uint32_t slot, std::uint64_t rss_bytes, std::uint64_t cpu_time_us);
+
+  // --- Pool counters (all master-written) ---
+  void set_pool_state(std::uint32_t pool, PoolState state);
+  void set_pool_size(std::uint32_t pool, std::uint32_t size);
+  void count(std::uint32_t pool, PoolCounter counter, std::uint64_t n = 1);
+  void set_queued(std::uint32_t pool, std::uint64_t queued_now);  // raises queue_peak too
+  void record_duration(std::uint32_t pool, std::uint64_t us);
+  void record_queue_wait(std::uint32_t pool, std::uint64_t us);
+
+  // --- Reading ---
+  WorkerSnapshot read_worker(std::uint32_t slot) { return reader_.read_worker(slot); }
+  PoolSnapshot read_pool(std::uint32_t pool) const { return reader_.read_pool(pool); }
+  ScoreboardSnapshot snapshot() { return reader_.snapshot(); }
+
+ private:
+  PoolBlock& pool_block(std::uint32_t pool);
+  SlotRecord& record(std::uint32_t slot);
+  std::error_code renew_page(std::uint32_t slot);
+  void set_state(std::uint32_t slot, WorkerState state);
+
+  std::uint32_t pool_count_ = 0;
+  OwnedFd region_fd_;
+  Mapping region_;
+  PoolBlock* pools_ = nullptr;
+  SlotRecord* records_ = nullptr;
+  std::vector<OwnedFd> slot_fds_;
+  SlotPages pages_;
+  Reader reader_;
+};
+
+}  // namespace forkpool::shm
