@@ -56,7 +56,15 @@ Parsed<ListenAddress> tcp_from_host_port(std::string_view hp, std::string_view p
 
 }  // namespace
 
-Parsed<ListenAddress> parse_listen_address(std::string_view text, const std::filesystem::path& base_dir) {
+namespace {
+
+// Every failure names what was written, once.
+Parsed<ListenAddress> with_input(Parsed<ListenAddress> p, std::string_view text) {
+  if (!p && p.error.find(", got ") == std::string::npos) p.error += ", got \"" + std::string(text) + "\"";
+  return p;
+}
+
+Parsed<ListenAddress> parse_listen_address_impl(std::string_view text, const std::filesystem::path& base_dir) {
   using P = Parsed<ListenAddress>;
   if (text.starts_with("tcp://")) return tcp_from_host_port(text.substr(6), "tcp://");
   if (text.starts_with("unix:")) {
@@ -65,6 +73,7 @@ Parsed<ListenAddress> parse_listen_address(std::string_view text, const std::fil
     if (rest.empty()) return P::fail("a socket path after \"unix:\"");
     ListenAddress a;
     a.kind = ListenAddress::Kind::Unix;
+    if (rest == "@") return P::fail("a name after \"@\" for an abstract socket");
     if (rest.starts_with('@')) {
       a.path = std::string(rest);  // abstract namespace; never touches the file system
     } else {
@@ -80,6 +89,12 @@ Parsed<ListenAddress> parse_listen_address(std::string_view text, const std::fil
   return P::fail("an address such as \"tcp://127.0.0.1:8080\", \"tcp://[::1]:8080\" or \"unix:PATH\"");
 }
 
-Parsed<ListenAddress> parse_host_port(std::string_view text) { return tcp_from_host_port(text, ""); }
+}  // namespace
+
+Parsed<ListenAddress> parse_listen_address(std::string_view text, const std::filesystem::path& base_dir) {
+  return with_input(parse_listen_address_impl(text, base_dir), text);
+}
+
+Parsed<ListenAddress> parse_host_port(std::string_view text) { return with_input(tcp_from_host_port(text, ""), text); }
 
 }  // namespace forkpool::config

@@ -59,15 +59,23 @@ SupervisorConfig load_supervisor(TableReader& root, const std::filesystem::path&
   SupervisorConfig s;
   s.control_socket = base_dir / "forkpool.sock";
   const toml::table* t = root.table("supervisor");
-  if (t == nullptr) return s;
+  if (t == nullptr) {
+    if (s.control_socket.native().size() >= sizeof(sockaddr_un::sun_path))
+      sink.error({1, 1}, "supervisor.control_socket",
+                 "the default path " + s.control_socket.string() +
+                     " is longer than a Unix socket path may be; set a shorter control_socket");
+    return s;
+  }
   TableReader r(*t, "supervisor", sink);
   if (auto v = r.string("control_socket")) {
     if (v->empty()) r.error("control_socket", "expected a socket path, got \"\"");
     else s.control_socket = (std::filesystem::path(*v).is_absolute() ? std::filesystem::path(*v)
                                                                       : base_dir / *v).lexically_normal();
-    if (s.control_socket.native().size() >= sizeof(sockaddr_un::sun_path))
-      r.error("control_socket", "the resolved path is longer than a Unix socket path may be (107 bytes)");
   }
+  if (s.control_socket.native().size() >= sizeof(sockaddr_un::sun_path))
+    r.error("control_socket", "the resolved path " + s.control_socket.string() + " is longer than a Unix socket path may be (" +
+                                  std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes)");
+  const bool mode_written = r.has("control_mode");
   if (auto v = r.string("control_mode")) {
     auto mode = parse_octal_mode(*v);
     if (!mode) r.error("control_mode", "expected " + mode.error + ", got \"" + *v + "\"");
@@ -76,12 +84,16 @@ SupervisorConfig load_supervisor(TableReader& root, const std::filesystem::path&
   if (auto v = r.string("control_group"); v && !v->empty()) {
     if (auto problem = check_group_exists(*v)) r.error("control_group", *problem);
     s.control_group = *v;
+    // SPEC: naming a group lets it connect, so the default mode opens to the group.
+    if (!mode_written) s.control_mode = 0660;
   }
   if (auto v = r.string("log_level")) {
     if (is_log_level(*v)) s.log_level = *v;
     else
-      r.error("log_level", "expected one of \"trace\", \"debug\", \"info\", \"warn\", \"error\", "
-                           "\"critical\", \"off\", got \"" + *v + "\"");
+      r.error("log_level", "expected one of " +
+                               TableReader::list({"trace", "debug", "info", "warn", "error", "critical", "off"}) +
+                               ", got \"" + *v + "\"" +
+                               TableReader::suggestion(*v, {"trace", "debug", "info", "warn", "error", "critical", "off"}));
   }
   if (auto v = r.choice<LogFormat>("log_format", log_format_from_string, {"text", "json"})) s.log_format = *v;
   if (auto v = r.string("log_file"); v && !v->empty()) {
@@ -93,7 +105,7 @@ SupervisorConfig load_supervisor(TableReader& root, const std::filesystem::path&
   if (auto v = r.duration("shutdown_timeout")) s.shutdown_timeout = *v;
   if (auto v = r.string("metrics_listen"); v && !v->empty()) {
     auto addr = parse_host_port(*v);
-    if (!addr) r.error("metrics_listen", "expected " + addr.error + ", got \"" + *v + "\"");
+    if (!addr) r.error("metrics_listen", "expected " + addr.error);
     else s.metrics_listen = addr.value->text;
   }
   r.finish();
@@ -110,11 +122,12 @@ void check_listen_conflicts(const Config& config, const std::vector<detail::Pool
     for (std::size_t i = 0; i < pool.listen.size(); ++i) {
       const ListenAddress& a = pool.listen[i];
       if (a.kind == ListenAddress::Kind::Tcp && a.port == 0) continue;
-      const std::string key = "pools." + pool.name + ".listen[" + std::to_string(i) + "]";
+      const detail::ListenSource& where = sources[p].listen[i];
+      const std::string key = "pools." + pool.name + ".listen[" + std::to_string(where.index) + "]";
       auto [it, inserted] = seen.emplace(a.text, key);
-      if (!inserted) sink.error(sources[p].listen[i], key, "\"" + a.text + "\" is already used by " + it->second);
+      if (!inserted) sink.error(where.at, key, "\"" + a.text + "\" is already used by " + it->second);
       if (a.kind == ListenAddress::Kind::Unix && a.path == config.supervisor.control_socket)
-        sink.error(sources[p].listen[i], key, "is the same path as supervisor.control_socket");
+        sink.error(where.at, key, "is the same path as supervisor.control_socket");
     }
   }
 }

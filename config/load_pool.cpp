@@ -66,11 +66,11 @@ void load_listen(TableReader& r, PoolConfig& pool, const std::filesystem::path& 
     }
     auto addr = parse_listen_address(s->get(), base_dir);
     if (!addr) {
-      r.error_at(at, key, "expected " + addr.error + ", got \"" + s->get() + "\"");
+      r.error_at(at, key, "expected " + addr.error);
       continue;
     }
     pool.listen.push_back(std::move(*addr.value));
-    source.listen.push_back(at);
+    source.listen.push_back({at, index - 1});
   }
 }
 
@@ -219,8 +219,13 @@ PoolConfig load_pool(const std::string& name, const toml::table& table,
   assign(pool.max_memory, r.size("max_memory"));
   assign(pool.restart_delay, r.duration("restart_delay"));
   assign(pool.restart_delay_max, r.duration("restart_delay_max"));
-  if (pool.restart_delay_max < pool.restart_delay && r.has("restart_delay_max"))
-    r.error("restart_delay_max", "must be at least restart_delay (" + format_duration(pool.restart_delay) + ")");
+  if (pool.restart_delay_max < pool.restart_delay) {
+    // Only a written maximum can contradict the delay; the default one follows it up.
+    if (r.has("restart_delay_max"))
+      r.error("restart_delay_max", "must be at least restart_delay (" + format_duration(pool.restart_delay) + ")");
+    else
+      pool.restart_delay_max = pool.restart_delay;
+  }
   if (auto v = r.integer("flap_restarts", 1, 1'000'000)) pool.flap_restarts = static_cast<int>(*v);
   assign(pool.flap_window, r.duration("flap_window"));
   assign(pool.graceful_timeout, r.duration("graceful_timeout"));
@@ -237,6 +242,7 @@ PoolConfig load_pool(const std::string& name, const toml::table& table,
   if (auto cwd = r.string("cwd"); cwd && !cwd->empty()) {
     pool.cwd = resolve(base_dir, *cwd);
     if (auto problem = check_directory(pool.cwd)) r.error("cwd", *problem);
+    if (pool.cwd.has_filename() == false && pool.cwd != pool.cwd.root_path()) pool.cwd = pool.cwd.parent_path();
   }
   if (auto umask = r.string("umask"); umask && !umask->empty()) {
     auto mode = parse_octal_mode(*umask);

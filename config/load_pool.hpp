@@ -8,10 +8,16 @@
 
 namespace forkpool::config::detail {
 
+// Where one parsed listen entry stands, and its index in the file's array.
+struct ListenSource {
+  Location at;
+  std::size_t index;
+};
+
 // Where the pool's listen entries stand, for cross-pool checks.
 struct PoolSource {
   Location header;
-  std::vector<Location> listen;
+  std::vector<ListenSource> listen;  // parallel to PoolConfig::listen
 };
 
 PoolConfig load_pool(const std::string& name, const toml::table& table,
