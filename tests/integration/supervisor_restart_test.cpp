@@ -1,0 +1,115 @@
+// Crash recovery of the real master: respawn in the same slot, exponential backoff,
+// flapping, EX_CONFIG, resizing with TTIN/TTOU, and worker output into the log.
+
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <string>
+
+#include "support/http_client.hpp"
+#include "support/master_process.hpp"
+#include "support/temp_dir.hpp"
+#include "support/wait_until.hpp"
+
+using namespace forkpool::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string pool_config(const std::string& pool_body) {
+  return "[supervisor]\nlog_level = \"debug\"\n\n[pools.web]\n" + pool_body;
+}
+
+std::string tw(const std::string& args = "") {
+  return "command = [\"" + testworker_binary().string() + "\"" + args + "]\n";
+}
+
+}  // namespace
+
+TEST_CASE("a worker killed with SIGKILL is replaced in its slot and serves", "[supervisor][restart]") {
+  TempDir dir;
+  write_file(dir / "f.toml", pool_config("command = [\"" + hello_binary().string() +
+                                         "\"]\ndispatch = \"shared\"\nlisten = [\"tcp://127.0.0.1:0\"]\n"
+                                         "workers = 1\nrestart_delay = \"100ms\"\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  REQUIRE(!addr.empty());
+  const pid_t old_pid = master.wait_worker_started("web", 0);
+  REQUIRE(old_pid > 0);
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+
+  ::kill(old_pid, SIGKILL);
+  const auto t0 = std::chrono::steady_clock::now();
+  const pid_t new_pid = master.wait_worker_started_after("web", 0, old_pid);
+  REQUIRE(new_pid > 0);
+  CHECK(std::chrono::steady_clock::now() - t0 < 1s);
+  CHECK(!master.wait_log("worker web\\[0\\] pid " + std::to_string(old_pid) + " exited on signal 9").empty());
+  CHECK(!master.wait_log("worker web\\[0\\] starts again in").empty());
+
+  // The one worker of the pool is the replacement, so it answers every request.
+  bool served = wait_until([&] {
+    auto r = http_get(addr, "/");
+    return r && r->status == 200 && r->headers["x-worker-pid"] == std::to_string(new_pid) &&
+           r->headers["x-worker"] == "web-0";
+  }, 10s);
+  CHECK(served);
+}
+
+TEST_CASE("a worker that always fails backs off exponentially until the pool is failed", "[supervisor][restart]") {
+  TempDir dir;
+  write_file(dir / "f.toml", pool_config(tw(", \"--exit\", \"1\"") +
+                                         "workers = 1\nrestart_delay = \"40ms\"\nrestart_delay_max = \"10s\"\n"
+                                         "flap_restarts = 4\nflap_window = \"1m\"\n"));
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("pool web failed: 5 unplanned exits within flap_window").empty());
+  const auto delays = master.all_matches("worker web\\[0\\] starts again in ([0-9]+)ms");
+  REQUIRE(delays.size() == 4);
+  // 40, 80, 160, 320 ms each ±20 %: every delay is longer than the one before.
+  for (std::size_t i = 1; i < delays.size(); ++i) CHECK(std::stoi(delays[i]) > std::stoi(delays[i - 1]));
+  CHECK(std::stoi(delays[0]) >= 32);
+  CHECK(std::stoi(delays[0]) <= 48);
+  CHECK(master.all_matches("worker web\\[0\\] pid [0-9]+ started").size() == 5);
+  CHECK(!master.wait_log("pool web is failed").empty());
+}
+
+TEST_CASE("exit 78 (EX_CONFIG) at start marks the pool failed at once", "[supervisor][restart]") {
+  TempDir dir;
+  write_file(dir / "f.toml", pool_config(tw(", \"--exit\", \"78\"") + "workers = 3\nrestart_delay = \"10ms\"\n"));
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("pool web failed: worker [0-9] exited with status 78 \\(EX_CONFIG\\)").empty());
+  CHECK(master.all_matches("(starts again in)").empty());
+  // The workers already started may exit too, but nothing is started after the failure.
+  master.wait_log("worker web\\[2\\] pid [0-9]+ exited");
+  CHECK(master.all_matches("pid [0-9]+ (started)").size() == 3);
+}
+
+TEST_CASE("SIGTTIN and SIGTTOU add and remove a worker", "[supervisor][scale]") {
+  TempDir dir;
+  write_file(dir / "f.toml", pool_config(tw() + "workers = 2\n"));
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  master.signal(SIGTTIN);
+  REQUIRE(!master.wait_log("pool web scales from 2 to 3 workers").empty());
+  const pid_t third = master.wait_worker_started("web", 2);
+  REQUIRE(third > 0);
+  master.signal(SIGTTOU);
+  REQUIRE(!master.wait_log("pool web scales from 3 to 2 workers").empty());
+  CHECK(!master.wait_log("worker web\\[2\\] pid " + std::to_string(third) + " exited with status 0").empty());
+  CHECK(wait_until([&] { return !process_alive(third); }));
+  CHECK(master.all_matches("(starts again in)").empty());
+}
+
+TEST_CASE("stdout = \"log\" puts each line of the worker into the master's log", "[supervisor][output]") {
+  TempDir dir;
+  write_file(dir / "f.toml", pool_config(tw(", \"--stdout\", \"hello from {worker}\", \"--stderr\", \"oops\"") +
+                                         "workers = 1\nstdout = \"log\"\nstderr = \"" + (dir / "err.txt").string() +
+                                         "\"\n"));
+  MasterProcess master(dir / "f.toml");
+  CHECK(!master.wait_log("\\[worker.output\\] web\\[0\\] stdout: hello from 0").empty());
+  CHECK(wait_until([&] {
+    std::ifstream in(dir / "err.txt");
+    std::string line;
+    return std::getline(in, line) && line == "oops";
+  }));
+}

@@ -1,0 +1,22 @@
+#pragma once
+// A minimal blocking HTTP/1.1 client for tests: one request per connection.
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace forkpool::test {
+
+struct HttpResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+};
+
+// GET http://HOST:PORT/path with Connection: close. `address` is "127.0.0.1:8080" or
+// "[::1]:8080". Returns nothing on connection errors or when `timeout` passes.
+std::optional<HttpResponse> http_get(const std::string& address, const std::string& path,
+                                     std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+}  // namespace forkpool::test
