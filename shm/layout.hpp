@@ -27,7 +27,7 @@ namespace forkpool::shm {
 
 // Bump on any change to a struct in this file or to the numeric values of WorkerState,
 // PoolState or the histogram buckets.
-inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::uint32_t kLayoutVersion = 2;
 // "FPSCORE" followed by a format byte; spelled so a hex dump of the region reads it.
 inline constexpr std::uint64_t kMagic = 0x0145524f43535046ull;  // bytes: F P S C O R E 0x01
 inline constexpr std::size_t kCacheLine = 64;
@@ -94,7 +94,10 @@ struct alignas(kCacheLine) PoolBlock {
   AtomicU32 size;             // master: configured number of workers
   AtomicU64 accepted;         // master: connections accepted on the pool's listeners
   AtomicU64 dispatched;       // master: connections handed to a worker
-  AtomicU64 completed;        // master: DONE received (or the worker exited holding it)
+  AtomicU64 completed;        // master: DONE received from the worker
+  AtomicU64 in_flight;        // master: dispatched and neither completed nor lost
+  AtomicU64 lost;             // master: held by a worker that exited before sending DONE
+  AtomicU64 closed;           // master: queued connections closed at shutdown
   AtomicU64 queued_now;       // master: connections waiting in the master's queue
   AtomicU64 queue_peak;       // master: highest queued_now since start
   AtomicU64 queue_timeouts;   // master: connections closed after waiting too long

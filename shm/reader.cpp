@@ -112,6 +112,9 @@ PoolSnapshot Reader::read_pool(std::uint32_t pool) const {
     p.accepted = b.accepted.load(kRelaxed);
     p.dispatched = b.dispatched.load(kRelaxed);
     p.completed = b.completed.load(kRelaxed);
+    p.in_flight = b.in_flight.load(kRelaxed);
+    p.lost = b.lost.load(kRelaxed);
+    p.closed = b.closed.load(kRelaxed);
     p.queued_now = b.queued_now.load(kRelaxed);
     p.queue_peak = b.queue_peak.load(kRelaxed);
     p.queue_timeouts = b.queue_timeouts.load(kRelaxed);

@@ -204,10 +204,22 @@ void Scoreboard::count(std::uint32_t pool, PoolCounter counter, std::uint64_t n)
     case PoolCounter::Recycled:
       field = &b.recycled;
       break;
+    case PoolCounter::Lost:
+      field = &b.lost;
+      break;
+    case PoolCounter::Closed:
+      field = &b.closed;
+      break;
   }
   require(field != nullptr, "pool counter");
   SeqlockWrite w(b.seq);
   bump(*field, n);
+}
+
+void Scoreboard::set_in_flight(std::uint32_t pool, std::uint64_t in_flight) {
+  PoolBlock& b = pool_block(pool);
+  SeqlockWrite w(b.seq);
+  b.in_flight.store(in_flight, std::memory_order_relaxed);
 }
 
 void Scoreboard::set_queued(std::uint32_t pool, std::uint64_t queued_now) {

@@ -28,6 +28,8 @@ enum class PoolCounter {
   Crashed,
   Killed,
   Recycled,
+  Lost,
+  Closed,
 };
 
 class Scoreboard {
@@ -70,6 +72,7 @@ class Scoreboard {
   void set_pool_size(std::uint32_t pool, std::uint32_t size);
   void count(std::uint32_t pool, PoolCounter counter, std::uint64_t n = 1);
   void set_queued(std::uint32_t pool, std::uint64_t queued_now);  // raises queue_peak too
+  void set_in_flight(std::uint32_t pool, std::uint64_t in_flight);
   void record_duration(std::uint32_t pool, std::uint64_t us);
   void record_queue_wait(std::uint32_t pool, std::uint64_t us);
 

@@ -94,6 +94,9 @@ struct PoolSnapshot {
   std::uint64_t accepted = 0;
   std::uint64_t dispatched = 0;
   std::uint64_t completed = 0;
+  std::uint64_t in_flight = 0;
+  std::uint64_t lost = 0;
+  std::uint64_t closed = 0;
   std::uint64_t queued_now = 0;
   std::uint64_t queue_peak = 0;
   std::uint64_t queue_timeouts = 0;

@@ -17,11 +17,11 @@
 namespace forkpool::supervisor {
 namespace {
 
-// Slots beyond a pool's size leave room for TTIN and for replacements that start
-// before the worker they replace has stopped.
+// Scoreboard slots of a pool: worker numbers up to its size plus a few for TTIN/scale,
+// and as many again for replacements that start before the worker they replace stops.
 std::uint32_t pool_capacity(const config::PoolConfig& p) {
   const int size = std::max(p.workers, p.max_workers);
-  return static_cast<std::uint32_t>(size + std::max(8, size / 2));
+  return static_cast<std::uint32_t>(2 * (size + std::max(4, size / 4)));
 }
 
 // Each slot page is an fd; let the master use every fd the hard limit allows.
@@ -49,12 +49,6 @@ Master::Master(config::Config config) : config_(std::move(config)) {
   dev_null_.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!dev_null_) throw std::runtime_error(std::string("open /dev/null: ") + std::strerror(errno));
   ctx_.dev_null = dev_null_.get();
-
-  for (const auto& pool : config_.pools)
-    if (pool.dispatch == config::Dispatch::Master && !pool.listen.empty())
-      throw std::runtime_error("pool " + pool.name +
-                               ": dispatch = \"master\" with listeners is not available in this version yet; "
-                               "use dispatch = \"shared\"");
 
   InheritedSockets inherited = InheritedSockets::from_environment();
   std::vector<std::vector<Listener>> listeners;
@@ -172,7 +166,7 @@ void Master::resize_fixed_pools(int delta) {
     if (target < 1) continue;
     if (!pool->resize(target))
       log::warn("pool.capacity", "pool {} cannot grow past {} workers (its scoreboard capacity)", pool->name(),
-                pool->capacity());
+                pool->max_size());
   }
 }
 

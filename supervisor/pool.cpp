@@ -1,33 +1,37 @@
 #include "supervisor/pool.hpp"
+#include "supervisor/pool_slot.hpp"
 
 #include <sys/wait.h>
 
+#include <algorithm>
+
 #include "supervisor/log.hpp"
+#include "supervisor/proc_stats.hpp"
 
 namespace forkpool::supervisor {
 
-struct Pool::Slot {
-  Slot(uv_loop_t* loop, unsigned i, std::uint32_t sb, const config::PoolConfig& c)
-      : index(i), scoreboard_slot(sb), restart_timer(loop),
-        backoff(c.restart_delay, c.restart_delay_max) {}
-  unsigned index;
-  std::uint32_t scoreboard_slot;
-  std::unique_ptr<WorkerProcess> process;
-  Timer restart_timer;
-  Backoff backoff;
-};
 
 Pool::Pool(MasterContext& ctx, config::PoolConfig config, std::uint32_t index, std::uint32_t first_slot,
            std::uint32_t capacity, std::vector<Listener> listeners)
     : ctx_(ctx),
       config_(std::move(config)),
       index_(index),
+      first_slot_(first_slot),
       listeners_(std::move(listeners)),
+      scoreboard_slot_used_(capacity, false),
       target_(config_.workers),
       flap_(config_.flap_restarts, config_.flap_window) {
-  for (std::uint32_t i = 0; i < capacity; ++i) {
-    slots_.push_back(std::make_unique<Slot>(ctx_.loop, i, first_slot + i, config_));
-    ctx_.scoreboard->assign_slot(first_slot + i, index_, i);
+  // Worker numbers run to half the capacity; the rest of the scoreboard slots hold
+  // replacements while they start next to the worker they replace.
+  const std::uint32_t workers = std::max<std::uint32_t>(static_cast<std::uint32_t>(target_), capacity / 2);
+  for (std::uint32_t i = 0; i < workers; ++i) slots_.push_back(std::make_unique<Slot>(ctx_.loop, i, config_));
+  for (std::uint32_t i = 0; i < capacity; ++i) ctx_.scoreboard->assign_slot(first_slot_ + i, index_, i);
+  if (config_.dispatch == config::Dispatch::Master && !listeners_.empty())
+    dispatcher_ = std::make_unique<Dispatcher>(ctx_, config_, index_, listeners_,
+                                               [this] { return dispatch_candidates(); });
+  if (config_.max_memory > 0) {
+    memory_sampler_ = std::make_unique<Timer>(ctx_.loop);
+    memory_sampler_->start_repeating(std::chrono::seconds(1), [this] { sample_memory(); });
   }
   ctx_.scoreboard->set_pool_size(index_, static_cast<std::uint32_t>(target_));
   ctx_.scoreboard->set_pool_state(index_, state_);
@@ -37,7 +41,8 @@ Pool::~Pool() = default;
 
 int Pool::live() const {
   int n = 0;
-  for (const auto& s : slots_) n += s->process ? 1 : 0;
+  for (const auto& s : slots_)
+    n += (s->process ? 1 : 0) + (s->replacement ? 1 : 0) + static_cast<int>(s->retiring.size());
   return n;
 }
 
@@ -49,10 +54,28 @@ int Pool::ready_count() const {
 
 bool Pool::settled() const {
   if (state_ == shm::PoolState::Failed || state_ == shm::PoolState::Stopped) return true;
-  for (int i = 0; i < target_; ++i)
-    if (!slots_[static_cast<std::size_t>(i)]->process || !slots_[static_cast<std::size_t>(i)]->process->ready())
-      return false;
+  for (int i = 0; i < target_; ++i) {
+    const auto& p = slots_[static_cast<std::size_t>(i)]->process;
+    if (!p || !p->ready()) return false;
+  }
   return true;
+}
+
+std::vector<std::pair<unsigned, const WorkerProcess*>> Pool::processes() const {
+  std::vector<std::pair<unsigned, const WorkerProcess*>> out;
+  for (const auto& s : slots_) {
+    if (s->process) out.emplace_back(s->index, s->process.get());
+    if (s->replacement) out.emplace_back(s->index, s->replacement.get());
+    for (const auto& r : s->retiring) out.emplace_back(s->index, r.get());
+  }
+  return out;
+}
+
+std::vector<WorkerProcess*> Pool::dispatch_candidates() const {
+  std::vector<WorkerProcess*> out;
+  for (const auto& s : slots_)
+    if (s->process) out.push_back(s->process.get());
+  return out;
 }
 
 void Pool::set_state(shm::PoolState state) {
@@ -79,151 +102,166 @@ void Pool::start() {
   update_running();
 }
 
+std::uint32_t Pool::acquire_scoreboard_slot(unsigned preferred) {
+  std::size_t pick = scoreboard_slot_used_.size();
+  if (preferred < scoreboard_slot_used_.size() && !scoreboard_slot_used_[preferred]) pick = preferred;
+  for (std::size_t i = scoreboard_slot_used_.size(); pick == scoreboard_slot_used_.size() && i-- > 0;)
+    if (!scoreboard_slot_used_[i]) pick = i;
+  if (pick == scoreboard_slot_used_.size()) throw SpawnFailure("no free scoreboard slot in this pool", true);
+  scoreboard_slot_used_[pick] = true;
+  const std::uint32_t sb = first_slot_ + static_cast<std::uint32_t>(pick);
+  ctx_.scoreboard->assign_slot(sb, index_, preferred);
+  return sb;
+}
+
+std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
+  auto self = std::make_shared<WorkerProcess*>(nullptr);
+  WorkerEvents events;
+  events.ready = [this, &slot, self] {
+    WorkerProcess* p = *self;
+    log::info("worker.ready", "worker {}[{}] pid {} is ready", config_.name, slot.index, p->pid());
+    if (p == slot.replacement.get()) promote(slot);
+    if (dispatcher_) dispatcher_->pump();
+    update_running();
+  };
+  events.ready_timeout = [this, self] { kill_worker(**self, "did not become ready within ready_timeout"); };
+  events.watchdog_missed = [this, self] { kill_worker(**self, "sent no WATCHDOG=1 within watchdog"); };
+  events.done = [this, &slot, self](std::chrono::microseconds held) {
+    WorkerProcess* p = *self;
+    if (p->recycle_after() > 0 && p->handed() >= p->recycle_after() && p == slot.process.get() &&
+        !slot.replacement) {
+      slot.replace_reason = "after " + std::to_string(p->handed()) + " connections (max_requests)";
+      spawn_replacement(slot);
+    }
+    if (dispatcher_) dispatcher_->on_done(held);
+  };
+  events.writable = [this] {
+    if (dispatcher_) dispatcher_->pump();
+  };
+  events.request_timeout = [this, &slot, self](const std::string& peer) {
+    WorkerProcess* p = *self;
+    log::warn("worker.request_timeout",
+              "worker {}[{}] pid {} held a connection from {} longer than request_timeout {}; sending SIG{}",
+              config_.name, slot.index, p->pid(), peer, format_uptime(config_.request_timeout),
+              sigabbrev_np(config_.timeout_signal));
+    ctx_.scoreboard->count(index_, shm::PoolCounter::Killed);
+    p->stop(signal_then_kill(config_.timeout_signal), false);
+  };
+
+  const std::uint32_t sb = acquire_scoreboard_slot(slot.index);
+  std::unique_ptr<WorkerProcess> p;
+  try {
+    p = std::make_unique<WorkerProcess>(ctx_, config_, WorkerProcess::Identity{slot.index, generation_, sb},
+                                        listeners_, std::move(events));
+  } catch (...) {
+    scoreboard_slot_used_[sb - first_slot_] = false;
+    throw;
+  }
+  *self = p.get();
+  if (config_.max_requests > 0) {
+    std::uniform_int_distribution<std::uint64_t> jitter(0, config_.max_requests_jitter);
+    p->set_recycle_after(config_.max_requests + jitter(ctx_.rng));
+  }
+  ctx_.owners[p->pid()] = this;
+  ctx_.scoreboard->count(index_, shm::PoolCounter::Spawned);
+  log::info("worker.spawn", "worker {}[{}] pid {} started", config_.name, slot.index, p->pid());
+  return p;
+}
+
 void Pool::spawn(Slot& slot) {
   if (state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running) return;
   if (static_cast<int>(slot.index) >= target_ || slot.process) return;
-  WorkerEvents events;
-  events.ready = [this, &slot] {
-    log::info("worker.ready", "worker {}[{}] pid {} is ready", config_.name, slot.index, slot.process->pid());
-    update_running();
-  };
-  events.ready_timeout = [this, &slot] { kill_worker(slot, "did not become ready within ready_timeout"); };
-  events.watchdog_missed = [this, &slot] { kill_worker(slot, "sent no WATCHDOG=1 within watchdog"); };
   try {
-    slot.process = std::make_unique<WorkerProcess>(
-        ctx_, config_, WorkerProcess::Identity{slot.index, generation_, slot.scoreboard_slot}, listeners_,
-        std::move(events));
+    slot.process = launch(slot);
   } catch (const SpawnFailure& e) {
     log::error("worker.spawn_failed", "worker {}[{}] could not be started: {}", config_.name, slot.index, e.what());
-    ctx_.scoreboard->mark_exited(slot.scoreboard_slot, W_EXITCODE(127, 0));
     if (e.transient) {
-      // The system is short of processes or memory: retry with backoff, but this is
-      // not the program's fault, so it does not count towards flapping.
+      // Short of processes, memory or descriptors: not the program's fault, so retry
+      // with backoff but do not count it towards flapping.
       schedule_respawn(slot, slot.backoff.next(ctx_.rng));
     } else {
       ctx_.scoreboard->count(index_, shm::PoolCounter::Crashed);
-      after_unplanned_exit(slot, ExitReason::Crashed, std::chrono::milliseconds(0));
+      after_unplanned_exit(slot, std::chrono::milliseconds(0));
     }
     return;
   }
-  const pid_t pid = slot.process->pid();
-  ctx_.owners[pid] = this;
-  ctx_.scoreboard->count(index_, shm::PoolCounter::Spawned);
-  log::info("worker.spawn", "worker {}[{}] pid {} started", config_.name, slot.index, pid);
   if (config_.ready == config::Readiness::Exec) slot.process->mark_ready();
+}
+
+void Pool::spawn_replacement(Slot& slot) {
+  if (state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running) return;
+  if (slot.replacement || !slot.process) return;
+  try {
+    slot.replacement = launch(slot);
+  } catch (const SpawnFailure& e) {
+    log::error("worker.spawn_failed", "replacement for worker {}[{}] could not be started: {}; the current "
+               "worker keeps serving", config_.name, slot.index, e.what());
+    return;
+  }
+  if (config_.ready == config::Readiness::Exec) slot.replacement->mark_ready();
+}
+
+void Pool::promote(Slot& slot) {
+  std::unique_ptr<WorkerProcess> old = std::move(slot.process);
+  slot.process = std::move(slot.replacement);
+  if (!old) return;
+  log::info("worker.replaced", "worker {}[{}] pid {} replaces pid {} {}", config_.name, slot.index,
+            slot.process->pid(), old->pid(), slot.replace_reason);
+  ctx_.scoreboard->count(index_, shm::PoolCounter::Recycled);
+  old->stop(graceful_stop(config_), true);
+  slot.retiring.push_back(std::move(old));
+}
+
+void Pool::replace(std::optional<unsigned> worker, std::string_view why) {
+  for (auto& s : slots_) {
+    if (worker && s->index != *worker) continue;
+    if (!s->process || static_cast<int>(s->index) >= target_) continue;
+    s->replace_reason = std::string(why);
+    spawn_replacement(*s);
+  }
 }
 
 void Pool::schedule_respawn(Slot& slot, std::chrono::milliseconds delay) {
   log::info("worker.respawn_scheduled", "worker {}[{}] starts again in {}", config_.name, slot.index,
             format_uptime(delay));
-  slot.restart_timer.start(delay, [this, &slot] { spawn(slot); update_running(); });
-}
-
-void Pool::kill_worker(Slot& slot, std::string_view why) {
-  if (!slot.process) return;
-  log::warn("worker.kill", "worker {}[{}] pid {} {}; killing it", config_.name, slot.index, slot.process->pid(), why);
-  ctx_.scoreboard->count(index_, shm::PoolCounter::Killed);
-  slot.process->stop(immediate_kill(), false);
-}
-
-Pool::Slot* Pool::find(pid_t pid) {
-  for (auto& s : slots_)
-    if (s->process && s->process->pid() == pid) return s.get();
-  return nullptr;
-}
-
-void Pool::handle_exit(pid_t pid, int wait_status) {
-  Slot* slot = find(pid);
-  if (slot == nullptr) return;
-  ctx_.owners.erase(pid);
-  WorkerProcess& p = *slot->process;
-  const auto uptime = p.uptime();
-  const ExitReason reason = classify_exit({wait_status, p.stop_requested(), p.ready(), uptime,
-                                           config_.ready == config::Readiness::Exec});
-  const std::string line = describe_exit(config_.name, slot->index, pid, wait_status, uptime);
-  if (reason == ExitReason::Requested) log::info("worker.exit", "{}", line);
-  else if (reason == ExitReason::Fatal) log::error("worker.exit", "{}: EX_CONFIG before it was ready", line);
-  else log::warn("worker.exit", "{}", line);
-  ctx_.scoreboard->mark_exited(slot->scoreboard_slot, wait_status);
-  if (reason == ExitReason::Crashed || reason == ExitReason::Fatal)
-    ctx_.scoreboard->count(index_, shm::PoolCounter::Crashed);
-  slot->process.reset();
-
-  if (state_ == shm::PoolState::Stopping) {
-    if (live() == 0) set_state(shm::PoolState::Stopped);
-    return;
-  }
-  if (static_cast<int>(slot->index) >= target_) {
-    ctx_.scoreboard->mark_empty(slot->scoreboard_slot);
-    if (ctx_.changed) ctx_.changed();
-    return;
-  }
-  if (state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running) return;
-  if (reason == ExitReason::Requested) {
-    spawn(*slot);
+  slot.restart_timer.start(delay, [this, &slot] {
+    spawn(slot);
     update_running();
-    return;
-  }
-  if (reason == ExitReason::Fatal) {
-    fail("worker " + std::to_string(slot->index) + " exited with status 78 (EX_CONFIG) before it was ready");
-    return;
-  }
-  after_unplanned_exit(*slot, reason, uptime);
+  });
 }
 
-void Pool::after_unplanned_exit(Slot& slot, ExitReason reason, std::chrono::milliseconds uptime) {
-  (void)reason;
-  if (uptime >= kHealthyRun) slot.backoff.reset();
-  if (flap_.record(Clock::now())) {
-    fail(std::to_string(flap_.recent()) + " unplanned exits within flap_window " +
-         format_uptime(config_.flap_window) + " (flap_restarts = " + std::to_string(config_.flap_restarts) + ")");
-    return;
-  }
-  schedule_respawn(slot, slot.backoff.next(ctx_.rng));
-  if (ctx_.changed) ctx_.changed();
+void Pool::kill_worker(WorkerProcess& p, std::string_view why) {
+  log::warn("worker.kill", "worker {}[{}] pid {} {}; killing it", config_.name, p.identity().worker, p.pid(), why);
+  ctx_.scoreboard->count(index_, shm::PoolCounter::Killed);
+  p.stop(immediate_kill(), false);
 }
 
-void Pool::fail(const std::string& why) {
-  for (auto& s : slots_) s->restart_timer.stop();
-  log::error("pool.failed", "pool {} failed: {}; no more restarts until it is started again", config_.name, why);
-  set_state(shm::PoolState::Failed);
+bool Pool::owns(pid_t pid) const {
+  auto it = ctx_.owners.find(pid);
+  return it != ctx_.owners.end() && it->second == this;
 }
 
-void Pool::stop(bool fast) {
-  if (state_ == shm::PoolState::Stopped) return;
-  set_state(shm::PoolState::Stopping);
+bool Pool::signal_worker(unsigned worker, int signo) {
   for (auto& s : slots_) {
-    s->restart_timer.stop();
-    if (s->process) s->process->stop(fast ? immediate_kill() : graceful_stop(config_), true);
+    if (s->index != worker || !s->process) continue;
+    s->process->signal(signo, false);
+    return true;
   }
-  if (live() == 0) set_state(shm::PoolState::Stopped);
+  return false;
 }
 
-bool Pool::resize(int target) {
-  if (target < 0 || target > static_cast<int>(slots_.size())) return false;
-  const int old = target_;
-  target_ = target;
-  ctx_.scoreboard->set_pool_size(index_, static_cast<std::uint32_t>(target_));
-  log::info("pool.scale", "pool {} scales from {} to {} workers", config_.name, old, target_);
-  for (int i = target_; i < old; ++i) {
-    Slot& s = *slots_[static_cast<std::size_t>(i)];
-    s.restart_timer.stop();
-    if (s.process) s.process->stop(graceful_stop(config_), true);
-    else ctx_.scoreboard->mark_empty(s.scoreboard_slot);
-  }
-  for (int i = old; i < target_; ++i) {
-    Slot& s = *slots_[static_cast<std::size_t>(i)];
-    s.backoff.reset();
-    spawn(s);
-  }
-  update_running();
-  return true;
-}
-
-void Pool::close_listeners() {
-  for (auto& l : listeners_) {
-    remove_socket_file(l);
-    l.fd.reset();
+void Pool::sample_memory() {
+  for (auto& s : slots_) {
+    if (!s->process) continue;
+    auto stats = read_proc_stats(s->process->pid());
+    if (!stats) continue;
+    ctx_.scoreboard->set_usage(s->process->identity().scoreboard_slot, stats->rss_bytes, stats->cpu_time_us);
+    if (stats->rss_bytes > config_.max_memory && !s->replacement && s->process->ready()) {
+      s->replace_reason = "after its RSS reached " + std::to_string(stats->rss_bytes >> 20) + " MiB (max_memory)";
+      log::info("worker.memory", "worker {}[{}] pid {} uses {} bytes, over max_memory; replacing it", config_.name,
+                s->index, s->process->pid(), stats->rss_bytes);
+      spawn_replacement(*s);
+    }
   }
 }
 

@@ -1,6 +1,8 @@
 #include "supervisor/worker_process.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -31,6 +33,22 @@ OwnedFd open_output_file(const std::filesystem::path& path) {
 
 }  // namespace
 
+std::string describe_peer(const sockaddr_storage& peer, socklen_t len) {
+  char host[INET6_ADDRSTRLEN] = {};
+  if (peer.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
+    ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
+  }
+  if (peer.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    return "[" + std::string(host) + "]:" + std::to_string(ntohs(a->sin6_port));
+  }
+  if (peer.ss_family == AF_UNIX) return len > sizeof(sa_family_t) ? "unix peer" : "unnamed unix peer";
+  return "unknown peer";
+}
+
 WorkerProcess::WorkerProcess(MasterContext& ctx, const config::PoolConfig& pool, Identity id,
                              const std::vector<Listener>& listeners, WorkerEvents events)
     : ctx_(ctx),
@@ -39,7 +57,8 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, const config::PoolConfig& pool,
       events_(std::move(events)),
       ready_timer_(ctx.loop),
       watchdog_timer_(ctx.loop),
-      stop_timer_(ctx.loop) {
+      stop_timer_(ctx.loop),
+      request_timer_(ctx.loop) {
   if (auto ec = ctx_.scoreboard->start_worker(id_.scoreboard_slot, id_.generation))
     log::warn("scoreboard.renew_failed", "pool {} worker {}: new slot page: {}; reusing the old one",
               pool_.name, id_.worker, ec.message());
@@ -114,7 +133,7 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, const config::PoolConfig& pool,
 
   ::fcntl(channel_.get(), F_SETFL, O_NONBLOCK);
   channel_watch_ = std::make_unique<FdWatch>(ctx_.loop, channel_.get());
-  channel_watch_->start(UV_READABLE, [this](int, int) { read_channel(); });
+  watch_channel();
 
   if (pool_.ready == config::Readiness::Notify && pool_.ready_timeout.count() > 0)
     ready_timer_.start(pool_.ready_timeout, [this] { events_.ready_timeout(); });
@@ -127,9 +146,102 @@ std::chrono::milliseconds WorkerProcess::uptime() const {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_);
 }
 
+void WorkerProcess::watch_channel() {
+  if (!channel_watch_) return;
+  channel_watch_->start(UV_READABLE | (channel_blocked_ ? UV_WRITABLE : 0), [this](int status, int events) {
+    if (channel_blocked_ && (status < 0 || (events & UV_WRITABLE) != 0)) {
+      channel_blocked_ = false;
+      watch_channel();
+      if (events_.writable) events_.writable();
+      return;  // the handler may have changed this worker; read on the next wake-up
+    }
+    read_channel();
+  });
+}
+
+bool WorkerProcess::accepts_work() const {
+  return ready_ && !stop_requested_ && !channel_gone_ && !work_ended_ && stop_plan_.empty() && channel_ &&
+         !channel_blocked_ &&
+         held_.size() < static_cast<std::size_t>(pool_.max_inflight);
+}
+
+SendResult WorkerProcess::send_connection(int fd, std::uint16_t listener, std::uint64_t id,
+                                          const sockaddr_storage& peer, socklen_t peer_len) {
+  fp_msg m{FP_MSG_CONN, listener, 0, id};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  iovec iov{&m, sizeof m};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  ssize_t n;
+  do {
+    n = ::sendmsg(channel_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+    channel_blocked_ = true;
+    watch_channel();
+    return SendResult::WouldBlock;
+  }
+  if (n != static_cast<ssize_t>(sizeof m)) {
+    // EPIPE, ECONNRESET, ...: the worker is gone or closed its end. The caller keeps the
+    // connection; this worker gets no more.
+    channel_gone_ = true;
+    return SendResult::Gone;
+  }
+  const bool start_timer = held_.empty();
+  held_[id] = HeldConnection{Clock::now(), peer, peer_len};
+  ++handed_;
+  if (start_timer) arm_request_timer();
+  return SendResult::Sent;
+}
+
+void WorkerProcess::finish_connection(std::uint64_t id) {
+  auto it = held_.find(id);
+  if (it == held_.end()) {
+    log::debug("channel.unknown_done", "worker {}[{}] pid {} reported DONE for connection {} it does not hold",
+               pool_.name, id_.worker, pid_, id);
+    return;
+  }
+  const auto held = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - it->second.since);
+  const bool was_oldest = it == held_.begin();
+  held_.erase(it);
+  if (held_.empty()) idle_order_ = ++ctx_.idle_clock;
+  if (was_oldest) arm_request_timer();
+  if (events_.done) events_.done(held);
+}
+
+void WorkerProcess::arm_request_timer() {
+  if (pool_.request_timeout.count() == 0 || stop_requested_) return;
+  if (held_.empty()) {
+    request_timer_.stop();
+    return;
+  }
+  // Connection ids grow with time, so the map's first entry is the oldest connection.
+  const auto& oldest = held_.begin()->second;
+  const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - oldest.since);
+  request_timer_.start(pool_.request_timeout - age, [this] {
+    if (held_.empty() || !events_.request_timeout) return;
+    events_.request_timeout(describe_peer(held_.begin()->second.peer, held_.begin()->second.peer_len));
+  });
+}
+
+void WorkerProcess::end_work() {
+  if (work_ended_ || !channel_) return;
+  work_ended_ = true;
+  ::shutdown(channel_.get(), SHUT_WR);
+}
+
 void WorkerProcess::mark_ready() {
   if (ready_ || stop_requested_) return;
   ready_ = true;
+  idle_order_ = ++ctx_.idle_clock;
   ready_timer_.stop();
   ctx_.scoreboard->mark_ready(id_.scoreboard_slot);
   events_.ready();  // may destroy nothing: the pool only updates counts here
@@ -175,7 +287,11 @@ void WorkerProcess::read_channel() {
       mark_ready();
       return;  // mark_ready's handler may have changed the pool; read the rest next time
     }
-    // DONE and unknown types carry nothing the master acts on for shared-mode pools.
+    if (m.type == FP_MSG_DONE) {
+      finish_connection(m.id);
+      return;  // the done handler dispatches more work, which may change this worker
+    }
+    // Unknown types are ignored, so a newer worker library can talk to this master.
   }
 }
 
@@ -197,7 +313,8 @@ void WorkerProcess::stop(StopPlan plan, bool requested) {
   if (!stop_plan_.empty() && plan.front().signal != SIGKILL) return;
   ready_timer_.stop();
   watchdog_timer_.stop();
-  close_channel();
+  request_timer_.stop();
+  end_work();
   ctx_.scoreboard->mark_stopping(id_.scoreboard_slot);
   stop_plan_ = std::move(plan);
   stop_step_ = 0;

@@ -5,6 +5,9 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <sys/socket.h>
+
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -30,7 +33,23 @@ struct WorkerEvents {
   std::function<void()> ready;
   std::function<void()> ready_timeout;
   std::function<void()> watchdog_missed;
+  // Master dispatch: a connection finished (DONE) after `held`; the channel drained.
+  std::function<void(std::chrono::microseconds held)> done;
+  std::function<void()> writable;
+  // A connection has been held longer than request_timeout; `peer` names its client.
+  std::function<void(const std::string& peer)> request_timeout;
 };
+
+// A connection handed to this worker and not finished yet.
+struct HeldConnection {
+  Clock::time_point since;
+  sockaddr_storage peer;
+  socklen_t peer_len;
+};
+
+enum class SendResult { Sent, WouldBlock, Gone };
+
+std::string describe_peer(const sockaddr_storage& peer, socklen_t len);
 
 class WorkerProcess {
  public:
@@ -53,6 +72,22 @@ class WorkerProcess {
   const std::string& status_text() const { return status_text_; }
 
   void mark_ready();
+
+  // --- Master dispatch ---
+  // Can take another connection now: ready, not stopping or retiring, channel writable,
+  // and below max_inflight.
+  bool accepts_work() const;
+  std::size_t in_flight() const { return held_.size(); }
+  std::uint64_t idle_order() const { return idle_order_; }  // larger = idle more recently
+  std::uint64_t handed() const { return handed_; }          // connections ever sent to it
+  SendResult send_connection(int fd, std::uint16_t listener, std::uint64_t id, const sockaddr_storage& peer,
+                             socklen_t peer_len);
+  // Connections after which the pool replaces this worker (0 = never).
+  std::uint64_t recycle_after() const { return recycle_after_; }
+  void set_recycle_after(std::uint64_t n) { recycle_after_ = n; }
+  // "Finish what you hold and exit": shuts the master's sending side of the channel so
+  // the worker reads EOF, while its DONE messages still arrive.
+  void end_work();
   // `requested`: the exit that follows is expected (no respawn, not a crash).
   void stop(StopPlan plan, bool requested);
   // Closes the master's end of the channel: "finish what you hold and exit".
@@ -61,6 +96,9 @@ class WorkerProcess {
 
  private:
   void read_channel();
+  void finish_connection(std::uint64_t id);
+  void arm_request_timer();
+  void watch_channel();
   void run_stop_steps();
   void arm_watchdog();
 
@@ -82,6 +120,14 @@ class WorkerProcess {
   Timer ready_timer_;
   Timer watchdog_timer_;
   Timer stop_timer_;
+  std::map<std::uint64_t, HeldConnection> held_;
+  std::uint64_t handed_ = 0;
+  std::uint64_t recycle_after_ = 0;
+  bool work_ended_ = false;
+  std::uint64_t idle_order_ = 0;
+  bool channel_gone_ = false;
+  bool channel_blocked_ = false;
+  Timer request_timer_;
   StopPlan stop_plan_;
   std::size_t stop_step_ = 0;
   Clock::time_point stop_began_;

@@ -1,0 +1,182 @@
+#include "supervisor/dispatcher.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "supervisor/exit_status.hpp"
+#include "supervisor/log.hpp"
+
+namespace forkpool::supervisor {
+namespace {
+
+// Accepts per wake-up of one listener, so one busy listener cannot starve the loop.
+constexpr int kAcceptBatch = 256;
+// How long accepting pauses when the master is out of descriptors.
+constexpr std::chrono::milliseconds kEmfilePause{100};
+
+bool out_of_resources(int err) { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
+
+}  // namespace
+
+Dispatcher::Dispatcher(MasterContext& ctx, const config::PoolConfig& pool, std::uint32_t pool_index,
+                       const std::vector<Listener>& listeners, WorkerList workers)
+    : ctx_(ctx),
+      pool_(pool),
+      index_(pool_index),
+      workers_(std::move(workers)),
+      choice_(pool.balance),
+      queue_timer_(ctx.loop),
+      emfile_pause_(ctx.loop) {
+  for (const auto& l : listeners) {
+    // Only the master accepts in this mode, so the listener may be non-blocking.
+    ::fcntl(l.fd.get(), F_SETFL, ::fcntl(l.fd.get(), F_GETFL) | O_NONBLOCK);
+    listener_fds_.push_back(l.fd.get());
+    accept_watches_.push_back(std::make_unique<FdWatch>(ctx.loop, l.fd.get()));
+  }
+  update_accepting();
+}
+
+Dispatcher::~Dispatcher() { shut(); }
+
+bool Dispatcher::has_capacity() const {
+  for (WorkerProcess* w : workers_())
+    if (w->accepts_work()) return true;
+  return false;
+}
+
+void Dispatcher::update_accepting() {
+  // A full queue stops accepting: new connections wait in the kernel's backlog instead,
+  // where they cost the master nothing.
+  const bool room = queue_.size() < static_cast<std::size_t>(pool_.queue_limit) || has_capacity();
+  const bool want = !shut_ && !emfile_pause_.active() && room;
+  if (want == accepting_) return;
+  accepting_ = want;
+  for (std::size_t i = 0; i < accept_watches_.size(); ++i) {
+    if (want) accept_watches_[i]->start(UV_READABLE, [this, i](int, int) { accept_from(i); });
+    else accept_watches_[i]->stop();
+  }
+}
+
+void Dispatcher::accept_from(std::size_t listener) {
+  for (int n = 0; n < kAcceptBatch && !shut_; ++n) {
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    const int fd = ::accept4(listener_fds_[listener], reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (out_of_resources(errno)) {
+        if (!emfile_episode_)
+          log::warn("listener.accept_paused", "pool {}: accept: {}; pausing accepts for {}ms (logged once until it recovers)",
+                    pool_.name, std::strerror(errno), kEmfilePause.count());
+        emfile_episode_ = true;
+        emfile_pause_.start(kEmfilePause, [this] { update_accepting(); });
+        break;
+      }
+      continue;  // ECONNABORTED and friends: that client is gone, the next one may not be
+    }
+    if (emfile_episode_) {
+      emfile_episode_ = false;
+      log::info("listener.accept_resumed", "pool {}: accepting again", pool_.name);
+    }
+    ctx_.scoreboard->count(index_, shm::PoolCounter::Accepted);
+    queue_.push_back(Pending{OwnedFd(fd), static_cast<std::uint16_t>(listener), ++next_id_, Clock::now(), peer, len});
+    pump();
+    if (queue_.size() >= static_cast<std::size_t>(pool_.queue_limit)) break;
+  }
+  publish();
+  update_accepting();
+}
+
+void Dispatcher::pump() {
+  if (!queue_.empty()) {
+    const std::vector<WorkerProcess*> workers = workers_();
+    std::vector<Candidate> candidates;
+    candidates.reserve(workers.size());
+    for (WorkerProcess* w : workers) candidates.push_back({w->accepts_work(), w->in_flight(), w->idle_order()});
+    while (!queue_.empty()) {
+      const auto pick = choice_.pick(candidates);
+      if (!pick) break;
+      WorkerProcess& w = *workers[*pick];
+      Pending& p = queue_.front();
+      if (w.send_connection(p.fd.get(), p.listener, p.id, p.peer, p.peer_len) == SendResult::Sent) {
+        const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.accepted);
+        ctx_.scoreboard->record_queue_wait(index_, static_cast<std::uint64_t>(waited.count()));
+        ctx_.scoreboard->count(index_, shm::PoolCounter::Dispatched);
+        ++in_flight_;
+        queue_.pop_front();  // closes the master's copy: the worker holds the connection now
+      }
+      // Sent or not (its channel full or gone), this worker's standing changed.
+      candidates[*pick] = {w.accepts_work(), w.in_flight(), w.idle_order()};
+    }
+  }
+  publish();
+  arm_queue_timer();
+  update_accepting();
+}
+
+void Dispatcher::on_done(std::chrono::microseconds held) {
+  ctx_.scoreboard->count(index_, shm::PoolCounter::Completed);
+  ctx_.scoreboard->record_duration(index_, static_cast<std::uint64_t>(held.count()));
+  if (in_flight_ > 0) --in_flight_;
+  pump();
+}
+
+void Dispatcher::on_lost(std::size_t count) {
+  if (count == 0) return;
+  ctx_.scoreboard->count(index_, shm::PoolCounter::Lost, count);
+  in_flight_ -= std::min<std::uint64_t>(in_flight_, count);
+  log::warn("worker.connections_lost", "pool {}: {} connection(s) ended with their worker, without DONE",
+            pool_.name, count);
+  publish();
+}
+
+void Dispatcher::arm_queue_timer() {
+  // A timer runs only while something waits, so an idle master sleeps without one.
+  if (pool_.queue_timeout.count() == 0 || queue_.empty()) {
+    queue_timer_.stop();
+    return;
+  }
+  const auto due = queue_.front().accepted + pool_.queue_timeout;
+  const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(due - Clock::now());
+  queue_timer_.start(wait + std::chrono::milliseconds(1), [this] { expire_queue(); });
+}
+
+void Dispatcher::expire_queue() {
+  const auto now = Clock::now();
+  while (!queue_.empty() && now - queue_.front().accepted >= pool_.queue_timeout) {
+    log::debug("queue.timeout", "pool {}: closing connection {} from {} after {} in the queue", pool_.name,
+               queue_.front().id, describe_peer(queue_.front().peer, queue_.front().peer_len),
+               format_uptime(pool_.queue_timeout));
+    ctx_.scoreboard->count(index_, shm::PoolCounter::QueueTimeouts);
+    queue_.pop_front();
+  }
+  publish();
+  arm_queue_timer();
+  update_accepting();
+}
+
+void Dispatcher::shut() {
+  if (shut_) return;
+  shut_ = true;
+  update_accepting();
+  emfile_pause_.stop();
+  queue_timer_.stop();
+  for (const Pending& p : queue_) {
+    log::debug("queue.closed", "pool {}: closing queued connection {} from {} at shutdown", pool_.name, p.id,
+               describe_peer(p.peer, p.peer_len));
+    ctx_.scoreboard->count(index_, shm::PoolCounter::Closed);
+  }
+  queue_.clear();
+  publish();
+}
+
+void Dispatcher::publish() {
+  ctx_.scoreboard->set_queued(index_, queue_.size());
+  ctx_.scoreboard->set_in_flight(index_, in_flight_);
+}
+
+}  // namespace forkpool::supervisor

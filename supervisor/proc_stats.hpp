@@ -1,0 +1,19 @@
+#pragma once
+// Resource use of a process, read from /proc.
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+
+namespace forkpool::supervisor {
+
+struct ProcStats {
+  std::uint64_t rss_bytes = 0;
+  std::uint64_t cpu_time_us = 0;  // user + system
+};
+
+// Nothing if the process is gone or /proc cannot be read.
+std::optional<ProcStats> read_proc_stats(pid_t pid);
+
+}  // namespace forkpool::supervisor

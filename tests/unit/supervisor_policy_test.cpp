@@ -1,0 +1,149 @@
+// Unit tests of the master's pure policies: no processes, no loop.
+
+#include <sys/wait.h>
+
+#include <catch2/catch.hpp>
+#include <csignal>
+#include <map>
+#include <random>
+
+#include "supervisor/exit_status.hpp"
+#include "supervisor/respawn_policy.hpp"
+#include "supervisor/spawn_plan.hpp"
+#include "supervisor/stop_plan.hpp"
+#include "supervisor/worker_choice.hpp"
+
+using namespace forkpool::supervisor;
+using namespace std::chrono_literals;
+namespace cfg = forkpool::config;
+
+TEST_CASE("least-busy picks the fewest in flight and breaks ties by the most recently idle", "[policy]") {
+  WorkerChoice choice(cfg::Balance::LeastBusy);
+  std::vector<Candidate> c = {{true, 2, 10}, {true, 1, 5}, {true, 1, 9}, {false, 0, 99}};
+  CHECK(choice.pick(c) == std::optional<std::size_t>(2));
+  c[2].in_flight = 3;
+  CHECK(choice.pick(c) == std::optional<std::size_t>(1));
+  for (auto& x : c) x.accepts_work = false;
+  CHECK(!choice.pick(c).has_value());
+  CHECK(!choice.pick({}).has_value());
+}
+
+TEST_CASE("round-robin takes accepting workers in turn and skips the others", "[policy]") {
+  WorkerChoice choice(cfg::Balance::RoundRobin);
+  std::vector<Candidate> c = {{true, 0, 0}, {false, 0, 0}, {true, 5, 0}};
+  CHECK(choice.pick(c) == std::optional<std::size_t>(0));
+  CHECK(choice.pick(c) == std::optional<std::size_t>(2));
+  CHECK(choice.pick(c) == std::optional<std::size_t>(0));
+}
+
+TEST_CASE("backoff doubles from the first delay up to the maximum with 20 percent jitter", "[policy]") {
+  std::mt19937_64 rng(42);
+  Backoff b(100ms, 1000ms);
+  const double expected[] = {100, 200, 400, 800, 1000, 1000};
+  for (double e : expected) {
+    const auto d = b.next(rng).count();
+    CHECK(d >= static_cast<long>(e * 0.8));
+    CHECK(d <= static_cast<long>(e * 1.2) + 1);
+  }
+  b.reset();
+  CHECK(b.next(rng).count() <= 121);
+  Backoff zero(0ms, 0ms);
+  CHECK(zero.next(rng).count() == 0);
+}
+
+TEST_CASE("flapping means more crashes than the limit within the window", "[policy]") {
+  FlapDetector f(3, 10s);
+  const auto t = Clock::now();
+  CHECK(!f.record(t));
+  CHECK(!f.record(t + 1s));
+  CHECK(!f.record(t + 2s));
+  CHECK(f.record(t + 3s));
+  FlapDetector g(2, 10s);
+  CHECK(!g.record(t));
+  CHECK(!g.record(t + 20s));  // the first crash left the window
+  CHECK(!g.record(t + 21s));
+  CHECK(g.record(t + 22s));
+}
+
+TEST_CASE("exits are classified once: requested, clean, crashed or fatal", "[policy]") {
+  const int status1 = W_EXITCODE(1, 0);
+  const int status0 = W_EXITCODE(0, 0);
+  const int status78 = W_EXITCODE(78, 0);
+  const int killed = SIGKILL;  // WIFSIGNALED with WTERMSIG 9
+  CHECK(classify_exit({status1, true, true, 5s, true}) == ExitReason::Requested);
+  CHECK(classify_exit({status0, false, true, 5s, true}) == ExitReason::Clean);
+  CHECK(classify_exit({status1, false, true, 5s, true}) == ExitReason::Crashed);
+  CHECK(classify_exit({killed, false, true, 5s, true}) == ExitReason::Crashed);
+  CHECK(classify_exit({status78, false, true, 500ms, true}) == ExitReason::Fatal);
+  CHECK(classify_exit({status78, false, true, 2s, true}) == ExitReason::Crashed);
+  CHECK(classify_exit({status78, false, false, 5s, false}) == ExitReason::Fatal);
+  CHECK(classify_exit({status78, false, true, 100ms, false}) == ExitReason::Crashed);
+}
+
+TEST_CASE("exit lines follow one format", "[policy]") {
+  CHECK(describe_exit("web", 3, 1234, SIGKILL, 12300ms) == "worker web[3] pid 1234 exited on signal 9 (after 12.3s)");
+  CHECK(describe_exit("web", 0, 7, W_EXITCODE(1, 0), 850ms) == "worker web[0] pid 7 exited with status 1 (after 850ms)");
+  CHECK(format_uptime(192s) == "3m12s");
+  CHECK(format_uptime(7200s) == "2h00m");
+}
+
+TEST_CASE("stop plans are data: graceful, immediate and signal-then-kill", "[policy]") {
+  cfg::PoolConfig p;
+  p.stop_signal = SIGINT;
+  p.graceful_timeout = 7s;
+  const auto g = graceful_stop(p);
+  REQUIRE(g.size() == 2);
+  CHECK(g[0].signal == SIGINT);
+  CHECK(g[0].after == 0ms);
+  CHECK(!g[0].whole_group);
+  CHECK(g[1].signal == SIGKILL);
+  CHECK(g[1].after == 7s);
+  CHECK(g[1].whole_group);
+  CHECK(immediate_kill().size() == 1);
+  CHECK(signal_then_kill(SIGKILL).size() == 1);
+  CHECK(signal_then_kill(SIGTERM)[1].after == kSignalThenKill);
+}
+
+TEST_CASE("a spawn plan numbers fds, substitutes placeholders and filters inherited variables", "[policy]") {
+  ::setenv("NOTIFY_SOCKET", "/run/systemd/notify", 1);
+  ::setenv("FORKPOOL_POOL", "parent", 1);
+  ::setenv("SOME_VAR", "kept", 1);
+  cfg::PoolConfig p;
+  p.name = "web";
+  p.command = {"/bin/echo", "--id={pool}-{worker}"};
+  p.env = {{"GREETING", "hi {worker}"}};
+  WorkerContext w;
+  w.worker = 3;
+  w.generation = 2;
+  w.stdin_fd = 10;
+  w.stdout_fd = 11;
+  w.stderr_fd = 12;
+  w.channel_fd = 13;
+  w.scoreboard_fd = 14;
+  w.listener_fds = {20, 21};
+  w.listener_texts = {"tcp://127.0.0.1:1", "tcp://127.0.0.1:2"};
+  const SpawnPlan plan = build_spawn_plan(p, w);
+  CHECK(plan.executable == "/bin/echo");
+  CHECK(std::string(plan.argv[1]) == "--id=web-3");
+  CHECK(plan.argv.back() == nullptr);
+  std::vector<std::pair<int, int>> moves;
+  for (auto m : plan.fds) moves.emplace_back(m.from, m.to);
+  CHECK(moves == std::vector<std::pair<int, int>>{{10, 0}, {11, 1}, {12, 2}, {20, 3}, {21, 4}, {13, 5}, {14, 6}});
+  std::map<std::string, std::string> env;
+  for (const auto& kv : plan.env_storage) env[kv.substr(0, kv.find('='))] = kv.substr(kv.find('=') + 1);
+  CHECK(env.count("NOTIFY_SOCKET") == 0);
+  CHECK(env["FORKPOOL_POOL"] == "web");
+  CHECK(env["FORKPOOL_WORKER"] == "3");
+  CHECK(env["FORKPOOL_GENERATION"] == "2");
+  CHECK(env["FORKPOOL_CHANNEL_FD"] == "5");
+  CHECK(env["FORKPOOL_SCOREBOARD_FD"] == "6");
+  CHECK(env["FORKPOOL_LISTENERS"] == "tcp://127.0.0.1:1 tcp://127.0.0.1:2");
+  CHECK(env["LISTEN_FDS"] == "2");
+  CHECK(env["LISTEN_FDNAMES"] == "web-0:web-1");
+  CHECK(env["GREETING"] == "hi 3");
+  CHECK(env["SOME_VAR"] == "kept");
+  CHECK(plan.listen_pid_digits != nullptr);
+  p.clear_env = true;
+  const SpawnPlan bare = build_spawn_plan(p, w);
+  for (const auto& kv : bare.env_storage) CHECK(kv.rfind("SOME_VAR=", 0) == std::string::npos);
+}
