@@ -113,7 +113,10 @@ void exec_child(const SpawnPlan& plan, int error_fd) noexcept {
   // Set after the id change, which clears it. If the master died before this point,
   // the signal will never come, so check the parent once more.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(error_fd, ChildStep::ParentDeath);
-  if (::getppid() != plan.master_pid) ::_exit(127);
+  if (::getppid() != plan.master_pid) {
+    errno = ESRCH;
+    fail(error_fd, ChildStep::ParentDeath);
+  }
 
   if (plan.listen_pid_digits != nullptr)
     write_decimal(plan.listen_pid_digits, plan.listen_pid_width, static_cast<long>(::getpid()));

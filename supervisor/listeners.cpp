@@ -84,20 +84,25 @@ bool same_address(int fd, const config::ListenAddress& a) {
   return false;
 }
 
-// A socket file left by a dead master refuses connections; a live one accepts them.
-void clear_stale_socket_file(const config::ListenAddress& a) {
+}  // namespace
+
+void prepare_socket_path(const std::filesystem::path& path) {
   struct stat st {};
-  if (::lstat(a.path.c_str(), &st) != 0) return;
-  if (!S_ISSOCK(st.st_mode)) throw std::runtime_error("bind " + a.text + ": the path exists and is not a socket");
-  OwnedFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (::lstat(path.c_str(), &st) != 0) return;
+  const std::string where = "unix:" + path.string();
+  if (!S_ISSOCK(st.st_mode)) throw std::runtime_error("bind " + where + ": the path exists and is not a socket");
+  config::ListenAddress a;
+  a.kind = config::ListenAddress::Kind::Unix;
+  a.path = path;
+  OwnedFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   SockAddr addr{};
   const socklen_t len = make_sockaddr(a, addr);
-  if (::connect(probe.get(), &addr.sa, len) == 0)
-    throw std::runtime_error("bind " + a.text + ": another process is listening on this socket");
-  if (errno == ECONNREFUSED || errno == ENOENT) ::unlink(a.path.c_str());
+  // A socket file left by a dead process refuses connections; a live one accepts them
+  // (or would, once its backlog drains: EAGAIN means alive too).
+  if (::connect(probe.get(), &addr.sa, len) == 0 || errno == EAGAIN || errno == EINPROGRESS)
+    throw std::runtime_error("bind " + where + ": another process is listening on this socket");
+  if (errno == ECONNREFUSED || errno == ENOENT) ::unlink(path.c_str());
 }
-
-}  // namespace
 
 InheritedSockets InheritedSockets::from_environment() {
   InheritedSockets s;
@@ -146,7 +151,7 @@ Listener open_listener(const config::ListenAddress& address, int backlog, Inheri
     ::setsockopt(l.fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (address.ipv6) ::setsockopt(l.fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   } else if (address.path.native()[0] != '@') {
-    clear_stale_socket_file(address);
+    prepare_socket_path(address.path);
   }
   SockAddr addr{};
   const socklen_t len = make_sockaddr(address, addr);

@@ -38,6 +38,10 @@ class InheritedSockets {
 // Binds or adopts one listener. Throws std::runtime_error naming the syscall and address.
 Listener open_listener(const config::ListenAddress& address, int backlog, InheritedSockets& inherited);
 
+// Removes a stale Unix socket file at `path` (nobody accepts on it); throws
+// std::runtime_error if a live process listens there or the path is not a socket.
+void prepare_socket_path(const std::filesystem::path& path);
+
 // Removes Unix socket files this master created.
 void remove_socket_file(const Listener& listener);
 

@@ -41,6 +41,8 @@ std::shared_ptr<spdlog::logger> make_logger(const Options& options) {
   return logger;
 }
 
+}  // namespace
+
 std::string timestamp() {
   using namespace std::chrono;
   const auto now = system_clock::now();
@@ -52,8 +54,6 @@ std::string timestamp() {
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
   return fmt::format("{}.{:03}Z", buf, ms);
 }
-
-}  // namespace
 
 void setup(const Options& options) {
   auto logger = make_logger(options);

@@ -28,6 +28,8 @@ bool set_level(std::string_view level);
 std::string level();
 
 bool enabled(spdlog::level::level_enum level);
+// UTC with milliseconds, "2026-11-23T18:36:43.123Z", as in every log line and event.
+std::string timestamp();
 void write(spdlog::level::level_enum level, std::string_view event, std::string_view message);
 
 template <typename... Args>

@@ -35,9 +35,18 @@ void raise_fd_limit() {
 
 }  // namespace
 
-Master::Master(config::Config config) : config_(std::move(config)) {
+Loop::Loop() {
   if (uv_loop_init(&loop_) != 0) throw std::runtime_error("uv_loop_init failed");
-  ctx_.loop = &loop_;
+}
+
+Loop::~Loop() {
+  // Let the close callbacks of every handle run, then release the loop.
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  uv_loop_close(&loop_);
+}
+
+Master::Master(config::Config config) : config_(std::move(config)) {
+  ctx_.loop = loop_.get();
   ctx_.pid = ::getpid();
   // Orphans of our workers (a daemonising grandchild, say) come to us, not to init,
   // and we reap them. As PID 1 this is automatic.
@@ -52,13 +61,20 @@ Master::Master(config::Config config) : config_(std::move(config)) {
 
   InheritedSockets inherited = InheritedSockets::from_environment();
   std::vector<std::vector<Listener>> listeners;
-  for (const auto& pool : config_.pools) {
-    auto& mine = listeners.emplace_back();
-    for (const auto& address : pool.listen) {
-      mine.push_back(open_listener(address, pool.backlog, inherited));
-      log::info("listener.open", "pool {} listens on {}{}", pool.name, mine.back().bound,
-                mine.back().adopted ? " (socket passed by systemd)" : "");
+  try {
+    for (const auto& pool : config_.pools) {
+      auto& mine = listeners.emplace_back();
+      for (const auto& address : pool.listen) {
+        mine.push_back(open_listener(address, pool.backlog, inherited));
+        log::info("listener.open", "pool {} listens on {}{}", pool.name, mine.back().bound,
+                  mine.back().adopted ? " (socket passed by systemd)" : "");
+      }
     }
+  } catch (...) {
+    // Socket files made before the failure would otherwise stay behind.
+    for (const auto& mine : listeners)
+      for (const auto& l : mine) remove_socket_file(l);
+    throw;
   }
   if (std::size_t n = inherited.close_unclaimed())
     log::warn("listener.unclaimed", "closed {} passed socket(s) that match no configured listen address", n);
@@ -78,18 +94,16 @@ Master::Master(config::Config config) : config_(std::move(config)) {
   }
 
   for (int signo : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGCHLD})
-    signals_.push_back(std::make_unique<SignalWatch>(&loop_, signo, [this](int s) { on_signal(s); }));
-  systemd_ = std::make_unique<SystemdNotify>(&loop_);
+    signals_.push_back(std::make_unique<SignalWatch>(loop_.get(), signo, [this](int s) { on_signal(s); }));
+  systemd_ = std::make_unique<SystemdNotify>(loop_.get());
 }
 
 Master::~Master() {
+  // Handles close in an order that lets pools drop their workers' handles first.
   pools_.clear();
   signals_.clear();
   systemd_.reset();
   shutdown_deadline_.reset();
-  // Let the close callbacks of every handle run, then release the loop.
-  uv_run(&loop_, UV_RUN_NOWAIT);
-  uv_loop_close(&loop_);
 }
 
 int Master::run() {
@@ -97,7 +111,7 @@ int Master::run() {
             config_.file.string());
   for (auto& pool : pools_) pool->start();
   on_changed();
-  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_run(loop_.get(), UV_RUN_DEFAULT);
   log::info("master.exit", "every worker has exited; master pid {} exits", ctx_.pid);
   return 0;
 }
@@ -147,7 +161,7 @@ void Master::shutdown(bool fast) {
     systemd_->stopping();
     for (auto& pool : pools_) pool->close_listeners();
     if (!fast && config_.supervisor.shutdown_timeout.count() > 0) {
-      shutdown_deadline_ = std::make_unique<Timer>(&loop_);
+      shutdown_deadline_ = std::make_unique<Timer>(loop_.get());
       shutdown_deadline_->start(config_.supervisor.shutdown_timeout, [this] {
         log::warn("master.shutdown_timeout", "shutdown_timeout {} passed; killing the remaining workers",
                   format_uptime(config_.supervisor.shutdown_timeout));
@@ -187,7 +201,7 @@ void Master::on_changed() {
       if (pool->live() > 0) return;
     systemd_->stop_watchdog();
     if (shutdown_deadline_) shutdown_deadline_->stop();
-    uv_stop(&loop_);
+    uv_stop(loop_.get());
     return;
   }
   systemd_->status(status_line());
@@ -195,7 +209,13 @@ void Master::on_changed() {
     for (const auto& pool : pools_)
       if (!pool->settled()) return;
     state_ = MasterState::Running;
-    log::info("master.ready", "every pool has its workers ready");
+    // systemd hears READY=1 either way, so a failed pool shows in STATUS= and the
+    // logs instead of as a start timeout that kills the healthy pools too.
+    std::string failed;
+    for (const auto& pool : pools_)
+      if (pool->state() == shm::PoolState::Failed) failed += (failed.empty() ? "" : ", ") + pool->name();
+    if (failed.empty()) log::info("master.ready", "every pool has its workers ready");
+    else log::warn("master.ready", "start-up finished with failed pool(s): {}", failed);
     systemd_->ready();
   }
 }

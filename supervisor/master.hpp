@@ -18,6 +18,19 @@ namespace forkpool::supervisor {
 
 enum class MasterState { Starting, Running, Stopping };
 
+// The libuv loop, closed after every handle on it (members declared later) is gone.
+class Loop {
+ public:
+  Loop();
+  ~Loop();
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+  uv_loop_t* get() { return &loop_; }
+
+ private:
+  uv_loop_t loop_{};
+};
+
 class Master {
  public:
   // Binds every listener and creates the scoreboard; throws std::runtime_error with a
@@ -38,7 +51,7 @@ class Master {
   void resize_fixed_pools(int delta);
   std::string status_line() const;
 
-  uv_loop_t loop_{};
+  Loop loop_;  // first member: destroyed last
   config::Config config_;
   std::unique_ptr<shm::Scoreboard> scoreboard_;
   MasterContext ctx_;

@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <unordered_map>
 
@@ -21,9 +22,9 @@ struct MasterContext {
   int dev_null = -1;
   std::mt19937_64 rng{std::random_device{}()};
   std::unordered_map<pid_t, Pool*> owners;  // every worker pid not yet reaped
-  std::uint64_t spawn_serial = 0;           // makes each notify socket name unique
   std::uint64_t idle_clock = 0;             // orders workers by when they last became idle
   std::function<void()> changed;            // a pool's state or ready count changed
+  std::function<void(const nlohmann::json&)> events;  // streams an event to subscribers
 };
 
 }  // namespace forkpool::supervisor

@@ -18,17 +18,20 @@ constexpr std::size_t kMaxFds = 16;
 
 }  // namespace
 
-NotifySocket::NotifySocket(uv_loop_t* loop, std::string name, uid_t worker_uid, NotifyHandlers handlers)
-    : address_("@" + name), worker_uid_(worker_uid), handlers_(std::move(handlers)) {
+NotifySocket::NotifySocket(uv_loop_t* loop, uid_t worker_uid, NotifyHandlers handlers)
+    : worker_uid_(worker_uid), handlers_(std::move(handlers)) {
   fd_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd_) throw std::system_error(errno, std::generic_category(), "socket(AF_UNIX, SOCK_DGRAM)");
+  // Binding only the family asks the kernel for a unique abstract name (unix(7) autobind).
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (name.size() + 1 > sizeof addr.sun_path) throw std::system_error(ENAMETOOLONG, std::generic_category(), "notify socket name");
-  std::memcpy(addr.sun_path + 1, name.data(), name.size());
-  const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
-  if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0)
-    throw std::system_error(errno, std::generic_category(), "bind " + address_);
+  if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(sa_family_t)) != 0)
+    throw std::system_error(errno, std::generic_category(), "bind (autobind) of a notify socket");
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
+      len <= offsetof(sockaddr_un, sun_path) + 1)
+    throw std::system_error(errno, std::generic_category(), "getsockname of a notify socket");
+  address_ = "@" + std::string(addr.sun_path + 1, len - offsetof(sockaddr_un, sun_path) - 1);
   const int one = 1;
   if (::setsockopt(fd_.get(), SOL_SOCKET, SO_PASSCRED, &one, sizeof one) != 0)
     throw std::system_error(errno, std::generic_category(), "setsockopt(SO_PASSCRED)");

@@ -1,7 +1,9 @@
 #pragma once
 // A worker's sd_notify(3) endpoint: a datagram socket in the abstract namespace, one per
 // worker process, so whatever arrives on it came from that worker or its descendants
-// (systemd-notify run from a shell script included) without any pid bookkeeping.
+// (systemd-notify run from a shell script included) without any pid bookkeeping. The
+// kernel picks the name (autobind), so it is unique in the network namespace even when
+// several masters there are each PID 1 of their own container.
 
 #include <sys/types.h>
 #include <uv.h>
@@ -26,7 +28,7 @@ class NotifySocket {
  public:
   // Throws std::system_error when the socket cannot be made. Datagrams from any uid
   // other than root, the master's own and `worker_uid` are dropped.
-  NotifySocket(uv_loop_t* loop, std::string name, uid_t worker_uid, NotifyHandlers handlers);
+  NotifySocket(uv_loop_t* loop, uid_t worker_uid, NotifyHandlers handlers);
 
   // The value for NOTIFY_SOCKET ("@forkpool/...").
   const std::string& address() const { return address_; }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "supervisor/events.hpp"
 #include "supervisor/log.hpp"
 #include "supervisor/proc_stats.hpp"
 
@@ -80,7 +81,8 @@ std::vector<WorkerProcess*> Pool::dispatch_candidates() const {
 
 void Pool::set_state(shm::PoolState state) {
   if (state == state_) return;
-  log::info("pool.state", "pool {} is {}", config_.name, shm::to_string(state));
+  report(ctx_, spdlog::level::info, "pool.state", {config_.name, {}, 0},
+         fmt::format("pool {} is {}", config_.name, shm::to_string(state)), {{"state", shm::to_string(state)}});
   state_ = state;
   ctx_.scoreboard->set_pool_state(index_, state);
   if (ctx_.changed) ctx_.changed();
@@ -119,7 +121,8 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
   WorkerEvents events;
   events.ready = [this, &slot, self] {
     WorkerProcess* p = *self;
-    log::info("worker.ready", "worker {}[{}] pid {} is ready", config_.name, slot.index, p->pid());
+    report(ctx_, spdlog::level::info, "worker.ready", {config_.name, slot.index, p->pid()},
+           fmt::format("worker {}[{}] pid {} is ready", config_.name, slot.index, p->pid()));
     if (p == slot.replacement.get()) promote(slot);
     if (dispatcher_) dispatcher_->pump();
     update_running();
@@ -140,10 +143,11 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
   };
   events.request_timeout = [this, &slot, self](const std::string& peer) {
     WorkerProcess* p = *self;
-    log::warn("worker.request_timeout",
-              "worker {}[{}] pid {} held a connection from {} longer than request_timeout {}; sending SIG{}",
-              config_.name, slot.index, p->pid(), peer, format_uptime(config_.request_timeout),
-              sigabbrev_np(config_.timeout_signal));
+    report(ctx_, spdlog::level::warn, "worker.timeout", {config_.name, slot.index, p->pid()},
+           fmt::format("worker {}[{}] pid {} held a connection from {} longer than request_timeout {}; sending SIG{}",
+                       config_.name, slot.index, p->pid(), peer, format_uptime(config_.request_timeout),
+                       sigabbrev_np(config_.timeout_signal)),
+           {{"peer", peer}});
     ctx_.scoreboard->count(index_, shm::PoolCounter::Killed);
     p->stop(signal_then_kill(config_.timeout_signal), false);
   };
@@ -164,7 +168,9 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
   }
   ctx_.owners[p->pid()] = this;
   ctx_.scoreboard->count(index_, shm::PoolCounter::Spawned);
-  log::info("worker.spawn", "worker {}[{}] pid {} started", config_.name, slot.index, p->pid());
+  report(ctx_, spdlog::level::info, "worker.spawn", {config_.name, slot.index, p->pid()},
+         fmt::format("worker {}[{}] pid {} started", config_.name, slot.index, p->pid()),
+         {{"generation", generation_}});
   return p;
 }
 
@@ -174,7 +180,8 @@ void Pool::spawn(Slot& slot) {
   try {
     slot.process = launch(slot);
   } catch (const SpawnFailure& e) {
-    log::error("worker.spawn_failed", "worker {}[{}] could not be started: {}", config_.name, slot.index, e.what());
+    report(ctx_, spdlog::level::err, "worker.spawn_failed", {config_.name, slot.index, 0},
+           fmt::format("worker {}[{}] could not be started: {}", config_.name, slot.index, e.what()));
     if (e.transient) {
       // Short of processes, memory or descriptors: not the program's fault, so retry
       // with backoff but do not count it towards flapping.
@@ -205,8 +212,10 @@ void Pool::promote(Slot& slot) {
   std::unique_ptr<WorkerProcess> old = std::move(slot.process);
   slot.process = std::move(slot.replacement);
   if (!old) return;
-  log::info("worker.replaced", "worker {}[{}] pid {} replaces pid {} {}", config_.name, slot.index,
-            slot.process->pid(), old->pid(), slot.replace_reason);
+  report(ctx_, spdlog::level::info, "worker.recycle", {config_.name, slot.index, slot.process->pid()},
+         fmt::format("worker {}[{}] pid {} replaces pid {} {}", config_.name, slot.index, slot.process->pid(),
+                     old->pid(), slot.replace_reason),
+         {{"replaced_pid", old->pid()}});
   ctx_.scoreboard->count(index_, shm::PoolCounter::Recycled);
   old->stop(graceful_stop(config_), true);
   slot.retiring.push_back(std::move(old));
@@ -222,8 +231,9 @@ void Pool::replace(std::optional<unsigned> worker, std::string_view why) {
 }
 
 void Pool::schedule_respawn(Slot& slot, std::chrono::milliseconds delay) {
-  log::info("worker.respawn_scheduled", "worker {}[{}] starts again in {}", config_.name, slot.index,
-            format_uptime(delay));
+  report(ctx_, spdlog::level::info, "worker.respawn_scheduled", {config_.name, slot.index, 0},
+         fmt::format("worker {}[{}] starts again in {}", config_.name, slot.index, format_uptime(delay)),
+         {{"delay_ms", delay.count()}});
   slot.restart_timer.start(delay, [this, &slot] {
     spawn(slot);
     update_running();
@@ -231,7 +241,8 @@ void Pool::schedule_respawn(Slot& slot, std::chrono::milliseconds delay) {
 }
 
 void Pool::kill_worker(WorkerProcess& p, std::string_view why) {
-  log::warn("worker.kill", "worker {}[{}] pid {} {}; killing it", config_.name, p.identity().worker, p.pid(), why);
+  report(ctx_, spdlog::level::warn, "worker.kill", {config_.name, p.identity().worker, p.pid()},
+         fmt::format("worker {}[{}] pid {} {}; killing it", config_.name, p.identity().worker, p.pid(), why));
   ctx_.scoreboard->count(index_, shm::PoolCounter::Killed);
   p.stop(immediate_kill(), false);
 }

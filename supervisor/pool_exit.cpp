@@ -2,6 +2,7 @@
 
 #include <sys/wait.h>
 
+#include "supervisor/events.hpp"
 #include "supervisor/log.hpp"
 #include "supervisor/pool.hpp"
 #include "supervisor/pool_slot.hpp"
@@ -32,9 +33,13 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
   const ExitReason reason =
       classify_exit({wait_status, p->stop_requested(), p->ready(), uptime, config_.ready == config::Readiness::Exec});
   const std::string line = describe_exit(config_.name, slot->index, pid, wait_status, uptime);
-  if (reason == ExitReason::Requested) log::info("worker.exit", "{}", line);
-  else if (reason == ExitReason::Fatal) log::error("worker.exit", "{}: EX_CONFIG before it was ready", line);
-  else log::warn("worker.exit", "{}", line);
+  const auto level = reason == ExitReason::Requested ? spdlog::level::info
+                     : reason == ExitReason::Fatal   ? spdlog::level::err
+                                                     : spdlog::level::warn;
+  report(ctx_, level, "worker.exit", {config_.name, slot->index, pid},
+         reason == ExitReason::Fatal ? line + ": EX_CONFIG before it was ready" : line,
+         {{"reason", to_string(reason)}, {"status", describe_wait_status(wait_status)},
+          {"uptime_s", static_cast<double>(uptime.count()) / 1000.0}});
   const std::uint32_t sb = p->identity().scoreboard_slot;
   ctx_.scoreboard->mark_exited(sb, wait_status);
   scoreboard_slot_used_[sb - first_slot_] = false;
@@ -101,7 +106,9 @@ void Pool::after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime) {
 
 void Pool::fail(const std::string& why) {
   for (auto& s : slots_) s->restart_timer.stop();
-  log::error("pool.failed", "pool {} failed: {}; no more restarts until it is started again", config_.name, why);
+  report(ctx_, spdlog::level::err, "pool.failed", {config_.name, {}, 0},
+         fmt::format("pool {} failed: {}; no more restarts until it is started again", config_.name, why),
+         {{"reason", why}});
   set_state(shm::PoolState::Failed);
 }
 
@@ -123,7 +130,9 @@ bool Pool::resize(int target) {
   const int old = target_;
   target_ = target;
   ctx_.scoreboard->set_pool_size(index_, static_cast<std::uint32_t>(target_));
-  log::info("pool.scale", "pool {} scales from {} to {} workers", config_.name, old, target_);
+  report(ctx_, spdlog::level::info, "pool.scale", {config_.name, {}, 0},
+         fmt::format("pool {} scales from {} to {} workers", config_.name, old, target_),
+         {{"from", old}, {"to", target_}});
   for (int i = target_; i < old; ++i) {
     Slot& s = *slots_[static_cast<std::size_t>(i)];
     s.restart_timer.stop();

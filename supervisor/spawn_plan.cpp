@@ -46,10 +46,11 @@ gid_t lookup_group(const std::string& group) {
   return gr.gr_gid;
 }
 
-std::vector<gid_t> supplementary_groups(const Account& a) {
+// The user's groups with `primary` in place of the passwd group, as initgroups(3) does.
+std::vector<gid_t> supplementary_groups(const Account& a, gid_t primary) {
   int n = 64;
   std::vector<gid_t> groups(static_cast<std::size_t>(n));
-  while (::getgrouplist(a.name.c_str(), a.gid, groups.data(), &n) < 0) groups.resize(static_cast<std::size_t>(n));
+  while (::getgrouplist(a.name.c_str(), primary, groups.data(), &n) < 0) groups.resize(static_cast<std::size_t>(n));
   groups.resize(static_cast<std::size_t>(n));
   return groups;
 }
@@ -124,7 +125,9 @@ SpawnPlan build_spawn_plan(const config::PoolConfig& pool, const WorkerContext& 
     plan.change_ids = true;
     plan.uid = account->uid;
     plan.gid = pool.group.empty() ? account->gid : lookup_group(pool.group);
-    plan.groups = supplementary_groups(*account);
+    plan.groups = supplementary_groups(*account, plan.gid);
+    if (!pool.group.empty())  // the passwd group is replaced, not added to
+      std::erase_if(plan.groups, [&](gid_t g) { return g == account->gid && g != plan.gid; });
     env["USER"] = account->name;
     env["LOGNAME"] = account->name;
     env["HOME"] = account->home;

@@ -28,11 +28,15 @@ Timer::~Timer() { close_and_free(handle_); }
 
 void Timer::start(std::chrono::milliseconds after, std::function<void()> callback) {
   callback_ = std::move(callback);
+  // libuv measures from the time cached at the start of this loop iteration; a timer
+  // started late in a long iteration (spawning many workers) would fire early.
+  uv_update_time(handle_->loop);
   check(uv_timer_start(handle_, &Timer::fire, static_cast<std::uint64_t>(std::max<std::int64_t>(0, after.count())), 0));
 }
 
 void Timer::start_repeating(std::chrono::milliseconds every, std::function<void()> callback) {
   callback_ = std::move(callback);
+  uv_update_time(handle_->loop);
   const auto ms = static_cast<std::uint64_t>(std::max<std::int64_t>(1, every.count()));
   check(uv_timer_start(handle_, &Timer::fire, ms, ms));
 }

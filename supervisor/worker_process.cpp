@@ -98,14 +98,12 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, const config::PoolConfig& pool,
     wc.stdout_fd = output_fd(pool_.stdout_target, STDOUT_FILENO, stdout_capture_, stdout_file, "stdout");
     wc.stderr_fd = output_fd(pool_.stderr_target, STDERR_FILENO, stderr_capture_, stderr_file, "stderr");
     if (pool_.ready == config::Readiness::Notify || pool_.watchdog.count() > 0) {
-      const std::string name = "forkpool/" + std::to_string(ctx_.pid) + "/" + std::to_string(++ctx_.spawn_serial) +
-                               "/" + pool_.name + "/" + std::to_string(id_.worker);
       NotifyHandlers h;
       h.ready = [this] { mark_ready(); };
       h.watchdog = [this] { arm_watchdog(); };
       h.status = [this](std::string s) { status_text_ = std::move(s); };
       h.stopping = [this] { log::debug("worker.stopping", "worker {}[{}] pid {} says it is stopping", pool_.name, id_.worker, pid_); };
-      notify_ = std::make_unique<NotifySocket>(ctx_.loop, name, worker_uid(pool_), std::move(h));
+      notify_ = std::make_unique<NotifySocket>(ctx_.loop, worker_uid(pool_), std::move(h));
       wc.notify_socket = notify_->address();
     }
   } catch (const SpawnFailure&) {
@@ -239,7 +237,7 @@ void WorkerProcess::end_work() {
 }
 
 void WorkerProcess::mark_ready() {
-  if (ready_ || stop_requested_) return;
+  if (ready_ || stop_requested_ || !stop_plan_.empty()) return;  // being stopped or killed
   ready_ = true;
   idle_order_ = ++ctx_.idle_clock;
   ready_timer_.stop();
@@ -248,7 +246,7 @@ void WorkerProcess::mark_ready() {
 }
 
 void WorkerProcess::arm_watchdog() {
-  if (pool_.watchdog.count() == 0 || stop_requested_) return;
+  if (pool_.watchdog.count() == 0 || stop_requested_ || !stop_plan_.empty()) return;
   watchdog_timer_.start(pool_.watchdog, [this] { events_.watchdog_missed(); });
 }
 

@@ -31,6 +31,8 @@ struct hello_conn* hello_conn_create(int fd, int64_t now_ms) {
   c->close_after = false;
   c->lingering = false;
   c->served = false;
+  c->counted = false;
+  c->passed = false;
   c->last_active_ms = now_ms;
   c->body_left = 0;
   c->scan = 0;

@@ -21,6 +21,9 @@ struct hello_conn {
   bool close_after;  /* close once the pending output is sent */
   bool lingering;    /* write side shut down; discarding input until EOF */
   bool served;       /* answered at least one request (so it can be idle) */
+  bool counted;      /* on the scoreboard as busy (shared dispatch under forkpool) */
+  bool passed;       /* came from the master; `master` must be reported done */
+  fp_conn master;
   int64_t last_active_ms;
   uint64_t body_left; /* request body bytes still to skip */
   size_t scan;        /* resume offset of the head parser */

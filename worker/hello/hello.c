@@ -5,11 +5,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "channel.h"
 #include "listeners.h"
 #include "log.h"
 #include "loop.h"
@@ -71,7 +73,9 @@ static void usage(FILE* f) {
           "\n"
           "An HTTP/1.1 \"Hello, world\" server. Listening sockets are taken from\n"
           "LISTEN_FDS/LISTEN_PID (systemd socket activation, as forkpool's shared\n"
-          "dispatch passes them), and from --listen for standalone use.\n"
+          "dispatch passes them), and from --listen for standalone use. Under\n"
+          "forkpool's master dispatch (FORKPOOL_CHANNEL_FD, no LISTEN_FDS) the\n"
+          "connections are passed by the master instead.\n"
           "\n"
           "  --listen ADDRESS  bind HOST:PORT, [V6]:PORT, tcp://HOST:PORT or unix:PATH\n"
           "                    (repeatable; port 0 picks a free port, logged at start)\n"
@@ -115,10 +119,24 @@ int main(int argc, char** argv) {
     if (hello_listener_bind(value, &listeners[n]) != 0) return 1;
     n++;
   }
-  if (n == 0) {
+  /* Under forkpool the worker library reports readiness and activity; with no listener
+   * (dispatch = "master") it also brings the connections. */
+  fp_worker* worker = NULL;
+  const char* channel = getenv("FORKPOOL_CHANNEL_FD");
+  if (channel != NULL && *channel != '\0') {
+    worker = fp_worker_open();
+    if (worker == NULL && n == 0) {
+      hello_log("FORKPOOL_CHANNEL_FD=%s: %s", channel, strerror(errno));
+      return EXIT_CONFIG;
+    }
+    if (worker == NULL)
+      hello_log("FORKPOOL_CHANNEL_FD=%s: %s; not reporting activity", channel, strerror(errno));
+  }
+  bool from_master = n == 0 && worker != NULL;
+  if (n == 0 && !from_master) {
     fprintf(stderr,
-            "forkpool-hello: no listening socket: expected LISTEN_FDS (socket activation)\n"
-            "or --listen ADDRESS\n");
+            "forkpool-hello: no listening socket: expected LISTEN_FDS (socket activation),\n"
+            "FORKPOOL_CHANNEL_FD (forkpool's master dispatch) or --listen ADDRESS\n");
     usage(stderr);
     return EXIT_USAGE;
   }
@@ -135,7 +153,17 @@ int main(int argc, char** argv) {
     if (hello_loop_add_listener(&loop, &listeners[i]) != 0) return 1;
     hello_log("listening on %s", listeners[i].name);
   }
+  loop.worker = worker;
+  if (from_master) {
+    if (hello_channel_watch(&loop) != 0) return 1;
+    hello_log("serving connections passed by the master (pool %s, worker %d)",
+              fp_worker_pool(worker), fp_worker_number(worker));
+  }
+  if (worker != NULL && fp_worker_ready(worker) != 0) {
+    hello_log("reporting ready to the master: %s", strerror(errno));
+  }
   int status = hello_loop_run(&loop);
+  fp_worker_close(worker);
   hello_log("exiting with status %d", status);
   return status;
 }

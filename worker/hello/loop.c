@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "channel.h"
 #include "conn.h"
 #include "log.h"
 #include "response.h"
@@ -83,7 +84,8 @@ static void set_listeners_armed(struct hello_loop* loop, bool armed) {
   loop->listeners_armed = armed;
 }
 
-int hello_adopt_connection(struct hello_loop* loop, int fd) {
+/* Returns the new connection, or NULL after closing fd. */
+static struct hello_conn* adopt(struct hello_loop* loop, int fd) {
   /* Small responses must not wait for Nagle's algorithm. On a Unix socket
    * this fails harmlessly, which costs less than finding out the family. */
   int one = 1;
@@ -93,18 +95,41 @@ int hello_adopt_connection(struct hello_loop* loop, int fd) {
   if (c == NULL) {
     hello_log("out of memory for a connection; closing it");
     close(fd);
-    return -1;
+    return NULL;
   }
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
   if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
     hello_log("epoll_ctl(connection fd %d): %s", fd, strerror(errno));
     hello_conn_destroy(c);
-    return -1;
+    return NULL;
   }
   c->next = loop->conns;
   if (loop->conns != NULL) loop->conns->prev = c;
   loop->conns = c;
   loop->n_conns++;
+  return c;
+}
+
+int hello_adopt_connection(struct hello_loop* loop, int fd) {
+  struct hello_conn* c = adopt(loop, fd);
+  if (c == NULL) return -1;
+  if (loop->worker != NULL) {
+    /* Shared dispatch under forkpool: the scoreboard shows this worker busy. */
+    fp_worker_conn_begin(loop->worker);
+    c->counted = true;
+  }
+  return 0;
+}
+
+int hello_adopt_passed(struct hello_loop* loop, fp_conn* passed) {
+  struct hello_conn* c = adopt(loop, passed->fd);
+  passed->fd = -1; /* the loop owns it now, or adopt() closed it */
+  if (c == NULL) {
+    fp_worker_done(loop->worker, passed);
+    return -1;
+  }
+  c->passed = true;
+  c->master = *passed;
   return 0;
 }
 
@@ -116,7 +141,13 @@ void hello_loop_close_conn(struct hello_loop* loop, struct hello_conn* c) {
   }
   if (c->next != NULL) c->next->prev = c->prev;
   loop->n_conns--;
-  hello_conn_destroy(c);
+  bool passed = c->passed, counted = c->counted;
+  fp_conn master = c->master;
+  hello_conn_destroy(c); /* closes the fd before the master hears it is done */
+  if (passed && fp_worker_done(loop->worker, &master) != 0) {
+    hello_log("sending DONE to the master: %s", strerror(errno));
+  }
+  if (counted) fp_worker_conn_end(loop->worker);
 }
 
 static void accept_all(struct hello_loop* loop, struct hello_loop_listener* ll) {
@@ -167,6 +198,9 @@ void hello_loop_poll_signals(struct hello_loop* loop) {
 void hello_loop_begin_drain(struct hello_loop* loop) {
   if (loop->draining) return;
   loop->draining = true;
+  /* Connections the master already sent are served (and told to close) rather than
+   * lost; then the channel is no longer read. */
+  hello_channel_stop(loop);
   hello_log("stopping: %zu connection(s) open", loop->n_conns);
   /* Closing the listeners hands pending connections to the other workers
    * sharing them (the supervisor keeps its copies open). */
@@ -223,6 +257,9 @@ int hello_loop_run(struct hello_loop* loop) {
           break;
         case HELLO_SOURCE_SIGNAL:
           hello_loop_poll_signals(loop);
+          break;
+        case HELLO_SOURCE_CHANNEL:
+          if (loop->channel_watched) hello_channel_receive(loop);
           break;
       }
     }

@@ -7,12 +7,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "forkpool/worker.h"
 #include "listeners.h"
 
 struct hello_conn;
 
 /* What an epoll event's data.ptr points at; first member of each source. */
-enum hello_source_kind { HELLO_SOURCE_LISTENER, HELLO_SOURCE_SIGNAL, HELLO_SOURCE_CONN };
+enum hello_source_kind {
+  HELLO_SOURCE_LISTENER,
+  HELLO_SOURCE_SIGNAL,
+  HELLO_SOURCE_CONN,
+  HELLO_SOURCE_CHANNEL, /* the master's channel (dispatch = "master") */
+};
 struct hello_source {
   enum hello_source_kind kind;
 };
@@ -37,6 +43,11 @@ struct hello_loop {
   int64_t next_sweep_ms;
   struct hello_conn* conns; /* all open connections, a doubly linked list */
   size_t n_conns;
+  /* Under forkpool: the worker library (scoreboard, READY/DONE), or NULL. In master
+   * dispatch the channel brings the connections and the loop watches it. */
+  fp_worker* worker;
+  struct hello_source channel_src;
+  bool channel_watched;
 };
 
 int hello_loop_init(struct hello_loop* loop, int signal_fd);
@@ -46,6 +57,9 @@ int hello_loop_add_listener(struct hello_loop* loop, const struct hello_listener
  * source (a listener here, later a descriptor passed by the master). The loop
  * owns fd from here on, and closes it on failure. Returns 0 or -1. */
 int hello_adopt_connection(struct hello_loop* loop, int fd);
+
+/* Adopts a connection the master passed; on failure it is closed and reported done. */
+int hello_adopt_passed(struct hello_loop* loop, fp_conn* passed);
 
 /* Stops accepting and lets connections finish their current response. */
 void hello_loop_begin_drain(struct hello_loop* loop);

@@ -1,0 +1,87 @@
+#pragma once
+// The control socket: a Unix stream socket speaking one JSON object per line each way.
+// It owns framing, limits and peer checks; what a command does is the handler's business.
+//
+// Limits, none of which block the loop or other clients: a request line of at most
+// 64 KiB; at most 64 clients; a client that sends part of a line and stalls, or stays
+// silent, is closed; a client that does not read its replies is closed once 4 MiB wait.
+
+#include <sys/types.h>
+#include <uv.h>
+
+#include <functional>
+#include <list>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+
+#include "config/config.hpp"
+
+namespace forkpool::supervisor {
+
+class ControlServer;
+
+class ControlClient {
+ public:
+  void reply(const nlohmann::json& object);
+  void error(const std::string& message);
+  // From now on the client receives events; further requests are still answered.
+  void subscribe() { subscribed_ = true; }
+  bool subscribed() const { return subscribed_; }
+  // Sends `line` with `fds` attached (SCM_RIGHTS), at most 200 per message.
+  bool send_fds(const nlohmann::json& first, std::span<const int> fds);
+  void close();
+  uid_t uid() const { return uid_; }
+
+ private:
+  friend class ControlServer;
+  ControlServer* server_ = nullptr;
+  uv_pipe_t* pipe_ = nullptr;
+  std::string buffer_;
+  bool subscribed_ = false;
+  bool closing_ = false;
+  uid_t uid_ = 0;
+  uv_timer_t* timer_ = nullptr;
+  std::list<std::unique_ptr<ControlClient>>::iterator self_;
+  void write_raw(std::string data);
+};
+
+class ControlServer {
+ public:
+  using Handler = std::function<void(ControlClient&, const nlohmann::json& request)>;
+
+  // Throws std::runtime_error naming the path when the socket cannot be made.
+  ControlServer(uv_loop_t* loop, const config::SupervisorConfig& config, Handler handler);
+  ~ControlServer();
+  ControlServer(const ControlServer&) = delete;
+  ControlServer& operator=(const ControlServer&) = delete;
+
+  void broadcast(const nlohmann::json& event);
+  std::size_t clients() const { return clients_.size(); }
+
+  static constexpr std::size_t kMaxLine = 64 * 1024;
+  static constexpr std::size_t kMaxClients = 64;
+  static constexpr std::size_t kMaxPendingWrite = 4 * 1024 * 1024;
+  static constexpr std::uint64_t kStallMs = 5'000;   // part of a line, then nothing
+  static constexpr std::uint64_t kIdleMs = 60'000;   // connected, no request at all
+
+ private:
+  friend class ControlClient;
+  static void on_connection(uv_stream_t* server, int status);
+  static void on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* buf);
+  void accept_one();
+  bool peer_allowed(int fd, uid_t& uid) const;
+  void handle_input(ControlClient& c);
+  void arm_timer(ControlClient& c);
+  void drop(ControlClient& c);
+
+  uv_loop_t* loop_;
+  config::SupervisorConfig config_;
+  Handler handler_;
+  uv_pipe_t* listener_ = nullptr;
+  gid_t group_ = static_cast<gid_t>(-1);
+  std::list<std::unique_ptr<ControlClient>> clients_;
+};
+
+}  // namespace forkpool::supervisor

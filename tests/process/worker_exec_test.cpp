@@ -1,0 +1,137 @@
+// Exec'd workers against a fake master: forkpool-hello in master dispatch and the Python
+// module (worker/python/forkpool_worker.py). The end-to-end tests with the real master
+// live in tests/integration.
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "process/fake_master.hpp"
+
+using forkpool::test::exchange;
+using forkpool::test::FakeMaster;
+
+namespace {
+
+int exit_code(int status) {
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 1000 + status;
+}
+
+std::string find_python() {
+  for (const char* p : {"/usr/bin/python3", "/usr/local/bin/python3"}) {
+    if (::access(p, X_OK) == 0) return p;
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("forkpool-hello in master dispatch serves passed connections and exits at end of work",
+          "[worker][hello][process]") {
+  FakeMaster master;
+  master.exec_worker({FORKPOOL_BINARY_DIR "/worker/hello/forkpool-hello"});
+  auto ready = master.receive();
+  REQUIRE(ready);
+  CHECK(ready->type == FP_MSG_READY);
+  master.scoreboard().mark_ready(0);
+
+  // Keep-alive: two requests on one connection, then the client closes.
+  const int keep = master.pass_connection(7);
+  const std::string req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string r1 = exchange(keep, req, 1);
+  CHECK(r1.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(r1.find("X-Worker: web-0") != std::string::npos);
+  const std::string r2 = exchange(keep, req, 1);
+  CHECK(r2.rfind("HTTP/1.1 200", 0) == 0);
+  // Several in flight at once.
+  const int a = master.pass_connection(8);
+  const int b = master.pass_connection(9);
+  const std::string close_req = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  CHECK(exchange(a, close_req, 1 << 20, std::chrono::seconds(5)).find("Hello") !=
+        std::string::npos);
+  CHECK(exchange(b, close_req, 1 << 20, std::chrono::seconds(5)).find("Hello") !=
+        std::string::npos);
+  ::close(keep);
+  std::vector<std::uint64_t> done;
+  for (int i = 0; i < 3; ++i) {
+    auto m = master.receive();
+    REQUIRE(m);
+    CHECK(m->type == FP_MSG_DONE);
+    done.push_back(m->id);
+  }
+  std::sort(done.begin(), done.end());
+  CHECK(done == std::vector<std::uint64_t>{7, 8, 9});
+  CHECK(forkpool::test::wait_until_handled(master.scoreboard(), 3));
+
+  // End of work with a connection held: its request is still answered, then it exits 0.
+  const int held = master.pass_connection(10);
+  master.close_master();
+  const std::string last = exchange(held, req, 1 << 20, std::chrono::seconds(5));
+  CHECK(last.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(last.find("Connection: close") != std::string::npos);
+  ::close(a);
+  ::close(b);
+  ::close(held);
+  CHECK(exit_code(master.wait_exit()) == 0);
+}
+
+TEST_CASE("the Python module receives a connection, sends DONE and ends with the channel",
+          "[worker][python][process]") {
+  const std::string python = find_python();
+  if (python.empty()) {
+    WARN("python3 not found; skipped");
+    return;
+  }
+  const std::string script =
+      "import sys\n"
+      "sys.path.insert(0, '" FORKPOOL_SOURCE_DIR
+      "/worker/python')\n"
+      "import forkpool_worker\n"
+      "n = 0\n"
+      "with forkpool_worker.Worker() as w:\n"
+      "    assert w.pool == 'web' and w.worker == 0 and len(w.listeners) == 2, 'identity'\n"
+      "    for conn in w:\n"
+      "        assert conn.forkpool_listener == 1 and conn.forkpool_address == w.listeners[1]\n"
+      "        data = conn.recv(4)\n"
+      "        conn.sendall(b'pong:%d' % conn.forkpool_id)\n"
+      "        w.done(conn)\n"
+      "        n += 1\n"
+      "    assert w.rejected == 2, w.rejected\n"
+      "sys.exit(0 if n == 2 else 3)\n";
+  FakeMaster master;
+  master.exec_worker({python, "-c", script});
+  auto ready = master.receive();
+  REQUIRE(ready);
+  CHECK(ready->type == FP_MSG_READY);
+  master.scoreboard().mark_ready(0);
+
+  // Malformed first: a CONN without its fd is answered with DONE, a short record dropped.
+  CHECK(master.send(FP_MSG_CONN, 1, 99, {}, 16));
+  CHECK(master.send(FP_MSG_CONN, 1, 98, {}, 8));
+  auto refused = master.receive();
+  REQUIRE(refused);
+  CHECK((refused->type == FP_MSG_DONE && refused->id == 99));
+
+  for (std::uint64_t id : {5ull, 6ull}) {
+    const int client = master.pass_connection(id, 1);
+    CHECK(exchange(client, "ping", 6) == "pong:" + std::to_string(id));
+    auto done = master.receive();
+    REQUIRE(done);
+    CHECK(done->type == FP_MSG_DONE);
+    CHECK(done->id == id);
+    ::close(client);
+  }
+#if defined(__x86_64__)
+  const auto snap = master.scoreboard().read_worker(0);
+  CHECK(snap.connections_handled == 2);
+  CHECK(snap.in_flight == 0);
+  CHECK(snap.anomalies == 0);
+#endif
+  master.close_master();
+  CHECK(exit_code(master.wait_exit(std::chrono::seconds(20))) == 0);
+}

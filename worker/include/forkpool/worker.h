@@ -1,0 +1,131 @@
+/* libforkpool-worker: the worker's side of forkpool's protocol, version 1.
+ *
+ * A worker started by forkpool finds its channel to the master, its scoreboard slot and
+ * its identity in FORKPOOL_* environment variables (docs/protocol.md). This library
+ * reads them, receives the connections the master passes (dispatch = "master"), reports
+ * each finished connection back, and keeps the worker's scoreboard slot up to date.
+ *
+ * Typical blocking worker:
+ *
+ *   fp_worker *w = fp_worker_open();
+ *   if (w == NULL) { perror("fp_worker_open"); return 1; }
+ *   fp_worker_ready(w);
+ *   fp_conn c;
+ *   int r;
+ *   while ((r = fp_worker_next(w, &c)) == 0) {
+ *     serve(c.fd);
+ *     fp_worker_done(w, &c);          // closes c.fd, tells the master
+ *   }
+ *   fp_worker_close(w);
+ *   return r == 1 ? 0 : 1;            // 1: the master asked us to finish and exit
+ *
+ * An event loop polls fp_worker_fd() for readability and drains it with
+ * fp_worker_try_next(); it may hold several connections at once (the pool's
+ * max_inflight) and calls fp_worker_done() for each as it finishes.
+ *
+ * Not thread-safe: one fp_worker is used by one thread at a time (the caller locks if
+ * several threads share it). No function logs or raises signals: every send uses
+ * MSG_NOSIGNAL, and every error is returned as -1 with errno.
+ */
+#ifndef FORKPOOL_WORKER_H
+#define FORKPOOL_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FP_WORKER_PROTOCOL 1
+
+typedef struct fp_worker fp_worker;
+
+/* One connection passed by the master. */
+typedef struct fp_conn {
+  int fd;            /* connected stream socket, close-on-exec; set to -1 if you close it */
+  uint16_t listener; /* index of the listener it came in on (see fp_worker_listener) */
+  uint64_t id;       /* the master's connection id, echoed in DONE */
+  uint32_t flags_;   /* private to the library */
+} fp_conn;
+
+/* Results of fp_worker_next and fp_worker_try_next besides 0 and -1. */
+#define FP_WORKER_END 1     /* end of work: the master closed the channel */
+#define FP_WORKER_PENDING 2 /* try_next only: nothing to receive right now */
+
+/* Reads FORKPOOL_PROTOCOL, FORKPOOL_CHANNEL_FD, FORKPOOL_SCOREBOARD_FD, FORKPOOL_POOL,
+ * FORKPOOL_WORKER, FORKPOOL_GENERATION, FORKPOOL_LISTENERS and NOTIFY_SOCKET; maps the
+ * scoreboard slot (if any) and marks the channel and slot fds close-on-exec, so programs
+ * the worker runs do not inherit them. Returns NULL with errno: ENOENT when
+ * FORKPOOL_CHANNEL_FD is unset (not running under forkpool), EPROTONOSUPPORT for a
+ * protocol other than 1, EBADF/ENOTSOCK/EPROTOTYPE when the channel fd is not a
+ * SOCK_SEQPACKET socket, ENOMEM. A missing or unusable scoreboard is not an error: the
+ * scoreboard functions then do nothing. */
+fp_worker* fp_worker_open(void);
+
+/* Closes the channel (the master sees EOF) and unmaps the slot. Connections still held
+ * are not closed. NULL is allowed. */
+void fp_worker_close(fp_worker* w);
+
+/* Ready for work: sends READY on the channel, marks the slot idle and, when
+ * NOTIFY_SOCKET is set, sends "READY=1" there. Call once the worker can serve (after
+ * loading the application). Calling it again is harmless. Returns 0, or -1 with errno
+ * when one of the sends failed (the others are still attempted). */
+int fp_worker_ready(fp_worker* w);
+
+/* Waits for the next connection. 0: *conn holds it and the slot counts it in flight;
+ * FP_WORKER_END (1): the master closed the channel, meaning "finish the connections you
+ * hold and exit" (every later call returns 1 again); -1: error, errno set. Malformed
+ * messages are skipped (see fp_worker_rejected); EINTR is retried. */
+int fp_worker_next(fp_worker* w, fp_conn* conn);
+
+/* The same without waiting: FP_WORKER_PENDING (2) when nothing is pending. For event
+ * loops: call it until it returns something other than 0 whenever fp_worker_fd() is
+ * readable. */
+int fp_worker_try_next(fp_worker* w, fp_conn* conn);
+
+/* The connection is finished: closes conn->fd unless it is -1, sends DONE with conn->id,
+ * and counts the connection on the scoreboard. Returns 0; -1 with EINVAL when conn was
+ * not returned by next/try_next or is already done, or with the send's errno (the fd is
+ * closed and the slot updated even then). If the master has already closed the channel
+ * (end of work), the DONE is dropped and 0 returned. */
+int fp_worker_done(fp_worker* w, fp_conn* conn);
+
+/* Connections delivered are in blocking mode by default (simple read/write workers); an
+ * event loop asks for non-blocking ones here. Costs one ioctl per connection. */
+void fp_worker_set_nonblocking(fp_worker* w, int nonblocking);
+
+/* The channel fd, to watch for readability with poll/epoll. Owned by the library. */
+int fp_worker_fd(const fp_worker* w);
+
+/* Sends one sd_notify(3) message ("STATUS=warming up", "WATCHDOG=1", "STOPPING=1") to
+ * NOTIFY_SOCKET. Returns 0 (also when NOTIFY_SOCKET is unset), or -1 with errno. */
+int fp_worker_notify(fp_worker* w, const char* message);
+
+/* For workers that accept connections themselves (dispatch = "shared"): count a
+ * connection on the scoreboard without any message to the master. Each begin must be
+ * paired with one end. */
+void fp_worker_conn_begin(fp_worker* w);
+void fp_worker_conn_end(fp_worker* w);
+
+/* Identity, from the environment; the strings live as long as w. */
+const char* fp_worker_pool(const fp_worker* w);         /* FORKPOOL_POOL, "" if unset */
+int fp_worker_number(const fp_worker* w);               /* FORKPOOL_WORKER, -1 if unset */
+unsigned long fp_worker_generation(const fp_worker* w); /* FORKPOOL_GENERATION, 0 if unset */
+size_t fp_worker_listener_count(const fp_worker* w);
+/* The listener's address as written in the config ("tcp://127.0.0.1:8080"), or NULL
+ * when index is out of range. */
+const char* fp_worker_listener(const fp_worker* w, size_t index);
+
+/* Connections currently held (delivered and not yet done). */
+unsigned fp_worker_in_flight(const fp_worker* w);
+/* Messages received and dropped as malformed since open: wrong size, truncated control
+ * data, a CONN without exactly one fd, a descriptor on a message that carries none.
+ * Every descriptor that came with such a message was closed. */
+unsigned long fp_worker_rejected(const fp_worker* w);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FORKPOOL_WORKER_H */

@@ -1,0 +1,233 @@
+/* The channel to the master: receiving CONN messages with their descriptor, sending
+ * READY and DONE. Every received message is checked before it is believed (STYLE 12):
+ * size, truncation of data or control, the control message's level and type, and the
+ * number of descriptors; a descriptor nobody expects is closed at once. */
+#define _GNU_SOURCE /* MSG_CMSG_CLOEXEC, POLLRDHUP, strtok_r, strdup */
+#include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "worker/lib/worker_internal.h"
+#include "worker/protocol.h"
+
+/* Room for more descriptors than any message may carry, so a message with too many is
+ * still received whole and each of them closed; beyond this the kernel sets MSG_CTRUNC
+ * and closes the rest itself. */
+#define MAX_FDS 8
+
+enum receive_result {
+  RECEIVED_CONN,
+  RECEIVED_OTHER, /* a message without a connection, or one rejected: read on */
+  RECEIVED_EOF,
+  RECEIVED_NOTHING, /* EAGAIN */
+  RECEIVED_ERROR,
+};
+
+static bool is_would_block(int err) {
+  return err == EAGAIN || err == EWOULDBLOCK;
+}
+
+static void close_all(const int* fds, size_t n) {
+  for (size_t i = 0; i < n; i++) close(fds[i]);
+}
+
+/* Waits until the channel is readable or writable; EINTR is not an error. */
+static int wait_for(int fd, short events) {
+  struct pollfd p = {.fd = fd, .events = events};
+  int r;
+  do {
+    r = poll(&p, 1, -1);
+  } while (r < 0 && errno == EINTR);
+  return r < 0 ? -1 : 0;
+}
+
+int fp_channel_send(fp_worker* w, unsigned type, unsigned long long id) {
+  struct fp_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = (uint16_t)type;
+  m.id = (uint64_t)id;
+  for (;;) {
+    ssize_t n = send(w->channel_fd, &m, sizeof m, MSG_NOSIGNAL);
+    if (n == (ssize_t)sizeof m) return 0;
+    if (n >= 0) { /* a SOCK_SEQPACKET send is all or nothing */
+      errno = EIO;
+      return -1;
+    }
+    if (errno == EINTR) continue;
+    /* The channel may have been made non-blocking by the program; a record is tiny and
+     * the master reads promptly, so wait rather than lose it. */
+    if (is_would_block(errno)) {
+      if (wait_for(w->channel_fd, POLLOUT) != 0) return -1;
+      continue;
+    }
+    if (errno == EPIPE || errno == ECONNRESET) w->master_gone = true;
+    return -1;
+  }
+}
+
+/* recvmsg returns 0 both at EOF and for an empty record. Only a peer that is gone (or
+ * shut down its side) sets POLLHUP/POLLRDHUP, so ask. */
+static bool at_eof(int fd) {
+  struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+  int r;
+  do {
+    r = poll(&p, 1, 0);
+  } while (r < 0 && errno == EINTR);
+  return r > 0 && (p.revents & (POLLHUP | POLLRDHUP)) != 0;
+}
+
+/* A CONN the library cannot deliver is still answered with DONE, so the master does not
+ * count it in flight on this worker for ever. */
+static void refuse_conn(fp_worker* w, uint64_t id) {
+  if (!w->master_gone) fp_channel_send(w, FP_MSG_DONE, id);
+}
+
+static enum receive_result receive_one(fp_worker* w, int flags, fp_conn* conn) {
+  struct fp_msg m;
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+  } control;
+  struct iovec iov = {.iov_base = &m, .iov_len = sizeof m};
+  struct msghdr msg;
+  ssize_t n;
+  for (;;) {
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+    n = recvmsg(w->channel_fd, &msg, flags | MSG_CMSG_CLOEXEC);
+    if (n >= 0) break;
+    /* ECONNRESET is reported once when the master closed with our records unread; the
+     * records it sent before closing are still queued, so read on. */
+    if (errno == EINTR || errno == ECONNRESET) continue;
+    return is_would_block(errno) ? RECEIVED_NOTHING : RECEIVED_ERROR;
+  }
+
+  int fds[MAX_FDS];
+  size_t nfds = 0;
+  bool bad_control = false;
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) {
+      bad_control = true;
+      continue;
+    }
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count && nfds < MAX_FDS; i++) {
+      memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+    }
+  }
+
+  if (n == 0 && nfds == 0 && !bad_control && at_eof(w->channel_fd)) {
+    w->end_of_work = true;
+    return RECEIVED_EOF;
+  }
+  bool well_formed =
+      n == (ssize_t)sizeof m && (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) == 0 && !bad_control;
+  if (!well_formed) {
+    /* Nothing in it can be trusted, the id included: drop it whole. */
+    close_all(fds, nfds);
+    w->rejected++;
+    return RECEIVED_OTHER;
+  }
+  if (m.type != FP_MSG_CONN) {
+    /* READY and DONE only go the other way; unknown types are for later versions. None
+     * of them carries a descriptor. */
+    if (nfds > 0) {
+      close_all(fds, nfds);
+      w->rejected++;
+    }
+    return RECEIVED_OTHER;
+  }
+  if (nfds != 1) {
+    close_all(fds, nfds);
+    w->rejected++;
+    refuse_conn(w, m.id);
+    return RECEIVED_OTHER;
+  }
+
+  int on = w->nonblocking_conns ? 1 : 0;
+  if (ioctl(fds[0], FIONBIO, &on) != 0) {
+    /* Not something a socket refuses: the descriptor is not what the master meant. */
+    close(fds[0]);
+    w->rejected++;
+    refuse_conn(w, m.id);
+    return RECEIVED_OTHER;
+  }
+  conn->fd = fds[0];
+  conn->listener = m.arg;
+  conn->id = m.id;
+  conn->flags_ = FP_CONN_LIVE;
+  w->in_flight++;
+  fp_slot_writer_mark_busy(&w->slot, fp_slot_writer_now_ns());
+  return RECEIVED_CONN;
+}
+
+/* Reads records until a connection, EOF, an error or (with MSG_DONTWAIT) nothing more. */
+static int next(fp_worker* w, fp_conn* conn, bool wait) {
+  if (w->end_of_work) return FP_WORKER_END;
+  for (;;) {
+    switch (receive_one(w, wait ? 0 : MSG_DONTWAIT, conn)) {
+      case RECEIVED_CONN:
+        return 0;
+      case RECEIVED_OTHER:
+        continue;
+      case RECEIVED_EOF:
+        return FP_WORKER_END;
+      case RECEIVED_NOTHING:
+        if (!wait) return FP_WORKER_PENDING;
+        /* A blocking call on a channel the program made non-blocking. */
+        if (wait_for(w->channel_fd, POLLIN) != 0) return -1;
+        continue;
+      case RECEIVED_ERROR:
+        return -1;
+    }
+  }
+}
+
+int fp_worker_next(fp_worker* w, fp_conn* conn) {
+  return next(w, conn, true);
+}
+
+int fp_worker_try_next(fp_worker* w, fp_conn* conn) {
+  return next(w, conn, false);
+}
+
+int fp_worker_done(fp_worker* w, fp_conn* conn) {
+  if (conn == NULL || conn->flags_ != FP_CONN_LIVE) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (conn->fd >= 0) close(conn->fd);
+  conn->fd = -1;
+  conn->flags_ = 0;
+  if (w->in_flight > 0) w->in_flight--;
+  fp_slot_writer_mark_idle(&w->slot);
+  /* End of work is the master shutting down its sending side only: it still reads DONE
+   * for what the worker finishes. A master that is gone makes the send fail (EPIPE). */
+  if (w->master_gone) return 0;
+  if (fp_channel_send(w, FP_MSG_DONE, conn->id) != 0) return w->master_gone ? 0 : -1;
+  return 0;
+}
+
+int fp_worker_ready(fp_worker* w) {
+  int result = 0;
+  int saved = 0;
+  if (!w->end_of_work && !w->master_gone && fp_channel_send(w, FP_MSG_READY, 0) != 0 &&
+      !w->master_gone) {
+    result = -1;
+    saved = errno;
+  }
+  fp_slot_writer_set_ready(&w->slot);
+  if (fp_worker_notify(w, "READY=1") != 0 && result == 0) {
+    result = -1;
+    saved = errno;
+  }
+  if (result != 0) errno = saved;
+  return result;
+}

@@ -1,0 +1,38 @@
+/* The fp_worker object, shared by the library's source files and nothing else. */
+#ifndef FORKPOOL_WORKER_INTERNAL_H
+#define FORKPOOL_WORKER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "forkpool/worker.h"
+#include "shm/slot_writer.h"
+
+/* fp_conn.flags_ of a connection delivered and not yet done; a magic value rather than
+ * one bit, so done() on an uninitialised fp_conn is very likely refused. */
+#define FP_CONN_LIVE 0x46504c56u /* "FPLV" */
+
+struct fp_worker {
+  int channel_fd;
+  bool end_of_work;       /* EOF seen on the channel: next() keeps returning 1 */
+  bool master_gone;       /* a send failed with EPIPE/ECONNRESET: DONE is not sent */
+  bool nonblocking_conns; /* the mode connections are switched to on delivery */
+  unsigned in_flight;
+  unsigned long rejected;
+  fp_slot_writer slot; /* no-op when the scoreboard is absent */
+
+  char* pool;
+  int number;
+  unsigned long generation;
+  char* listeners_text; /* FORKPOOL_LISTENERS, split in place */
+  char** listeners;
+  size_t listener_count;
+
+  char* notify_socket; /* NOTIFY_SOCKET, or NULL */
+  int notify_fd;       /* datagram socket made on first use, or -1 */
+};
+
+/* channel.c */
+int fp_channel_send(fp_worker* w, unsigned type, unsigned long long id);
+
+#endif

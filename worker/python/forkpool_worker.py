@@ -1,0 +1,355 @@
+"""forkpool worker protocol, version 1, for Python workers (standard library only).
+
+A worker started by forkpool with ``dispatch = "master"`` receives its connections
+from the master over a Unix socket (FORKPOOL_CHANNEL_FD). This module is the Python
+counterpart of libforkpool-worker (docs/protocol.md)::
+
+    import forkpool_worker
+
+    with forkpool_worker.Worker() as worker:
+        for conn in worker:             # ready() is sent on the first iteration
+            serve(conn)                 # conn is a socket.socket (blocking)
+            worker.done(conn)           # closes it and tells the master
+
+The iteration ends when the master closes the channel ("finish what you hold and
+exit"). Each connection carries ``forkpool_id`` (the master's connection id) and
+``forkpool_listener`` (index into ``Worker.listeners``).
+
+Not thread-safe: one Worker is used by one thread at a time. Blocking and
+non-blocking use are both possible: ``fileno()`` is the channel, to register with
+selectors, and ``next_conn(block=False)`` raises BlockingIOError when nothing is
+pending.
+
+Scoreboard: the worker's slot page (FORKPOOL_SCOREBOARD_FD) is written with the same
+seqlock protocol as shm/slot_writer.c, but only on x86-64, where the hardware keeps
+stores in program order and CPython writes an aligned 8-byte item with one store.
+Elsewhere the Python worker does not write its page; the master still shows it idle
+once ready, without its busy time and connection count.
+"""
+
+import array
+import mmap
+import os
+import platform
+import select
+import socket
+import struct
+import time
+
+__all__ = ["Worker", "Connection", "ProtocolError", "PROTOCOL_VERSION"]
+
+PROTOCOL_VERSION = 1
+
+MSG_CONN = 1  # master -> worker: one connection, its fd by SCM_RIGHTS
+MSG_READY = 16  # worker -> master: ready for work
+MSG_DONE = 17  # worker -> master: connection `id` finished and closed
+
+# u16 type, u16 arg, u32 reserved, u64 id; host byte order, no padding: 16 bytes.
+_MSG = struct.Struct("=HHIQ")
+_MAX_FDS = 8  # room to receive (and close) more fds than a message may carry
+
+# Scoreboard slot page (shm/slot_layout.h).
+_SLOT_STATE_STARTING = 1
+_SLOT_STATE_IDLE = 2
+_SLOT_STATE_BUSY = 3
+
+
+class ProtocolError(OSError):
+    """The environment does not describe a usable forkpool channel."""
+
+
+class Connection(socket.socket):
+    """A socket.socket passed by the master, with its forkpool id and listener."""
+
+    __slots__ = ("forkpool_id", "forkpool_listener", "forkpool_address", "_forkpool_live")
+
+
+class _SlotWriter:
+    """Writes the worker's scoreboard slot exactly as shm/slot_writer.c does."""
+
+    def __init__(self, fd):
+        page = mmap.PAGESIZE
+        if os.fstat(fd).st_size < page:
+            raise OSError("scoreboard fd %d is smaller than a page" % fd)
+        self._map = mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        view = memoryview(self._map)
+        self._views = [
+            view[0:8].cast("Q"),  # seq
+            view[8:16].cast("I"),  # state, in_flight
+            view[16:24].cast("Q"),  # connections handled
+            view[24:32].cast("q"),  # busy since (CLOCK_MONOTONIC ns)
+        ]
+        self._base = view
+        # Continue from the counter in place so readers never see it go backwards.
+        self.seq = self._views[0][0] & ~1
+        self.state = _SLOT_STATE_STARTING
+        self.in_flight = 0
+        self.handled = 0
+        self.busy_since = 0
+
+    def _publish(self):
+        seq, words, handled, busy = self._views
+        self.seq |= 1
+        seq[0] = self.seq
+        words[0] = self.state
+        words[1] = self.in_flight
+        handled[0] = self.handled
+        busy[0] = self.busy_since
+        self.seq += 1
+        seq[0] = self.seq
+
+    def set_ready(self):
+        self.state = _SLOT_STATE_BUSY if self.in_flight > 0 else _SLOT_STATE_IDLE
+        self._publish()
+
+    def mark_busy(self):
+        if self.in_flight == 0:
+            self.busy_since = time.monotonic_ns()
+        self.in_flight += 1
+        self.state = _SLOT_STATE_BUSY
+        self._publish()
+
+    def mark_idle(self):
+        if self.in_flight > 0:
+            self.in_flight -= 1
+        self.handled += 1
+        if self.in_flight == 0:
+            self.state = _SLOT_STATE_IDLE
+            self.busy_since = 0
+        self._publish()
+
+    def close(self):
+        for v in self._views:
+            v.release()
+        self._base.release()
+        self._map.close()
+
+
+class _NoSlot:
+    def set_ready(self):
+        pass
+
+    def mark_busy(self):
+        pass
+
+    def mark_idle(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def _env_int(environ, name):
+    text = environ.get(name, "")
+    if not text.isdigit() or not text.isascii():
+        return None
+    return int(text)
+
+
+def _scoreboard_supported():
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+class Worker:
+    """The worker's end of the protocol. See the module docstring."""
+
+    def __init__(self, environ=None):
+        env = os.environ if environ is None else environ
+        proto = env.get("FORKPOOL_PROTOCOL", "")
+        if proto and proto != str(PROTOCOL_VERSION):
+            raise ProtocolError("FORKPOOL_PROTOCOL=%s is not supported (this module speaks %d)"
+                                % (proto, PROTOCOL_VERSION))
+        if not env.get("FORKPOOL_CHANNEL_FD"):
+            raise ProtocolError("FORKPOOL_CHANNEL_FD is not set: not running under forkpool")
+        fd = _env_int(env, "FORKPOOL_CHANNEL_FD")
+        if fd is None:
+            raise ProtocolError("FORKPOOL_CHANNEL_FD=%r is not a descriptor number"
+                                % env["FORKPOOL_CHANNEL_FD"])
+        sock = socket.socket(fileno=fd)  # raises OSError (EBADF, ENOTSOCK) on a bad fd
+        if sock.type != socket.SOCK_SEQPACKET:
+            sock.detach()
+            raise ProtocolError("FORKPOOL_CHANNEL_FD=%d is not a SOCK_SEQPACKET socket" % fd)
+        sock.set_inheritable(False)
+        self._sock = sock
+        self.pool = env.get("FORKPOOL_POOL", "")
+        self.worker = _env_int(env, "FORKPOOL_WORKER")
+        self.generation = _env_int(env, "FORKPOOL_GENERATION") or 0
+        self.listeners = env.get("FORKPOOL_LISTENERS", "").split()
+        self._notify_address = env.get("NOTIFY_SOCKET") or None
+        self._notify_sock = None
+        self._ready = False
+        self._end = False  # the master closed the channel
+        self._master_gone = False  # a send failed with EPIPE/ECONNRESET
+        self.in_flight = 0
+        self.rejected = 0  # malformed messages dropped (their fds closed)
+        self._slot = _NoSlot()
+        slot_fd = _env_int(env, "FORKPOOL_SCOREBOARD_FD")
+        if slot_fd is not None and _scoreboard_supported():
+            try:
+                self._slot = _SlotWriter(slot_fd)
+                os.set_inheritable(slot_fd, False)
+            except (OSError, ValueError):
+                self._slot = _NoSlot()  # optional, as in the C library
+
+    # --- context manager and iteration ---
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __iter__(self):
+        if not self._ready:
+            self.ready()
+        while True:
+            conn = self.next_conn()
+            if conn is None:
+                return
+            yield conn
+
+    def fileno(self):
+        """The channel fd, for select/poll/selectors."""
+        return self._sock.fileno()
+
+    # --- messages ---
+
+    def _send(self, mtype, ident):
+        if self._end or self._master_gone:
+            return
+        record = _MSG.pack(mtype, 0, 0, ident)
+        while True:
+            try:
+                self._sock.send(record, socket.MSG_NOSIGNAL)
+                return
+            except BlockingIOError:
+                select.select([], [self._sock], [])
+            except (BrokenPipeError, ConnectionResetError):
+                self._master_gone = True  # nobody reads DONE any more
+                return
+
+    def ready(self):
+        """Ready for work: READY on the channel, slot idle, READY=1 to NOTIFY_SOCKET."""
+        self._ready = True
+        self._send(MSG_READY, 0)
+        self._slot.set_ready()
+        self.notify("READY=1")
+
+    def notify(self, message):
+        """Sends one sd_notify(3) datagram ("STATUS=...", "WATCHDOG=1") if NOTIFY_SOCKET is set."""
+        address = self._notify_address
+        if address is None:
+            return
+        if address.startswith("@"):
+            address = "\0" + address[1:]
+        elif not address.startswith("/"):
+            raise ProtocolError("NOTIFY_SOCKET=%s: unsupported address" % self._notify_address)
+        if self._notify_sock is None:
+            self._notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._notify_sock.sendto(message.encode(), address)
+
+    def _at_eof(self):
+        p = select.poll()
+        p.register(self._sock, select.POLLIN | select.POLLRDHUP)
+        return any(ev & (select.POLLHUP | select.POLLRDHUP) for _, ev in p.poll(0))
+
+    def _refuse(self, ident):
+        self.rejected += 1
+        self._send(MSG_DONE, ident)  # the master must not count it in flight for ever
+
+    def _receive_one(self, block):
+        """A Connection, None at end of work, or False for a message without one."""
+        flags = socket.MSG_CMSG_CLOEXEC | (0 if block else socket.MSG_DONTWAIT)
+        space = socket.CMSG_SPACE(_MAX_FDS * array.array("i").itemsize)
+        while True:
+            try:
+                data, ancdata, msg_flags, _ = self._sock.recvmsg(_MSG.size, space, flags)
+                break
+            except ConnectionResetError:
+                continue  # reported once; the master's earlier records are still queued
+            except BlockingIOError:
+                if not block:
+                    raise
+                select.select([self._sock], [], [])
+        fds = array.array("i")
+        bad_control = False
+        for level, ctype, cdata in ancdata:
+            if level != socket.SOL_SOCKET or ctype != socket.SCM_RIGHTS:
+                bad_control = True
+                continue
+            fds.frombytes(cdata[: len(cdata) - len(cdata) % fds.itemsize])
+        fds = list(fds)
+
+        if not data and not fds and not bad_control and self._at_eof():
+            self._end = True
+            return None
+        if (len(data) != _MSG.size or bad_control
+                or msg_flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC)):
+            for fd in fds:
+                os.close(fd)
+            self.rejected += 1
+            return False
+        mtype, arg, _, ident = _MSG.unpack(data)
+        if mtype != MSG_CONN:
+            if fds:  # READY, DONE and unknown types carry no descriptor
+                for fd in fds:
+                    os.close(fd)
+                self.rejected += 1
+            return False
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            self._refuse(ident)
+            return False
+        try:
+            conn = Connection(fileno=fds[0])
+            conn.setblocking(True)
+        except OSError:
+            os.close(fds[0])
+            self._refuse(ident)
+            return False
+        conn.forkpool_id = ident
+        conn.forkpool_listener = arg
+        conn.forkpool_address = self.listeners[arg] if arg < len(self.listeners) else None
+        conn._forkpool_live = True
+        self.in_flight += 1
+        self._slot.mark_busy()
+        return conn
+
+    def next_conn(self, block=True):
+        """The next connection, or None at end of work (and from then on).
+
+        With block=False, raises BlockingIOError when nothing is pending."""
+        while not self._end:
+            conn = self._receive_one(block)
+            if conn is None:
+                return None
+            if conn is not False:
+                return conn
+        return None
+
+    def done(self, conn):
+        """Closes conn (if still open) and reports it finished to the master."""
+        if not getattr(conn, "_forkpool_live", False):
+            raise ValueError("done(): not a live connection from this worker")
+        conn._forkpool_live = False
+        # detach + close ends the connection now even if makefile() objects still exist.
+        fd = conn.detach()
+        if fd >= 0:
+            os.close(fd)
+        if self.in_flight > 0:
+            self.in_flight -= 1
+        self._slot.mark_idle()
+        self._send(MSG_DONE, conn.forkpool_id)
+
+    def close(self):
+        """Closes the channel (the master sees EOF). Held connections stay open."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._notify_sock is not None:
+            self._notify_sock.close()
+            self._notify_sock = None
+        self._slot.close()
+        self._slot = _NoSlot()
