@@ -1,6 +1,7 @@
 #include "supervisor/dispatcher.hpp"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,6 +17,10 @@ namespace {
 constexpr int kAcceptBatch = 256;
 // How long accepting pauses when the master is out of descriptors.
 constexpr std::chrono::milliseconds kEmfilePause{100};
+// Descriptors kept free for what must not fail for want of one: starting a worker (its
+// channel, pipes and slot page), control clients, log reopening. Queued connections
+// could otherwise take the last ones, and a pool whose worker died could never refill.
+constexpr int kFdReserve = 32;
 
 bool out_of_resources(int err) { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
 
@@ -30,6 +35,10 @@ Dispatcher::Dispatcher(MasterContext& ctx, const config::PoolConfig& pool, std::
       choice_(pool.balance),
       queue_timer_(ctx.loop),
       emfile_pause_(ctx.loop) {
+  rlimit rl{};
+  fd_limit_ = ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < static_cast<rlim_t>(INT32_MAX)
+                  ? static_cast<int>(rl.rlim_cur)
+                  : INT32_MAX;
   for (const auto& l : listeners) {
     // Only the master accepts in this mode, so the listener may be non-blocking.
     ::fcntl(l.fd.get(), F_SETFL, ::fcntl(l.fd.get(), F_GETFL) | O_NONBLOCK);
@@ -51,7 +60,7 @@ void Dispatcher::update_accepting() {
   // A full queue stops accepting: new connections wait in the kernel's backlog instead,
   // where they cost the master nothing.
   const bool room = queue_.size() < static_cast<std::size_t>(pool_.queue_limit) || has_capacity();
-  const bool want = !shut_ && !emfile_pause_.active() && room;
+  const bool want = !shut_ && !paused_ && !emfile_pause_.active() && room;
   if (want == accepting_) return;
   accepting_ = want;
   for (std::size_t i = 0; i < accept_watches_.size(); ++i) {
@@ -69,25 +78,51 @@ void Dispatcher::accept_from(std::size_t listener) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       if (out_of_resources(errno)) {
-        if (!emfile_episode_)
-          log::warn("listener.accept_paused", "pool {}: accept: {}; pausing accepts for {}ms (logged once until it recovers)",
-                    pool_.name, std::strerror(errno), kEmfilePause.count());
-        emfile_episode_ = true;
-        emfile_pause_.start(kEmfilePause, [this] { update_accepting(); });
+        pause_for_descriptors(std::string("accept: ") + std::strerror(errno));
         break;
       }
       continue;  // ECONNABORTED and friends: that client is gone, the next one may not be
-    }
-    if (emfile_episode_) {
-      emfile_episode_ = false;
-      log::info("listener.accept_resumed", "pool {}: accepting again", pool_.name);
     }
     ctx_.scoreboard->count(index_, shm::PoolCounter::Accepted);
     queue_.push_back(Pending{OwnedFd(fd), static_cast<std::uint16_t>(listener), ++next_id_, Clock::now(), peer, len});
     pump();
     if (queue_.size() >= static_cast<std::size_t>(pool_.queue_limit)) break;
+    // accept returns the lowest free descriptor, so every one below `fd` is in use.
+    if (fd >= fd_limit_ - kFdReserve) {
+      pause_for_descriptors("descriptor " + std::to_string(fd) + " of at most " + std::to_string(fd_limit_) +
+                            " is in use");
+      break;
+    }
+    // The episode ends with an accept that leaves the reserve untouched, not merely with
+    // one that succeeded, so a master hovering at the edge logs once, not every pause.
+    if (emfile_episode_) {
+      emfile_episode_ = false;
+      log::info("listener.accept_resumed", "pool {}: accepting again", pool_.name);
+    }
   }
   publish();
+  update_accepting();
+}
+
+bool Dispatcher::descriptors_short() const {
+  const int probe = ::fcntl(ctx_.dev_null, F_DUPFD_CLOEXEC, 0);
+  if (probe < 0) return true;
+  ::close(probe);
+  return probe >= fd_limit_ - kFdReserve;
+}
+
+void Dispatcher::pause_for_descriptors(const std::string& why) {
+  if (!emfile_episode_)
+    log::warn("listener.accept_paused",
+              "pool {}: {}; pausing accepts, keeping {} descriptors free (logged once until it recovers)",
+              pool_.name, why, kFdReserve);
+  emfile_episode_ = true;
+  // Resume only once there is room again; until then check every pause interval. The
+  // kernel's backlog holds new connections meanwhile.
+  emfile_pause_.start(kEmfilePause, [this] {
+    if (descriptors_short()) pause_for_descriptors(std::string());
+    else update_accepting();
+  });
   update_accepting();
 }
 
@@ -164,10 +199,20 @@ void Dispatcher::shut() {
   shut_ = true;
   update_accepting();
   emfile_pause_.stop();
+  close_queue("at shutdown");
+}
+
+void Dispatcher::set_paused(bool paused) {
+  paused_ = paused;
+  if (paused) close_queue("as the pool stops");
+  update_accepting();
+}
+
+void Dispatcher::close_queue(const char* why) {
   queue_timer_.stop();
   for (const Pending& p : queue_) {
-    log::debug("queue.closed", "pool {}: closing queued connection {} from {} at shutdown", pool_.name, p.id,
-               describe_peer(p.peer, p.peer_len));
+    log::debug("queue.closed", "pool {}: closing queued connection {} from {} {}", pool_.name, p.id,
+               describe_peer(p.peer, p.peer_len), why);
     ctx_.scoreboard->count(index_, shm::PoolCounter::Closed);
   }
   queue_.clear();

@@ -39,6 +39,9 @@ class Dispatcher {
   void on_lost(std::size_t count);
   // Stops accepting and closes every queued connection (shutdown).
   void shut();
+  // A stopped pool accepts nothing (the kernel backlog holds new connections) and
+  // closes what it had queued; a started one accepts again.
+  void set_paused(bool paused);
   std::size_t queued() const { return queue_.size(); }
 
  private:
@@ -56,6 +59,9 @@ class Dispatcher {
   void expire_queue();
   void arm_queue_timer();
   void publish();
+  void close_queue(const char* why);
+  void pause_for_descriptors(const std::string& why);
+  bool descriptors_short() const;
   bool has_capacity() const;
 
   MasterContext& ctx_;
@@ -67,12 +73,14 @@ class Dispatcher {
   std::vector<std::unique_ptr<FdWatch>> accept_watches_;
   bool accepting_ = false;
   bool shut_ = false;
+  bool paused_ = false;
   std::deque<Pending> queue_;
   std::uint64_t next_id_ = 0;
   std::uint64_t in_flight_ = 0;
   Timer queue_timer_;
   Timer emfile_pause_;
   bool emfile_episode_ = false;
+  int fd_limit_ = 0;  // RLIMIT_NOFILE (soft) of the master
 };
 
 }  // namespace forkpool::supervisor

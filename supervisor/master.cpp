@@ -13,6 +13,9 @@
 
 #include "config/names.hpp"
 #include "supervisor/log.hpp"
+#include "supervisor/prometheus.hpp"
+#include "supervisor/status_json.hpp"
+#include "supervisor/version.hpp"
 
 namespace forkpool::supervisor {
 namespace {
@@ -93,6 +96,17 @@ Master::Master(config::Config config) : config_(std::move(config)) {
     first += capacity;
   }
 
+  control_ = std::make_unique<ControlServer>(loop_.get(), config_.supervisor,
+                                            [this](ControlClient& c, const nlohmann::json& r) { run_command(*this, c, r); });
+  ctx_.events = [this](const nlohmann::json& e) {
+    if (control_) control_->broadcast(e);
+  };
+  if (!config_.supervisor.metrics_listen.empty()) {
+    metrics_http_ = std::make_unique<MetricsHttpServer>(loop_.get(), config_.supervisor.metrics_listen,
+                                                        [this](std::string_view path) { return serve_http(path); });
+    log::info("metrics.listen", "metrics on http://{}/metrics", metrics_http_->address());
+  }
+
   for (int signo : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGCHLD})
     signals_.push_back(std::make_unique<SignalWatch>(loop_.get(), signo, [this](int s) { on_signal(s); }));
   systemd_ = std::make_unique<SystemdNotify>(loop_.get());
@@ -100,10 +114,65 @@ Master::Master(config::Config config) : config_(std::move(config)) {
 
 Master::~Master() {
   // Handles close in an order that lets pools drop their workers' handles first.
+  ctx_.events = nullptr;
+  metrics_http_.reset();
+  control_.reset();
   pools_.clear();
   signals_.clear();
   systemd_.reset();
   shutdown_deadline_.reset();
+}
+
+StatusModel Master::status_model() {
+  StatusModel m;
+  m.master_pid = ctx_.pid;
+  m.version = kVersion;
+  m.config_file = config_.file.string();
+  m.state = state_ == MasterState::Starting ? "starting" : state_ == MasterState::Running ? "running" : "stopping";
+  m.uptime_s = std::chrono::duration<double>(Clock::now() - started_).count();
+  for (const auto& pool : pools_) m.pools.push_back(pool->status());
+  return m;
+}
+
+Pool* Master::find_pool(std::string_view name) {
+  for (auto& pool : pools_)
+    if (pool->name() == name) return pool.get();
+  return nullptr;
+}
+
+std::vector<std::string> Master::pool_names() const {
+  std::vector<std::string> names;
+  for (const auto& pool : pools_) names.push_back(pool->name());
+  return names;
+}
+
+std::vector<int> Master::scoreboard_fds(nlohmann::json& info) {
+  std::vector<int> fds{scoreboard_->region_fd()};
+  nlohmann::json epochs = nlohmann::json::array();
+  for (std::uint32_t i = 0; i < scoreboard_->slot_count(); ++i) {
+    fds.push_back(scoreboard_->slot_fd(i));
+    epochs.push_back(scoreboard_->slot_epoch(i));
+  }
+  info["slots"] = scoreboard_->slot_count();
+  info["epochs"] = std::move(epochs);
+  info["pools"] = pool_names();
+  return fds;
+}
+
+MetricsHttpServer::Response Master::serve_http(std::string_view path) {
+  if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", prometheus_text(status_model())};
+  if (path == "/status") {
+    nlohmann::json j = status_json(status_model());
+    j["ok"] = true;
+    return {200, "application/json", j.dump() + "\n"};
+  }
+  // Healthy when every started pool has at least one ready worker.
+  std::string unhealthy;
+  for (const auto& pool : pools_)
+    if (pool->state() != shm::PoolState::Stopped && pool->ready_count() == 0)
+      unhealthy += (unhealthy.empty() ? "" : ", ") + pool->name();
+  if (unhealthy.empty()) return {200, "text/plain", "ok\n"};
+  return {503, "text/plain", "no ready worker in pool(s): " + unhealthy + "\n"};
 }
 
 int Master::run() {

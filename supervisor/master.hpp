@@ -9,6 +9,9 @@
 
 #include "config/config.hpp"
 #include "shm/scoreboard.hpp"
+#include "supervisor/control_commands.hpp"
+#include "supervisor/control_server.hpp"
+#include "supervisor/metrics_http.hpp"
 #include "supervisor/master_context.hpp"
 #include "supervisor/pool.hpp"
 #include "supervisor/systemd_notify.hpp"
@@ -31,17 +34,24 @@ class Loop {
   uv_loop_t loop_{};
 };
 
-class Master {
+class Master final : public ControlTarget {
  public:
   // Binds every listener and creates the scoreboard; throws std::runtime_error with a
   // message naming what failed. Nothing is spawned yet.
   explicit Master(config::Config config);
-  ~Master();
+  ~Master() override;
   Master(const Master&) = delete;
   Master& operator=(const Master&) = delete;
 
   // Starts the pools and runs until shut down; returns the exit code.
   int run();
+
+  // ControlTarget
+  StatusModel status_model() override;
+  Pool* find_pool(std::string_view name) override;
+  std::vector<std::string> pool_names() const override;
+  void request_shutdown() override { shutdown(false); }
+  std::vector<int> scoreboard_fds(nlohmann::json& info) override;
 
  private:
   void on_signal(int signo);
@@ -50,6 +60,7 @@ class Master {
   void on_changed();
   void resize_fixed_pools(int delta);
   std::string status_line() const;
+  MetricsHttpServer::Response serve_http(std::string_view path);
 
   Loop loop_;  // first member: destroyed last
   config::Config config_;
@@ -59,6 +70,9 @@ class Master {
   std::vector<std::unique_ptr<SignalWatch>> signals_;
   std::unique_ptr<SystemdNotify> systemd_;
   std::unique_ptr<Timer> shutdown_deadline_;
+  std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<MetricsHttpServer> metrics_http_;
+  Clock::time_point started_ = Clock::now();
   MasterState state_ = MasterState::Starting;
   shm::OwnedFd dev_null_;
 };

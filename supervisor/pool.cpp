@@ -62,16 +62,6 @@ bool Pool::settled() const {
   return true;
 }
 
-std::vector<std::pair<unsigned, const WorkerProcess*>> Pool::processes() const {
-  std::vector<std::pair<unsigned, const WorkerProcess*>> out;
-  for (const auto& s : slots_) {
-    if (s->process) out.emplace_back(s->index, s->process.get());
-    if (s->replacement) out.emplace_back(s->index, s->replacement.get());
-    for (const auto& r : s->retiring) out.emplace_back(s->index, r.get());
-  }
-  return out;
-}
-
 std::vector<WorkerProcess*> Pool::dispatch_candidates() const {
   std::vector<WorkerProcess*> out;
   for (const auto& s : slots_)
@@ -96,6 +86,7 @@ void Pool::update_running() {
 void Pool::start() {
   set_state(shm::PoolState::Starting);
   flap_.clear();
+  if (dispatcher_) dispatcher_->set_paused(false);
   for (int i = 0; i < target_; ++i) {
     Slot& slot = *slots_[static_cast<std::size_t>(i)];
     slot.backoff.reset();
@@ -219,14 +210,38 @@ void Pool::promote(Slot& slot) {
   ctx_.scoreboard->count(index_, shm::PoolCounter::Recycled);
   old->stop(graceful_stop(config_), true);
   slot.retiring.push_back(std::move(old));
+  continue_rolling();
 }
 
 void Pool::replace(std::optional<unsigned> worker, std::string_view why) {
-  for (auto& s : slots_) {
-    if (worker && s->index != *worker) continue;
-    if (!s->process || static_cast<int>(s->index) >= target_) continue;
-    s->replace_reason = std::string(why);
-    spawn_replacement(*s);
+  if (worker) {
+    Slot& s = *slots_[*worker];
+    s.replace_reason = std::string(why);
+    spawn_replacement(s);
+    return;
+  }
+  rolling_.clear();
+  for (int i = 0; i < target_; ++i) rolling_.push_back(static_cast<unsigned>(i));
+  rolling_reason_ = std::string(why);
+  continue_rolling();
+}
+
+// A rolling restart replaces a quarter of the pool at a time (at least one worker):
+// each old worker stops only once its replacement is ready, so capacity never drops,
+// and memory grows by a quarter at most, not double.
+void Pool::continue_rolling() {
+  int active = 0;
+  for (const auto& s : slots_) active += s->replacement ? 1 : 0;
+  const int limit = std::max(1, target_ / 4);
+  while (active < limit && !rolling_.empty()) {
+    const unsigned i = rolling_.front();
+    rolling_.pop_front();
+    if (static_cast<int>(i) >= target_) continue;
+    Slot& s = *slots_[i];
+    if (!s.process || s.replacement) continue;
+    s.replace_reason = rolling_reason_;
+    spawn_replacement(s);
+    if (s.replacement) ++active;
   }
 }
 

@@ -3,6 +3,7 @@
 // replacements that take over before the worker they replace stops (recycling, rolling
 // restart), and its lifecycle (starting, running, stopping, stopped, failed).
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "supervisor/listeners.hpp"
 #include "supervisor/master_context.hpp"
 #include "supervisor/respawn_policy.hpp"
+#include "supervisor/status_model.hpp"
 #include "supervisor/uv_handles.hpp"
 #include "supervisor/worker_process.hpp"
 
@@ -36,8 +38,8 @@ class Pool {
   // Every wanted worker is ready, or the pool will not get there (failed, stopped).
   bool settled() const;
   const std::vector<Listener>& listeners() const { return listeners_; }
-  // Each serving process, for status: (worker index, process).
-  std::vector<std::pair<unsigned, const WorkerProcess*>> processes() const;
+  // The pool and each of its processes as status shows them (pool_status.cpp).
+  PoolStatus status() const;
 
   void start();
   // Stops every worker: gracefully (stop_signal, then SIGKILL after graceful_timeout),
@@ -68,6 +70,7 @@ class Pool {
   void fail(const std::string& why);
   void update_running();
   void sample_memory();
+  void continue_rolling();
   std::vector<WorkerProcess*> dispatch_candidates() const;
   std::uint32_t acquire_scoreboard_slot(unsigned preferred);
 
@@ -84,6 +87,8 @@ class Pool {
   unsigned generation_ = 1;
   std::unique_ptr<Dispatcher> dispatcher_;
   std::unique_ptr<Timer> memory_sampler_;
+  std::deque<unsigned> rolling_;  // workers still to be replaced by a rolling restart
+  std::string rolling_reason_;
 };
 
 }  // namespace forkpool::supervisor

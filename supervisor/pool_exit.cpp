@@ -115,6 +115,8 @@ void Pool::fail(const std::string& why) {
 void Pool::stop(bool fast) {
   if (state_ == shm::PoolState::Stopped) return;
   set_state(shm::PoolState::Stopping);
+  rolling_.clear();
+  if (dispatcher_) dispatcher_->set_paused(true);
   const StopPlan plan = fast ? immediate_kill() : graceful_stop(config_);
   for (auto& s : slots_) {
     s->restart_timer.stop();

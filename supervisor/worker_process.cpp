@@ -210,6 +210,7 @@ void WorkerProcess::finish_connection(std::uint64_t id) {
   const auto held = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - it->second.since);
   const bool was_oldest = it == held_.begin();
   held_.erase(it);
+  ++completed_;
   if (held_.empty()) idle_order_ = ++ctx_.idle_clock;
   if (was_oldest) arm_request_timer();
   if (events_.done) events_.done(held);
@@ -228,6 +229,11 @@ void WorkerProcess::arm_request_timer() {
     if (held_.empty() || !events_.request_timeout) return;
     events_.request_timeout(describe_peer(held_.begin()->second.peer, held_.begin()->second.peer_len));
   });
+}
+
+std::chrono::milliseconds WorkerProcess::oldest_held() const {
+  if (held_.empty()) return std::chrono::milliseconds(0);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - held_.begin()->second.since);
 }
 
 void WorkerProcess::end_work() {

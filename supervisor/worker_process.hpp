@@ -80,6 +80,9 @@ class WorkerProcess {
   std::size_t in_flight() const { return held_.size(); }
   std::uint64_t idle_order() const { return idle_order_; }  // larger = idle more recently
   std::uint64_t handed() const { return handed_; }          // connections ever sent to it
+  std::uint64_t completed() const { return completed_; }    // DONE received
+  // Age of the oldest connection it holds; zero when it holds none.
+  std::chrono::milliseconds oldest_held() const;
   SendResult send_connection(int fd, std::uint16_t listener, std::uint64_t id, const sockaddr_storage& peer,
                              socklen_t peer_len);
   // Connections after which the pool replaces this worker (0 = never).
@@ -122,6 +125,7 @@ class WorkerProcess {
   Timer stop_timer_;
   std::map<std::uint64_t, HeldConnection> held_;
   std::uint64_t handed_ = 0;
+  std::uint64_t completed_ = 0;
   std::uint64_t recycle_after_ = 0;
   bool work_ended_ = false;
   std::uint64_t idle_order_ = 0;

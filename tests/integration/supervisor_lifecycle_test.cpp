@@ -127,7 +127,7 @@ TEST_CASE("SIGTERM lets a request in progress complete, then the master exits 0"
 TEST_CASE("a worker that ignores the stop signal is killed after graceful_timeout", "[supervisor][lifecycle]") {
   TempDir dir;
   write_file(dir / "f.toml", "[pools.w]\ncommand = [\"" + testworker_binary().string() +
-                                 "\", \"--ignore-term\"]\nworkers = 2\ngraceful_timeout = \"300ms\"\n");
+                                 "\", \"--ignore-term\", \"--notify-after-ms\", \"0\"]\nready = \"notify\"\nworkers = 2\ngraceful_timeout = \"300ms\"\n");
   MasterProcess master(dir / "f.toml");
   REQUIRE(!master.wait_log("every pool has its workers ready").empty());
   master.signal(SIGTERM);
@@ -141,7 +141,7 @@ TEST_CASE("a worker that ignores the stop signal is killed after graceful_timeou
 TEST_CASE("SIGQUIT stops at once, without waiting for graceful_timeout", "[supervisor][lifecycle]") {
   TempDir dir;
   write_file(dir / "f.toml", "[pools.w]\ncommand = [\"" + testworker_binary().string() +
-                                 "\", \"--ignore-term\"]\nworkers = 2\ngraceful_timeout = \"1h\"\n");
+                                 "\", \"--ignore-term\", \"--notify-after-ms\", \"0\"]\nready = \"notify\"\nworkers = 2\ngraceful_timeout = \"1h\"\n");
   MasterProcess master(dir / "f.toml");
   REQUIRE(!master.wait_log("every pool has its workers ready").empty());
   master.signal(SIGQUIT);

@@ -86,13 +86,16 @@ TEST_CASE("exit 78 (EX_CONFIG) at start marks the pool failed at once", "[superv
 
 TEST_CASE("SIGTTIN and SIGTTOU add and remove a worker", "[supervisor][scale]") {
   TempDir dir;
-  write_file(dir / "f.toml", pool_config(tw() + "workers = 2\n"));
+  // ready = "notify": the test worker says READY only once its signal handlers are set,
+  // so the SIGTERM that SIGTTOU brings cannot arrive before them.
+  write_file(dir / "f.toml", pool_config(tw(", \"--notify-after-ms\", \"0\"") + "workers = 2\nready = \"notify\"\n"));
   MasterProcess master(dir / "f.toml");
   REQUIRE(!master.wait_log("every pool has its workers ready").empty());
   master.signal(SIGTTIN);
   REQUIRE(!master.wait_log("pool web scales from 2 to 3 workers").empty());
   const pid_t third = master.wait_worker_started("web", 2);
   REQUIRE(third > 0);
+  REQUIRE(!master.wait_log("worker web\\[2\\] pid " + std::to_string(third) + " is ready").empty());
   master.signal(SIGTTOU);
   REQUIRE(!master.wait_log("pool web scales from 3 to 2 workers").empty());
   CHECK(!master.wait_log("worker web\\[2\\] pid " + std::to_string(third) + " exited with status 0").empty());

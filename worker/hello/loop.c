@@ -143,6 +143,10 @@ void hello_loop_close_conn(struct hello_loop* loop, struct hello_conn* c) {
   loop->n_conns--;
   bool passed = c->passed, counted = c->counted;
   fp_conn master = c->master;
+  /* Closing an fd drops its epoll registration only when no other reference to the
+   * socket is left (a forked child that has not exec'd yet holds one, say); a stale
+   * registration would later report events for the freed connection. */
+  epoll_ctl(loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
   hello_conn_destroy(c); /* closes the fd before the master hears it is done */
   if (passed && fp_worker_done(loop->worker, &master) != 0) {
     hello_log("sending DONE to the master: %s", strerror(errno));

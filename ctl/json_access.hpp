@@ -1,0 +1,51 @@
+#pragma once
+// Lenient reads from the master's replies: a missing or mistyped field renders as a
+// default instead of aborting the whole table (an older or newer master may differ).
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+namespace forkpool::ctl {
+
+inline const nlohmann::json& field(const nlohmann::json& j, std::string_view key) {
+  static const nlohmann::json kNull;
+  if (!j.is_object()) return kNull;
+  const auto it = j.find(key);
+  return it == j.end() ? kNull : *it;
+}
+
+inline std::string str_field(const nlohmann::json& j, std::string_view key,
+                             std::string_view fallback = "") {
+  const auto& v = field(j, key);
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_null()) return std::string(fallback);
+  return v.dump();
+}
+
+inline double num_field(const nlohmann::json& j, std::string_view key, double fallback = 0.0) {
+  const auto& v = field(j, key);
+  return v.is_number() ? v.get<double>() : fallback;
+}
+
+inline std::uint64_t u64_field(const nlohmann::json& j, std::string_view key) {
+  const auto& v = field(j, key);
+  if (v.is_number_unsigned()) return v.get<std::uint64_t>();
+  if (v.is_number_integer()) return v.get<std::int64_t>() < 0 ? 0 : v.get<std::uint64_t>();
+  if (v.is_number_float())
+    return v.get<double>() < 0 ? 0 : static_cast<std::uint64_t>(v.get<double>());
+  return 0;
+}
+
+// The number as text ("-" when absent), for table cells.
+inline std::string count_text(const nlohmann::json& j, std::string_view key) {
+  const auto& v = field(j, key);
+  if (v.is_number_unsigned()) return std::to_string(v.get<std::uint64_t>());
+  if (v.is_number_integer()) return std::to_string(v.get<std::int64_t>());
+  if (v.is_number_float()) return std::to_string(static_cast<long long>(v.get<double>()));
+  if (v.is_string()) return v.get<std::string>();
+  return "-";
+}
+
+}  // namespace forkpool::ctl

@@ -1,0 +1,78 @@
+#include "ctl/render_reply.hpp"
+
+#include <fmt/format.h>
+
+#include <set>
+
+#include "ctl/format.hpp"
+#include "ctl/json_access.hpp"
+
+namespace forkpool::ctl {
+
+namespace {
+
+Colour event_colour(std::string_view name) {
+  if (name.find("exit") != std::string_view::npos || name.find("kill") != std::string_view::npos ||
+      name.find("timeout") != std::string_view::npos ||
+      name.find("fail") != std::string_view::npos || name.find("flap") != std::string_view::npos) {
+    return Colour::Red;
+  }
+  if (name.find("spawn") != std::string_view::npos ||
+      name.find("ready") != std::string_view::npos) {
+    return Colour::Green;
+  }
+  if (name.rfind("pool.", 0) == 0 || name.find("reload") != std::string_view::npos)
+    return Colour::Cyan;
+  return Colour::None;
+}
+
+// Fields other than `known`, as " key=value".
+std::string extras(const nlohmann::json& j, const std::set<std::string, std::less<>>& known) {
+  std::string out;
+  if (!j.is_object()) return out;
+  for (const auto& [key, value] : j.items()) {
+    if (known.count(key) != 0) continue;
+    out += " " + key + "=" + (value.is_string() ? value.get<std::string>() : value.dump());
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string render_event(const nlohmann::json& event, bool colour) {
+  const std::string name = str_field(event, "event", "?");
+  std::string subject = str_field(event, "pool");
+  if (const auto& w = field(event, "worker"); w.is_number()) subject += "[" + w.dump() + "]";
+  std::string out = fmt::format("{}  {}  {}", str_field(event, "time", "-"),
+                                paint(fmt::format("{:<14}", name), event_colour(name), colour),
+                                subject.empty() ? "-" : subject);
+  if (const auto pid = u64_field(event, "pid"); pid != 0) out += fmt::format("  pid {}", pid);
+  if (const auto msg = str_field(event, "message"); !msg.empty()) out += "  " + msg;
+  out += extras(event, {"time", "event", "pool", "worker", "pid", "message"});
+  return out + "\n";
+}
+
+std::string render_reply(const nlohmann::json& request, const nlohmann::json& reply) {
+  const std::string cmd = str_field(request, "cmd");
+  if (cmd == "metrics") {
+    std::string text = str_field(reply, "text");
+    if (!text.empty() && text.back() != '\n') text.push_back('\n');
+    return text;
+  }
+  if (cmd == "version") {
+    return fmt::format("forkpool {} (worker protocol {}, control protocol {})\n",
+                       str_field(reply, "version", "?"), count_text(reply, "protocol"),
+                       count_text(reply, "control"));
+  }
+  if (const auto msg = str_field(reply, "message"); !msg.empty()) return msg + "\n";
+  // No message from the master: say what was asked, and anything else it told us.
+  std::string what = cmd;
+  for (const char* key : {"pool", "worker", "workers", "signal", "level"}) {
+    if (const auto& v = field(request, key); !v.is_null()) {
+      what += " " + (v.is_string() ? v.get<std::string>() : v.dump());
+    }
+  }
+  return what + ": ok" + extras(reply, {"ok", "message"}) + "\n";
+}
+
+}  // namespace forkpool::ctl

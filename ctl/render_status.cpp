@@ -1,0 +1,133 @@
+#include "ctl/render_status.hpp"
+
+#include <fmt/format.h>
+
+#include "ctl/format.hpp"
+#include "ctl/json_access.hpp"
+
+namespace forkpool::ctl {
+
+namespace {
+
+std::string percentiles_text(const nlohmann::json& p) {
+  if (!p.is_object()) return "-";
+  return fmt::format("p50 {}  p90 {}  p99 {}  max {}  (n={})", format_ms(num_field(p, "p50")),
+                     format_ms(num_field(p, "p90")), format_ms(num_field(p, "p99")),
+                     format_ms(num_field(p, "max")), count_text(p, "count"));
+}
+
+std::string join(const nlohmann::json& list, std::string_view sep) {
+  std::string out;
+  if (!list.is_array()) return out;
+  for (const auto& v : list) {
+    if (!out.empty()) out.append(sep);
+    out.append(v.is_string() ? v.get<std::string>() : v.dump());
+  }
+  return out;
+}
+
+// `text` or "-" when empty, so a table column never collapses.
+std::string or_dash(std::string text) {
+  return text.empty() ? "-" : text;
+}
+
+std::string worker_table(const nlohmann::json& workers, bool colour) {
+  Table t({"WORKER", "PID", "STATE", "ROLE", "GEN", "UPTIME", "HANDLED", "INFLIGHT", "CURRENT",
+           "RESTARTS", "RSS", "CPU", "LAST-EXIT", "STATUS"},
+          {Align::Right, Align::Right, Align::Left, Align::Left, Align::Right, Align::Right,
+           Align::Right, Align::Right, Align::Right, Align::Right, Align::Right, Align::Right,
+           Align::Left, Align::Left});
+  if (workers.is_array()) {
+    for (const auto& w : workers) {
+      const std::string state = str_field(w, "state", "-");
+      const double current = num_field(w, "current_ms");
+      const auto pid = u64_field(w, "pid");
+      const auto restarts = u64_field(w, "restarts");
+      const std::string last_exit = last_exit_text(field(w, "last_exit"));
+      t.add_row({
+          {count_text(w, "worker")},
+          {pid == 0 ? "-" : std::to_string(pid)},
+          {state, state_colour(state)},
+          {str_field(w, "role", "-")},
+          {count_text(w, "generation")},
+          {format_duration(num_field(w, "uptime_s"))},
+          {count_text(w, "handled")},
+          {count_text(w, "in_flight")},
+          {current > 0 ? format_ms(current) : "-"},
+          {std::to_string(restarts), restarts > 0 ? Colour::Yellow : Colour::None},
+          {field(w, "rss_bytes").is_number() ? format_bytes(u64_field(w, "rss_bytes")) : "-"},
+          {field(w, "cpu_s").is_number() ? fmt::format("{:.2f}s", num_field(w, "cpu_s")) : "-"},
+          {last_exit, last_exit == "-" ? Colour::None : Colour::Red},
+          {or_dash(str_field(w, "status"))},
+      });
+    }
+  }
+  return t.render(colour, "  ");
+}
+
+}  // namespace
+
+std::string last_exit_text(const nlohmann::json& last_exit) {
+  if (last_exit.is_null()) return "-";
+  if (last_exit.is_string()) return or_dash(last_exit.get<std::string>());
+  if (last_exit.is_object()) {
+    // Tolerate a structured form: {"code": 1} or {"signal": 9}.
+    if (last_exit.contains("signal") && !last_exit["signal"].is_null()) {
+      return "signal " + str_field(last_exit, "signal");
+    }
+    if (last_exit.contains("code")) return "exit " + str_field(last_exit, "code");
+  }
+  return last_exit.dump();
+}
+
+std::string render_pool(const nlohmann::json& pool, bool colour) {
+  const std::string state = str_field(pool, "state", "?");
+  std::string out = fmt::format(
+      "pool {}  {}  dispatch {}", paint(str_field(pool, "name", "?"), Colour::Bold, colour),
+      paint(state, state_colour(state), colour), str_field(pool, "dispatch", "-"));
+  if (const auto balance = str_field(pool, "balance"); !balance.empty())
+    out += " (" + balance + ")";
+  if (const auto listeners = join(field(pool, "listeners"), " "); !listeners.empty()) {
+    out += "  listen " + listeners;
+  }
+  out += "\n";
+  out += fmt::format("  workers   target {}  live {}  ready {}  busy {}  idle {}\n",
+                     count_text(pool, "target"), count_text(pool, "live"),
+                     count_text(pool, "ready"), count_text(pool, "busy"), count_text(pool, "idle"));
+  const auto& q = field(pool, "queue");
+  out += fmt::format("  queue     {} (peak {}, limit {})  timeouts {}\n", count_text(q, "length"),
+                     count_text(q, "peak"), count_text(q, "limit"),
+                     count_text(field(pool, "counters"), "queue_timeouts"));
+  const auto& c = field(pool, "counters");
+  out += fmt::format(
+      "  conns     accepted {}  dispatched {}  completed {}  in flight {}  lost {}  closed {}\n",
+      count_text(c, "accepted"), count_text(c, "dispatched"), count_text(c, "completed"),
+      count_text(c, "in_flight"), count_text(c, "lost"), count_text(c, "closed"));
+  const auto crashed = u64_field(c, "crashed");
+  out += fmt::format(
+      "  lifecycle spawned {}  crashed {}  killed {}  recycled {}\n", count_text(c, "spawned"),
+      paint(count_text(c, "crashed"), crashed > 0 ? Colour::Red : Colour::None, colour),
+      count_text(c, "killed"), count_text(c, "recycled"));
+  out += "  duration  " + percentiles_text(field(pool, "duration_ms")) + "\n";
+  out += "  queued    " + percentiles_text(field(pool, "queue_wait_ms")) + "\n";
+  const auto& workers = field(pool, "workers");
+  if (workers.is_array() && !workers.empty()) {
+    out += "\n" + worker_table(workers, colour);
+  }
+  return out;
+}
+
+std::string render_status(const nlohmann::json& reply, bool colour) {
+  const auto& m = field(reply, "master");
+  const std::string state = str_field(m, "state", "?");
+  std::string out = fmt::format("master pid {}  {}  up {}  version {}  config {}\n",
+                                count_text(m, "pid"), paint(state, state_colour(state), colour),
+                                format_duration(num_field(m, "uptime_s")),
+                                str_field(m, "version", "-"), str_field(m, "config", "-"));
+  const auto& pools = field(reply, "pools");
+  if (!pools.is_array() || pools.empty()) return out + "no pools\n";
+  for (const auto& p : pools) out += "\n" + render_pool(p, colour);
+  return out;
+}
+
+}  // namespace forkpool::ctl

@@ -1,0 +1,377 @@
+// Master dispatch with the real binary, real clients and real workers: every connection
+// accounted for, least-busy choice, the queue, per-connection policies, recycling,
+// resource exhaustion, and a worker in Python.
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/control_client.hpp"
+#include "support/http_client.hpp"
+#include "support/master_process.hpp"
+#include "support/run_command.hpp"
+#include "support/temp_dir.hpp"
+#include "support/wait_until.hpp"
+
+using namespace forkpool::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+std::string hello_pool(const std::string& extra) {
+  return "[supervisor]\ncontrol_socket = \"ctl.sock\"\n\n[pools.web]\ncommand = [\"" + hello_binary().string() +
+         "\"]\nlisten = [\"tcp://127.0.0.1:0\"]\n" + extra;
+}
+
+json pool_status(const TempDir& dir) {
+  ControlClient c(dir / "ctl.sock");
+  json r = c.request({{"cmd", "status"}});
+  return r.is_object() && r.value("ok", false) ? r["pools"][0] : json();
+}
+
+json counters(const TempDir& dir) {
+  json p = pool_status(dir);
+  return p.is_object() ? p["counters"] : json();
+}
+
+// Both accounting identities of the dispatcher hold in `p` (a pool status object).
+void check_balanced(const json& p) {
+  const json& c = p["counters"];
+  INFO(p.dump());
+  CHECK(c["accepted"].get<std::uint64_t>() == c["dispatched"].get<std::uint64_t>() +
+                                                  p["queue"]["length"].get<std::uint64_t>() +
+                                                  c["queue_timeouts"].get<std::uint64_t>() +
+                                                  c["closed"].get<std::uint64_t>());
+  CHECK(c["dispatched"].get<std::uint64_t>() ==
+        c["completed"].get<std::uint64_t>() + c["in_flight"].get<std::uint64_t>() + c["lost"].get<std::uint64_t>());
+}
+
+// Connections waiting in the kernel's accept queue of the listener on 127.0.0.1:port.
+int backlog_length(int port) {
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  char want[32];
+  std::snprintf(want, sizeof want, "0100007F:%04X", port);
+  while (std::getline(in, line)) {
+    std::istringstream ss(line);
+    std::string slot, local, remote, state, queues;
+    ss >> slot >> local >> remote >> state >> queues;
+    if (local == want && state == "0A") return std::stoi(queues.substr(queues.find(':') + 1), nullptr, 16);
+  }
+  return -1;
+}
+
+int port_of(const std::string& address) { return std::stoi(address.substr(address.rfind(':') + 1)); }
+
+std::string ab_output(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"/usr/bin/ab", "-q"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, 120s).out;
+}
+
+}  // namespace
+
+TEST_CASE("10000 connections through 4 workers are all answered and every one is counted", "[dispatch]") {
+  TempDir dir;
+  write_file(dir / "f.toml", hello_pool("workers = 4\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+
+  std::atomic<int> answered{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 8; ++t)
+    clients.emplace_back([&] {
+      for (int i = 0; i < 1250; ++i) {
+        auto r = http_get(addr, "/");
+        if (r && r->status == 200 && r->body == "Hello, world\n") ++answered;
+      }
+    });
+  for (auto& t : clients) t.join();
+  CHECK(answered == 10000);
+
+  // DONE follows the worker's close, so the last ones may still be on their way.
+  REQUIRE(wait_until([&] { return counters(dir).value("completed", 0) == 10000; }));
+  const json p = pool_status(dir);
+  check_balanced(p);
+  CHECK(p["counters"]["accepted"] == 10000);
+  CHECK(p["counters"]["lost"] == 0);
+  std::uint64_t handled = 0;
+  for (const auto& w : p["workers"]) handled += w["handled"].get<std::uint64_t>();
+  CHECK(handled == 10000);
+  CHECK(p["duration_ms"]["count"] == 10000);
+  CHECK(p["queue_wait_ms"]["count"] == 10000);
+}
+
+TEST_CASE("ab through the master has no failed request and the counters balance", "[dispatch]") {
+  TempDir dir;
+  write_file(dir / "f.toml", hello_pool("workers = 4\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  const std::string out = ab_output({"-n", "10000", "-c", "16", "http://" + addr + "/"});
+  INFO(out);
+  CHECK(out.find("Complete requests:      10000") != std::string::npos);
+  CHECK(out.find("Failed requests:        0") != std::string::npos);
+  REQUIRE(wait_until([&] {
+    const json c = counters(dir);
+    return c.is_object() && c["completed"] == c["accepted"] && c["in_flight"] == 0;
+  }));
+  const json p = pool_status(dir);
+  check_balanced(p);
+  // ab opens up to concurrency-1 spare connections that it closes without a request;
+  // the master counts those too, as it must.
+  CHECK(p["counters"]["completed"].get<std::uint64_t>() >= 10000);
+  CHECK(p["counters"]["completed"].get<std::uint64_t>() <= 10015);
+  CHECK(p["counters"]["lost"] == 0);
+}
+
+TEST_CASE("least-busy sends fast requests past a worker busy with a slow one", "[dispatch][balance]") {
+  TempDir dir;
+  write_file(dir / "f.toml", hello_pool("workers = 2\nmax_inflight = 1\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  auto slow = std::async(std::launch::async, [&] { return http_get(addr, "/sleep?ms=1500"); });
+  REQUIRE(wait_until([&] { return pool_status(dir).value("busy", 0) == 1; }));
+  std::set<std::string> fast_pids;
+  for (int i = 0; i < 20; ++i) {
+    auto r = http_get(addr, "/", 1s);
+    REQUIRE(r.has_value());
+    fast_pids.insert(r->headers["x-worker-pid"]);
+  }
+  CHECK(fast_pids.size() == 1);
+  const auto s = slow.get();
+  REQUIRE(s.has_value());
+  CHECK(fast_pids.count(s->headers.at("x-worker-pid")) == 0);
+}
+
+TEST_CASE("round-robin hands connections to the workers in turn", "[dispatch][balance]") {
+  TempDir dir;
+  write_file(dir / "f.toml", hello_pool("workers = 3\nbalance = \"round-robin\"\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  std::vector<std::string> order;
+  for (int i = 0; i < 9; ++i) {
+    auto r = http_get(addr, "/");
+    REQUIRE(r.has_value());
+    order.push_back(r->headers["x-worker"]);
+  }
+  CHECK(std::set<std::string>(order.begin(), order.begin() + 3).size() == 3);
+  for (int i = 3; i < 9; ++i) CHECK(order[static_cast<std::size_t>(i)] == order[static_cast<std::size_t>(i - 3)]);
+}
+
+TEST_CASE("a worker killed while holding a connection loses only that connection", "[dispatch][crash]") {
+  TempDir dir;
+  write_file(dir / "f.toml", hello_pool("workers = 2\nmax_inflight = 1\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  auto slow = std::async(std::launch::async, [&] { return http_get(addr, "/sleep?ms=5000", 10s); });
+  int busy_pid = 0;
+  REQUIRE(wait_until([&] {
+    const json p = pool_status(dir);
+    for (const auto& w : p["workers"])
+      if (w["state"] == "busy") busy_pid = w["pid"];
+    return busy_pid > 0;
+  }));
+  ::kill(busy_pid, SIGKILL);
+  CHECK(!slow.get().has_value());  // that client sees its connection end without an answer
+  int ok = 0;
+  for (int i = 0; i < 50; ++i) {
+    auto r = http_get(addr, "/");
+    ok += (r && r->status == 200) ? 1 : 0;
+  }
+  CHECK(ok == 50);
+  REQUIRE(wait_until([&] { return counters(dir).value("lost", 0) == 1 && counters(dir).value("in_flight", 1) == 0; }));
+  const json p = pool_status(dir);
+  check_balanced(p);
+  CHECK(p["counters"]["crashed"] == 1);
+}
+
+TEST_CASE("a full queue stops accepting and no accepted connection is dropped", "[dispatch][queue]") {
+  TempDir dir;
+  write_file(dir / "f.toml", hello_pool("workers = 1\nmax_inflight = 1\nqueue_limit = 2\nqueue_timeout = \"0\"\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  auto slow = std::async(std::launch::async, [&] { return http_get(addr, "/sleep?ms=1500", 20s); });
+  REQUIRE(wait_until([&] { return pool_status(dir).value("busy", 0) == 1; }));
+  std::vector<std::future<std::optional<HttpResponse>>> waiting;
+  for (int i = 0; i < 6; ++i)
+    waiting.push_back(std::async(std::launch::async, [&] { return http_get(addr, "/", 20s); }));
+  // Two wait in the master's queue; the master stops accepting, and the other four wait
+  // in the kernel's backlog.
+  CHECK(wait_until([&] {
+    const json p = pool_status(dir);
+    return p["queue"]["length"] == 2 && p["counters"]["accepted"] == 3 && backlog_length(port_of(addr)) == 4;
+  }));
+  CHECK(pool_status(dir)["queue"]["peak"] == 2);
+  REQUIRE(slow.get().has_value());
+  int ok = 0;
+  for (auto& f : waiting) {
+    auto r = f.get();
+    ok += (r && r->status == 200) ? 1 : 0;
+  }
+  CHECK(ok == 6);
+  REQUIRE(wait_until([&] { return counters(dir).value("completed", 0) == 7; }));
+  const json p = pool_status(dir);
+  check_balanced(p);
+  CHECK(p["counters"]["closed"] == 0);
+  CHECK(p["counters"]["queue_timeouts"] == 0);
+  CHECK(p["counters"]["accepted"] == 7);
+}
+
+TEST_CASE("queue_timeout closes a connection that waited too long and counts it", "[dispatch][queue]") {
+  TempDir dir;
+  write_file(dir / "f.toml", hello_pool("workers = 1\nmax_inflight = 1\nqueue_timeout = \"200ms\"\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  auto slow = std::async(std::launch::async, [&] { return http_get(addr, "/sleep?ms=1500", 20s); });
+  REQUIRE(wait_until([&] { return pool_status(dir).value("busy", 0) == 1; }));
+  CHECK(!http_get(addr, "/", 10s).has_value());  // closed by the master, unanswered
+  CHECK(counters(dir)["queue_timeouts"] == 1);
+  REQUIRE(slow.get().has_value());
+  check_balanced(pool_status(dir));
+}
+
+TEST_CASE("request_timeout kills a worker stuck in a request and the pool recovers", "[dispatch][timeout]") {
+  TempDir dir;
+  write_file(dir / "f.toml", hello_pool("workers = 1\nrequest_timeout = \"300ms\"\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  const pid_t first = master.wait_worker_started("web", 0);
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  CHECK(!http_get(addr, "/sleep?ms=10000", 8s).has_value());
+  CHECK(!master.wait_log("worker web\\[0\\] pid " + std::to_string(first) +
+                         " held a connection from 127\\.0\\.0\\.1:[0-9]+ longer than request_timeout 300ms; "
+                         "sending SIGKILL").empty());
+  REQUIRE(master.wait_worker_started_after("web", 0, first) > 0);
+  const auto r = http_get(addr, "/");
+  REQUIRE(r.has_value());
+  CHECK(r->status == 200);
+  const json c = counters(dir);
+  CHECK(c["killed"] == 1);
+  CHECK(c["lost"] == 1);
+}
+
+TEST_CASE("max_requests recycles workers under load with zero failed requests", "[dispatch][recycle]") {
+  TempDir dir;
+  write_file(dir / "f.toml", hello_pool("workers = 2\nmax_requests = 100\nmax_requests_jitter = 20\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  const std::string out = ab_output({"-n", "3000", "-c", "4", "http://" + addr + "/"});
+  INFO(out);
+  CHECK(out.find("Failed requests:        0") != std::string::npos);
+  CHECK(master.all_matches("pid [0-9]+ (replaces) pid").size() >= 10);
+  REQUIRE(wait_until([&] { return counters(dir).value("in_flight", 1) == 0; }));
+  const json p = pool_status(dir);
+  check_balanced(p);
+  CHECK(p["counters"]["recycled"].get<int>() >= 10);
+  CHECK(p["counters"]["lost"] == 0);
+  CHECK(p["counters"]["crashed"] == 0);
+}
+
+TEST_CASE("running out of descriptors pauses accepting without spinning", "[dispatch][emfile]") {
+  TempDir dir;
+  write_file(dir / "f.toml", hello_pool("workers = 1\nmax_inflight = 1\nqueue_timeout = \"0\"\n"));
+  MasterProcess master(dir / "f.toml", {"prlimit", "--nofile=96:96", "--"});
+  const std::string addr = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  auto slow = std::async(std::launch::async, [&] { return http_get(addr, "/sleep?ms=2000", 20s); });
+  REQUIRE(wait_until([&] { return pool_status(dir).value("busy", 0) == 1; }));
+  std::vector<int> held;
+  for (int i = 0; i < 80; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port_of(addr)));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) held.push_back(fd);
+    else ::close(fd);
+  }
+  REQUIRE(!master.wait_log("pausing accepts, keeping 32 descriptors free").empty());
+  // Paused, the master sleeps in epoll_wait with the pause timer as its timeout.
+  int in_wait = 0;
+  for (int i = 0; i < 20; ++i) {
+    std::ifstream sc("/proc/" + std::to_string(master.pid()) + "/syscall");
+    std::string nr;
+    sc >> nr;
+    in_wait += (nr == "232" || nr == "281") ? 1 : 0;
+    std::this_thread::yield();
+  }
+  CHECK(in_wait >= 18);
+  for (int fd : held) ::close(fd);
+  REQUIRE(slow.get().has_value());
+  CHECK(wait_until([&] {
+    auto r = http_get(addr, "/", 2s);
+    return r && r->status == 200;
+  }));
+  CHECK(!master.wait_log("accepting again").empty());
+  // Logged once per episode, not once per retry: each pause line has its resume line.
+  const auto pauses = master.all_matches("(pausing accepts)").size();
+  const auto resumes = master.all_matches("(accepting again)").size();
+  CHECK(pauses >= 1);
+  CHECK((pauses == resumes || pauses == resumes + 1));
+  // The pool never lost its worker for want of a descriptor.
+  CHECK(master.all_matches("(could not be started)").empty());
+}
+
+TEST_CASE("a worker written in Python serves through the master", "[dispatch][python]") {
+  TempDir dir;
+  write_file(dir / "f.toml",
+             "[supervisor]\ncontrol_socket = \"ctl.sock\"\n\n[pools.py]\ncommand = [\"python3\", \"" +
+                 std::string(FORKPOOL_SOURCE_DIR) + "/examples/hello_worker.py\"]\nlisten = [\"tcp://127.0.0.1:0\"]\n"
+                 "workers = 2\nready = \"notify\"\nready_timeout = \"20s\"\n");
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("py");
+  REQUIRE(!master.wait_log("every pool has its workers ready", 30s).empty());
+  for (int i = 0; i < 20; ++i) {
+    auto r = http_get(addr, "/");
+    REQUIRE(r.has_value());
+    CHECK(r->status == 200);
+    CHECK(r->body == "Hello from Python\n");
+  }
+  REQUIRE(wait_until([&] { return counters(dir).value("completed", 0) == 20; }));
+  check_balanced(pool_status(dir));
+}
+
+TEST_CASE("master dispatch serves a unix: listener", "[dispatch][unix]") {
+  TempDir dir;
+  write_file(dir / "f.toml", "[supervisor]\ncontrol_socket = \"ctl.sock\"\n\n[pools.web]\ncommand = [\"" +
+                                 hello_binary().string() + "\"]\nlisten = [\"unix:web.sock\"]\nworkers = 1\n");
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", (dir / "web.sock").c_str());
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  const std::string req = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
+  std::string reply;
+  char buf[1024];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) reply.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  CHECK(reply.starts_with("HTTP/1.1 200"));
+  CHECK(reply.find("Hello, world") != std::string::npos);
+}

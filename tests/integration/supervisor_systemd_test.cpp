@@ -1,0 +1,111 @@
+// The master as a systemd Type=notify service: READY=1 once every worker is ready,
+// STATUS= summaries, WATCHDOG=1 at half of WATCHDOG_USEC, STOPPING=1 on SIGTERM. The
+// test plays systemd's part with a datagram socket of its own.
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "support/master_process.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace forkpool::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+class FakeSystemd {
+ public:
+  explicit FakeSystemd(const std::filesystem::path& path) : path_(path) {
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  }
+  ~FakeSystemd() { ::close(fd_); }
+
+  // The next datagram, or "" when none arrives before the deadline.
+  std::string next(std::chrono::milliseconds deadline = 10s) {
+    timeval tv{};
+    tv.tv_sec = deadline.count() / 1000;
+    tv.tv_usec = (deadline.count() % 1000) * 1000;
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[4096];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+  }
+
+  // Reads datagrams until one contains `needle`; returns everything read on the way.
+  std::vector<std::string> until(const std::string& needle, std::chrono::milliseconds deadline = 10s) {
+    std::vector<std::string> seen;
+    const auto end = std::chrono::steady_clock::now() + deadline;
+    while (std::chrono::steady_clock::now() < end) {
+      std::string m = next(std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now()) + 1ms);
+      if (m.empty()) break;
+      seen.push_back(m);
+      if (m.find(needle) != std::string::npos) return seen;
+    }
+    seen.push_back("<no " + needle + ">");
+    return seen;
+  }
+
+  std::string env() const { return "NOTIFY_SOCKET=" + path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+  int fd_ = -1;
+};
+
+bool contains(const std::vector<std::string>& v, const std::string& needle) {
+  for (const auto& s : v)
+    if (s.find(needle) != std::string::npos) return true;
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("under systemd the master reports READY STATUS WATCHDOG and STOPPING", "[supervisor][systemd]") {
+  TempDir dir;
+  FakeSystemd systemd(dir / "notify");
+  write_file(dir / "f.toml", "[pools.web]\ncommand = [\"" + testworker_binary().string() +
+                                 "\", \"--notify-after-ms\", \"100\"]\nready = \"notify\"\nworkers = 2\n");
+  MasterProcess master(dir / "f.toml", {}, {systemd.env(), "WATCHDOG_USEC=400000"});
+
+  const auto before_ready = systemd.until("READY=1");
+  INFO(before_ready.back());
+  REQUIRE(before_ready.back() == "READY=1");
+  // Both workers were ready before the master said so.
+  CHECK(master.all_matches("(is ready)").size() == 2);
+  // The summary follows the workers, and reads "2/2 ready" by the time READY=1 is sent.
+  CHECK(contains(before_ready, "STATUS=web: 0/2 ready (starting)"));
+  CHECK(contains(before_ready, "STATUS=web: 2/2 ready"));
+  // WATCHDOG_USEC=400ms: pings at half of it.
+  CHECK(systemd.until("WATCHDOG=1").back() == "WATCHDOG=1");
+  CHECK(systemd.until("WATCHDOG=1").back() == "WATCHDOG=1");
+
+  master.signal(SIGTERM);
+  CHECK(systemd.until("STOPPING=1").back() == "STOPPING=1");
+  const auto status = master.wait_exit();
+  REQUIRE(status.has_value());
+  CHECK(WEXITSTATUS(*status) == 0);
+}
+
+TEST_CASE("without WATCHDOG_USEC the master sends no watchdog pings", "[supervisor][systemd]") {
+  TempDir dir;
+  FakeSystemd systemd(dir / "notify");
+  write_file(dir / "f.toml", "[pools.web]\ncommand = [\"" + testworker_binary().string() + "\"]\nworkers = 1\n");
+  MasterProcess master(dir / "f.toml", {}, {systemd.env()});
+  REQUIRE(systemd.until("READY=1").back() == "READY=1");
+  master.signal(SIGTERM);
+  const auto rest = systemd.until("STOPPING=1");
+  CHECK(rest.back() == "STOPPING=1");
+  CHECK(!contains(rest, "WATCHDOG=1"));
+}

@@ -1,0 +1,321 @@
+// forkpoolctl's text output: units, colour-aware widths, tables, and the status, event and
+// top renderings from canned input.
+
+#include <stdlib.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ctl/format.hpp"
+#include "ctl/render_reply.hpp"
+#include "ctl/render_status.hpp"
+#include "ctl/render_top.hpp"
+#include "ctl/socket_path.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace forkpool::ctl;
+namespace shm = forkpool::shm;
+
+namespace {
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+// Index of the line that starts (after spaces) with `prefix`.
+std::size_t find_line(const std::vector<std::string>& lines, const std::string& needle) {
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    if (lines[i].find(needle) != std::string::npos) return i;
+  }
+  FAIL("no line contains " << needle);
+  return 0;
+}
+
+const char* kStatus = R"({"ok":true,
+ "master":{"pid":123,"version":"0.1.0","config":"/etc/forkpool/forkpool.toml","state":"running","uptime_s":192.4},
+ "pools":[{"name":"web","state":"running","dispatch":"master","balance":"least-busy","listeners":["tcp://127.0.0.1:8080"],
+   "target":3,"live":3,"ready":2,"busy":1,"idle":1,"queue":{"length":0,"peak":3,"limit":1024},
+   "counters":{"accepted":1500,"dispatched":1500,"completed":1499,"in_flight":1,"lost":0,"closed":0,"queue_timeouts":2,
+               "spawned":4,"crashed":1,"killed":0,"recycled":0},
+   "duration_ms":{"count":1499,"p50":1.5,"p90":4.0,"p99":12.25,"max":30.0},
+   "queue_wait_ms":{"count":1500,"p50":0.0,"p90":0.5,"p99":2.0,"max":3.0},
+   "workers":[
+     {"worker":0,"slot":0,"pid":1234,"state":"idle","role":"serving","generation":1,"uptime_s":192.0,"handled":1000,
+      "in_flight":0,"current_ms":0.0,"restarts":0,"last_exit":null,"rss_bytes":13107200,"cpu_s":0.25,"status":null},
+     {"worker":1,"slot":1,"pid":98765,"state":"busy","role":"serving","generation":1,"uptime_s":7500,"handled":499,
+      "in_flight":1,"current_ms":1250.0,"restarts":3,"last_exit":"exited on signal 9","rss_bytes":2048,"cpu_s":12.5,
+      "status":"warming caches"},
+     {"worker":12,"slot":2,"pid":0,"state":"starting","role":"replacement","generation":2,"uptime_s":0.4,"handled":0,
+      "in_flight":0,"current_ms":0.0,"restarts":0,"last_exit":null,"rss_bytes":0,"cpu_s":0.0,"status":null}]},
+  {"name":"jobs","state":"failed","dispatch":"shared","listeners":[],"target":1,"live":0,"ready":0,"busy":0,"idle":0,
+   "queue":{"length":0,"peak":0,"limit":0},"counters":{},"workers":[]}]})";
+
+}  // namespace
+
+TEST_CASE("ctl durations read like a person would write them", "[ctl][format]") {
+  CHECK(format_duration(0) == "0ms");
+  CHECK(format_duration(-3) == "0ms");
+  CHECK(format_duration(0.85) == "850ms");
+  CHECK(format_duration(1.25) == "1.2s");
+  CHECK(format_duration(59.99) == "59.9s");
+  CHECK(format_duration(192) == "3m12s");
+  CHECK(format_duration(7500) == "2h05m");
+  CHECK(format_duration(3 * 86400 + 4 * 3600 + 59) == "3d04h");
+  CHECK(format_ms(0) == "0ms");
+  CHECK(format_ms(0.42) == "0.42ms");
+  CHECK(format_ms(12.25) == "12.2ms");
+  CHECK(format_ms(340) == "340ms");
+  CHECK(format_ms(1250) == "1.2s");
+}
+
+TEST_CASE("ctl sizes and rates use binary units and one decimal", "[ctl][format]") {
+  CHECK(format_bytes(0) == "0 B");
+  CHECK(format_bytes(512) == "512 B");
+  CHECK(format_bytes(1536) == "1.50 KiB");
+  CHECK(format_bytes(13107200) == "12.5 MiB");
+  CHECK(format_bytes(200ull << 20) == "200 MiB");
+  CHECK(format_bytes(3ull << 40) == "3.00 TiB");
+  CHECK(format_rate(0) == "0.0/s");
+  CHECK(format_rate(12.34) == "12.3/s");
+  CHECK(format_rate(4321.6) == "4322/s");
+}
+
+TEST_CASE("ctl widths ignore colour, truncation keeps escapes whole", "[ctl][format]") {
+  const std::string red = paint("exited", Colour::Red, true);
+  CHECK(red != "exited");
+  CHECK(paint("exited", Colour::Red, false) == "exited");
+  CHECK(display_width(red) == 6);
+  CHECK(display_width("héllo") == 5);
+  const std::string cut = truncate_to_width("ab" + red + "cd", 4);
+  CHECK(display_width(cut) == 4);
+  CHECK(cut.find("\x1b[31m") != std::string::npos);
+  CHECK(cut.substr(cut.size() - 4) == "\x1b[0m");  // colour does not leak past the cut
+  CHECK(truncate_to_width("abc", 0) == "abc");
+  CHECK(truncate_to_width("abc", 10) == "abc");
+  CHECK(state_colour("idle") == Colour::Green);
+  CHECK(state_colour("busy") == Colour::Yellow);
+  CHECK(state_colour("failed") == Colour::Red);
+}
+
+TEST_CASE("ctl table pads columns, right-aligns numbers, colour does not shift them",
+          "[ctl][format]") {
+  Table t({"NAME", "N", "STATE"}, {Align::Left, Align::Right, Align::Left});
+  t.add_row({{"a"}, {"1000"}, {"idle", Colour::Green}});
+  t.add_row({{"longer"}, {"7"}, {"busy", Colour::Yellow}});
+  for (bool colour : {false, true}) {
+    auto lines = split_lines(t.render(colour, "  "));
+    REQUIRE(lines.size() == 3);
+    for (auto& l : lines) l = truncate_to_width(l, 0);
+    if (!colour) {
+      CHECK(lines[0] == "  NAME       N  STATE");
+      CHECK(lines[1] == "  a       1000  idle");
+      CHECK(lines[2] == "  longer     7  busy");
+    } else {
+      for (const auto& l : lines) CHECK(display_width(l) <= 21);
+      CHECK(lines[1].find("\x1b[32midle\x1b[0m") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("ctl status renders a summary per pool and an aligned worker table", "[ctl][status]") {
+  const auto reply = nlohmann::json::parse(kStatus);
+  const std::string text = render_status(reply, false);
+  const auto lines = split_lines(text);
+  CHECK(lines.at(0) ==
+        "master pid 123  running  up 3m12s  version 0.1.0  config /etc/forkpool/forkpool.toml");
+  CHECK(text.find("pool web  running  dispatch master (least-busy)  listen tcp://127.0.0.1:8080") !=
+        std::string::npos);
+  CHECK(text.find("target 3  live 3  ready 2  busy 1  idle 1") != std::string::npos);
+  CHECK(text.find("queue     0 (peak 3, limit 1024)  timeouts 2") != std::string::npos);
+  CHECK(text.find("accepted 1500  dispatched 1500  completed 1499  in flight 1") !=
+        std::string::npos);
+  CHECK(text.find("spawned 4  crashed 1") != std::string::npos);
+  CHECK(text.find("p50 1.5ms  p90 4.0ms  p99 12.2ms  max 30.0ms  (n=1499)") != std::string::npos);
+  CHECK(text.find("pool jobs  failed  dispatch shared") != std::string::npos);
+
+  const std::size_t h = find_line(lines, "WORKER");
+  const std::string& header = lines[h];
+  CHECK(header.rfind("  WORKER", 0) == 0);
+  const std::vector<std::string> rows{lines.at(h + 1), lines.at(h + 2), lines.at(h + 3)};
+  // Left-aligned columns start where their header starts.
+  for (const char* col : {"STATE", "ROLE", "LAST-EXIT", "STATUS"}) {
+    const auto at = header.find(col);
+    REQUIRE(at != std::string::npos);
+    for (const auto& r : rows) {
+      INFO(col << " in: " << r);
+      CHECK(r.at(at - 1) == ' ');
+      CHECK(r.at(at) != ' ');
+    }
+  }
+  // Right-aligned columns end where their header ends.
+  for (const char* col : {"PID", "GEN", "UPTIME", "HANDLED", "INFLIGHT", "RSS", "CPU"}) {
+    const auto end = header.find(std::string(col) + " ") + std::string(col).size() - 1;
+    for (const auto& r : rows) {
+      INFO(col << " in: " << r);
+      CHECK(r.at(end) != ' ');
+      CHECK(r.at(end + 1) == ' ');
+    }
+  }
+  CHECK(rows[0].find("1234") != std::string::npos);
+  CHECK(rows[0].find("12.5 MiB") != std::string::npos);
+  CHECK(rows[0].find("3m12s") != std::string::npos);
+  CHECK(rows[0].find("0.25s") != std::string::npos);
+  CHECK(rows[1].find("2h05m") != std::string::npos);
+  CHECK(rows[1].find("exited on signal 9") != std::string::npos);
+  CHECK(rows[1].find("warming caches") != std::string::npos);
+  CHECK(rows[1].find("1.2s") != std::string::npos);
+  CHECK(rows[2].find("replacement") != std::string::npos);
+  CHECK(rows[2].find("starting") != std::string::npos);
+
+  // Colour changes bytes, not columns.
+  const std::string coloured = render_status(reply, true);
+  CHECK(coloured.find('\x1b') != std::string::npos);
+  const auto clines = split_lines(coloured);
+  REQUIRE(clines.size() == lines.size());
+  for (std::size_t i = 0; i < lines.size(); ++i)
+    CHECK(display_width(clines[i]) == display_width(lines[i]));
+}
+
+TEST_CASE("ctl status tolerates missing fields", "[ctl][status]") {
+  CHECK(render_status(nlohmann::json::parse(R"({"ok":true})"), false).find("no pools") !=
+        std::string::npos);
+  const auto text = render_status(
+      nlohmann::json::parse(R"({"ok":true,"pools":[{"name":"x","workers":[{}]}]})"), false);
+  CHECK(text.find("pool x") != std::string::npos);
+  CHECK(last_exit_text(nullptr) == "-");
+  CHECK(last_exit_text(nlohmann::json::parse(R"({"signal":9})")) == "signal 9");
+}
+
+TEST_CASE("ctl events and acknowledgements render on one line", "[ctl][events]") {
+  const auto ev = nlohmann::json::parse(
+      R"({"time":"2026-01-02T03:04:05Z","event":"worker.exit","pool":"web","worker":3,"pid":1234,"message":"exited on signal 9 after 12.3s","status":137})");
+  const std::string line = render_event(ev, false);
+  CHECK(line ==
+        "2026-01-02T03:04:05Z  worker.exit     web[3]  pid 1234  exited on signal 9 after 12.3s "
+        "status=137\n");
+  const auto scale = nlohmann::json::parse(R"({"cmd":"scale","pool":"web","workers":8})");
+  CHECK(render_reply(scale, nlohmann::json::parse(R"({"ok":true})")) == "scale web 8: ok\n");
+  CHECK(render_reply(scale,
+                     nlohmann::json::parse(R"({"ok":true,"message":"web: 4 -> 8 workers"})")) ==
+        "web: 4 -> 8 workers\n");
+  CHECK(render_reply({{"cmd", "metrics"}}, {{"ok", true}, {"text", "a 1"}}) == "a 1\n");
+  CHECK(render_reply(
+            {{"cmd", "version"}},
+            nlohmann::json::parse(R"({"ok":true,"version":"0.1.0","protocol":1,"control":1})")) ==
+        "forkpool 0.1.0 (worker protocol 1, control protocol 1)\n");
+}
+
+TEST_CASE("ctl top frame: header, pool line with rates and percentiles, one line per worker",
+          "[ctl][top]") {
+  shm::ScoreboardSnapshot s;
+  s.master_pid = 42;
+  s.master_start_monotonic_ns = 1'000'000'000;
+  s.taken_monotonic_ns = 193'000'000'000;
+  shm::PoolSnapshot p;
+  p.pool = 0;
+  p.state = shm::PoolState::Running;
+  p.size = 2;
+  p.accepted = 100;
+  p.completed = 90;
+  p.duration.count = 10;
+  p.duration.buckets[shm::histogram_bucket(1500)] = 10;  // 1.5 ms
+  p.duration.max_us = 1500;
+  s.pools.push_back(p);
+  shm::WorkerSnapshot w;
+  w.slot = 0;
+  w.pool = 0;
+  w.worker_index = 0;
+  w.pid = 1234;
+  w.state = shm::WorkerState::Busy;
+  w.in_flight = 1;
+  w.busy_since_ns = s.taken_monotonic_ns - 2'500'000'000;
+  w.start_time_ns = s.taken_monotonic_ns - 60'000'000'000;
+  w.connections_handled = 77;
+  w.rss_bytes = 13107200;
+  w.cpu_time_us = 1'500'000;
+  s.workers.push_back(w);
+  w.slot = 1;
+  w.worker_index = 1;
+  w.pid = 1235;
+  w.state = shm::WorkerState::Idle;
+  w.in_flight = 0;
+  w.busy_since_ns = 0;
+  w.anomalies = shm::kAnomalyStalePage;
+  s.workers.push_back(w);
+  w.slot = 2;
+  w.state = shm::WorkerState::Empty;  // a slot no worker uses: not shown
+  s.workers.push_back(w);
+
+  RateTracker rates;
+  rates.add(s);
+  s.taken_monotonic_ns += 2'000'000'000;
+  s.pools[0].accepted += 40;
+  s.pools[0].completed += 20;
+  s.workers[0].busy_since_ns += 0;
+  rates.add(s);
+  CHECK(rates.rates(0).accepted_per_s == Approx(20.0));
+  CHECK(rates.rates(0).completed_per_s == Approx(10.0));
+
+  const std::vector<std::string> names{"web"};
+  TopFrame f;
+  f.snapshot = &s;
+  f.pool_names = &names;
+  f.rates = &rates;
+  f.clock = "12:00:00";
+  auto lines = render_top_frame(f);
+  REQUIRE(lines.size() ==
+          7);  // header, notice, blank, pool, table header, 2 workers (not the empty slot)
+  CHECK(lines[0].find("master pid 42  up 3m14s  pools 1  workers 2 (busy 1)") != std::string::npos);
+  CHECK(lines[3].find("web running  size 2  idle 1 busy 1") != std::string::npos);
+  CHECK(lines[3].find("conn/s 10.0/s (accepted 20.0/s)") != std::string::npos);
+  CHECK(lines[3].find("p50 1.5ms p90 1.5ms p99 1.5ms") != std::string::npos);
+  CHECK(lines[4].find("SLOT") != std::string::npos);
+  CHECK(lines[5].find("1234") != std::string::npos);
+  CHECK(lines[5].find("busy") != std::string::npos);
+  CHECK(lines[5].find("4.5s") != std::string::npos);  // connection age
+  CHECK(lines[5].find("12.5 MiB") != std::string::npos);
+  CHECK(lines[5].find("1.50s") != std::string::npos);
+  CHECK(lines[6].find("restarted, refreshing") != std::string::npos);
+  f.width = 30;
+  f.height = 4;
+  f.colour = true;
+  lines = render_top_frame(f);
+  REQUIRE(lines.size() == 4);
+  for (const auto& l : lines) CHECK(display_width(l) <= 30);
+  CHECK(lines[3].find("more lines") != std::string::npos);
+}
+
+TEST_CASE("ctl socket choice: -s, then FORKPOOL_SOCKET, then the config file, then the default",
+          "[ctl][socket]") {
+  forkpool::test::TempDir dir;
+  const auto cfg = dir / "forkpool.toml";
+  ::unsetenv("FORKPOOL_SOCKET");
+  CHECK(choose_socket("", dir / "absent.toml").path == "./forkpool.sock");
+  {
+    std::ofstream f(cfg);
+    f << "[supervisor]\ncontrol_socket = \"ctl.sock\"\n[pools.web]\ncommand = [\"/bin/true\"]\n";
+  }
+  const auto from_file = choose_socket("", cfg);
+  CHECK(from_file.source == cfg.string());
+  CHECK(std::filesystem::path(from_file.path).filename() == "ctl.sock");
+  CHECK(std::filesystem::weakly_canonical(from_file.path) ==
+        std::filesystem::weakly_canonical(dir / "ctl.sock"));
+  ::setenv("FORKPOOL_SOCKET", "/run/env.sock", 1);
+  CHECK(choose_socket("", cfg).path == "/run/env.sock");
+  CHECK(choose_socket("/x.sock", cfg).path == "/x.sock");
+  ::unsetenv("FORKPOOL_SOCKET");
+  {
+    std::ofstream f(cfg);
+    f << "[supervisor]\ncontrol_sockt = 1\n";
+  }
+  const auto broken = choose_socket("", cfg);
+  CHECK(broken.path == "./forkpool.sock");
+  CHECK(broken.note.find("could not be loaded") != std::string::npos);
+}
