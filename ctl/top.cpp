@@ -1,4 +1,5 @@
 #include "ctl/top.hpp"
+#include "shm/proc_stats.hpp"
 
 #include <poll.h>
 #include <signal.h>
@@ -19,6 +20,18 @@
 namespace forkpool::ctl {
 
 namespace {
+
+// The master samples RSS and CPU time only when max_memory asks it to; top reads them
+// from /proc itself, which costs the master nothing.
+void fill_usage(shm::ScoreboardSnapshot& snapshot) {
+  for (auto& w : snapshot.workers) {
+    if (w.pid <= 0 || (w.rss_bytes > 0 && w.cpu_time_us > 0)) continue;
+    if (auto stats = shm::read_proc_stats(w.pid)) {
+      w.rss_bytes = stats->rss_bytes;
+      w.cpu_time_us = stats->cpu_time_us;
+    }
+  }
+}
 
 // Re-fetching descriptors is a request to the master: at most this often, so a pool that
 // crash-loops does not turn top into a load on the master.
@@ -80,6 +93,7 @@ class TopState {
 
   const shm::ScoreboardSnapshot& take() {
     snapshot_ = live_.board.snapshot();
+    fill_usage(snapshot_);
     const bool gone = !master_alive(snapshot_.master_pid);
     if ((gone || has_stale_pages(snapshot_)) &&
         snapshot_.taken_monotonic_ns - last_refresh_ns_ >= kMinRefreshNs) {

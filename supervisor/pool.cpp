@@ -7,7 +7,7 @@
 
 #include "supervisor/events.hpp"
 #include "supervisor/log.hpp"
-#include "supervisor/proc_stats.hpp"
+#include "shm/proc_stats.hpp"
 
 namespace forkpool::supervisor {
 
@@ -279,7 +279,7 @@ bool Pool::signal_worker(unsigned worker, int signo) {
 void Pool::sample_memory() {
   for (auto& s : slots_) {
     if (!s->process) continue;
-    auto stats = read_proc_stats(s->process->pid());
+    auto stats = shm::read_proc_stats(s->process->pid());
     if (!stats) continue;
     ctx_.scoreboard->set_usage(s->process->identity().scoreboard_slot, stats->rss_bytes, stats->cpu_time_us);
     if (stats->rss_bytes > config_.max_memory && !s->replacement && s->process->ready()) {

@@ -8,7 +8,7 @@
 #include "supervisor/exit_status.hpp"
 #include "supervisor/pool.hpp"
 #include "supervisor/pool_slot.hpp"
-#include "supervisor/proc_stats.hpp"
+#include "shm/proc_stats.hpp"
 
 namespace forkpool::supervisor {
 namespace {
@@ -84,7 +84,7 @@ PoolStatus Pool::status() const {
       w.current_ms = snap.busy_since_ns > 0 ? static_cast<double>(now_ns - snap.busy_since_ns) / 1e6 : 0.0;
       w.state = std::string(shm::to_string(snap.state));
     }
-    if (auto stats = read_proc_stats(proc.pid())) {
+    if (auto stats = shm::read_proc_stats(proc.pid())) {
       w.rss_bytes = stats->rss_bytes;
       w.cpu_s = static_cast<double>(stats->cpu_time_us) / 1e6;
     }

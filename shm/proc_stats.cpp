@@ -1,4 +1,4 @@
-#include "supervisor/proc_stats.hpp"
+#include "shm/proc_stats.hpp"
 
 #include <unistd.h>
 
@@ -6,7 +6,7 @@
 #include <sstream>
 #include <string>
 
-namespace forkpool::supervisor {
+namespace forkpool::shm {
 
 std::optional<ProcStats> read_proc_stats(pid_t pid) {
   const std::string base = "/proc/" + std::to_string(pid);
@@ -34,4 +34,4 @@ std::optional<ProcStats> read_proc_stats(pid_t pid) {
   return s;
 }
 
-}  // namespace forkpool::supervisor
+}  // namespace forkpool::shm

@@ -1,0 +1,120 @@
+// forkpoolctl against the real master: tables, --json, exit statuses, and `top` in a
+// real terminal (tmux): one row per worker, `q` quits, the terminal is restored.
+
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "support/master_process.hpp"
+#include "support/run_command.hpp"
+#include "support/temp_dir.hpp"
+#include "support/wait_until.hpp"
+
+using namespace forkpool::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string ctl_binary() { return std::string(FORKPOOL_BINARY_DIR) + "/ctl/forkpoolctl"; }
+
+RunResult ctl(const TempDir& dir, std::vector<std::string> args) {
+  std::vector<std::string> argv = {ctl_binary(), "-s", (dir / "ctl.sock").string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, 20s);
+}
+
+std::string config(int workers) {
+  return "[supervisor]\ncontrol_socket = \"ctl.sock\"\n\n[pools.web]\ncommand = [\"" + hello_binary().string() +
+         "\"]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = " + std::to_string(workers) + "\n";
+}
+
+// A private tmux server, killed with everything in it when the test ends.
+class Tmux {
+ public:
+  Tmux() : name_("forkpool-test-" + std::to_string(::getpid())) {}
+  ~Tmux() { run({"kill-server"}); }
+  RunResult run(std::vector<std::string> args) {
+    std::vector<std::string> argv = {"/usr/bin/tmux", "-L", name_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv, 10s);
+  }
+  std::string screen() { return run({"capture-pane", "-p", "-t", "t"}).out; }
+
+ private:
+  std::string name_;
+};
+
+}  // namespace
+
+TEST_CASE("forkpoolctl status prints the pool and a row per worker and --json passes the reply through", "[ctl]") {
+  TempDir dir;
+  write_file(dir / "f.toml", config(3));
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  const auto table = ctl(dir, {"status"});
+  INFO(table.describe() << table.out << table.err);
+  REQUIRE(table.exited);
+  CHECK(table.exit_code == 0);
+  CHECK(table.out.find("pool web  running  dispatch master") != std::string::npos);
+  for (const auto& pid : master.all_matches("pid ([0-9]+) started")) CHECK(table.out.find(pid) != std::string::npos);
+
+  const auto json = ctl(dir, {"--json", "status"});
+  REQUIRE(json.exit_code == 0);
+  const auto reply = nlohmann::json::parse(json.out);
+  CHECK(reply["ok"] == true);
+  CHECK(reply["pools"][0]["workers"].size() == 3);
+}
+
+TEST_CASE("forkpoolctl exit statuses say what went wrong", "[ctl]") {
+  TempDir dir;
+  write_file(dir / "f.toml", config(1));
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  const auto bad = ctl(dir, {"scale", "web", "999"});
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err.find("can have 0 to") != std::string::npos);
+  const auto usage = ctl(dir, {"scale", "web"});
+  CHECK(usage.exit_code == 2);
+  const auto missing = run_command({ctl_binary(), "-s", (dir / "nope.sock").string(), "status"}, 10s);
+  CHECK(missing.exit_code == 2);
+  CHECK(missing.err.find("is the master running?") != std::string::npos);
+  const auto ok = ctl(dir, {"scale", "web", "2"});
+  CHECK(ok.exit_code == 0);
+  CHECK(!master.wait_log("pool web scales from 1 to 2 workers").empty());
+}
+
+TEST_CASE("forkpoolctl top shows a row per worker in tmux and q restores the terminal", "[ctl][top]") {
+  TempDir dir;
+  write_file(dir / "f.toml", config(3));
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  const auto pids = master.all_matches("pid ([0-9]+) started");
+  REQUIRE(pids.size() == 3);
+
+  Tmux tmux;
+  const std::string command = ctl_binary() + " -s " + (dir / "ctl.sock").string() +
+                              " top; echo TOP-EXIT=$?; stty -a | tr ' ;' '\\n\\n' | grep -E '^-?(icanon|echo)$' "
+                              "| tr '\\n' ' '; echo; sleep 30";
+  REQUIRE(tmux.run({"new-session", "-d", "-s", "t", "-x", "160", "-y", "40", command}).exit_code == 0);
+  std::string screen;
+  const bool shown = wait_until([&] {
+    screen = tmux.screen();
+    if (screen.find("forkpool top") == std::string::npos) return false;
+    for (const auto& pid : pids)
+      if (screen.find(pid) == std::string::npos) return false;
+    return true;
+  });
+  INFO(screen);
+  CHECK(shown);
+  tmux.run({"send-keys", "-t", "t", "q"});
+  const bool quit = wait_until([&] {
+    screen = tmux.screen();
+    return screen.find("TOP-EXIT=0") != std::string::npos && screen.find("icanon echo") != std::string::npos;
+  });
+  INFO(screen);
+  CHECK(quit);
+  // The alternate screen is gone: the frame is no longer on the terminal.
+  CHECK(screen.find("forkpool top") == std::string::npos);
+}
