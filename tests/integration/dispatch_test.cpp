@@ -375,3 +375,24 @@ TEST_CASE("master dispatch serves a unix: listener", "[dispatch][unix]") {
   CHECK(reply.starts_with("HTTP/1.1 200"));
   CHECK(reply.find("Hello, world") != std::string::npos);
 }
+
+TEST_CASE("max_memory replaces a worker whose RSS is over the limit without failing requests", "[dispatch][recycle]") {
+  TempDir dir;
+  // Any process is bigger than 1 MiB, so each worker is replaced at the first sample.
+  write_file(dir / "f.toml", hello_pool("workers = 2\nmax_memory = \"1MiB\"\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  const pid_t first = master.wait_worker_started("web", 0);
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  CHECK(!master.wait_log("worker web\\[0\\] pid " + std::to_string(first) +
+                         " uses [0-9]+ bytes, over max_memory; replacing it").empty());
+  CHECK(!master.wait_log("worker web\\[0\\] pid [0-9]+ replaces pid " + std::to_string(first) +
+                         " after its RSS reached [0-9]+ MiB \\(max_memory\\)").empty());
+  for (int i = 0; i < 50; ++i) {
+    auto r = http_get(addr, "/");
+    REQUIRE(r.has_value());
+    CHECK(r->status == 200);
+  }
+  CHECK(counters(dir)["recycled"].get<int>() >= 1);
+  CHECK(counters(dir)["lost"] == 0);
+}
