@@ -1,4 +1,5 @@
 #include "supervisor/notify_socket.hpp"
+#include "supervisor/unix_message.hpp"
 
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -44,26 +45,15 @@ void NotifySocket::drain() {
   // datagram is read fully before its handler runs, and the loop stops after a handler.
   for (int budget = 0; budget < 64; ++budget) {
     char buf[kMaxMessage + 1];
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * kMaxFds)];
-    iovec iov{buf, kMaxMessage};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
+    UnixMessage<CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * kMaxFds)> in(buf, kMaxMessage);
+    msghdr& msg = in.msg;
     const ssize_t n = ::recvmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
     if (n < 0) return;  // EAGAIN: drained
     bool trusted = false;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
       if (c->cmsg_level != SOL_SOCKET) continue;
       if (c->cmsg_type == SCM_RIGHTS) {
-        // BARRIER=1 passes an fd; closing it is the whole answer. Any other fd is unwanted.
-        const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (std::size_t i = 0; i < count; ++i) {
-          int fd;
-          std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-          ::close(fd);
-        }
+        close_passed_fds(c);  // BARRIER=1 passes an fd; closing it is the whole answer
       } else if (c->cmsg_type == SCM_CREDENTIALS) {
         ucred cred;
         std::memcpy(&cred, CMSG_DATA(c), sizeof cred);

@@ -14,6 +14,7 @@
 #include "supervisor/exit_status.hpp"
 #include "supervisor/log.hpp"
 #include "supervisor/spawner.hpp"
+#include "supervisor/unix_message.hpp"
 #include "worker/protocol.h"
 
 namespace forkpool::supervisor {
@@ -166,21 +167,11 @@ bool WorkerProcess::accepts_work() const {
 SendResult WorkerProcess::send_connection(int fd, std::uint16_t listener, std::uint64_t id,
                                           const sockaddr_storage& peer, socklen_t peer_len) {
   fp_msg m{FP_MSG_CONN, listener, 0, id};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  iovec iov{&m, sizeof m};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  UnixMessage<CMSG_SPACE(sizeof(int))> out(&m, sizeof m);
+  out.attach_fd(fd);
   ssize_t n;
   do {
-    n = ::sendmsg(channel_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    n = ::sendmsg(channel_.get(), &out.msg, MSG_NOSIGNAL | MSG_DONTWAIT);
   } while (n < 0 && errno == EINTR);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
     channel_blocked_ = true;
@@ -259,25 +250,12 @@ void WorkerProcess::arm_watchdog() {
 void WorkerProcess::read_channel() {
   for (int budget = 0; budget < 64; ++budget) {
     fp_msg m{};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
-    iovec iov{&m, sizeof m};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
+    UnixMessage<CMSG_SPACE(sizeof(int) * 4)> in(&m, sizeof m);
+    msghdr& msg = in.msg;
     const ssize_t n = ::recvmsg(channel_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     // A worker never sends descriptors; close any it does.
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (std::size_t i = 0; i < count; ++i) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        ::close(fd);
-      }
-    }
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) close_passed_fds(c);
     if (n <= 0) {  // EOF or error: the worker closed its end or is gone
       channel_watch_->stop();
       return;

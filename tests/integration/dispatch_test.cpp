@@ -49,6 +49,14 @@ json counters(const TempDir& dir) {
   return p.is_object() ? p["counters"] : json();
 }
 
+// Occupies one worker with /sleep?ms=`ms` and returns once the master shows it busy;
+// the future holds the slow request's answer.
+std::future<std::optional<HttpResponse>> occupy_one_worker(const TempDir& dir, const std::string& addr, int ms) {
+  auto slow = std::async(std::launch::async, [addr, ms] { return http_get(addr, "/sleep?ms=" + std::to_string(ms), 20s); });
+  REQUIRE(wait_until([&] { return pool_status(dir).value("busy", 0) == 1; }));
+  return slow;
+}
+
 // Both accounting identities of the dispatcher hold in `p` (a pool status object).
 void check_balanced(const json& p) {
   const json& c = p["counters"];
@@ -147,8 +155,7 @@ TEST_CASE("least-busy sends fast requests past a worker busy with a slow one", "
   MasterProcess master(dir / "f.toml");
   const std::string addr = master.wait_listen_address("web");
   REQUIRE(!master.wait_log("every pool has its workers ready").empty());
-  auto slow = std::async(std::launch::async, [&] { return http_get(addr, "/sleep?ms=1500"); });
-  REQUIRE(wait_until([&] { return pool_status(dir).value("busy", 0) == 1; }));
+  auto slow = occupy_one_worker(dir, addr, 1500);
   std::set<std::string> fast_pids;
   for (int i = 0; i < 20; ++i) {
     auto r = http_get(addr, "/", 1s);
@@ -211,8 +218,7 @@ TEST_CASE("a full queue stops accepting and no accepted connection is dropped", 
   MasterProcess master(dir / "f.toml");
   const std::string addr = master.wait_listen_address("web");
   REQUIRE(!master.wait_log("every pool has its workers ready").empty());
-  auto slow = std::async(std::launch::async, [&] { return http_get(addr, "/sleep?ms=1500", 20s); });
-  REQUIRE(wait_until([&] { return pool_status(dir).value("busy", 0) == 1; }));
+  auto slow = occupy_one_worker(dir, addr, 1500);
   std::vector<std::future<std::optional<HttpResponse>>> waiting;
   for (int i = 0; i < 6; ++i)
     waiting.push_back(std::async(std::launch::async, [&] { return http_get(addr, "/", 20s); }));
@@ -244,8 +250,7 @@ TEST_CASE("queue_timeout closes a connection that waited too long and counts it"
   MasterProcess master(dir / "f.toml");
   const std::string addr = master.wait_listen_address("web");
   REQUIRE(!master.wait_log("every pool has its workers ready").empty());
-  auto slow = std::async(std::launch::async, [&] { return http_get(addr, "/sleep?ms=1500", 20s); });
-  REQUIRE(wait_until([&] { return pool_status(dir).value("busy", 0) == 1; }));
+  auto slow = occupy_one_worker(dir, addr, 1500);
   CHECK(!http_get(addr, "/", 10s).has_value());  // closed by the master, unanswered
   CHECK(counters(dir)["queue_timeouts"] == 1);
   REQUIRE(slow.get().has_value());
@@ -296,8 +301,7 @@ TEST_CASE("running out of descriptors pauses accepting without spinning", "[disp
   MasterProcess master(dir / "f.toml", {"prlimit", "--nofile=96:96", "--"});
   const std::string addr = master.wait_listen_address("web");
   REQUIRE(!master.wait_log("every pool has its workers ready").empty());
-  auto slow = std::async(std::launch::async, [&] { return http_get(addr, "/sleep?ms=2000", 20s); });
-  REQUIRE(wait_until([&] { return pool_status(dir).value("busy", 0) == 1; }));
+  auto slow = occupy_one_worker(dir, addr, 2000);
   std::vector<int> held;
   for (int i = 0; i < 80; ++i) {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
