@@ -118,7 +118,8 @@ std::string paint(std::string_view text, Colour colour, bool enabled) {
 }
 
 bool colour_wanted(int fd) {
-  return ::isatty(fd) == 1 && std::getenv("NO_COLOR") == nullptr;
+  const char* no_color = std::getenv("NO_COLOR");  // no-color.org: any non-empty value
+  return ::isatty(fd) == 1 && (no_color == nullptr || *no_color == '\0');
 }
 
 std::size_t display_width(std::string_view s) {

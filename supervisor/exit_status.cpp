@@ -7,7 +7,7 @@
 namespace forkpool::supervisor {
 
 ExitReason classify_exit(const ExitFacts& f) {
-  if (f.stop_requested) return ExitReason::Requested;
+  if (f.stop_requested || f.operator_signalled) return ExitReason::Requested;
   if (WIFEXITED(f.wait_status)) {
     const int code = WEXITSTATUS(f.wait_status);
     if (code == 0) return ExitReason::Clean;

@@ -12,7 +12,7 @@ namespace forkpool::supervisor {
 inline constexpr int kExitConfig = 78;
 
 enum class ExitReason {
-  Requested,  // we asked it to stop (shutdown, scale down, restart): do not respawn
+  Requested,  // asked for (shutdown, scale down, restart, forkpoolctl kill): no backoff, no crash
   Clean,      // exit status 0 without being asked: respawn, not a crash
   Crashed,    // non-zero status or a signal: respawn with backoff, counts as a crash
   Fatal,      // EX_CONFIG before it was ready: the pool is marked failed
@@ -24,6 +24,7 @@ struct ExitFacts {
   bool was_ready = false;
   std::chrono::milliseconds uptime{0};
   bool exec_readiness = true;  // ready = "exec": "before ready" means "within its first second"
+  bool operator_signalled = false;  // `forkpoolctl kill` sent it a signal: its exit was asked for
 };
 
 ExitReason classify_exit(const ExitFacts& facts);

@@ -41,6 +41,19 @@ std::shared_ptr<spdlog::logger> make_logger(const Options& options) {
   return logger;
 }
 
+// The names the config file and `forkpoolctl log-level` use ("warn", not spdlog's "warning").
+std::string_view level_name(spdlog::level::level_enum level) {
+  switch (level) {
+    case spdlog::level::trace: return "trace";
+    case spdlog::level::debug: return "debug";
+    case spdlog::level::info: return "info";
+    case spdlog::level::warn: return "warn";
+    case spdlog::level::err: return "error";
+    case spdlog::level::critical: return "critical";
+    default: return "off";
+  }
+}
+
 }  // namespace
 
 std::string timestamp() {
@@ -93,16 +106,16 @@ bool enabled(spdlog::level::level_enum level) {
 }
 
 void write(spdlog::level::level_enum level, std::string_view event, std::string_view message) {
-  const auto level_name = spdlog::level::to_string_view(level);
+  const std::string_view name = level_name(level);
   std::string line;
   if (state().options.format == config::LogFormat::Json) {
     nlohmann::json j = {{"time", timestamp()},
-                        {"level", std::string_view(level_name.data(), level_name.size())},
+                        {"level", name},
                         {"event", event},
                         {"message", message}};
     line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   } else {
-    line = fmt::format("{} {:<5} [{}] {}", timestamp(), std::string_view(level_name.data(), level_name.size()),
+    line = fmt::format("{} {:<5} [{}] {}", timestamp(), name,
                        event, message);
   }
   if (state().logger) state().logger->log(level, "{}", line);

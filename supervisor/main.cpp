@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include "config/diagnostics.hpp"
 #include "config/load.hpp"
@@ -14,16 +15,16 @@ namespace {
 
 constexpr int kExitConfig = 2;
 
-int check(const std::filesystem::path& file) {
+// Loads the config, or prints every problem and a count line; the same for --check and
+// for running, so an operator sees one format whichever way the file was read.
+std::optional<forkpool::config::Config> load(const std::filesystem::path& file) {
   try {
-    const auto config = forkpool::config::load_file(file);
-    std::cout << forkpool::config::to_toml(config);
-    return 0;
+    return forkpool::config::load_file(file);
   } catch (const forkpool::config::ConfigError& e) {
     for (const auto& d : e.diagnostics()) std::cerr << d.to_string() << '\n';
     std::cerr << file.string() << ": " << e.diagnostics().size()
               << (e.diagnostics().size() == 1 ? " error" : " errors") << '\n';
-    return kExitConfig;
+    return std::nullopt;
   }
 }
 
@@ -46,6 +47,11 @@ int main(int argc, char** argv) {
   }
   const std::filesystem::path file =
       config_file.empty() ? forkpool::config::default_config_path() : std::filesystem::path(config_file);
-  if (check_only) return check(file);
-  return forkpool::supervisor::run(file);
+  auto config = load(file);
+  if (!config) return kExitConfig;
+  if (check_only) {
+    std::cout << forkpool::config::to_toml(*config);
+    return 0;
+  }
+  return forkpool::supervisor::run(std::move(*config));
 }

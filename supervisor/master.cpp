@@ -178,7 +178,10 @@ MetricsHttpServer::Response Master::serve_http(std::string_view path) {
 int Master::run() {
   log::info("master.start", "forkpool master pid {} starting {} pool(s) from {}", ctx_.pid, pools_.size(),
             config_.file.string());
+  // Until every pool was asked to start, one that has not been is not "settled".
+  launching_ = true;
   for (auto& pool : pools_) pool->start();
+  launching_ = false;
   on_changed();
   uv_run(loop_.get(), UV_RUN_DEFAULT);
   log::info("master.exit", "every worker has exited; master pid {} exits", ctx_.pid);
@@ -274,7 +277,7 @@ void Master::on_changed() {
     return;
   }
   systemd_->status(status_line());
-  if (state_ == MasterState::Starting) {
+  if (state_ == MasterState::Starting && !launching_) {
     for (const auto& pool : pools_)
       if (!pool->settled()) return;
     state_ = MasterState::Running;

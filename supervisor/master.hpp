@@ -74,6 +74,7 @@ class Master final : public ControlTarget {
   std::unique_ptr<MetricsHttpServer> metrics_http_;
   Clock::time_point started_ = Clock::now();
   MasterState state_ = MasterState::Starting;
+  bool launching_ = false;  // pools are being started one after another
   shm::OwnedFd dev_null_;
 };
 

@@ -270,6 +270,7 @@ bool Pool::owns(pid_t pid) const {
 bool Pool::signal_worker(unsigned worker, int signo) {
   for (auto& s : slots_) {
     if (s->index != worker || !s->process) continue;
+    s->process->note_operator_signal();
     s->process->signal(signo, false);
     return true;
   }

@@ -31,7 +31,8 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
 
   const auto uptime = p->uptime();
   const ExitReason reason =
-      classify_exit({wait_status, p->stop_requested(), p->ready(), uptime, config_.ready == config::Readiness::Exec});
+      classify_exit({wait_status, p->stop_requested(), p->ready(), uptime, config_.ready == config::Readiness::Exec,
+                     p->operator_signalled()});
   const std::string line = describe_exit(config_.name, slot->index, pid, wait_status, uptime);
   const auto level = reason == ExitReason::Requested ? spdlog::level::info
                      : reason == ExitReason::Fatal   ? spdlog::level::err
@@ -45,7 +46,10 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
   scoreboard_slot_used_[sb - first_slot_] = false;
   if (reason == ExitReason::Crashed || reason == ExitReason::Fatal)
     ctx_.scoreboard->count(index_, shm::PoolCounter::Crashed);
-  if (dispatcher_) dispatcher_->on_lost(p->in_flight());
+  if (dispatcher_) {
+    p->drain_channel();
+    dispatcher_->on_lost(p->in_flight());
+  }
   p.reset();
 
   if (was_serving && slot->replacement) {

@@ -1,10 +1,10 @@
 #pragma once
 
-#include <filesystem>
+#include "config/config.hpp"
 
 namespace forkpool::supervisor {
 
-// Loads the config, starts the master loop and returns the process exit code.
-int run(const std::filesystem::path& config_file);
+// Sets up logging, starts the master loop and returns the process exit code.
+int run(config::Config config);
 
 }  // namespace forkpool::supervisor

@@ -247,8 +247,9 @@ void WorkerProcess::arm_watchdog() {
   watchdog_timer_.start(pool_.watchdog, [this] { events_.watchdog_missed(); });
 }
 
-void WorkerProcess::read_channel() {
-  for (int budget = 0; budget < 64; ++budget) {
+void WorkerProcess::read_channel(bool until_empty) {
+  if (!channel_) return;
+  for (int budget = 0; until_empty || budget < 64; ++budget) {
     fp_msg m{};
     UnixMessage<CMSG_SPACE(sizeof(int) * 4)> in(&m, sizeof m);
     msghdr& msg = in.msg;
@@ -257,7 +258,7 @@ void WorkerProcess::read_channel() {
     // A worker never sends descriptors; close any it does.
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) close_passed_fds(c);
     if (n <= 0) {  // EOF or error: the worker closed its end or is gone
-      channel_watch_->stop();
+      if (channel_watch_) channel_watch_->stop();
       return;
     }
     if (n != static_cast<ssize_t>(sizeof m) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
@@ -267,11 +268,11 @@ void WorkerProcess::read_channel() {
     }
     if (m.type == FP_MSG_READY) {
       mark_ready();
-      return;  // mark_ready's handler may have changed the pool; read the rest next time
+      if (!until_empty) return;  // its handler may have changed the pool; read on next time
     }
     if (m.type == FP_MSG_DONE) {
       finish_connection(m.id);
-      return;  // the done handler dispatches more work, which may change this worker
+      if (!until_empty) return;  // the done handler dispatches more work
     }
     // Unknown types are ignored, so a newer worker library can talk to this master.
   }

@@ -96,9 +96,17 @@ class WorkerProcess {
   // Closes the master's end of the channel: "finish what you hold and exit".
   void close_channel();
   void signal(int signo, bool whole_group);
+  // After the process was reaped: handles the DONE messages still waiting in its
+  // channel, so what the worker finished is not counted as lost.
+  void drain_channel() { read_channel(true); }
+  // An operator signalled it (forkpoolctl kill): if it exits, that was asked for.
+  void note_operator_signal() { operator_signalled_ = true; }
+  bool operator_signalled() const { return operator_signalled_; }
 
  private:
-  void read_channel();
+  // Handles what the worker sent. Normally one message that needs the pool at a time
+  // (its handler may change the pool); `until_empty` reads everything there is.
+  void read_channel(bool until_empty = false);
   void finish_connection(std::uint64_t id);
   void arm_request_timer();
   void watch_channel();
@@ -113,6 +121,7 @@ class WorkerProcess {
   Clock::time_point started_;
   bool ready_ = false;
   bool stop_requested_ = false;
+  bool operator_signalled_ = false;
   std::string status_text_;
 
   OwnedFd channel_;

@@ -89,6 +89,7 @@ TEST_CASE("exit lines follow one format", "[policy]") {
 
 TEST_CASE("stop plans are data: graceful, immediate and signal-then-kill", "[policy]") {
   cfg::PoolConfig p;
+  p.dispatch = cfg::Dispatch::Shared;
   p.stop_signal = SIGINT;
   p.graceful_timeout = 7s;
   const auto g = graceful_stop(p);
@@ -99,6 +100,13 @@ TEST_CASE("stop plans are data: graceful, immediate and signal-then-kill", "[pol
   CHECK(g[1].signal == SIGKILL);
   CHECK(g[1].after == 7s);
   CHECK(g[1].whole_group);
+  // Master dispatch with listeners: end of work first, the signal a second later.
+  p.dispatch = cfg::Dispatch::Master;
+  p.listen.push_back(cfg::ListenAddress{});
+  const auto m = graceful_stop(p);
+  CHECK(m[0].signal == SIGINT);
+  CHECK(m[0].after == kEndOfWorkFirst);
+  CHECK(m[1].after == 7s);
   CHECK(immediate_kill().size() == 1);
   CHECK(signal_then_kill(SIGKILL).size() == 1);
   CHECK(signal_then_kill(SIGTERM)[1].after == kSignalThenKill);
