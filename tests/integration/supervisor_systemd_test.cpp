@@ -83,7 +83,9 @@ TEST_CASE("under systemd the master reports READY STATUS WATCHDOG and STOPPING",
   INFO(before_ready.back());
   REQUIRE(before_ready.back() == "READY=1");
   // Both workers were ready before the master said so.
-  CHECK(master.all_matches("(is ready)").size() == 2);
+  INFO(master.log());
+  CHECK(!master.all_matches("worker web\\[0\\] pid [0-9]+ (is ready)").empty());
+  CHECK(!master.all_matches("worker web\\[1\\] pid [0-9]+ (is ready)").empty());
   // The summary follows the workers, and reads "2/2 ready" by the time READY=1 is sent.
   CHECK(contains(before_ready, "STATUS=web: 0/2 ready (starting)"));
   CHECK(contains(before_ready, "STATUS=web: 2/2 ready"));
