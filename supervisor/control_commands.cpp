@@ -159,7 +159,9 @@ void cmd_version(ControlTarget&, ControlClient& c, const json&) {
 
 void cmd_scoreboard(ControlTarget& t, ControlClient& c, const json&) {
   json info = ok();
-  const std::vector<int> fds = t.scoreboard_fds(info);
+  const std::vector<shm::OwnedFd> owned = t.scoreboard_fds(info);
+  std::vector<int> fds;
+  for (const auto& fd : owned) fds.push_back(fd.get());
   info["fd_count"] = fds.size();
   // A failed send may have written part of the reply already: nothing more may follow
   // on this connection, so the client sees it end and asks again.
@@ -201,6 +203,10 @@ void run_command(ControlTarget& target, ControlClient& client, const json& reque
     client.error(e.message);
   } catch (const nlohmann::json::exception& e) {
     client.error(name + ": bad arguments (" + e.what() + ")");
+  } catch (const std::exception& e) {
+    // A command that fails for want of a resource answers so; the master carries on.
+    log::error("control.command_failed", "{}: {}", name, e.what());
+    client.error(name + ": " + e.what());
   }
 }
 

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shm/mapping.hpp"
 #include "supervisor/control_server.hpp"
 #include "supervisor/status_model.hpp"
 
@@ -20,8 +21,9 @@ class ControlTarget {
   virtual Pool* find_pool(std::string_view name) = 0;
   virtual std::vector<std::string> pool_names() const = 0;
   virtual void request_shutdown() = 0;
-  // The main region's fd, then every slot page's fd; `info` gets slots, epochs, pools.
-  virtual std::vector<int> scoreboard_fds(nlohmann::json& info) = 0;
+  // Read-only descriptors of the main region, then of every slot page; `info` gets
+  // slots, epochs, pools. The caller closes them once sent.
+  virtual std::vector<shm::OwnedFd> scoreboard_fds(nlohmann::json& info) = 0;
 };
 
 // Control protocol version, reported by `version`; bumped on incompatible changes.

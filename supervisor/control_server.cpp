@@ -108,6 +108,25 @@ bool ControlClient::send_fds(const nlohmann::json& first, std::span<const int> f
   return true;
 }
 
+void ControlClient::close_after_writes() {
+  if (closing_) return;
+  uv_timer_stop(timer_);
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(pipe_));
+  auto* req = new uv_shutdown_t;
+  req->data = this;
+  const int rc = uv_shutdown(req, reinterpret_cast<uv_stream_t*>(pipe_), [](uv_shutdown_t* r, int status) {
+    auto* client = static_cast<ControlClient*>(r->data);
+    delete r;
+    // Cancelled: the handle is being closed and the client may already be freed.
+    if (status == UV_ECANCELED || client == nullptr || client->closing_) return;
+    client->close();
+  });
+  if (rc != 0) {
+    delete req;
+    close();
+  }
+}
+
 void ControlClient::close() {
   if (closing_) return;
   server_->drop(*this);
@@ -194,13 +213,7 @@ void ControlServer::accept_one() {
     log::warn("control.refused", "refused a control client with uid {}: not root, not the master's user{}", uid,
               group_ == static_cast<gid_t>(-1) ? "" : ", not in control_group");
     c.error("permission denied");
-    uv_shutdown_t* req = new uv_shutdown_t;
-    req->data = &c;
-    uv_shutdown(req, reinterpret_cast<uv_stream_t*>(c.pipe_), [](uv_shutdown_t* r, int) {
-      auto* refused = static_cast<ControlClient*>(r->data);
-      delete r;
-      if (refused != nullptr && !refused->closing_) refused->close();
-    });
+    c.close_after_writes();
     return;
   }
   c.uid_ = uid;
@@ -219,6 +232,13 @@ void ControlServer::accept_one() {
 void ControlServer::on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* buf) {
   auto* c = static_cast<ControlClient*>(stream->data);
   if (c == nullptr || c->closing_) return;
+  if (n == UV_EOF) {
+    // The client sent everything it will (a half-close, e.g. `nc -N`): answer what
+    // arrived complete, then close once the replies are written.
+    c->server_->handle_input(*c);
+    if (!c->closing_) c->close_after_writes();
+    return;
+  }
   if (n < 0) {
     c->close();
     return;

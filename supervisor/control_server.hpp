@@ -45,6 +45,8 @@ class ControlClient {
   uv_timer_t* timer_ = nullptr;
   std::list<std::unique_ptr<ControlClient>>::iterator self_;
   void write_raw(std::string data);
+  // Closes once every queued reply is written (a refused peer, a client that half-closed).
+  void close_after_writes();
 };
 
 class ControlServer {

@@ -198,6 +198,10 @@ void Dispatcher::shut() {
   if (shut_) return;
   shut_ = true;
   update_accepting();
+  // The listeners close after this; their watches must be gone first (libuv removes a
+  // closing watch's fd number from epoll, whatever it refers to by then).
+  accept_watches_.clear();
+  accepting_ = false;
   emfile_pause_.stop();
   close_queue("at shutdown");
 }

@@ -146,13 +146,22 @@ std::vector<std::string> Master::pool_names() const {
   return names;
 }
 
-std::vector<int> Master::scoreboard_fds(nlohmann::json& info) {
-  std::vector<int> fds{scoreboard_->region_fd()};
+std::vector<shm::OwnedFd> Master::scoreboard_fds(nlohmann::json& info) {
+  // Reopened read-only: a reader (forkpoolctl top) can map them but never write the
+  // counters or a worker's page, whoever it is.
+  auto read_only = [](int fd) {
+    const std::string path = "/proc/self/fd/" + std::to_string(fd);
+    return shm::OwnedFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  };
+  std::vector<shm::OwnedFd> fds;
+  fds.push_back(read_only(scoreboard_->region_fd()));
   nlohmann::json epochs = nlohmann::json::array();
   for (std::uint32_t i = 0; i < scoreboard_->slot_count(); ++i) {
-    fds.push_back(scoreboard_->slot_fd(i));
+    fds.push_back(read_only(scoreboard_->slot_fd(i)));
     epochs.push_back(scoreboard_->slot_epoch(i));
   }
+  for (const auto& fd : fds)
+    if (!fd) throw std::runtime_error(std::string("reopening the scoreboard read-only: ") + std::strerror(errno));
   info["slots"] = scoreboard_->slot_count();
   info["epochs"] = std::move(epochs);
   info["pools"] = pool_names();

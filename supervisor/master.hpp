@@ -51,7 +51,7 @@ class Master final : public ControlTarget {
   Pool* find_pool(std::string_view name) override;
   std::vector<std::string> pool_names() const override;
   void request_shutdown() override { shutdown(false); }
-  std::vector<int> scoreboard_fds(nlohmann::json& info) override;
+  std::vector<shm::OwnedFd> scoreboard_fds(nlohmann::json& info) override;
 
  private:
   void on_signal(int signo);

@@ -13,6 +13,9 @@ namespace {
 
 // A line longer than this is logged in pieces rather than buffered without bound.
 constexpr std::size_t kMaxLine = 4096;
+// Reads per wake-up: a worker writing without pause must not keep the master from its
+// loop. The watch is level-triggered, so whatever is left is read on the next turn.
+constexpr int kReadsPerWakeup = 4;
 
 }  // namespace
 
@@ -27,14 +30,14 @@ OutputCapture::OutputCapture(uv_loop_t* loop, std::string prefix) : prefix_(std:
 }
 
 OutputCapture::~OutputCapture() {
-  // The worker is gone: whatever it wrote last is still in the pipe.
+  // The worker is gone: what it wrote last may still be in the pipe (one bounded read).
   if (read_end_) drain();
   flush_lines(true);
 }
 
 void OutputCapture::drain() {
   char buf[16384];
-  while (true) {
+  for (int reads = 0; reads < kReadsPerWakeup; ++reads) {
     const ssize_t n = ::read(read_end_.get(), buf, sizeof buf);
     if (n > 0) {
       pending_.append(buf, static_cast<std::size_t>(n));
@@ -43,9 +46,11 @@ void OutputCapture::drain() {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
-    // EOF or error: every writer has closed.
+    // EOF or error: every writer has closed. The watch goes before the fd: libuv removes
+    // its fd number from epoll when the watch closes, and by then the number could
+    // belong to another handle.
     flush_lines(true);
-    watch_->stop();
+    watch_.reset();
     read_end_.reset();
     return;
   }

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <csignal>
 
 #include "supervisor/events.hpp"
 #include "supervisor/log.hpp"
@@ -21,7 +22,8 @@ Pool::Pool(MasterContext& ctx, config::PoolConfig config, std::uint32_t index, s
       listeners_(std::move(listeners)),
       scoreboard_slot_used_(capacity, false),
       target_(config_.workers),
-      flap_(config_.flap_restarts, config_.flap_window) {
+      flap_(config_.flap_restarts, config_.flap_window),
+      rolling_next_(ctx.loop) {
   // Worker numbers run to half the capacity; the rest of the scoreboard slots hold
   // replacements while they start next to the worker they replace.
   const std::uint32_t workers = std::max<std::uint32_t>(static_cast<std::uint32_t>(target_), capacity / 2);
@@ -210,7 +212,9 @@ void Pool::promote(Slot& slot) {
   ctx_.scoreboard->count(index_, shm::PoolCounter::Recycled);
   old->stop(graceful_stop(config_), true);
   slot.retiring.push_back(std::move(old));
-  continue_rolling();
+  // With ready = "exec" a replacement is ready inside spawn_replacement, so continuing
+  // here would replace the whole pool in one recursive sweep.
+  if (!rolling_.empty()) rolling_next_.start(std::chrono::milliseconds(0), [this] { continue_rolling(); });
 }
 
 void Pool::replace(std::optional<unsigned> worker, std::string_view why) {
@@ -270,7 +274,9 @@ bool Pool::owns(pid_t pid) const {
 bool Pool::signal_worker(unsigned worker, int signo) {
   for (auto& s : slots_) {
     if (s->index != worker || !s->process) continue;
-    s->process->note_operator_signal();
+    // Only a signal meant to end the worker makes its exit "asked for"; after, say,
+    // USR1 to reopen logs, a later crash must still count as one.
+    if (signo == SIGTERM || signo == SIGINT || signo == SIGQUIT || signo == SIGKILL) s->process->note_operator_signal();
     s->process->signal(signo, false);
     return true;
   }

@@ -89,6 +89,7 @@ class Pool {
   std::unique_ptr<Timer> memory_sampler_;
   std::deque<unsigned> rolling_;  // workers still to be replaced by a rolling restart
   std::string rolling_reason_;
+  Timer rolling_next_;  // the next batch starts on a later loop turn, never recursively
 };
 
 }  // namespace forkpool::supervisor

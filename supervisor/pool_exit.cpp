@@ -94,6 +94,14 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
     update_running();
     return;
   }
+  if (reason == ExitReason::Clean && uptime >= kHealthyRun) {
+    // A worker that served a while and then left with status 0 (recycling itself, a job
+    // that finished) is replaced after restart_delay; it is no crash and no flap.
+    slot->backoff.reset();
+    schedule_respawn(*slot, slot->backoff.next(ctx_.rng));
+    slot->backoff.reset();
+    return;
+  }
   after_unplanned_exit(*slot, uptime);
 }
 
@@ -120,6 +128,7 @@ void Pool::stop(bool fast) {
   if (state_ == shm::PoolState::Stopped) return;
   set_state(shm::PoolState::Stopping);
   rolling_.clear();
+  rolling_next_.stop();
   if (dispatcher_) dispatcher_->set_paused(true);
   const StopPlan plan = fast ? immediate_kill() : graceful_stop(config_);
   for (auto& s : slots_) {

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <system_error>
 
 #include "supervisor/exit_status.hpp"
 #include "supervisor/log.hpp"
@@ -26,9 +27,15 @@ std::int64_t monotonic_ns() {
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+// Short of processes, memory or descriptors: the system's state, not the program's
+// fault, so a start that fails this way is retried without counting as a crash.
+bool out_of_resources(int err) {
+  return err == EAGAIN || err == ENOMEM || err == EMFILE || err == ENFILE || err == ENOBUFS;
+}
+
 OwnedFd open_output_file(const std::filesystem::path& path) {
   OwnedFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644));
-  if (!fd) throw SpawnFailure("open " + path.string() + ": " + std::strerror(errno), false);
+  if (!fd) throw SpawnFailure("open " + path.string() + ": " + std::strerror(errno), out_of_resources(errno));
   return fd;
 }
 
@@ -66,7 +73,7 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, const config::PoolConfig& pool,
 
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0)
-    throw SpawnFailure(std::string("socketpair: ") + std::strerror(errno), errno == EMFILE || errno == ENFILE);
+    throw SpawnFailure(std::string("socketpair: ") + std::strerror(errno), out_of_resources(errno));
   channel_.reset(pair[0]);
   OwnedFd worker_end(pair[1]);
 
@@ -109,6 +116,8 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, const config::PoolConfig& pool,
     }
   } catch (const SpawnFailure&) {
     throw;
+  } catch (const std::system_error& e) {
+    throw SpawnFailure(e.what(), out_of_resources(e.code().value()));
   } catch (const std::exception& e) {
     throw SpawnFailure(e.what(), false);
   }
@@ -121,8 +130,7 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, const config::PoolConfig& pool,
   }
   const SpawnResult r = spawn(plan);
   if (!r.ok()) {
-    const bool transient = r.what == "fork" && (r.error == EAGAIN || r.error == ENOMEM);
-    throw SpawnFailure(r.message(), transient);
+    throw SpawnFailure(r.message(), out_of_resources(r.error));
   }
   pid_ = r.pid;
   started_ = Clock::now();
@@ -208,7 +216,7 @@ void WorkerProcess::finish_connection(std::uint64_t id) {
 }
 
 void WorkerProcess::arm_request_timer() {
-  if (pool_.request_timeout.count() == 0 || stop_requested_) return;
+  if (pool_.request_timeout.count() == 0 || stop_requested_ || !stop_plan_.empty()) return;
   if (held_.empty()) {
     request_timer_.stop();
     return;
@@ -266,9 +274,9 @@ void WorkerProcess::read_channel(bool until_empty) {
                 pool_.name, id_.worker, pid_, n);
       continue;
     }
-    if (m.type == FP_MSG_READY) {
+    if (m.type == FP_MSG_READY && !until_empty) {  // a reaped worker is not becoming ready
       mark_ready();
-      if (!until_empty) return;  // its handler may have changed the pool; read on next time
+      return;  // its handler may have changed the pool; read on next time
     }
     if (m.type == FP_MSG_DONE) {
       finish_connection(m.id);

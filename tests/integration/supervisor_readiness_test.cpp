@@ -275,7 +275,9 @@ TEST_CASE("every worker of a large pool gets its whole ready_timeout", "[supervi
     REQUIRE(spawned.has_value());
     REQUIRE(killed.has_value());
     INFO("worker " << w << ": killed " << (*killed - *spawned) << "ms after its start");
-    // The timer starts just before the "started" line; 2 ms cover the log's granularity.
-    CHECK(*killed - *spawned >= 298);
+    // The timer starts just before the "started" line is written, which under the
+    // sanitizers can take a few ms; the bug this guards against cost the later workers
+    // of the pool the whole start-up time of the earlier ones (41 ms for worker 31).
+    CHECK(*killed - *spawned >= 285);
   }
 }

@@ -2,11 +2,13 @@
 // flapping, EX_CONFIG, resizing with TTIN/TTOU, and worker output into the log.
 
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <string>
 
+#include "support/control_client.hpp"
 #include "support/http_client.hpp"
 #include "support/master_process.hpp"
 #include "support/temp_dir.hpp"
@@ -115,4 +117,24 @@ TEST_CASE("stdout = \"log\" puts each line of the worker into the master's log",
     std::string line;
     return std::getline(in, line) && line == "oops";
   }));
+}
+
+TEST_CASE("a worker flooding its stdout into the log does not stall the master", "[supervisor][output]") {
+  TempDir dir;
+  // `yes` writes as fast as the pipe takes it. The lines are read (and, below the log
+  // level, dropped): the master must still get back to its loop and answer.
+  write_file(dir / "f.toml", "[supervisor]\nlog_level = \"warn\"\ncontrol_socket = \"ctl.sock\"\n\n"
+                             "[pools.flood]\ncommand = [\"/usr/bin/yes\"]\nworkers = 1\nstdout = \"log\"\n");
+  MasterProcess master(dir / "f.toml");
+  for (int i = 0; i < 3; ++i) {
+    ControlClient c(dir / "ctl.sock");
+    const auto reply = c.request({{"cmd", "status"}}, 5s);
+    REQUIRE(reply.is_object());
+    CHECK(reply["ok"] == true);
+    CHECK(reply["pools"][0]["workers"][0]["state"] == "idle");
+  }
+  master.signal(SIGTERM);
+  const auto status = master.wait_exit();
+  REQUIRE(status.has_value());
+  CHECK(WEXITSTATUS(*status) == 0);
 }
