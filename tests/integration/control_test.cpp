@@ -998,12 +998,14 @@ TEST_CASE("control survives garbage and abusive clients", "[control][garbage]") 
   }
 
   // The half line is closed after about 5 s with an error.
-  const auto reply = half.read_json(10s);
+  const auto reply = half.read_json(15s);
   const auto waited = std::chrono::steady_clock::now() - half_sent;
   REQUIRE(reply.has_value());
   CHECK_THAT(error_of(*reply), Catch::Contains("incomplete request line"));
   CHECK(half.is_closed(2s));
-  CHECK(waited < 7s);
+  // Closed by the 5 s stall timeout: not before it, and not never (the bound above is
+  // loose on purpose: with sanitizers and parallel tests the loop may be late).
+  CHECK(waited < 15s);
   CHECK(waited > 4s);
 
   auto good = s.client();
