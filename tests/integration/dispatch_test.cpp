@@ -170,7 +170,9 @@ TEST_CASE("least-busy sends fast requests past a worker busy with a slow one", "
 
 TEST_CASE("round-robin hands connections to the workers in turn", "[dispatch][balance]") {
   TempDir dir;
-  write_file(dir / "f.toml", hello_pool("workers = 3\nbalance = \"round-robin\"\n"));
+  // Room for more than one connection each: the client's next request may arrive before
+  // the previous worker's DONE, and a worker at max_inflight would be skipped.
+  write_file(dir / "f.toml", hello_pool("workers = 3\nbalance = \"round-robin\"\nmax_inflight = 4\n"));
   MasterProcess master(dir / "f.toml");
   const std::string addr = master.wait_listen_address("web");
   REQUIRE(!master.wait_log("every pool has its workers ready").empty());
