@@ -50,8 +50,9 @@ Dispatcher::Dispatcher(MasterContext& ctx, const config::PoolConfig& pool, std::
 
 Dispatcher::~Dispatcher() { shut(); }
 
-bool Dispatcher::has_capacity() const {
-  for (WorkerProcess* w : workers_())
+bool Dispatcher::has_capacity() {
+  workers_(workers_scratch_);
+  for (WorkerProcess* w : workers_scratch_)
     if (w->accepts_work()) return true;
   return false;
 }
@@ -128,9 +129,10 @@ void Dispatcher::pause_for_descriptors(const std::string& why) {
 
 void Dispatcher::pump() {
   if (!queue_.empty()) {
-    const std::vector<WorkerProcess*> workers = workers_();
-    std::vector<Candidate> candidates;
-    candidates.reserve(workers.size());
+    workers_(workers_scratch_);
+    const std::vector<WorkerProcess*>& workers = workers_scratch_;
+    std::vector<Candidate>& candidates = candidates_;
+    candidates.clear();
     for (WorkerProcess* w : workers) candidates.push_back({w->accepts_work(), w->in_flight(), w->idle_order()});
     while (!queue_.empty()) {
       const auto pick = choice_.pick(candidates);

@@ -24,8 +24,9 @@ namespace forkpool::supervisor {
 
 class Dispatcher {
  public:
-  // `workers` lists the processes that may take work, in slot order.
-  using WorkerList = std::function<std::vector<WorkerProcess*>()>;
+  // Fills its argument with the processes that may take work, in slot order (into a
+  // buffer the dispatcher reuses, so dispatching allocates nothing per connection).
+  using WorkerList = std::function<void(std::vector<WorkerProcess*>&)>;
 
   Dispatcher(MasterContext& ctx, const config::PoolConfig& pool, std::uint32_t pool_index,
              const std::vector<Listener>& listeners, WorkerList workers);
@@ -62,7 +63,7 @@ class Dispatcher {
   void close_queue(const char* why);
   void pause_for_descriptors(const std::string& why);
   bool descriptors_short() const;
-  bool has_capacity() const;
+  bool has_capacity();
 
   MasterContext& ctx_;
   const config::PoolConfig& pool_;
@@ -75,6 +76,8 @@ class Dispatcher {
   bool shut_ = false;
   bool paused_ = false;
   std::deque<Pending> queue_;
+  std::vector<WorkerProcess*> workers_scratch_;
+  std::vector<Candidate> candidates_;
   std::uint64_t next_id_ = 0;
   std::uint64_t in_flight_ = 0;
   Timer queue_timer_;

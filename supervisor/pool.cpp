@@ -31,7 +31,7 @@ Pool::Pool(MasterContext& ctx, config::PoolConfig config, std::uint32_t index, s
   for (std::uint32_t i = 0; i < capacity; ++i) ctx_.scoreboard->assign_slot(first_slot_ + i, index_, i);
   if (config_.dispatch == config::Dispatch::Master && !listeners_.empty())
     dispatcher_ = std::make_unique<Dispatcher>(ctx_, config_, index_, listeners_,
-                                               [this] { return dispatch_candidates(); });
+                                               [this](std::vector<WorkerProcess*>& out) { dispatch_candidates(out); });
   if (config_.max_memory > 0) {
     memory_sampler_ = std::make_unique<Timer>(ctx_.loop);
     memory_sampler_->start_repeating(std::chrono::seconds(1), [this] { sample_memory(); });
@@ -64,11 +64,10 @@ bool Pool::settled() const {
   return true;
 }
 
-std::vector<WorkerProcess*> Pool::dispatch_candidates() const {
-  std::vector<WorkerProcess*> out;
+void Pool::dispatch_candidates(std::vector<WorkerProcess*>& out) const {
+  out.clear();
   for (const auto& s : slots_)
     if (s->process) out.push_back(s->process.get());
-  return out;
 }
 
 void Pool::set_state(shm::PoolState state) {

@@ -71,7 +71,7 @@ class Pool {
   void update_running();
   void sample_memory();
   void continue_rolling();
-  std::vector<WorkerProcess*> dispatch_candidates() const;
+  void dispatch_candidates(std::vector<WorkerProcess*>& out) const;
   std::uint32_t acquire_scoreboard_slot(unsigned preferred);
 
   MasterContext& ctx_;
