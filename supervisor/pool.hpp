@@ -64,7 +64,7 @@ class Pool {
   void spawn_replacement(Slot& slot);
   void promote(Slot& slot);
   void schedule_respawn(Slot& slot, std::chrono::milliseconds delay);
-  void after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime);
+  void after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime, bool counts_as_flap = true);
   void kill_worker(WorkerProcess& p, std::string_view why);
   void set_state(shm::PoolState state);
   void fail(const std::string& why);

@@ -94,20 +94,14 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
     update_running();
     return;
   }
-  if (reason == ExitReason::Clean && uptime >= kHealthyRun) {
-    // A worker that served a while and then left with status 0 (recycling itself, a job
-    // that finished) is replaced after restart_delay; it is no crash and no flap.
-    slot->backoff.reset();
-    schedule_respawn(*slot, slot->backoff.next(ctx_.rng));
-    slot->backoff.reset();
-    return;
-  }
-  after_unplanned_exit(*slot, uptime);
+  // A worker that served a while and then left with status 0 (recycling itself, a job
+  // that finished) is no flap; one that exits 0 at once, over and over, is.
+  after_unplanned_exit(*slot, uptime, !(reason == ExitReason::Clean && uptime >= kHealthyRun));
 }
 
-void Pool::after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime) {
+void Pool::after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime, bool counts_as_flap) {
   if (uptime >= kHealthyRun) slot.backoff.reset();
-  if (flap_.record(Clock::now())) {
+  if (counts_as_flap && flap_.record(Clock::now())) {
     fail(std::to_string(flap_.recent()) + " unplanned exits within flap_window " +
          format_uptime(config_.flap_window) + " (flap_restarts = " + std::to_string(config_.flap_restarts) + ")");
     return;

@@ -53,6 +53,22 @@ std::optional<long long> log_time_ms(const MasterProcess& master, const std::str
   return std::nullopt;
 }
 
+// Waits until worker web[0] pid `pid` is killed because it `why` (the log's wording),
+// exits on SIGKILL and is replaced; returns how long after its start it was killed, by
+// the master's own log clock.
+long long wait_killed_and_replaced(MasterProcess& master, pid_t pid, const std::string& why) {
+  const std::string p = std::to_string(pid);
+  REQUIRE(!master.wait_log("\\[worker.kill\\] worker web\\[0\\] pid " + p + " " + why + "; killing it").empty());
+  CHECK(!master.wait_log("worker web\\[0\\] pid " + p + " exited on signal 9").empty());
+  CHECK(master.wait_worker_started_after("web", 0, pid) > 0);
+  CHECK(wait_until([&] { return !process_alive(pid); }));
+  const auto spawned = log_time_ms(master, "worker web\\[0\\] pid " + p + " started");
+  const auto killed = log_time_ms(master, "worker web\\[0\\] pid " + p + " " + why);
+  REQUIRE(spawned.has_value());
+  REQUIRE(killed.has_value());
+  return *killed - *spawned;
+}
+
 // Stops the master the way an operator does and checks that it exits 0.
 void stop_master(MasterProcess& master) {
   master.signal(SIGTERM);
@@ -111,23 +127,11 @@ TEST_CASE("a notify worker that never sends READY=1 is killed after ready_timeou
   MasterProcess master(dir / "f.toml");
   const pid_t old_pid = master.wait_worker_started("web", 0);
   REQUIRE(old_pid > 0);
-  const std::string p = std::to_string(old_pid);
-  REQUIRE(!master.wait_log("\\[worker.kill\\] worker web\\[0\\] pid " + p +
-                           " did not become ready within ready_timeout; killing it")
-               .empty());
-  CHECK(!master.wait_log("worker web\\[0\\] pid " + p + " exited on signal 9").empty());
-  const pid_t new_pid = master.wait_worker_started_after("web", 0, old_pid);
-  CHECK(new_pid > 0);
-  CHECK(wait_until([&] { return !process_alive(old_pid); }));
-
-  // The deadline is ready_timeout after the spawn, by the master's own clock.
-  const auto spawned = log_time_ms(master, "worker web\\[0\\] pid " + p + " started");
-  const auto killed = log_time_ms(master, "worker web\\[0\\] pid " + p + " did not become ready");
-  REQUIRE(spawned.has_value());
-  REQUIRE(killed.has_value());
-  // Not less than about ready_timeout; the exact bound is the large-pool test below.
-  CHECK(*killed - *spawned >= 250);
-  CHECK(*killed - *spawned < 3000);
+  // The deadline is ready_timeout after the spawn: not less than about that (the exact
+  // bound is the large-pool test below).
+  const long long after = wait_killed_and_replaced(master, old_pid, "did not become ready within ready_timeout");
+  CHECK(after >= 250);
+  CHECK(after < 3000);
   CHECK(master.all_matches("(is ready)").empty());
   CHECK(master.all_matches("(every pool has its workers ready)").empty());
 }
@@ -162,22 +166,11 @@ TEST_CASE("a worker whose WATCHDOG=1 pings stop is killed after watchdog and rep
   REQUIRE(old_pid > 0);
   const std::string p = std::to_string(old_pid);
   CHECK(!master.wait_log("worker web\\[0\\] pid " + p + " is ready").empty());
-  REQUIRE(!master.wait_log("\\[worker.kill\\] worker web\\[0\\] pid " + p +
-                           " sent no WATCHDOG=1 within watchdog; killing it")
-               .empty());
-  CHECK(!master.wait_log("worker web\\[0\\] pid " + p + " exited on signal 9").empty());
-  const pid_t new_pid = master.wait_worker_started_after("web", 0, old_pid);
-  CHECK(new_pid > 0);
-  CHECK(wait_until([&] { return !process_alive(old_pid); }));
-
   // The four pings (the last about 200 ms after start) each pushed the deadline back:
   // the kill comes about 500 ms after the spawn, not 300 ms.
-  const auto spawned = log_time_ms(master, "worker web\\[0\\] pid " + p + " started");
-  const auto killed = log_time_ms(master, "worker web\\[0\\] pid " + p + " sent no WATCHDOG=1");
-  REQUIRE(spawned.has_value());
-  REQUIRE(killed.has_value());
-  CHECK(*killed - *spawned >= 450);
-  CHECK(*killed - *spawned < 5000);
+  const long long after = wait_killed_and_replaced(master, old_pid, "sent no WATCHDOG=1 within watchdog");
+  CHECK(after >= 450);
+  CHECK(after < 5000);
   CHECK(master.all_matches("pid " + p + " (sent no WATCHDOG=1)").size() == 1);
 }
 
