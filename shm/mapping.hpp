@@ -1,6 +1,6 @@
 #pragma once
-// Owning wrappers for the two OS resources the scoreboard holds: file descriptors and
-// memory mappings. Move-only; release in the destructor.
+// Owning wrapper for the scoreboard's memory mappings (and, from base/, its descriptors).
+// Move-only; released in the destructor.
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -8,31 +8,11 @@
 #include <cstddef>
 #include <utility>
 
+#include "base/owned_fd.hpp"
+
 namespace forkpool::shm {
 
-class OwnedFd {
- public:
-  OwnedFd() = default;
-  explicit OwnedFd(int fd) : fd_(fd) {}
-  OwnedFd(OwnedFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  OwnedFd& operator=(OwnedFd&& o) noexcept {
-    if (this != &o) reset(std::exchange(o.fd_, -1));
-    return *this;
-  }
-  OwnedFd(const OwnedFd&) = delete;
-  OwnedFd& operator=(const OwnedFd&) = delete;
-  ~OwnedFd() { reset(); }
-
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
+using base::OwnedFd;
 
 class Mapping {
  public:

@@ -14,12 +14,6 @@ namespace forkpool::shm {
 
 namespace {
 
-std::int64_t clock_ns(clockid_t clock) {
-  timespec ts{};
-  ::clock_gettime(clock, &ts);
-  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
 std::error_code last_error() {
   return {errno, std::system_category()};
 }
@@ -43,12 +37,6 @@ std::size_t system_page_size() {
   return size;
 }
 
-std::int64_t monotonic_ns() {
-  return clock_ns(CLOCK_MONOTONIC);
-}
-std::int64_t realtime_ns() {
-  return clock_ns(CLOCK_REALTIME);
-}
 
 std::error_code make_sealed_memfd(const char* name, std::size_t size, OwnedFd& out) {
   OwnedFd fd(::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING));

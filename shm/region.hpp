@@ -12,6 +12,7 @@
 #include <system_error>
 #include <vector>
 
+#include "base/clock.hpp"
 #include "shm/layout.hpp"
 #include "shm/mapping.hpp"
 
@@ -63,7 +64,7 @@ class SlotPages {
   std::vector<bool> mapped_;
 };
 
-std::int64_t monotonic_ns();
-std::int64_t realtime_ns();
+using base::monotonic_ns;
+using base::realtime_ns;
 
 }  // namespace forkpool::shm

@@ -12,9 +12,9 @@
 #include <stdexcept>
 
 #include "config/names.hpp"
-#include "supervisor/log.hpp"
-#include "supervisor/prometheus.hpp"
-#include "supervisor/status_json.hpp"
+#include "supervisor/observe/log.hpp"
+#include "supervisor/observe/prometheus.hpp"
+#include "supervisor/observe/status_json.hpp"
 #include "supervisor/version.hpp"
 
 namespace forkpool::supervisor {

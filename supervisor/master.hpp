@@ -9,11 +9,11 @@
 
 #include "config/config.hpp"
 #include "shm/scoreboard.hpp"
-#include "supervisor/control_commands.hpp"
-#include "supervisor/control_server.hpp"
-#include "supervisor/metrics_http.hpp"
+#include "supervisor/control/control_commands.hpp"
+#include "supervisor/control/control_server.hpp"
+#include "supervisor/observe/metrics_http.hpp"
 #include "supervisor/master_context.hpp"
-#include "supervisor/pool.hpp"
+#include "supervisor/pool/pool.hpp"
 #include "supervisor/systemd_notify.hpp"
 #include "supervisor/uv_handles.hpp"
 

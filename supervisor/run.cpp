@@ -2,7 +2,7 @@
 
 #include <cstdio>
 
-#include "supervisor/log.hpp"
+#include "supervisor/observe/log.hpp"
 #include "supervisor/master.hpp"
 
 namespace forkpool::supervisor {

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "supervisor/log.hpp"
+#include "supervisor/observe/log.hpp"
 
 namespace forkpool::supervisor {
 

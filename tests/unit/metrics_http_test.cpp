@@ -1,7 +1,7 @@
 // The metrics HTTP server on a real libuv loop in a thread, driven by raw sockets so that
 // malformed, oversized, stalled and excess connections can be made on purpose.
 
-#include "supervisor/metrics_http.hpp"
+#include "supervisor/observe/metrics_http.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,7 +19,7 @@
 #include <thread>
 #include <vector>
 
-#include "supervisor/prometheus.hpp"
+#include "supervisor/observe/prometheus.hpp"
 #include "support/wait_until.hpp"
 
 using namespace forkpool::supervisor;

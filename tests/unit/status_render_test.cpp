@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "shm/histogram.hpp"
-#include "supervisor/prometheus.hpp"
-#include "supervisor/status_json.hpp"
+#include "supervisor/observe/prometheus.hpp"
+#include "supervisor/observe/status_json.hpp"
 #include "support/run_command.hpp"
 #include "support/temp_dir.hpp"
 

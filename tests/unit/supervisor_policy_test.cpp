@@ -7,11 +7,11 @@
 #include <map>
 #include <random>
 
-#include "supervisor/exit_status.hpp"
-#include "supervisor/respawn_policy.hpp"
-#include "supervisor/spawn_plan.hpp"
-#include "supervisor/stop_plan.hpp"
-#include "supervisor/worker_choice.hpp"
+#include "supervisor/process/exit_status.hpp"
+#include "supervisor/pool/respawn_policy.hpp"
+#include "supervisor/process/spawn_plan.hpp"
+#include "supervisor/process/stop_plan.hpp"
+#include "supervisor/dispatch/worker_choice.hpp"
 
 using namespace forkpool::supervisor;
 using namespace std::chrono_literals;

@@ -1,0 +1,333 @@
+#include "supervisor/control/control_server.hpp"
+
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "supervisor/generation/listeners.hpp"
+#include "supervisor/observe/log.hpp"
+
+namespace forkpool::supervisor {
+namespace {
+
+constexpr std::size_t kFdsPerMessage = 200;
+
+struct WriteRequest {
+  uv_write_t req;
+  std::string data;
+  bool close_after;
+};
+
+// One read buffer for every client: reads are handled before the next one starts.
+std::array<char, 65536> g_read_buffer;
+
+bool in_supplementary_groups(pid_t pid, gid_t group) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.starts_with("Groups:")) continue;
+    std::istringstream ss(line.substr(7));
+    gid_t g;
+    while (ss >> g)
+      if (g == group) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// ---- ControlClient ----
+
+void ControlClient::write_raw(std::string data) {
+  if (closing_) return;
+  if (uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(pipe_)) > ControlServer::kMaxPendingWrite) {
+    log::warn("control.slow_client", "a control client does not read its replies; closing it");
+    close();
+    return;
+  }
+  auto* w = new WriteRequest{{}, std::move(data), false};
+  w->req.data = this;
+  uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+  const int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(pipe_), &buf, 1, [](uv_write_t* req, int) {
+    auto* done = reinterpret_cast<WriteRequest*>(req);
+    delete done;
+  });
+  if (rc != 0) {
+    delete w;
+    close();
+  }
+}
+
+void ControlClient::reply(const nlohmann::json& object) {
+  write_raw(object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+}
+
+void ControlClient::error(const std::string& message) { reply({{"ok", false}, {"error", message}}); }
+
+bool ControlClient::send_fds(const nlohmann::json& first, std::span<const int> fds) {
+  // Raw sendmsg keeps the fds attached to their line; only safe when libuv has nothing
+  // queued for this client, or the order of lines would change.
+  if (closing_ || uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(pipe_)) != 0) return false;
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(pipe_), &fd) != 0) return false;
+  std::size_t sent = 0;
+  bool first_line = true;
+  do {
+    const std::size_t n = std::min(kFdsPerMessage, fds.size() - sent);
+    std::string line = (first_line ? first.dump() : std::string(R"({"fds":true})")) + "\n";
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * std::max<std::size_t>(n, 1)));
+    iovec iov{line.data(), line.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (n > 0) {
+      msg.msg_control = control.data();
+      msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+      std::memcpy(CMSG_DATA(c), fds.data() + sent, sizeof(int) * n);
+    }
+    ssize_t rc;
+    do {
+      rc = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    } while (rc < 0 && errno == EINTR);
+    if (rc != static_cast<ssize_t>(line.size())) return false;
+    sent += n;
+    first_line = false;
+  } while (sent < fds.size());
+  return true;
+}
+
+void ControlClient::close_after_writes() {
+  if (closing_) return;
+  uv_timer_stop(timer_);
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(pipe_));
+  auto* req = new uv_shutdown_t;
+  req->data = this;
+  const int rc = uv_shutdown(req, reinterpret_cast<uv_stream_t*>(pipe_), [](uv_shutdown_t* r, int status) {
+    auto* client = static_cast<ControlClient*>(r->data);
+    delete r;
+    // Cancelled: the handle is being closed and the client may already be freed.
+    if (status == UV_ECANCELED || client == nullptr || client->closing_) return;
+    client->close();
+  });
+  if (rc != 0) {
+    delete req;
+    close();
+  }
+}
+
+void ControlClient::close() {
+  if (closing_) return;
+  server_->drop(*this);
+}
+
+// ---- ControlServer ----
+
+ControlServer::ControlServer(uv_loop_t* loop, const config::SupervisorConfig& config, Handler handler)
+    : loop_(loop), config_(config), handler_(std::move(handler)) {
+  const std::string path = config_.control_socket.string();
+  if (!config_.control_group.empty()) {
+    if (group* g = ::getgrnam(config_.control_group.c_str())) group_ = g->gr_gid;
+    else throw std::runtime_error("control_group \"" + config_.control_group + "\" does not exist");
+  }
+  prepare_socket_path(config_.control_socket);
+  listener_ = new uv_pipe_t;
+  uv_pipe_init(loop_, listener_, 0);
+  listener_->data = this;
+  // Created with no permissions at all, then opened up to control_mode: never briefly
+  // wider than configured.
+  const mode_t old_umask = ::umask(0777);
+  const int rc = uv_pipe_bind(listener_, path.c_str());
+  ::umask(old_umask);
+  if (rc != 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(listener_), [](uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); });
+    listener_ = nullptr;
+    throw std::runtime_error("bind control socket " + path + ": " + uv_strerror(rc));
+  }
+  if (group_ != static_cast<gid_t>(-1) && ::chown(path.c_str(), static_cast<uid_t>(-1), group_) != 0)
+    log::warn("control.chown", "chown {} to group {}: {}", path, config_.control_group, std::strerror(errno));
+  if (::chmod(path.c_str(), config_.control_mode) != 0)
+    log::warn("control.chmod", "chmod {} {:o}: {}", path, config_.control_mode, std::strerror(errno));
+  const int lrc = uv_listen(reinterpret_cast<uv_stream_t*>(listener_), 128, &ControlServer::on_connection);
+  if (lrc != 0) throw std::runtime_error("listen on control socket " + path + ": " + uv_strerror(lrc));
+  log::info("control.listen", "control socket {} (mode {:04o}{})", path, config_.control_mode,
+            config_.control_group.empty() ? "" : ", group " + config_.control_group);
+}
+
+ControlServer::~ControlServer() {
+  while (!clients_.empty()) drop(*clients_.front());
+  if (listener_ != nullptr) {
+    listener_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(listener_), [](uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); });
+    ::unlink(config_.control_socket.c_str());
+  }
+}
+
+void ControlServer::on_connection(uv_stream_t* server, int status) {
+  auto* self = static_cast<ControlServer*>(server->data);
+  if (self == nullptr || status < 0) return;
+  self->accept_one();
+}
+
+bool ControlServer::peer_allowed(int fd, uid_t& uid) const {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+  uid = cred.uid;
+  if (cred.uid == 0 || cred.uid == ::geteuid()) return true;
+  if (group_ == static_cast<gid_t>(-1)) return false;
+  return cred.gid == group_ || in_supplementary_groups(cred.pid, group_);
+}
+
+void ControlServer::accept_one() {
+  auto client = std::make_unique<ControlClient>();
+  client->server_ = this;
+  client->pipe_ = new uv_pipe_t;
+  uv_pipe_init(loop_, client->pipe_, 0);
+  client->timer_ = new uv_timer_t;
+  uv_timer_init(loop_, client->timer_);
+  clients_.push_front(std::move(client));
+  ControlClient& c = *clients_.front();
+  c.self_ = clients_.begin();
+  c.pipe_->data = &c;
+  c.timer_->data = &c;
+  if (uv_accept(reinterpret_cast<uv_stream_t*>(listener_), reinterpret_cast<uv_stream_t*>(c.pipe_)) != 0) {
+    drop(c);
+    return;
+  }
+  uv_os_fd_t fd = -1;
+  uv_fileno(reinterpret_cast<uv_handle_t*>(c.pipe_), &fd);
+  uid_t uid = 0;
+  if (!peer_allowed(fd, uid)) {
+    log::warn("control.refused", "refused a control client with uid {}: not root, not the master's user{}", uid,
+              group_ == static_cast<gid_t>(-1) ? "" : ", not in control_group");
+    c.error("permission denied");
+    c.close_after_writes();
+    return;
+  }
+  c.uid_ = uid;
+  if (clients_.size() > kMaxClients) {
+    c.error("too many control clients (at most " + std::to_string(kMaxClients) + ")");
+    drop(c);
+    return;
+  }
+  uv_read_start(
+      reinterpret_cast<uv_stream_t*>(c.pipe_),
+      [](uv_handle_t*, size_t, uv_buf_t* buf) { *buf = uv_buf_init(g_read_buffer.data(), g_read_buffer.size()); },
+      &ControlServer::on_read);
+  arm_timer(c);
+}
+
+void ControlServer::on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* buf) {
+  auto* c = static_cast<ControlClient*>(stream->data);
+  if (c == nullptr || c->closing_) return;
+  if (n == UV_EOF) {
+    // The client sent everything it will (a half-close, e.g. `nc -N`): answer what
+    // arrived complete, then close once the replies are written.
+    c->server_->handle_input(*c);
+    if (!c->closing_) c->close_after_writes();
+    return;
+  }
+  if (n < 0) {
+    c->close();
+    return;
+  }
+  c->buffer_.append(buf->base, static_cast<std::size_t>(n));
+  c->server_->handle_input(*c);
+}
+
+void ControlServer::handle_input(ControlClient& c) {
+  std::size_t start = 0;
+  while (!c.closing_) {
+    const auto nl = c.buffer_.find('\n', start);
+    if (nl == std::string::npos) break;
+    std::string_view line(c.buffer_.data() + start, nl - start);
+    start = nl + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) continue;
+    if (line.size() > kMaxLine) {
+      c.error("request line longer than " + std::to_string(kMaxLine) + " bytes");
+      c.close();
+      return;
+    }
+    nlohmann::json request;
+    try {
+      request = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      c.error(std::string("malformed request: not JSON (") + e.what() + ")");
+      continue;
+    }
+    if (!request.is_object() || !request.contains("cmd") || !request["cmd"].is_string()) {
+      c.error("malformed request: expected a JSON object with a string \"cmd\"");
+      continue;
+    }
+    handler_(c, request);
+  }
+  if (c.closing_) return;
+  c.buffer_.erase(0, start);
+  if (c.buffer_.size() > kMaxLine) {
+    c.error("request line longer than " + std::to_string(kMaxLine) + " bytes");
+    c.close();
+    return;
+  }
+  arm_timer(c);
+}
+
+void ControlServer::arm_timer(ControlClient& c) {
+  // Streaming clients may stay silent for ever; everyone else must finish a line soon
+  // and may idle only so long, so a handful of stuck clients cannot use up the limit.
+  if (c.subscribed_ && c.buffer_.empty()) {
+    uv_timer_stop(c.timer_);
+    return;
+  }
+  const std::uint64_t ms = c.buffer_.empty() ? kIdleMs : kStallMs;
+  uv_timer_start(c.timer_, [](uv_timer_t* t) {
+    auto* client = static_cast<ControlClient*>(t->data);
+    if (client == nullptr || client->closing_) return;
+    client->error(client->buffer_.empty() ? "idle for too long" : "incomplete request line; timed out");
+    client->close();
+  }, ms, 0);
+}
+
+void ControlServer::drop(ControlClient& c) {
+  if (c.closing_ && c.pipe_ == nullptr) return;
+  c.closing_ = true;
+  auto it = c.self_;
+  std::unique_ptr<ControlClient> owned = std::move(*it);
+  clients_.erase(it);
+  // Both handles close asynchronously; the client is freed when the last one has.
+  auto* raw = owned.release();
+  raw->pipe_->data = nullptr;
+  raw->timer_->data = raw;
+  uv_timer_stop(raw->timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(raw->pipe_), [](uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); });
+  uv_close(reinterpret_cast<uv_handle_t*>(raw->timer_), [](uv_handle_t* h) {
+    delete static_cast<ControlClient*>(h->data);
+    delete reinterpret_cast<uv_timer_t*>(h);
+  });
+  raw->pipe_ = nullptr;
+}
+
+void ControlServer::broadcast(const nlohmann::json& event) {
+  std::string line;
+  for (auto it = clients_.begin(); it != clients_.end();) {
+    ControlClient& c = **it;
+    ++it;  // write_raw may drop the client
+    if (!c.subscribed_) continue;
+    if (line.empty()) line = event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    c.write_raw(line);
+  }
+}
+
+}  // namespace forkpool::supervisor

@@ -1,0 +1,234 @@
+#include "base/resources.hpp"
+#include "supervisor/dispatch/dispatcher.hpp"
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "supervisor/process/exit_status.hpp"
+#include "supervisor/observe/log.hpp"
+
+namespace forkpool::supervisor {
+namespace {
+
+// Accepts per wake-up of one listener, so one busy listener cannot starve the loop.
+constexpr int kAcceptBatch = 256;
+// How long accepting pauses when the master is out of descriptors.
+constexpr std::chrono::milliseconds kEmfilePause{100};
+// Descriptors kept free for what must not fail for want of one: starting a worker (its
+// channel, pipes and slot page), control clients, log reopening. Queued connections
+// could otherwise take the last ones, and a pool whose worker died could never refill.
+constexpr int kFdReserve = 32;
+
+using base::out_of_resources;
+
+}  // namespace
+
+Dispatcher::Dispatcher(MasterContext& ctx, const config::PoolConfig& pool, std::uint32_t pool_index,
+                       const std::vector<Listener>& listeners, WorkerList workers)
+    : ctx_(ctx),
+      pool_(pool),
+      index_(pool_index),
+      workers_(std::move(workers)),
+      choice_(pool.balance),
+      queue_timer_(ctx.loop),
+      emfile_pause_(ctx.loop) {
+  rlimit rl{};
+  fd_limit_ = ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < static_cast<rlim_t>(INT32_MAX)
+                  ? static_cast<int>(rl.rlim_cur)
+                  : INT32_MAX;
+  for (const auto& l : listeners) {
+    // Only the master accepts in this mode, so the listener may be non-blocking.
+    ::fcntl(l.fd.get(), F_SETFL, ::fcntl(l.fd.get(), F_GETFL) | O_NONBLOCK);
+    listener_fds_.push_back(l.fd.get());
+    accept_watches_.push_back(std::make_unique<FdWatch>(ctx.loop, l.fd.get()));
+  }
+  update_accepting();
+}
+
+Dispatcher::~Dispatcher() { shut(); }
+
+bool Dispatcher::has_capacity() {
+  workers_(workers_scratch_);
+  for (WorkerProcess* w : workers_scratch_)
+    if (w->accepts_work()) return true;
+  return false;
+}
+
+void Dispatcher::update_accepting() {
+  // A full queue stops accepting: new connections wait in the kernel's backlog instead,
+  // where they cost the master nothing.
+  const bool room = queue_.size() < static_cast<std::size_t>(pool_.queue_limit) || has_capacity();
+  const bool want = !shut_ && !paused_ && !emfile_pause_.active() && room;
+  if (want == accepting_) return;
+  accepting_ = want;
+  for (std::size_t i = 0; i < accept_watches_.size(); ++i) {
+    if (want) accept_watches_[i]->start(UV_READABLE, [this, i](int, int) { accept_from(i); });
+    else accept_watches_[i]->stop();
+  }
+}
+
+void Dispatcher::accept_from(std::size_t listener) {
+  for (int n = 0; n < kAcceptBatch && !shut_; ++n) {
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    const int fd = ::accept4(listener_fds_[listener], reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (out_of_resources(errno)) {
+        pause_for_descriptors(std::string("accept: ") + std::strerror(errno));
+        break;
+      }
+      continue;  // ECONNABORTED and friends: that client is gone, the next one may not be
+    }
+    ctx_.scoreboard->count(index_, shm::PoolCounter::Accepted);
+    queue_.push_back(Pending{OwnedFd(fd), static_cast<std::uint16_t>(listener), ++next_id_, Clock::now(), peer, len});
+    pump();
+    if (queue_.size() >= static_cast<std::size_t>(pool_.queue_limit)) break;
+    // accept returns the lowest free descriptor, so every one below `fd` is in use.
+    if (fd >= fd_limit_ - kFdReserve) {
+      pause_for_descriptors("descriptor " + std::to_string(fd) + " of at most " + std::to_string(fd_limit_) +
+                            " is in use");
+      break;
+    }
+    // The episode ends with an accept that leaves the reserve untouched, not merely with
+    // one that succeeded, so a master hovering at the edge logs once, not every pause.
+    if (emfile_episode_) {
+      emfile_episode_ = false;
+      log::info("listener.accept_resumed", "pool {}: accepting again", pool_.name);
+    }
+  }
+  publish();
+  update_accepting();
+}
+
+bool Dispatcher::descriptors_short() const {
+  const int probe = ::fcntl(ctx_.dev_null, F_DUPFD_CLOEXEC, 0);
+  if (probe < 0) return true;
+  ::close(probe);
+  return probe >= fd_limit_ - kFdReserve;
+}
+
+void Dispatcher::pause_for_descriptors(const std::string& why) {
+  if (!emfile_episode_)
+    log::warn("listener.accept_paused",
+              "pool {}: {}; pausing accepts, keeping {} descriptors free (logged once until it recovers)",
+              pool_.name, why, kFdReserve);
+  emfile_episode_ = true;
+  // Resume only once there is room again; until then check every pause interval. The
+  // kernel's backlog holds new connections meanwhile.
+  emfile_pause_.start(kEmfilePause, [this] {
+    if (descriptors_short()) pause_for_descriptors(std::string());
+    else update_accepting();
+  });
+  update_accepting();
+}
+
+void Dispatcher::pump() {
+  if (!queue_.empty()) {
+    workers_(workers_scratch_);
+    const std::vector<WorkerProcess*>& workers = workers_scratch_;
+    std::vector<Candidate>& candidates = candidates_;
+    candidates.clear();
+    for (WorkerProcess* w : workers) candidates.push_back({w->accepts_work(), w->in_flight(), w->idle_order()});
+    while (!queue_.empty()) {
+      const auto pick = choice_.pick(candidates);
+      if (!pick) break;
+      WorkerProcess& w = *workers[*pick];
+      Pending& p = queue_.front();
+      if (w.send_connection(p.fd.get(), p.listener, p.id, p.peer, p.peer_len) == SendResult::Sent) {
+        const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.accepted);
+        ctx_.scoreboard->record_queue_wait(index_, static_cast<std::uint64_t>(waited.count()));
+        ctx_.scoreboard->count(index_, shm::PoolCounter::Dispatched);
+        ++in_flight_;
+        queue_.pop_front();  // closes the master's copy: the worker holds the connection now
+      }
+      // Sent or not (its channel full or gone), this worker's standing changed.
+      candidates[*pick] = {w.accepts_work(), w.in_flight(), w.idle_order()};
+    }
+  }
+  publish();
+  arm_queue_timer();
+  update_accepting();
+}
+
+void Dispatcher::on_done(std::chrono::microseconds held) {
+  ctx_.scoreboard->count(index_, shm::PoolCounter::Completed);
+  ctx_.scoreboard->record_duration(index_, static_cast<std::uint64_t>(held.count()));
+  if (in_flight_ > 0) --in_flight_;
+  pump();
+}
+
+void Dispatcher::on_lost(std::size_t count) {
+  if (count == 0) return;
+  ctx_.scoreboard->count(index_, shm::PoolCounter::Lost, count);
+  in_flight_ -= std::min<std::uint64_t>(in_flight_, count);
+  log::warn("worker.connections_lost", "pool {}: {} connection(s) ended with their worker, without DONE",
+            pool_.name, count);
+  publish();
+}
+
+void Dispatcher::arm_queue_timer() {
+  // A timer runs only while something waits, so an idle master sleeps without one.
+  if (pool_.queue_timeout.count() == 0 || queue_.empty()) {
+    queue_timer_.stop();
+    return;
+  }
+  const auto due = queue_.front().accepted + pool_.queue_timeout;
+  const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(due - Clock::now());
+  queue_timer_.start(wait + std::chrono::milliseconds(1), [this] { expire_queue(); });
+}
+
+void Dispatcher::expire_queue() {
+  const auto now = Clock::now();
+  while (!queue_.empty() && now - queue_.front().accepted >= pool_.queue_timeout) {
+    log::debug("queue.timeout", "pool {}: closing connection {} from {} after {} in the queue", pool_.name,
+               queue_.front().id, describe_peer(queue_.front().peer, queue_.front().peer_len),
+               format_uptime(pool_.queue_timeout));
+    ctx_.scoreboard->count(index_, shm::PoolCounter::QueueTimeouts);
+    queue_.pop_front();
+  }
+  publish();
+  arm_queue_timer();
+  update_accepting();
+}
+
+void Dispatcher::shut() {
+  if (shut_) return;
+  shut_ = true;
+  update_accepting();
+  // The listeners close after this; their watches must be gone first (libuv removes a
+  // closing watch's fd number from epoll, whatever it refers to by then).
+  accept_watches_.clear();
+  accepting_ = false;
+  emfile_pause_.stop();
+  close_queue("at shutdown");
+}
+
+void Dispatcher::set_paused(bool paused) {
+  paused_ = paused;
+  if (paused) close_queue("as the pool stops");
+  update_accepting();
+}
+
+void Dispatcher::close_queue(const char* why) {
+  queue_timer_.stop();
+  for (const Pending& p : queue_) {
+    log::debug("queue.closed", "pool {}: closing queued connection {} from {} {}", pool_.name, p.id,
+               describe_peer(p.peer, p.peer_len), why);
+    ctx_.scoreboard->count(index_, shm::PoolCounter::Closed);
+  }
+  queue_.clear();
+  publish();
+}
+
+void Dispatcher::publish() {
+  ctx_.scoreboard->set_queued(index_, queue_.size());
+  ctx_.scoreboard->set_in_flight(index_, in_flight_);
+}
+
+}  // namespace forkpool::supervisor

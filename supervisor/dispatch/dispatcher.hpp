@@ -1,0 +1,89 @@
+#pragma once
+// Master dispatch for one pool: accepts on the pool's listeners, queues connections
+// FIFO, and hands each to the worker chosen by WorkerChoice over its channel.
+//
+// Every connection is accounted for: accepted = dispatched + queued + queue timeouts +
+// closed at shutdown, and dispatched = completed + in flight + lost with a worker.
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "config/config.hpp"
+#include "supervisor/generation/listeners.hpp"
+#include "supervisor/master_context.hpp"
+#include "supervisor/uv_handles.hpp"
+#include "supervisor/dispatch/worker_choice.hpp"
+#include "supervisor/process/worker_process.hpp"
+
+namespace forkpool::supervisor {
+
+class Dispatcher {
+ public:
+  // Fills its argument with the processes that may take work, in slot order (into a
+  // buffer the dispatcher reuses, so dispatching allocates nothing per connection).
+  using WorkerList = std::function<void(std::vector<WorkerProcess*>&)>;
+
+  Dispatcher(MasterContext& ctx, const config::PoolConfig& pool, std::uint32_t pool_index,
+             const std::vector<Listener>& listeners, WorkerList workers);
+  ~Dispatcher();
+
+  // Hands queued connections to workers that can take them; call whenever capacity
+  // may have appeared (a worker ready, a DONE, a channel writable again).
+  void pump();
+  void on_done(std::chrono::microseconds held);
+  // A worker exited (or was retired) holding `count` connections without DONE.
+  void on_lost(std::size_t count);
+  // Stops accepting and closes every queued connection (shutdown).
+  void shut();
+  // A stopped pool accepts nothing (the kernel backlog holds new connections) and
+  // closes what it had queued; a started one accepts again.
+  void set_paused(bool paused);
+  std::size_t queued() const { return queue_.size(); }
+
+ private:
+  struct Pending {
+    OwnedFd fd;
+    std::uint16_t listener;
+    std::uint64_t id;
+    Clock::time_point accepted;
+    sockaddr_storage peer;
+    socklen_t peer_len;
+  };
+
+  void accept_from(std::size_t listener);
+  void update_accepting();
+  void expire_queue();
+  void arm_queue_timer();
+  void publish();
+  void close_queue(const char* why);
+  void pause_for_descriptors(const std::string& why);
+  bool descriptors_short() const;
+  bool has_capacity();
+
+  MasterContext& ctx_;
+  const config::PoolConfig& pool_;
+  std::uint32_t index_;
+  WorkerList workers_;
+  WorkerChoice choice_;
+  std::vector<int> listener_fds_;
+  std::vector<std::unique_ptr<FdWatch>> accept_watches_;
+  bool accepting_ = false;
+  bool shut_ = false;
+  bool paused_ = false;
+  std::deque<Pending> queue_;
+  std::vector<WorkerProcess*> workers_scratch_;
+  std::vector<Candidate> candidates_;
+  std::uint64_t next_id_ = 0;
+  std::uint64_t in_flight_ = 0;
+  Timer queue_timer_;
+  Timer emfile_pause_;
+  bool emfile_episode_ = false;
+  int fd_limit_ = 0;  // RLIMIT_NOFILE (soft) of the master
+};
+
+}  // namespace forkpool::supervisor

@@ -1,0 +1,173 @@
+#include "supervisor/generation/listeners.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+namespace forkpool::supervisor {
+namespace {
+
+union SockAddr {
+  sockaddr sa;
+  sockaddr_in in4;
+  sockaddr_in6 in6;
+  sockaddr_un un;
+  sockaddr_storage storage;
+};
+
+[[noreturn]] void fail(const std::string& what, const config::ListenAddress& a, int err) {
+  throw std::runtime_error(what + " " + a.text + ": " + std::strerror(err));
+}
+
+socklen_t make_sockaddr(const config::ListenAddress& a, SockAddr& out) {
+  std::memset(&out, 0, sizeof out);
+  if (a.kind == config::ListenAddress::Kind::Unix) {
+    out.un.sun_family = AF_UNIX;
+    const std::string& p = a.path.native();
+    std::memcpy(out.un.sun_path, p.data(), p.size());
+    if (!p.empty() && p[0] == '@') out.un.sun_path[0] = '\0';  // abstract namespace
+    return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + p.size() + (p[0] == '@' ? 0 : 1));
+  }
+  if (a.ipv6) {
+    out.in6.sin6_family = AF_INET6;
+    out.in6.sin6_port = htons(a.port);
+    ::inet_pton(AF_INET6, a.host.c_str(), &out.in6.sin6_addr);
+    return sizeof out.in6;
+  }
+  out.in4.sin_family = AF_INET;
+  out.in4.sin_port = htons(a.port);
+  ::inet_pton(AF_INET, a.host.c_str(), &out.in4.sin_addr);
+  return sizeof out.in4;
+}
+
+std::string describe_bound(int fd, const config::ListenAddress& a) {
+  if (a.kind == config::ListenAddress::Kind::Unix) return a.text;
+  SockAddr addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd, &addr.sa, &len) != 0) return a.text;
+  char host[INET6_ADDRSTRLEN] = {};
+  if (addr.sa.sa_family == AF_INET6) {
+    ::inet_ntop(AF_INET6, &addr.in6.sin6_addr, host, sizeof host);
+    return "tcp://[" + std::string(host) + "]:" + std::to_string(ntohs(addr.in6.sin6_port));
+  }
+  ::inet_ntop(AF_INET, &addr.in4.sin_addr, host, sizeof host);
+  return "tcp://" + std::string(host) + ":" + std::to_string(ntohs(addr.in4.sin_port));
+}
+
+bool same_address(int fd, const config::ListenAddress& a) {
+  if (a.kind == config::ListenAddress::Kind::Tcp && a.port == 0) return false;
+  SockAddr want{}, have{};
+  const socklen_t want_len = make_sockaddr(a, want);
+  socklen_t have_len = sizeof have;
+  if (::getsockname(fd, &have.sa, &have_len) != 0) return false;
+  if (have.sa.sa_family != want.sa.sa_family) return false;
+  switch (want.sa.sa_family) {
+    case AF_INET:
+      return have.in4.sin_port == want.in4.sin_port && have.in4.sin_addr.s_addr == want.in4.sin_addr.s_addr;
+    case AF_INET6:
+      return have.in6.sin6_port == want.in6.sin6_port &&
+             std::memcmp(&have.in6.sin6_addr, &want.in6.sin6_addr, sizeof(in6_addr)) == 0;
+    case AF_UNIX:
+      return have_len == want_len && std::memcmp(have.un.sun_path, want.un.sun_path,
+                                                 want_len - offsetof(sockaddr_un, sun_path)) == 0;
+  }
+  return false;
+}
+
+}  // namespace
+
+void prepare_socket_path(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return;
+  const std::string where = "unix:" + path.string();
+  if (!S_ISSOCK(st.st_mode)) throw std::runtime_error("bind " + where + ": the path exists and is not a socket");
+  config::ListenAddress a;
+  a.kind = config::ListenAddress::Kind::Unix;
+  a.path = path;
+  OwnedFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  SockAddr addr{};
+  const socklen_t len = make_sockaddr(a, addr);
+  // A socket file left by a dead process refuses connections; a live one accepts them
+  // (or would, once its backlog drains: EAGAIN means alive too).
+  if (::connect(probe.get(), &addr.sa, len) == 0 || errno == EAGAIN || errno == EINPROGRESS)
+    throw std::runtime_error("bind " + where + ": another process is listening on this socket");
+  if (errno == ECONNREFUSED || errno == ENOENT) ::unlink(path.c_str());
+}
+
+InheritedSockets InheritedSockets::from_environment() {
+  InheritedSockets s;
+  const int n = sd_listen_fds(1);
+  for (int i = 0; i < n; ++i) {
+    const int fd = SD_LISTEN_FDS_START + i;
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    s.fds_.emplace_back(fd);
+  }
+  return s;
+}
+
+OwnedFd InheritedSockets::take(const config::ListenAddress& address) {
+  for (auto& fd : fds_)
+    if (fd && same_address(fd.get(), address)) return std::move(fd);
+  return OwnedFd();
+}
+
+std::size_t InheritedSockets::close_unclaimed() {
+  std::size_t n = 0;
+  for (auto& fd : fds_)
+    if (fd) {
+      fd.reset();
+      ++n;
+    }
+  return n;
+}
+
+Listener open_listener(const config::ListenAddress& address, int backlog, InheritedSockets& inherited) {
+  Listener l;
+  l.address = address;
+  if (OwnedFd fd = inherited.take(address)) {
+    l.fd = std::move(fd);
+    l.adopted = true;
+    l.bound = describe_bound(l.fd.get(), address);
+    return l;
+  }
+  const bool unix_socket = address.kind == config::ListenAddress::Kind::Unix;
+  const int family = unix_socket ? AF_UNIX : (address.ipv6 ? AF_INET6 : AF_INET);
+  // Blocking on purpose: in shared mode the workers inherit this very socket, and most
+  // socket-activated programs expect a blocking listener.
+  l.fd.reset(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!l.fd) fail("socket", address, errno);
+  const int one = 1;
+  if (!unix_socket) {
+    ::setsockopt(l.fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (address.ipv6) ::setsockopt(l.fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  } else if (address.path.native()[0] != '@') {
+    prepare_socket_path(address.path);
+  }
+  SockAddr addr{};
+  const socklen_t len = make_sockaddr(address, addr);
+  if (::bind(l.fd.get(), &addr.sa, len) != 0) fail("bind", address, errno);
+  l.created_file = unix_socket && address.path.native()[0] != '@';
+  if (::listen(l.fd.get(), backlog) != 0) {
+    const int err = errno;
+    remove_socket_file(l);
+    fail("listen", address, err);
+  }
+  l.bound = describe_bound(l.fd.get(), address);
+  return l;
+}
+
+void remove_socket_file(const Listener& l) {
+  if (l.created_file) ::unlink(l.address.path.c_str());
+}
+
+}  // namespace forkpool::supervisor

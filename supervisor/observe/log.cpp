@@ -1,0 +1,125 @@
+#include "supervisor/observe/log.hpp"
+
+#include <spdlog/logger.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+
+#include <chrono>
+#include <ctime>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+namespace forkpool::log {
+namespace {
+
+struct State {
+  Options options;
+  std::shared_ptr<spdlog::logger> logger;
+};
+
+State& state() {
+  static State s;
+  return s;
+}
+
+std::shared_ptr<spdlog::logger> make_logger(const Options& options) {
+  spdlog::sink_ptr sink;
+  if (options.file.empty()) {
+    sink = std::make_shared<spdlog::sinks::stderr_sink_st>();
+  } else {
+    try {
+      sink = std::make_shared<spdlog::sinks::basic_file_sink_st>(options.file.string(), false);
+    } catch (const spdlog::spdlog_ex& e) {
+      throw std::runtime_error("cannot open log file " + options.file.string() + ": " + e.what());
+    }
+  }
+  sink->set_pattern("%v");
+  auto logger = std::make_shared<spdlog::logger>("forkpool", sink);
+  logger->set_level(spdlog::level::from_str(options.level));
+  logger->flush_on(spdlog::level::trace);  // Operators tail this; never hold lines back.
+  return logger;
+}
+
+// The names the config file and `forkpoolctl log-level` use ("warn", not spdlog's "warning").
+std::string_view level_name(spdlog::level::level_enum level) {
+  switch (level) {
+    case spdlog::level::trace: return "trace";
+    case spdlog::level::debug: return "debug";
+    case spdlog::level::info: return "info";
+    case spdlog::level::warn: return "warn";
+    case spdlog::level::err: return "error";
+    case spdlog::level::critical: return "critical";
+    default: return "off";
+  }
+}
+
+}  // namespace
+
+std::string timestamp() {
+  using namespace std::chrono;
+  const auto now = system_clock::now();
+  const std::time_t secs = system_clock::to_time_t(now);
+  const auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  return fmt::format("{}.{:03}Z", buf, ms);
+}
+
+void setup(const Options& options) {
+  auto logger = make_logger(options);
+  state().options = options;
+  state().logger = std::move(logger);
+}
+
+bool reopen() {
+  State& s = state();
+  if (s.options.file.empty()) return true;
+  try {
+    auto logger = make_logger(s.options);
+    logger->set_level(s.logger ? s.logger->level() : logger->level());
+    s.logger = std::move(logger);
+    info("log.reopen", "reopened log file {}", s.options.file.string());
+    return true;
+  } catch (const std::exception& e) {
+    error("log.reopen_failed", "{}; still writing to the previous file", e.what());
+    return false;
+  }
+}
+
+bool set_level(std::string_view level) {
+  const auto parsed = spdlog::level::from_str(std::string(level));
+  // from_str maps unknown names to "off"; only accept "off" when it was asked for.
+  if (parsed == spdlog::level::off && level != "off") return false;
+  state().options.level = std::string(level);
+  if (state().logger) state().logger->set_level(parsed);
+  return true;
+}
+
+std::string level() { return state().options.level; }
+
+bool enabled(spdlog::level::level_enum level) {
+  const auto& logger = state().logger;
+  return logger ? logger->should_log(level) : level >= spdlog::level::info;
+}
+
+void write(spdlog::level::level_enum level, std::string_view event, std::string_view message) {
+  const std::string_view name = level_name(level);
+  std::string line;
+  if (state().options.format == config::LogFormat::Json) {
+    nlohmann::json j = {{"time", timestamp()},
+                        {"level", name},
+                        {"event", event},
+                        {"message", message}};
+    line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  } else {
+    line = fmt::format("{} {:<5} [{}] {}", timestamp(), name,
+                       event, message);
+  }
+  if (state().logger) state().logger->log(level, "{}", line);
+  else std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+}  // namespace forkpool::log

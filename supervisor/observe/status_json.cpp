@@ -1,0 +1,257 @@
+#include "supervisor/observe/status_json.hpp"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace forkpool::supervisor {
+namespace {
+
+using nlohmann::json;
+
+// Length of the well-formed UTF-8 sequence at s[i], or 0 if there is none (RFC 3629:
+// no overlong forms, no surrogates, nothing above U+10FFFF).
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  if (c < 0x80) return 1;
+  std::size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (std::size_t k = 2; k < n; ++k) {
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
+  }
+  return n;
+}
+
+std::string valid_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t n = utf8_sequence(s, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD for each byte that starts no valid sequence
+      ++i;
+    } else {
+      out.append(s, i, n);
+      i += n;
+    }
+  }
+  return out;
+}
+
+json text(std::string_view s) {
+  return valid_utf8(s);
+}
+json text_or_null(std::string_view s) {
+  return s.empty() ? json(nullptr) : text(s);
+}
+
+json percentiles_json(const Percentiles& p) {
+  return {{"count", p.count},
+          {"p50", p.p50_ms},
+          {"p90", p.p90_ms},
+          {"p99", p.p99_ms},
+          {"max", p.max_ms}};
+}
+
+json worker_json(const WorkerStatus& w) {
+  return {{"worker", w.worker},
+          {"slot", w.slot},
+          {"pid", w.pid},
+          {"state", text(w.state)},
+          {"role", text(w.role)},
+          {"generation", w.generation},
+          {"uptime_s", w.uptime_s},
+          {"handled", w.handled},
+          {"in_flight", w.in_flight},
+          {"current_ms", w.current_ms},
+          {"restarts", w.restarts},
+          {"last_exit", text_or_null(w.last_exit)},
+          {"rss_bytes", w.rss_bytes},
+          {"cpu_s", w.cpu_s},
+          {"status", text_or_null(w.status_text)}};
+}
+
+json pool_json(const PoolStatus& p) {
+  json listeners = json::array();
+  for (const auto& l : p.listeners) listeners.push_back(text(l));
+  json workers = json::array();
+  for (const auto& w : p.workers) workers.push_back(worker_json(w));
+  return {{"name", text(p.name)},
+          {"state", text(p.state)},
+          {"dispatch", text(p.dispatch)},
+          {"balance", text(p.balance)},
+          {"listeners", std::move(listeners)},
+          {"target", p.target},
+          {"live", p.live},
+          {"ready", p.ready},
+          {"busy", p.busy},
+          {"idle", p.idle},
+          {"queue", {{"length", p.queue_length}, {"peak", p.queue_peak}, {"limit", p.queue_limit}}},
+          {"counters",
+           {{"accepted", p.accepted},
+            {"dispatched", p.dispatched},
+            {"completed", p.completed},
+            {"in_flight", p.in_flight},
+            {"lost", p.lost},
+            {"closed", p.closed},
+            {"queue_timeouts", p.queue_timeouts},
+            {"spawned", p.spawned},
+            {"crashed", p.crashed},
+            {"killed", p.killed},
+            {"recycled", p.recycled}}},
+          {"duration_ms", percentiles_json(p.duration)},
+          {"queue_wait_ms", percentiles_json(p.queue_wait)},
+          {"workers", std::move(workers)}};
+}
+
+// Readers for status_from_json: each leaves `out` alone unless the key holds a value of
+// a usable type, so nothing here can throw.
+const json* member(const json& j, const char* key) {
+  if (!j.is_object()) return nullptr;
+  const auto it = j.find(key);
+  return it == j.end() ? nullptr : &*it;
+}
+
+void read(const json& j, const char* key, std::string& out) {
+  if (const json* v = member(j, key); v && v->is_string()) out = v->get_ref<const std::string&>();
+}
+
+void read(const json& j, const char* key, double& out) {
+  if (const json* v = member(j, key); v && v->is_number()) out = v->get<double>();
+}
+
+template <typename Int>
+void read(const json& j, const char* key, Int& out) {
+  const json* v = member(j, key);
+  if (v == nullptr) return;
+  if (v->is_number_unsigned()) {
+    const auto x = v->get<std::uint64_t>();
+    if (std::in_range<Int>(x)) out = static_cast<Int>(x);
+  } else if (v->is_number_integer()) {
+    const auto x = v->get<std::int64_t>();
+    if (std::in_range<Int>(x)) out = static_cast<Int>(x);
+  }
+}
+
+const json& child(const json& j, const char* key) {
+  static const json kNull;
+  const json* v = member(j, key);
+  return v ? *v : kNull;
+}
+
+Percentiles percentiles_from(const json& j) {
+  Percentiles p;
+  read(j, "count", p.count);
+  read(j, "p50", p.p50_ms);
+  read(j, "p90", p.p90_ms);
+  read(j, "p99", p.p99_ms);
+  read(j, "max", p.max_ms);
+  return p;
+}
+
+WorkerStatus worker_from(const json& j) {
+  WorkerStatus w;
+  read(j, "worker", w.worker);
+  read(j, "slot", w.slot);
+  read(j, "pid", w.pid);
+  read(j, "state", w.state);
+  read(j, "role", w.role);
+  read(j, "generation", w.generation);
+  read(j, "uptime_s", w.uptime_s);
+  read(j, "handled", w.handled);
+  read(j, "in_flight", w.in_flight);
+  read(j, "current_ms", w.current_ms);
+  read(j, "restarts", w.restarts);
+  read(j, "last_exit", w.last_exit);
+  read(j, "rss_bytes", w.rss_bytes);
+  read(j, "cpu_s", w.cpu_s);
+  read(j, "status", w.status_text);
+  return w;
+}
+
+PoolStatus pool_from(const json& j) {
+  PoolStatus p;
+  read(j, "name", p.name);
+  read(j, "state", p.state);
+  read(j, "dispatch", p.dispatch);
+  read(j, "balance", p.balance);
+  if (const auto& l = child(j, "listeners"); l.is_array()) {
+    for (const auto& e : l) {
+      if (e.is_string()) p.listeners.push_back(e.get<std::string>());
+    }
+  }
+  read(j, "target", p.target);
+  read(j, "live", p.live);
+  read(j, "ready", p.ready);
+  read(j, "busy", p.busy);
+  read(j, "idle", p.idle);
+  const auto& q = child(j, "queue");
+  read(q, "length", p.queue_length);
+  read(q, "peak", p.queue_peak);
+  read(q, "limit", p.queue_limit);
+  const auto& c = child(j, "counters");
+  read(c, "accepted", p.accepted);
+  read(c, "dispatched", p.dispatched);
+  read(c, "completed", p.completed);
+  read(c, "in_flight", p.in_flight);
+  read(c, "lost", p.lost);
+  read(c, "closed", p.closed);
+  read(c, "queue_timeouts", p.queue_timeouts);
+  read(c, "spawned", p.spawned);
+  read(c, "crashed", p.crashed);
+  read(c, "killed", p.killed);
+  read(c, "recycled", p.recycled);
+  p.duration = percentiles_from(child(j, "duration_ms"));
+  p.queue_wait = percentiles_from(child(j, "queue_wait_ms"));
+  if (const auto& ws = child(j, "workers"); ws.is_array()) {
+    for (const auto& w : ws) p.workers.push_back(worker_from(w));
+  }
+  return p;
+}
+
+}  // namespace
+
+json status_json(const StatusModel& model) {
+  json pools = json::array();
+  for (const auto& p : model.pools) pools.push_back(pool_json(p));
+  return {{"master",
+           {{"pid", model.master_pid},
+            {"version", text(model.version)},
+            {"config", text(model.config_file)},
+            {"state", text(model.state)},
+            {"uptime_s", model.uptime_s}}},
+          {"pools", std::move(pools)}};
+}
+
+StatusModel status_from_json(const json& j) {
+  StatusModel m;
+  const auto& master = child(j, "master");
+  read(master, "pid", m.master_pid);
+  read(master, "version", m.version);
+  read(master, "config", m.config_file);
+  read(master, "state", m.state);
+  read(master, "uptime_s", m.uptime_s);
+  if (const auto& pools = child(j, "pools"); pools.is_array()) {
+    for (const auto& p : pools) m.pools.push_back(pool_from(p));
+  }
+  return m;
+}
+
+}  // namespace forkpool::supervisor

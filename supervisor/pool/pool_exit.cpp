@@ -1,0 +1,168 @@
+// Pool: what happens when a worker exits, and stopping or resizing the pool.
+
+#include <sys/wait.h>
+
+#include "supervisor/observe/events.hpp"
+#include "supervisor/observe/log.hpp"
+#include "supervisor/pool/pool.hpp"
+#include "supervisor/pool/pool_slot.hpp"
+
+namespace forkpool::supervisor {
+
+void Pool::handle_exit(pid_t pid, int wait_status) {
+  ctx_.owners.erase(pid);
+  Slot* slot = nullptr;
+  std::unique_ptr<WorkerProcess>* holder = nullptr;
+  for (auto& s : slots_) {
+    if (s->process && s->process->pid() == pid) holder = &s->process;
+    else if (s->replacement && s->replacement->pid() == pid) holder = &s->replacement;
+    for (auto& r : s->retiring)
+      if (r->pid() == pid) holder = &r;
+    if (holder != nullptr) {
+      slot = s.get();
+      break;
+    }
+  }
+  if (slot == nullptr) return;
+  std::unique_ptr<WorkerProcess> p = std::move(*holder);
+  slot->retiring.erase(std::remove(slot->retiring.begin(), slot->retiring.end(), nullptr), slot->retiring.end());
+  const bool was_serving = holder == &slot->process;
+  const bool was_replacement = holder == &slot->replacement;
+
+  const auto uptime = p->uptime();
+  const ExitReason reason =
+      classify_exit({wait_status, p->stop_requested(), p->ready(), uptime, config_.ready == config::Readiness::Exec,
+                     p->operator_signalled()});
+  const std::string line = describe_exit(config_.name, slot->index, pid, wait_status, uptime);
+  const auto level = reason == ExitReason::Requested ? spdlog::level::info
+                     : reason == ExitReason::Fatal   ? spdlog::level::err
+                                                     : spdlog::level::warn;
+  report(ctx_, level, "worker.exit", {config_.name, slot->index, pid},
+         reason == ExitReason::Fatal ? line + ": EX_CONFIG before it was ready" : line,
+         {{"reason", to_string(reason)}, {"status", describe_wait_status(wait_status)},
+          {"uptime_s", static_cast<double>(uptime.count()) / 1000.0}});
+  const std::uint32_t sb = p->identity().scoreboard_slot;
+  ctx_.scoreboard->mark_exited(sb, wait_status);
+  scoreboard_slot_used_[sb - first_slot_] = false;
+  if (reason == ExitReason::Crashed || reason == ExitReason::Fatal)
+    ctx_.scoreboard->count(index_, shm::PoolCounter::Crashed);
+  if (dispatcher_) {
+    p->drain_channel();
+    dispatcher_->on_lost(p->in_flight());
+  }
+  p.reset();
+
+  if (was_serving && slot->replacement) {
+    // The replacement takes the slot now; it becomes ready in its own time.
+    slot->process = std::move(slot->replacement);
+  }
+  if (state_ == shm::PoolState::Stopping) {
+    if (live() == 0) set_state(shm::PoolState::Stopped);
+    return;
+  }
+  if (!was_serving && !was_replacement) {  // a retired worker finished
+    if (ctx_.changed) ctx_.changed();
+    return;
+  }
+  if (state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running) return;
+  if (static_cast<int>(slot->index) >= target_) {
+    if (ctx_.changed) ctx_.changed();
+    return;
+  }
+  if (reason == ExitReason::Fatal) {
+    fail("worker " + std::to_string(slot->index) + " exited with status 78 (EX_CONFIG) before it was ready");
+    return;
+  }
+  if (was_replacement) {
+    // The current worker keeps serving; the replacement is tried again after backoff.
+    if (flap_.record(Clock::now())) {
+      fail(std::to_string(flap_.recent()) + " unplanned exits within flap_window");
+      return;
+    }
+    const auto delay = slot->backoff.next(ctx_.rng);
+    log::info("worker.respawn_scheduled", "replacement for worker {}[{}] starts again in {}", config_.name,
+              slot->index, format_uptime(delay));
+    slot->restart_timer.start(delay, [this, slot] { spawn_replacement(*slot); });
+    return;
+  }
+  if (slot->process) {  // a replacement took over
+    update_running();
+    return;
+  }
+  if (reason == ExitReason::Requested) {
+    spawn(*slot);
+    update_running();
+    return;
+  }
+  // A worker that served a while and then left with status 0 (recycling itself, a job
+  // that finished) is no flap; one that exits 0 at once, over and over, is.
+  after_unplanned_exit(*slot, uptime, !(reason == ExitReason::Clean && uptime >= kHealthyRun));
+}
+
+void Pool::after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime, bool counts_as_flap) {
+  if (uptime >= kHealthyRun) slot.backoff.reset();
+  if (counts_as_flap && flap_.record(Clock::now())) {
+    fail(std::to_string(flap_.recent()) + " unplanned exits within flap_window " +
+         format_uptime(config_.flap_window) + " (flap_restarts = " + std::to_string(config_.flap_restarts) + ")");
+    return;
+  }
+  schedule_respawn(slot, slot.backoff.next(ctx_.rng));
+  if (ctx_.changed) ctx_.changed();
+}
+
+void Pool::fail(const std::string& why) {
+  for (auto& s : slots_) s->restart_timer.stop();
+  report(ctx_, spdlog::level::err, "pool.failed", {config_.name, {}, 0},
+         fmt::format("pool {} failed: {}; no more restarts until it is started again", config_.name, why),
+         {{"reason", why}});
+  set_state(shm::PoolState::Failed);
+}
+
+void Pool::stop(bool fast) {
+  if (state_ == shm::PoolState::Stopped) return;
+  set_state(shm::PoolState::Stopping);
+  rolling_.clear();
+  rolling_next_.stop();
+  if (dispatcher_) dispatcher_->set_paused(true);
+  const StopPlan plan = fast ? immediate_kill() : graceful_stop(config_);
+  for (auto& s : slots_) {
+    s->restart_timer.stop();
+    if (s->process) s->process->stop(plan, true);
+    if (s->replacement) s->replacement->stop(plan, true);
+    for (auto& r : s->retiring) r->stop(plan, true);
+  }
+  if (live() == 0) set_state(shm::PoolState::Stopped);
+}
+
+bool Pool::resize(int target) {
+  if (target < 0 || target > max_size()) return false;
+  const int old = target_;
+  target_ = target;
+  ctx_.scoreboard->set_pool_size(index_, static_cast<std::uint32_t>(target_));
+  report(ctx_, spdlog::level::info, "pool.scale", {config_.name, {}, 0},
+         fmt::format("pool {} scales from {} to {} workers", config_.name, old, target_),
+         {{"from", old}, {"to", target_}});
+  for (int i = target_; i < old; ++i) {
+    Slot& s = *slots_[static_cast<std::size_t>(i)];
+    s.restart_timer.stop();
+    if (s.process) s.process->stop(graceful_stop(config_), true);
+    if (s.replacement) s.replacement->stop(graceful_stop(config_), true);
+  }
+  for (int i = old; i < target_; ++i) {
+    Slot& s = *slots_[static_cast<std::size_t>(i)];
+    s.backoff.reset();
+    spawn(s);
+  }
+  update_running();
+  return true;
+}
+
+void Pool::close_listeners() {
+  if (dispatcher_) dispatcher_->shut();
+  for (auto& l : listeners_) {
+    remove_socket_file(l);
+    l.fd.reset();
+  }
+}
+
+}  // namespace forkpool::supervisor

@@ -1,0 +1,24 @@
+#pragma once
+// Internal to pool*.cpp: one worker number of a pool and the processes that serve it.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "supervisor/pool/pool.hpp"
+
+namespace forkpool::supervisor {
+
+struct Pool::Slot {
+  Slot(uv_loop_t* loop, unsigned i, const config::PoolConfig& c)
+      : index(i), restart_timer(loop), backoff(c.restart_delay, c.restart_delay_max) {}
+  unsigned index;
+  std::unique_ptr<WorkerProcess> process;                // serving, or starting to
+  std::unique_ptr<WorkerProcess> replacement;            // takes over once ready
+  std::vector<std::unique_ptr<WorkerProcess>> retiring;  // replaced, finishing their work
+  std::string replace_reason;
+  Timer restart_timer;
+  Backoff backoff;
+};
+
+}  // namespace forkpool::supervisor

@@ -1,0 +1,99 @@
+// Pool: what `status` shows of a pool and its workers, from one scoreboard read plus
+// what only the master knows (roles, connections it handed out, STATUS= texts).
+
+#include <time.h>
+
+#include "config/names.hpp"
+#include "shm/histogram.hpp"
+#include "base/clock.hpp"
+#include "supervisor/process/exit_status.hpp"
+#include "supervisor/pool/pool.hpp"
+#include "supervisor/pool/pool_slot.hpp"
+#include "shm/proc_stats.hpp"
+
+namespace forkpool::supervisor {
+namespace {
+
+Percentiles percentiles(const shm::HistogramSnapshot& h) {
+  const shm::Percentiles p = shm::histogram_percentiles(h);
+  auto ms = [](std::uint64_t us) { return static_cast<double>(us) / 1000.0; };
+  return {p.count, ms(p.p50_us), ms(p.p90_us), ms(p.p99_us), ms(p.max_us)};
+}
+
+
+}  // namespace
+
+PoolStatus Pool::status() const {
+  PoolStatus s;
+  s.name = config_.name;
+  s.state = std::string(shm::to_string(state_));
+  s.dispatch = std::string(config::to_string(config_.dispatch));
+  s.balance = std::string(config::to_string(config_.balance));
+  for (const auto& l : listeners_) s.listeners.push_back(l.bound.empty() ? l.address.text : l.bound);
+  s.target = target_;
+  s.live = live();
+  s.ready = ready_count();
+
+  const shm::PoolSnapshot p = ctx_.scoreboard->read_pool(index_);
+  s.queue_length = p.queued_now;
+  s.queue_peak = p.queue_peak;
+  s.queue_limit = static_cast<std::uint64_t>(config_.queue_limit);
+  s.accepted = p.accepted;
+  s.dispatched = p.dispatched;
+  s.completed = p.completed;
+  s.in_flight = p.in_flight;
+  s.lost = p.lost;
+  s.closed = p.closed;
+  s.queue_timeouts = p.queue_timeouts;
+  s.spawned = p.spawned;
+  s.crashed = p.crashed;
+  s.killed = p.killed;
+  s.recycled = p.recycled;
+  s.duration = percentiles(p.duration);
+  s.queue_wait = percentiles(p.queue_wait);
+  s.duration_histogram = p.duration;
+  s.queue_wait_histogram = p.queue_wait;
+
+  const bool master_dispatch = dispatcher_ != nullptr;
+  const std::int64_t now_ns = base::monotonic_ns();
+  auto add = [&](unsigned worker, const WorkerProcess& proc, const char* role) {
+    const shm::WorkerSnapshot snap = ctx_.scoreboard->read_worker(proc.identity().scoreboard_slot);
+    WorkerStatus w;
+    w.worker = worker;
+    w.slot = proc.identity().scoreboard_slot;
+    w.pid = proc.pid();
+    w.role = role;
+    w.generation = proc.identity().generation;
+    w.uptime_s = static_cast<double>(proc.uptime().count()) / 1000.0;
+    w.restarts = snap.restarts;
+    w.status_text = proc.status_text();
+    if (snap.last_exit_status >= 0) w.last_exit = describe_wait_status(snap.last_exit_status);
+    if (master_dispatch) {
+      // The master's own accounting: exact, and not up to the worker.
+      w.handled = proc.completed();
+      w.in_flight = proc.in_flight();
+      w.current_ms = static_cast<double>(proc.oldest_held().count());
+      w.state = !proc.ready() ? "starting" : proc.stop_requested() ? "stopping" : w.in_flight > 0 ? "busy" : "idle";
+    } else {
+      w.handled = snap.connections_handled;
+      w.in_flight = snap.in_flight;
+      w.current_ms = snap.busy_since_ns > 0 ? static_cast<double>(now_ns - snap.busy_since_ns) / 1e6 : 0.0;
+      w.state = std::string(shm::to_string(snap.state));
+    }
+    if (auto stats = shm::read_proc_stats(proc.pid())) {
+      w.rss_bytes = stats->rss_bytes;
+      w.cpu_s = static_cast<double>(stats->cpu_time_us) / 1e6;
+    }
+    if (w.state == "busy") ++s.busy;
+    if (w.state == "idle") ++s.idle;
+    s.workers.push_back(std::move(w));
+  };
+  for (const auto& slot : slots_) {
+    if (slot->process) add(slot->index, *slot->process, "serving");
+    if (slot->replacement) add(slot->index, *slot->replacement, "replacement");
+    for (const auto& r : slot->retiring) add(slot->index, *r, "retiring");
+  }
+  return s;
+}
+
+}  // namespace forkpool::supervisor

@@ -1,0 +1,33 @@
+#pragma once
+// The code that runs in a forked child between fork() and execve(). Async-signal-safe
+// only: no allocation, no locks, no logging, no exceptions; it never returns.
+
+#include "supervisor/process/spawn_plan.hpp"
+
+namespace forkpool::supervisor {
+
+// Which step failed, reported to the master through the CLOEXEC error pipe.
+enum class ChildStep : int {
+  ProcessGroup = 1,
+  Signals,
+  Descriptors,
+  Rlimit,
+  Groups,
+  Gid,
+  Uid,
+  Cwd,
+  ParentDeath,
+  Exec,
+};
+
+struct ChildFailure {
+  int step;
+  int error;
+};
+
+const char* to_string(ChildStep step);
+
+// Applies `plan` and execs. On failure writes a ChildFailure to `error_fd` and _exit(127)s.
+[[noreturn]] void exec_child(const SpawnPlan& plan, int error_fd) noexcept;
+
+}  // namespace forkpool::supervisor

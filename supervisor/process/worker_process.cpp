@@ -1,0 +1,325 @@
+#include "base/clock.hpp"
+#include "base/resources.hpp"
+#include "supervisor/process/worker_process.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <system_error>
+
+#include "supervisor/process/exit_status.hpp"
+#include "supervisor/observe/log.hpp"
+#include "supervisor/process/spawner.hpp"
+#include "base/unix_message.hpp"
+#include "worker/protocol.h"
+
+namespace forkpool::supervisor {
+
+using base::close_passed_fds;
+using base::UnixMessage;
+namespace {
+
+
+using base::out_of_resources;
+
+OwnedFd open_output_file(const std::filesystem::path& path) {
+  OwnedFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644));
+  if (!fd) throw SpawnFailure("open " + path.string() + ": " + std::strerror(errno), out_of_resources(errno));
+  return fd;
+}
+
+}  // namespace
+
+std::string describe_peer(const sockaddr_storage& peer, socklen_t len) {
+  char host[INET6_ADDRSTRLEN] = {};
+  if (peer.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
+    ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
+  }
+  if (peer.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    return "[" + std::string(host) + "]:" + std::to_string(ntohs(a->sin6_port));
+  }
+  if (peer.ss_family == AF_UNIX) return len > sizeof(sa_family_t) ? "unix peer" : "unnamed unix peer";
+  return "unknown peer";
+}
+
+WorkerProcess::WorkerProcess(MasterContext& ctx, const config::PoolConfig& pool, Identity id,
+                             const std::vector<Listener>& listeners, WorkerEvents events)
+    : ctx_(ctx),
+      pool_(pool),
+      id_(id),
+      events_(std::move(events)),
+      ready_timer_(ctx.loop),
+      watchdog_timer_(ctx.loop),
+      stop_timer_(ctx.loop),
+      request_timer_(ctx.loop) {
+  if (auto ec = ctx_.scoreboard->start_worker(id_.scoreboard_slot, id_.generation))
+    log::warn("scoreboard.renew_failed", "pool {} worker {}: new slot page: {}; reusing the old one",
+              pool_.name, id_.worker, ec.message());
+
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0)
+    throw SpawnFailure(std::string("socketpair: ") + std::strerror(errno), out_of_resources(errno));
+  channel_.reset(pair[0]);
+  OwnedFd worker_end(pair[1]);
+
+  WorkerContext wc;
+  wc.worker = id_.worker;
+  wc.generation = id_.generation;
+  wc.master_pid = ctx_.pid;
+  wc.channel_fd = worker_end.get();
+  wc.scoreboard_fd = ctx_.scoreboard->slot_fd(id_.scoreboard_slot);
+  wc.stdin_fd = ctx_.dev_null;
+  for (const auto& l : listeners) wc.listener_texts.push_back(l.bound);
+  if (pool_.dispatch == config::Dispatch::Shared)
+    for (const auto& l : listeners) wc.listener_fds.push_back(l.fd.get());
+
+  const std::string prefix = pool_.name + "[" + std::to_string(id_.worker) + "]";
+  OwnedFd stdout_file, stderr_file;
+  auto output_fd = [&](const config::OutputTarget& t, int inherited, std::unique_ptr<OutputCapture>& capture,
+                       OwnedFd& file, const char* stream) {
+    switch (t.kind) {
+      case config::OutputTarget::Kind::Inherit: return inherited;
+      case config::OutputTarget::Kind::Null: return ctx_.dev_null;
+      case config::OutputTarget::Kind::File: file = open_output_file(t.path); return file.get();
+      case config::OutputTarget::Kind::Log:
+        capture = std::make_unique<OutputCapture>(ctx_.loop, prefix + " " + stream);
+        return capture->write_end();
+    }
+    return inherited;
+  };
+  try {
+    wc.stdout_fd = output_fd(pool_.stdout_target, STDOUT_FILENO, stdout_capture_, stdout_file, "stdout");
+    wc.stderr_fd = output_fd(pool_.stderr_target, STDERR_FILENO, stderr_capture_, stderr_file, "stderr");
+    if (pool_.ready == config::Readiness::Notify || pool_.watchdog.count() > 0) {
+      NotifyHandlers h;
+      h.ready = [this] { mark_ready(); };
+      h.watchdog = [this] { arm_watchdog(); };
+      h.status = [this](std::string s) { status_text_ = std::move(s); };
+      h.stopping = [this] { log::debug("worker.stopping", "worker {}[{}] pid {} says it is stopping", pool_.name, id_.worker, pid_); };
+      notify_ = std::make_unique<NotifySocket>(ctx_.loop, worker_uid(pool_), std::move(h));
+      wc.notify_socket = notify_->address();
+    }
+  } catch (const SpawnFailure&) {
+    throw;
+  } catch (const std::system_error& e) {
+    throw SpawnFailure(e.what(), out_of_resources(e.code().value()));
+  } catch (const std::exception& e) {
+    throw SpawnFailure(e.what(), false);
+  }
+
+  SpawnPlan plan;
+  try {
+    plan = build_spawn_plan(pool_, wc);
+  } catch (const std::exception& e) {
+    throw SpawnFailure(e.what(), false);
+  }
+  const SpawnResult r = spawn(plan);
+  if (!r.ok()) {
+    throw SpawnFailure(r.message(), out_of_resources(r.error));
+  }
+  pid_ = r.pid;
+  started_ = Clock::now();
+  if (stdout_capture_) stdout_capture_->close_write_end();
+  if (stderr_capture_) stderr_capture_->close_write_end();
+  ctx_.scoreboard->set_pid(id_.scoreboard_slot, pid_, base::monotonic_ns());
+
+  ::fcntl(channel_.get(), F_SETFL, O_NONBLOCK);
+  channel_watch_ = std::make_unique<FdWatch>(ctx_.loop, channel_.get());
+  watch_channel();
+
+  if (pool_.ready == config::Readiness::Notify && pool_.ready_timeout.count() > 0)
+    ready_timer_.start(pool_.ready_timeout, [this] { events_.ready_timeout(); });
+  if (pool_.watchdog.count() > 0) arm_watchdog();
+}
+
+WorkerProcess::~WorkerProcess() = default;
+
+std::chrono::milliseconds WorkerProcess::uptime() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_);
+}
+
+void WorkerProcess::watch_channel() {
+  if (!channel_watch_) return;
+  channel_watch_->start(UV_READABLE | (channel_blocked_ ? UV_WRITABLE : 0), [this](int status, int events) {
+    if (channel_blocked_ && (status < 0 || (events & UV_WRITABLE) != 0)) {
+      channel_blocked_ = false;
+      watch_channel();
+      if (events_.writable) events_.writable();
+      return;  // the handler may have changed this worker; read on the next wake-up
+    }
+    read_channel();
+  });
+}
+
+bool WorkerProcess::accepts_work() const {
+  return ready_ && !stop_requested_ && !channel_gone_ && !work_ended_ && stop_plan_.empty() && channel_ &&
+         !channel_blocked_ &&
+         held_.size() < static_cast<std::size_t>(pool_.max_inflight);
+}
+
+SendResult WorkerProcess::send_connection(int fd, std::uint16_t listener, std::uint64_t id,
+                                          const sockaddr_storage& peer, socklen_t peer_len) {
+  fp_msg m{FP_MSG_CONN, listener, 0, id};
+  UnixMessage<CMSG_SPACE(sizeof(int))> out(&m, sizeof m);
+  out.attach_fd(fd);
+  ssize_t n;
+  do {
+    n = ::sendmsg(channel_.get(), &out.msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+    channel_blocked_ = true;
+    watch_channel();
+    return SendResult::WouldBlock;
+  }
+  if (n != static_cast<ssize_t>(sizeof m)) {
+    // EPIPE, ECONNRESET, ...: the worker is gone or closed its end. The caller keeps the
+    // connection; this worker gets no more.
+    channel_gone_ = true;
+    return SendResult::Gone;
+  }
+  const bool start_timer = held_.empty();
+  held_[id] = HeldConnection{Clock::now(), peer, peer_len};
+  ++handed_;
+  if (start_timer) arm_request_timer();
+  return SendResult::Sent;
+}
+
+void WorkerProcess::finish_connection(std::uint64_t id) {
+  auto it = held_.find(id);
+  if (it == held_.end()) {
+    log::debug("channel.unknown_done", "worker {}[{}] pid {} reported DONE for connection {} it does not hold",
+               pool_.name, id_.worker, pid_, id);
+    return;
+  }
+  const auto held = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - it->second.since);
+  const bool was_oldest = it == held_.begin();
+  held_.erase(it);
+  ++completed_;
+  if (held_.empty()) idle_order_ = ++ctx_.idle_clock;
+  if (was_oldest) arm_request_timer();
+  if (events_.done) events_.done(held);
+}
+
+void WorkerProcess::arm_request_timer() {
+  if (pool_.request_timeout.count() == 0 || stop_requested_ || !stop_plan_.empty()) return;
+  if (held_.empty()) {
+    request_timer_.stop();
+    return;
+  }
+  // Connection ids grow with time, so the map's first entry is the oldest connection.
+  const auto& oldest = held_.begin()->second;
+  const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - oldest.since);
+  request_timer_.start(pool_.request_timeout - age, [this] {
+    if (held_.empty() || !events_.request_timeout) return;
+    events_.request_timeout(describe_peer(held_.begin()->second.peer, held_.begin()->second.peer_len));
+  });
+}
+
+std::chrono::milliseconds WorkerProcess::oldest_held() const {
+  if (held_.empty()) return std::chrono::milliseconds(0);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - held_.begin()->second.since);
+}
+
+void WorkerProcess::end_work() {
+  if (work_ended_ || !channel_) return;
+  work_ended_ = true;
+  ::shutdown(channel_.get(), SHUT_WR);
+}
+
+void WorkerProcess::mark_ready() {
+  if (ready_ || stop_requested_ || !stop_plan_.empty()) return;  // being stopped or killed
+  ready_ = true;
+  idle_order_ = ++ctx_.idle_clock;
+  ready_timer_.stop();
+  ctx_.scoreboard->mark_ready(id_.scoreboard_slot);
+  events_.ready();  // may destroy nothing: the pool only updates counts here
+}
+
+void WorkerProcess::arm_watchdog() {
+  if (pool_.watchdog.count() == 0 || stop_requested_ || !stop_plan_.empty()) return;
+  watchdog_timer_.start(pool_.watchdog, [this] { events_.watchdog_missed(); });
+}
+
+void WorkerProcess::read_channel(bool until_empty) {
+  if (!channel_) return;
+  for (int budget = 0; until_empty || budget < 64; ++budget) {
+    fp_msg m{};
+    UnixMessage<CMSG_SPACE(sizeof(int) * 4)> in(&m, sizeof m);
+    msghdr& msg = in.msg;
+    const ssize_t n = ::recvmsg(channel_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    // A worker never sends descriptors; close any it does.
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) close_passed_fds(c);
+    if (n <= 0) {  // EOF or error: the worker closed its end or is gone
+      if (channel_watch_) channel_watch_->stop();
+      return;
+    }
+    if (n != static_cast<ssize_t>(sizeof m) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+      log::warn("channel.bad_message", "worker {}[{}] pid {} sent a malformed {}-byte message; ignored",
+                pool_.name, id_.worker, pid_, n);
+      continue;
+    }
+    if (m.type == FP_MSG_READY && !until_empty) {  // a reaped worker is not becoming ready
+      mark_ready();
+      return;  // its handler may have changed the pool; read on next time
+    }
+    if (m.type == FP_MSG_DONE) {
+      finish_connection(m.id);
+      if (!until_empty) return;  // the done handler dispatches more work
+    }
+    // Unknown types are ignored, so a newer worker library can talk to this master.
+  }
+}
+
+void WorkerProcess::close_channel() {
+  if (channel_watch_) channel_watch_->stop();
+  channel_watch_.reset();
+  channel_.reset();
+}
+
+void WorkerProcess::signal(int signo, bool whole_group) {
+  // The pid is ours and not reaped yet (the pool drops this object when it reaps), so it
+  // cannot have been reused; the group id lives as long as its leader.
+  if (::kill(whole_group ? -pid_ : pid_, signo) != 0 && errno == ESRCH && whole_group) ::kill(pid_, signo);
+}
+
+void WorkerProcess::stop(StopPlan plan, bool requested) {
+  if (requested) stop_requested_ = true;
+  // A stop in progress is only overtaken by one that kills at once (a fast shutdown).
+  if (!stop_plan_.empty() && plan.front().signal != SIGKILL) return;
+  ready_timer_.stop();
+  watchdog_timer_.stop();
+  request_timer_.stop();
+  end_work();
+  ctx_.scoreboard->mark_stopping(id_.scoreboard_slot);
+  stop_plan_ = std::move(plan);
+  stop_step_ = 0;
+  stop_began_ = Clock::now();
+  run_stop_steps();
+}
+
+void WorkerProcess::run_stop_steps() {
+  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - stop_began_);
+  while (stop_step_ < stop_plan_.size() && stop_plan_[stop_step_].after <= elapsed) {
+    const StopStep& step = stop_plan_[stop_step_++];
+    if (stop_step_ > 1)
+      log::warn("worker.stop_escalated", "worker {}[{}] pid {} still running after {}; sending SIG{}",
+                pool_.name, id_.worker, pid_, format_uptime(step.after), sigabbrev_np(step.signal));
+    signal(step.signal, step.whole_group);
+  }
+  if (stop_step_ < stop_plan_.size())
+    stop_timer_.start(stop_plan_[stop_step_].after - elapsed, [this] { run_stop_steps(); });
+}
+
+}  // namespace forkpool::supervisor
