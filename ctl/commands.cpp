@@ -63,6 +63,10 @@ int run_request(const Invocation& inv, const nlohmann::json& request) {
     } catch (const ReplyError& e) {
       if (inv.json) out(reply.text + "\n");
       print_error(e.what());
+      // A refused reload lists every problem, one "file:line:col: key: message" a line.
+      if (const auto errors = reply.body.find("errors"); !inv.json && errors != reply.body.end() && errors->is_array())
+        for (const auto& line : *errors)
+          if (line.is_string() && line.get<std::string>() != e.what()) std::cerr << "  " << line.get<std::string>() << "\n";
       return kExitErrorReply;
     }
     if (cmd == "events") return stream_events(inv, client, reply);

@@ -22,9 +22,11 @@ LiveScoreboard open_live_scoreboard(const std::string& socket, Timeout timeout) 
   return attach_live_scoreboard(client, timeout);
 }
 
-bool has_stale_pages(const shm::ScoreboardSnapshot& snapshot) {
+bool has_stale_pages(const shm::ScoreboardSnapshot& snapshot, std::size_t attached_pages) {
   for (const auto& w : snapshot.workers) {
     if ((w.anomalies & shm::kAnomalyStalePage) != 0) return true;
+    // A slot first used after the attach (a scale-up or reload): its page is not ours yet.
+    if (w.slot >= attached_pages && w.pid != 0) return true;
   }
   return false;
 }

@@ -27,6 +27,6 @@ LiveScoreboard open_live_scoreboard(const std::string& socket,
 
 // True when some slot's page was replaced since it was attached (a worker restarted), so
 // the descriptors should be fetched again.
-bool has_stale_pages(const shm::ScoreboardSnapshot& snapshot);
+bool has_stale_pages(const shm::ScoreboardSnapshot& snapshot, std::size_t attached_pages);
 
 }  // namespace forkpool::ctl

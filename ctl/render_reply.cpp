@@ -37,6 +37,35 @@ std::string extras(const nlohmann::json& j, const std::set<std::string, std::les
   return out;
 }
 
+// What a reload changed: one line per pool that changed, then the rest counted.
+std::string render_reload(const nlohmann::json& reply) {
+  std::string out = fmt::format("reloaded: configuration generation {}\n", count_text(reply, "generation"));
+  std::size_t unchanged = 0;
+  if (const auto& pools = field(reply, "pools"); pools.is_array()) {
+    for (const auto& p : pools) {
+      const std::string change = str_field(p, "change");
+      if (change == "unchanged") {
+        ++unchanged;
+        continue;
+      }
+      std::string keys;
+      if (const auto& k = field(p, "keys"); k.is_array())
+        for (const auto& key : k) keys += (keys.empty() ? "" : ", ") + (key.is_string() ? key.get<std::string>() : key.dump());
+      const char* verb = change == "in-place" ? "changed in place" : change == "replace" ? "workers replaced (rolling)"
+                         : change == "added"  ? "added"
+                         : change == "removed" ? "removed (draining)"
+                                               : change.c_str();
+      out += fmt::format("  pool {:<16} {}{}\n", str_field(p, "name"), verb, keys.empty() ? "" : ": " + keys);
+    }
+  }
+  out += fmt::format("  {} pool(s) unchanged\n", unchanged);
+  std::string supervisor;
+  if (const auto& s = field(reply, "supervisor"); s.is_array())
+    for (const auto& key : s) supervisor += (supervisor.empty() ? "" : ", ") + (key.is_string() ? key.get<std::string>() : key.dump());
+  if (!supervisor.empty()) out += "  supervisor: " + supervisor + "\n";
+  return out;
+}
+
 }  // namespace
 
 std::string render_event(const nlohmann::json& event, bool colour) {
@@ -64,6 +93,7 @@ std::string render_reply(const nlohmann::json& request, const nlohmann::json& re
                        str_field(reply, "version", "?"), count_text(reply, "protocol"),
                        count_text(reply, "control"));
   }
+  if (cmd == "reload") return render_reload(reply);
   if (const auto msg = str_field(reply, "message"); !msg.empty()) return msg + "\n";
   // No message from the master: say what was asked, and anything else it told us.
   std::string what = cmd;

@@ -24,6 +24,8 @@ double ms_from_us(std::uint64_t us) {
 }
 
 std::string pool_name(const TopFrame& f, std::uint32_t pool) {
+  if (f.snapshot != nullptr && pool < f.snapshot->pools.size() && !f.snapshot->pools[pool].name.empty())
+    return f.snapshot->pools[pool].name;
   if (f.pool_names != nullptr && pool < f.pool_names->size()) return (*f.pool_names)[pool];
   return fmt::format("pool#{}", pool);
 }
@@ -131,9 +133,11 @@ std::vector<std::string> render_top_frame(const TopFrame& f) {
   lines.push_back(
       fmt::format("{}  master pid {}  up {}  pools {}  workers {} (busy {})  {}  q: quit",
                   paint("forkpool top", Colour::Bold, f.colour), s.master_pid,
-                  format_duration(seconds(up)), s.pools.size(), live, busy, f.clock));
+                  format_duration(seconds(up)),
+                  std::count_if(s.pools.begin(), s.pools.end(), [](const auto& p) { return p.in_use; }), live, busy, f.clock));
   lines.push_back(f.notice.empty() ? "" : paint(f.notice, Colour::Yellow, f.colour));
   for (const auto& p : s.pools) {
+    if (!p.in_use) continue;  // a free block: no pool there
     lines.emplace_back();
     lines.push_back(pool_line(f, p));
     Table t({"SLOT", "W", "PID", "STATE", "INFL", "CURRENT", "HANDLED", "UPTIME", "RSS", "CPU",

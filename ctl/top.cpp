@@ -95,7 +95,7 @@ class TopState {
     snapshot_ = live_.board.snapshot();
     fill_usage(snapshot_);
     const bool gone = !master_alive(snapshot_.master_pid);
-    if ((gone || has_stale_pages(snapshot_)) &&
+    if ((gone || has_stale_pages(snapshot_, live_.epochs.size())) &&
         snapshot_.taken_monotonic_ns - last_refresh_ns_ >= kMinRefreshNs) {
       refresh(gone);
     }

@@ -47,21 +47,21 @@ AttachedScoreboard AttachedScoreboard::attach(int region_fd, std::span<const int
   const auto& h = *std::launder(reinterpret_cast<const Header*>(a.region_.data()));
   const std::uint32_t slots = h.slot_count.load(std::memory_order_relaxed);
   const std::size_t page = h.activity_page_size.load(std::memory_order_relaxed);
-  if (slot_fds.size() != slots) {
+  if (slot_fds.size() > slots) {
     throw AttachError("scoreboard: got " + std::to_string(slot_fds.size()) + " slot fds for " +
                       std::to_string(slots) + " slots");
   }
-  if (!page_epochs.empty() && page_epochs.size() != slots) {
+  if (!page_epochs.empty() && page_epochs.size() != slot_fds.size()) {
     throw AttachError("scoreboard: got " + std::to_string(page_epochs.size()) +
-                      " page epochs for " + std::to_string(slots) + " slots");
+                      " page epochs for " + std::to_string(slot_fds.size()) + " slot fds");
   }
   try {
     a.pages_ = SlotPages(slots, page);
   } catch (const std::system_error& e) {
     throw AttachError(std::string("scoreboard: ") + e.what());
   }
-  std::vector<const SlotActivity*> views(slots);
-  for (std::uint32_t i = 0; i < slots; ++i) {
+  std::vector<const SlotActivity*> views(slots, nullptr);
+  for (std::uint32_t i = 0; i < slot_fds.size(); ++i) {
     const std::string what = "slot " + std::to_string(i) + " page";
     if (sealed_size(slot_fds[i], what) < page) {
       throw AttachError("scoreboard: " + what + " is smaller than " + std::to_string(page) +

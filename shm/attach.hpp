@@ -23,7 +23,8 @@ class AttachError : public std::runtime_error {
 
 class AttachedScoreboard {
  public:
-  // `slot_fds` must hold one fd per slot, in slot order. `page_epochs`, when given, are
+  // `slot_fds` holds one fd per slot for the first slot_fds.size() slots (the ones the
+  // master has made pages for), in slot order; the other slots are read without activity. `page_epochs`, when given, are
   // the epochs the master sent with those fds (Scoreboard::slot_epoch), so a page that has
   // since been replaced is reported as stale rather than read. The fds are not kept.
   static AttachedScoreboard attach(int region_fd, std::span<const int> slot_fds,

@@ -27,7 +27,7 @@ namespace forkpool::shm {
 
 // Bump on any change to a struct in this file or to the numeric values of WorkerState,
 // PoolState or the histogram buckets.
-inline constexpr std::uint32_t kLayoutVersion = 2;
+inline constexpr std::uint32_t kLayoutVersion = 3;
 // "FPSCORE" followed by a format byte; spelled so a hex dump of the region reads it.
 inline constexpr std::uint64_t kMagic = 0x0145524f43535046ull;  // bytes: F P S C O R E 0x01
 inline constexpr std::size_t kCacheLine = 64;
@@ -39,6 +39,11 @@ inline constexpr std::size_t kHistogramBuckets = 34;
 // Sanity bounds used when validating a header handed to us by another process.
 inline constexpr std::uint32_t kMaxSlots = 65536;
 inline constexpr std::uint32_t kMaxPools = 4096;
+
+// A pool block carries its pool's name, so a reader matches blocks to pools by name and a
+// reload can add and remove pools without renumbering the others.
+inline constexpr std::size_t kPoolNameWords = 8;
+inline constexpr std::size_t kPoolNameBytes = kPoolNameWords * 8 - 1;
 
 using AtomicU32 = std::atomic<std::uint32_t>;
 using AtomicI32 = std::atomic<std::int32_t>;
@@ -65,8 +70,8 @@ struct alignas(kCacheLine) Header {
   AtomicU32 activity_size;       // master, at creation: sizeof(SlotActivity)
   AtomicU32 pool_block_size;     // master, at creation: sizeof(PoolBlock)
   AtomicU32 histogram_buckets;   // master, at creation: kHistogramBuckets
-  AtomicU32 slot_count;          // master, at creation
-  AtomicU32 pool_count;          // master, at creation
+  AtomicU32 slot_count;          // master, at creation: slot records allocated (with room to grow)
+  AtomicU32 pool_count;          // master, at creation: pool blocks allocated (with room to grow)
   AtomicU32 activity_page_size;  // master, at creation: bytes in each slot memfd
   AtomicI32 master_pid;          // master, at creation
   AtomicU64 pools_offset;        // master, at creation: byte offset of PoolBlock[0]
@@ -92,6 +97,9 @@ struct alignas(kCacheLine) PoolBlock {
   AtomicU64 seq;              // master: seqlock, odd while an update is in progress
   AtomicU32 state;            // master: PoolState
   AtomicU32 size;             // master: configured number of workers
+  AtomicU32 in_use;           // master: 1 while a pool owns the block, 0 when it is free
+  AtomicU32 generation;       // master: configuration generation the pool runs
+  AtomicU64 name[kPoolNameWords];  // master: pool name, NUL-padded, first 63 bytes
   AtomicU64 accepted;         // master: connections accepted on the pool's listeners
   AtomicU64 dispatched;       // master: connections handed to a worker
   AtomicU64 completed;        // master: DONE received from the worker

@@ -1,5 +1,6 @@
 #include "shm/reader.hpp"
 
+#include <cstring>
 #include <new>
 
 #include "shm/region.hpp"
@@ -106,8 +107,16 @@ PoolSnapshot Reader::read_pool(std::uint32_t pool) const {
   p.pool = pool;
   const PoolBlock& b = pools_[pool];
   std::uint32_t state = 0;
+  std::uint32_t in_use = 0;
+  char name[kPoolNameWords * 8 + 1] = {};
   seqlock_read(b.seq, [&] {
     state = b.state.load(kRelaxed);
+    in_use = b.in_use.load(kRelaxed);
+    p.generation = b.generation.load(kRelaxed);
+    for (std::size_t i = 0; i < kPoolNameWords; ++i) {
+      const std::uint64_t word = b.name[i].load(kRelaxed);
+      std::memcpy(name + i * 8, &word, 8);
+    }
     p.size = b.size.load(kRelaxed);
     p.accepted = b.accepted.load(kRelaxed);
     p.dispatched = b.dispatched.load(kRelaxed);
@@ -126,6 +135,9 @@ PoolSnapshot Reader::read_pool(std::uint32_t pool) const {
     p.queue_wait = histogram_copy(b.queue_wait);
   });
   p.state = pool_state_from_raw(state).value_or(PoolState::Failed);
+  p.in_use = in_use != 0;
+  name[kPoolNameBytes] = '\0';
+  p.name = name;
   return p;
 }
 

@@ -32,6 +32,8 @@ class Reader {
   // each page belonged to then. A slot whose epoch has moved on is flagged
   // kAnomalyStalePage and its activity is not read, since it is an earlier worker's page.
   void set_page_epochs(std::vector<std::uint64_t> epochs) { page_epochs_ = std::move(epochs); }
+  // The master maps slot pages as slots are first used; `page` becomes readable here.
+  void set_page(std::uint32_t slot, const SlotActivity* page) { pages_[slot] = page; }
 
  private:
   // A slot copied out of shared memory but not yet validated.

@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
+#include <cstring>
 #include <new>
 #include <string>
 
@@ -32,8 +34,16 @@ void bump(AtomicU64& a, std::uint64_t n) {
 
 }  // namespace
 
+std::uint32_t Scoreboard::pool_room(std::size_t pools) {
+  return static_cast<std::uint32_t>(std::min<std::size_t>(kMaxPools, std::max<std::size_t>(64, 2 * pools)));
+}
+
+std::uint32_t Scoreboard::slot_room(std::size_t slots) {
+  return static_cast<std::uint32_t>(std::min<std::size_t>(kMaxSlots, std::max<std::size_t>(1024, 2 * slots)));
+}
+
 Scoreboard::Scoreboard(std::uint32_t pool_count, std::uint32_t slot_count)
-    : pool_count_(pool_count) {
+    : pool_count_(pool_count), slot_used_(slot_count, false), pool_used_(pool_count, false) {
   if (slot_count > kMaxSlots || pool_count > kMaxPools) {
     throw std::system_error(std::make_error_code(std::errc::invalid_argument),
                             "scoreboard: too many slots or pools");
@@ -56,14 +66,82 @@ Scoreboard::Scoreboard(std::uint32_t pool_count, std::uint32_t slot_count)
 
   pages_ = SlotPages(slot_count, page);
   slot_fds_.resize(slot_count);
-  std::vector<const SlotActivity*> views(slot_count);
-  for (std::uint32_t i = 0; i < slot_count; ++i) {
-    if (auto ec = renew_page(i)) {
-      throw std::system_error(ec, "memfd_create/mmap (scoreboard slot " + std::to_string(i) + ")");
+  reader_ = Reader(region_.data(), std::vector<const SlotActivity*>(slot_count, nullptr));
+}
+
+std::optional<std::uint32_t> Scoreboard::add_pool(std::string_view name, std::uint32_t generation) {
+  for (std::uint32_t i = 0; i < pool_count_; ++i) {
+    if (pool_used_[i]) continue;
+    pool_used_[i] = true;
+    PoolBlock& b = pools_[i];
+    SeqlockWrite w(b.seq);
+    // A block is reused by a later pool: nothing of the earlier one may show through.
+    for (AtomicU64* f : {&b.accepted, &b.dispatched, &b.completed, &b.in_flight, &b.lost, &b.closed,
+                         &b.queued_now, &b.queue_peak, &b.queue_timeouts, &b.spawned, &b.crashed, &b.killed,
+                         &b.recycled})
+      f->store(0, kRelaxed);
+    for (HistogramBlock* h : {&b.duration, &b.queue_wait}) {
+      for (auto& bucket : h->buckets) bucket.store(0, kRelaxed);
+      h->count.store(0, kRelaxed);
+      h->sum_us.store(0, kRelaxed);
+      h->max_us.store(0, kRelaxed);
     }
-    views[i] = std::launder(reinterpret_cast<const SlotActivity*>(pages_.page(i)));
+    char text[kPoolNameWords * 8] = {};
+    std::memcpy(text, name.data(), std::min(name.size(), kPoolNameBytes));
+    for (std::size_t k = 0; k < kPoolNameWords; ++k) {
+      std::uint64_t word = 0;
+      std::memcpy(&word, text + k * 8, 8);
+      b.name[k].store(word, kRelaxed);
+    }
+    b.state.store(static_cast<std::uint32_t>(PoolState::Stopped), kRelaxed);
+    b.size.store(0, kRelaxed);
+    b.generation.store(generation, kRelaxed);
+    b.in_use.store(1, kRelaxed);
+    return i;
   }
-  reader_ = Reader(region_.data(), std::move(views));
+  return std::nullopt;
+}
+
+void Scoreboard::remove_pool(std::uint32_t pool) {
+  PoolBlock& b = pool_block(pool);
+  {
+    SeqlockWrite w(b.seq);
+    b.in_use.store(0, kRelaxed);
+    b.state.store(static_cast<std::uint32_t>(PoolState::Stopped), kRelaxed);
+  }
+  pool_used_[pool] = false;
+}
+
+void Scoreboard::set_pool_generation(std::uint32_t pool, std::uint32_t generation) {
+  PoolBlock& b = pool_block(pool);
+  SeqlockWrite w(b.seq);
+  b.generation.store(generation, kRelaxed);
+}
+
+std::uint32_t Scoreboard::free_pools() const {
+  return static_cast<std::uint32_t>(std::count(pool_used_.begin(), pool_used_.end(), false));
+}
+
+std::error_code Scoreboard::acquire_slot(std::uint32_t& slot) {
+  for (std::uint32_t i = 0; i < slot_used_.size(); ++i) {
+    if (slot_used_[i]) continue;
+    if (!slot_fds_[i]) {
+      if (auto ec = renew_page(i)) return ec;
+    }
+    slot_used_[i] = true;
+    slot = i;
+    return {};
+  }
+  return std::make_error_code(std::errc::no_space_on_device);
+}
+
+void Scoreboard::release_slot(std::uint32_t slot) {
+  require(slot < slot_count(), "slot index");
+  slot_used_[slot] = false;
+}
+
+std::uint32_t Scoreboard::free_slots() const {
+  return static_cast<std::uint32_t>(std::count(slot_used_.begin(), slot_used_.end(), false));
 }
 
 std::error_code Scoreboard::renew_page(std::uint32_t slot) {
@@ -72,6 +150,10 @@ std::error_code Scoreboard::renew_page(std::uint32_t slot) {
   if (auto ec = pages_.map(slot, fd.get(), true)) return ec;
   new (pages_.page(slot)) SlotActivity{};
   slot_fds_[slot] = std::move(fd);
+  reader_.set_page(slot, std::launder(reinterpret_cast<const SlotActivity*>(pages_.page(slot))));
+  // Slots are handed out lowest first, so the paged ones stay a prefix (a reader gets
+  // the fds of slots [0, paged_) and nothing else).
+  paged_ = std::max(paged_, slot + 1);
   return {};
 }
 
@@ -102,7 +184,10 @@ std::error_code Scoreboard::start_worker(std::uint32_t slot, std::uint32_t gener
   SlotRecord& r = record(slot);
   const std::uint64_t epoch = r.epoch.load(kRelaxed);
   std::error_code ec;
-  if (epoch != 0) {
+  if (!slot_fds_[slot]) {
+    // A slot nobody acquired (unit tests drive slots directly): make its page now.
+    if (auto first = renew_page(slot)) return first;
+  } else if (epoch != 0) {
     ec = renew_page(slot);
     if (ec) {
       // Degraded but safe: the old page is reset by the master, which owns it while no

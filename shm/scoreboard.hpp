@@ -7,6 +7,8 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -34,21 +36,47 @@ enum class PoolCounter {
 
 class Scoreboard {
  public:
-  // Creates the main region and one page memfd per slot. Throws std::system_error naming
-  // the failing syscall; this is the only method that throws.
+  // Creates the main region with room for `pool_count` pools and `slot_count` slots (a
+  // reload may add pools and workers up to that room). A slot's page memfd is made when
+  // the slot is first used. Throws std::system_error naming the failing syscall; this is
+  // the only method that throws.
   Scoreboard(std::uint32_t pool_count, std::uint32_t slot_count);
+
+  // Room for a configuration: pools and slots it needs, doubled, with a floor, so reloads
+  // that add pools or workers rarely hit the limit (unused room costs address space and
+  // no memory: untouched pages of a memfd are never allocated).
+  static std::uint32_t pool_room(std::size_t pools);
+  static std::uint32_t slot_room(std::size_t slots);
   // Movable: the Reader points into the mappings, which do not move with the object.
   Scoreboard(Scoreboard&&) = default;
   Scoreboard& operator=(Scoreboard&&) = default;
 
   std::uint32_t pool_count() const { return pool_count_; }
   std::uint32_t slot_count() const { return pages_.count(); }
+  // Slots [0, slots_paged()) have a page memfd; higher slots were never used yet.
+  std::uint32_t slots_paged() const { return paged_; }
+
+  // --- Pool blocks, by name ---
+  // A free block, zeroed and named, for a pool that starts; nullopt when every block is
+  // taken. Blocks are released when a removed pool has finished draining.
+  std::optional<std::uint32_t> add_pool(std::string_view name, std::uint32_t generation);
+  void remove_pool(std::uint32_t pool);
+  void set_pool_generation(std::uint32_t pool, std::uint32_t generation);
+  std::uint32_t free_pools() const;
+
+  // --- Slot allocation ---
+  // The lowest free slot, with its page memfd made on first use. Lowest first keeps every
+  // slot that has a page in the prefix [0, slots_paged()). Errors: no_space_on_device when
+  // every slot is taken, else the memfd/mmap errno.
+  std::error_code acquire_slot(std::uint32_t& slot);
+  void release_slot(std::uint32_t slot);
+  std::uint32_t free_slots() const;
 
   // The main region: for forkpoolctl (read-only attach) only, never for a worker.
   int region_fd() const { return region_fd_.get(); }
   // Slot `slot`'s page memfd, close-on-exec: the spawner dup2()s it into the worker as
   // FORKPOOL_SCOREBOARD_FD. Changes on every start_worker() after the first.
-  int slot_fd(std::uint32_t slot) const { return slot_fds_[slot].get(); }
+  int slot_fd(std::uint32_t slot) const { return slot < slot_fds_.size() ? slot_fds_[slot].get() : -1; }
   // The epoch whose page slot_fd() is, to send along with the fd to read-only readers.
   std::uint64_t slot_epoch(std::uint32_t slot) const;
 
@@ -88,6 +116,9 @@ class Scoreboard {
   void set_state(std::uint32_t slot, WorkerState state);
 
   std::uint32_t pool_count_ = 0;
+  std::uint32_t paged_ = 0;
+  std::vector<bool> slot_used_;
+  std::vector<bool> pool_used_;
   OwnedFd region_fd_;
   Mapping region_;
   PoolBlock* pools_ = nullptr;

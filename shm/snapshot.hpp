@@ -89,6 +89,9 @@ struct WorkerSnapshot {
 
 struct PoolSnapshot {
   std::uint32_t pool = 0;
+  bool in_use = true;  // false for a free block (no pool there): readers skip it
+  std::string name;
+  std::uint32_t generation = 0;
   PoolState state = PoolState::Stopped;
   std::uint32_t size = 0;
   std::uint64_t accepted = 0;

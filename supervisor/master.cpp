@@ -20,11 +20,12 @@
 namespace forkpool::supervisor {
 namespace {
 
-// Scoreboard slots of a pool: worker numbers up to its size plus a few for TTIN/scale,
-// and as many again for replacements that start before the worker they replace stops.
-std::uint32_t pool_capacity(const config::PoolConfig& p) {
+// Scoreboard slots a pool may want: worker numbers up to its size plus a few for
+// TTIN/scale, and as many again for replacements that start before the worker they
+// replace stops. The scoreboard is sized with room beyond the sum, for reloads.
+std::size_t slots_wanted(const config::PoolConfig& p) {
   const int size = std::max(p.workers, p.max_workers);
-  return static_cast<std::uint32_t>(2 * (size + std::max(4, size / 4)));
+  return static_cast<std::size_t>(2 * (size + std::max(4, size / 4)));
 }
 
 // Each slot page is an fd; let the master use every fd the hard limit allows.
@@ -48,7 +49,7 @@ Loop::~Loop() {
   uv_loop_close(&loop_);
 }
 
-Master::Master(config::Config config) : config_(std::move(config)) {
+Master::Master(config::Config config) : cleanup_(loop_.get()) {
   ctx_.loop = loop_.get();
   ctx_.pid = ::getpid();
   // Orphans of our workers (a daemonising grandchild, say) come to us, not to init,
@@ -62,54 +63,52 @@ Master::Master(config::Config config) : config_(std::move(config)) {
   if (!dev_null_) throw std::runtime_error(std::string("open /dev/null: ") + std::strerror(errno));
   ctx_.dev_null = dev_null_.get();
 
+  auto shared = std::make_shared<const config::Config>(std::move(config));
   InheritedSockets inherited = InheritedSockets::from_environment();
-  std::vector<std::vector<Listener>> listeners;
-  try {
-    for (const auto& pool : config_.pools) {
-      auto& mine = listeners.emplace_back();
-      for (const auto& address : pool.listen) {
-        mine.push_back(open_listener(address, pool.backlog, inherited));
-        log::info("listener.open", "pool {} listens on {}{}", pool.name, mine.back().bound,
-                  mine.back().adopted ? " (socket passed by systemd)" : "");
-      }
-    }
-  } catch (...) {
-    // Socket files made before the failure would otherwise stay behind.
-    for (const auto& mine : listeners)
-      for (const auto& l : mine) remove_socket_file(l);
-    throw;
-  }
+  // Throws naming the address; sockets bound before the failure close (and their
+  // files go) with the half-built set.
+  ListenerSet listeners = ListenerSet::build(*shared, nullptr, inherited);
   if (std::size_t n = inherited.close_unclaimed())
     log::warn("listener.unclaimed", "closed {} passed socket(s) that match no configured listen address", n);
 
-  std::uint32_t slots = 0;
-  for (const auto& pool : config_.pools) slots += pool_capacity(pool);
-  scoreboard_ = std::make_unique<shm::Scoreboard>(static_cast<std::uint32_t>(config_.pools.size()), slots);
+  std::size_t slots = 0;
+  for (const auto& pool : shared->pools) slots += slots_wanted(pool);
+  scoreboard_ = std::make_unique<shm::Scoreboard>(shm::Scoreboard::pool_room(shared->pools.size()),
+                                                  shm::Scoreboard::slot_room(slots));
   ctx_.scoreboard = scoreboard_.get();
   ctx_.changed = [this] { on_changed(); };
 
-  std::uint32_t first = 0;
-  for (std::size_t i = 0; i < config_.pools.size(); ++i) {
-    const std::uint32_t capacity = pool_capacity(config_.pools[i]);
-    pools_.push_back(std::make_unique<Pool>(ctx_, config_.pools[i], static_cast<std::uint32_t>(i), first,
-                                            capacity, std::move(listeners[i])));
-    first += capacity;
+  generation_ = std::make_unique<Generation>(1, shared, std::move(listeners));
+  for (const auto& pool : shared->pools) {
+    generation_->pools().push_back(generation_->make_pool(ctx_, pool));
+    for (const auto& l : generation_->pools().back()->listeners())
+      log::info("listener.open", "pool {} listens on {}{}", pool.name, l->bound,
+                l->adopted ? " (socket passed by systemd)" : "");
   }
 
-  control_ = std::make_unique<ControlServer>(loop_.get(), config_.supervisor,
-                                            [this](ControlClient& c, const nlohmann::json& r) { run_command(*this, c, r); });
+  control_ = make_control_server(supervisor_config());
   ctx_.events = [this](const nlohmann::json& e) {
     if (control_) control_->broadcast(e);
+    for (auto& moved : moved_controls_) moved->broadcast(e);
   };
-  if (!config_.supervisor.metrics_listen.empty()) {
-    metrics_http_ = std::make_unique<MetricsHttpServer>(loop_.get(), config_.supervisor.metrics_listen,
-                                                        [this](std::string_view path) { return serve_http(path); });
-    log::info("metrics.listen", "metrics on http://{}/metrics", metrics_http_->address());
-  }
+  metrics_http_ = make_metrics_server(supervisor_config().metrics_listen);
 
   for (int signo : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGCHLD})
     signals_.push_back(std::make_unique<SignalWatch>(loop_.get(), signo, [this](int s) { on_signal(s); }));
   systemd_ = std::make_unique<SystemdNotify>(loop_.get());
+}
+
+std::unique_ptr<ControlServer> Master::make_control_server(const config::SupervisorConfig& s) {
+  return std::make_unique<ControlServer>(loop_.get(), s,
+                                         [this](ControlClient& c, const nlohmann::json& r) { run_command(*this, c, r); });
+}
+
+std::unique_ptr<MetricsHttpServer> Master::make_metrics_server(const std::string& address) {
+  if (address.empty()) return nullptr;
+  auto server = std::make_unique<MetricsHttpServer>(loop_.get(), address,
+                                                    [this](std::string_view path) { return serve_http(path); });
+  log::info("metrics.listen", "metrics on http://{}/metrics", server->address());
+  return server;
 }
 
 Master::~Master() {
@@ -117,7 +116,9 @@ Master::~Master() {
   ctx_.events = nullptr;
   metrics_http_.reset();
   control_.reset();
-  pools_.clear();
+  moved_controls_.clear();
+  removed_pools_.clear();
+  generation_.reset();
   signals_.clear();
   systemd_.reset();
   shutdown_deadline_.reset();
@@ -127,22 +128,20 @@ StatusModel Master::status_model() {
   StatusModel m;
   m.master_pid = ctx_.pid;
   m.version = kVersion;
-  m.config_file = config_.file.string();
+  m.config_file = generation_->config().file.string();
+  m.generation = generation_->number();
   m.state = state_ == MasterState::Starting ? "starting" : state_ == MasterState::Running ? "running" : "stopping";
   m.uptime_s = std::chrono::duration<double>(Clock::now() - started_).count();
-  for (const auto& pool : pools_) m.pools.push_back(pool->status());
+  for (const auto& pool : generation_->pools()) m.pools.push_back(pool->status());
+  for (const auto& pool : removed_pools_) m.pools.push_back(pool->status());
   return m;
 }
 
-Pool* Master::find_pool(std::string_view name) {
-  for (auto& pool : pools_)
-    if (pool->name() == name) return pool.get();
-  return nullptr;
-}
+Pool* Master::find_pool(std::string_view name) { return generation_->find_pool(name); }
 
 std::vector<std::string> Master::pool_names() const {
   std::vector<std::string> names;
-  for (const auto& pool : pools_) names.push_back(pool->name());
+  for (const auto& pool : generation_->pools()) names.push_back(pool->name());
   return names;
 }
 
@@ -156,15 +155,20 @@ std::vector<shm::OwnedFd> Master::scoreboard_fds(nlohmann::json& info) {
   std::vector<shm::OwnedFd> fds;
   fds.push_back(read_only(scoreboard_->region_fd()));
   nlohmann::json epochs = nlohmann::json::array();
-  for (std::uint32_t i = 0; i < scoreboard_->slot_count(); ++i) {
+  // Only slots that have been used have pages; they are the first slots_paged().
+  for (std::uint32_t i = 0; i < scoreboard_->slots_paged(); ++i) {
     fds.push_back(read_only(scoreboard_->slot_fd(i)));
     epochs.push_back(scoreboard_->slot_epoch(i));
   }
   for (const auto& fd : fds)
     if (!fd) throw std::runtime_error(std::string("reopening the scoreboard read-only: ") + std::strerror(errno));
-  info["slots"] = scoreboard_->slot_count();
+  info["slots"] = scoreboard_->slots_paged();
   info["epochs"] = std::move(epochs);
-  info["pools"] = pool_names();
+  // Names by pool block: a reload frees and reuses blocks, so the order is the blocks'.
+  nlohmann::json names = nlohmann::json::array();
+  for (std::uint32_t i = 0; i < scoreboard_->pool_count(); ++i) names.push_back("");
+  for_each_pool([&](Pool& p) { names[p.index()] = p.name(); });
+  info["pools"] = std::move(names);
   return fds;
 }
 
@@ -177,7 +181,7 @@ MetricsHttpServer::Response Master::serve_http(std::string_view path) {
   }
   // Healthy when every started pool has at least one ready worker.
   std::string unhealthy;
-  for (const auto& pool : pools_)
+  for (const auto& pool : generation_->pools())
     if (pool->state() != shm::PoolState::Stopped && pool->ready_count() == 0)
       unhealthy += (unhealthy.empty() ? "" : ", ") + pool->name();
   if (unhealthy.empty()) return {200, "text/plain", "ok\n"};
@@ -185,11 +189,11 @@ MetricsHttpServer::Response Master::serve_http(std::string_view path) {
 }
 
 int Master::run() {
-  log::info("master.start", "forkpool master pid {} starting {} pool(s) from {}", ctx_.pid, pools_.size(),
-            config_.file.string());
+  log::info("master.start", "forkpool master pid {} starting {} pool(s) from {}", ctx_.pid,
+            generation_->pools().size(), generation_->config().file.string());
   // Until every pool was asked to start, one that has not been is not "settled".
   launching_ = true;
-  for (auto& pool : pools_) pool->start();
+  for (auto& pool : generation_->pools()) pool->start();
   launching_ = false;
   on_changed();
   uv_run(loop_.get(), UV_RUN_DEFAULT);
@@ -206,10 +210,9 @@ void Master::on_signal(int signo) {
     case SIGUSR1: log::reopen(); return;
     case SIGTTIN: resize_fixed_pools(+1); return;
     case SIGTTOU: resize_fixed_pools(-1); return;
-    case SIGHUP:
+    case SIGHUP: reload("SIGHUP"); return;
     case SIGUSR2:
-      log::warn("master.unsupported_signal", "SIG{} (reload / binary upgrade) is not available in this version; ignored",
-                sigabbrev_np(signo));
+      log::warn("master.unsupported_signal", "SIGUSR2 (binary upgrade) is not available in this version; ignored");
       return;
     default: return;
   }
@@ -240,34 +243,34 @@ void Master::shutdown(bool fast) {
   log::info("master.stop", "{} shutdown", fast ? "fast" : "graceful");
   if (first) {
     systemd_->stopping();
-    for (auto& pool : pools_) pool->close_listeners();
-    if (!fast && config_.supervisor.shutdown_timeout.count() > 0) {
+    for_each_pool([](Pool& p) { p.close_listeners(); });
+    const auto timeout = supervisor_config().shutdown_timeout;
+    if (!fast && timeout.count() > 0) {
       shutdown_deadline_ = std::make_unique<Timer>(loop_.get());
-      shutdown_deadline_->start(config_.supervisor.shutdown_timeout, [this] {
+      shutdown_deadline_->start(timeout, [this, timeout] {
         log::warn("master.shutdown_timeout", "shutdown_timeout {} passed; killing the remaining workers",
-                  format_uptime(config_.supervisor.shutdown_timeout));
-        for (auto& pool : pools_) pool->stop(true);
+                  format_uptime(timeout));
+        for_each_pool([](Pool& p) { p.stop(true); });
       });
     }
   }
-  for (auto& pool : pools_) pool->stop(fast);
+  for_each_pool([fast](Pool& p) { p.stop(fast); });
   on_changed();
 }
 
 void Master::resize_fixed_pools(int delta) {
-  for (auto& pool : pools_) {
+  for (auto& pool : generation_->pools()) {
     if (pool->config().dynamic || pool->state() == shm::PoolState::Stopping) continue;
     const int target = pool->target() + delta;
     if (target < 1) continue;
     if (!pool->resize(target))
-      log::warn("pool.capacity", "pool {} cannot grow past {} workers (its scoreboard capacity)", pool->name(),
-                pool->max_size());
+      log::warn("pool.capacity", "pool {} cannot grow past {} workers", pool->name(), pool->max_size());
   }
 }
 
 std::string Master::status_line() const {
   std::string out;
-  for (const auto& pool : pools_) {
+  for (const auto& pool : generation_->pools()) {
     if (!out.empty()) out += "; ";
     out += pool->name() + ": " + std::to_string(pool->ready_count()) + "/" + std::to_string(pool->target()) +
            " ready";
@@ -276,9 +279,25 @@ std::string Master::status_line() const {
   return out;
 }
 
+void Master::drop_stopped_removed_pools() {
+  std::erase_if(removed_pools_, [](const std::unique_ptr<Pool>& p) {
+    if (p->state() != shm::PoolState::Stopped || p->live() > 0) return false;
+    log::info("pool.removed", "pool {} has drained; its listeners close", p->name());
+    return true;
+  });
+}
+
 void Master::on_changed() {
+  // Called from inside pools' own calls: a drained removed pool goes on a later turn.
+  for (const auto& pool : removed_pools_)
+    if (pool->state() == shm::PoolState::Stopped && pool->live() == 0 && !cleanup_.active()) {
+      cleanup_.start(std::chrono::milliseconds(0), [this] { drop_stopped_removed_pools(); });
+      break;
+    }
   if (state_ == MasterState::Stopping) {
-    for (const auto& pool : pools_)
+    for (const auto& pool : generation_->pools())
+      if (pool->live() > 0) return;
+    for (const auto& pool : removed_pools_)
       if (pool->live() > 0) return;
     systemd_->stop_watchdog();
     if (shutdown_deadline_) shutdown_deadline_->stop();
@@ -287,13 +306,13 @@ void Master::on_changed() {
   }
   systemd_->status(status_line());
   if (state_ == MasterState::Starting && !launching_) {
-    for (const auto& pool : pools_)
+    for (const auto& pool : generation_->pools())
       if (!pool->settled()) return;
     state_ = MasterState::Running;
     // systemd hears READY=1 either way, so a failed pool shows in STATUS= and the
     // logs instead of as a start timeout that kills the healthy pools too.
     std::string failed;
-    for (const auto& pool : pools_)
+    for (const auto& pool : generation_->pools())
       if (pool->state() == shm::PoolState::Failed) failed += (failed.empty() ? "" : ", ") + pool->name();
     if (failed.empty()) log::info("master.ready", "every pool has its workers ready");
     else log::warn("master.ready", "start-up finished with failed pool(s): {}", failed);

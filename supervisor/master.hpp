@@ -1,6 +1,12 @@
 #pragma once
-// The master: wires listeners, scoreboard, pools, signals and systemd together and runs
-// the loop. Policy lives in Pool; this file only routes events.
+// The master: wires the current configuration generation, the scoreboard, signals,
+// systemd and the control and metrics sockets together and runs the loop. Policy lives
+// in Pool and in generation/reload; this file routes events.
+//
+// What the master owns (docs/master.md draws it):
+//   Generation (current): Config, ListenerSet, Pools   -- replaced whole on reload
+//   removed pools: draining after a reload dropped them, destroyed once stopped
+//   Scoreboard, ControlServer(s), MetricsHttpServer, SystemdNotify, signal watches
 
 #include <uv.h>
 
@@ -11,8 +17,9 @@
 #include "shm/scoreboard.hpp"
 #include "supervisor/control/control_commands.hpp"
 #include "supervisor/control/control_server.hpp"
-#include "supervisor/observe/metrics_http.hpp"
+#include "supervisor/generation/generation.hpp"
 #include "supervisor/master_context.hpp"
+#include "supervisor/observe/metrics_http.hpp"
 #include "supervisor/pool/pool.hpp"
 #include "supervisor/systemd_notify.hpp"
 #include "supervisor/uv_handles.hpp"
@@ -52,26 +59,51 @@ class Master final : public ControlTarget {
   std::vector<std::string> pool_names() const override;
   void request_shutdown() override { shutdown(false); }
   std::vector<shm::OwnedFd> scoreboard_fds(nlohmann::json& info) override;
+  nlohmann::json reload(std::string_view trigger) override;
 
  private:
+  // The [supervisor] part of a reload: what must be bound or opened first (and can
+  // fail), then swapped in once the pools are committed.
+  struct SupervisorSwap {
+    std::unique_ptr<ControlServer> control;
+    bool control_access = false;  // same socket path, new mode or group
+    std::unique_ptr<MetricsHttpServer> metrics;
+    bool metrics_changed = false;
+    bool log_changed = false;
+    bool level_changed = false;
+  };
+  SupervisorSwap prepare_supervisor(const config::SupervisorConfig& next, const config::ConfigDiff& diff);
+  void commit_supervisor(const config::SupervisorConfig& next, SupervisorSwap swap);
+  std::unique_ptr<ControlServer> make_control_server(const config::SupervisorConfig& s);
+  std::unique_ptr<MetricsHttpServer> make_metrics_server(const std::string& address);
+
+  template <typename F>
+  void for_each_pool(F&& f) {
+    for (auto& pool : generation_->pools()) f(*pool);
+    for (auto& pool : removed_pools_) f(*pool);
+  }
+  const config::SupervisorConfig& supervisor_config() const { return generation_->config().supervisor; }
   void on_signal(int signo);
   void reap();
   void shutdown(bool fast);
   void on_changed();
+  void drop_stopped_removed_pools();
   void resize_fixed_pools(int delta);
   std::string status_line() const;
   MetricsHttpServer::Response serve_http(std::string_view path);
 
   Loop loop_;  // first member: destroyed last
-  config::Config config_;
   std::unique_ptr<shm::Scoreboard> scoreboard_;
   MasterContext ctx_;
-  std::vector<std::unique_ptr<Pool>> pools_;
+  std::unique_ptr<Generation> generation_;
+  std::vector<std::unique_ptr<Pool>> removed_pools_;
   std::vector<std::unique_ptr<SignalWatch>> signals_;
   std::unique_ptr<SystemdNotify> systemd_;
   std::unique_ptr<Timer> shutdown_deadline_;
   std::unique_ptr<ControlServer> control_;
+  std::vector<std::unique_ptr<ControlServer>> moved_controls_;  // still answering their clients
   std::unique_ptr<MetricsHttpServer> metrics_http_;
+  Timer cleanup_;  // destroys drained removed pools on a later loop turn, never inside their calls
   Clock::time_point started_ = Clock::now();
   MasterState state_ = MasterState::Starting;
   bool launching_ = false;  // pools are being started one after another

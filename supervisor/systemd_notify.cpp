@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <ctime>
+#include <string>
 
 #include "supervisor/observe/log.hpp"
 
@@ -39,6 +41,18 @@ void SystemdNotify::status(const std::string& text) {
 
 void SystemdNotify::stopping() {
   if (enabled_) sd_notify(0, "STOPPING=1");
+}
+
+void SystemdNotify::reloading() {
+  if (!enabled_) return;
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  const std::uint64_t usec = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000;
+  sd_notify(0, ("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(usec)).c_str());
+}
+
+void SystemdNotify::reloaded() {
+  if (enabled_ && ready_sent_) sd_notify(0, "READY=1");
 }
 
 void SystemdNotify::stop_watchdog() {

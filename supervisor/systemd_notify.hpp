@@ -19,6 +19,10 @@ class SystemdNotify {
   void ready();
   void status(const std::string& text);  // sent only when it changed
   void stopping();
+  // A reload begins (RELOADING=1 with MONOTONIC_USEC, as Type=notify-reload wants) and
+  // ends (READY=1 again, whether it was applied or refused).
+  void reloading();
+  void reloaded();
   void stop_watchdog();
 
  private:

@@ -131,9 +131,7 @@ void cmd_kill(ControlTarget& t, ControlClient& c, const json& r) {
   c.reply(ok({{"pool", pool.name()}, {"worker", *worker}, {"signal", config::signal_name(signo)}}));
 }
 
-void cmd_reload(ControlTarget&, ControlClient&, const json&) {
-  throw BadRequest{"reload is not available in this version; use `restart POOL` to replace workers"};
-}
+void cmd_reload(ControlTarget& t, ControlClient& c, const json&) { c.reply(t.reload("control socket")); }
 
 void cmd_shutdown(ControlTarget& t, ControlClient& c, const json&) {
   c.reply(ok({{"stopping", true}}));

@@ -24,6 +24,9 @@ class ControlTarget {
   // Read-only descriptors of the main region, then of every slot page; `info` gets
   // slots, epochs, pools. The caller closes them once sent.
   virtual std::vector<shm::OwnedFd> scoreboard_fds(nlohmann::json& info) = 0;
+  // Re-reads the configuration file (SPEC section 7). The reply: ok with generation,
+  // summary, pools and supervisor changes; or ok false with error and errors.
+  virtual nlohmann::json reload(std::string_view trigger) = 0;
 };
 
 // Control protocol version, reported by `version`; bumped on incompatible changes.

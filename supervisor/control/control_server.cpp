@@ -137,10 +137,7 @@ void ControlClient::close() {
 ControlServer::ControlServer(uv_loop_t* loop, const config::SupervisorConfig& config, Handler handler)
     : loop_(loop), config_(config), handler_(std::move(handler)) {
   const std::string path = config_.control_socket.string();
-  if (!config_.control_group.empty()) {
-    if (group* g = ::getgrnam(config_.control_group.c_str())) group_ = g->gr_gid;
-    else throw std::runtime_error("control_group \"" + config_.control_group + "\" does not exist");
-  }
+  group_ = resolve_group(config_.control_group);
   prepare_socket_path(config_.control_socket);
   listener_ = new uv_pipe_t;
   uv_pipe_init(loop_, listener_, 0);
@@ -167,11 +164,32 @@ ControlServer::ControlServer(uv_loop_t* loop, const config::SupervisorConfig& co
 
 ControlServer::~ControlServer() {
   while (!clients_.empty()) drop(*clients_.front());
-  if (listener_ != nullptr) {
-    listener_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(listener_), [](uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); });
-    ::unlink(config_.control_socket.c_str());
-  }
+  stop_listening();
+}
+
+gid_t ControlServer::resolve_group(const std::string& name) {
+  if (name.empty()) return static_cast<gid_t>(-1);
+  if (group* g = ::getgrnam(name.c_str())) return g->gr_gid;
+  throw std::runtime_error("control_group \"" + name + "\" does not exist");
+}
+
+void ControlServer::stop_listening() {
+  if (listener_ == nullptr) return;
+  listener_->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(listener_), [](uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); });
+  listener_ = nullptr;
+  ::unlink(config_.control_socket.c_str());
+}
+
+void ControlServer::set_access(mode_t mode, const std::string& group_name) {
+  const std::string path = config_.control_socket.string();
+  group_ = resolve_group(group_name);
+  config_.control_mode = mode;
+  config_.control_group = group_name;
+  if (::chown(path.c_str(), static_cast<uid_t>(-1), group_ == static_cast<gid_t>(-1) ? ::getegid() : group_) != 0)
+    log::warn("control.chown", "chown {} to group {}: {}", path, group_name, std::strerror(errno));
+  if (::chmod(path.c_str(), mode) != 0)
+    log::warn("control.chmod", "chmod {} {:o}: {}", path, mode, std::strerror(errno));
 }
 
 void ControlServer::on_connection(uv_stream_t* server, int status) {

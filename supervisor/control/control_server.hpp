@@ -60,6 +60,14 @@ class ControlServer {
   ControlServer& operator=(const ControlServer&) = delete;
 
   void broadcast(const nlohmann::json& event);
+  const std::filesystem::path& path() const { return config_.control_socket; }
+  // A reload moved the control socket: this one stops taking connections and removes
+  // its file; clients already connected are still answered until they leave.
+  void stop_listening();
+  // A reload changed control_mode/control_group of the same socket path.
+  void set_access(mode_t mode, const std::string& group);
+  // The gid of `group` ("" = none); throws std::runtime_error when it does not exist.
+  static gid_t resolve_group(const std::string& group);
   std::size_t clients() const { return clients_.size(); }
 
   static constexpr std::size_t kMaxLine = 64 * 1024;

@@ -27,24 +27,41 @@ using base::out_of_resources;
 
 }  // namespace
 
-Dispatcher::Dispatcher(MasterContext& ctx, const config::PoolConfig& pool, std::uint32_t pool_index,
-                       const std::vector<Listener>& listeners, WorkerList workers)
+Dispatcher::Dispatcher(MasterContext& ctx, PoolConfigRef pool, std::uint32_t pool_index,
+                       const std::vector<ListenerRef>& listeners, WorkerList workers)
     : ctx_(ctx),
-      pool_(pool),
+      pool_(std::move(pool)),
       index_(pool_index),
       workers_(std::move(workers)),
-      choice_(pool.balance),
+      choice_(pool_->balance),
       queue_timer_(ctx.loop),
       emfile_pause_(ctx.loop) {
   rlimit rl{};
   fd_limit_ = ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < static_cast<rlim_t>(INT32_MAX)
                   ? static_cast<int>(rl.rlim_cur)
                   : INT32_MAX;
+  set_listeners(listeners);
+}
+
+void Dispatcher::set_config(PoolConfigRef pool) {
+  if (pool->balance != pool_->balance) choice_ = WorkerChoice(pool->balance);
+  pool_ = std::move(pool);
+  arm_queue_timer();
+  pump();
+}
+
+void Dispatcher::set_listeners(const std::vector<ListenerRef>& listeners) {
+  // Watches go before anything else: libuv must not be watching an fd number we no
+  // longer hold (and a new watch on the same fd needs the old one gone).
+  accept_watches_.clear();
+  listener_fds_.clear();
+  accepting_ = false;
+  if (shut_) return;
   for (const auto& l : listeners) {
     // Only the master accepts in this mode, so the listener may be non-blocking.
-    ::fcntl(l.fd.get(), F_SETFL, ::fcntl(l.fd.get(), F_GETFL) | O_NONBLOCK);
-    listener_fds_.push_back(l.fd.get());
-    accept_watches_.push_back(std::make_unique<FdWatch>(ctx.loop, l.fd.get()));
+    l->set_nonblocking(true);
+    listener_fds_.push_back(l->fd.get());
+    accept_watches_.push_back(std::make_unique<FdWatch>(ctx_.loop, l->fd.get()));
   }
   update_accepting();
 }
@@ -61,7 +78,7 @@ bool Dispatcher::has_capacity() {
 void Dispatcher::update_accepting() {
   // A full queue stops accepting: new connections wait in the kernel's backlog instead,
   // where they cost the master nothing.
-  const bool room = queue_.size() < static_cast<std::size_t>(pool_.queue_limit) || has_capacity();
+  const bool room = queue_.size() < static_cast<std::size_t>(pool_->queue_limit) || has_capacity();
   const bool want = !shut_ && !paused_ && !emfile_pause_.active() && room;
   if (want == accepting_) return;
   accepting_ = want;
@@ -88,7 +105,7 @@ void Dispatcher::accept_from(std::size_t listener) {
     ctx_.scoreboard->count(index_, shm::PoolCounter::Accepted);
     queue_.push_back(Pending{OwnedFd(fd), static_cast<std::uint16_t>(listener), ++next_id_, Clock::now(), peer, len});
     pump();
-    if (queue_.size() >= static_cast<std::size_t>(pool_.queue_limit)) break;
+    if (queue_.size() >= static_cast<std::size_t>(pool_->queue_limit)) break;
     // accept returns the lowest free descriptor, so every one below `fd` is in use.
     if (fd >= fd_limit_ - kFdReserve) {
       pause_for_descriptors("descriptor " + std::to_string(fd) + " of at most " + std::to_string(fd_limit_) +
@@ -99,7 +116,7 @@ void Dispatcher::accept_from(std::size_t listener) {
     // one that succeeded, so a master hovering at the edge logs once, not every pause.
     if (emfile_episode_) {
       emfile_episode_ = false;
-      log::info("listener.accept_resumed", "pool {}: accepting again", pool_.name);
+      log::info("listener.accept_resumed", "pool {}: accepting again", pool_->name);
     }
   }
   publish();
@@ -117,7 +134,7 @@ void Dispatcher::pause_for_descriptors(const std::string& why) {
   if (!emfile_episode_)
     log::warn("listener.accept_paused",
               "pool {}: {}; pausing accepts, keeping {} descriptors free (logged once until it recovers)",
-              pool_.name, why, kFdReserve);
+              pool_->name, why, kFdReserve);
   emfile_episode_ = true;
   // Resume only once there is room again; until then check every pause interval. The
   // kernel's backlog holds new connections meanwhile.
@@ -168,27 +185,27 @@ void Dispatcher::on_lost(std::size_t count) {
   ctx_.scoreboard->count(index_, shm::PoolCounter::Lost, count);
   in_flight_ -= std::min<std::uint64_t>(in_flight_, count);
   log::warn("worker.connections_lost", "pool {}: {} connection(s) ended with their worker, without DONE",
-            pool_.name, count);
+            pool_->name, count);
   publish();
 }
 
 void Dispatcher::arm_queue_timer() {
   // A timer runs only while something waits, so an idle master sleeps without one.
-  if (pool_.queue_timeout.count() == 0 || queue_.empty()) {
+  if (pool_->queue_timeout.count() == 0 || queue_.empty()) {
     queue_timer_.stop();
     return;
   }
-  const auto due = queue_.front().accepted + pool_.queue_timeout;
+  const auto due = queue_.front().accepted + pool_->queue_timeout;
   const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(due - Clock::now());
   queue_timer_.start(wait + std::chrono::milliseconds(1), [this] { expire_queue(); });
 }
 
 void Dispatcher::expire_queue() {
   const auto now = Clock::now();
-  while (!queue_.empty() && now - queue_.front().accepted >= pool_.queue_timeout) {
-    log::debug("queue.timeout", "pool {}: closing connection {} from {} after {} in the queue", pool_.name,
+  while (!queue_.empty() && now - queue_.front().accepted >= pool_->queue_timeout) {
+    log::debug("queue.timeout", "pool {}: closing connection {} from {} after {} in the queue", pool_->name,
                queue_.front().id, describe_peer(queue_.front().peer, queue_.front().peer_len),
-               format_uptime(pool_.queue_timeout));
+               format_uptime(pool_->queue_timeout));
     ctx_.scoreboard->count(index_, shm::PoolCounter::QueueTimeouts);
     queue_.pop_front();
   }
@@ -218,7 +235,7 @@ void Dispatcher::set_paused(bool paused) {
 void Dispatcher::close_queue(const char* why) {
   queue_timer_.stop();
   for (const Pending& p : queue_) {
-    log::debug("queue.closed", "pool {}: closing queued connection {} from {} {}", pool_.name, p.id,
+    log::debug("queue.closed", "pool {}: closing queued connection {} from {} {}", pool_->name, p.id,
                describe_peer(p.peer, p.peer_len), why);
     ctx_.scoreboard->count(index_, shm::PoolCounter::Closed);
   }

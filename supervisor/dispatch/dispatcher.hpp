@@ -28,8 +28,8 @@ class Dispatcher {
   // buffer the dispatcher reuses, so dispatching allocates nothing per connection).
   using WorkerList = std::function<void(std::vector<WorkerProcess*>&)>;
 
-  Dispatcher(MasterContext& ctx, const config::PoolConfig& pool, std::uint32_t pool_index,
-             const std::vector<Listener>& listeners, WorkerList workers);
+  Dispatcher(MasterContext& ctx, PoolConfigRef pool, std::uint32_t pool_index,
+             const std::vector<ListenerRef>& listeners, WorkerList workers);
   ~Dispatcher();
 
   // Hands queued connections to workers that can take them; call whenever capacity
@@ -44,6 +44,11 @@ class Dispatcher {
   // closes what it had queued; a started one accepts again.
   void set_paused(bool paused);
   std::size_t queued() const { return queue_.size(); }
+  // A reload changed master-side settings (queue limits, balance...): they apply from now.
+  void set_config(PoolConfigRef pool);
+  // A reload changed the pool's listeners: accept on these from now (none: accept
+  // nothing, as for a pool that is removed and drains what it has queued).
+  void set_listeners(const std::vector<ListenerRef>& listeners);
 
  private:
   struct Pending {
@@ -66,7 +71,7 @@ class Dispatcher {
   bool has_capacity();
 
   MasterContext& ctx_;
-  const config::PoolConfig& pool_;
+  PoolConfigRef pool_;
   std::uint32_t index_;
   WorkerList workers_;
   WorkerChoice choice_;

@@ -131,14 +131,16 @@ std::size_t InheritedSockets::close_unclaimed() {
   return n;
 }
 
-Listener open_listener(const config::ListenAddress& address, int backlog, InheritedSockets& inherited) {
-  Listener l;
+ListenerRef open_listener(const config::ListenAddress& address, int backlog, InheritedSockets& inherited) {
+  auto ref = std::make_shared<Listener>();
+  Listener& l = *ref;
   l.address = address;
+  l.backlog = backlog;
   if (OwnedFd fd = inherited.take(address)) {
     l.fd = std::move(fd);
     l.adopted = true;
     l.bound = describe_bound(l.fd.get(), address);
-    return l;
+    return ref;
   }
   const bool unix_socket = address.kind == config::ListenAddress::Kind::Unix;
   const int family = unix_socket ? AF_UNIX : (address.ipv6 ? AF_INET6 : AF_INET);
@@ -157,17 +159,27 @@ Listener open_listener(const config::ListenAddress& address, int backlog, Inheri
   const socklen_t len = make_sockaddr(address, addr);
   if (::bind(l.fd.get(), &addr.sa, len) != 0) fail("bind", address, errno);
   l.created_file = unix_socket && address.path.native()[0] != '@';
-  if (::listen(l.fd.get(), backlog) != 0) {
-    const int err = errno;
-    remove_socket_file(l);
-    fail("listen", address, err);
-  }
+  if (::listen(l.fd.get(), backlog) != 0) fail("listen", address, errno);  // ~Listener unlinks
   l.bound = describe_bound(l.fd.get(), address);
-  return l;
+  return ref;
 }
 
-void remove_socket_file(const Listener& l) {
-  if (l.created_file) ::unlink(l.address.path.c_str());
+Listener::~Listener() { close(); }
+
+void Listener::close() {
+  if (fd && created_file) ::unlink(address.path.c_str());
+  fd.reset();
+}
+
+bool Listener::set_backlog(int n) {
+  if (::listen(fd.get(), n) != 0) return false;
+  backlog = n;
+  return true;
+}
+
+void Listener::set_nonblocking(bool on) {
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags >= 0) ::fcntl(fd.get(), F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
 }
 
 }  // namespace forkpool::supervisor

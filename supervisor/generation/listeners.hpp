@@ -2,6 +2,7 @@
 // The listening sockets of every pool: bound here, or adopted from systemd socket
 // activation (LISTEN_FDS) when a passed socket has the configured address.
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,13 +13,33 @@ namespace forkpool::supervisor {
 
 using base::OwnedFd;
 
+// One listening socket. Shared (std::shared_ptr) by the configuration generation that
+// bound it and every pool that uses it: it stays open, the very same socket, for as long
+// as any of them needs it, across reloads, and closes (removing its socket file) when the
+// last one lets go.
 struct Listener {
+  Listener() = default;
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+  ~Listener();
+
   config::ListenAddress address;  // as configured
   OwnedFd fd;
   std::string bound;       // the real address, "tcp://127.0.0.1:41234" when port 0 was asked
+  int backlog = 0;         // as last passed to listen(2)
   bool adopted = false;    // passed in by systemd; never unlinked by us
-  bool created_file = false;  // a Unix socket file we made and remove at exit
+  bool created_file = false;  // a Unix socket file we made and remove when closing
+
+  // Applies a changed backlog to the open socket (listen(2) again); false with errno.
+  bool set_backlog(int backlog);
+  // Blocking for shared dispatch (socket-activated programs expect it), non-blocking
+  // when only the master accepts. The flag belongs to the socket, so it follows the use.
+  void set_nonblocking(bool on);
+  // Closes the socket now and removes its file (shutdown).
+  void close();
 };
+
+using ListenerRef = std::shared_ptr<Listener>;
 
 // Sockets passed by systemd (or systemd-socket-activate) at start-up.
 class InheritedSockets {
@@ -36,13 +57,11 @@ class InheritedSockets {
 };
 
 // Binds or adopts one listener. Throws std::runtime_error naming the syscall and address.
-Listener open_listener(const config::ListenAddress& address, int backlog, InheritedSockets& inherited);
+ListenerRef open_listener(const config::ListenAddress& address, int backlog, InheritedSockets& inherited);
 
 // Removes a stale Unix socket file at `path` (nobody accepts on it); throws
 // std::runtime_error if a live process listens there or the path is not a socket.
 void prepare_socket_path(const std::filesystem::path& path);
 
-// Removes Unix socket files this master created.
-void remove_socket_file(const Listener& listener);
 
 }  // namespace forkpool::supervisor

@@ -194,6 +194,9 @@ std::string prometheus_text(const StatusModel& model) {
   out.family("forkpool_build_info", "gauge",
              "Always 1; the version label names the running build.");
   out.sample("forkpool_build_info", {{"version", model.version}}, "1");
+  out.family("forkpool_config_generation", "gauge",
+             "Configuration generation the master runs: 1 at start, one more per applied reload.");
+  out.sample("forkpool_config_generation", {}, number(static_cast<std::uint64_t>(model.generation)));
   out.family("forkpool_master_uptime_seconds", "gauge", "Seconds since the master started.");
   out.sample("forkpool_master_uptime_seconds", {}, number(model.uptime_s));
 

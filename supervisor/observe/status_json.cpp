@@ -97,6 +97,8 @@ json pool_json(const PoolStatus& p) {
           {"state", text(p.state)},
           {"dispatch", text(p.dispatch)},
           {"balance", text(p.balance)},
+          {"generation", p.generation},
+          {"removed", p.removed},
           {"listeners", std::move(listeners)},
           {"target", p.target},
           {"live", p.live},
@@ -135,6 +137,10 @@ void read(const json& j, const char* key, std::string& out) {
 
 void read(const json& j, const char* key, double& out) {
   if (const json* v = member(j, key); v && v->is_number()) out = v->get<double>();
+}
+
+void read(const json& j, const char* key, bool& out) {
+  if (const json* v = member(j, key); v && v->is_boolean()) out = v->get<bool>();
 }
 
 template <typename Int>
@@ -192,6 +198,8 @@ PoolStatus pool_from(const json& j) {
   read(j, "state", p.state);
   read(j, "dispatch", p.dispatch);
   read(j, "balance", p.balance);
+  read(j, "generation", p.generation);
+  read(j, "removed", p.removed);
   if (const auto& l = child(j, "listeners"); l.is_array()) {
     for (const auto& e : l) {
       if (e.is_string()) p.listeners.push_back(e.get<std::string>());
@@ -236,6 +244,7 @@ json status_json(const StatusModel& model) {
             {"version", text(model.version)},
             {"config", text(model.config_file)},
             {"state", text(model.state)},
+            {"generation", model.generation},
             {"uptime_s", model.uptime_s}}},
           {"pools", std::move(pools)}};
 }
@@ -247,6 +256,7 @@ StatusModel status_from_json(const json& j) {
   read(master, "version", m.version);
   read(master, "config", m.config_file);
   read(master, "state", m.state);
+  read(master, "generation", m.generation);
   read(master, "uptime_s", m.uptime_s);
   if (const auto& pools = child(j, "pools"); pools.is_array()) {
     for (const auto& p : pools) m.pools.push_back(pool_from(p));

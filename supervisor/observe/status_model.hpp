@@ -42,6 +42,8 @@ struct PoolStatus {
   std::string state;             // starting running stopping stopped failed
   std::string dispatch;          // master | shared
   std::string balance;
+  unsigned generation = 0;       // of the configuration the pool runs
+  bool removed = false;          // removed by a reload, draining
   std::vector<std::string> listeners;  // bound addresses
   int target = 0;
   int live = 0, ready = 0, busy = 0, idle = 0;
@@ -58,6 +60,7 @@ struct StatusModel {
   std::string version;
   std::string config_file;
   std::string state;  // starting running stopping
+  unsigned generation = 0;  // configuration generation: 1 at start, +1 per reload
   double uptime_s = 0;
   std::vector<PoolStatus> pools;
 };

@@ -1,46 +1,51 @@
 #include "supervisor/pool/pool.hpp"
-#include "supervisor/pool/pool_slot.hpp"
 
 #include <sys/wait.h>
 
 #include <algorithm>
 #include <csignal>
+#include <stdexcept>
 
+#include "base/resources.hpp"
+#include "shm/proc_stats.hpp"
 #include "supervisor/observe/events.hpp"
 #include "supervisor/observe/log.hpp"
-#include "shm/proc_stats.hpp"
+#include "supervisor/pool/pool_slot.hpp"
 
 namespace forkpool::supervisor {
 
-
-Pool::Pool(MasterContext& ctx, config::PoolConfig config, std::uint32_t index, std::uint32_t first_slot,
-           std::uint32_t capacity, std::vector<Listener> listeners)
+Pool::Pool(MasterContext& ctx, PoolConfigRef config, unsigned generation, std::vector<ListenerRef> listeners)
     : ctx_(ctx),
       config_(std::move(config)),
-      index_(index),
-      first_slot_(first_slot),
       listeners_(std::move(listeners)),
-      scoreboard_slot_used_(capacity, false),
-      target_(config_.workers),
-      flap_(config_.flap_restarts, config_.flap_window),
+      target_(config_->workers),
+      flap_(config_->flap_restarts, config_->flap_window),
+      generation_(generation),
+      worker_generation_(generation),
       rolling_next_(ctx.loop) {
-  // Worker numbers run to half the capacity; the rest of the scoreboard slots hold
-  // replacements while they start next to the worker they replace.
-  const std::uint32_t workers = std::max<std::uint32_t>(static_cast<std::uint32_t>(target_), capacity / 2);
-  for (std::uint32_t i = 0; i < workers; ++i) slots_.push_back(std::make_unique<Slot>(ctx_.loop, i, config_));
-  for (std::uint32_t i = 0; i < capacity; ++i) ctx_.scoreboard->assign_slot(first_slot_ + i, index_, i);
-  if (config_.dispatch == config::Dispatch::Master && !listeners_.empty())
-    dispatcher_ = std::make_unique<Dispatcher>(ctx_, config_, index_, listeners_,
-                                               [this](std::vector<WorkerProcess*>& out) { dispatch_candidates(out); });
-  if (config_.max_memory > 0) {
-    memory_sampler_ = std::make_unique<Timer>(ctx_.loop);
-    memory_sampler_->start_repeating(std::chrono::seconds(1), [this] { sample_memory(); });
-  }
+  auto block = ctx_.scoreboard->add_pool(config_->name, generation_);
+  if (!block)
+    throw std::runtime_error("the scoreboard has no room for pool " + config_->name + " (" +
+                             std::to_string(ctx_.scoreboard->pool_count()) +
+                             " pools at most until forkpool is restarted)");
+  index_ = *block;
+  update_dispatcher();
+  arm_memory_sampler();
   ctx_.scoreboard->set_pool_size(index_, static_cast<std::uint32_t>(target_));
   ctx_.scoreboard->set_pool_state(index_, state_);
 }
 
-Pool::~Pool() = default;
+Pool::~Pool() {
+  dispatcher_.reset();
+  slots_.clear();
+  ctx_.scoreboard->remove_pool(index_);
+}
+
+Pool::Slot& Pool::slot_at(unsigned index) {
+  while (slots_.size() <= index)
+    slots_.push_back(std::make_unique<Slot>(ctx_.loop, static_cast<unsigned>(slots_.size()), *config_));
+  return *slots_[index];
+}
 
 int Pool::live() const {
   int n = 0;
@@ -51,29 +56,63 @@ int Pool::live() const {
 
 int Pool::ready_count() const {
   int n = 0;
-  for (const auto& s : slots_) n += (s->process && s->process->ready() && !s->process->stop_requested()) ? 1 : 0;
+  for (const auto& s : slots_) n += (s->process && s->process->phase() == WorkerPhase::Ready) ? 1 : 0;
   return n;
 }
 
 bool Pool::settled() const {
   if (state_ == shm::PoolState::Failed || state_ == shm::PoolState::Stopped) return true;
   for (int i = 0; i < target_; ++i) {
+    if (static_cast<std::size_t>(i) >= slots_.size()) return false;
     const auto& p = slots_[static_cast<std::size_t>(i)]->process;
-    if (!p || !p->ready()) return false;
+    if (!p || !p->ever_ready()) return false;
   }
   return true;
 }
 
 void Pool::dispatch_candidates(std::vector<WorkerProcess*>& out) const {
   out.clear();
+  // After a reload that moved the pool to shared dispatch, its older workers still read
+  // their channels until they are replaced; the newer ones never do.
   for (const auto& s : slots_)
-    if (s->process) out.push_back(s->process.get());
+    if (s->process && s->process->config().dispatch == config::Dispatch::Master) out.push_back(s->process.get());
+}
+
+void Pool::update_dispatcher() {
+  const bool master = config_->dispatch == config::Dispatch::Master && !listeners_.empty() && !removed_;
+  if (master) {
+    if (!dispatcher_) {
+      dispatcher_ = std::make_unique<Dispatcher>(ctx_, config_, index_, listeners_,
+                                                 [this](std::vector<WorkerProcess*>& out) { dispatch_candidates(out); });
+      dispatcher_->set_paused(state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running &&
+                              state_ != shm::PoolState::Stopped);
+    } else {
+      dispatcher_->set_config(config_);
+      dispatcher_->set_listeners(listeners_);
+    }
+    return;
+  }
+  // Shared dispatch (or nothing to accept): the master accepts nothing; what it queued
+  // still goes to the workers that read their channels.
+  if (dispatcher_) dispatcher_->set_listeners({});
+  if (config_->dispatch == config::Dispatch::Shared)
+    for (const auto& l : listeners_) l->set_nonblocking(false);
+}
+
+void Pool::arm_memory_sampler() {
+  if (config_->max_memory == 0) {
+    memory_sampler_.reset();
+    return;
+  }
+  if (memory_sampler_) return;
+  memory_sampler_ = std::make_unique<Timer>(ctx_.loop);
+  memory_sampler_->start_repeating(std::chrono::seconds(1), [this] { sample_memory(); });
 }
 
 void Pool::set_state(shm::PoolState state) {
   if (state == state_) return;
-  report(ctx_, spdlog::level::info, "pool.state", {config_.name, {}, 0},
-         fmt::format("pool {} is {}", config_.name, shm::to_string(state)), {{"state", shm::to_string(state)}});
+  report(ctx_, spdlog::level::info, "pool.state", {config_->name, {}, 0},
+         fmt::format("pool {} is {}", config_->name, shm::to_string(state)), {{"state", shm::to_string(state)}});
   state_ = state;
   ctx_.scoreboard->set_pool_state(index_, state);
   if (ctx_.changed) ctx_.changed();
@@ -89,22 +128,23 @@ void Pool::start() {
   flap_.clear();
   if (dispatcher_) dispatcher_->set_paused(false);
   for (int i = 0; i < target_; ++i) {
-    Slot& slot = *slots_[static_cast<std::size_t>(i)];
+    Slot& slot = slot_at(static_cast<unsigned>(i));
     slot.backoff.reset();
     if (!slot.process) spawn(slot);
   }
   update_running();
 }
 
-std::uint32_t Pool::acquire_scoreboard_slot(unsigned preferred) {
-  std::size_t pick = scoreboard_slot_used_.size();
-  if (preferred < scoreboard_slot_used_.size() && !scoreboard_slot_used_[preferred]) pick = preferred;
-  for (std::size_t i = scoreboard_slot_used_.size(); pick == scoreboard_slot_used_.size() && i-- > 0;)
-    if (!scoreboard_slot_used_[i]) pick = i;
-  if (pick == scoreboard_slot_used_.size()) throw SpawnFailure("no free scoreboard slot in this pool", true);
-  scoreboard_slot_used_[pick] = true;
-  const std::uint32_t sb = first_slot_ + static_cast<std::uint32_t>(pick);
-  ctx_.scoreboard->assign_slot(sb, index_, preferred);
+std::uint32_t Pool::acquire_scoreboard_slot(unsigned worker) {
+  std::uint32_t sb = 0;
+  if (auto ec = ctx_.scoreboard->acquire_slot(sb)) {
+    if (ec == std::errc::no_space_on_device)
+      throw SpawnFailure("every scoreboard slot is taken (" + std::to_string(ctx_.scoreboard->slot_count()) +
+                             " until forkpool is restarted)",
+                         true);
+    throw SpawnFailure("scoreboard slot page: " + ec.message(), base::out_of_resources(ec.value()));
+  }
+  ctx_.scoreboard->assign_slot(sb, index_, worker);
   return sb;
 }
 
@@ -113,8 +153,8 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
   WorkerEvents events;
   events.ready = [this, &slot, self] {
     WorkerProcess* p = *self;
-    report(ctx_, spdlog::level::info, "worker.ready", {config_.name, slot.index, p->pid()},
-           fmt::format("worker {}[{}] pid {} is ready", config_.name, slot.index, p->pid()));
+    report(ctx_, spdlog::level::info, "worker.ready", {config_->name, slot.index, p->pid()},
+           fmt::format("worker {}[{}] pid {} is ready", config_->name, slot.index, p->pid()));
     if (p == slot.replacement.get()) promote(slot);
     if (dispatcher_) dispatcher_->pump();
     update_running();
@@ -129,19 +169,21 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
       spawn_replacement(slot);
     }
     if (dispatcher_) dispatcher_->on_done(held);
+    maybe_finish_retiring();
   };
   events.writable = [this] {
     if (dispatcher_) dispatcher_->pump();
   };
   events.request_timeout = [this, &slot, self](const std::string& peer) {
     WorkerProcess* p = *self;
-    report(ctx_, spdlog::level::warn, "worker.timeout", {config_.name, slot.index, p->pid()},
+    const config::PoolConfig& c = p->config();
+    report(ctx_, spdlog::level::warn, "worker.timeout", {c.name, slot.index, p->pid()},
            fmt::format("worker {}[{}] pid {} held a connection from {} longer than request_timeout {}; sending SIG{}",
-                       config_.name, slot.index, p->pid(), peer, format_uptime(config_.request_timeout),
-                       sigabbrev_np(config_.timeout_signal)),
+                       c.name, slot.index, p->pid(), peer, format_uptime(c.request_timeout),
+                       sigabbrev_np(c.timeout_signal)),
            {{"peer", peer}});
     ctx_.scoreboard->count(index_, shm::PoolCounter::Killed);
-    p->stop(signal_then_kill(config_.timeout_signal), false);
+    p->stop(signal_then_kill(c.timeout_signal), false);
   };
 
   const std::uint32_t sb = acquire_scoreboard_slot(slot.index);
@@ -150,18 +192,18 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
     p = std::make_unique<WorkerProcess>(ctx_, config_, WorkerProcess::Identity{slot.index, generation_, sb},
                                         listeners_, std::move(events));
   } catch (...) {
-    scoreboard_slot_used_[sb - first_slot_] = false;
+    ctx_.scoreboard->release_slot(sb);
     throw;
   }
   *self = p.get();
-  if (config_.max_requests > 0) {
-    std::uniform_int_distribution<std::uint64_t> jitter(0, config_.max_requests_jitter);
-    p->set_recycle_after(config_.max_requests + jitter(ctx_.rng));
+  if (config_->max_requests > 0) {
+    std::uniform_int_distribution<std::uint64_t> jitter(0, config_->max_requests_jitter);
+    p->set_recycle_after(config_->max_requests + jitter(ctx_.rng));
   }
   ctx_.owners[p->pid()] = this;
   ctx_.scoreboard->count(index_, shm::PoolCounter::Spawned);
-  report(ctx_, spdlog::level::info, "worker.spawn", {config_.name, slot.index, p->pid()},
-         fmt::format("worker {}[{}] pid {} started", config_.name, slot.index, p->pid()),
+  report(ctx_, spdlog::level::info, "worker.spawn", {config_->name, slot.index, p->pid()},
+         fmt::format("worker {}[{}] pid {} started", config_->name, slot.index, p->pid()),
          {{"generation", generation_}});
   return p;
 }
@@ -172,8 +214,8 @@ void Pool::spawn(Slot& slot) {
   try {
     slot.process = launch(slot);
   } catch (const SpawnFailure& e) {
-    report(ctx_, spdlog::level::err, "worker.spawn_failed", {config_.name, slot.index, 0},
-           fmt::format("worker {}[{}] could not be started: {}", config_.name, slot.index, e.what()));
+    report(ctx_, spdlog::level::err, "worker.spawn_failed", {config_->name, slot.index, 0},
+           fmt::format("worker {}[{}] could not be started: {}", config_->name, slot.index, e.what()));
     if (e.transient) {
       // Short of processes, memory or descriptors: not the program's fault, so retry
       // with backoff but do not count it towards flapping.
@@ -184,7 +226,7 @@ void Pool::spawn(Slot& slot) {
     }
     return;
   }
-  if (config_.ready == config::Readiness::Exec) slot.process->mark_ready();
+  if (config_->ready == config::Readiness::Exec) slot.process->mark_ready();
 }
 
 void Pool::spawn_replacement(Slot& slot) {
@@ -194,31 +236,31 @@ void Pool::spawn_replacement(Slot& slot) {
     slot.replacement = launch(slot);
   } catch (const SpawnFailure& e) {
     log::error("worker.spawn_failed", "replacement for worker {}[{}] could not be started: {}; the current "
-               "worker keeps serving", config_.name, slot.index, e.what());
+               "worker keeps serving", config_->name, slot.index, e.what());
     return;
   }
-  if (config_.ready == config::Readiness::Exec) slot.replacement->mark_ready();
+  if (config_->ready == config::Readiness::Exec) slot.replacement->mark_ready();
 }
 
 void Pool::promote(Slot& slot) {
   std::unique_ptr<WorkerProcess> old = std::move(slot.process);
   slot.process = std::move(slot.replacement);
   if (!old) return;
-  report(ctx_, spdlog::level::info, "worker.recycle", {config_.name, slot.index, slot.process->pid()},
-         fmt::format("worker {}[{}] pid {} replaces pid {} {}", config_.name, slot.index, slot.process->pid(),
+  report(ctx_, spdlog::level::info, "worker.recycle", {config_->name, slot.index, slot.process->pid()},
+         fmt::format("worker {}[{}] pid {} replaces pid {} {}", config_->name, slot.index, slot.process->pid(),
                      old->pid(), slot.replace_reason),
          {{"replaced_pid", old->pid()}});
   ctx_.scoreboard->count(index_, shm::PoolCounter::Recycled);
-  old->stop(graceful_stop(config_), true);
+  old->stop(graceful_stop(old->config()), true);
   slot.retiring.push_back(std::move(old));
   // With ready = "exec" a replacement is ready inside spawn_replacement, so continuing
   // here would replace the whole pool in one recursive sweep.
-  if (!rolling_.empty()) rolling_next_.start(std::chrono::milliseconds(0), [this] { continue_rolling(); });
+  rolling_next_.start(std::chrono::milliseconds(0), [this] { continue_rolling(); });
 }
 
 void Pool::replace(std::optional<unsigned> worker, std::string_view why) {
   if (worker) {
-    Slot& s = *slots_[*worker];
+    Slot& s = slot_at(*worker);
     s.replace_reason = std::string(why);
     spawn_replacement(s);
     return;
@@ -229,9 +271,12 @@ void Pool::replace(std::optional<unsigned> worker, std::string_view why) {
   continue_rolling();
 }
 
+bool Pool::outdated(const WorkerProcess& p) const { return p.identity().generation < worker_generation_; }
+
 // A rolling restart replaces a quarter of the pool at a time (at least one worker):
 // each old worker stops only once its replacement is ready, so capacity never drops,
-// and memory grows by a quarter at most, not double.
+// and memory grows by a quarter at most, not double. Workers named by `restart` go
+// first, then every worker started under settings a reload has since replaced.
 void Pool::continue_rolling() {
   int active = 0;
   for (const auto& s : slots_) active += s->replacement ? 1 : 0;
@@ -239,18 +284,26 @@ void Pool::continue_rolling() {
   while (active < limit && !rolling_.empty()) {
     const unsigned i = rolling_.front();
     rolling_.pop_front();
-    if (static_cast<int>(i) >= target_) continue;
+    if (static_cast<int>(i) >= target_ || i >= slots_.size()) continue;
     Slot& s = *slots_[i];
     if (!s.process || s.replacement) continue;
     s.replace_reason = rolling_reason_;
     spawn_replacement(s);
     if (s.replacement) ++active;
   }
+  for (int i = 0; active < limit && i < target_ && static_cast<std::size_t>(i) < slots_.size(); ++i) {
+    Slot& s = *slots_[static_cast<std::size_t>(i)];
+    if (!s.process || s.replacement || !outdated(*s.process)) continue;
+    if (s.process->phase() == WorkerPhase::Stopping) continue;  // killed by a timeout: respawns as new
+    s.replace_reason = "(reload to generation " + std::to_string(worker_generation_) + ")";
+    spawn_replacement(s);
+    if (s.replacement) ++active;
+  }
 }
 
 void Pool::schedule_respawn(Slot& slot, std::chrono::milliseconds delay) {
-  report(ctx_, spdlog::level::info, "worker.respawn_scheduled", {config_.name, slot.index, 0},
-         fmt::format("worker {}[{}] starts again in {}", config_.name, slot.index, format_uptime(delay)),
+  report(ctx_, spdlog::level::info, "worker.respawn_scheduled", {config_->name, slot.index, 0},
+         fmt::format("worker {}[{}] starts again in {}", config_->name, slot.index, format_uptime(delay)),
          {{"delay_ms", delay.count()}});
   slot.restart_timer.start(delay, [this, &slot] {
     spawn(slot);
@@ -259,8 +312,8 @@ void Pool::schedule_respawn(Slot& slot, std::chrono::milliseconds delay) {
 }
 
 void Pool::kill_worker(WorkerProcess& p, std::string_view why) {
-  report(ctx_, spdlog::level::warn, "worker.kill", {config_.name, p.identity().worker, p.pid()},
-         fmt::format("worker {}[{}] pid {} {}; killing it", config_.name, p.identity().worker, p.pid(), why));
+  report(ctx_, spdlog::level::warn, "worker.kill", {config_->name, p.identity().worker, p.pid()},
+         fmt::format("worker {}[{}] pid {} {}; killing it", config_->name, p.identity().worker, p.pid(), why));
   ctx_.scoreboard->count(index_, shm::PoolCounter::Killed);
   p.stop(immediate_kill(), false);
 }
@@ -288,9 +341,10 @@ void Pool::sample_memory() {
     auto stats = shm::read_proc_stats(s->process->pid());
     if (!stats) continue;
     ctx_.scoreboard->set_usage(s->process->identity().scoreboard_slot, stats->rss_bytes, stats->cpu_time_us);
-    if (stats->rss_bytes > config_.max_memory && !s->replacement && s->process->ready()) {
+    if (config_->max_memory > 0 && stats->rss_bytes > config_->max_memory && !s->replacement &&
+        s->process->phase() == WorkerPhase::Ready) {
       s->replace_reason = "after its RSS reached " + std::to_string(stats->rss_bytes >> 20) + " MiB (max_memory)";
-      log::info("worker.memory", "worker {}[{}] pid {} uses {} bytes, over max_memory; replacing it", config_.name,
+      log::info("worker.memory", "worker {}[{}] pid {} uses {} bytes, over max_memory; replacing it", config_->name,
                 s->index, s->process->pid(), stats->rss_bytes);
       spawn_replacement(*s);
     }

@@ -1,43 +1,58 @@
 #pragma once
 // One pool: its slots, the policy that keeps them filled (backoff, flapping, EX_CONFIG),
 // replacements that take over before the worker they replace stops (recycling, rolling
-// restart), and its lifecycle (starting, running, stopping, stopped, failed).
+// restart, reload), and its lifecycle (starting, running, stopping, stopped, failed).
+//
+// A pool outlives configuration generations: a reload hands it its new configuration
+// (reconfigure), and it either applies the change to its running workers or replaces
+// them, by generation, in a rolling restart.
 
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "config/config.hpp"
+#include "config/diff.hpp"
 #include "shm/pool_state.hpp"
 #include "supervisor/dispatch/dispatcher.hpp"
-#include "supervisor/process/exit_status.hpp"
 #include "supervisor/generation/listeners.hpp"
 #include "supervisor/master_context.hpp"
-#include "supervisor/pool/respawn_policy.hpp"
 #include "supervisor/observe/status_model.hpp"
-#include "supervisor/uv_handles.hpp"
+#include "supervisor/pool/respawn_policy.hpp"
+#include "supervisor/process/exit_status.hpp"
 #include "supervisor/process/worker_process.hpp"
+#include "supervisor/uv_handles.hpp"
 
 namespace forkpool::supervisor {
 
+// The most workers one pool may have (config's own limit for `workers`).
+inline constexpr int kMaxPoolWorkers = 4096;
+
 class Pool {
  public:
-  Pool(MasterContext& ctx, config::PoolConfig config, std::uint32_t index, std::uint32_t first_slot,
-       std::uint32_t capacity, std::vector<Listener> listeners);
+  // Takes a scoreboard block named after the pool; throws std::runtime_error when the
+  // scoreboard has no free block. Nothing is started yet.
+  Pool(MasterContext& ctx, PoolConfigRef config, unsigned generation, std::vector<ListenerRef> listeners);
   ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
 
-  const std::string& name() const { return config_.name; }
-  const config::PoolConfig& config() const { return config_; }
+  const std::string& name() const { return config_->name; }
+  const config::PoolConfig& config() const { return *config_; }
   shm::PoolState state() const { return state_; }
   std::uint32_t index() const { return index_; }
+  unsigned generation() const { return generation_; }
   int target() const { return target_; }
-  int max_size() const { return static_cast<int>(slots_.size()); }
+  int max_size() const { return kMaxPoolWorkers; }
   int live() const;         // worker processes not yet reaped, replacements and retiring included
   int ready_count() const;  // serving workers that are ready
   // Every wanted worker is ready, or the pool will not get there (failed, stopped).
   bool settled() const;
-  const std::vector<Listener>& listeners() const { return listeners_; }
+  // Removed by a reload, draining; destroyed once it has stopped.
+  bool removed() const { return removed_; }
+  const std::vector<ListenerRef>& listeners() const { return listeners_; }
   // The pool and each of its processes as status shows them (pool_status.cpp).
   PoolStatus status() const;
 
@@ -45,20 +60,32 @@ class Pool {
   // Stops every worker: gracefully (stop_signal, then SIGKILL after graceful_timeout),
   // or at once with SIGKILL when `fast`. No respawning afterwards.
   void stop(bool fast);
-  // The new number of workers. False if beyond the pool's capacity.
+  // The new number of workers. False if out of range.
   bool resize(int target);
   // Starts a replacement for worker `worker` (all when nullopt) that takes over once ready.
   void replace(std::optional<unsigned> worker, std::string_view why);
   bool owns(pid_t pid) const;
   void handle_exit(pid_t pid, int wait_status);
-  // Stops accepting and closes the master's copies of the listeners (at shutdown).
+  // Stops accepting and lets go of the listeners (at shutdown).
   void close_listeners();
   // Sends `signo` to a serving worker; false if there is none.
   bool signal_worker(unsigned worker, int signo);
 
+  // --- Reload (pool_reload.cpp) ---
+  // The configuration of generation `generation`: `change` says whether the running
+  // workers adopt it (InPlace) or are replaced by new ones started with it (Replace).
+  void reconfigure(PoolConfigRef config, unsigned generation, std::vector<ListenerRef> listeners,
+                   config::PoolChange change);
+  // An unchanged pool takes the new generation's copy of its (equal) configuration.
+  void keep(PoolConfigRef config, std::vector<ListenerRef> listeners);
+  // Removed from the configuration: accepts nothing more, hands what it queued to its
+  // workers, then stops them gracefully.
+  void retire();
+
  private:
   struct Slot;
 
+  Slot& slot_at(unsigned index);
   std::unique_ptr<WorkerProcess> launch(Slot& slot);
   void spawn(Slot& slot);
   void spawn_replacement(Slot& slot);
@@ -70,21 +97,25 @@ class Pool {
   void fail(const std::string& why);
   void update_running();
   void sample_memory();
+  void arm_memory_sampler();
   void continue_rolling();
+  bool outdated(const WorkerProcess& p) const;
   void dispatch_candidates(std::vector<WorkerProcess*>& out) const;
-  std::uint32_t acquire_scoreboard_slot(unsigned preferred);
+  void update_dispatcher();
+  void maybe_finish_retiring();
+  std::uint32_t acquire_scoreboard_slot(unsigned worker);
 
   MasterContext& ctx_;
-  config::PoolConfig config_;
+  PoolConfigRef config_;
   std::uint32_t index_;
-  std::uint32_t first_slot_;
-  std::vector<Listener> listeners_;
+  std::vector<ListenerRef> listeners_;
   std::vector<std::unique_ptr<Slot>> slots_;
-  std::vector<bool> scoreboard_slot_used_;
   int target_;
   shm::PoolState state_ = shm::PoolState::Stopped;
   FlapDetector flap_;
-  unsigned generation_ = 1;
+  unsigned generation_;         // of the configuration the pool runs
+  unsigned worker_generation_;  // workers started before this one run outdated settings
+  bool removed_ = false;
   std::unique_ptr<Dispatcher> dispatcher_;
   std::unique_ptr<Timer> memory_sampler_;
   std::deque<unsigned> rolling_;  // workers still to be replaced by a rolling restart

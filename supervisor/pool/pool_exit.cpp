@@ -31,25 +31,23 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
 
   const auto uptime = p->uptime();
   const ExitReason reason =
-      classify_exit({wait_status, p->stop_requested(), p->ready(), uptime, config_.ready == config::Readiness::Exec,
-                     p->operator_signalled()});
-  const std::string line = describe_exit(config_.name, slot->index, pid, wait_status, uptime);
+      classify_exit({wait_status, p->exit_expected(), p->ever_ready(), uptime,
+                     p->config().ready == config::Readiness::Exec, false});
+  const std::string line = describe_exit(config_->name, slot->index, pid, wait_status, uptime);
   const auto level = reason == ExitReason::Requested ? spdlog::level::info
                      : reason == ExitReason::Fatal   ? spdlog::level::err
                                                      : spdlog::level::warn;
-  report(ctx_, level, "worker.exit", {config_.name, slot->index, pid},
+  report(ctx_, level, "worker.exit", {config_->name, slot->index, pid},
          reason == ExitReason::Fatal ? line + ": EX_CONFIG before it was ready" : line,
          {{"reason", to_string(reason)}, {"status", describe_wait_status(wait_status)},
           {"uptime_s", static_cast<double>(uptime.count()) / 1000.0}});
   const std::uint32_t sb = p->identity().scoreboard_slot;
   ctx_.scoreboard->mark_exited(sb, wait_status);
-  scoreboard_slot_used_[sb - first_slot_] = false;
+  ctx_.scoreboard->release_slot(sb);
   if (reason == ExitReason::Crashed || reason == ExitReason::Fatal)
     ctx_.scoreboard->count(index_, shm::PoolCounter::Crashed);
-  if (dispatcher_) {
-    p->drain_channel();
-    dispatcher_->on_lost(p->in_flight());
-  }
+  p->reaped();
+  if (dispatcher_) dispatcher_->on_lost(p->in_flight());
   p.reset();
 
   if (was_serving && slot->replacement) {
@@ -60,6 +58,7 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
     if (live() == 0) set_state(shm::PoolState::Stopped);
     return;
   }
+  maybe_finish_retiring();
   if (!was_serving && !was_replacement) {  // a retired worker finished
     if (ctx_.changed) ctx_.changed();
     return;
@@ -80,7 +79,7 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
       return;
     }
     const auto delay = slot->backoff.next(ctx_.rng);
-    log::info("worker.respawn_scheduled", "replacement for worker {}[{}] starts again in {}", config_.name,
+    log::info("worker.respawn_scheduled", "replacement for worker {}[{}] starts again in {}", config_->name,
               slot->index, format_uptime(delay));
     slot->restart_timer.start(delay, [this, slot] { spawn_replacement(*slot); });
     return;
@@ -103,7 +102,7 @@ void Pool::after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime, bo
   if (uptime >= kHealthyRun) slot.backoff.reset();
   if (counts_as_flap && flap_.record(Clock::now())) {
     fail(std::to_string(flap_.recent()) + " unplanned exits within flap_window " +
-         format_uptime(config_.flap_window) + " (flap_restarts = " + std::to_string(config_.flap_restarts) + ")");
+         format_uptime(config_->flap_window) + " (flap_restarts = " + std::to_string(config_->flap_restarts) + ")");
     return;
   }
   schedule_respawn(slot, slot.backoff.next(ctx_.rng));
@@ -112,8 +111,8 @@ void Pool::after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime, bo
 
 void Pool::fail(const std::string& why) {
   for (auto& s : slots_) s->restart_timer.stop();
-  report(ctx_, spdlog::level::err, "pool.failed", {config_.name, {}, 0},
-         fmt::format("pool {} failed: {}; no more restarts until it is started again", config_.name, why),
+  report(ctx_, spdlog::level::err, "pool.failed", {config_->name, {}, 0},
+         fmt::format("pool {} failed: {}; no more restarts until it is started again", config_->name, why),
          {{"reason", why}});
   set_state(shm::PoolState::Failed);
 }
@@ -124,12 +123,12 @@ void Pool::stop(bool fast) {
   rolling_.clear();
   rolling_next_.stop();
   if (dispatcher_) dispatcher_->set_paused(true);
-  const StopPlan plan = fast ? immediate_kill() : graceful_stop(config_);
+  auto plan = [fast](const WorkerProcess& p) { return fast ? immediate_kill() : graceful_stop(p.config()); };
   for (auto& s : slots_) {
     s->restart_timer.stop();
-    if (s->process) s->process->stop(plan, true);
-    if (s->replacement) s->replacement->stop(plan, true);
-    for (auto& r : s->retiring) r->stop(plan, true);
+    if (s->process) s->process->stop(plan(*s->process), true);
+    if (s->replacement) s->replacement->stop(plan(*s->replacement), true);
+    for (auto& r : s->retiring) r->stop(plan(*r), true);
   }
   if (live() == 0) set_state(shm::PoolState::Stopped);
 }
@@ -139,17 +138,17 @@ bool Pool::resize(int target) {
   const int old = target_;
   target_ = target;
   ctx_.scoreboard->set_pool_size(index_, static_cast<std::uint32_t>(target_));
-  report(ctx_, spdlog::level::info, "pool.scale", {config_.name, {}, 0},
-         fmt::format("pool {} scales from {} to {} workers", config_.name, old, target_),
+  report(ctx_, spdlog::level::info, "pool.scale", {config_->name, {}, 0},
+         fmt::format("pool {} scales from {} to {} workers", config_->name, old, target_),
          {{"from", old}, {"to", target_}});
-  for (int i = target_; i < old; ++i) {
+  for (int i = target_; i < old && static_cast<std::size_t>(i) < slots_.size(); ++i) {
     Slot& s = *slots_[static_cast<std::size_t>(i)];
     s.restart_timer.stop();
-    if (s.process) s.process->stop(graceful_stop(config_), true);
-    if (s.replacement) s.replacement->stop(graceful_stop(config_), true);
+    if (s.process) s.process->stop(graceful_stop(s.process->config()), true);
+    if (s.replacement) s.replacement->stop(graceful_stop(s.replacement->config()), true);
   }
   for (int i = old; i < target_; ++i) {
-    Slot& s = *slots_[static_cast<std::size_t>(i)];
+    Slot& s = slot_at(static_cast<unsigned>(i));
     s.backoff.reset();
     spawn(s);
   }
@@ -159,10 +158,7 @@ bool Pool::resize(int target) {
 
 void Pool::close_listeners() {
   if (dispatcher_) dispatcher_->shut();
-  for (auto& l : listeners_) {
-    remove_socket_file(l);
-    l.fd.reset();
-  }
+  for (auto& l : listeners_) l->close();
 }
 
 }  // namespace forkpool::supervisor

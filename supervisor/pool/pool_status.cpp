@@ -25,11 +25,13 @@ Percentiles percentiles(const shm::HistogramSnapshot& h) {
 
 PoolStatus Pool::status() const {
   PoolStatus s;
-  s.name = config_.name;
+  s.name = config_->name;
   s.state = std::string(shm::to_string(state_));
-  s.dispatch = std::string(config::to_string(config_.dispatch));
-  s.balance = std::string(config::to_string(config_.balance));
-  for (const auto& l : listeners_) s.listeners.push_back(l.bound.empty() ? l.address.text : l.bound);
+  s.dispatch = std::string(config::to_string(config_->dispatch));
+  s.balance = std::string(config::to_string(config_->balance));
+  s.generation = generation_;
+  s.removed = removed_;
+  for (const auto& l : listeners_) s.listeners.push_back(l->bound.empty() ? l->address.text : l->bound);
   s.target = target_;
   s.live = live();
   s.ready = ready_count();
@@ -37,7 +39,7 @@ PoolStatus Pool::status() const {
   const shm::PoolSnapshot p = ctx_.scoreboard->read_pool(index_);
   s.queue_length = p.queued_now;
   s.queue_peak = p.queue_peak;
-  s.queue_limit = static_cast<std::uint64_t>(config_.queue_limit);
+  s.queue_limit = static_cast<std::uint64_t>(config_->queue_limit);
   s.accepted = p.accepted;
   s.dispatched = p.dispatched;
   s.completed = p.completed;
@@ -72,8 +74,12 @@ PoolStatus Pool::status() const {
       // The master's own accounting: exact, and not up to the worker.
       w.handled = proc.completed();
       w.in_flight = proc.in_flight();
-      w.current_ms = static_cast<double>(proc.oldest_held().count());
-      w.state = !proc.ready() ? "starting" : proc.stop_requested() ? "stopping" : w.in_flight > 0 ? "busy" : "idle";
+      // Microseconds, so a connection handed out a moment ago is not shown as 0 ms.
+      w.current_ms = static_cast<double>(proc.oldest_held().count()) / 1000.0;
+      w.state = proc.phase() == WorkerPhase::Starting   ? "starting"
+                : proc.phase() != WorkerPhase::Ready    ? "stopping"
+                : w.in_flight > 0                       ? "busy"
+                                                        : "idle";
     } else {
       w.handled = snap.connections_handled;
       w.in_flight = snap.in_flight;

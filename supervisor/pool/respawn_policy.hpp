@@ -20,6 +20,11 @@ class Backoff {
   // The delay before the next start: first * 2^(crashes so far), capped at max, ±20 % jitter.
   std::chrono::milliseconds next(std::mt19937_64& rng);
   void reset() { consecutive_ = 0; }
+  // A reload changed restart_delay/restart_delay_max: the count of crashes carries on.
+  void set_delays(std::chrono::milliseconds first, std::chrono::milliseconds max) {
+    first_ = first;
+    max_ = max;
+  }
   unsigned consecutive() const { return consecutive_; }
 
  private:
@@ -36,6 +41,11 @@ class FlapDetector {
   // Records one crash at `now`; returns true when the pool is now flapping.
   bool record(Clock::time_point now);
   void clear() { crashes_.clear(); }
+  // A reload changed flap_restarts/flap_window: crashes already seen still count.
+  void set_limits(int limit, std::chrono::milliseconds window) {
+    limit_ = limit;
+    window_ = window;
+  }
   std::size_t recent() const { return crashes_.size(); }
 
  private:

@@ -1,5 +1,3 @@
-#include "base/clock.hpp"
-#include "base/resources.hpp"
 #include "supervisor/process/worker_process.hpp"
 
 #include <arpa/inet.h>
@@ -10,22 +8,21 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <system_error>
 
-#include "supervisor/process/exit_status.hpp"
+#include "base/clock.hpp"
+#include "base/resources.hpp"
 #include "supervisor/observe/log.hpp"
+#include "supervisor/process/exit_status.hpp"
 #include "supervisor/process/spawner.hpp"
-#include "base/unix_message.hpp"
 #include "worker/protocol.h"
 
 namespace forkpool::supervisor {
 
-using base::close_passed_fds;
-using base::UnixMessage;
 namespace {
-
 
 using base::out_of_resources;
 
@@ -53,24 +50,25 @@ std::string describe_peer(const sockaddr_storage& peer, socklen_t len) {
   return "unknown peer";
 }
 
-WorkerProcess::WorkerProcess(MasterContext& ctx, const config::PoolConfig& pool, Identity id,
-                             const std::vector<Listener>& listeners, WorkerEvents events)
+WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, Identity id,
+                             const std::vector<ListenerRef>& listeners, WorkerEvents events)
     : ctx_(ctx),
-      pool_(pool),
+      pool_(std::move(pool)),
       id_(id),
       events_(std::move(events)),
       ready_timer_(ctx.loop),
       watchdog_timer_(ctx.loop),
       stop_timer_(ctx.loop),
       request_timer_(ctx.loop) {
+  const config::PoolConfig& cfg = *pool_;
   if (auto ec = ctx_.scoreboard->start_worker(id_.scoreboard_slot, id_.generation))
     log::warn("scoreboard.renew_failed", "pool {} worker {}: new slot page: {}; reusing the old one",
-              pool_.name, id_.worker, ec.message());
+              cfg.name, id_.worker, ec.message());
 
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0)
     throw SpawnFailure(std::string("socketpair: ") + std::strerror(errno), out_of_resources(errno));
-  channel_.reset(pair[0]);
+  OwnedFd master_end(pair[0]);
   OwnedFd worker_end(pair[1]);
 
   WorkerContext wc;
@@ -80,11 +78,11 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, const config::PoolConfig& pool,
   wc.channel_fd = worker_end.get();
   wc.scoreboard_fd = ctx_.scoreboard->slot_fd(id_.scoreboard_slot);
   wc.stdin_fd = ctx_.dev_null;
-  for (const auto& l : listeners) wc.listener_texts.push_back(l.bound);
-  if (pool_.dispatch == config::Dispatch::Shared)
-    for (const auto& l : listeners) wc.listener_fds.push_back(l.fd.get());
+  for (const auto& l : listeners) wc.listener_texts.push_back(l->bound);
+  if (cfg.dispatch == config::Dispatch::Shared)
+    for (const auto& l : listeners) wc.listener_fds.push_back(l->fd.get());
 
-  const std::string prefix = pool_.name + "[" + std::to_string(id_.worker) + "]";
+  const std::string prefix = cfg.name + "[" + std::to_string(id_.worker) + "]";
   OwnedFd stdout_file, stderr_file;
   auto output_fd = [&](const config::OutputTarget& t, int inherited, std::unique_ptr<OutputCapture>& capture,
                        OwnedFd& file, const char* stream) {
@@ -99,15 +97,17 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, const config::PoolConfig& pool,
     return inherited;
   };
   try {
-    wc.stdout_fd = output_fd(pool_.stdout_target, STDOUT_FILENO, stdout_capture_, stdout_file, "stdout");
-    wc.stderr_fd = output_fd(pool_.stderr_target, STDERR_FILENO, stderr_capture_, stderr_file, "stderr");
-    if (pool_.ready == config::Readiness::Notify || pool_.watchdog.count() > 0) {
+    wc.stdout_fd = output_fd(cfg.stdout_target, STDOUT_FILENO, stdout_capture_, stdout_file, "stdout");
+    wc.stderr_fd = output_fd(cfg.stderr_target, STDERR_FILENO, stderr_capture_, stderr_file, "stderr");
+    if (cfg.ready == config::Readiness::Notify || cfg.watchdog.count() > 0) {
       NotifyHandlers h;
       h.ready = [this] { mark_ready(); };
       h.watchdog = [this] { arm_watchdog(); };
       h.status = [this](std::string s) { status_text_ = std::move(s); };
-      h.stopping = [this] { log::debug("worker.stopping", "worker {}[{}] pid {} says it is stopping", pool_.name, id_.worker, pid_); };
-      notify_ = std::make_unique<NotifySocket>(ctx_.loop, worker_uid(pool_), std::move(h));
+      h.stopping = [this] {
+        log::debug("worker.stopping", "worker {}[{}] pid {} says it is stopping", pool_->name, id_.worker, pid_);
+      };
+      notify_ = std::make_unique<NotifySocket>(ctx_.loop, worker_uid(cfg), std::move(h));
       wc.notify_socket = notify_->address();
     }
   } catch (const SpawnFailure&) {
@@ -120,86 +120,71 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, const config::PoolConfig& pool,
 
   SpawnPlan plan;
   try {
-    plan = build_spawn_plan(pool_, wc);
+    plan = build_spawn_plan(cfg, wc);
   } catch (const std::exception& e) {
     throw SpawnFailure(e.what(), false);
   }
   const SpawnResult r = spawn(plan);
-  if (!r.ok()) {
-    throw SpawnFailure(r.message(), out_of_resources(r.error));
-  }
+  if (!r.ok()) throw SpawnFailure(r.message(), out_of_resources(r.error));
   pid_ = r.pid;
   started_ = Clock::now();
   if (stdout_capture_) stdout_capture_->close_write_end();
   if (stderr_capture_) stderr_capture_->close_write_end();
   ctx_.scoreboard->set_pid(id_.scoreboard_slot, pid_, base::monotonic_ns());
 
-  ::fcntl(channel_.get(), F_SETFL, O_NONBLOCK);
-  channel_watch_ = std::make_unique<FdWatch>(ctx_.loop, channel_.get());
-  watch_channel();
+  channel_ = std::make_unique<WorkerChannel>(ctx_.loop, std::move(master_end));
+  channel_->watch([this] { read_channel(); },
+                  [this] {
+                    if (events_.writable) events_.writable();
+                  });
 
-  if (pool_.ready == config::Readiness::Notify && pool_.ready_timeout.count() > 0)
-    ready_timer_.start(pool_.ready_timeout, [this] { events_.ready_timeout(); });
-  if (pool_.watchdog.count() > 0) arm_watchdog();
+  if (cfg.ready == config::Readiness::Notify && cfg.ready_timeout.count() > 0)
+    ready_timer_.start(cfg.ready_timeout, [this] { events_.ready_timeout(); });
+  if (cfg.watchdog.count() > 0) arm_watchdog();
 }
 
 WorkerProcess::~WorkerProcess() = default;
+
+void WorkerProcess::transition(WorkerPhase to) {
+  if (!phase_transition_allowed(phase_, to)) {
+    log::critical("worker.bad_transition", "worker {}[{}] pid {}: {} -> {} is not a lifecycle step", pool_->name,
+                  id_.worker, pid_, to_string(phase_), to_string(to));
+    std::abort();
+  }
+  phase_ = to;
+}
 
 std::chrono::milliseconds WorkerProcess::uptime() const {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_);
 }
 
-void WorkerProcess::watch_channel() {
-  if (!channel_watch_) return;
-  channel_watch_->start(UV_READABLE | (channel_blocked_ ? UV_WRITABLE : 0), [this](int status, int events) {
-    if (channel_blocked_ && (status < 0 || (events & UV_WRITABLE) != 0)) {
-      channel_blocked_ = false;
-      watch_channel();
-      if (events_.writable) events_.writable();
-      return;  // the handler may have changed this worker; read on the next wake-up
-    }
-    read_channel();
-  });
+void WorkerProcess::adopt_settings(PoolConfigRef pool) {
+  const bool timeout_changed = pool->request_timeout != pool_->request_timeout;
+  pool_ = std::move(pool);
+  if (timeout_changed) arm_request_timer();
 }
 
 bool WorkerProcess::accepts_work() const {
-  return ready_ && !stop_requested_ && !channel_gone_ && !work_ended_ && stop_plan_.empty() && channel_ &&
-         !channel_blocked_ &&
-         held_.size() < static_cast<std::size_t>(pool_.max_inflight);
+  return phase_ == WorkerPhase::Ready && channel_->can_send() &&
+         held_.size() < static_cast<std::size_t>(pool_->max_inflight);
 }
 
 SendResult WorkerProcess::send_connection(int fd, std::uint16_t listener, std::uint64_t id,
                                           const sockaddr_storage& peer, socklen_t peer_len) {
-  fp_msg m{FP_MSG_CONN, listener, 0, id};
-  UnixMessage<CMSG_SPACE(sizeof(int))> out(&m, sizeof m);
-  out.attach_fd(fd);
-  ssize_t n;
-  do {
-    n = ::sendmsg(channel_.get(), &out.msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
-    channel_blocked_ = true;
-    watch_channel();
-    return SendResult::WouldBlock;
-  }
-  if (n != static_cast<ssize_t>(sizeof m)) {
-    // EPIPE, ECONNRESET, ...: the worker is gone or closed its end. The caller keeps the
-    // connection; this worker gets no more.
-    channel_gone_ = true;
-    return SendResult::Gone;
-  }
+  const SendResult r = channel_->send_connection(fd, listener, id);
+  if (r != SendResult::Sent) return r;
   const bool start_timer = held_.empty();
   held_[id] = HeldConnection{Clock::now(), peer, peer_len};
   ++handed_;
   if (start_timer) arm_request_timer();
-  return SendResult::Sent;
+  return r;
 }
 
 void WorkerProcess::finish_connection(std::uint64_t id) {
   auto it = held_.find(id);
   if (it == held_.end()) {
     log::debug("channel.unknown_done", "worker {}[{}] pid {} reported DONE for connection {} it does not hold",
-               pool_.name, id_.worker, pid_, id);
+               pool_->name, id_.worker, pid_, id);
     return;
   }
   const auto held = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - it->second.since);
@@ -212,7 +197,10 @@ void WorkerProcess::finish_connection(std::uint64_t id) {
 }
 
 void WorkerProcess::arm_request_timer() {
-  if (pool_.request_timeout.count() == 0 || stop_requested_ || !stop_plan_.empty()) return;
+  if (pool_->request_timeout.count() == 0 || phase_ == WorkerPhase::Stopping || phase_ == WorkerPhase::Reaped) {
+    request_timer_.stop();
+    return;
+  }
   if (held_.empty()) {
     request_timer_.stop();
     return;
@@ -220,26 +208,21 @@ void WorkerProcess::arm_request_timer() {
   // Connection ids grow with time, so the map's first entry is the oldest connection.
   const auto& oldest = held_.begin()->second;
   const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - oldest.since);
-  request_timer_.start(pool_.request_timeout - age, [this] {
+  request_timer_.start(std::max(std::chrono::milliseconds(0), pool_->request_timeout - age), [this] {
     if (held_.empty() || !events_.request_timeout) return;
     events_.request_timeout(describe_peer(held_.begin()->second.peer, held_.begin()->second.peer_len));
   });
 }
 
-std::chrono::milliseconds WorkerProcess::oldest_held() const {
-  if (held_.empty()) return std::chrono::milliseconds(0);
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - held_.begin()->second.since);
-}
-
-void WorkerProcess::end_work() {
-  if (work_ended_ || !channel_) return;
-  work_ended_ = true;
-  ::shutdown(channel_.get(), SHUT_WR);
+std::chrono::microseconds WorkerProcess::oldest_held() const {
+  if (held_.empty()) return std::chrono::microseconds(0);
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - held_.begin()->second.since);
 }
 
 void WorkerProcess::mark_ready() {
-  if (ready_ || stop_requested_ || !stop_plan_.empty()) return;  // being stopped or killed
-  ready_ = true;
+  if (phase_ != WorkerPhase::Starting) return;  // already ready, or being stopped or killed
+  transition(WorkerPhase::Ready);
+  ready_at_ = Clock::now();
   idle_order_ = ++ctx_.idle_clock;
   ready_timer_.stop();
   ctx_.scoreboard->mark_ready(id_.scoreboard_slot);
@@ -247,28 +230,21 @@ void WorkerProcess::mark_ready() {
 }
 
 void WorkerProcess::arm_watchdog() {
-  if (pool_.watchdog.count() == 0 || stop_requested_ || !stop_plan_.empty()) return;
-  watchdog_timer_.start(pool_.watchdog, [this] { events_.watchdog_missed(); });
+  if (pool_->watchdog.count() == 0 || phase_ == WorkerPhase::Stopping || phase_ == WorkerPhase::Reaped) return;
+  watchdog_timer_.start(pool_->watchdog, [this] { events_.watchdog_missed(); });
 }
 
 void WorkerProcess::read_channel(bool until_empty) {
-  if (!channel_) return;
   for (int budget = 0; until_empty || budget < 64; ++budget) {
     fp_msg m{};
-    UnixMessage<CMSG_SPACE(sizeof(int) * 4)> in(&m, sizeof m);
-    msghdr& msg = in.msg;
-    const ssize_t n = ::recvmsg(channel_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    // A worker never sends descriptors; close any it does.
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) close_passed_fds(c);
-    if (n <= 0) {  // EOF or error: the worker closed its end or is gone
-      if (channel_watch_) channel_watch_->stop();
-      return;
-    }
-    if (n != static_cast<ssize_t>(sizeof m) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
-      log::warn("channel.bad_message", "worker {}[{}] pid {} sent a malformed {}-byte message; ignored",
-                pool_.name, id_.worker, pid_, n);
-      continue;
+    switch (channel_->receive(m)) {
+      case WorkerChannel::Received::Nothing:
+      case WorkerChannel::Received::EndOfFile: return;
+      case WorkerChannel::Received::Malformed:
+        log::warn("channel.bad_message", "worker {}[{}] pid {} sent a malformed message; ignored", pool_->name,
+                  id_.worker, pid_);
+        continue;
+      case WorkerChannel::Received::Record: break;
     }
     if (m.type == FP_MSG_READY && !until_empty) {  // a reaped worker is not becoming ready
       mark_ready();
@@ -282,10 +258,14 @@ void WorkerProcess::read_channel(bool until_empty) {
   }
 }
 
-void WorkerProcess::close_channel() {
-  if (channel_watch_) channel_watch_->stop();
-  channel_watch_.reset();
-  channel_.reset();
+void WorkerProcess::reaped() {
+  read_channel(true);
+  channel_->close();
+  ready_timer_.stop();
+  watchdog_timer_.stop();
+  request_timer_.stop();
+  stop_timer_.stop();
+  transition(WorkerPhase::Reaped);
 }
 
 void WorkerProcess::signal(int signo, bool whole_group) {
@@ -295,9 +275,11 @@ void WorkerProcess::signal(int signo, bool whole_group) {
 }
 
 void WorkerProcess::stop(StopPlan plan, bool requested) {
-  if (requested) stop_requested_ = true;
+  if (requested) exit_expected_ = true;
   // A stop in progress is only overtaken by one that kills at once (a fast shutdown).
-  if (!stop_plan_.empty() && plan.front().signal != SIGKILL) return;
+  if (phase_ == WorkerPhase::Stopping && plan.front().signal != SIGKILL) return;
+  if (phase_ == WorkerPhase::Reaped) return;
+  if (phase_ != WorkerPhase::Stopping) transition(WorkerPhase::Stopping);
   ready_timer_.stop();
   watchdog_timer_.stop();
   request_timer_.stop();
@@ -314,8 +296,8 @@ void WorkerProcess::run_stop_steps() {
   while (stop_step_ < stop_plan_.size() && stop_plan_[stop_step_].after <= elapsed) {
     const StopStep& step = stop_plan_[stop_step_++];
     if (stop_step_ > 1)
-      log::warn("worker.stop_escalated", "worker {}[{}] pid {} still running after {}; sending SIG{}",
-                pool_.name, id_.worker, pid_, format_uptime(step.after), sigabbrev_np(step.signal));
+      log::warn("worker.stop_escalated", "worker {}[{}] pid {} still running after {}; sending SIG{}", pool_->name,
+                id_.worker, pid_, format_uptime(step.after), sigabbrev_np(step.signal));
     signal(step.signal, step.whole_group);
   }
   if (stop_step_ < stop_plan_.size())

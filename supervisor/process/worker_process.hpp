@@ -1,28 +1,33 @@
 #pragma once
 // One running worker process: spawned with its channel, notify socket and output pipes,
-// watched for readiness and watchdog pings, and stopped by a StopPlan.
+// watched for readiness and watchdog pings, and stopped by a StopPlan. Its lifecycle is
+// one WorkerPhase; the master's end of its channel is a WorkerChannel.
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <chrono>
-#include <sys/socket.h>
-
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "config/config.hpp"
+#include "supervisor/dispatch/worker_channel.hpp"
 #include "supervisor/generation/listeners.hpp"
 #include "supervisor/master_context.hpp"
 #include "supervisor/process/notify_socket.hpp"
 #include "supervisor/process/output_capture.hpp"
-#include "supervisor/pool/respawn_policy.hpp"
 #include "supervisor/process/stop_plan.hpp"
+#include "supervisor/process/worker_phase.hpp"
+#include "supervisor/pool/respawn_policy.hpp"
 #include "supervisor/uv_handles.hpp"
 
 namespace forkpool::supervisor {
+
+using PoolConfigRef = std::shared_ptr<const config::PoolConfig>;
 
 struct SpawnFailure : std::runtime_error {
   SpawnFailure(const std::string& what, bool is_transient) : std::runtime_error(what), transient(is_transient) {}
@@ -47,8 +52,6 @@ struct HeldConnection {
   socklen_t peer_len;
 };
 
-enum class SendResult { Sent, WouldBlock, Gone };
-
 std::string describe_peer(const sockaddr_storage& peer, socklen_t len);
 
 class WorkerProcess {
@@ -59,88 +62,87 @@ class WorkerProcess {
     std::uint32_t scoreboard_slot;
   };
 
-  // Throws SpawnFailure.
-  WorkerProcess(MasterContext& ctx, const config::PoolConfig& pool, Identity id,
-                const std::vector<Listener>& listeners, WorkerEvents events);
+  // Throws SpawnFailure. `pool` is the configuration the worker is started with; it
+  // keeps it (and so its generation's settings) until it exits or adopts newer
+  // master-side settings.
+  WorkerProcess(MasterContext& ctx, PoolConfigRef pool, Identity id, const std::vector<ListenerRef>& listeners,
+                WorkerEvents events);
   ~WorkerProcess();
 
   pid_t pid() const { return pid_; }
   const Identity& identity() const { return id_; }
-  bool ready() const { return ready_; }
-  bool stop_requested() const { return stop_requested_; }
+  const config::PoolConfig& config() const { return *pool_; }
+  WorkerPhase phase() const { return phase_; }
+  bool ever_ready() const { return ready_at_.has_value(); }
+  // Its exit will be one that was asked for: a stop by the pool, or an operator's kill.
+  bool exit_expected() const { return exit_expected_; }
   std::chrono::milliseconds uptime() const;
   const std::string& status_text() const { return status_text_; }
 
   void mark_ready();
+  // A reload changed only master-side settings (timeouts, max_inflight...): the worker
+  // runs on under them. Worker-side settings stay those it was started with.
+  void adopt_settings(PoolConfigRef pool);
 
   // --- Master dispatch ---
-  // Can take another connection now: ready, not stopping or retiring, channel writable,
-  // and below max_inflight.
+  // Can take another connection now: ready, not stopping, channel open, below max_inflight.
   bool accepts_work() const;
   std::size_t in_flight() const { return held_.size(); }
   std::uint64_t idle_order() const { return idle_order_; }  // larger = idle more recently
   std::uint64_t handed() const { return handed_; }          // connections ever sent to it
   std::uint64_t completed() const { return completed_; }    // DONE received
   // Age of the oldest connection it holds; zero when it holds none.
-  std::chrono::milliseconds oldest_held() const;
+  std::chrono::microseconds oldest_held() const;
   SendResult send_connection(int fd, std::uint16_t listener, std::uint64_t id, const sockaddr_storage& peer,
                              socklen_t peer_len);
   // Connections after which the pool replaces this worker (0 = never).
   std::uint64_t recycle_after() const { return recycle_after_; }
   void set_recycle_after(std::uint64_t n) { recycle_after_ = n; }
-  // "Finish what you hold and exit": shuts the master's sending side of the channel so
-  // the worker reads EOF, while its DONE messages still arrive.
-  void end_work();
+  // "Finish what you hold and exit": the worker reads EOF while its DONEs still arrive.
+  void end_work() { channel_->end_work(); }
   // `requested`: the exit that follows is expected (no respawn, not a crash).
   void stop(StopPlan plan, bool requested);
-  // Closes the master's end of the channel: "finish what you hold and exit".
-  void close_channel();
   void signal(int signo, bool whole_group);
-  // After the process was reaped: handles the DONE messages still waiting in its
-  // channel, so what the worker finished is not counted as lost.
-  void drain_channel() { read_channel(true); }
+  // The pool reaped it: handles the DONE messages still waiting in its channel, so what
+  // the worker finished is not counted as lost, and closes the channel.
+  void reaped();
   // An operator signalled it (forkpoolctl kill): if it exits, that was asked for.
-  void note_operator_signal() { operator_signalled_ = true; }
-  bool operator_signalled() const { return operator_signalled_; }
+  void note_operator_signal() { exit_expected_ = true; }
 
  private:
+  void transition(WorkerPhase to);
   // Handles what the worker sent. Normally one message that needs the pool at a time
   // (its handler may change the pool); `until_empty` reads everything there is.
   void read_channel(bool until_empty = false);
   void finish_connection(std::uint64_t id);
   void arm_request_timer();
-  void watch_channel();
   void run_stop_steps();
   void arm_watchdog();
 
   MasterContext& ctx_;
-  const config::PoolConfig& pool_;
+  PoolConfigRef pool_;
   Identity id_;
   WorkerEvents events_;
   pid_t pid_ = -1;
   Clock::time_point started_;
-  bool ready_ = false;
-  bool stop_requested_ = false;
-  bool operator_signalled_ = false;
+  WorkerPhase phase_ = WorkerPhase::Starting;
+  std::optional<Clock::time_point> ready_at_;
+  bool exit_expected_ = false;
   std::string status_text_;
 
-  OwnedFd channel_;
-  std::unique_ptr<FdWatch> channel_watch_;
+  std::unique_ptr<WorkerChannel> channel_;
   std::unique_ptr<NotifySocket> notify_;
   std::unique_ptr<OutputCapture> stdout_capture_;
   std::unique_ptr<OutputCapture> stderr_capture_;
   Timer ready_timer_;
   Timer watchdog_timer_;
   Timer stop_timer_;
+  Timer request_timer_;
   std::map<std::uint64_t, HeldConnection> held_;
   std::uint64_t handed_ = 0;
   std::uint64_t completed_ = 0;
   std::uint64_t recycle_after_ = 0;
-  bool work_ended_ = false;
   std::uint64_t idle_order_ = 0;
-  bool channel_gone_ = false;
-  bool channel_blocked_ = false;
-  Timer request_timer_;
   StopPlan stop_plan_;
   std::size_t stop_step_ = 0;
   Clock::time_point stop_began_;

@@ -317,7 +317,7 @@ TEST_CASE("ctl scoreboard fds arrive in batches and attach read-only",
     CHECK(snap.workers.at(1).connections_handled == 1);
     CHECK(snap.workers.at(1).in_flight == 1);
     CHECK(snap.workers.at(2).rss_bytes == 13107200);
-    CHECK_FALSE(has_stale_pages(snap));
+    CHECK_FALSE(has_stale_pages(snap, live.epochs.size()));
 
     // A worker restarts: its page is replaced, the attached view says so, and fetching
     // again gives the new page.
@@ -325,11 +325,11 @@ TEST_CASE("ctl scoreboard fds arrive in batches and attach read-only",
     REQUIRE_FALSE(sb.start_worker(1, 1));
     sb.set_pid(1, 2001, shm::monotonic_ns());
     snap = live.board.snapshot();
-    CHECK(has_stale_pages(snap));
+    CHECK(has_stale_pages(snap, live.epochs.size()));
     CHECK(snap.workers.at(1).anomalies == shm::kAnomalyStalePage);
     live = open_live_scoreboard(master.path());
     snap = live.board.snapshot();
-    CHECK_FALSE(has_stale_pages(snap));
+    CHECK_FALSE(has_stale_pages(snap, live.epochs.size()));
     CHECK(snap.workers.at(1).pid == 2001);
     CHECK(snap.workers.at(1).connections_handled == 0);
 

@@ -1,0 +1,37 @@
+#pragma once
+// The listening sockets of one configuration generation, keyed by their address as
+// written. A new generation adopts the previous one's sockets for every address that
+// stays (the same socket: never closed and bound again, so no client is refused) and
+// binds only the new addresses.
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "supervisor/generation/listeners.hpp"
+
+namespace forkpool::supervisor {
+
+class ListenerSet {
+ public:
+  ListenerSet() = default;
+
+  // Every address of `config`: adopted from `previous` when it has it, else bound (or
+  // taken from `inherited`, systemd's sockets, at start-up). Throws std::runtime_error
+  // naming the address on the first failure; what this call bound is closed again and
+  // `previous` is untouched.
+  static ListenerSet build(const config::Config& config, const ListenerSet* previous, InheritedSockets& inherited);
+
+  // The pool's listeners in its `listen` order.
+  std::vector<ListenerRef> for_pool(const config::PoolConfig& pool) const;
+  // Addresses this set binds that `previous` did not have ("tcp://127.0.0.1:9000").
+  std::vector<std::string> added_since(const ListenerSet* previous) const;
+  // listen(2) again where a pool's backlog changed; returns one message per failure.
+  std::vector<std::string> apply_backlogs(const config::Config& config);
+
+ private:
+  std::map<std::string, ListenerRef> by_address_;
+};
+
+}  // namespace forkpool::supervisor

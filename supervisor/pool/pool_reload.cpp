@@ -1,0 +1,69 @@
+// Pool: what a configuration reload does to a running pool.
+
+#include "supervisor/observe/events.hpp"
+#include "supervisor/observe/log.hpp"
+#include "supervisor/pool/pool.hpp"
+#include "supervisor/pool/pool_slot.hpp"
+
+namespace forkpool::supervisor {
+
+void Pool::keep(PoolConfigRef config, std::vector<ListenerRef> listeners) {
+  // Equal settings, but the new generation's copy, so the old one can be let go; the
+  // workers keep theirs until they exit (it is equal too).
+  config_ = std::move(config);
+  listeners_ = std::move(listeners);
+  if (dispatcher_) dispatcher_->set_config(config_);
+}
+
+void Pool::reconfigure(PoolConfigRef config, unsigned generation, std::vector<ListenerRef> listeners,
+                       config::PoolChange change) {
+  const int old_target = target_;
+  config_ = std::move(config);
+  listeners_ = std::move(listeners);
+  generation_ = generation;
+  ctx_.scoreboard->set_pool_generation(index_, generation_);
+
+  flap_.set_limits(config_->flap_restarts, config_->flap_window);
+  for (auto& s : slots_) s->backoff.set_delays(config_->restart_delay, config_->restart_delay_max);
+  arm_memory_sampler();
+
+  if (change == config::PoolChange::Replace) {
+    // Every worker started before now runs outdated settings: replace them all, a
+    // batch at a time, each new one ready before an old one stops. Workers that a
+    // previous reload's replacement is still starting are replaced in turn, so the
+    // newest configuration wins and no older generation is left behind.
+    worker_generation_ = generation_;
+  } else {
+    // Master-side settings: the running workers go on under them.
+    for (auto& s : slots_) {
+      for (WorkerProcess* p : {s->process.get(), s->replacement.get()})
+        if (p != nullptr && !outdated(*p)) p->adopt_settings(config_);
+    }
+  }
+  update_dispatcher();
+  if (config_->workers != old_target && state_ != shm::PoolState::Stopping) resize(config_->workers);
+  else target_ = config_->workers;
+  if (change == config::PoolChange::Replace && (state_ == shm::PoolState::Running || state_ == shm::PoolState::Starting))
+    continue_rolling();
+  // A failed pool whose program or environment changed is a deploy of a fix: try it.
+  if (change == config::PoolChange::Replace && state_ == shm::PoolState::Failed) start();
+  if (ctx_.changed) ctx_.changed();
+}
+
+void Pool::retire() {
+  removed_ = true;
+  rolling_.clear();
+  rolling_next_.stop();
+  update_dispatcher();  // accepts nothing more; the kernel backlog keeps new clients
+  maybe_finish_retiring();
+}
+
+void Pool::maybe_finish_retiring() {
+  if (!removed_ || state_ == shm::PoolState::Stopping || state_ == shm::PoolState::Stopped) return;
+  // What the master accepted is served first: its workers are still there for it.
+  if (dispatcher_ && dispatcher_->queued() > 0 && ready_count() > 0) return;
+  log::info("pool.retire", "pool {} was removed from the configuration; draining its workers", config_->name);
+  stop(false);
+}
+
+}  // namespace forkpool::supervisor
