@@ -1,0 +1,1248 @@
+// Configuration reload end to end against the real master (SPEC sections 2, 6 and 7;
+// issue 9): `{"cmd":"reload"}`, `forkpoolctl reload` and SIGHUP re-read the file the
+// master was started with. Every test runs its own master in its own folder, binds port 0,
+// keeps an HTTP load running across the reload and requires that not one request fails.
+//
+// What a reload must do, as these tests read the contract:
+// - success: {"ok":true,"generation":N,"summary":"...","pools":[{"name","change","keys"}],
+//   "supervisor":[...]}; the generation starts at 1 and grows by one per successful reload;
+// - failure: {"ok":false,"error":"...","errors":["FILE:LINE:COL: KEY: message",...]} and
+//   nothing changes; `config.reload` / `config.reload_failed` in the log and on `events`;
+// - unchanged pool: same pids; master-side keys: applied in place (a `workers` change is a
+//   scale); worker-side keys: rolling replacement by generation; added pools start; removed
+//   pools drain, then their listeners close; a listener whose address stays is never closed.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/control_client.hpp"
+#include "support/http_client.hpp"
+#include "support/master_process.hpp"
+#include "support/run_command.hpp"
+#include "support/temp_dir.hpp"
+#include "support/wait_until.hpp"
+
+using namespace forkpool::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+// A reload reply may come at once or only when the change is complete: wait long enough
+// for either. A rolling replacement of a few workers settles well within kSettle.
+constexpr std::chrono::milliseconds kReplyDeadline = 60s;
+constexpr std::chrono::milliseconds kSettle = 60s;
+
+const std::string kHelloBody = "Hello, world\n";
+
+// ---- configuration text -------------------------------------------------------------
+
+std::string supervisor_section(const std::string& extra = "") {
+  return "[supervisor]\ncontrol_socket = \"ctl.sock\"\n" + extra + "\n";
+}
+
+// A pool of forkpool-hello workers (master dispatch, the default).
+std::string hello_pool(const std::string& name, int workers, const std::string& extra = "",
+                       const std::string& listen = "tcp://127.0.0.1:0") {
+  return "[pools." + name + "]\ncommand = [\"" + hello_binary().string() + "\"]\nlisten = [\"" +
+         listen + "\"]\nworkers = " + std::to_string(workers) + "\n" + extra + "\n";
+}
+
+// A pool of fp-testworker processes without listeners (plain supervision).
+std::string plain_pool(const std::string& name, int workers) {
+  return "[pools." + name + "]\ncommand = [\"" + testworker_binary().string() +
+         "\"]\nready = \"exec\"\nworkers = " + std::to_string(workers) + "\n\n";
+}
+
+// A worker-side key: changing it replaces every worker of the pool.
+std::string env_mark(const std::string& value) {
+  return "env = { MARK = \"" + value + "\" }\n";
+}
+
+// Replaces `path` atomically (write, then rename), so a master reading it concurrently
+// sees the old file or the new one, never half of one.
+void replace_file(const std::filesystem::path& path, const std::string& text) {
+  const auto tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+// 1-based line number of the first line containing `needle` (0 if none).
+int line_of(const std::string& text, const std::string& needle) {
+  const auto at = text.find(needle);
+  if (at == std::string::npos) return 0;
+  return 1 + static_cast<int>(
+                 std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n'));
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(line);
+  return out;
+}
+
+// ---- replies and status -------------------------------------------------------------
+
+bool is_ok(const json& reply) {
+  return reply.is_object() && reply.value("ok", false);
+}
+
+json status_of(ControlClient& c) {
+  return c.request({{"cmd", "status"}});
+}
+
+// The pool's object in a status reply (null when it is not there).
+json pool_in(const json& status, const std::string& name) {
+  if (!status.is_object() || !status.contains("pools") || !status["pools"].is_array())
+    return nullptr;
+  for (const auto& p : status["pools"])
+    if (p.value("name", "") == name) return p;
+  return nullptr;
+}
+
+json pool_status(ControlClient& c, const std::string& name) {
+  return pool_in(status_of(c), name);
+}
+
+// Serving workers of a pool as worker number -> pid.
+std::map<unsigned, pid_t> serving_pids(const json& pool) {
+  std::map<unsigned, pid_t> out;
+  if (!pool.is_object()) return out;
+  for (const auto& w : pool["workers"])
+    if (w["role"] == "serving") out[w["worker"].get<unsigned>()] = w["pid"].get<pid_t>();
+  return out;
+}
+
+// Every worker process the pool lists, whatever its role.
+std::set<pid_t> all_pids(const json& pool) {
+  std::set<pid_t> out;
+  if (!pool.is_object()) return out;
+  for (const auto& w : pool["workers"]) out.insert(w["pid"].get<pid_t>());
+  return out;
+}
+
+std::set<pid_t> pid_set(const std::map<unsigned, pid_t>& pids) {
+  std::set<pid_t> out;
+  for (const auto& [worker, pid] : pids) out.insert(pid);
+  return out;
+}
+
+// Settled: the target reached, every worker serving and ready, none starting or retiring.
+bool settled(const json& pool, int target) {
+  if (!pool.is_object() || pool["target"] != target || pool["live"] != target ||
+      pool["ready"] != target)
+    return false;
+  for (const auto& w : pool["workers"])
+    if (w["role"] != "serving" || w["state"] == "starting" || w["state"] == "stopping")
+      return false;
+  return static_cast<int>(pool["workers"].size()) == target;
+}
+
+// Every worker listed runs under `generation` and none of them is in `old`.
+bool all_replaced(const json& pool, unsigned generation, const std::set<pid_t>& old) {
+  if (!pool.is_object()) return false;
+  for (const auto& w : pool["workers"]) {
+    if (w.value("generation", 0u) != generation) return false;
+    if (old.count(w["pid"].get<pid_t>()) != 0) return false;
+  }
+  return true;
+}
+
+// The pool's listener addresses as HOST:PORT (without "tcp://").
+std::vector<std::string> listen_addresses(const json& pool) {
+  std::vector<std::string> out;
+  if (!pool.is_object() || !pool["listeners"].is_array()) return out;
+  for (const auto& l : pool["listeners"]) {
+    std::string s = l.get<std::string>();
+    if (s.starts_with("tcp://")) s = s.substr(6);
+    out.push_back(s);
+  }
+  return out;
+}
+
+// The entry of `pool` in a reload reply's "pools" (null when it is not there).
+json change_of(const json& reply, const std::string& pool) {
+  if (!reply.is_object() || !reply.contains("pools") || !reply["pools"].is_array()) return nullptr;
+  for (const auto& p : reply["pools"])
+    if (p.value("name", "") == pool) return p;
+  return nullptr;
+}
+
+// Checks that a reload reply says `pool` had `change` with exactly `keys` changed
+// (`keys` is not checked for added and removed pools).
+void check_change(const json& reply, const std::string& pool, const std::string& change,
+                  const std::vector<std::string>& keys = {}) {
+  INFO("pool " << pool << " in reload reply " << reply.dump());
+  const json entry = change_of(reply, pool);
+  REQUIRE(entry.is_object());
+  CHECK(entry.value("change", "") == change);
+  if (change == "added" || change == "removed") return;
+  REQUIRE(entry.contains("keys"));
+  REQUIRE(entry["keys"].is_array());
+  std::vector<std::string> got;
+  for (const auto& k : entry["keys"]) got.push_back(k.get<std::string>());
+  std::sort(got.begin(), got.end());
+  std::vector<std::string> want = keys;
+  std::sort(want.begin(), want.end());
+  CHECK(got == want);
+}
+
+// The common shape of a successful reload reply.
+void require_reloaded(const json& reply, unsigned generation) {
+  INFO("reload reply: " << reply.dump());
+  REQUIRE(is_ok(reply));
+  CHECK(reply["generation"] == generation);
+  REQUIRE(reply.contains("summary"));
+  REQUIRE(reply["summary"].is_string());
+  const std::string summary = reply["summary"].get<std::string>();
+  CHECK(!summary.empty());
+  CHECK(summary.find('\n') == std::string::npos);
+  CHECK(reply["pools"].is_array());
+  CHECK(reply["supervisor"].is_array());
+}
+
+// Prometheus samples "name{labels} value" -> value.
+std::map<std::string, double> prometheus_samples(const std::string& text) {
+  std::map<std::string, double> out;
+  for (const auto& line : lines_of(text)) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto space = line.rfind(' ');
+    if (space == std::string::npos) continue;
+    try {
+      out[line.substr(0, space)] = std::stod(line.substr(space + 1));
+    } catch (const std::exception&) {
+    }
+  }
+  return out;
+}
+
+// forkpool_config_generation from the `metrics` command (-1 when it is missing).
+double generation_metric(ControlClient& c) {
+  const json m = c.request({{"cmd", "metrics"}});
+  if (!is_ok(m) || !m["text"].is_string()) return -1;
+  const auto samples = prometheus_samples(m["text"].get<std::string>());
+  const auto it = samples.find("forkpool_config_generation");
+  return it == samples.end() ? -1 : it->second;
+}
+
+// ---- processes ----------------------------------------------------------------------
+
+// The environment a process was exec'd with, from /proc (empty when it is gone).
+std::map<std::string, std::string> environ_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+  const std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::map<std::string, std::string> out;
+  std::size_t pos = 0;
+  while (pos < all.size()) {
+    auto end = all.find('\0', pos);
+    if (end == std::string::npos) end = all.size();
+    const std::string entry = all.substr(pos, end - pos);
+    const auto eq = entry.find('=');
+    if (eq != std::string::npos) out[entry.substr(0, eq)] = entry.substr(eq + 1);
+    pos = end + 1;
+  }
+  return out;
+}
+
+std::string env_value(pid_t pid, const std::string& name) {
+  const auto env = environ_of(pid);
+  const auto it = env.find(name);
+  return it == env.end() ? "<unset>" : it->second;
+}
+
+// True while `pid` is a live (not zombie) child of `parent`: a pid reused by an unrelated
+// process does not count.
+bool is_child_of(pid_t pid, pid_t parent) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  if (!in) return false;
+  std::string line;
+  std::getline(in, line);
+  const auto close = line.rfind(')');
+  if (close == std::string::npos || close + 2 >= line.size()) return false;
+  std::istringstream rest(line.substr(close + 2));
+  char state = 0;
+  long ppid = -1;
+  rest >> state >> ppid;
+  return state != 'Z' && state != 'X' && ppid == parent;
+}
+
+// ---- network ------------------------------------------------------------------------
+
+// Connects to 127.x.y.z:PORT and closes at once: 0 when the connection was made, else
+// the errno of connect (ECONNREFUSED once nothing listens there).
+int connect_errno(const std::string& address) {
+  const auto colon = address.rfind(':');
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
+  ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &a.sin_addr);
+  const int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  const int err = rc == 0 ? 0 : errno;
+  ::close(fd);
+  return err;
+}
+
+bool refuses(const std::string& address) {
+  return connect_errno(address) == ECONNREFUSED;
+}
+
+bool hello_answers(const std::string& address, std::chrono::milliseconds timeout = 5s) {
+  const auto r = http_get(address, "/", timeout);
+  return r && r->status == 200 && r->body == kHelloBody;
+}
+
+// A TCP listener held by the test on 127.0.0.1, to make a bind of the master fail.
+class HeldPort {
+ public:
+  HeldPort() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd_ >= 0 && ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+        ::listen(fd_, 16) == 0 && ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+      port_ = ntohs(a.sin_port);
+  }
+  ~HeldPort() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  HeldPort(const HeldPort&) = delete;
+  HeldPort& operator=(const HeldPort&) = delete;
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// ---- load ---------------------------------------------------------------------------
+
+// HTTP load with an exact account: `clients` threads each GET / in a loop (one request
+// per connection, the slowest case for the master) until stop(); every request that does
+// not come back as 200 "Hello, world" is a failure and is described. Bounded: the threads
+// stop by themselves after `limit` even if the test forgets to.
+class Load {
+ public:
+  explicit Load(std::string address, int clients = 3, std::chrono::seconds limit = 170s)
+      : address_(std::move(address)), until_(std::chrono::steady_clock::now() + limit) {
+    for (int i = 0; i < clients; ++i) threads_.emplace_back([this] { run(); });
+  }
+  ~Load() { stop(); }
+  Load(const Load&) = delete;
+  Load& operator=(const Load&) = delete;
+
+  void stop() {
+    stop_ = true;
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+  }
+  std::uint64_t answered() const { return answered_; }
+  std::uint64_t failed() const { return failed_; }
+  // Waits until `n` more requests have been answered than when it was called.
+  bool advance(std::uint64_t n, std::chrono::milliseconds deadline = 30s) {
+    const auto base = answered_.load();
+    return wait_until([&] { return answered_ >= base + n; }, deadline);
+  }
+  std::string failures() const {
+    std::lock_guard lock(mutex_);
+    std::string out = std::to_string(failed_.load()) + " failed of " +
+                      std::to_string(answered_.load() + failed_.load()) + " requests to " +
+                      address_;
+    for (const auto& f : failures_) out += "\n  " + f;
+    return out;
+  }
+
+ private:
+  void run() {
+    const auto start = std::chrono::steady_clock::now();
+    while (!stop_ && std::chrono::steady_clock::now() < until_) {
+      errno = 0;
+      const auto r = http_get(address_, "/", 10s);
+      const int err = errno;
+      if (r && r->status == 200 && r->body == kHelloBody) {
+        ++answered_;
+        continue;
+      }
+      ++failed_;
+      const auto at = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - start);
+      std::string what =
+          r ? "status " + std::to_string(r->status) + " body \"" + r->body.substr(0, 80) + "\""
+            : std::string("no response (last errno: ") + std::strerror(err) + ")";
+      std::lock_guard lock(mutex_);
+      if (failures_.size() < 20)
+        failures_.push_back("at +" + std::to_string(at.count()) + " ms: " + what);
+    }
+  }
+
+  std::string address_;
+  std::chrono::steady_clock::time_point until_;
+  std::atomic<bool> stop_{false};
+  std::atomic<std::uint64_t> answered_{0};
+  std::atomic<std::uint64_t> failed_{0};
+  mutable std::mutex mutex_;
+  std::vector<std::string> failures_;
+  std::vector<std::thread> threads_;
+};
+
+// Stops the load and checks that every request it made was answered.
+void check_no_failed_requests(Load& load) {
+  load.stop();
+  INFO(load.failures());
+  CHECK(load.failed() == 0);
+  CHECK(load.answered() > 0);
+}
+
+// ---- the master ---------------------------------------------------------------------
+
+std::string ctl_binary() {
+  return std::string(FORKPOOL_BINARY_DIR) + "/ctl/forkpoolctl";
+}
+
+// One master with a control socket in its own folder, started from f.toml.
+struct Master {
+  TempDir dir;
+  std::unique_ptr<MasterProcess> process;
+
+  explicit Master(const std::string& config) {
+    replace_file(config_path(), config);
+    process = std::make_unique<MasterProcess>(config_path());
+  }
+  std::filesystem::path config_path() const { return dir / "f.toml"; }
+  std::filesystem::path socket() const { return dir / "ctl.sock"; }
+  ControlClient client() const { return ControlClient(socket(), 10s); }
+  bool ready() { return !process->wait_log("\\[master.ready\\]", 30s).empty(); }
+  void rewrite(const std::string& config) const { replace_file(config_path(), config); }
+
+  // `{"cmd":"reload"}` on a fresh connection; the reply (null on timeout).
+  json reload() const {
+    auto c = client();
+    return c.request({{"cmd", "reload"}}, kReplyDeadline);
+  }
+  RunResult ctl(const std::vector<std::string>& args) const {
+    std::vector<std::string> argv = {ctl_binary(), "-s", socket().string(), "--timeout", "60"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv, 90s);
+  }
+  // `forkpool --check` on the current file, as the reload must validate it.
+  RunResult check() const {
+    return run_command({forkpool_binary().string(), "--check", "-c", config_path().string()}, 30s);
+  }
+  std::size_t log_count(const std::string& pattern) const {
+    return process->all_matches(pattern).size();
+  }
+  // Every pid the log says was started, in any pool.
+  std::set<pid_t> logged_pids() const {
+    std::set<pid_t> out;
+    for (const auto& p : process->all_matches("pid ([0-9]+) started")) out.insert(std::stoi(p));
+    return out;
+  }
+};
+
+const std::string kReloadLine = "\\[config\\.reload\\]";
+const std::string kReloadFailedLine = "\\[config\\.reload_failed\\]";
+
+// Log lines that no reload may cause: sanitizer reports, critical lines and, unless the
+// test expects failures, error lines.
+std::vector<std::string> alarming_log_lines(const std::string& log, bool errors_expected = false) {
+  static const std::regex level_re(R"(^\S+ (error|critical)\s+\[)");
+  std::vector<std::string> out;
+  for (const auto& line : lines_of(log)) {
+    std::smatch m;
+    const bool bad_level =
+        std::regex_search(line, m, level_re) && (m[1] == "critical" || !errors_expected);
+    if (bad_level || line.find("Sanitizer") != std::string::npos ||
+        line.find("runtime error:") != std::string::npos)
+      out.push_back(line);
+  }
+  return out;
+}
+
+// A subscriber of the `events` stream; wait_for returns each matching event once.
+class EventStream {
+ public:
+  explicit EventStream(const std::filesystem::path& socket) : c_(socket, 10s) {
+    subscribed_ = is_ok(c_.request({{"cmd", "events"}}));
+  }
+  bool subscribed() const { return subscribed_; }
+
+  std::optional<json> wait_for(const std::string& name, std::chrono::milliseconds deadline = 30s) {
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    while (true) {
+      for (; next_ < seen_.size(); ++next_)
+        if (seen_[next_].value("event", "") == name) return seen_[next_++];
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          until - std::chrono::steady_clock::now());
+      if (left <= 0ms) return std::nullopt;
+      auto e = c_.read_json(left);
+      if (!e) return std::nullopt;
+      if (e->is_object() && e->contains("event")) seen_.push_back(*e);
+    }
+  }
+  std::string dump() const {
+    std::string out;
+    for (const auto& e : seen_) out += e.dump() + "\n";
+    return out;
+  }
+
+ private:
+  ControlClient c_;
+  bool subscribed_ = false;
+  std::vector<json> seen_;
+  std::size_t next_ = 0;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+
+TEST_CASE("reload of an unchanged file keeps every worker and bumps the generation", "[reload]") {
+  const std::string config = supervisor_section() + hello_pool("web", 3) + plain_pool("bg", 2);
+  Master m(config);
+  const std::string addr = m.process->wait_listen_address("web");
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until(
+      [&] { return settled(pool_status(c, "web"), 3) && settled(pool_status(c, "bg"), 2); }));
+  const json before = status_of(c);
+  const auto web_before = serving_pids(pool_in(before, "web"));
+  const auto bg_before = serving_pids(pool_in(before, "bg"));
+  const auto listeners_before = pool_in(before, "web")["listeners"];
+  const auto started_before = m.log_count("pid ([0-9]+) started");
+  Load load(addr);
+  REQUIRE(load.advance(100));
+
+  const auto answered_at_reload = load.answered();
+  const json r = m.reload();
+  require_reloaded(r, 2);
+  check_change(r, "web", "unchanged");
+  check_change(r, "bg", "unchanged");
+  CHECK(r["pools"].size() == 2);
+  CHECK(r["supervisor"] == json::array());
+  CHECK(!m.process->wait_log(kReloadLine).empty());
+  REQUIRE(load.advance(200));
+  CHECK(load.answered() > answered_at_reload);
+
+  const json after = status_of(c);
+  INFO(after.dump(2));
+  CHECK(after["generation"] == 2);
+  CHECK(serving_pids(pool_in(after, "web")) == web_before);
+  CHECK(serving_pids(pool_in(after, "bg")) == bg_before);
+  CHECK(settled(pool_in(after, "web"), 3));
+  CHECK(settled(pool_in(after, "bg"), 2));
+  CHECK(pool_in(after, "web")["listeners"] == listeners_before);
+  for (const char* pool : {"web", "bg"})
+    for (const auto& w : pool_in(after, pool)["workers"]) {
+      CHECK(w["generation"] == 1);  // started under generation 1 and never replaced
+      CHECK(w["restarts"] == 0);
+    }
+  CHECK(m.log_count("pid ([0-9]+) started") == started_before);
+
+  // forkpoolctl: --json passes the reply through; without it a summary is printed.
+  const auto as_json = m.ctl({"--json", "reload"});
+  INFO(as_json.describe());
+  REQUIRE(as_json.exited);
+  CHECK(as_json.exit_code == 0);
+  json ctl_reply;
+  for (const auto& line : lines_of(as_json.out)) {
+    const json j = json::parse(line, nullptr, false);
+    if (j.is_object() && j.contains("summary")) ctl_reply = j;
+  }
+  CHECK(is_ok(ctl_reply));
+  CHECK(ctl_reply["generation"] == 3);
+  const auto plain = m.ctl({"reload"});
+  INFO(plain.describe());
+  REQUIRE(plain.exited);
+  CHECK(plain.exit_code == 0);
+  CHECK_THAT(plain.out, Catch::Contains("unchanged", Catch::CaseSensitive::No));
+  const json last = status_of(c);
+  CHECK(last["generation"] == 4);
+  CHECK(serving_pids(pool_in(last, "web")) == web_before);
+  CHECK(serving_pids(pool_in(last, "bg")) == bg_before);
+
+  check_no_failed_requests(load);
+  const json counters = pool_status(c, "web")["counters"];
+  CHECK(counters["lost"] == 0);
+  CHECK(counters["closed"] == 0);
+  CHECK(counters["crashed"] == 0);
+  CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
+}
+
+TEST_CASE("reload scales a pool from 4 to 6 to 3 workers in place", "[reload]") {
+  Master m(supervisor_section() + hello_pool("web", 4));
+  const std::string addr = m.process->wait_listen_address("web");
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 4); }));
+  const auto original = serving_pids(pool_status(c, "web"));
+  REQUIRE(original.size() == 4);
+  Load load(addr);
+  REQUIRE(load.advance(100));
+
+  // 4 -> 6: two workers are added, the four running ones stay.
+  m.rewrite(supervisor_section() + hello_pool("web", 6));
+  const json up = m.reload();
+  require_reloaded(up, 2);
+  check_change(up, "web", "in-place", {"workers"});
+  json web;
+  CHECK(wait_until([&] { return settled(web = pool_status(c, "web"), 6); }, kSettle));
+  INFO(web.dump(2));
+  const auto six = serving_pids(web);
+  REQUIRE(six.size() == 6);
+  for (unsigned w = 0; w < 4; ++w) CHECK(six.at(w) == original.at(w));
+  for (unsigned w = 4; w < 6; ++w) {
+    CHECK(pid_set(original).count(six.at(w)) == 0);
+    CHECK(env_value(six.at(w), "FORKPOOL_GENERATION") == "2");
+  }
+  for (const auto& w : web["workers"])
+    CHECK(w["generation"] == (w["worker"].get<unsigned>() < 4 ? 1 : 2));
+  CHECK(web["generation"] == 2);
+  CHECK(web["target"] == 6);
+  REQUIRE(load.advance(100));
+
+  // 6 -> 3: three workers retire; the first three, started before any reload, stay.
+  m.rewrite(supervisor_section() + hello_pool("web", 3));
+  const json down = m.reload();
+  require_reloaded(down, 3);
+  check_change(down, "web", "in-place", {"workers"});
+  CHECK(wait_until([&] { return settled(web = pool_status(c, "web"), 3); }, kSettle));
+  INFO(web.dump(2));
+  const auto three = serving_pids(web);
+  CHECK(three ==
+        std::map<unsigned, pid_t>{{0, original.at(0)}, {1, original.at(1)}, {2, original.at(2)}});
+  for (const auto& w : web["workers"]) CHECK(w["generation"] == 1);
+  CHECK(web["generation"] == 3);
+  CHECK(web["live"] == 3);
+  for (unsigned w = 3; w < 6; ++w)
+    CHECK(wait_until([&] { return !is_child_of(six.at(w), m.process->pid()); }, kSettle));
+  CHECK(status_of(c)["generation"] == 3);
+  REQUIRE(load.advance(100));
+
+  check_no_failed_requests(load);
+  const json counters = pool_status(c, "web")["counters"];
+  CHECK(counters["lost"] == 0);
+  CHECK(counters["closed"] == 0);
+  CHECK(counters["crashed"] == 0);
+  CHECK(listen_addresses(pool_status(c, "web")) == std::vector<std::string>{addr});
+  CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
+}
+
+TEST_CASE("reload of a changed env replaces every worker in a rolling restart", "[reload]") {
+  constexpr int kWorkers = 4;
+  Master m(supervisor_section() + hello_pool("web", kWorkers, env_mark("one")));
+  const std::string addr = m.process->wait_listen_address("web");
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), kWorkers); }));
+  const auto before = pid_set(serving_pids(pool_status(c, "web")));
+  REQUIRE(before.size() == kWorkers);
+  for (const pid_t pid : before) REQUIRE(env_value(pid, "MARK") == "one");
+  Load load(addr);
+  REQUIRE(load.advance(100));
+
+  m.rewrite(supervisor_section() + hello_pool("web", kWorkers, env_mark("two")));
+  const auto answered_at_reload = load.answered();
+  const json r = m.reload();
+  require_reloaded(r, 2);
+  check_change(r, "web", "replace", {"env"});
+
+  // Sample the pool while the replacement runs: never fewer ready workers than configured.
+  int least_ready = kWorkers;
+  json web;
+  const bool replaced = wait_until(
+      [&] {
+        web = pool_status(c, "web");
+        if (web.is_object()) least_ready = std::min(least_ready, web["ready"].get<int>());
+        return settled(web, kWorkers) && all_replaced(web, 2, before);
+      },
+      kSettle);
+  INFO(web.dump(2));
+  CHECK(replaced);
+  CHECK(least_ready >= kWorkers);
+  CHECK(web["generation"] == 2);
+  CHECK(load.answered() > answered_at_reload);
+  const auto after = pid_set(serving_pids(web));
+  CHECK(after.size() == kWorkers);
+  for (const pid_t pid : after) {
+    INFO("worker pid " << pid);
+    CHECK(env_value(pid, "MARK") == "two");
+    CHECK(env_value(pid, "FORKPOOL_GENERATION") == "2");
+  }
+  for (const pid_t pid : before)
+    CHECK(wait_until([&] { return !is_child_of(pid, m.process->pid()); }, kSettle));
+
+  // From the log: each old worker stopped only after one more new worker was ready.
+  const auto log = lines_of(m.process->log());
+  std::size_t ready_new = 0, exited_old = 0;
+  for (const auto& line : log) {
+    for (const pid_t pid : after)
+      if (line.find("pid " + std::to_string(pid) + " is ready") != std::string::npos) ++ready_new;
+    for (const pid_t pid : before)
+      if (line.find("pid " + std::to_string(pid) + " exited") != std::string::npos) {
+        ++exited_old;
+        INFO(line);
+        CHECK(ready_new >= exited_old);
+      }
+  }
+  CHECK(ready_new == kWorkers);
+  CHECK(exited_old == kWorkers);
+
+  REQUIRE(load.advance(100));
+  check_no_failed_requests(load);
+  const json counters = pool_status(c, "web")["counters"];
+  CHECK(counters["lost"] == 0);
+  CHECK(counters["closed"] == 0);
+  CHECK(counters["crashed"] == 0);
+  CHECK(listen_addresses(pool_status(c, "web")) == std::vector<std::string>{addr});
+  CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
+}
+
+TEST_CASE("reload starts an added pool and drains a removed one before closing its port",
+          "[reload]") {
+  const std::string web = hello_pool("web", 2);
+  const std::string api = hello_pool("api", 2);
+  Master m(supervisor_section() + web + hello_pool("old", 1));
+  const std::string web_addr = m.process->wait_listen_address("web");
+  const std::string old_addr = m.process->wait_listen_address("old");
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until(
+      [&] { return settled(pool_status(c, "web"), 2) && settled(pool_status(c, "old"), 1); }));
+  const auto web_pids = serving_pids(pool_status(c, "web"));
+  Load load(web_addr);
+  REQUIRE(load.advance(100));
+
+  // Added: it starts, binds its listener and serves.
+  m.rewrite(supervisor_section() + web + hello_pool("old", 1) + api);
+  const json added = m.reload();
+  require_reloaded(added, 2);
+  check_change(added, "web", "unchanged");
+  check_change(added, "old", "unchanged");
+  check_change(added, "api", "added");
+  json api_status;
+  CHECK(wait_until([&] { return settled(api_status = pool_status(c, "api"), 2); }, kSettle));
+  INFO(api_status.dump(2));
+  CHECK(api_status["generation"] == 2);
+  const auto api_addrs = listen_addresses(api_status);
+  REQUIRE(api_addrs.size() == 1);
+  const std::string api_addr = api_addrs[0];
+  CHECK(api_addr.starts_with("127.0.0.1:"));
+  CHECK(api_addr != "127.0.0.1:0");
+  for (int i = 0; i < 20; ++i) CHECK(hello_answers(api_addr));
+  const auto api_pids = serving_pids(api_status);
+  for (const auto& [worker, pid] : api_pids) {
+    CHECK(env_value(pid, "FORKPOOL_POOL") == "api");
+    CHECK(env_value(pid, "FORKPOOL_GENERATION") == "2");
+  }
+
+  // Removed: a slow request in flight on its port is finished, then the port closes.
+  const pid_t old_pid = serving_pids(pool_status(c, "old")).at(0);
+  auto slow =
+      std::async(std::launch::async, [&] { return http_get(old_addr, "/sleep?ms=4000", 30s); });
+  REQUIRE(wait_until([&] { return pool_status(c, "old")["busy"] == 1; }));
+  m.rewrite(supervisor_section() + web + api);
+  const json removed = m.reload();
+  require_reloaded(removed, 3);
+  check_change(removed, "old", "removed");
+  check_change(removed, "web", "unchanged");
+  check_change(removed, "api", "unchanged");
+  // While its worker drains, the listener is still open (only checked when the reply
+  // came before the drain ended).
+  if (slow.wait_for(0s) == std::future_status::timeout) {
+    const int err = connect_errno(old_addr);
+    if (slow.wait_for(0s) == std::future_status::timeout) CHECK(err == 0);
+  }
+  const auto answer = slow.get();
+  REQUIRE(answer.has_value());
+  CHECK(answer->status == 200);
+  CHECK(answer->body == "slept 4000 ms\n");
+  CHECK(wait_until([&] { return refuses(old_addr); }, kSettle));
+  CHECK(wait_until([&] { return !is_child_of(old_pid, m.process->pid()); }, kSettle));
+  CHECK(wait_until([&] { return pool_in(status_of(c), "old").is_null(); }, kSettle));
+
+  const json after = status_of(c);
+  INFO(after.dump(2));
+  CHECK(after["generation"] == 3);
+  CHECK(after["pools"].size() == 2);
+  CHECK(serving_pids(pool_in(after, "web")) == web_pids);
+  CHECK(serving_pids(pool_in(after, "api")) == api_pids);
+  CHECK(hello_answers(api_addr));
+  REQUIRE(load.advance(100));
+  check_no_failed_requests(load);
+  CHECK(pool_in(after, "web")["counters"]["lost"] == 0);
+  CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
+}
+
+TEST_CASE("reload moves a listener to a new address and keeps an unchanged one open", "[reload]") {
+  const std::string api = hello_pool("api", 2);
+  Master m(supervisor_section() + hello_pool("web", 2) + api);
+  const std::string a = m.process->wait_listen_address("web");
+  const std::string api_addr = m.process->wait_listen_address("api");
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until(
+      [&] { return settled(pool_status(c, "web"), 2) && settled(pool_status(c, "api"), 2); }));
+  const auto web_before = pid_set(serving_pids(pool_status(c, "web")));
+  const auto api_before = serving_pids(pool_status(c, "api"));
+  Load load(api_addr);
+  REQUIRE(load.advance(100));
+  auto slow = std::async(std::launch::async, [&] { return http_get(a, "/sleep?ms=3000", 30s); });
+  REQUIRE(wait_until([&] { return pool_status(c, "web")["busy"] == 1; }));
+
+  // Port A (127.0.0.1) -> port B (127.0.0.2, also loopback): a different address.
+  m.rewrite(supervisor_section() + hello_pool("web", 2, "", "tcp://127.0.0.2:0") + api);
+  const json r = m.reload();
+  require_reloaded(r, 2);
+  check_change(r, "web", "replace", {"listen"});
+  check_change(r, "api", "unchanged");
+
+  // B is bound before anything else changes: it takes connections as soon as it is listed.
+  std::string b;
+  CHECK(wait_until(
+      [&] {
+        for (const auto& l : listen_addresses(pool_status(c, "web")))
+          if (l.starts_with("127.0.0.2:")) b = l;
+        return !b.empty();
+      },
+      kSettle));
+  REQUIRE(!b.empty());
+  CHECK(connect_errno(b) == 0);
+  CHECK(wait_until([&] { return hello_answers(b); }, kSettle));
+
+  // A serves its in-flight request to the end, then closes once the old workers are gone.
+  const auto answer = slow.get();
+  REQUIRE(answer.has_value());
+  CHECK(answer->status == 200);
+  CHECK(wait_until([&] { return refuses(a); }, kSettle));
+  for (const pid_t pid : web_before) CHECK(!is_child_of(pid, m.process->pid()));
+
+  json web;
+  CHECK(wait_until(
+      [&] {
+        web = pool_status(c, "web");
+        return settled(web, 2) && all_replaced(web, 2, web_before);
+      },
+      kSettle));
+  INFO(web.dump(2));
+  CHECK(listen_addresses(web) == std::vector<std::string>{b});
+  for (const auto& [worker, pid] : serving_pids(web)) {
+    // The new address, as written (docs/protocol.md) or as bound (what the master passes today).
+    const std::string listeners = env_value(pid, "FORKPOOL_LISTENERS");
+    CHECK((listeners == "tcp://127.0.0.2:0" || listeners == "tcp://" + b));
+    CHECK(env_value(pid, "FORKPOOL_GENERATION") == "2");
+  }
+  for (int i = 0; i < 20; ++i) CHECK(hello_answers(b));
+  CHECK(refuses(a));
+
+  // The pool whose listener stayed kept its exact port and its workers, and never failed.
+  const json api_after = pool_status(c, "api");
+  CHECK(listen_addresses(api_after) == std::vector<std::string>{api_addr});
+  CHECK(serving_pids(api_after) == api_before);
+  REQUIRE(load.advance(100));
+  check_no_failed_requests(load);
+  CHECK(pool_status(c, "api")["counters"]["lost"] == 0);
+  CHECK(pool_status(c, "web")["counters"]["lost"] == 0);
+  CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
+}
+
+TEST_CASE("reload of an invalid file changes nothing and reports every error with its place",
+          "[reload]") {
+  const std::string good = supervisor_section() + hello_pool("web", 2);
+  Master m(good);
+  const std::string addr = m.process->wait_listen_address("web");
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 2); }));
+  const auto pids = serving_pids(pool_status(c, "web"));
+  EventStream events(m.socket());
+  REQUIRE(events.subscribed());
+  Load load(addr);
+  REQUIRE(load.advance(100));
+  const std::string file = m.config_path().string();
+
+  auto check_nothing_changed = [&] {
+    const json st = status_of(c);
+    const json web = pool_in(st, "web");
+    INFO(st.dump(2));
+    CHECK(st["generation"] == 1);
+    CHECK(st["pools"].size() == 1);
+    CHECK(settled(web, 2));
+    CHECK(serving_pids(web) == pids);
+    CHECK(listen_addresses(web) == std::vector<std::string>{addr});
+    for (const auto& w : web["workers"]) CHECK(w["generation"] == 1);
+    CHECK(m.log_count("pid ([0-9]+) started") == pids.size());
+  };
+
+  struct Case {
+    std::string name;
+    std::string text;
+    std::vector<std::string> expected;  // each must start one of the error lines
+    bool checkable;                     // `forkpool --check` sees the same errors
+  };
+  const std::string syntax = supervisor_section() + hello_pool("web", 2, "queue_limit = = 5\n");
+  const std::string semantic = supervisor_section() + hello_pool("web", -1, "queue_limt = 5\n");
+  HeldPort held;
+  REQUIRE(held.port() > 0);
+  const std::string bind_fails =
+      supervisor_section() + hello_pool("web", 3) +
+      hello_pool("extra", 1, "", "tcp://127.0.0.1:" + std::to_string(held.port()));
+  const std::vector<Case> cases = {
+      {"TOML syntax error",
+       syntax,
+       {file + ":" + std::to_string(line_of(syntax, "queue_limit = = 5")) + ":"},
+       true},
+      {"value out of range and a misspelt key",
+       semantic,
+       {file + ":" + std::to_string(line_of(semantic, "workers = -1")) +
+            ":11: pools.web.workers: expected an integer from 1 to 4096, got -1",
+        file + ":" + std::to_string(line_of(semantic, "queue_limt")) +
+            ":1: pools.web.queue_limt: unknown key; did you mean `queue_limit`?"},
+       true},
+      // Valid TOML (web grows to 3 and a pool is added), but the new listener cannot be bound:
+      // the whole reload is refused, the size change included.
+      {"a new listener that cannot be bound", bind_fails, {}, false},
+  };
+
+  for (const auto& k : cases) {
+    INFO("case: " << k.name << "\n" << k.text);
+    m.rewrite(k.text);
+    const auto failed_lines = m.log_count(kReloadFailedLine);
+    const json r = m.reload();
+    INFO("reply: " << r.dump());
+    REQUIRE(r.is_object());
+    CHECK(r["ok"] == false);
+    REQUIRE(r["error"].is_string());
+    CHECK(!r["error"].get<std::string>().empty());
+    std::vector<std::string> errors;
+    if (r.contains("errors") && r["errors"].is_array())
+      for (const auto& e : r["errors"])
+        errors.push_back(e.is_string() ? e.get<std::string>() : e.dump());
+    if (k.checkable) {  // config errors come one per line, each with its place
+      REQUIRE(r.contains("errors"));
+      CHECK(!errors.empty());
+    } else if (errors.empty()) {
+      errors.push_back(r["error"].get<std::string>());
+    }
+    for (const auto& want : k.expected)
+      CHECK(std::any_of(errors.begin(), errors.end(),
+                        [&](const std::string& e) { return e.starts_with(want); }));
+    if (k.checkable) {
+      // Validated by the same code as --check: the same lines, and each names its place.
+      const auto check = m.check();
+      INFO(check.describe());
+      CHECK(check.exit_code == 2);
+      auto check_lines = lines_of(check.err);
+      if (!check_lines.empty()) check_lines.pop_back();  // "FILE: N errors"
+      CHECK(errors == check_lines);
+      static const std::regex place(R"(^.+:[0-9]+:[0-9]+: .+)");
+      for (const auto& e : errors) {
+        INFO(e);
+        CHECK(e.starts_with(file + ":"));
+        CHECK(std::regex_match(e, place));
+      }
+    } else {  // the address that could not be bound is named
+      const std::string port = std::to_string(held.port());
+      CHECK((r["error"].get<std::string>().find(port) != std::string::npos ||
+             std::any_of(errors.begin(), errors.end(),
+                         [&](const std::string& e) { return e.find(port) != std::string::npos; })));
+    }
+    CHECK(wait_until([&] { return m.log_count(kReloadFailedLine) > failed_lines; }));
+    CHECK(events.wait_for("config.reload_failed").has_value());
+    check_nothing_changed();
+
+    // forkpoolctl prints every error and exits non-zero; still nothing changes.
+    const auto failed_before_ctl = m.log_count(kReloadFailedLine);
+    const auto ctl = m.ctl({"reload"});
+    INFO(ctl.describe());
+    REQUIRE(ctl.exited);
+    CHECK(ctl.exit_code != 0);
+    for (const auto& e : errors) CHECK_THAT(ctl.out + ctl.err, Catch::Contains(e));
+    CHECK(wait_until([&] { return m.log_count(kReloadFailedLine) > failed_before_ctl; }));
+    CHECK(events.wait_for("config.reload_failed").has_value());
+    check_nothing_changed();
+    CHECK(pool_in(status_of(c), "extra").is_null());
+    CHECK(hello_answers(addr));
+  }
+  CHECK(m.log_count(kReloadLine) == 0);
+
+  // Fixed: the next reload applies, and it is generation 2 (failed ones do not count).
+  m.rewrite(supervisor_section() + hello_pool("web", 3));
+  const json r = m.reload();
+  require_reloaded(r, 2);
+  check_change(r, "web", "in-place", {"workers"});
+  CHECK(wait_until([&] { return settled(pool_status(c, "web"), 3); }, kSettle));
+  const auto grown = serving_pids(pool_status(c, "web"));
+  CHECK(grown.at(0) == pids.at(0));
+  CHECK(grown.at(1) == pids.at(1));
+  CHECK(!m.process->wait_log(kReloadLine).empty());
+  CHECK(events.wait_for("config.reload").has_value());
+  REQUIRE(load.advance(100));
+  check_no_failed_requests(load);
+  INFO(events.dump());
+  CHECK(alarming_log_lines(m.process->log(), true) == std::vector<std::string>{});
+}
+
+TEST_CASE("SIGHUP reloads like the control command", "[reload]") {
+  Master m(supervisor_section() + hello_pool("web", 2));
+  const std::string addr = m.process->wait_listen_address("web");
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 2); }));
+  const auto before = serving_pids(pool_status(c, "web"));
+  EventStream events(m.socket());
+  REQUIRE(events.subscribed());
+  Load load(addr);
+  REQUIRE(load.advance(100));
+
+  // SIGHUP: the same diff as the control command would apply (2 -> 3 in place).
+  m.rewrite(supervisor_section() + hello_pool("web", 3));
+  m.process->signal(SIGHUP);
+  REQUIRE(!m.process->wait_log(kReloadLine, 20s).empty());
+  const auto event = events.wait_for("config.reload");
+  CHECK(event.has_value());
+  json web;
+  CHECK(wait_until(
+      [&] {
+        const json st = status_of(c);
+        web = pool_in(st, "web");
+        return st["generation"] == 2 && settled(web, 3);
+      },
+      kSettle));
+  INFO(web.dump(2));
+  auto three = serving_pids(web);
+  CHECK(three.at(0) == before.at(0));
+  CHECK(three.at(1) == before.at(1));
+  CHECK(web["generation"] == 2);
+  for (const auto& w : web["workers"]) CHECK(w["generation"] == (w["worker"] == 2 ? 2 : 1));
+  CHECK(m.log_count("(pid [0-9]+ exited)") == 0);
+
+  // The control command after it: generation 3, and the same kind of change.
+  m.rewrite(supervisor_section() + hello_pool("web", 4));
+  const json r = m.reload();
+  require_reloaded(r, 3);
+  check_change(r, "web", "in-place", {"workers"});
+  CHECK(wait_until([&] { return settled(web = pool_status(c, "web"), 4); }, kSettle));
+  const auto four = serving_pids(web);
+  for (unsigned w = 0; w < 3; ++w) CHECK(four.at(w) == three.at(w));
+  CHECK(events.wait_for("config.reload").has_value());
+  CHECK(m.log_count(kReloadLine) == 2);
+
+  // SIGHUP with an invalid file: logged and streamed as failed, nothing changes.
+  m.rewrite(supervisor_section() + hello_pool("web", -1));
+  m.process->signal(SIGHUP);
+  CHECK(!m.process->wait_log(kReloadFailedLine, 20s).empty());
+  CHECK(events.wait_for("config.reload_failed").has_value());
+  const json st = status_of(c);
+  CHECK(st["generation"] == 3);
+  CHECK(settled(pool_in(st, "web"), 4));
+  CHECK(serving_pids(pool_in(st, "web")) == four);
+
+  REQUIRE(load.advance(100));
+  check_no_failed_requests(load);
+  INFO(events.dump());
+  CHECK(pool_status(c, "web")["counters"]["lost"] == 0);
+  CHECK(alarming_log_lines(m.process->log(), true) == std::vector<std::string>{});
+}
+
+TEST_CASE(
+    "twenty reloads in a row under load leave exactly the configured workers of the last "
+    "generation",
+    "[reload]") {
+  constexpr int kWorkers = 3;
+  constexpr int kReloads = 20;
+  auto config = [](const std::string& mark) {
+    return supervisor_section() + hello_pool("web", kWorkers, env_mark(mark));
+  };
+  Master m(config("initial"));
+  const std::string addr = m.process->wait_listen_address("web");
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), kWorkers); }));
+  Load load(addr);
+  REQUIRE(load.advance(100));
+
+  // Each reload on its own connection, sent without waiting for the previous one's reply
+  // or for its rolling replacement: they overlap. The file alternates between two
+  // configurations that differ in a worker-side key; the last one written is "a".
+  std::vector<ControlClient> senders;
+  for (int i = 1; i <= kReloads; ++i) {
+    m.rewrite(config(i % 2 == 1 ? "b" : "a"));
+    senders.emplace_back(m.socket(), 10s);
+    REQUIRE(senders.back().connected());
+    REQUIRE(senders.back().send_raw("{\"cmd\":\"reload\"}\n"));
+  }
+  std::set<unsigned> generations;
+  std::string refused;  // replies that are not a successful reload
+  for (auto& s : senders) {
+    const auto reply = s.read_json(kReplyDeadline);
+    if (reply && is_ok(*reply) && (*reply)["generation"].is_number_unsigned())
+      generations.insert((*reply)["generation"].get<unsigned>());
+    else
+      refused += (reply ? reply->dump() : "<no reply>") + "\n";
+  }
+  INFO(refused);
+  CHECK(refused.empty());
+  std::set<unsigned> expected;
+  for (unsigned g = 2; g <= kReloads + 1; ++g) expected.insert(g);
+  REQUIRE(generations == expected);
+
+  constexpr unsigned kLast = kReloads + 1;
+  std::set<pid_t> seen = m.logged_pids();
+  json web;
+  const bool done = wait_until(
+      [&] {
+        const json st = status_of(c);
+        web = pool_in(st, "web");
+        const auto now = all_pids(web);
+        seen.insert(now.begin(), now.end());
+        return st["generation"] == kLast && settled(web, kWorkers) && all_replaced(web, kLast, {});
+      },
+      120s);
+  INFO(web.dump(2));
+  CHECK(done);
+  CHECK(web["generation"] == kLast);
+  const auto final_pids = pid_set(serving_pids(web));
+  CHECK(final_pids.size() == kWorkers);
+  for (const pid_t pid : final_pids) {
+    INFO("worker pid " << pid);
+    CHECK(env_value(pid, "MARK") == "a");
+    CHECK(env_value(pid, "FORKPOOL_GENERATION") == std::to_string(kLast));
+  }
+  // No worker of an older generation is left behind.
+  const auto logged = m.logged_pids();
+  seen.insert(logged.begin(), logged.end());
+  for (const pid_t pid : seen) {
+    if (final_pids.count(pid) != 0) continue;
+    INFO("older worker pid " << pid);
+    CHECK(wait_until([&] { return !is_child_of(pid, m.process->pid()); }, kSettle));
+  }
+  CHECK(m.log_count(kReloadLine) == kReloads);
+
+  REQUIRE(load.advance(100));
+  check_no_failed_requests(load);
+  const json counters = pool_status(c, "web")["counters"];
+  CHECK(counters["lost"] == 0);
+  CHECK(counters["closed"] == 0);
+  CHECK(counters["crashed"] == 0);
+  CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
+}
+
+TEST_CASE(
+    "reload generation shows in status for the master, each pool and each worker, and in metrics",
+    "[reload]") {
+  const std::string same = hello_pool("same", 1);
+  Master m(supervisor_section() + hello_pool("rep", 2, env_mark("one")) + hello_pool("inp", 2) +
+           same);
+  const std::string same_addr = m.process->wait_listen_address("same");
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] {
+    const json st = status_of(c);
+    return settled(pool_in(st, "rep"), 2) && settled(pool_in(st, "inp"), 2) &&
+           settled(pool_in(st, "same"), 1);
+  }));
+
+  // At start: generation 1 everywhere.
+  const json first = status_of(c);
+  {
+    INFO(first.dump(2));
+    CHECK(first["generation"] == 1);
+    for (const char* name : {"rep", "inp", "same"}) {
+      const json p = pool_in(first, name);
+      CHECK(p["generation"] == 1);
+      for (const auto& w : p["workers"]) {
+        CHECK(w["generation"] == 1);
+        CHECK(env_value(w["pid"].get<pid_t>(), "FORKPOOL_GENERATION") == "1");
+      }
+    }
+    CHECK(generation_metric(c) == 1);
+  }
+  const auto rep_before = pid_set(serving_pids(pool_in(first, "rep")));
+  const auto inp_before = serving_pids(pool_in(first, "inp"));
+  const auto same_before = serving_pids(pool_in(first, "same"));
+  Load load(same_addr);
+  REQUIRE(load.advance(100));
+
+  // One reload: rep replaced (env), inp changed in place (queue_limit), same untouched,
+  // and a supervisor key changed.
+  m.rewrite(supervisor_section("shutdown_timeout = \"20s\"") +
+            hello_pool("rep", 2, env_mark("two")) + hello_pool("inp", 2, "queue_limit = 512\n") +
+            same);
+  const json r = m.reload();
+  require_reloaded(r, 2);
+  check_change(r, "rep", "replace", {"env"});
+  check_change(r, "inp", "in-place", {"queue_limit"});
+  check_change(r, "same", "unchanged");
+  CHECK(r["supervisor"] == json::array({"shutdown_timeout"}));
+
+  json st;
+  CHECK(wait_until(
+      [&] {
+        st = status_of(c);
+        const json rep = pool_in(st, "rep");
+        return settled(rep, 2) && all_replaced(rep, 2, rep_before);
+      },
+      kSettle));
+  INFO(st.dump(2));
+  CHECK(st["generation"] == 2);
+  CHECK(generation_metric(c) == 2);
+
+  const json rep = pool_in(st, "rep");
+  CHECK(rep["generation"] == 2);
+  for (const auto& w : rep["workers"]) {
+    CHECK(w["generation"] == 2);
+    CHECK(env_value(w["pid"].get<pid_t>(), "FORKPOOL_GENERATION") == "2");
+  }
+  // Changed in place: the pool runs the new configuration, its workers are the old ones.
+  const json inp = pool_in(st, "inp");
+  CHECK(inp["generation"] == 2);
+  CHECK(inp["queue"]["limit"] == 512);
+  CHECK(serving_pids(inp) == inp_before);
+  for (const auto& w : inp["workers"]) CHECK(w["generation"] == 1);
+  // Unchanged: same workers, still of generation 1. (Whether the pool object itself says
+  // 1 or 2 is not fixed by the contract; it must be one of them.)
+  const json untouched = pool_in(st, "same");
+  CHECK((untouched["generation"] == 1 || untouched["generation"] == 2));
+  CHECK(serving_pids(untouched) == same_before);
+  for (const auto& w : untouched["workers"]) {
+    CHECK(w["generation"] == 1);
+    CHECK(env_value(w["pid"].get<pid_t>(), "FORKPOOL_GENERATION") == "1");
+  }
+
+  check_no_failed_requests(load);
+  CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
+}
