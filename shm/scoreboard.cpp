@@ -140,6 +140,13 @@ void Scoreboard::release_slot(std::uint32_t slot) {
   slot_used_[slot] = false;
 }
 
+std::error_code Scoreboard::make_pages(std::uint32_t count) {
+  for (std::uint32_t i = 0; i < count && i < slot_count(); ++i)
+    if (!slot_fds_[i])
+      if (auto ec = renew_page(i)) return ec;
+  return {};
+}
+
 std::uint32_t Scoreboard::free_slots() const {
   return static_cast<std::uint32_t>(std::count(slot_used_.begin(), slot_used_.end(), false));
 }

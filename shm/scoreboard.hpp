@@ -55,6 +55,9 @@ class Scoreboard {
   std::uint32_t slot_count() const { return pages_.count(); }
   // Slots [0, slots_paged()) have a page memfd; higher slots were never used yet.
   std::uint32_t slots_paged() const { return paged_; }
+  // Makes the pages of the first `count` slots now instead of at first use (for a reader
+  // that wants every slot's fd at once, as the tests do). Returns the first error.
+  std::error_code make_pages(std::uint32_t count);
 
   // --- Pool blocks, by name ---
   // A free block, zeroed and named, for a pool that starts; nullopt when every block is

@@ -51,6 +51,12 @@ void Dispatcher::set_config(PoolConfigRef pool) {
 }
 
 void Dispatcher::set_listeners(const std::vector<ListenerRef>& listeners) {
+  std::vector<int> fds;
+  for (const auto& l : listeners) fds.push_back(l->fd.get());
+  if (fds == listener_fds_ && !accept_watches_.empty()) {  // the same sockets: nothing to rewire
+    update_accepting();
+    return;
+  }
   // Watches go before anything else: libuv must not be watching an fd number we no
   // longer hold (and a new watch on the same fd needs the old one gone).
   accept_watches_.clear();

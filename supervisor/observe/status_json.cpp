@@ -244,8 +244,8 @@ json status_json(const StatusModel& model) {
             {"version", text(model.version)},
             {"config", text(model.config_file)},
             {"state", text(model.state)},
-            {"generation", model.generation},
             {"uptime_s", model.uptime_s}}},
+          {"generation", model.generation},
           {"pools", std::move(pools)}};
 }
 
@@ -256,8 +256,8 @@ StatusModel status_from_json(const json& j) {
   read(master, "version", m.version);
   read(master, "config", m.config_file);
   read(master, "state", m.state);
-  read(master, "generation", m.generation);
   read(master, "uptime_s", m.uptime_s);
+  read(j, "generation", m.generation);
   if (const auto& pools = child(j, "pools"); pools.is_array()) {
     for (const auto& p : pools) m.pools.push_back(pool_from(p));
   }

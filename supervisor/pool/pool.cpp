@@ -47,6 +47,10 @@ Pool::Slot& Pool::slot_at(unsigned index) {
   return *slots_[index];
 }
 
+int Pool::max_size() const {
+  return std::min(kMaxPoolWorkers, target_ + static_cast<int>(ctx_.scoreboard->free_slots() / 2));
+}
+
 int Pool::live() const {
   int n = 0;
   for (const auto& s : slots_)

@@ -45,7 +45,9 @@ class Pool {
   std::uint32_t index() const { return index_; }
   unsigned generation() const { return generation_; }
   int target() const { return target_; }
-  int max_size() const { return kMaxPoolWorkers; }
+  // The most workers it may scale to now: the scoreboard must hold each of them and a
+  // replacement beside it (a rolling restart).
+  int max_size() const;
   int live() const;         // worker processes not yet reaped, replacements and retiring included
   int ready_count() const;  // serving workers that are ready
   // Every wanted worker is ready, or the pool will not get there (failed, stopped).

@@ -844,14 +844,6 @@ TEST_CASE("control shutdown replies and the master exits 0", "[control]") {
   CHECK(unexpected_log_lines(s.master->log(), kNoWarnings) == std::vector<std::string>{});
 }
 
-TEST_CASE("control reload replies that it is not available", "[control]") {
-  Setup s(supervisor_section() + hello_pool("web", 1));
-  REQUIRE(s.ready());
-  auto c = s.client();
-  CHECK_THAT(error_of(c.request({{"cmd", "reload"}})), Catch::Contains("not available"));
-  CHECK(is_ok(c.request({{"cmd", "version"}})));
-}
-
 TEST_CASE("control unknown command suggests the closest one", "[control]") {
   Setup s(supervisor_section() + hello_pool("web", 1));
   REQUIRE(s.ready());

@@ -85,6 +85,7 @@ std::string torn(const shm::WorkerSnapshot& s) {
 
 TEST_CASE("shm concurrent writers never show a torn slot and totals are exact", "[shm][process]") {
   shm::Scoreboard sb(1, kWriters);
+  REQUIRE_FALSE(sb.make_pages(kWriters));
   int start[2], stop[2], counts[2];
   REQUIRE(::pipe(start) == 0);
   REQUIRE(::pipe2(stop, O_NONBLOCK) == 0);

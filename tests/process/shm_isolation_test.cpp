@@ -46,6 +46,7 @@ void default_fault_handlers() {
 
 TEST_CASE("shm hostile worker scribbling its slot cannot mislead the master", "[shm][process]") {
   shm::Scoreboard sb(1, 3);
+  REQUIRE_FALSE(sb.make_pages(3));
   for (std::uint32_t i = 0; i < 3; ++i) {
     sb.assign_slot(i, 0, i);
     REQUIRE_FALSE(sb.start_worker(i, 1));
@@ -124,6 +125,7 @@ TEST_CASE("shm hostile worker scribbling its slot cannot mislead the master", "[
 
 TEST_CASE("shm worker writing past its slot page dies with SIGSEGV", "[shm][process]") {
   shm::Scoreboard sb(1, 2);
+  REQUIRE_FALSE(sb.make_pages(2));
   const int fd = sb.slot_fd(0);
   const long page = ::sysconf(_SC_PAGESIZE);
 
@@ -180,6 +182,7 @@ TEST_CASE("shm worker writing past its slot page dies with SIGSEGV", "[shm][proc
 
 TEST_CASE("shm an exec'd worker holds its slot fd and not the region fd", "[shm][process]") {
   shm::Scoreboard sb(1, 1);
+  REQUIRE_FALSE(sb.make_pages(1));
   const int region = sb.region_fd();
   const int slot = sb.slot_fd(0);
   constexpr int kWorkerFd = 100;  // what the spawner would announce as FORKPOOL_SCOREBOARD_FD

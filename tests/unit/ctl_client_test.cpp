@@ -248,6 +248,7 @@ TEST_CASE("ctl client reads a 12 MiB reply and refuses one over 16 MiB", "[ctl][
 TEST_CASE("ctl scoreboard fds arrive in batches and attach read-only",
           "[ctl][client][scoreboard]") {
   shm::Scoreboard sb(2, 5);
+  REQUIRE_FALSE(sb.make_pages(5));
   const std::int64_t now = shm::monotonic_ns();
   for (std::uint32_t slot = 0; slot < 5; ++slot) {
     const std::uint32_t pool = slot < 3 ? 0 : 1;

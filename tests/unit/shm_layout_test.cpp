@@ -40,8 +40,8 @@ shm::Header& header(AlignedBuffer& b) {
 TEST_CASE("shm layout version string is pinned", "[shm][layout]") {
   // If this fails you changed the shared layout. Bump kLayoutVersion in shm/layout.hpp,
   // then update the expected string here (and docs/scoreboard.md).
-  CHECK(shm::kLayoutVersion == 2);
-  CHECK(shm::layout_version_string() == "2.192.768");
+  CHECK(shm::kLayoutVersion == 3);
+  CHECK(shm::layout_version_string() == "3.192.832");
 }
 
 TEST_CASE("shm field offsets are pinned", "[shm][layout]") {
@@ -61,14 +61,17 @@ TEST_CASE("shm field offsets are pinned", "[shm][layout]") {
   CHECK(offsetof(shm::PoolBlock, seq) == 0);
   CHECK(offsetof(shm::PoolBlock, state) == 8);
   CHECK(offsetof(shm::PoolBlock, size) == 12);
-  CHECK(offsetof(shm::PoolBlock, accepted) == 16);
-  CHECK(offsetof(shm::PoolBlock, completed) == 32);
-  CHECK(offsetof(shm::PoolBlock, in_flight) == 40);
-  CHECK(offsetof(shm::PoolBlock, lost) == 48);
-  CHECK(offsetof(shm::PoolBlock, closed) == 56);
-  CHECK(offsetof(shm::PoolBlock, recycled) == 112);
-  CHECK(offsetof(shm::PoolBlock, duration) == 128);
-  CHECK(offsetof(shm::PoolBlock, queue_wait) == 448);
+  CHECK(offsetof(shm::PoolBlock, in_use) == 16);
+  CHECK(offsetof(shm::PoolBlock, generation) == 20);
+  CHECK(offsetof(shm::PoolBlock, name) == 24);
+  CHECK(offsetof(shm::PoolBlock, accepted) == 88);
+  CHECK(offsetof(shm::PoolBlock, completed) == 104);
+  CHECK(offsetof(shm::PoolBlock, in_flight) == 112);
+  CHECK(offsetof(shm::PoolBlock, lost) == 120);
+  CHECK(offsetof(shm::PoolBlock, closed) == 128);
+  CHECK(offsetof(shm::PoolBlock, recycled) == 184);
+  CHECK(offsetof(shm::PoolBlock, duration) == 192);
+  CHECK(offsetof(shm::PoolBlock, queue_wait) == 512);
   CHECK(sizeof(shm::HistogramBlock) == 320);
 
   CHECK(offsetof(shm::SlotRecord, epoch) == 8);
@@ -138,9 +141,9 @@ TEST_CASE("shm header validation names what is wrong", "[shm][header]") {
                                                       Catch::Contains("not a forkpool"));
   }
   SECTION("other layout version") {
-    header(b).layout_version.store(3);
+    header(b).layout_version.store(2);
     CHECK_THAT(shm::check_header(b.data, b.size),
-               Catch::Contains("layout version 3 is not supported"));
+               Catch::Contains("layout version 2 is not supported"));
   }
   SECTION("wrong slot size") {
     header(b).slot_record_size.store(64);

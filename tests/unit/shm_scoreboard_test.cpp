@@ -26,6 +26,7 @@ std::vector<int> slot_fds(const shm::Scoreboard& sb) {
 
 TEST_CASE("shm scoreboard writes lifecycle and pool counters", "[shm][scoreboard]") {
   shm::Scoreboard sb(2, 3);
+  REQUIRE_FALSE(sb.make_pages(3));
   sb.assign_slot(2, 1, 0);
   REQUIRE_FALSE(sb.start_worker(2, 7));
   sb.set_pid(2, 4242, 5);
@@ -76,6 +77,7 @@ TEST_CASE("shm scoreboard writes lifecycle and pool counters", "[shm][scoreboard
 TEST_CASE("shm slot reuse bumps the epoch and gives the new worker a fresh page",
           "[shm][scoreboard]") {
   shm::Scoreboard sb(1, 1);
+  REQUIRE_FALSE(sb.make_pages(1));
   REQUIRE_FALSE(sb.start_worker(0, 1));
   sb.mark_ready(0);
   const int first_fd = sb.slot_fd(0);
@@ -106,6 +108,7 @@ TEST_CASE("shm slot reuse bumps the epoch and gives the new worker a fresh page"
 
 TEST_CASE("shm region fd is close-on-exec and every memfd is sealed", "[shm][scoreboard]") {
   shm::Scoreboard sb(1, 2);
+  REQUIRE_FALSE(sb.make_pages(2));
   CHECK((::fcntl(sb.region_fd(), F_GETFD) & FD_CLOEXEC) != 0);
   for (const int fd : {sb.region_fd(), sb.slot_fd(0), sb.slot_fd(1)}) {
     const int seals = ::fcntl(fd, F_GET_SEALS);
@@ -117,6 +120,7 @@ TEST_CASE("shm region fd is close-on-exec and every memfd is sealed", "[shm][sco
 
 TEST_CASE("shm read-only attach sees what the master and workers write", "[shm][attach]") {
   shm::Scoreboard sb(1, 2);
+  REQUIRE_FALSE(sb.make_pages(2));
   sb.assign_slot(1, 0, 1);
   REQUIRE_FALSE(sb.start_worker(1, 1));
   sb.set_pid(1, 99, 1);
@@ -149,6 +153,7 @@ TEST_CASE("shm read-only attach sees what the master and workers write", "[shm][
 
 TEST_CASE("shm read-only attach rejects what is not a scoreboard", "[shm][attach]") {
   shm::Scoreboard sb(1, 1);
+  REQUIRE_FALSE(sb.make_pages(1));
   const auto fds = slot_fds(sb);
 
   SECTION("a slot page is not a region") {
@@ -175,11 +180,62 @@ TEST_CASE("shm read-only attach rejects what is not a scoreboard", "[shm][attach
                       Catch::Contains("not sealed against shrinking"));
     ::close(fd);
   }
-  SECTION("the wrong number of slot fds") {
-    CHECK_THROWS_WITH(shm::AttachedScoreboard::attach(sb.region_fd(), {}),
-                      Catch::Contains("got 0 slot fds for 1 slots"));
+  SECTION("more slot fds than slots") {
+    const std::vector<int> two{fds.at(0), fds.at(0)};
+    CHECK_THROWS_WITH(shm::AttachedScoreboard::attach(sb.region_fd(), two),
+                      Catch::Contains("got 2 slot fds for 1 slots"));
   }
   SECTION("a closed fd") {
     CHECK_THROWS_AS(shm::AttachedScoreboard::attach(-1, fds), shm::AttachError);
   }
+}
+
+TEST_CASE("shm pool blocks are taken by name, zeroed for the next pool, and reused", "[shm][scoreboard]") {
+  shm::Scoreboard sb(2, 4);
+  auto web = sb.add_pool("web", 1);
+  auto api = sb.add_pool("api-with-a-name-longer-than-sixty-three-bytes-which-is-cut-at-the-end", 2);
+  REQUIRE(web);
+  REQUIRE(api);
+  CHECK_FALSE(sb.add_pool("third", 1));  // every block taken
+  CHECK(sb.free_pools() == 0);
+  sb.count(*web, shm::PoolCounter::Accepted, 5);
+  auto snap = sb.snapshot();
+  CHECK(snap.pools.at(*web).name == "web");
+  CHECK(snap.pools.at(*web).in_use);
+  CHECK(snap.pools.at(*web).generation == 1);
+  CHECK(snap.pools.at(*api).name.size() == shm::kPoolNameBytes);
+  CHECK(snap.pools.at(*api).generation == 2);
+
+  // A removed pool frees its block; the next pool gets it without the old counters.
+  sb.remove_pool(*web);
+  CHECK_FALSE(sb.snapshot().pools.at(*web).in_use);
+  auto jobs = sb.add_pool("jobs", 3);
+  REQUIRE(jobs);
+  CHECK(*jobs == *web);
+  snap = sb.snapshot();
+  CHECK(snap.pools.at(*jobs).name == "jobs");
+  CHECK(snap.pools.at(*jobs).accepted == 0);
+  sb.set_pool_generation(*jobs, 4);
+  CHECK(sb.read_pool(*jobs).generation == 4);
+}
+
+TEST_CASE("shm slots are handed out lowest first with their page made on first use", "[shm][scoreboard]") {
+  shm::Scoreboard sb(1, 3);
+  CHECK(sb.slots_paged() == 0);
+  CHECK(sb.slot_fd(0) < 0);
+  std::uint32_t a = 99, b = 99, c = 99, d = 99;
+  REQUIRE_FALSE(sb.acquire_slot(a));
+  REQUIRE_FALSE(sb.acquire_slot(b));
+  CHECK(a == 0);
+  CHECK(b == 1);
+  CHECK(sb.slots_paged() == 2);
+  CHECK(sb.slot_fd(1) >= 0);
+  sb.release_slot(a);
+  REQUIRE_FALSE(sb.acquire_slot(c));
+  CHECK(c == 0);  // the freed one, so paged slots stay a prefix
+  REQUIRE_FALSE(sb.acquire_slot(d));
+  CHECK(d == 2);
+  std::uint32_t e = 0;
+  CHECK(sb.acquire_slot(e) == std::errc::no_space_on_device);
+  CHECK(sb.free_slots() == 0);
 }

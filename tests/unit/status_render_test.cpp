@@ -194,7 +194,7 @@ TEST_CASE("status_json renders the documented schema", "[status][json]") {
   const StatusModel m = make_model();
   const json j = status_json(m);
 
-  CHECK(keys(j) == std::set<std::string>{"master", "pools"});
+  CHECK(keys(j) == std::set<std::string>{"master", "generation", "pools"});
   CHECK(keys(j["master"]) ==
         std::set<std::string>{"pid", "version", "config", "state", "uptime_s"});
   CHECK(j["master"]["pid"] == 4242);
@@ -205,7 +205,7 @@ TEST_CASE("status_json renders the documented schema", "[status][json]") {
 
   REQUIRE(j["pools"].size() == 2);
   const json& web = j["pools"][0];
-  CHECK(keys(web) == std::set<std::string>{"name", "state", "dispatch", "balance", "listeners",
+  CHECK(keys(web) == std::set<std::string>{"name", "state", "dispatch", "balance", "generation", "removed", "listeners",
                                            "target", "live", "ready", "busy", "idle", "queue",
                                            "counters", "duration_ms", "queue_wait_ms", "workers"});
   CHECK(web["name"] == "web");
