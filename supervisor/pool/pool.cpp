@@ -292,17 +292,23 @@ void Pool::continue_rolling() {
     Slot& s = *slots_[i];
     if (!s.process || s.replacement) continue;
     s.replace_reason = rolling_reason_;
-    spawn_replacement(s);
-    if (s.replacement) ++active;
+    if (start_replacement(s)) ++active;
   }
   for (int i = 0; active < limit && i < target_ && static_cast<std::size_t>(i) < slots_.size(); ++i) {
     Slot& s = *slots_[static_cast<std::size_t>(i)];
     if (!s.process || s.replacement || !outdated(*s.process)) continue;
     if (s.process->phase() == WorkerPhase::Stopping) continue;  // killed by a timeout: respawns as new
     s.replace_reason = "(reload to generation " + std::to_string(worker_generation_) + ")";
-    spawn_replacement(s);
-    if (s.replacement) ++active;
+    if (start_replacement(s)) ++active;
   }
+}
+
+bool Pool::start_replacement(Slot& slot) {
+  const WorkerProcess* before = slot.process.get();
+  spawn_replacement(slot);
+  // With ready = "exec" the replacement is ready, and has taken over, at once: it still
+  // counts towards this batch, or one turn would replace the whole pool.
+  return slot.replacement != nullptr || slot.process.get() != before;
 }
 
 void Pool::schedule_respawn(Slot& slot, std::chrono::milliseconds delay) {

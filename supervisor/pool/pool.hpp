@@ -101,6 +101,7 @@ class Pool {
   void sample_memory();
   void arm_memory_sampler();
   void continue_rolling();
+  bool start_replacement(Slot& slot);  // true if one started (or already took over)
   bool outdated(const WorkerProcess& p) const;
   void dispatch_candidates(std::vector<WorkerProcess*>& out) const;
   void update_dispatcher();

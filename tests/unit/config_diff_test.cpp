@@ -2,6 +2,7 @@
 // is reported alone with that class, and pools are matched by name.
 
 #include <algorithm>
+#include <fstream>
 #include <catch2/catch.hpp>
 #include <map>
 #include <set>
@@ -392,4 +393,39 @@ TEST_CASE("config diff: change names", "[config][diff]") {
   CHECK(cfg::to_string(PoolChange::Replace) == "replace");
   CHECK(cfg::to_string(PoolChange::Added) == "added");
   CHECK(cfg::to_string(PoolChange::Removed) == "removed");
+}
+
+namespace {
+
+// The "keys" cell of the row of docs/configuration.md's reload table that starts with `row`.
+std::set<std::string> documented_keys(const std::string& row) {
+  std::ifstream in(std::string(FORKPOOL_SOURCE_DIR) + "/docs/configuration.md");
+  std::string line;
+  bool in_section = false;
+  while (std::getline(in, line)) {
+    if (line.starts_with("## ")) in_section = line.starts_with("## On reload");
+    if (!in_section || !line.starts_with("| " + row)) continue;
+    const std::string cell = line.substr(line.rfind('|', line.size() - 2));
+    std::set<std::string> keys;
+    for (std::size_t at = cell.find('`'); at != std::string::npos; at = cell.find('`', at + 1)) {
+      const std::size_t end = cell.find('`', at + 1);
+      keys.insert(cell.substr(at + 1, end - at - 1));
+      at = end;
+    }
+    return keys;
+  }
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("docs/configuration.md classes every key on reload as the diff does", "[diff][docs]") {
+  std::set<std::string> in_place, replace;
+  for (const auto& rule : cfg::pool_key_rules())
+    (rule.klass == cfg::KeyClass::InPlace ? in_place : replace).insert(std::string(rule.key));
+  CHECK(documented_keys("what the master does") == in_place);
+  CHECK(documented_keys("what a worker is started with") == replace);
+  std::set<std::string> supervisor;
+  for (const auto key : cfg::supervisor_keys()) supervisor.insert(std::string(key));
+  CHECK(documented_keys("`[supervisor]`") == supervisor);
 }
