@@ -179,6 +179,7 @@ class Background {
   Background& operator=(const Background&) = delete;
 
   bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
   bool running() {
     poll();
     return pid_ > 0 && !status_;
@@ -842,6 +843,45 @@ TEST_CASE("control shutdown replies and the master exits 0", "[control]") {
   CHECK(c.is_closed(5s));
   CHECK(!std::filesystem::exists(s.socket()));
   CHECK(unexpected_log_lines(s.master->log(), kNoWarnings) == std::vector<std::string>{});
+}
+
+// Issue 10 defect 4: a draining worker used to close its idle keep-alive connections at
+// once, racing with the client's next request, which then met a reset (ab -k aborted with
+// "Connection reset by peer" within ten restarts). It now answers that request, with
+// Connection: close, and the client reconnects to another worker.
+TEST_CASE("control rolling restarts lose no keep-alive request", "[control][load]") {
+  Setup s(supervisor_section() + hello_pool("web", 4));
+  const std::string addr = s.master->wait_listen_address("web");
+  REQUIRE(s.ready());
+  auto c = s.client();
+  // Keep-alive clients until interrupted (ab prints its results on SIGINT).
+  Background ab({"/usr/bin/ab", "-k", "-q", "-c", "4", "-t", "120", "-n", "50000000", "http://" + addr + "/"},
+                s.dir / "ab.out");
+  REQUIRE(ab.started());
+  // Keep-alive connections complete only when they close: wait for all four to be held.
+  REQUIRE(wait_until([&] { return pool_status(c, "web")["counters"]["in_flight"].get<std::uint64_t>() == 4; }));
+  for (int round = 0; round < 10; ++round) {
+    INFO("restart " << round);
+    const auto before = serving_pids(pool_status(c, "web"));
+    REQUIRE(is_ok(c.request({{"cmd", "restart"}, {"pool", "web"}})));
+    REQUIRE(wait_until([&] {
+      const json p = pool_status(c, "web");
+      if (!settled(p, 4)) return false;
+      for (const auto& [worker, pid] : serving_pids(p))
+        if (before.at(worker) == pid) return false;
+      return true;
+    }, 30s));
+    REQUIRE(ab.running());  // the load covered this restart
+  }
+  ::kill(ab.pid(), SIGINT);
+  const auto status = ab.wait(30s);
+  REQUIRE(status.has_value());
+  const std::string out = slurp(s.dir / "ab.out");
+  INFO(out);
+  CHECK_THAT(out, !Catch::Contains("reset by peer") && !Catch::Contains("apr_"));
+  CHECK_THAT(out, Catch::Contains("Failed requests:        0"));
+  CHECK_THAT(out, Catch::Contains("Keep-Alive requests:"));
+  CHECK(pool_status(c, "web")["counters"]["lost"] == 0);
 }
 
 TEST_CASE("control unknown command suggests the closest one", "[control]") {
