@@ -565,11 +565,13 @@ TEST_CASE("reload of an unchanged file keeps every worker and bumps the generati
   CHECK(settled(pool_in(after, "web"), 3));
   CHECK(settled(pool_in(after, "bg"), 2));
   CHECK(pool_in(after, "web")["listeners"] == listeners_before);
-  for (const char* pool : {"web", "bg"})
-    for (const auto& w : pool_in(after, pool)["workers"]) {
+  for (const char* pool : {"web", "bg"}) {
+    const json listed = pool_in(after, pool);  // kept alive for the loop below
+    for (const auto& w : listed["workers"]) {
       CHECK(w["generation"] == 1);  // started under generation 1 and never replaced
       CHECK(w["restarts"] == 0);
     }
+  }
   CHECK(m.log_count("pid ([0-9]+) started") == started_before);
 
   // forkpoolctl: --json passes the reply through; without it a summary is printed.
