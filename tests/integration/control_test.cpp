@@ -39,6 +39,7 @@
 #include "support/run_command.hpp"
 #include "support/temp_dir.hpp"
 #include "support/wait_until.hpp"
+#include "support/skip.hpp"
 
 extern char** environ;
 
@@ -493,7 +494,10 @@ TEST_CASE("control scale and restart under load lose no request", "[control][loa
   const std::string addr = s.master->wait_listen_address("web");
   REQUIRE(s.ready());
   auto c = s.client();
-  Background ab({"/usr/bin/ab", "-q", "-n", "20000", "-c", "32", "http://" + addr + "/"}, s.dir / "ab.out");
+  // Load until interrupted (ab prints its results on SIGINT), so every change below is
+  // made under load.
+  Background ab({"/usr/bin/ab", "-q", "-c", "32", "-t", "120", "-n", "50000000", "http://" + addr + "/"},
+                s.dir / "ab.out");
   REQUIRE(ab.started());
   // Wait for the load to be under way before changing anything.
   REQUIRE(wait_until([&] { return pool_status(c, "web")["counters"]["completed"].get<std::uint64_t>() >= 200; }));
@@ -505,7 +509,7 @@ TEST_CASE("control scale and restart under load lose no request", "[control][loa
   }
   const auto before = serving_pids(pool_status(c, "web"));
   REQUIRE(before.size() == 4);
-  const bool loaded_at_restart = ab.running();
+  REQUIRE(ab.running());
   const json restart = c.request({{"cmd", "restart"}, {"pool", "web"}});
   REQUIRE(is_ok(restart));
   CHECK(restart["restarting"] == "all");
@@ -521,15 +525,15 @@ TEST_CASE("control scale and restart under load lose no request", "[control][loa
   CHECK(replaced);
   CHECK(least_ready == 4);
 
+  REQUIRE(ab.running());  // the load lasted through the restart
+  ::kill(ab.pid(), SIGINT);
   const auto status = ab.wait(60s);
   REQUIRE(status.has_value());
   const std::string out = slurp(s.dir / "ab.out");
   INFO(out);
-  CHECK(WIFEXITED(*status));
-  CHECK(WEXITSTATUS(*status) == 0);
-  CHECK_THAT(out, Catch::Contains("Complete requests:      20000"));
+  CHECK_THAT(out, Catch::Contains("Complete requests:"));
   CHECK_THAT(out, Catch::Contains("Failed requests:        0"));
-  if (!loaded_at_restart) WARN("ab had finished before the restart began; the restart ran without load");
+  CHECK_THAT(out, !Catch::Contains("apr_"));
 
   // Every old worker stopped only after its replacement was ready.
   const auto log_lines = lines_of(s.master->log());
@@ -1050,8 +1054,7 @@ TEST_CASE("control survives garbage and abusive clients", "[control][garbage]") 
 
 TEST_CASE("control refuses a client of another user", "[control][peer]") {
   if (::geteuid() != 0 || ::getgrnam("nogroup") == nullptr) {
-    WARN("skipped: needs root and a group nogroup to run a client as nobody");
-    return;
+    skip_test("needs root and a group nogroup to run a client as nobody");
   }
   const std::string client_py =
       "import json, socket, sys\n"

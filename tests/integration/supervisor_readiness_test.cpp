@@ -19,6 +19,7 @@
 #include "support/master_process.hpp"
 #include "support/temp_dir.hpp"
 #include "support/wait_until.hpp"
+#include "support/skip.hpp"
 
 using namespace forkpool::test;
 using namespace std::chrono_literals;
@@ -213,8 +214,7 @@ struct InnerMaster {
 TEST_CASE("two masters as PID 1 of sibling PID namespaces both start notify workers at once",
           "[supervisor][readiness][pid1]") {
   if (::geteuid() != 0) {
-    WARN("needs root for unshare --pid; skipped");
-    return;
+    skip_test("needs root for unshare --pid");
   }
   TempDir dir;
   std::filesystem::create_directory(dir / "a");
