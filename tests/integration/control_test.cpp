@@ -927,7 +927,8 @@ TEST_CASE("control status answers quickly while every worker is busy", "[control
   // The age of the held connection grows while it is held (waited for, not assumed: the
   // clock need not have moved between the dispatch and the first status).
   CHECK(wait_until([&] {
-    for (const auto& w : pool_status(c, "web")["workers"])
+    const json now = pool_status(c, "web");
+    for (const auto& w : now["workers"])
       if (!(w["current_ms"].get<double>() > 0)) return false;
     return true;
   }));
