@@ -241,8 +241,7 @@ void WorkerProcess::read_channel(bool until_empty) {
       case WorkerChannel::Received::Nothing:
       case WorkerChannel::Received::EndOfFile: return;
       case WorkerChannel::Received::Malformed:
-        log::warn("channel.bad_message", "worker {}[{}] pid {} sent a malformed message; ignored", pool_->name,
-                  id_.worker, pid_);
+        channel_->warn_malformed(pool_->name, id_.worker, pid_);
         continue;
       case WorkerChannel::Received::Record: break;
     }
