@@ -80,6 +80,10 @@ int run_request(const Invocation& inv, const nlohmann::json& request) {
     return kExitOk;
   } catch (const ConnectionError& e) {
     return connection_failed(choice, e.what());
+  } catch (const ReplyError& e) {
+    // Turned away before the request was read (too many control clients).
+    print_error(e.what());
+    return kExitErrorReply;
   }
 }
 
