@@ -1,6 +1,7 @@
 // The control socket under abuse, against the real master: clients that drip a request a
 // byte at a time (slowloris) are closed at a whole-request deadline, one user cannot take
-// every place, the operator always gets in, and forkpoolctl says why it was turned away.
+// every place, the operator always gets in, forkpoolctl says why it was turned away, and
+// out-of-range arguments are refused rather than truncated.
 
 #include <fcntl.h>
 #include <grp.h>
@@ -275,4 +276,25 @@ TEST_CASE("forkpoolctl prints the master's too many control clients reply",
   CHECK(r.exited);
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.err, Catch::Contains("too many control clients (at most 64)"));
+}
+
+TEST_CASE("kill refuses a signal number that does not fit instead of truncating it",
+          "[control][abuse]") {
+  TempDir dir;
+  write_file(dir / "f.toml", config());
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("\\[master.ready\\]").empty());
+  const pid_t pid = master.wait_worker_started("web", 0);
+  ControlClient c(dir / "ctl.sock");
+  // 2^32 + 15: as a 32-bit int it would be 15, SIGTERM.
+  for (const json& signal : {json(4294967311ULL), json(-15), json(65), json("4294967311")}) {
+    const json reply =
+        c.request({{"cmd", "kill"}, {"pool", "web"}, {"worker", 0}, {"signal", signal}});
+    INFO(signal.dump() << " -> " << reply.dump());
+    CHECK_THAT(error_of(reply), Catch::Contains("signal"));
+  }
+  // Nothing was sent: the worker still runs, and the pool stays as it was.
+  CHECK(process_alive(pid));
+  CHECK(master.all_matches("(\\[control.kill\\])").empty());
+  CHECK(master.all_matches("(\\[worker.exit\\])").empty());
 }
