@@ -1,7 +1,7 @@
 // Text a worker controls (its STATUS= and its captured output) reaches operators'
 // terminals through forkpoolctl and the text log. Control characters in it must arrive
 // escaped, never raw, so a worker cannot retitle, clear or rewrite an operator's terminal.
-// The JSON forms keep the exact text.
+// The JSON forms keep the exact text. STATUS= changes are events too.
 
 #include <fcntl.h>
 #include <signal.h>
@@ -21,6 +21,8 @@
 #include "support/run_command.hpp"
 #include "support/temp_dir.hpp"
 #include "support/wait_until.hpp"
+
+extern char** environ;
 
 using namespace forkpool::test;
 using namespace std::chrono_literals;
@@ -76,6 +78,36 @@ std::string slurp(const std::filesystem::path& p) {
   return ss.str();
 }
 
+// `forkpoolctl events` in the background, its output in a file; killed at the end.
+class EventsWatcher {
+ public:
+  EventsWatcher(const std::filesystem::path& socket, const std::filesystem::path& out) {
+    posix_spawn_file_actions_t actions;
+    ::posix_spawn_file_actions_init(&actions);
+    ::posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    ::posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out.c_str(),
+                                       O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+    const std::string bin = forkpoolctl(), s = socket.string();
+    std::vector<char*> args = {const_cast<char*>(bin.c_str()), const_cast<char*>("-s"),
+                               const_cast<char*>(s.c_str()), const_cast<char*>("events"), nullptr};
+    if (::posix_spawn(&pid_, bin.c_str(), &actions, nullptr, args.data(), environ) != 0) pid_ = -1;
+    ::posix_spawn_file_actions_destroy(&actions);
+  }
+  ~EventsWatcher() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    int st;
+    ::waitpid(pid_, &st, 0);
+  }
+  EventsWatcher(const EventsWatcher&) = delete;
+  EventsWatcher& operator=(const EventsWatcher&) = delete;
+  bool started() const { return pid_ > 0; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
 }  // namespace
 
 TEST_CASE("control characters from a worker reach forkpoolctl status and the text log escaped",
@@ -102,4 +134,44 @@ TEST_CASE("control characters from a worker reach forkpoolctl status and the tex
   const std::string log = master.log();
   CHECK(raw_controls(log).empty());
   CHECK_THAT(log, Catch::Contains("[worker.output] web[0] stdout: " + kOutputShown));
+}
+
+TEST_CASE("a worker's STATUS= change is an event, shown escaped by forkpoolctl events",
+          "[escape][events]") {
+  TempDir dir;
+  write_file(dir / "f.toml", pool_config());
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("\\[master.ready\\]").empty());
+  ControlClient events(dir / "ctl.sock");
+  REQUIRE(events.request({{"cmd", "events"}}).value("ok", false));
+  EventsWatcher watcher(dir / "ctl.sock", dir / "events.txt");
+  REQUIRE(watcher.started());
+  ControlClient c(dir / "ctl.sock");
+
+  // Each restart starts a worker that sends its STATUS=: an event. forkpoolctl events
+  // prints nothing until then, so restart until it has shown one (it subscribes soon).
+  std::optional<json> status_event;
+  bool shown = false;
+  for (int attempt = 0; attempt < 10 && !shown; ++attempt) {
+    REQUIRE(c.request({{"cmd", "restart"}, {"pool", "web"}, {"worker", 0}}).value("ok", false));
+    status_event.reset();
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    while (!status_event && std::chrono::steady_clock::now() < until) {
+      auto e = events.read_json(1s);
+      if (e && e->value("event", "") == "worker.status") status_event = e;
+    }
+    REQUIRE(status_event.has_value());
+    shown = wait_until(
+        [&] { return slurp(dir / "events.txt").find("worker.status") != std::string::npos; }, 2s);
+  }
+  INFO(status_event->dump());
+  CHECK((*status_event)["pool"] == "web");
+  CHECK((*status_event)["worker"] == 0);
+  CHECK((*status_event)["status"] == kStatusRaw);
+
+  REQUIRE(shown);
+  const std::string printed = slurp(dir / "events.txt");
+  INFO(printed);
+  CHECK(raw_controls(printed).empty());
+  CHECK_THAT(printed, Catch::Contains(kStatusShown));
 }
