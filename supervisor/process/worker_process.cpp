@@ -15,6 +15,7 @@
 
 #include "base/clock.hpp"
 #include "base/resources.hpp"
+#include "supervisor/observe/events.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/process/exit_status.hpp"
 #include "supervisor/process/spawner.hpp"
@@ -103,7 +104,10 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, Identity id
       NotifyHandlers h;
       h.ready = [this] { mark_ready(); };
       h.watchdog = [this] { arm_watchdog(); };
-      h.status = [this](std::string s) { status_text_ = std::move(s); };
+      h.status = [this](std::string s) {
+        if (s != status_text_) report_status(ctx_, {pool_->name, id_.worker, pid_}, s);
+        status_text_ = std::move(s);
+      };
       h.stopping = [this] {
         log::debug("worker.stopping", "worker {}[{}] pid {} says it is stopping", pool_->name, id_.worker, pid_);
       };
@@ -241,8 +245,7 @@ void WorkerProcess::read_channel(bool until_empty) {
       case WorkerChannel::Received::Nothing:
       case WorkerChannel::Received::EndOfFile: return;
       case WorkerChannel::Received::Malformed:
-        log::warn("channel.bad_message", "worker {}[{}] pid {} sent a malformed message; ignored", pool_->name,
-                  id_.worker, pid_);
+        channel_->warn_malformed(pool_->name, id_.worker, pid_);
         continue;
       case WorkerChannel::Received::Record: break;
     }
