@@ -27,6 +27,7 @@
 #include "support/run_command.hpp"
 #include "support/temp_dir.hpp"
 #include "support/wait_until.hpp"
+#include "support/skip.hpp"
 
 using namespace forkpool::test;
 using namespace std::chrono_literals;
@@ -173,8 +174,7 @@ TEST_CASE("a control_group member dripping 64 requests cannot lock the operator 
   const passwd* nobody = ::getpwnam("nobody");
   const group* nogroup = ::getgrnam("nogroup");
   if (::geteuid() != 0 || nobody == nullptr || nogroup == nullptr) {
-    WARN("skipped: needs root, a user nobody and a group nogroup");
-    return;
+    skip_test("needs root, a user nobody and a group nogroup");
   }
   TempDir dir;
   ::chmod(dir.path().c_str(), 0711);  // nobody must reach the socket inside

@@ -19,6 +19,7 @@
 #include "ctl/client.hpp"
 #include "support/master_process.hpp"
 #include "support/temp_dir.hpp"
+#include "support/skip.hpp"
 
 using namespace forkpool::test;
 using namespace std::chrono_literals;
@@ -61,8 +62,7 @@ TEST_CASE("scoreboard descriptors cannot be reopened read-write by a reader of a
   const passwd* nobody = ::getpwnam("nobody");
   const group* nogroup = ::getgrnam("nogroup");
   if (::geteuid() != 0 || nobody == nullptr || nogroup == nullptr) {
-    WARN("skipped: needs root, a user nobody and a group nogroup");
-    return;
+    skip_test("needs root, a user nobody and a group nogroup");
   }
   TempDir dir;
   write_file(dir / "f.toml",
