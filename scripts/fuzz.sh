@@ -36,16 +36,15 @@ for source in tests/fuzz/*.cpp; do
   log="$build/logs/$name.log"
   rm -rf "$corpus"
   mkdir -p "$corpus"
-  cp tests/fuzz/corpus/"$name"/* "$corpus"/
+  if [ -d "tests/fuzz/corpus/$name" ]; then cp -R "tests/fuzz/corpus/$name/." "$corpus/"; fi
   args=(-max_total_time="$seconds" -timeout=25 -print_final_stats=1
         -artifact_prefix="$build/artifacts/$name-")
   if [ -f "tests/fuzz/$name.dict" ]; then args+=(-dict="tests/fuzz/$name.dict"); fi
 
-  before="$(find "$build/artifacts" -name "$name-*" | sort)"
   rc=0
   "$build/tests/fuzz/fuzz_$name" "${args[@]}" "$corpus" >"$log" 2>&1 || rc=$?
-  after="$(find "$build/artifacts" -name "$name-*" | sort)"
-  new="$(comm -13 <(echo "$before") <(echo "$after") | grep -E "/$name-(crash|leak|timeout|oom)-" || true)"
+  # Each failing input libFuzzer saved (slow-unit- files are not failures).
+  new="$(sed -n 's/.*Test unit written to \(.*\/'"$name"'-\(crash\|leak\|timeout\|oom\)-.*\)$/\1/p' "$log")"
   crashes=0
   if [ -n "$new" ]; then crashes="$(echo "$new" | wc -l)"; fi
 
@@ -57,7 +56,7 @@ for source in tests/fuzz/*.cpp; do
   if [ "$crashes" -gt 0 ]; then
     failed=1
     # The harness's own message ("NAME: ...") or the sanitizer's, whichever came first.
-    why="$(grep -m1 -E 'ERROR|^[a-z_]+: ' "$log" || true)"
+    why="$(grep -m1 -E 'ERROR|runtime error|^[a-z_]+: ' "$log" || true)"
     while read -r artifact; do notes+=("$name: ${why#"$name: "} -> $artifact"); done <<<"$new"
   elif [ "$rc" -ne 0 ]; then
     failed=1
