@@ -12,9 +12,11 @@
 #include <stdexcept>
 
 #include "config/names.hpp"
+#include "supervisor/dispatch/descriptor_budget.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/observe/prometheus.hpp"
 #include "supervisor/observe/status_json.hpp"
+#include "supervisor/process/descendants.hpp"
 #include "supervisor/version.hpp"
 
 namespace forkpool::supervisor {
@@ -96,6 +98,12 @@ Master::Master(config::Config config) : cleanup_(loop_.get()) {
   for (int signo : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGCHLD})
     signals_.push_back(std::make_unique<SignalWatch>(loop_.get(), signo, [this](int s) { on_signal(s); }));
   systemd_ = std::make_unique<SystemdNotify>(loop_.get());
+
+  // Last, when everything the master holds for itself is open: a limit that cannot hold
+  // the workers would pause accepting for ever, so refuse to start instead.
+  const DescriptorBudget budget = descriptor_budget(*shared);
+  if (std::string why = describe_shortfall(budget); !why.empty()) throw std::runtime_error(why);
+  ctx_.fd_reserve = budget.reserve;
 }
 
 std::unique_ptr<ControlServer> Master::make_control_server(const config::SupervisorConfig& s) {
@@ -179,13 +187,18 @@ MetricsHttpServer::Response Master::serve_http(std::string_view path) {
     j["ok"] = true;
     return {200, "application/json", j.dump() + "\n"};
   }
-  // Healthy when every started pool has at least one ready worker.
+  // Healthy when every started pool has at least one ready worker and can accept.
   std::string unhealthy;
-  for (const auto& pool : generation_->pools())
+  std::string paused;
+  for (const auto& pool : generation_->pools()) {
     if (pool->state() != shm::PoolState::Stopped && pool->ready_count() == 0)
       unhealthy += (unhealthy.empty() ? "" : ", ") + pool->name();
-  if (unhealthy.empty()) return {200, "text/plain", "ok\n"};
-  return {503, "text/plain", "no ready worker in pool(s): " + unhealthy + "\n"};
+    if (std::string why = pool->accept_paused_reason(); !why.empty())
+      paused += "pool " + pool->name() + " cannot accept: " + why + "\n";
+  }
+  if (unhealthy.empty() && paused.empty()) return {200, "text/plain", "ok\n"};
+  if (unhealthy.empty()) return {503, "text/plain", paused};
+  return {503, "text/plain", "no ready worker in pool(s): " + unhealthy + "\n" + paused};
 }
 
 int Master::run() {
