@@ -233,17 +233,39 @@ void Master::on_signal(int signo) {
 
 void Master::reap() {
   while (true) {
-    int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
-    if (pid < 0 && errno == EINTR) continue;
-    if (pid <= 0) return;
+    // Look before reaping: while a worker is a zombie its pid still names its process
+    // group, so the group can be killed without any chance of hitting a reused id.
+    siginfo_t info{};
+    if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    const pid_t pid = info.si_pid;
+    if (pid <= 0) break;
     auto it = ctx_.owners.find(pid);
+    // Every worker leads its own process group: what it forked goes with it, so no
+    // grandchild keeps a port or a connection the worker had (a shared listener, say).
+    if (it != ctx_.owners.end()) ::kill(-pid, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
     if (it == ctx_.owners.end()) {
       log::debug("orphan.reaped", "reaped pid {} (not a worker): {}", pid, describe_wait_status(status));
       continue;
     }
     it->second->handle_exit(pid, status);
   }
+  // At shutdown the master waits for the descendants it stopped, not only its workers.
+  if (state_ == MasterState::Stopping) on_changed();
+}
+
+int Master::kill_orphans() {
+  // Called once every worker is gone: whatever children are left are orphans.
+  const std::vector<pid_t> orphans = children_of(ctx_.pid);
+  if (!orphans.empty())
+    log::info("orphan.stop", "stopping {} process(es) that workers left behind (SIGKILL)", orphans.size());
+  for (pid_t pid : orphans) ::kill(pid, SIGKILL);  // a child of ours, not reaped: its pid is not reused
+  return static_cast<int>(orphans.size());
 }
 
 void Master::shutdown(bool fast) {
@@ -312,6 +334,9 @@ void Master::on_changed() {
       if (pool->live() > 0) return;
     for (const auto& pool : removed_pools_)
       if (pool->live() > 0) return;
+    // Descendants of workers that left their process group (setsid) were re-parented
+    // to this subreaper: they go too, and the loop runs until they are reaped.
+    if (kill_orphans() > 0) return;
     systemd_->stop_watchdog();
     if (shutdown_deadline_) shutdown_deadline_->stop();
     uv_stop(loop_.get());
