@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -238,11 +239,17 @@ void WorkerProcess::read_channel(bool until_empty) {
   for (int budget = 0; until_empty || budget < 64; ++budget) {
     fp_msg m{};
     switch (channel_->receive(m)) {
-      case WorkerChannel::Received::Nothing:
-      case WorkerChannel::Received::EndOfFile: return;
+      case WorkerChannel::Received::Nothing: return;
+      case WorkerChannel::Received::EndOfFile:
+        if (!until_empty && phase_ != WorkerPhase::Stopping && events_.channel_closed) events_.channel_closed();
+        return;
       case WorkerChannel::Received::Malformed:
         log::warn("channel.bad_message", "worker {}[{}] pid {} sent a malformed message; ignored", pool_->name,
                   id_.worker, pid_);
+        if (++protocol_errors_ == kProtocolErrorLimit && !until_empty && events_.protocol_errors) {
+          events_.protocol_errors();
+          return;  // its handler changed the pool; read on next time
+        }
         continue;
       case WorkerChannel::Received::Record: break;
     }
@@ -266,6 +273,11 @@ void WorkerProcess::reaped() {
   request_timer_.stop();
   stop_timer_.stop();
   transition(WorkerPhase::Reaped);
+}
+
+bool WorkerProcess::exited() const {
+  siginfo_t info{};
+  return ::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_;
 }
 
 void WorkerProcess::signal(int signo, bool whole_group) {
@@ -299,6 +311,9 @@ void WorkerProcess::run_stop_steps() {
       log::warn("worker.stop_escalated", "worker {}[{}] pid {} still running after {}; sending SIG{}", pool_->name,
                 id_.worker, pid_, format_uptime(step.after), sigabbrev_np(step.signal));
     signal(step.signal, step.whole_group);
+    // A stopped worker (SIGSTOP, a debugger) would keep the signal pending until
+    // graceful_timeout: wake it so it can act on it now. SIGKILL needs no help.
+    if (step.signal != SIGKILL) signal(SIGCONT, step.whole_group);
   }
   if (stop_step_ < stop_plan_.size())
     stop_timer_.start(stop_plan_[stop_step_].after - elapsed, [this] { run_stop_steps(); });
