@@ -43,8 +43,8 @@ Reader::Copy Reader::copy_worker(std::uint32_t slot) const {
   w.slot = slot;
   const SlotRecord& r = records_[slot];
   // The master is the only writer and never stalls mid-update for long; if the counter
-  // still did not settle, the fields read last are the best there is.
-  seqlock_read(r.seq, [&] {
+  // still did not settle, the fields read last are the best there is, and say so.
+  c.record_settled = seqlock_read(r.seq, [&] {
     w.epoch = r.epoch.load(kRelaxed);
     w.pid = r.pid.load(kRelaxed);
     c.lifecycle = r.state.load(kRelaxed);
@@ -92,7 +92,7 @@ WorkerSnapshot Reader::finish_worker(Copy& c, std::int64_t now_ns) {
   w.connections_handled = a.connections_handled;
   w.in_flight = a.in_flight;
   w.busy_since_ns = w.state == WorkerState::Busy ? a.busy_since_ns : 0;
-  w.anomalies = a.anomalies;
+  w.anomalies = a.anomalies | (c.record_settled ? 0u : static_cast<std::uint32_t>(kAnomalyNoConsistentRead));
   return w;
 }
 

@@ -43,6 +43,7 @@ class Reader {
     std::optional<RawActivity> raw;
     bool mapped = false;
     bool stale = false;
+    bool record_settled = true;  // the master-written record was read consistently
   };
   Copy copy_worker(std::uint32_t slot) const;
   WorkerSnapshot finish_worker(Copy& c, std::int64_t now_ns);

@@ -23,7 +23,8 @@ enum Anomaly : std::uint32_t {
   kAnomalyFutureTime = 1u << 3,        // busy_since after the reader's clock
   kAnomalyPastTime = 1u << 4,          // busy_since before the worker was started
   kAnomalyCounterBackwards = 1u << 5,  // connections_handled smaller than seen before
-  kAnomalyNoConsistentRead = 1u << 6,  // seqlock never settled; last good values reported
+  kAnomalyNoConsistentRead = 1u << 6,  // a seqlock never settled (the worker's page: last good
+                                       // values reported; the master's record: its last read)
   kAnomalyStalePage = 1u << 7,         // reader holds the page of an earlier worker
 };
 

@@ -12,6 +12,9 @@
 
 #include "support/run_command.hpp"
 #include "support/temp_dir.hpp"
+#include "support/skip.hpp"
+
+using forkpool::test::skip_test;
 
 using forkpool::test::RunResult;
 using forkpool::test::TempDir;
@@ -81,8 +84,7 @@ TEST_CASE("check cli: a valid config exits 0 and prints the effective config", "
 TEST_CASE("check cli: examples/hello.toml passes --check", "[check][cli]") {
   const std::filesystem::path hello = FORKPOOL_SOURCE_DIR "/examples/hello.toml";
   if (!std::filesystem::exists(hello)) {
-    WARN("examples/hello.toml does not exist yet; nothing to check");
-    return;
+    skip_test("examples/hello.toml does not exist");
   }
   const auto r = check(hello);
   INFO(r.describe());

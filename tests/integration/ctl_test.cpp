@@ -67,6 +67,26 @@ TEST_CASE("forkpoolctl status prints the pool and a row per worker and --json pa
   CHECK(reply["pools"][0]["workers"].size() == 3);
 }
 
+TEST_CASE("forkpoolctl top --once prints one frame with the pool and a row per worker", "[ctl][top]") {
+  TempDir dir;
+  write_file(dir / "f.toml", config(3));
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  const auto frame = ctl(dir, {"top", "--once"});
+  INFO(frame.describe());
+  REQUIRE(frame.exited);
+  CHECK(frame.exit_code == 0);
+  CHECK(frame.out.find("forkpool top  master pid " + std::to_string(master.pid())) != std::string::npos);
+  CHECK(frame.out.find("pools 1  workers 3") != std::string::npos);
+  CHECK(frame.out.find("web") != std::string::npos);
+  const auto pids = master.all_matches("pid ([0-9]+) started");
+  REQUIRE(pids.size() == 3);
+  for (const auto& pid : pids) CHECK(frame.out.find(pid) != std::string::npos);
+  // One frame, not a screen being redrawn: no cursor movement, no clearing.
+  CHECK(frame.out.find("\x1b[H") == std::string::npos);
+  CHECK(frame.out.find("\x1b[2J") == std::string::npos);
+}
+
 TEST_CASE("forkpoolctl exit statuses say what went wrong", "[ctl]") {
   TempDir dir;
   write_file(dir / "f.toml", config(1));

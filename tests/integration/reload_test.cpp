@@ -565,11 +565,13 @@ TEST_CASE("reload of an unchanged file keeps every worker and bumps the generati
   CHECK(settled(pool_in(after, "web"), 3));
   CHECK(settled(pool_in(after, "bg"), 2));
   CHECK(pool_in(after, "web")["listeners"] == listeners_before);
-  for (const char* pool : {"web", "bg"})
-    for (const auto& w : pool_in(after, pool)["workers"]) {
+  for (const char* pool : {"web", "bg"}) {
+    const json listed = pool_in(after, pool);  // kept alive for the loop below
+    for (const auto& w : listed["workers"]) {
       CHECK(w["generation"] == 1);  // started under generation 1 and never replaced
       CHECK(w["restarts"] == 0);
     }
+  }
   CHECK(m.log_count("pid ([0-9]+) started") == started_before);
 
   // forkpoolctl: --json passes the reply through; without it a summary is printed.
@@ -1249,5 +1251,51 @@ TEST_CASE(
   }
 
   check_no_failed_requests(load);
+  CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
+}
+
+TEST_CASE("reload moves a listener from one pool to another without refusing a client", "[reload]") {
+  // A fixed port: a port-0 listener belongs to its pool, a fixed address to whichever
+  // pool names it.
+  const std::string port = std::to_string(free_port());
+  const std::string moving = "tcp://127.0.0.1:" + port;
+  Master m(supervisor_section() + hello_pool("a", 2, "", moving) + hello_pool("b", 2));
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "a"), 2) && settled(pool_status(c, "b"), 2); }));
+  const std::string address = "127.0.0.1:" + port;
+  const auto first = http_get(address, "/");
+  REQUIRE(first.has_value());
+  CHECK(first->headers.at("x-worker").starts_with("a-"));
+  Load load(address);
+  REQUIRE(load.advance(100));
+
+  // The address goes from pool a to pool b (a takes a port of its own).
+  m.rewrite(supervisor_section() + hello_pool("a", 2) + hello_pool("b", 2, "", moving));
+  const json r = m.reload();
+  require_reloaded(r, 2);
+  check_change(r, "a", "replace", {"listen"});
+  check_change(r, "b", "replace", {"listen"});
+
+  // The same socket, now accepted on for b: its workers answer on the port.
+  CHECK(wait_until(
+      [&] {
+        const auto answer = http_get(address, "/");
+        return answer && answer->headers.count("x-worker") != 0 && answer->headers.at("x-worker").starts_with("b-");
+      },
+      kSettle));
+  json b;
+  CHECK(wait_until(
+      [&] {
+        b = pool_status(c, "b");
+        return settled(b, 2) && all_replaced(b, 2, {});
+      },
+      kSettle));
+  CHECK(listen_addresses(b) == std::vector<std::string>{address});
+  CHECK(listen_addresses(pool_status(c, "a")) != std::vector<std::string>{address});
+  REQUIRE(load.advance(100));
+  check_no_failed_requests(load);
+  CHECK(pool_status(c, "a")["counters"]["lost"] == 0);
+  CHECK(pool_status(c, "b")["counters"]["lost"] == 0);
   CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
 }

@@ -19,6 +19,7 @@
 #include "support/master_process.hpp"
 #include "support/temp_dir.hpp"
 #include "support/wait_until.hpp"
+#include "support/skip.hpp"
 
 using namespace forkpool::test;
 using namespace std::chrono_literals;
@@ -213,8 +214,7 @@ struct InnerMaster {
 TEST_CASE("two masters as PID 1 of sibling PID namespaces both start notify workers at once",
           "[supervisor][readiness][pid1]") {
   if (::geteuid() != 0) {
-    WARN("needs root for unshare --pid; skipped");
-    return;
+    skip_test("needs root for unshare --pid");
   }
   TempDir dir;
   std::filesystem::create_directory(dir / "a");
@@ -255,9 +255,9 @@ TEST_CASE("two masters as PID 1 of sibling PID namespaces both start notify work
 // spawn workers 0..N-1.
 TEST_CASE("every worker of a large pool gets its whole ready_timeout", "[supervisor][readiness]") {
   TempDir dir;
-  constexpr int kWorkers = 32;
+  constexpr int kWorkers = 64;
   write_file(dir / "f.toml", pool_config(tw() + "workers = " + std::to_string(kWorkers) +
-                                         "\nready = \"notify\"\nready_timeout = \"300ms\"\n"
+                                         "\nready = \"notify\"\nready_timeout = \"400ms\"\n"
                                          "restart_delay = \"1h\"\n"));
   MasterProcess master(dir / "f.toml");
   for (int w = 0; w < kWorkers; ++w) {
@@ -268,9 +268,10 @@ TEST_CASE("every worker of a large pool gets its whole ready_timeout", "[supervi
     REQUIRE(spawned.has_value());
     REQUIRE(killed.has_value());
     INFO("worker " << w << ": killed " << (*killed - *spawned) << "ms after its start");
-    // The timer starts just before the "started" line is written, which under the
-    // sanitizers can take a few ms; the bug this guards against cost the later workers
-    // of the pool the whole start-up time of the earlier ones (41 ms for worker 31).
-    CHECK(*killed - *spawned >= 285);
+    // The timer starts just before the "started" line is written, which on a loaded
+    // machine can take a while; 50 ms of slack covers that. The bug this guards against
+    // cost the later workers of the pool the whole start-up time of the earlier ones
+    // (41 ms for worker 31 of 32, so about 80 ms for worker 63 of 64).
+    CHECK(*killed - *spawned >= 350);
   }
 }

@@ -30,6 +30,7 @@
 #include "support/master_process.hpp"
 #include "support/temp_dir.hpp"
 #include "support/wait_until.hpp"
+#include "support/skip.hpp"
 
 using namespace forkpool::test;
 using namespace std::chrono_literals;
@@ -253,8 +254,7 @@ TEST_CASE("a worker gets exactly its descriptors and forkpool's variables, never
 TEST_CASE("user, group, cwd, umask, rlimits, env, clear_env and {worker} in command reach the worker",
           "[supervisor][spawn][identity]") {
   if (::geteuid() != 0) {
-    WARN("needs root to switch users; skipped");
-    return;
+    skip_test("needs root to switch users");
   }
   const Account nobody = nobody_nogroup();
   TempDir dir;
@@ -337,8 +337,7 @@ TEST_CASE("user, group, cwd, umask, rlimits, env, clear_env and {worker} in comm
 TEST_CASE("as PID 1 the master reaps orphans of its workers and exits cleanly on SIGTERM",
           "[supervisor][spawn][pid1]") {
   if (::geteuid() != 0) {
-    WARN("needs root for unshare --pid; skipped");
-    return;
+    skip_test("needs root for unshare --pid");
   }
   TempDir dir;
   const auto orphan_file = dir / "orphan.pid";
@@ -424,8 +423,7 @@ TEST_CASE("an unmodified socket-activated program (systemd-socket-proxyd) runs a
           "[supervisor][spawn][activation]") {
   const fs::path proxyd = "/lib/systemd/systemd-socket-proxyd";
   if (!fs::exists(proxyd)) {
-    WARN("systemd-socket-proxyd is not installed; skipped");
-    return;
+    skip_test("systemd-socket-proxyd is not installed (Debian package systemd)");
   }
   TempDir dir;
   fs::create_directory(dir / "backend");
@@ -504,8 +502,7 @@ TEST_CASE("a unix: path held by a live listener makes the master refuse to start
 TEST_CASE("a worker that cannot enter its cwd is reported with chdir's error, retried, then the pool fails",
           "[supervisor][spawn][failure]") {
   if (::geteuid() != 0) {
-    WARN("needs root to switch users; skipped");
-    return;
+    skip_test("needs root to switch users");
   }
   TempDir dir;
   REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
@@ -540,8 +537,7 @@ TEST_CASE("group = replaces the user's primary group also among the supplementar
   const passwd* pw = ::getpwnam("daemon");
   const group* gr = ::getgrnam("nogroup");
   if (::geteuid() != 0 || pw == nullptr || gr == nullptr || pw->pw_gid == gr->gr_gid) {
-    WARN("needs root, a user \"daemon\" and a group \"nogroup\"; skipped");
-    return;
+    skip_test("needs root, a user \"daemon\" and a group \"nogroup\"");
   }
   const gid_t daemon_gid = pw->pw_gid;
   const gid_t nogroup_gid = gr->gr_gid;

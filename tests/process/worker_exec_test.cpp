@@ -13,6 +13,10 @@
 
 #include "process/fake_master.hpp"
 
+#include "support/skip.hpp"
+
+using forkpool::test::skip_test;
+
 using forkpool::test::exchange;
 using forkpool::test::FakeMaster;
 
@@ -84,8 +88,7 @@ TEST_CASE("the Python module receives a connection, sends DONE and ends with the
           "[worker][python][process]") {
   const std::string python = find_python();
   if (python.empty()) {
-    WARN("python3 not found; skipped");
-    return;
+    skip_test("python3 not found");
   }
   const std::string script =
       "import sys\n"

@@ -343,8 +343,17 @@ TEST_CASE("config load: load_file reads the file and resolves against its folder
 }
 
 TEST_CASE("config load: a bare command name is looked up in PATH and kept as written", "[config][load]") {
-  const auto c = load("[pools.web]\ncommand = [\"true\", \"x\"]\n");
-  CHECK(only_pool(c).command == std::vector<std::string>{"true", "x"});
+  TempDir dir;
+  // A program that exists only in a folder of our own: found through PATH or not at all.
+  const std::string name = "forkpool-path-probe";
+  write_file(dir.path() / name, "#!/bin/sh\nexit 0\n", 0755);
+  const char* saved = std::getenv("PATH");
+  const std::string old_path = saved != nullptr ? saved : "";
+  ::setenv("PATH", (dir.path().string() + ":" + old_path).c_str(), 1);
+  const auto c = load("[pools.web]\ncommand = [\"" + name + "\", \"x\"]\n");
+  CHECK(only_pool(c).command == std::vector<std::string>{name, "x"});
+  ::setenv("PATH", old_path.c_str(), 1);
+  CHECK_THROWS_AS(cfg::load_string("[pools.web]\ncommand = [\"" + name + "\"]\n", kFile), cfg::ConfigError);
 }
 
 TEST_CASE("config load: pools keep file order", "[config][load]") {

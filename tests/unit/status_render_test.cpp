@@ -15,6 +15,9 @@
 #include "supervisor/observe/status_json.hpp"
 #include "support/run_command.hpp"
 #include "support/temp_dir.hpp"
+#include "support/skip.hpp"
+
+using forkpool::test::skip_test;
 
 using namespace forkpool::supervisor;
 namespace shm = forkpool::shm;
@@ -320,8 +323,7 @@ TEST_CASE("status_json repairs invalid UTF-8 from workers so dump never throws",
 TEST_CASE("prometheus_text passes promtool check metrics without warnings",
           "[status][prometheus]") {
   if (!have_promtool()) {
-    WARN("promtool is not installed (Debian package prometheus); skipping the promtool check");
-    return;
+    skip_test("promtool is not installed (Debian package prometheus)");
   }
   for (const StatusModel& m : {make_model(), StatusModel{}}) {
     const auto r = promtool_check(prometheus_text(m));

@@ -14,6 +14,11 @@
 #define IN_INITIAL 4096
 #define IDLE_TIMEOUT_MS 60000  /* no byte in or out for this long: close */
 #define DRAIN_TIMEOUT_MS 5000  /* the same while draining */
+/* While draining, an idle keep-alive connection waits this long for its next request,
+ * which is answered with Connection: close. Closing it at once would race with a
+ * request already on its way: the client would see its connection reset with nothing
+ * answered, and most clients (ab -k, wrk) count that as a failure rather than retry. */
+#define IDLE_DRAIN_GRACE_MS 1000
 #define LINGER_TIMEOUT_MS 2000 /* a lingering close waits this long for EOF */
 
 struct hello_conn* hello_conn_create(int fd, int64_t now_ms) {
@@ -234,21 +239,20 @@ void hello_conn_handle(struct hello_loop* loop, struct hello_conn* c, uint32_t e
   }
 }
 
-void hello_conn_drain(struct hello_loop* loop, struct hello_conn* c) {
+void hello_conn_drain(struct hello_conn* c) {
   if (c->lingering) return;
-  if (c->out_off < c->out_len) {
-    c->close_after = true; /* a response is on its way: send it, then close */
-  } else if (c->in_len == 0 && c->served) {
-    finish(loop, c); /* idle between requests */
-  }
-  /* Otherwise a request is partly received, or the first one is yet to come
-   * on a connection just accepted: its answer says Connection: close, and
-   * DRAIN_TIMEOUT_MS bounds the wait. */
+  if (c->out_off < c->out_len) c->close_after = true; /* a response is on its way: send it, then close */
+  /* Otherwise the connection is idle between requests, a request is partly received,
+   * or the first one is yet to come on a connection just accepted: the next answer
+   * says Connection: close, and IDLE_DRAIN_GRACE_MS or DRAIN_TIMEOUT_MS bound the
+   * wait for it. */
 }
 
 void hello_conn_check_timeout(struct hello_loop* loop, struct hello_conn* c) {
-  int64_t limit = c->lingering     ? LINGER_TIMEOUT_MS
-                  : loop->draining ? DRAIN_TIMEOUT_MS
-                                   : IDLE_TIMEOUT_MS;
+  bool idle = c->served && c->in_len == 0 && c->out_off == c->out_len;
+  int64_t limit = c->lingering              ? LINGER_TIMEOUT_MS
+                  : loop->draining && idle ? IDLE_DRAIN_GRACE_MS
+                  : loop->draining         ? DRAIN_TIMEOUT_MS
+                                           : IDLE_TIMEOUT_MS;
   if (loop->now_ms - c->last_active_ms >= limit) hello_loop_close_conn(loop, c);
 }

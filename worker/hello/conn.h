@@ -39,8 +39,9 @@ void hello_conn_destroy(struct hello_conn* c);
 
 void hello_conn_handle(struct hello_loop* loop, struct hello_conn* c, uint32_t events);
 
-/* Drain: idle connections close now, busy ones after their current response. */
-void hello_conn_drain(struct hello_loop* loop, struct hello_conn* c);
+/* Drain: every connection closes after its next response (Connection: close); one
+ * idle between requests waits a short grace for that request, then closes. */
+void hello_conn_drain(struct hello_conn* c);
 
 /* Closes the connection if it has been inactive too long. */
 void hello_conn_check_timeout(struct hello_loop* loop, struct hello_conn* c);
