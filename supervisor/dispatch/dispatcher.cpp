@@ -19,6 +19,9 @@ constexpr int kAcceptBatch = 256;
 // How long accepting pauses when the system (not this master) is out of descriptors or
 // memory: nothing the master does frees those, so it tries again after a while.
 constexpr std::chrono::milliseconds kEmfilePause{100};
+// Paused for its own descriptors, the master also looks this often, for the one change no
+// loop event reports: its limit raised from outside (prlimit --pid).
+constexpr std::chrono::seconds kLimitRecheck{1};
 
 using base::out_of_resources;
 
@@ -126,7 +129,8 @@ void Dispatcher::accept_from(std::size_t listener) {
   update_accepting();
 }
 
-bool Dispatcher::descriptors_short() const {
+bool Dispatcher::descriptors_short() {
+  fd_limit_ = descriptor_limit();  // it may have been changed from outside
   const int probe = ::fcntl(ctx_.dev_null, F_DUPFD_CLOEXEC, 0);
   if (probe < 0) return true;
   ::close(probe);
@@ -145,10 +149,15 @@ void Dispatcher::pause_for_descriptors(const std::string& why, bool system_wide)
   // that exits, a client that goes), so accepting resumes right after the loop turn that
   // freed one. A system-wide shortage is freed by others: try again after a pause.
   // (Looking after every turn there would spin: nothing here shows the kernel's tables.)
-  if (system_wide) emfile_pause_.start(kEmfilePause, [this] { resume(); });
-  else freed_.start([this] {
+  if (system_wide) {
+    emfile_pause_.start(kEmfilePause, [this] { resume(); });
+  } else {
+    auto look = [this] {
       if (!descriptors_short()) resume();
-    });
+    };
+    freed_.start(look);
+    emfile_pause_.start_repeating(kLimitRecheck, look);
+  }
   update_accepting();
 }
 

@@ -73,7 +73,7 @@ class Dispatcher {
   // only other processes free; otherwise this master's own descriptors did.
   void pause_for_descriptors(const std::string& why, bool system_wide);
   void resume();
-  bool descriptors_short() const;
+  bool descriptors_short();
   bool has_capacity();
 
   MasterContext& ctx_;
@@ -92,7 +92,7 @@ class Dispatcher {
   std::uint64_t next_id_ = 0;
   std::uint64_t in_flight_ = 0;
   Timer queue_timer_;
-  Timer emfile_pause_;           // system-wide shortage: try again after a pause
+  Timer emfile_pause_;           // try again after a pause (system-wide), or look now and then
   AfterEachTurn freed_;          // own shortage: look again after every loop turn
   std::string paused_reason_;    // non-empty while accepting waits for descriptors
   bool emfile_episode_ = false;

@@ -150,6 +150,7 @@ void Pool::stop(bool fast) {
   auto plan = [fast](const WorkerProcess& p) { return fast ? immediate_kill() : graceful_stop(p.config()); };
   for (auto& s : slots_) {
     s->restart_timer.stop();
+    s->last_error.clear();  // a stopped pool shows no failed starts
     if (s->process) s->process->stop(plan(*s->process), true);
     if (s->replacement) s->replacement->stop(plan(*s->replacement), true);
     for (auto& r : s->retiring) r->stop(plan(*r), true);

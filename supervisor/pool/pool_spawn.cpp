@@ -66,7 +66,7 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
     WorkerProcess* p = *self;
     // In shared dispatch the channel is optional (a program may close every descriptor
     // it does not know); in master dispatch it is the only way work arrives.
-    if (!dispatcher_ || p->config().dispatch != config::Dispatch::Master || p->exited()) return;
+    if (!dispatcher_ || p->config().dispatch != config::Dispatch::Master || p->exiting()) return;
     stop_broken(slot, *p, "closed its channel and can get no more work");
   };
   events.protocol_errors = [this, &slot, self] {

@@ -10,6 +10,8 @@
 
 #include <cerrno>
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <cstring>
 #include <ctime>
 #include <system_error>
@@ -275,9 +277,24 @@ void WorkerProcess::reaped() {
   transition(WorkerPhase::Reaped);
 }
 
-bool WorkerProcess::exited() const {
+bool WorkerProcess::exiting() const {
   siginfo_t info{};
-  return ::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_;
+  if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_)
+    return true;  // a zombie already
+  // Not yet a zombie, but on its way: the kernel closes an exiting process's descriptors
+  // (so its channel reads EOF) after it set PF_EXITING in its flags, /proc/PID/stat field 9.
+  std::ifstream stat("/proc/" + std::to_string(pid_) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;  // gone from /proc: it has exited
+  const auto close = line.rfind(')');
+  if (close == std::string::npos) return false;
+  std::istringstream rest(line.substr(close + 1));
+  std::string field;
+  unsigned long flags = 0;
+  for (int i = 3; i < 9 && rest >> field; ++i) {
+  }
+  constexpr unsigned long kPfExiting = 0x4;
+  return (rest >> flags) && (flags & kPfExiting) != 0;
 }
 
 void WorkerProcess::signal(int signo, bool whole_group) {

@@ -115,8 +115,8 @@ class WorkerProcess {
   void reaped();
   // An operator signalled it (forkpoolctl kill): if it exits, that was asked for.
   void note_operator_signal() { exit_expected_ = true; }
-  // It has exited and waits to be reaped (a zombie): the reap will tell the pool.
-  bool exited() const;
+  // It has exited or is exiting (a zombie, or PF_EXITING): the reap will tell the pool.
+  bool exiting() const;
 
  private:
   void transition(WorkerPhase to);

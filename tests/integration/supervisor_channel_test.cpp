@@ -45,9 +45,11 @@ TEST_CASE("a worker that keeps sending malformed records is replaced", "[supervi
 
 TEST_CASE("a worker stopped with SIGSTOP is woken to act on its stop signal at shutdown", "[supervisor][channel]") {
   // Only a SIGCONT lets it see the SIGTERM: without one it would sit until the minute's
-  // SIGKILL, long after the deadline below.
+  // SIGKILL, long after the deadline below. READY=1 comes once its handlers are set, so
+  // the SIGTERM finds them.
   Setup s(supervisor_section("shutdown_timeout = \"2m\"") +
-          testworker_pool("web", 1, "", "graceful_timeout = \"1m\"\n"));
+          testworker_pool("web", 1, ", \"--notify-after-ms\", \"0\"",
+                          "graceful_timeout = \"1m\"\nready = \"notify\"\n"));
   const pid_t worker = s.master->wait_worker_started("web", 0);
   REQUIRE(worker > 0);
   REQUIRE(!s.master->wait_log("\\[master.ready\\]").empty());
