@@ -117,6 +117,8 @@ class WorkerProcess {
   void note_operator_signal() { exit_expected_ = true; }
   // It has exited or is exiting (a zombie, or PF_EXITING): the reap will tell the pool.
   bool exiting() const;
+  // Stopped by a signal (SIGSTOP, SIGTSTP): state T in /proc/PID/stat.
+  bool stopped() const;
 
  private:
   void transition(WorkerPhase to);

@@ -17,6 +17,13 @@ std::string dispatched_testworker(const std::string& args) {
                                                 "listen = [\"tcp://127.0.0.1:0\"]\nrestart_delay = \"20ms\"\n");
 }
 
+// The state letter of /proc/PID/stat ('T' while stopped by a signal).
+char process_state(pid_t pid) {
+  const std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : '?';
+}
+
 }  // namespace
 
 TEST_CASE("a worker that closed its channel is stopped and replaced instead of staying idle for ever",
@@ -54,6 +61,7 @@ TEST_CASE("a worker stopped with SIGSTOP is woken to act on its stop signal at s
   REQUIRE(worker > 0);
   REQUIRE(!s.master->wait_log("\\[master.ready\\]").empty());
   REQUIRE(::kill(worker, SIGSTOP) == 0);
+  REQUIRE(wait_until([&] { return process_state(worker) == 'T'; }));
   s.master->signal(SIGTERM);
   const auto status = s.master->wait_exit(20s);
   REQUIRE(status.has_value());
