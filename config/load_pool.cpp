@@ -228,6 +228,7 @@ PoolConfig load_pool(const std::string& name, const toml::table& table,
   }
   if (auto v = r.integer("flap_restarts", 1, 1'000'000)) pool.flap_restarts = static_cast<int>(*v);
   assign(pool.flap_window, r.duration("flap_window"));
+  if (auto problem = check_restart_policy(pool.restart_delay, pool.flap_window)) r.error("restart_delay", *problem);
   assign(pool.graceful_timeout, r.duration("graceful_timeout"));
   assign(pool.stop_signal, load_signal(r, "stop_signal"));
 

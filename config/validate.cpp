@@ -55,6 +55,12 @@ std::optional<std::string> check_placeholders(std::string_view text) {
   return std::nullopt;
 }
 
+std::optional<std::string> check_restart_policy(Duration restart_delay, Duration flap_window) {
+  if (restart_delay.count() > 0 || flap_window.count() > 0) return std::nullopt;
+  return "\"0\" together with flap_window = \"0\" would restart a crashing worker in a busy loop (nothing delays "
+         "it and nothing counts it); give a delay such as \"100ms\", or a flap_window";
+}
+
 bool is_env_name(std::string_view name) {
   if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
   for (char c : name)

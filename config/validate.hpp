@@ -18,6 +18,10 @@ std::optional<std::string> check_directory(const std::filesystem::path& dir);
 // Only {pool} and {worker} are placeholders; "{name}" with any other name is a typo.
 std::optional<std::string> check_placeholders(std::string_view text);
 
+// restart_delay "0" with flap_window "0": no delay would slow a crash loop down and no
+// window would stop it, so the master would fork as fast as the worker can crash.
+std::optional<std::string> check_restart_policy(Duration restart_delay, Duration flap_window);
+
 // An env variable name: letters, digits and '_', not starting with a digit.
 bool is_env_name(std::string_view name);
 // A pool name usable in env values, metric labels and LISTEN_FDNAMES.

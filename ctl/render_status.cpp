@@ -43,7 +43,9 @@ std::string worker_table(const nlohmann::json& workers, bool colour) {
       const double current = num_field(w, "current_ms");
       const auto pid = u64_field(w, "pid");
       const auto restarts = u64_field(w, "restarts");
-      const std::string last_exit = last_exit_text(field(w, "last_exit"));
+      // A slot whose start failed has no exit, only the error that kept it from starting.
+      const std::string last_error = str_field(w, "last_error");
+      const std::string last_exit = last_error.empty() ? last_exit_text(field(w, "last_exit")) : last_error;
       t.add_row({
           {count_text(w, "worker")},
           {pid == 0 ? "-" : std::to_string(pid)},
@@ -104,10 +106,14 @@ std::string render_pool(const nlohmann::json& pool, bool colour) {
       count_text(c, "accepted"), count_text(c, "dispatched"), count_text(c, "completed"),
       count_text(c, "in_flight"), count_text(c, "lost"), count_text(c, "closed"));
   const auto crashed = u64_field(c, "crashed");
+  const auto spawn_failed = u64_field(c, "spawn_failed");
   out += fmt::format(
-      "  lifecycle spawned {}  crashed {}  killed {}  recycled {}\n", count_text(c, "spawned"),
+      "  lifecycle spawned {}  crashed {}  spawn failed {}  killed {}  recycled {}\n", count_text(c, "spawned"),
       paint(count_text(c, "crashed"), crashed > 0 ? Colour::Red : Colour::None, colour),
+      paint(count_text(c, "spawn_failed"), spawn_failed > 0 ? Colour::Red : Colour::None, colour),
       count_text(c, "killed"), count_text(c, "recycled"));
+  if (const auto paused = str_field(pool, "accept_paused"); !paused.empty())
+    out += "  accepting " + paint("paused: " + paused, Colour::Red, colour) + "\n";
   out += "  duration  " + percentiles_text(field(pool, "duration_ms")) + "\n";
   out += "  queued    " + percentiles_text(field(pool, "queue_wait_ms")) + "\n";
   const auto& workers = field(pool, "workers");

@@ -27,7 +27,7 @@ namespace forkpool::shm {
 
 // Bump on any change to a struct in this file or to the numeric values of WorkerState,
 // PoolState or the histogram buckets.
-inline constexpr std::uint32_t kLayoutVersion = 3;
+inline constexpr std::uint32_t kLayoutVersion = 4;
 // "FPSCORE" followed by a format byte; spelled so a hex dump of the region reads it.
 inline constexpr std::uint64_t kMagic = 0x0145524f43535046ull;  // bytes: F P S C O R E 0x01
 inline constexpr std::size_t kCacheLine = 64;
@@ -113,6 +113,7 @@ struct alignas(kCacheLine) PoolBlock {
   AtomicU64 crashed;          // master: abnormal exits (signal or non-zero status)
   AtomicU64 killed;           // master: workers killed by a timeout or the watchdog
   AtomicU64 recycled;         // master: workers replaced on purpose (max requests, RSS)
+  AtomicU64 spawn_failed;     // master: starts that never ran the program (exec or set-up failed)
   HistogramBlock duration;    // master: connection duration, dispatch to DONE
   HistogramBlock queue_wait;  // master: time a connection waited in the master's queue
 };

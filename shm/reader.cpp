@@ -131,6 +131,7 @@ PoolSnapshot Reader::read_pool(std::uint32_t pool) const {
     p.crashed = b.crashed.load(kRelaxed);
     p.killed = b.killed.load(kRelaxed);
     p.recycled = b.recycled.load(kRelaxed);
+    p.spawn_failed = b.spawn_failed.load(kRelaxed);
     p.duration = histogram_copy(b.duration);
     p.queue_wait = histogram_copy(b.queue_wait);
   });

@@ -80,7 +80,7 @@ std::optional<std::uint32_t> Scoreboard::add_pool(std::string_view name, std::ui
     // A block is reused by a later pool: nothing of the earlier one may show through.
     for (AtomicU64* f : {&b.accepted, &b.dispatched, &b.completed, &b.in_flight, &b.lost, &b.closed,
                          &b.queued_now, &b.queue_peak, &b.queue_timeouts, &b.spawned, &b.crashed, &b.killed,
-                         &b.recycled})
+                         &b.recycled, &b.spawn_failed})
       f->store(0, kRelaxed);
     for (HistogramBlock* h : {&b.duration, &b.queue_wait}) {
       for (auto& bucket : h->buckets) bucket.store(0, kRelaxed);
@@ -303,6 +303,9 @@ void Scoreboard::count(std::uint32_t pool, PoolCounter counter, std::uint64_t n)
       break;
     case PoolCounter::Closed:
       field = &b.closed;
+      break;
+    case PoolCounter::SpawnFailed:
+      field = &b.spawn_failed;
       break;
   }
   require(field != nullptr, "pool counter");

@@ -32,6 +32,7 @@ enum class PoolCounter {
   Recycled,
   Lost,
   Closed,
+  SpawnFailed,
 };
 
 class Scoreboard {

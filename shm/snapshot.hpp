@@ -108,6 +108,7 @@ struct PoolSnapshot {
   std::uint64_t crashed = 0;
   std::uint64_t killed = 0;
   std::uint64_t recycled = 0;
+  std::uint64_t spawn_failed = 0;
   HistogramSnapshot duration;
   HistogramSnapshot queue_wait;
 };

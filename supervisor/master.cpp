@@ -12,9 +12,11 @@
 #include <stdexcept>
 
 #include "config/names.hpp"
+#include "supervisor/dispatch/descriptor_budget.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/observe/prometheus.hpp"
 #include "supervisor/observe/status_json.hpp"
+#include "supervisor/process/descendants.hpp"
 #include "supervisor/version.hpp"
 
 namespace forkpool::supervisor {
@@ -96,6 +98,12 @@ Master::Master(config::Config config) : cleanup_(loop_.get()) {
   for (int signo : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGCHLD})
     signals_.push_back(std::make_unique<SignalWatch>(loop_.get(), signo, [this](int s) { on_signal(s); }));
   systemd_ = std::make_unique<SystemdNotify>(loop_.get());
+
+  // Last, when everything the master holds for itself is open: a limit that cannot hold
+  // the workers would pause accepting for ever, so refuse to start instead.
+  const DescriptorBudget budget = descriptor_budget(*shared);
+  if (std::string why = describe_shortfall(budget); !why.empty()) throw std::runtime_error(why);
+  ctx_.fd_reserve = budget.reserve;
 }
 
 std::unique_ptr<ControlServer> Master::make_control_server(const config::SupervisorConfig& s) {
@@ -179,13 +187,18 @@ MetricsHttpServer::Response Master::serve_http(std::string_view path) {
     j["ok"] = true;
     return {200, "application/json", j.dump() + "\n"};
   }
-  // Healthy when every started pool has at least one ready worker.
+  // Healthy when every started pool has at least one ready worker and can accept.
   std::string unhealthy;
-  for (const auto& pool : generation_->pools())
+  std::string paused;
+  for (const auto& pool : generation_->pools()) {
     if (pool->state() != shm::PoolState::Stopped && pool->ready_count() == 0)
       unhealthy += (unhealthy.empty() ? "" : ", ") + pool->name();
-  if (unhealthy.empty()) return {200, "text/plain", "ok\n"};
-  return {503, "text/plain", "no ready worker in pool(s): " + unhealthy + "\n"};
+    if (std::string why = pool->accept_paused_reason(); !why.empty())
+      paused += "pool " + pool->name() + " cannot accept: " + why + "\n";
+  }
+  if (unhealthy.empty() && paused.empty()) return {200, "text/plain", "ok\n"};
+  if (unhealthy.empty()) return {503, "text/plain", paused};
+  return {503, "text/plain", "no ready worker in pool(s): " + unhealthy + "\n" + paused};
 }
 
 int Master::run() {
@@ -220,17 +233,39 @@ void Master::on_signal(int signo) {
 
 void Master::reap() {
   while (true) {
-    int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
-    if (pid < 0 && errno == EINTR) continue;
-    if (pid <= 0) return;
+    // Look before reaping: while a worker is a zombie its pid still names its process
+    // group, so the group can be killed without any chance of hitting a reused id.
+    siginfo_t info{};
+    if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    const pid_t pid = info.si_pid;
+    if (pid <= 0) break;
     auto it = ctx_.owners.find(pid);
+    // Every worker leads its own process group: what it forked goes with it, so no
+    // grandchild keeps a port or a connection the worker had (a shared listener, say).
+    if (it != ctx_.owners.end()) ::kill(-pid, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
     if (it == ctx_.owners.end()) {
       log::debug("orphan.reaped", "reaped pid {} (not a worker): {}", pid, describe_wait_status(status));
       continue;
     }
     it->second->handle_exit(pid, status);
   }
+  // At shutdown the master waits for the descendants it stopped, not only its workers.
+  if (state_ == MasterState::Stopping) on_changed();
+}
+
+int Master::kill_orphans() {
+  // Called once every worker is gone: whatever children are left are orphans.
+  const std::vector<pid_t> orphans = children_of(ctx_.pid);
+  if (!orphans.empty())
+    log::info("orphan.stop", "stopping {} process(es) that workers left behind (SIGKILL)", orphans.size());
+  for (pid_t pid : orphans) ::kill(pid, SIGKILL);  // a child of ours, not reaped: its pid is not reused
+  return static_cast<int>(orphans.size());
 }
 
 void Master::shutdown(bool fast) {
@@ -299,6 +334,9 @@ void Master::on_changed() {
       if (pool->live() > 0) return;
     for (const auto& pool : removed_pools_)
       if (pool->live() > 0) return;
+    // Descendants of workers that left their process group (setsid) were re-parented
+    // to this subreaper: they go too, and the loop runs until they are reaped.
+    if (kill_orphans() > 0) return;
     systemd_->stop_watchdog();
     if (shutdown_deadline_) shutdown_deadline_->stop();
     uv_stop(loop_.get());

@@ -85,6 +85,9 @@ class Master final : public ControlTarget {
   const config::SupervisorConfig& supervisor_config() const { return generation_->config().supervisor; }
   void on_signal(int signo);
   void reap();
+  // SIGKILLs every child that is not a worker (orphans re-parented to the master);
+  // returns how many there were.
+  int kill_orphans();
   void shutdown(bool fast);
   void on_changed();
   void drop_stopped_removed_pools();

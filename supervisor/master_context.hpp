@@ -23,6 +23,7 @@ struct MasterContext {
   std::mt19937_64 rng{std::random_device{}()};
   std::unordered_map<pid_t, Pool*> owners;  // every worker pid not yet reaped
   std::uint64_t idle_clock = 0;             // orders workers by when they last became idle
+  int fd_reserve = 32;                      // descriptors accepting leaves free (sized at start)
   std::function<void()> changed;            // a pool's state or ready count changed
   std::function<void(const nlohmann::json&)> events;  // streams an event to subscribers
 };

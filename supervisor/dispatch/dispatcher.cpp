@@ -16,12 +16,12 @@ namespace {
 
 // Accepts per wake-up of one listener, so one busy listener cannot starve the loop.
 constexpr int kAcceptBatch = 256;
-// How long accepting pauses when the master is out of descriptors.
+// How long accepting pauses when the system (not this master) is out of descriptors or
+// memory: nothing the master does frees those, so it tries again after a while.
 constexpr std::chrono::milliseconds kEmfilePause{100};
-// Descriptors kept free for what must not fail for want of one: starting a worker (its
-// channel, pipes and slot page), control clients, log reopening. Queued connections
-// could otherwise take the last ones, and a pool whose worker died could never refill.
-constexpr int kFdReserve = 32;
+// Paused for its own descriptors, the master also looks this often, for the one change no
+// loop event reports: its limit raised from outside (prlimit --pid).
+constexpr std::chrono::seconds kLimitRecheck{1};
 
 using base::out_of_resources;
 
@@ -35,11 +35,9 @@ Dispatcher::Dispatcher(MasterContext& ctx, PoolConfigRef pool, std::uint32_t poo
       workers_(std::move(workers)),
       choice_(pool_->balance),
       queue_timer_(ctx.loop),
-      emfile_pause_(ctx.loop) {
-  rlimit rl{};
-  fd_limit_ = ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < static_cast<rlim_t>(INT32_MAX)
-                  ? static_cast<int>(rl.rlim_cur)
-                  : INT32_MAX;
+      emfile_pause_(ctx.loop),
+      freed_(ctx.loop),
+      fd_limit_(descriptor_limit()) {
   set_listeners(listeners);
 }
 
@@ -85,7 +83,7 @@ void Dispatcher::update_accepting() {
   // A full queue stops accepting: new connections wait in the kernel's backlog instead,
   // where they cost the master nothing.
   const bool room = queue_.size() < static_cast<std::size_t>(pool_->queue_limit) || has_capacity();
-  const bool want = !shut_ && !paused_ && !emfile_pause_.active() && room;
+  const bool want = !shut_ && !paused_ && paused_reason_.empty() && room;
   if (want == accepting_) return;
   accepting_ = want;
   for (std::size_t i = 0; i < accept_watches_.size(); ++i) {
@@ -103,7 +101,8 @@ void Dispatcher::accept_from(std::size_t listener) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       if (out_of_resources(errno)) {
-        pause_for_descriptors(std::string("accept: ") + std::strerror(errno));
+        const int err = errno;
+        pause_for_descriptors(std::string("accept: ") + std::strerror(err), err != EMFILE);
         break;
       }
       continue;  // ECONNABORTED and friends: that client is gone, the next one may not be
@@ -113,9 +112,10 @@ void Dispatcher::accept_from(std::size_t listener) {
     pump();
     if (queue_.size() >= static_cast<std::size_t>(pool_->queue_limit)) break;
     // accept returns the lowest free descriptor, so every one below `fd` is in use.
-    if (fd >= fd_limit_ - kFdReserve) {
+    if (fd >= fd_limit_ - ctx_.fd_reserve) {
       pause_for_descriptors("descriptor " + std::to_string(fd) + " of at most " + std::to_string(fd_limit_) +
-                            " is in use");
+                                " is in use",
+                            false);
       break;
     }
     // The episode ends with an accept that leaves the reserve untouched, not merely with
@@ -129,25 +129,42 @@ void Dispatcher::accept_from(std::size_t listener) {
   update_accepting();
 }
 
-bool Dispatcher::descriptors_short() const {
+bool Dispatcher::descriptors_short() {
+  fd_limit_ = descriptor_limit();  // it may have been changed from outside
   const int probe = ::fcntl(ctx_.dev_null, F_DUPFD_CLOEXEC, 0);
   if (probe < 0) return true;
   ::close(probe);
-  return probe >= fd_limit_ - kFdReserve;
+  return probe >= fd_limit_ - ctx_.fd_reserve;
 }
 
-void Dispatcher::pause_for_descriptors(const std::string& why) {
+void Dispatcher::pause_for_descriptors(const std::string& why, bool system_wide) {
   if (!emfile_episode_)
     log::warn("listener.accept_paused",
               "pool {}: {}; pausing accepts, keeping {} descriptors free (logged once until it recovers)",
-              pool_->name, why, kFdReserve);
+              pool_->name, why, ctx_.fd_reserve);
   emfile_episode_ = true;
-  // Resume only once there is room again; until then check every pause interval. The
-  // kernel's backlog holds new connections meanwhile.
-  emfile_pause_.start(kEmfilePause, [this] {
-    if (descriptors_short()) pause_for_descriptors(std::string());
-    else update_accepting();
-  });
+  paused_reason_ = "out of descriptors (" + why + ")";
+  // The kernel's backlog holds new connections meanwhile. This master's descriptors are
+  // freed only by its own code (a connection handed to a worker or timed out, a worker
+  // that exits, a client that goes), so accepting resumes right after the loop turn that
+  // freed one. A system-wide shortage is freed by others: try again after a pause.
+  // (Looking after every turn there would spin: nothing here shows the kernel's tables.)
+  if (system_wide) {
+    emfile_pause_.start(kEmfilePause, [this] { resume(); });
+  } else {
+    auto look = [this] {
+      if (!descriptors_short()) resume();
+    };
+    freed_.start(look);
+    emfile_pause_.start_repeating(kLimitRecheck, look);
+  }
+  update_accepting();
+}
+
+void Dispatcher::resume() {
+  paused_reason_.clear();
+  freed_.stop();
+  emfile_pause_.stop();
   update_accepting();
 }
 
@@ -229,6 +246,8 @@ void Dispatcher::shut() {
   accept_watches_.clear();
   accepting_ = false;
   emfile_pause_.stop();
+  freed_.stop();
+  paused_reason_.clear();
   close_queue("at shutdown");
 }
 

@@ -17,6 +17,7 @@
 #include "supervisor/generation/listeners.hpp"
 #include "supervisor/master_context.hpp"
 #include "supervisor/uv_handles.hpp"
+#include "supervisor/dispatch/descriptor_budget.hpp"
 #include "supervisor/dispatch/worker_choice.hpp"
 #include "supervisor/process/worker_process.hpp"
 
@@ -44,6 +45,8 @@ class Dispatcher {
   // closes what it had queued; a started one accepts again.
   void set_paused(bool paused);
   std::size_t queued() const { return queue_.size(); }
+  // Why it cannot accept now ("" when it can, or stopped on purpose): out of descriptors.
+  const std::string& accept_paused_reason() const { return paused_reason_; }
   // A reload changed master-side settings (queue limits, balance...): they apply from now.
   void set_config(PoolConfigRef pool);
   // A reload changed the pool's listeners: accept on these from now (none: accept
@@ -66,8 +69,11 @@ class Dispatcher {
   void arm_queue_timer();
   void publish();
   void close_queue(const char* why);
-  void pause_for_descriptors(const std::string& why);
-  bool descriptors_short() const;
+  // `system_wide`: the kernel's tables or memory ran short (ENFILE, ENOMEM, ENOBUFS), which
+  // only other processes free; otherwise this master's own descriptors did.
+  void pause_for_descriptors(const std::string& why, bool system_wide);
+  void resume();
+  bool descriptors_short();
   bool has_capacity();
 
   MasterContext& ctx_;
@@ -86,7 +92,9 @@ class Dispatcher {
   std::uint64_t next_id_ = 0;
   std::uint64_t in_flight_ = 0;
   Timer queue_timer_;
-  Timer emfile_pause_;
+  Timer emfile_pause_;           // try again after a pause (system-wide), or look now and then
+  AfterEachTurn freed_;          // own shortage: look again after every loop turn
+  std::string paused_reason_;    // non-empty while accepting waits for descriptors
   bool emfile_episode_ = false;
   int fd_limit_ = 0;  // RLIMIT_NOFILE (soft) of the master
 };

@@ -133,6 +133,9 @@ constexpr PoolMetric kPoolMetrics[] = {
      &PoolStatus::killed},
     {"forkpool_workers_recycled_total", "counter",
      "Workers replaced on purpose (max requests, memory).", &PoolStatus::recycled},
+    {"forkpool_spawn_failed_total", "counter",
+     "Worker starts that never ran the program (exec or another set-up step failed); not crashes.",
+     &PoolStatus::spawn_failed},
     {"forkpool_queue_length", "gauge", "Connections waiting in the master's queue now.",
      &PoolStatus::queue_length},
     {"forkpool_queue_peak", "gauge", "Most connections ever waiting in the master's queue at once.",
@@ -223,6 +226,10 @@ std::string prometheus_text(const StatusModel& model) {
       out.sample("forkpool_workers", {{"pool", p.name}, {"state", state}}, number(n));
     }
   }
+  out.family("forkpool_accept_paused", "gauge",
+             "1 while the master cannot accept for the pool (out of descriptors), else 0.");
+  for (const auto& p : model.pools)
+    out.sample("forkpool_accept_paused", {{"pool", p.name}}, p.accept_paused.empty() ? "0" : "1");
   out.family("forkpool_workers_target", "gauge", "Workers the pool is meant to run.");
   for (const auto& p : model.pools) {
     out.sample("forkpool_workers_target", {{"pool", p.name}},
@@ -244,6 +251,7 @@ std::string prometheus_text(const StatusModel& model) {
     out.family(m.name, m.type, m.help);
     for (const auto& p : model.pools) {
       for (const auto& w : p.workers) {
+        if (w.state == "failed") continue;  // a slot whose start failed: no process to describe
         const std::string worker = std::to_string(w.worker);
         const std::string pid = std::to_string(w.pid);
         out.sample(m.name, {{"pool", p.name}, {"worker", worker}, {"pid", pid}}, m.value(w));

@@ -85,7 +85,8 @@ json worker_json(const WorkerStatus& w) {
           {"last_exit", text_or_null(w.last_exit)},
           {"rss_bytes", w.rss_bytes},
           {"cpu_s", w.cpu_s},
-          {"status", text_or_null(w.status_text)}};
+          {"status", text_or_null(w.status_text)},
+          {"last_error", text_or_null(w.last_error)}};
 }
 
 json pool_json(const PoolStatus& p) {
@@ -117,7 +118,9 @@ json pool_json(const PoolStatus& p) {
             {"spawned", p.spawned},
             {"crashed", p.crashed},
             {"killed", p.killed},
-            {"recycled", p.recycled}}},
+            {"recycled", p.recycled},
+            {"spawn_failed", p.spawn_failed}}},
+          {"accept_paused", text_or_null(p.accept_paused)},
           {"duration_ms", percentiles_json(p.duration)},
           {"queue_wait_ms", percentiles_json(p.queue_wait)},
           {"workers", std::move(workers)}};
@@ -189,6 +192,7 @@ WorkerStatus worker_from(const json& j) {
   read(j, "rss_bytes", w.rss_bytes);
   read(j, "cpu_s", w.cpu_s);
   read(j, "status", w.status_text);
+  read(j, "last_error", w.last_error);
   return w;
 }
 
@@ -226,6 +230,8 @@ PoolStatus pool_from(const json& j) {
   read(c, "crashed", p.crashed);
   read(c, "killed", p.killed);
   read(c, "recycled", p.recycled);
+  read(c, "spawn_failed", p.spawn_failed);
+  read(j, "accept_paused", p.accept_paused);
   p.duration = percentiles_from(child(j, "duration_ms"));
   p.queue_wait = percentiles_from(child(j, "queue_wait_ms"));
   if (const auto& ws = child(j, "workers"); ws.is_array()) {

@@ -25,6 +25,7 @@ struct WorkerStatus {
   pid_t pid = 0;
   std::string state;             // shm::to_string(WorkerState): starting idle busy stopping exited
   std::string role;              // "serving", "replacement", "retiring"
+                                 // state "failed", pid 0: the slot's last start failed
   unsigned generation = 0;
   double uptime_s = 0;
   std::uint64_t handled = 0;     // connections finished (worker-reported, validated)
@@ -35,6 +36,7 @@ struct WorkerStatus {
   std::uint64_t rss_bytes = 0;
   double cpu_s = 0;
   std::string status_text;       // last STATUS= from sd_notify
+  std::string last_error;        // why the slot's last start failed ("execve /app: ..."), "" if none
 };
 
 struct PoolStatus {
@@ -50,6 +52,8 @@ struct PoolStatus {
   std::uint64_t queue_length = 0, queue_peak = 0, queue_limit = 0;
   std::uint64_t accepted = 0, dispatched = 0, completed = 0, in_flight = 0, lost = 0, closed = 0;
   std::uint64_t queue_timeouts = 0, spawned = 0, crashed = 0, killed = 0, recycled = 0;
+  std::uint64_t spawn_failed = 0;  // starts that never ran the program (not in crashed)
+  std::string accept_paused;       // master dispatch: why the pool cannot accept now, "" if it can
   Percentiles duration, queue_wait;
   shm::HistogramSnapshot duration_histogram, queue_wait_histogram;  // for Prometheus
   std::vector<WorkerStatus> workers;

@@ -130,120 +130,16 @@ void Pool::update_running() {
 void Pool::start() {
   set_state(shm::PoolState::Starting);
   flap_.clear();
+  spawn_failures_ = 0;
   if (dispatcher_) dispatcher_->set_paused(false);
   for (int i = 0; i < target_; ++i) {
     Slot& slot = slot_at(static_cast<unsigned>(i));
     slot.backoff.reset();
+    slot.starts.reset();
     if (!slot.process) spawn(slot);
+    if (state_ == shm::PoolState::Failed) return;  // its program cannot be started
   }
   update_running();
-}
-
-std::uint32_t Pool::acquire_scoreboard_slot(unsigned worker) {
-  std::uint32_t sb = 0;
-  if (auto ec = ctx_.scoreboard->acquire_slot(sb)) {
-    if (ec == std::errc::no_space_on_device)
-      throw SpawnFailure("every scoreboard slot is taken (" + std::to_string(ctx_.scoreboard->slot_count()) +
-                             " until forkpool is restarted)",
-                         true);
-    throw SpawnFailure("scoreboard slot page: " + ec.message(), base::out_of_resources(ec.value()));
-  }
-  ctx_.scoreboard->assign_slot(sb, index_, worker);
-  return sb;
-}
-
-std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
-  auto self = std::make_shared<WorkerProcess*>(nullptr);
-  WorkerEvents events;
-  events.ready = [this, &slot, self] {
-    WorkerProcess* p = *self;
-    report(ctx_, spdlog::level::info, "worker.ready", {config_->name, slot.index, p->pid()},
-           fmt::format("worker {}[{}] pid {} is ready", config_->name, slot.index, p->pid()));
-    if (p == slot.replacement.get()) promote(slot);
-    if (dispatcher_) dispatcher_->pump();
-    update_running();
-  };
-  events.ready_timeout = [this, self] { kill_worker(**self, "did not become ready within ready_timeout"); };
-  events.watchdog_missed = [this, self] { kill_worker(**self, "sent no WATCHDOG=1 within watchdog"); };
-  events.done = [this, &slot, self](std::chrono::microseconds held) {
-    WorkerProcess* p = *self;
-    if (p->recycle_after() > 0 && p->handed() >= p->recycle_after() && p == slot.process.get() &&
-        !slot.replacement) {
-      slot.replace_reason = "after " + std::to_string(p->handed()) + " connections (max_requests)";
-      spawn_replacement(slot);
-    }
-    if (dispatcher_) dispatcher_->on_done(held);
-    maybe_finish_retiring();
-  };
-  events.writable = [this] {
-    if (dispatcher_) dispatcher_->pump();
-  };
-  events.request_timeout = [this, &slot, self](const std::string& peer) {
-    WorkerProcess* p = *self;
-    const config::PoolConfig& c = p->config();
-    report(ctx_, spdlog::level::warn, "worker.timeout", {c.name, slot.index, p->pid()},
-           fmt::format("worker {}[{}] pid {} held a connection from {} longer than request_timeout {}; sending SIG{}",
-                       c.name, slot.index, p->pid(), peer, format_uptime(c.request_timeout),
-                       sigabbrev_np(c.timeout_signal)),
-           {{"peer", peer}});
-    ctx_.scoreboard->count(index_, shm::PoolCounter::Killed);
-    p->stop(signal_then_kill(c.timeout_signal), false);
-  };
-
-  const std::uint32_t sb = acquire_scoreboard_slot(slot.index);
-  std::unique_ptr<WorkerProcess> p;
-  try {
-    p = std::make_unique<WorkerProcess>(ctx_, config_, WorkerProcess::Identity{slot.index, generation_, sb},
-                                        listeners_, std::move(events));
-  } catch (...) {
-    ctx_.scoreboard->release_slot(sb);
-    throw;
-  }
-  *self = p.get();
-  if (config_->max_requests > 0) {
-    std::uniform_int_distribution<std::uint64_t> jitter(0, config_->max_requests_jitter);
-    p->set_recycle_after(config_->max_requests + jitter(ctx_.rng));
-  }
-  ctx_.owners[p->pid()] = this;
-  ctx_.scoreboard->count(index_, shm::PoolCounter::Spawned);
-  report(ctx_, spdlog::level::info, "worker.spawn", {config_->name, slot.index, p->pid()},
-         fmt::format("worker {}[{}] pid {} started", config_->name, slot.index, p->pid()),
-         {{"generation", generation_}});
-  return p;
-}
-
-void Pool::spawn(Slot& slot) {
-  if (state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running) return;
-  if (static_cast<int>(slot.index) >= target_ || slot.process) return;
-  try {
-    slot.process = launch(slot);
-  } catch (const SpawnFailure& e) {
-    report(ctx_, spdlog::level::err, "worker.spawn_failed", {config_->name, slot.index, 0},
-           fmt::format("worker {}[{}] could not be started: {}", config_->name, slot.index, e.what()));
-    if (e.transient) {
-      // Short of processes, memory or descriptors: not the program's fault, so retry
-      // with backoff but do not count it towards flapping.
-      schedule_respawn(slot, slot.backoff.next(ctx_.rng));
-    } else {
-      ctx_.scoreboard->count(index_, shm::PoolCounter::Crashed);
-      after_unplanned_exit(slot, std::chrono::milliseconds(0));
-    }
-    return;
-  }
-  if (config_->ready == config::Readiness::Exec) slot.process->mark_ready();
-}
-
-void Pool::spawn_replacement(Slot& slot) {
-  if (state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running) return;
-  if (slot.replacement || !slot.process) return;
-  try {
-    slot.replacement = launch(slot);
-  } catch (const SpawnFailure& e) {
-    log::error("worker.spawn_failed", "replacement for worker {}[{}] could not be started: {}; the current "
-               "worker keeps serving", config_->name, slot.index, e.what());
-    return;
-  }
-  if (config_->ready == config::Readiness::Exec) slot.replacement->mark_ready();
 }
 
 void Pool::promote(Slot& slot) {
@@ -309,23 +205,6 @@ bool Pool::start_replacement(Slot& slot) {
   // With ready = "exec" the replacement is ready, and has taken over, at once: it still
   // counts towards this batch, or one turn would replace the whole pool.
   return slot.replacement != nullptr || slot.process.get() != before;
-}
-
-void Pool::schedule_respawn(Slot& slot, std::chrono::milliseconds delay) {
-  report(ctx_, spdlog::level::info, "worker.respawn_scheduled", {config_->name, slot.index, 0},
-         fmt::format("worker {}[{}] starts again in {}", config_->name, slot.index, format_uptime(delay)),
-         {{"delay_ms", delay.count()}});
-  slot.restart_timer.start(delay, [this, &slot] {
-    spawn(slot);
-    update_running();
-  });
-}
-
-void Pool::kill_worker(WorkerProcess& p, std::string_view why) {
-  report(ctx_, spdlog::level::warn, "worker.kill", {config_->name, p.identity().worker, p.pid()},
-         fmt::format("worker {}[{}] pid {} {}; killing it", config_->name, p.identity().worker, p.pid(), why));
-  ctx_.scoreboard->count(index_, shm::PoolCounter::Killed);
-  p.stop(immediate_kill(), false);
 }
 
 bool Pool::owns(pid_t pid) const {

@@ -55,6 +55,8 @@ class Pool {
   // Removed by a reload, draining; destroyed once it has stopped.
   bool removed() const { return removed_; }
   const std::vector<ListenerRef>& listeners() const { return listeners_; }
+  // Why the master cannot accept for it now ("" if it can, or does not accept).
+  std::string accept_paused_reason() const { return dispatcher_ ? dispatcher_->accept_paused_reason() : std::string(); }
   // The pool and each of its processes as status shows them (pool_status.cpp).
   PoolStatus status() const;
 
@@ -93,8 +95,17 @@ class Pool {
   void spawn_replacement(Slot& slot);
   void promote(Slot& slot);
   void schedule_respawn(Slot& slot, std::chrono::milliseconds delay);
-  void after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime, bool counts_as_flap = true);
+  // `streak_over`: the slot's starts in a row that came to nothing exceed flap_restarts.
+  void after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime, bool counts_as_flap, bool streak_over);
+  // A start of `slot` failed (fork, exec or a set-up step); `replacement`: of a replacement.
+  // False when the pool failed because of it.
+  bool after_spawn_failure(Slot& slot, const SpawnFailure& e, bool replacement);
+  // Fails the pool because `slot`'s starts in a row came to nothing.
+  void fail_starts(const Slot& slot);
   void kill_worker(WorkerProcess& p, std::string_view why);
+  // A worker that broke the protocol (closed its channel, sent garbage): stopped and, once
+  // it exits, started again as after a crash.
+  void stop_broken(Slot& slot, WorkerProcess& p, std::string_view why);
   void set_state(shm::PoolState state);
   void fail(const std::string& why);
   void update_running();
@@ -116,6 +127,7 @@ class Pool {
   int target_;
   shm::PoolState state_ = shm::PoolState::Stopped;
   FlapDetector flap_;
+  unsigned spawn_failures_ = 0;  // non-transient spawn failures in a row, any slot
   unsigned generation_;         // of the configuration the pool runs
   unsigned worker_generation_;  // workers started before this one run outdated settings
   bool removed_ = false;

@@ -30,6 +30,7 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
   const bool was_replacement = holder == &slot->replacement;
 
   const auto uptime = p->uptime();
+  const bool came_to_nothing = never_started(p->ever_ready(), uptime);
   const ExitReason reason =
       classify_exit({wait_status, p->exit_expected(), p->ever_ready(), uptime,
                      p->config().ready == config::Readiness::Exec, false});
@@ -72,10 +73,21 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
     fail("worker " + std::to_string(slot->index) + " exited with status 78 (EX_CONFIG) before it was ready");
     return;
   }
+  // Starts in a row that came to nothing fail the pool whatever the delays (the window
+  // below is blind to crashes spread out by a growing backoff).
+  bool streak_over = false;
+  if (reason != ExitReason::Requested)
+    streak_over = slot->starts.record(came_to_nothing) > static_cast<unsigned>(config_->flap_restarts);
+  else if (!came_to_nothing)
+    slot->starts.reset();  // it served, then was stopped on purpose
   if (was_replacement) {
     // The current worker keeps serving; the replacement is tried again after backoff.
     if (flap_.record(Clock::now())) {
       fail(std::to_string(flap_.recent()) + " unplanned exits within flap_window");
+      return;
+    }
+    if (streak_over) {
+      fail_starts(*slot);
       return;
     }
     const auto delay = slot->backoff.next(ctx_.rng);
@@ -85,7 +97,8 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
     return;
   }
   if (slot->process) {  // a replacement took over
-    update_running();
+    if (streak_over) fail_starts(*slot);  // but this slot's workers keep dying young
+    else update_running();
     return;
   }
   if (reason == ExitReason::Requested) {
@@ -95,14 +108,25 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
   }
   // A worker that served a while and then left with status 0 (recycling itself, a job
   // that finished) is no flap; one that exits 0 at once, over and over, is.
-  after_unplanned_exit(*slot, uptime, !(reason == ExitReason::Clean && uptime >= kHealthyRun));
+  after_unplanned_exit(*slot, uptime, !(reason == ExitReason::Clean && uptime >= kHealthyRun), streak_over);
 }
 
-void Pool::after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime, bool counts_as_flap) {
+void Pool::fail_starts(const Slot& slot) {
+  fail(fmt::format("worker {} did not start {} times in a row (it could not be started, or exited before it was "
+                   "ready or within {}; flap_restarts = {})",
+                   slot.index, slot.starts.length(), format_uptime(kStartupGrace), config_->flap_restarts));
+}
+
+void Pool::after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime, bool counts_as_flap,
+                                bool streak_over) {
   if (uptime >= kHealthyRun) slot.backoff.reset();
   if (counts_as_flap && flap_.record(Clock::now())) {
     fail(std::to_string(flap_.recent()) + " unplanned exits within flap_window " +
          format_uptime(config_->flap_window) + " (flap_restarts = " + std::to_string(config_->flap_restarts) + ")");
+    return;
+  }
+  if (streak_over) {
+    fail_starts(slot);
     return;
   }
   schedule_respawn(slot, slot.backoff.next(ctx_.rng));
@@ -126,6 +150,7 @@ void Pool::stop(bool fast) {
   auto plan = [fast](const WorkerProcess& p) { return fast ? immediate_kill() : graceful_stop(p.config()); };
   for (auto& s : slots_) {
     s->restart_timer.stop();
+    s->last_error.clear();  // a stopped pool shows no failed starts
     if (s->process) s->process->stop(plan(*s->process), true);
     if (s->replacement) s->replacement->stop(plan(*s->replacement), true);
     for (auto& r : s->retiring) r->stop(plan(*r), true);

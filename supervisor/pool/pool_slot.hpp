@@ -17,8 +17,10 @@ struct Pool::Slot {
   std::unique_ptr<WorkerProcess> replacement;            // takes over once ready
   std::vector<std::unique_ptr<WorkerProcess>> retiring;  // replaced, finishing their work
   std::string replace_reason;
+  std::string last_error;  // why its last start failed; shown while it has no process
   Timer restart_timer;
   Backoff backoff;
+  StartStreak starts;
 };
 
 }  // namespace forkpool::supervisor

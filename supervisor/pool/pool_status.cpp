@@ -51,6 +51,8 @@ PoolStatus Pool::status() const {
   s.crashed = p.crashed;
   s.killed = p.killed;
   s.recycled = p.recycled;
+  s.spawn_failed = p.spawn_failed;
+  if (dispatcher_) s.accept_paused = dispatcher_->accept_paused_reason();
   s.duration = percentiles(p.duration);
   s.queue_wait = percentiles(p.queue_wait);
   s.duration_histogram = p.duration;
@@ -95,6 +97,16 @@ PoolStatus Pool::status() const {
     s.workers.push_back(std::move(w));
   };
   for (const auto& slot : slots_) {
+    if (!slot->process && !slot->last_error.empty() && static_cast<int>(slot->index) < target_) {
+      // Its last start failed: no process, but the slot is not forgotten.
+      WorkerStatus w;
+      w.worker = slot->index;
+      w.state = "failed";
+      w.role = "serving";
+      w.generation = worker_generation_;
+      w.last_error = slot->last_error;
+      s.workers.push_back(std::move(w));
+    }
     if (slot->process) add(slot->index, *slot->process, "serving");
     if (slot->replacement) add(slot->index, *slot->replacement, "replacement");
     for (const auto& r : slot->retiring) add(slot->index, *r, "retiring");

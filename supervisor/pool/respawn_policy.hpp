@@ -33,6 +33,35 @@ class Backoff {
   unsigned consecutive_ = 0;
 };
 
+// A worker that exits this soon after it started never really started, even if it was
+// ready (with ready = "exec" every worker is ready at exec, so only the time tells).
+inline constexpr std::chrono::seconds kStartupGrace{1};
+// The program could not be started (exec or another set-up step failed) this many times
+// in a row: a broken deploy, so the pool fails at once instead of retrying for ever.
+inline constexpr unsigned kSpawnFailuresInARow = 3;
+
+// True for an exit of a worker that never became ready, or ran less than kStartupGrace.
+constexpr bool never_started(bool was_ready, std::chrono::milliseconds uptime) {
+  return !was_ready || uptime < kStartupGrace;
+}
+
+// Starts of one slot in a row that came to nothing (a spawn that failed, a worker that
+// never started), counted whatever the backoff delays: with the default delays ten
+// crashes take longer than flap_window, so the window alone never sees them.
+class StartStreak {
+ public:
+  // Records how a worker of the slot ended; returns the streak's length after it.
+  unsigned record(bool came_to_nothing) {
+    streak_ = came_to_nothing ? streak_ + 1 : 0;
+    return streak_;
+  }
+  void reset() { streak_ = 0; }
+  unsigned length() const { return streak_; }
+
+ private:
+  unsigned streak_ = 0;
+};
+
 // More than `limit` crashes within `window` means the pool is flapping.
 class FlapDetector {
  public:

@@ -5,10 +5,14 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <system_error>
@@ -242,10 +246,16 @@ void WorkerProcess::read_channel(bool until_empty) {
   for (int budget = 0; until_empty || budget < 64; ++budget) {
     fp_msg m{};
     switch (channel_->receive(m)) {
-      case WorkerChannel::Received::Nothing:
-      case WorkerChannel::Received::EndOfFile: return;
+      case WorkerChannel::Received::Nothing: return;
+      case WorkerChannel::Received::EndOfFile:
+        if (!until_empty && phase_ != WorkerPhase::Stopping && events_.channel_closed) events_.channel_closed();
+        return;
       case WorkerChannel::Received::Malformed:
         channel_->warn_malformed(pool_->name, id_.worker, pid_);
+        if (++protocol_errors_ == kProtocolErrorLimit && !until_empty && events_.protocol_errors) {
+          events_.protocol_errors();
+          return;  // its handler changed the pool; read on next time
+        }
         continue;
       case WorkerChannel::Received::Record: break;
     }
@@ -269,6 +279,38 @@ void WorkerProcess::reaped() {
   request_timer_.stop();
   stop_timer_.stop();
   transition(WorkerPhase::Reaped);
+}
+
+namespace {
+
+// Field `n` (3 = state, 9 = flags) of /proc/PID/stat; "" when the process is gone.
+std::string stat_field(pid_t pid, int n) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return {};
+  const auto close = line.rfind(')');  // the command name may hold spaces and parentheses
+  if (close == std::string::npos) return {};
+  std::istringstream rest(line.substr(close + 1));
+  std::string field;
+  for (int i = 3; i <= n; ++i)
+    if (!(rest >> field)) return {};
+  return field;
+}
+
+}  // namespace
+
+bool WorkerProcess::stopped() const { return stat_field(pid_, 3) == "T"; }
+
+bool WorkerProcess::exiting() const {
+  siginfo_t info{};
+  if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_)
+    return true;  // a zombie already
+  // Not yet a zombie, but on its way: the kernel closes an exiting process's descriptors
+  // (so its channel reads EOF) after it set PF_EXITING in its flags, /proc/PID/stat field 9.
+  const std::string flags = stat_field(pid_, 9);
+  if (flags.empty()) return true;  // gone from /proc: it has exited
+  constexpr unsigned long kPfExiting = 0x4;
+  return (std::strtoul(flags.c_str(), nullptr, 10) & kPfExiting) != 0;
 }
 
 void WorkerProcess::signal(int signo, bool whole_group) {
@@ -301,7 +343,13 @@ void WorkerProcess::run_stop_steps() {
     if (stop_step_ > 1)
       log::warn("worker.stop_escalated", "worker {}[{}] pid {} still running after {}; sending SIG{}", pool_->name,
                 id_.worker, pid_, format_uptime(step.after), sigabbrev_np(step.signal));
+    // A stopped worker (SIGSTOP, ^Z) would keep the signal pending until graceful_timeout:
+    // wake it, after the signal, so it acts on it now. Only when it is stopped: a SIGCONT
+    // to a running worker could undo a stop of its own on its way out (a sanitizer's
+    // leak check stops it under ptrace, and would wait for ever). SIGKILL needs no help.
+    const bool was_stopped = step.signal != SIGKILL && stopped();
     signal(step.signal, step.whole_group);
+    if (was_stopped) signal(SIGCONT, step.whole_group);
   }
   if (stop_step_ < stop_plan_.size())
     stop_timer_.start(stop_plan_[stop_step_].after - elapsed, [this] { run_stop_steps(); });

@@ -43,7 +43,14 @@ struct WorkerEvents {
   std::function<void()> writable;
   // A connection has been held longer than request_timeout; `peer` names its client.
   std::function<void(const std::string& peer)> request_timeout;
+  // The worker closed its end of the channel while it runs (it can get no more work).
+  std::function<void()> channel_closed;
+  // The worker sent kProtocolErrorLimit malformed records (once per worker).
+  std::function<void()> protocol_errors;
 };
+
+// Malformed channel records after which a worker is taken for broken and replaced.
+inline constexpr unsigned kProtocolErrorLimit = 16;
 
 // A connection handed to this worker and not finished yet.
 struct HeldConnection {
@@ -108,6 +115,10 @@ class WorkerProcess {
   void reaped();
   // An operator signalled it (forkpoolctl kill): if it exits, that was asked for.
   void note_operator_signal() { exit_expected_ = true; }
+  // It has exited or is exiting (a zombie, or PF_EXITING): the reap will tell the pool.
+  bool exiting() const;
+  // Stopped by a signal (SIGSTOP, SIGTSTP): state T in /proc/PID/stat.
+  bool stopped() const;
 
  private:
   void transition(WorkerPhase to);
@@ -143,6 +154,7 @@ class WorkerProcess {
   std::uint64_t completed_ = 0;
   std::uint64_t recycle_after_ = 0;
   std::uint64_t idle_order_ = 0;
+  unsigned protocol_errors_ = 0;
   StopPlan stop_plan_;
   std::size_t stop_step_ = 0;
   Clock::time_point stop_began_;

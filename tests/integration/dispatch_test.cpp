@@ -342,8 +342,8 @@ TEST_CASE("running out of descriptors pauses accepting without spinning", "[disp
     if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) held.push_back(fd);
     else ::close(fd);
   }
-  REQUIRE(!master.wait_log("pausing accepts, keeping 32 descriptors free").empty());
-  // Paused, the master sleeps in epoll_wait with the pause timer as its timeout.
+  REQUIRE(!master.wait_log("pausing accepts, keeping [0-9]+ descriptors free").empty());
+  // Paused, the master sleeps in epoll_wait: a freed descriptor ends it (a 1 s look is the only timer).
   int in_wait = 0;
   for (int i = 0; i < 20; ++i) {
     std::ifstream sc("/proc/" + std::to_string(master.pid()) + "/syscall");

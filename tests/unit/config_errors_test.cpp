@@ -76,6 +76,11 @@ const std::vector<BadConfig>& pool_cases() {
       {"backlog zero", kPool + "backlog = 0\n", 3, 11, "pools.web.backlog", "from 1 to 65535"},
       {"queue_limit negative", kPool + "queue_limit = -1\n", 3, 15, "pools.web.queue_limit", "from 0 to 1000000"},
       {"flap_restarts zero", kPool + "flap_restarts = 0\n", 3, 17, "pools.web.flap_restarts", "from 1 to"},
+      // Nothing would slow down or stop a crash loop: the master would fork ~2000 times a second.
+      {"no restart delay and no flap window", kPool + "restart_delay = \"0\"\nflap_window = \"0\"\n", 3, 17,
+       "pools.web.restart_delay", "\"0\" together with flap_window = \"0\" would restart a crashing worker in a busy loop"},
+      {"no flap window and no restart delay, in the other order",
+       kPool + "flap_window = \"0\"\nrestart_delay = \"0ms\"\n", 4, 17, "pools.web.restart_delay", "busy loop"},
       {"max_requests negative", kPool + "max_requests = -1\n", 3, 16, "pools.web.max_requests", "from 0 to"},
       {"dispatch misspelt", kPool + "dispatch = \"mastr\"\n", 3, 12, "pools.web.dispatch",
        "expected one of \"master\", \"shared\", got \"mastr\"; did you mean \"master\"?"},

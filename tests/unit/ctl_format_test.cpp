@@ -43,7 +43,8 @@ const char* kStatus = R"({"ok":true,
  "pools":[{"name":"web","state":"running","dispatch":"master","balance":"least-busy","listeners":["tcp://127.0.0.1:8080"],
    "target":3,"live":3,"ready":2,"busy":1,"idle":1,"queue":{"length":0,"peak":3,"limit":1024},
    "counters":{"accepted":1500,"dispatched":1500,"completed":1499,"in_flight":1,"lost":0,"closed":0,"queue_timeouts":2,
-               "spawned":4,"crashed":1,"killed":0,"recycled":0},
+               "spawned":4,"crashed":1,"killed":0,"recycled":0,"spawn_failed":2},
+   "accept_paused":"out of descriptors, 64 of 64 open",
    "duration_ms":{"count":1499,"p50":1.5,"p90":4.0,"p99":12.25,"max":30.0},
    "queue_wait_ms":{"count":1500,"p50":0.0,"p90":0.5,"p99":2.0,"max":3.0},
    "workers":[
@@ -55,7 +56,10 @@ const char* kStatus = R"({"ok":true,
      {"worker":12,"slot":2,"pid":0,"state":"starting","role":"replacement","generation":2,"uptime_s":0.4,"handled":0,
       "in_flight":0,"current_ms":0.0,"restarts":0,"last_exit":null,"rss_bytes":0,"cpu_s":0.0,"status":null}]},
   {"name":"jobs","state":"failed","dispatch":"shared","listeners":[],"target":1,"live":0,"ready":0,"busy":0,"idle":0,
-   "queue":{"length":0,"peak":0,"limit":0},"counters":{},"workers":[]}]})";
+   "queue":{"length":0,"peak":0,"limit":0},"counters":{"spawn_failed":3},
+   "workers":[{"worker":0,"slot":3,"pid":0,"state":"failed","role":"serving","generation":1,"uptime_s":0,"handled":0,
+      "in_flight":0,"current_ms":0.0,"restarts":2,"last_exit":null,"rss_bytes":0,"cpu_s":0.0,"status":null,
+      "last_error":"execve /srv/jobs: No such file or directory"}]}]})";
 
 }  // namespace
 
@@ -136,9 +140,13 @@ TEST_CASE("ctl status renders a summary per pool and an aligned worker table", "
   CHECK(text.find("queue     0 (peak 3, limit 1024)  timeouts 2") != std::string::npos);
   CHECK(text.find("accepted 1500  dispatched 1500  completed 1499  in flight 1") !=
         std::string::npos);
-  CHECK(text.find("spawned 4  crashed 1") != std::string::npos);
+  CHECK(text.find("spawned 4  crashed 1  spawn failed 2  killed 0") != std::string::npos);
+  CHECK(text.find("accepting paused: out of descriptors, 64 of 64 open") != std::string::npos);
   CHECK(text.find("p50 1.5ms  p90 4.0ms  p99 12.2ms  max 30.0ms  (n=1499)") != std::string::npos);
   CHECK(text.find("pool jobs  failed  dispatch shared") != std::string::npos);
+  // The slot whose start failed stays in the table, with the error in place of an exit.
+  const std::size_t failed_row = find_line(lines, "execve /srv/jobs: No such file or directory");
+  CHECK(lines[failed_row].find("failed") != std::string::npos);
 
   const std::size_t h = find_line(lines, "WORKER");
   const std::string& header = lines[h];

@@ -116,6 +116,7 @@ StatusModel make_model() {
   api.live = 1;
   api.spawned = 9;
   api.crashed = 8;
+  api.spawn_failed = 3;
   api.duration_histogram = make_histogram({{100, 10}, {4096, 1}});
   api.duration = percentiles_ms(api.duration_histogram);
   auto a0 = make_worker(0, 2001, "starting", 0);
@@ -125,6 +126,10 @@ StatusModel make_model() {
   auto a1 = make_worker(1, 0, "exited", 7);
   a1.role = "retiring";
   api.workers.push_back(a1);
+  // A slot whose last start failed: no process, only the error.
+  auto a2 = make_worker(1, 0, "failed", 0);
+  a2.last_error = "execve /srv/app: No such file or directory";
+  api.workers.push_back(a2);
 
   m.pools = {web, api};
   return m;
@@ -210,8 +215,10 @@ TEST_CASE("status_json renders the documented schema", "[status][json]") {
   const json& web = j["pools"][0];
   CHECK(keys(web) == std::set<std::string>{"name", "state", "dispatch", "balance", "generation", "removed", "listeners",
                                            "target", "live", "ready", "busy", "idle", "queue",
-                                           "counters", "duration_ms", "queue_wait_ms", "workers"});
+                                           "counters", "accept_paused", "duration_ms", "queue_wait_ms",
+                                           "workers"});
   CHECK(web["name"] == "web");
+  CHECK(web["accept_paused"].is_null());
   CHECK(web["dispatch"] == "master");
   CHECK(web["balance"] == "least-busy");
   CHECK(web["listeners"] == json::array({"tcp://127.0.0.1:8080", "unix:/run/web.sock"}));
@@ -221,7 +228,8 @@ TEST_CASE("status_json renders the documented schema", "[status][json]") {
   CHECK(web["queue"] == json{{"length", 2}, {"peak", 17}, {"limit", 1024}});
   CHECK(keys(web["counters"]) ==
         std::set<std::string>{"accepted", "dispatched", "completed", "in_flight", "lost", "closed",
-                              "queue_timeouts", "spawned", "crashed", "killed", "recycled"});
+                              "queue_timeouts", "spawned", "crashed", "killed", "recycled",
+                              "spawn_failed"});
   CHECK(web["counters"]["accepted"] == 1001);
   CHECK(web["counters"]["in_flight"] == 8);
   CHECK(web["counters"]["recycled"] == 4);
@@ -236,7 +244,8 @@ TEST_CASE("status_json renders the documented schema", "[status][json]") {
   const json& w0 = web["workers"][0];
   CHECK(keys(w0) == std::set<std::string>{"worker", "slot", "pid", "state", "role", "generation",
                                           "uptime_s", "handled", "in_flight", "current_ms",
-                                          "restarts", "last_exit", "rss_bytes", "cpu_s", "status"});
+                                          "restarts", "last_exit", "rss_bytes", "cpu_s", "status",
+                                          "last_error"});
   CHECK(w0["pid"] == 1001);
   CHECK(w0["slot"] == 10);
   CHECK(w0["state"] == "idle");
@@ -247,6 +256,10 @@ TEST_CASE("status_json renders the documented schema", "[status][json]") {
   CHECK(web["workers"][2]["last_exit"] == "exited on signal 9");
   CHECK(web["workers"][2]["status"] == "serving 12 requests/s");
   CHECK(j["pools"][1]["workers"][1]["role"] == "retiring");
+  CHECK(j["pools"][1]["counters"]["spawn_failed"] == 3);
+  CHECK(j["pools"][1]["workers"][2]["state"] == "failed");
+  CHECK(j["pools"][1]["workers"][2]["last_error"] == "execve /srv/app: No such file or directory");
+  CHECK(w0["last_error"].is_null());
 }
 
 TEST_CASE("status_from_json inverts status_json except for the raw histograms", "[status][json]") {
@@ -266,6 +279,8 @@ TEST_CASE("status_from_json inverts status_json except for the raw histograms", 
   CHECK(back.pools[1].workers[0].last_exit == "exited with status 78");
   CHECK(back.pools[0].workers[2].status_text == "serving 12 requests/s");
   CHECK(back.pools[0].workers[0].last_exit.empty());
+  CHECK(back.pools[1].spawn_failed == 3);
+  CHECK(back.pools[1].workers[2].last_error == m.pools[1].workers[2].last_error);
   CHECK(back.pools[0].duration_histogram.count == 0);  // not part of the schema
 }
 
@@ -357,6 +372,9 @@ TEST_CASE("prometheus_text has HELP and TYPE for every family and the model's va
   CHECK(at(R"(forkpool_queue_timeouts_total{pool="web"})") == std::to_string(web.queue_timeouts));
   CHECK(at(R"(forkpool_workers_spawned_total{pool="web"})") == std::to_string(web.spawned));
   CHECK(at(R"(forkpool_workers_crashed_total{pool="api"})") == "8");
+  CHECK(at(R"(forkpool_spawn_failed_total{pool="api"})") == "3");
+  CHECK(at(R"(forkpool_spawn_failed_total{pool="web"})") == "0");
+  CHECK(at(R"(forkpool_accept_paused{pool="web"})") == "0");
   CHECK(at(R"(forkpool_workers_killed_total{pool="web"})") == std::to_string(web.killed));
   CHECK(at(R"(forkpool_workers_recycled_total{pool="web"})") == std::to_string(web.recycled));
   CHECK(at(R"(forkpool_connections_in_flight{pool="web"})") == "8");

@@ -51,6 +51,29 @@ TEST_CASE("backoff doubles from the first delay up to the maximum with 20 percen
   CHECK(zero.next(rng).count() == 0);
 }
 
+TEST_CASE("a worker never started when it was not ready or died within its first second", "[policy]") {
+  CHECK(never_started(false, 0ms));
+  CHECK(never_started(false, 30s));  // notify: killed by ready_timeout
+  CHECK(never_started(true, 999ms));  // exec: ready at exec, dead at once
+  CHECK(!never_started(true, 1s));
+  CHECK(!never_started(true, 10min));
+}
+
+TEST_CASE("starts that came to nothing are counted in a row, whatever the time between them", "[policy]") {
+  StartStreak s;
+  CHECK(s.record(true) == 1);
+  CHECK(s.record(true) == 2);
+  CHECK(s.record(false) == 0);  // one worker that started ends the streak
+  CHECK(s.record(true) == 1);
+  CHECK(s.length() == 1);
+  s.reset();
+  CHECK(s.length() == 0);
+  // No clock at all: the backoff can stretch the streak over any time.
+  for (int i = 0; i < 11; ++i) s.record(true);
+  CHECK(s.length() == 11);
+  CHECK(kSpawnFailuresInARow == 3);
+}
+
 TEST_CASE("flapping means more crashes than the limit within the window", "[policy]") {
   FlapDetector f(3, 10s);
   const auto t = Clock::now();

@@ -1,0 +1,181 @@
+// Pool: starting workers (a slot's worker and replacements), what their events do, and
+// what happens when a start fails; stopping one worker on the pool's behalf.
+
+#include <csignal>
+
+#include "base/resources.hpp"
+#include "supervisor/observe/events.hpp"
+#include "supervisor/observe/log.hpp"
+#include "supervisor/pool/pool.hpp"
+#include "supervisor/pool/pool_slot.hpp"
+
+namespace forkpool::supervisor {
+
+std::uint32_t Pool::acquire_scoreboard_slot(unsigned worker) {
+  std::uint32_t sb = 0;
+  if (auto ec = ctx_.scoreboard->acquire_slot(sb)) {
+    if (ec == std::errc::no_space_on_device)
+      throw SpawnFailure("every scoreboard slot is taken (" + std::to_string(ctx_.scoreboard->slot_count()) +
+                             " until forkpool is restarted)",
+                         true);
+    throw SpawnFailure("scoreboard slot page: " + ec.message(), base::out_of_resources(ec.value()));
+  }
+  ctx_.scoreboard->assign_slot(sb, index_, worker);
+  return sb;
+}
+
+std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
+  auto self = std::make_shared<WorkerProcess*>(nullptr);
+  WorkerEvents events;
+  events.ready = [this, &slot, self] {
+    WorkerProcess* p = *self;
+    report(ctx_, spdlog::level::info, "worker.ready", {config_->name, slot.index, p->pid()},
+           fmt::format("worker {}[{}] pid {} is ready", config_->name, slot.index, p->pid()));
+    if (p == slot.replacement.get()) promote(slot);
+    if (dispatcher_) dispatcher_->pump();
+    update_running();
+  };
+  events.ready_timeout = [this, self] { kill_worker(**self, "did not become ready within ready_timeout"); };
+  events.watchdog_missed = [this, self] { kill_worker(**self, "sent no WATCHDOG=1 within watchdog"); };
+  events.done = [this, &slot, self](std::chrono::microseconds held) {
+    WorkerProcess* p = *self;
+    if (p->recycle_after() > 0 && p->handed() >= p->recycle_after() && p == slot.process.get() &&
+        !slot.replacement) {
+      slot.replace_reason = "after " + std::to_string(p->handed()) + " connections (max_requests)";
+      spawn_replacement(slot);
+    }
+    if (dispatcher_) dispatcher_->on_done(held);
+    maybe_finish_retiring();
+  };
+  events.writable = [this] {
+    if (dispatcher_) dispatcher_->pump();
+  };
+  events.request_timeout = [this, &slot, self](const std::string& peer) {
+    WorkerProcess* p = *self;
+    const config::PoolConfig& c = p->config();
+    report(ctx_, spdlog::level::warn, "worker.timeout", {c.name, slot.index, p->pid()},
+           fmt::format("worker {}[{}] pid {} held a connection from {} longer than request_timeout {}; sending SIG{}",
+                       c.name, slot.index, p->pid(), peer, format_uptime(c.request_timeout),
+                       sigabbrev_np(c.timeout_signal)),
+           {{"peer", peer}});
+    ctx_.scoreboard->count(index_, shm::PoolCounter::Killed);
+    p->stop(signal_then_kill(c.timeout_signal), false);
+  };
+
+  events.channel_closed = [this, &slot, self] {
+    WorkerProcess* p = *self;
+    // In shared dispatch the channel is optional (a program may close every descriptor
+    // it does not know); in master dispatch it is the only way work arrives.
+    if (!dispatcher_ || p->config().dispatch != config::Dispatch::Master || p->exiting()) return;
+    stop_broken(slot, *p, "closed its channel and can get no more work");
+  };
+  events.protocol_errors = [this, &slot, self] {
+    stop_broken(slot, **self, "sent " + std::to_string(kProtocolErrorLimit) + " malformed channel records");
+  };
+
+  const std::uint32_t sb = acquire_scoreboard_slot(slot.index);
+  std::unique_ptr<WorkerProcess> p;
+  try {
+    p = std::make_unique<WorkerProcess>(ctx_, config_, WorkerProcess::Identity{slot.index, generation_, sb},
+                                        listeners_, std::move(events));
+  } catch (...) {
+    ctx_.scoreboard->release_slot(sb);
+    throw;
+  }
+  *self = p.get();
+  if (config_->max_requests > 0) {
+    std::uniform_int_distribution<std::uint64_t> jitter(0, config_->max_requests_jitter);
+    p->set_recycle_after(config_->max_requests + jitter(ctx_.rng));
+  }
+  ctx_.owners[p->pid()] = this;
+  ctx_.scoreboard->count(index_, shm::PoolCounter::Spawned);
+  spawn_failures_ = 0;
+  slot.last_error.clear();
+  report(ctx_, spdlog::level::info, "worker.spawn", {config_->name, slot.index, p->pid()},
+         fmt::format("worker {}[{}] pid {} started", config_->name, slot.index, p->pid()),
+         {{"generation", generation_}});
+  return p;
+}
+
+void Pool::spawn(Slot& slot) {
+  if (state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running) return;
+  if (static_cast<int>(slot.index) >= target_ || slot.process) return;
+  try {
+    slot.process = launch(slot);
+  } catch (const SpawnFailure& e) {
+    if (after_spawn_failure(slot, e, false)) schedule_respawn(slot, slot.backoff.next(ctx_.rng));
+    if (ctx_.changed) ctx_.changed();
+    return;
+  }
+  if (config_->ready == config::Readiness::Exec) slot.process->mark_ready();
+}
+
+void Pool::spawn_replacement(Slot& slot) {
+  if (state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running) return;
+  if (slot.replacement || !slot.process) return;
+  try {
+    slot.replacement = launch(slot);
+  } catch (const SpawnFailure& e) {
+    after_spawn_failure(slot, e, true);
+    return;
+  }
+  if (config_->ready == config::Readiness::Exec) slot.replacement->mark_ready();
+}
+
+bool Pool::after_spawn_failure(Slot& slot, const SpawnFailure& e, bool replacement) {
+  // A start that never ran the program is no crash: it has a counter of its own.
+  ctx_.scoreboard->count(index_, shm::PoolCounter::SpawnFailed);
+  report(ctx_, spdlog::level::err, "worker.spawn_failed", {config_->name, slot.index, 0},
+         fmt::format("{}worker {}[{}] could not be started: {}{}", replacement ? "replacement for " : "",
+                     config_->name, slot.index, e.what(), replacement ? "; the current worker keeps serving" : ""),
+         {{"error", e.what()}, {"transient", e.transient}});
+  if (!replacement) slot.last_error = e.what();
+  // Short of processes, memory or descriptors: not the program's fault, so it is retried
+  // with backoff and counts towards nothing.
+  if (e.transient) return true;
+  if (++spawn_failures_ >= kSpawnFailuresInARow) {
+    fail(fmt::format("its program could not be started {} times in a row (last: {})", spawn_failures_, e.what()));
+    return false;
+  }
+  if (replacement) return true;
+  const bool streak_over = slot.starts.record(true) > static_cast<unsigned>(config_->flap_restarts);
+  if (flap_.record(Clock::now())) {
+    fail(std::to_string(flap_.recent()) + " unplanned exits or failed starts within flap_window " +
+         format_uptime(config_->flap_window) + " (flap_restarts = " + std::to_string(config_->flap_restarts) + ")");
+    return false;
+  }
+  if (streak_over) {
+    fail_starts(slot);
+    return false;
+  }
+  return true;
+}
+
+void Pool::schedule_respawn(Slot& slot, std::chrono::milliseconds delay) {
+  report(ctx_, spdlog::level::info, "worker.respawn_scheduled", {config_->name, slot.index, 0},
+         fmt::format("worker {}[{}] starts again in {}", config_->name, slot.index, format_uptime(delay)),
+         {{"delay_ms", delay.count()}});
+  slot.restart_timer.start(delay, [this, &slot] {
+    spawn(slot);
+    update_running();
+  });
+}
+
+void Pool::stop_broken(Slot& slot, WorkerProcess& p, std::string_view why) {
+  report(ctx_, spdlog::level::warn, "worker.broken", {config_->name, slot.index, p.pid()},
+         fmt::format("worker {}[{}] pid {} {}; stopping it (it is started again like a crashed one)", config_->name,
+                     slot.index, p.pid(), why));
+  // Not a requested exit: it is restarted with backoff and counts towards flapping, so a
+  // program that does this every time cannot make the master fork in a loop.
+  p.stop(graceful_stop(p.config()), false);
+  if (dispatcher_) dispatcher_->pump();
+}
+
+void Pool::kill_worker(WorkerProcess& p, std::string_view why) {
+  report(ctx_, spdlog::level::warn, "worker.kill", {config_->name, p.identity().worker, p.pid()},
+         fmt::format("worker {}[{}] pid {} {}; killing it", config_->name, p.identity().worker, p.pid(), why));
+  ctx_.scoreboard->count(index_, shm::PoolCounter::Killed);
+  p.stop(immediate_kill(), false);
+}
+
+}  // namespace forkpool::supervisor
