@@ -243,7 +243,11 @@ void WorkerProcess::arm_watchdog() {
 }
 
 void WorkerProcess::read_channel(bool until_empty) {
-  for (int budget = 0; until_empty || budget < 64; ++budget) {
+  // At the reap everything queued is read, but no more than a socket buffer can hold:
+  // a descendant that kept the channel open and writes on could otherwise hold the
+  // master here for ever.
+  const int budget_limit = until_empty ? kReapReadLimit : 64;
+  for (int budget = 0; budget < budget_limit; ++budget) {
     fp_msg m{};
     switch (channel_->receive(m)) {
       case WorkerChannel::Received::Nothing: return;

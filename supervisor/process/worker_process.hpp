@@ -51,6 +51,9 @@ struct WorkerEvents {
 
 // Malformed channel records after which a worker is taken for broken and replaced.
 inline constexpr unsigned kProtocolErrorLimit = 16;
+// Records read from a reaped worker's channel at most (a full socket buffer of 16-byte
+// records is far fewer).
+inline constexpr int kReapReadLimit = 65536;
 
 // A connection handed to this worker and not finished yet.
 struct HeldConnection {
