@@ -153,16 +153,50 @@ void sort_in_file_order(std::vector<PoolConfig>& pools, std::vector<detail::Pool
 
 // Expands ${NAME} in every string value of the tree (SPEC section 2) before anything is
 // read from it, so every key, durations and paths included, sees the result; an error
-// names the value's place and dotted key.
-void interpolate(toml::node& node, const std::string& key, Sink& sink) {
-  if (auto* s = node.as_string()) {
-    Expansion e = expand_environment(s->get());
-    if (!e.error.empty()) sink.unexpanded(detail::location_of(node.source()), key, e.error);
-    else s->get() = std::move(e.value);
-  } else if (auto* t = node.as_table()) {
-    for (auto&& [k, v] : *t) interpolate(v, key.empty() ? std::string(k.str()) : key + "." + std::string(k.str()), sink);
-  } else if (auto* a = node.as_array()) {
-    for (std::size_t i = 0; i < a->size(); ++i) interpolate(*a->get(i), key + "[" + std::to_string(i) + "]", sink);
+// names the value's place and dotted key. Iterative, and the dotted key is only spelt
+// out for an error: a file may nest tables thousands of levels deep.
+void interpolate(toml::table& root, Sink& sink) {
+  struct Item {
+    toml::node* node;
+    std::size_t parent;  // index into `items`; npos for a child of the root table
+    std::string piece;   // "name" or "[3]"
+  };
+  constexpr std::size_t kRoot = std::string::npos;
+  std::vector<Item> items;
+  std::vector<std::size_t> todo;
+  auto push_children = [&](toml::node& node, std::size_t self) {
+    if (auto* t = node.as_table()) {
+      for (auto&& [k, v] : *t) {
+        items.push_back({&v, self, std::string(k.str())});
+        todo.push_back(items.size() - 1);
+      }
+    } else if (auto* a = node.as_array()) {
+      for (std::size_t i = 0; i < a->size(); ++i) {
+        items.push_back({a->get(i), self, "[" + std::to_string(i) + "]"});
+        todo.push_back(items.size() - 1);
+      }
+    }
+  };
+  auto key_of = [&](std::size_t i) {
+    std::vector<const std::string*> pieces;
+    for (std::size_t at = i; at != kRoot; at = items[at].parent) pieces.push_back(&items[at].piece);
+    std::string key;
+    for (auto it = pieces.rbegin(); it != pieces.rend(); ++it)
+      key += (key.empty() || (*it)->front() == '[' ? "" : ".") + **it;
+    return key;
+  };
+  push_children(root, kRoot);
+  while (!todo.empty()) {
+    const std::size_t i = todo.back();
+    todo.pop_back();
+    toml::node& node = *items[i].node;
+    if (auto* s = node.as_string()) {
+      Expansion e = expand_environment(s->get());
+      if (!e.error.empty()) sink.unexpanded(detail::location_of(node.source()), key_of(i), e.error);
+      else s->get() = std::move(e.value);
+    } else {
+      push_children(node, i);
+    }
   }
 }
 
@@ -183,7 +217,7 @@ Config load_string(std::string_view text, const std::filesystem::path& file) {
   }
 
   Sink sink(file.string());
-  interpolate(root_table, "", sink);
+  interpolate(root_table, sink);
   TableReader root(root_table, "", sink);
   config.supervisor = load_supervisor(root, base_dir, sink);
 
