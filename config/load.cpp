@@ -11,6 +11,7 @@
 #include <map>
 #include <tuple>
 
+#include "config/interpolate.hpp"
 #include "config/listen_address.hpp"
 #include "config/load_pool.hpp"
 #include "config/names.hpp"
@@ -150,6 +151,21 @@ void sort_in_file_order(std::vector<PoolConfig>& pools, std::vector<detail::Pool
   sources = std::move(s);
 }
 
+// Expands ${NAME} in every string value of the tree (SPEC section 2) before anything is
+// read from it, so every key, durations and paths included, sees the result; an error
+// names the value's place and dotted key.
+void interpolate(toml::node& node, const std::string& key, Sink& sink) {
+  if (auto* s = node.as_string()) {
+    Expansion e = expand_environment(s->get());
+    if (!e.error.empty()) sink.unexpanded(detail::location_of(node.source()), key, e.error);
+    else s->get() = std::move(e.value);
+  } else if (auto* t = node.as_table()) {
+    for (auto&& [k, v] : *t) interpolate(v, key.empty() ? std::string(k.str()) : key + "." + std::string(k.str()), sink);
+  } else if (auto* a = node.as_array()) {
+    for (std::size_t i = 0; i < a->size(); ++i) interpolate(*a->get(i), key + "[" + std::to_string(i) + "]", sink);
+  }
+}
+
 }  // namespace
 
 Config load_string(std::string_view text, const std::filesystem::path& file) {
@@ -167,6 +183,7 @@ Config load_string(std::string_view text, const std::filesystem::path& file) {
   }
 
   Sink sink(file.string());
+  interpolate(root_table, "", sink);
   TableReader root(root_table, "", sink);
   config.supervisor = load_supervisor(root, base_dir, sink);
 

@@ -11,6 +11,18 @@
 namespace forkpool::config {
 namespace {
 
+// A string value as TOML that reads back as itself. Values are printed expanded, and the
+// loader expands "${" and "$$" again (interpolate.hpp), so a '$' before '{' or '$' is
+// written "$$"; any other '$' ("$HOME" for a shell) stays as it is.
+std::string value_quote(std::string_view s) {
+  std::string escaped;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    escaped += s[i];
+    if (s[i] == '$' && i + 1 < s.size() && (s[i + 1] == '{' || s[i + 1] == '$')) escaped += '$';
+  }
+  return toml_quote(escaped);
+}
+
 class Writer {
  public:
   void header(const std::string& name) {
@@ -20,7 +32,7 @@ class Writer {
   void raw(std::string_view key, const std::string& value) {
     out_ += std::string(key) + " = " + value + "\n";
   }
-  void str(std::string_view key, std::string_view value) { raw(key, toml_quote(value)); }
+  void str(std::string_view key, std::string_view value) { raw(key, value_quote(value)); }
   void num(std::string_view key, std::uint64_t value) { raw(key, std::to_string(value)); }
   void boolean(std::string_view key, bool value) { raw(key, value ? "true" : "false"); }
   void duration(std::string_view key, Duration d) { str(key, format_duration(d)); }
@@ -32,7 +44,7 @@ class Writer {
 
 std::string string_array(const std::vector<std::string>& items) {
   std::string out = "[";
-  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + toml_quote(items[i]);
+  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + value_quote(items[i]);
   return out + "]";
 }
 
@@ -98,7 +110,7 @@ void write_pool(Writer& w, const PoolConfig& p) {
   w.str("cwd", p.cwd.string());
   w.str("umask", p.umask ? format_octal_mode(*p.umask) : "");
   std::string env = "{";
-  for (const auto& [k, v] : p.env) env += (env.size() > 1 ? ", " : " ") + toml_key(k) + " = " + toml_quote(v);
+  for (const auto& [k, v] : p.env) env += (env.size() > 1 ? ", " : " ") + toml_key(k) + " = " + value_quote(v);
   w.raw("env", env + (env.size() > 1 ? " }" : "}"));
   w.boolean("clear_env", p.clear_env);
   std::string rl = "{";

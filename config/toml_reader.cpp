@@ -12,7 +12,19 @@ Location location_of(const toml::source_region& r) {
 }
 
 void Sink::error(Location at, std::string key, std::string message) {
+  // A value that could not even be expanded is reported once: what its key's checks
+  // would say of the unexpanded text is noise.
+  for (const auto& taken : unexpanded_)
+    if (key == taken || (key.starts_with(taken) && (key[taken.size()] == '.' || key[taken.size()] == '[')))
+      return;
   items_.push_back(Diagnostic{file_, at.line, at.column, std::move(key), std::move(message)});
+}
+
+void Sink::unexpanded(Location at, std::string key, std::string message) {
+  error(at, key, std::move(message));
+  // "pools.web.command[2]" silences "pools.web.command" too: its checks see the array.
+  const auto bracket = key.find('[');
+  unexpanded_.insert(bracket == std::string::npos ? std::move(key) : key.substr(0, bracket));
 }
 
 std::vector<Diagnostic> Sink::take() {

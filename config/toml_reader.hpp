@@ -28,6 +28,8 @@ class Sink {
  public:
   explicit Sink(std::string file) : file_(std::move(file)) {}
   void error(Location at, std::string key, std::string message);
+  // An environment interpolation failed at `key`: later diagnostics of that key are dropped.
+  void unexpanded(Location at, std::string key, std::string message);
   bool empty() const { return items_.empty(); }
   std::vector<Diagnostic> take();
   const std::string& file() const { return file_; }
@@ -35,6 +37,7 @@ class Sink {
  private:
   std::string file_;
   std::vector<Diagnostic> items_;
+  std::set<std::string> unexpanded_;
 };
 
 class TableReader {

@@ -116,6 +116,14 @@ void Client::send(const nlohmann::json& request, Timeout timeout) {
       continue;
     }
     if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+      // A master that turns a client away (too many control clients) says why and closes
+      // at once, often before the request goes out: its reason is waiting to be read.
+      std::optional<Line> said;
+      try {
+        said = read_line_or_eof(std::chrono::milliseconds(0));
+      } catch (const ConnectionError&) {
+      }
+      if (said) expect_ok(*said);  // throws ReplyError with the master's reason
       fail("the master closed the connection before reading the request");
     }
     fail(std::string("send: ") + std::strerror(errno));

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "base/printable.hpp"
 #include "ctl/client.hpp"
 #include "ctl/format.hpp"
 #include "ctl/render_reply.hpp"
@@ -16,8 +17,9 @@ namespace forkpool::ctl {
 
 namespace {
 
+// Messages may quote what the master was sent or found (names, a worker's text).
 void print_error(const std::string& message) {
-  std::cerr << "forkpoolctl: " << message << "\n";
+  std::cerr << "forkpoolctl: " << base::printable(message) << "\n";
 }
 
 // A connection problem: the message, where the socket path came from, and why the config
@@ -66,7 +68,8 @@ int run_request(const Invocation& inv, const nlohmann::json& request) {
       // A refused reload lists every problem, one "file:line:col: key: message" a line.
       if (const auto errors = reply.body.find("errors"); !inv.json && errors != reply.body.end() && errors->is_array())
         for (const auto& line : *errors)
-          if (line.is_string() && line.get<std::string>() != e.what()) std::cerr << "  " << line.get<std::string>() << "\n";
+          if (line.is_string() && line.get<std::string>() != e.what())
+            std::cerr << "  " << base::printable(line.get<std::string>()) << "\n";
       return kExitErrorReply;
     }
     if (cmd == "events") return stream_events(inv, client, reply);
@@ -80,6 +83,10 @@ int run_request(const Invocation& inv, const nlohmann::json& request) {
     return kExitOk;
   } catch (const ConnectionError& e) {
     return connection_failed(choice, e.what());
+  } catch (const ReplyError& e) {
+    // Turned away before the request was read (too many control clients).
+    print_error(e.what());
+    return kExitErrorReply;
   }
 }
 

@@ -1,11 +1,15 @@
 #pragma once
-// Lenient reads from the master's replies: a missing or mistyped field renders as a
-// default instead of aborting the whole table (an older or newer master may differ).
+// Lenient reads from the master's replies, for display: a missing or mistyped field
+// renders as a default instead of aborting the whole table (an older or newer master may
+// differ), and text comes with its control characters escaped: much of it (a worker's
+// STATUS=, say) is the worker's to choose, and must not drive the operator's terminal.
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+
+#include "base/printable.hpp"
 
 namespace forkpool::ctl {
 
@@ -19,9 +23,14 @@ inline const nlohmann::json& field(const nlohmann::json& j, std::string_view key
 inline std::string str_field(const nlohmann::json& j, std::string_view key,
                              std::string_view fallback = "") {
   const auto& v = field(j, key);
-  if (v.is_string()) return v.get<std::string>();
+  if (v.is_string()) return base::printable(v.get<std::string>());
   if (v.is_null()) return std::string(fallback);
-  return v.dump();
+  return base::printable(v.dump());
+}
+
+// Any JSON value as display text: a string escaped (see above), anything else as JSON.
+inline std::string display_text(const nlohmann::json& v) {
+  return base::printable(v.is_string() ? v.get<std::string>() : v.dump());
 }
 
 inline double num_field(const nlohmann::json& j, std::string_view key, double fallback = 0.0) {
@@ -44,7 +53,7 @@ inline std::string count_text(const nlohmann::json& j, std::string_view key) {
   if (v.is_number_unsigned()) return std::to_string(v.get<std::uint64_t>());
   if (v.is_number_integer()) return std::to_string(v.get<std::int64_t>());
   if (v.is_number_float()) return std::to_string(static_cast<long long>(v.get<double>()));
-  if (v.is_string()) return v.get<std::string>();
+  if (v.is_string()) return base::printable(v.get<std::string>());
   return "-";
 }
 

@@ -32,7 +32,7 @@ std::string extras(const nlohmann::json& j, const std::set<std::string, std::les
   if (!j.is_object()) return out;
   for (const auto& [key, value] : j.items()) {
     if (known.count(key) != 0) continue;
-    out += " " + key + "=" + (value.is_string() ? value.get<std::string>() : value.dump());
+    out += " " + base::printable(key) + "=" + display_text(value);
   }
   return out;
 }
@@ -50,7 +50,7 @@ std::string render_reload(const nlohmann::json& reply) {
       }
       std::string keys;
       if (const auto& k = field(p, "keys"); k.is_array())
-        for (const auto& key : k) keys += (keys.empty() ? "" : ", ") + (key.is_string() ? key.get<std::string>() : key.dump());
+        for (const auto& key : k) keys += (keys.empty() ? "" : ", ") + display_text(key);
       const char* verb = change == "in-place" ? "changed in place" : change == "replace" ? "workers replaced (rolling)"
                          : change == "added"  ? "added"
                          : change == "removed" ? "removed (draining)"
@@ -61,7 +61,7 @@ std::string render_reload(const nlohmann::json& reply) {
   out += fmt::format("  {} pool(s) unchanged\n", unchanged);
   std::string supervisor;
   if (const auto& s = field(reply, "supervisor"); s.is_array())
-    for (const auto& key : s) supervisor += (supervisor.empty() ? "" : ", ") + (key.is_string() ? key.get<std::string>() : key.dump());
+    for (const auto& key : s) supervisor += (supervisor.empty() ? "" : ", ") + display_text(key);
   if (!supervisor.empty()) out += "  supervisor: " + supervisor + "\n";
   return out;
 }
@@ -84,7 +84,9 @@ std::string render_event(const nlohmann::json& event, bool colour) {
 std::string render_reply(const nlohmann::json& request, const nlohmann::json& reply) {
   const std::string cmd = str_field(request, "cmd");
   if (cmd == "metrics") {
-    std::string text = str_field(reply, "text");
+    // The exposition's own lines, from the master's numbers and configured names.
+    const auto& raw = field(reply, "text");
+    std::string text = raw.is_string() ? raw.get<std::string>() : "";
     if (!text.empty() && text.back() != '\n') text.push_back('\n');
     return text;
   }
@@ -99,7 +101,7 @@ std::string render_reply(const nlohmann::json& request, const nlohmann::json& re
   std::string what = cmd;
   for (const char* key : {"pool", "worker", "workers", "signal", "level"}) {
     if (const auto& v = field(request, key); !v.is_null()) {
-      what += " " + (v.is_string() ? v.get<std::string>() : v.dump());
+      what += " " + display_text(v);
     }
   }
   return what + ": ok" + extras(reply, {"ok", "message"}) + "\n";

@@ -21,7 +21,7 @@ std::string join(const nlohmann::json& list, std::string_view sep) {
   if (!list.is_array()) return out;
   for (const auto& v : list) {
     if (!out.empty()) out.append(sep);
-    out.append(v.is_string() ? v.get<std::string>() : v.dump());
+    out.append(display_text(v));
   }
   return out;
 }
@@ -71,7 +71,7 @@ std::string worker_table(const nlohmann::json& workers, bool colour) {
 
 std::string last_exit_text(const nlohmann::json& last_exit) {
   if (last_exit.is_null()) return "-";
-  if (last_exit.is_string()) return or_dash(last_exit.get<std::string>());
+  if (last_exit.is_string()) return or_dash(display_text(last_exit));
   if (last_exit.is_object()) {
     // Tolerate a structured form: {"code": 1} or {"signal": 9}.
     if (last_exit.contains("signal") && !last_exit["signal"].is_null()) {
@@ -79,7 +79,7 @@ std::string last_exit_text(const nlohmann::json& last_exit) {
     }
     if (last_exit.contains("code")) return "exit " + str_field(last_exit, "code");
   }
-  return last_exit.dump();
+  return display_text(last_exit);
 }
 
 std::string render_pool(const nlohmann::json& pool, bool colour) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,10 +39,11 @@ std::size_t system_page_size() {
 }
 
 
-std::error_code make_sealed_memfd(const char* name, std::size_t size, OwnedFd& out) {
+std::error_code make_sealed_memfd(const char* name, std::size_t size, OwnedFd& out, mode_t mode) {
   OwnedFd fd(::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!fd) return last_error();
   if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) return last_error();
+  if (::fchmod(fd.get(), mode) != 0) return last_error();
   if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
     return last_error();
   }

@@ -23,7 +23,13 @@ std::size_t system_page_size();
 // memfd_create + ftruncate + seals against shrinking and growing (a worker that could
 // shrink its slot memfd would make the master's next read of it die with SIGBUS).
 // The fd is close-on-exec: handing it to a worker is the spawner's explicit decision.
-std::error_code make_sealed_memfd(const char* name, std::size_t size, OwnedFd& out);
+//
+// `mode` replaces the 0777 a memfd is born with. Read-only descriptors handed to readers
+// share the inode, and anyone holding one can open /proc/self/fd/N anew with the access
+// the mode allows: 0777 let any reader reopen the scoreboard read-write. Descriptors
+// already open (the master's, a worker's own page) keep their access whatever the mode.
+// Writes cannot be sealed: a worker maps its page writable after exec.
+std::error_code make_sealed_memfd(const char* name, std::size_t size, OwnedFd& out, mode_t mode = 0600);
 
 struct HeaderSpec {
   std::uint32_t pool_count = 0;

@@ -51,7 +51,9 @@ Scoreboard::Scoreboard(std::uint32_t pool_count, std::uint32_t slot_count)
   const std::size_t page = system_page_size();
   const RegionGeometry g = region_geometry(pool_count, slot_count);
   const std::size_t size = (g.size + page - 1) / page * page;
-  if (auto ec = make_sealed_memfd("forkpool-scoreboard", size, region_fd_)) {
+  // Read-only even to the master's user: the master writes through the descriptor it
+  // has, and nobody may reopen one read-write (region.hpp says why).
+  if (auto ec = make_sealed_memfd("forkpool-scoreboard", size, region_fd_, 0400)) {
     throw std::system_error(ec, "memfd_create/ftruncate/F_ADD_SEALS (scoreboard region)");
   }
   void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, region_fd_.get(), 0);
@@ -153,7 +155,7 @@ std::uint32_t Scoreboard::free_slots() const {
 
 std::error_code Scoreboard::renew_page(std::uint32_t slot) {
   OwnedFd fd;
-  if (auto ec = make_sealed_memfd("forkpool-slot", pages_.page_size(), fd)) return ec;
+  if (auto ec = make_sealed_memfd("forkpool-slot", pages_.page_size(), fd, 0600)) return ec;
   if (auto ec = pages_.map(slot, fd.get(), true)) return ec;
   new (pages_.page(slot)) SlotActivity{};
   slot_fds_[slot] = std::move(fd);

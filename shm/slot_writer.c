@@ -12,12 +12,18 @@
 
 #include "shm/slot_layout.h"
 
+/* Every offset is aligned for its field (shm/layout.hpp static_asserts the layout) and
+ * the slot is a page of its own, so the casts from this void* are aligned. */
+static void* field(fp_slot_writer* w, int offset) {
+  return (unsigned char*)w->slot + offset;
+}
+
 static uint64_t* field_u64(fp_slot_writer* w, int offset) {
-  return (uint64_t*)((unsigned char*)w->slot + offset);
+  return (uint64_t*)field(w, offset);
 }
 
 static uint32_t* field_u32(fp_slot_writer* w, int offset) {
-  return (uint32_t*)((unsigned char*)w->slot + offset);
+  return (uint32_t*)field(w, offset);
 }
 
 /* Publishes the writer's copy: odd counter, fields, even counter (single writer). */
@@ -31,8 +37,7 @@ static void publish(fp_slot_writer* w) {
   __atomic_store_n(field_u32(w, FP_SLOT_OFF_STATE), w->state, __ATOMIC_RELAXED);
   __atomic_store_n(field_u32(w, FP_SLOT_OFF_IN_FLIGHT), w->in_flight, __ATOMIC_RELAXED);
   __atomic_store_n(field_u64(w, FP_SLOT_OFF_HANDLED), w->connections_handled, __ATOMIC_RELAXED);
-  __atomic_store_n((int64_t*)((unsigned char*)w->slot + FP_SLOT_OFF_BUSY_SINCE), w->busy_since_ns,
-                   __ATOMIC_RELAXED);
+  __atomic_store_n((int64_t*)field(w, FP_SLOT_OFF_BUSY_SINCE), w->busy_since_ns, __ATOMIC_RELAXED);
   w->seq += 1;
   __atomic_store_n(seq, w->seq, __ATOMIC_RELEASE);
 }

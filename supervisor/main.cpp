@@ -1,6 +1,9 @@
 // forkpool: the master. Parses the command line and hands over to check or run.
 
+#include <pthread.h>
+
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -31,6 +34,16 @@ std::optional<forkpool::config::Config> load(const std::filesystem::path& file) 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // First of all: a signal that arrives before the loop's handlers exist (the master is
+  // reading its config, binding its sockets) waits instead of taking its default action,
+  // which for HUP, USR1 and TERM is death and for TTIN a stopped master. run() unblocks
+  // them once the handlers are in place; the pending ones are handled then.
+  sigset_t all, inherited;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &inherited);
+  // Checking, --help, --version: nothing to protect; ^C works as usual.
+  auto restore = [&inherited] { ::pthread_sigmask(SIG_SETMASK, &inherited, nullptr); };
+
   CLI::App app{"forkpool: a prefork worker-pool supervisor"};
   app.set_version_flag("--version", std::string("forkpool ") + forkpool::kVersion + " (worker protocol " +
                                         std::to_string(forkpool::kWorkerProtocol) + ")");
@@ -42,9 +55,11 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    restore();
     const int rc = app.exit(e);
     return rc == 0 ? 0 : kExitConfig;
   }
+  if (check_only) restore();
   const std::filesystem::path file =
       config_file.empty() ? forkpool::config::default_config_path() : std::filesystem::path(config_file);
   auto config = load(file);

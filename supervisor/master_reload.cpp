@@ -87,10 +87,11 @@ Master::SupervisorSwap Master::prepare_supervisor(const config::SupervisorConfig
   if (changed(diff, {"log_format", "log_file"})) {
     // Last, as it is the one step that takes effect at once; it throws if the file
     // cannot be opened, and the old logger stays.
-    log::setup({next.log_level, next.log_format, next.log_file});
+    // Only a changed log_level in the file overrides a level set with `log-level`.
+    swap.level_changed = changed(diff, {"log_level"});
+    log::setup({swap.level_changed ? next.log_level : log::level(), next.log_format, next.log_file});
     swap.log_changed = true;
   }
-  // Only a changed log_level in the file overrides a level set with `log-level`.
   swap.level_changed = changed(diff, {"log_level"});
   return swap;
 }

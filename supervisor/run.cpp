@@ -1,5 +1,8 @@
 #include "supervisor/run.hpp"
 
+#include <pthread.h>
+
+#include <csignal>
 #include <cstdio>
 
 #include "supervisor/observe/log.hpp"
@@ -16,6 +19,13 @@ int run(config::Config config) {
   }
   try {
     Master master(std::move(config));
+    // main() blocked every signal; the master's handlers (libuv signal handles) are in
+    // place now, so let them in, including any that arrived meanwhile. An empty mask, not
+    // the one inherited: a parent that blocked TERM must not make the master deaf to it.
+    // Workers start from an empty mask of their own (process/child_exec).
+    sigset_t none;
+    sigemptyset(&none);
+    ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
     return master.run();
   } catch (const std::exception& e) {
     log::critical("master.start_failed", "{}", e.what());

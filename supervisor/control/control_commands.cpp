@@ -1,5 +1,6 @@
 #include "supervisor/control/control_commands.hpp"
 
+#include <csignal>
 #include <map>
 #include <optional>
 
@@ -116,12 +117,15 @@ void cmd_kill(ControlTarget& t, ControlClient& c, const json& r) {
   Pool& pool = pool_arg(t, r, "kill");
   std::optional<unsigned> worker;
   worker_arg(pool, r, "kill", true, worker);
-  int signo = 15;
+  int signo = SIGTERM;
   if (r.contains("signal") && !r["signal"].is_null()) {
-    const std::string name = r["signal"].is_number_integer() ? std::to_string(r["signal"].get<int>())
-                             : r["signal"].is_string()         ? r["signal"].get<std::string>()
-                                                               : "";
+    const json& s = r["signal"];
+    // A number as written: get<int>() would turn 4294967311 (2^32 + 15) into 15, TERM.
+    const std::string name = s.is_number_integer() ? s.dump() : s.is_string() ? s.get<std::string>() : "";
     auto parsed = config::signal_from_name(name);
+    const bool number = !name.empty() && name.find_first_not_of("-+0123456789") == std::string::npos;
+    if (!parsed && number)
+      throw BadRequest{"kill: no signal " + name + " (signal numbers are 1 to " + std::to_string(NSIG - 1) + ")"};
     if (!parsed) throw BadRequest{"kill: unknown signal \"" + name + "\" (e.g. TERM, KILL, HUP, USR1 or a number)"};
     signo = *parsed;
   }

@@ -12,6 +12,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <fmt/format.h>
+
 #include "supervisor/generation/listeners.hpp"
 #include "supervisor/observe/log.hpp"
 
@@ -228,23 +230,60 @@ void ControlServer::accept_one() {
   uv_fileno(reinterpret_cast<uv_handle_t*>(c.pipe_), &fd);
   uid_t uid = 0;
   if (!peer_allowed(fd, uid)) {
-    log::warn("control.refused", "refused a control client with uid {}: not root, not the master's user{}", uid,
-              group_ == static_cast<gid_t>(-1) ? "" : ", not in control_group");
+    warning(refused_warnings_, uid, "control.refused").warn(fmt::format("uid {} refused", uid), [&] {
+      return fmt::format("refused a control client with uid {}: not root, not the master's user{}", uid,
+                         group_ == static_cast<gid_t>(-1) ? "" : ", not in control_group");
+    });
     c.error("permission denied");
     c.close_after_writes();
     return;
   }
   c.uid_ = uid;
-  if (clients_.size() > kMaxClients) {
-    c.error("too many control clients (at most " + std::to_string(kMaxClients) + ")");
-    drop(c);
+  c.privileged_ = uid == 0 || uid == ::geteuid();
+  if (auto why = crowded(c)) {
+    warning(crowded_warnings_, uid, "control.too_many_clients")
+        .warn(fmt::format("uid {} turned away", uid), [&] { return "turned away a control client with uid " +
+                                                                    std::to_string(uid) + ": " + *why; });
+    c.error(*why);
+    // Written before closing, so the client (forkpoolctl) can say why it was turned away.
+    c.close_after_writes();
     return;
   }
+  c.admitted_ = true;
+  c.last_request_ = uv_now(loop_);
   uv_read_start(
       reinterpret_cast<uv_stream_t*>(c.pipe_),
       [](uv_handle_t*, size_t, uv_buf_t* buf) { *buf = uv_buf_init(g_read_buffer.data(), g_read_buffer.size()); },
       &ControlServer::on_read);
   arm_timer(c);
+}
+
+std::optional<std::string> ControlServer::crowded(const ControlClient& c) const {
+  std::size_t all = 0, others = 0, same_user = 0;
+  for (const auto& other : clients_) {
+    if (other.get() == &c || !other->admitted_ || other->closing_) continue;
+    ++all;
+    if (!other->privileged_) ++others;
+    if (other->uid_ == c.uid_) ++same_user;
+  }
+  if (all >= kMaxClients) return "too many control clients (at most " + std::to_string(kMaxClients) + ")";
+  if (c.privileged_) return std::nullopt;
+  if (same_user >= kMaxPerUser)
+    return "too many control clients of uid " + std::to_string(c.uid_) + " (at most " + std::to_string(kMaxPerUser) +
+           " a user)";
+  if (others >= kMaxClients - kOwnerReserve)
+    return "too many control clients (the last " + std::to_string(kOwnerReserve) +
+           " places are kept for root and the master's user)";
+  return std::nullopt;
+}
+
+log::RepeatedWarning& ControlServer::warning(std::map<uid_t, std::unique_ptr<log::RepeatedWarning>>& by_uid,
+                                             uid_t uid, const char* event) {
+  // Bounded: as many uids as can reach the socket, and forgotten (summed up) past that.
+  if (by_uid.size() >= 256 && by_uid.count(uid) == 0) by_uid.clear();
+  auto& w = by_uid[uid];
+  if (!w) w = std::make_unique<log::RepeatedWarning>(loop_, event);
+  return *w;
 }
 
 void ControlServer::on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* buf) {
@@ -261,12 +300,15 @@ void ControlServer::on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* buf)
     c->close();
     return;
   }
+  // The deadline of a request runs from its first byte; more bytes do not extend it.
+  if (!c->request_started_ && n > 0) c->request_started_ = uv_now(c->server_->loop_);
   c->buffer_.append(buf->base, static_cast<std::size_t>(n));
   c->server_->handle_input(*c);
 }
 
 void ControlServer::handle_input(ControlClient& c) {
   std::size_t start = 0;
+  bool completed = false;  // a request line, not just empty lines
   while (!c.closing_) {
     const auto nl = c.buffer_.find('\n', start);
     if (nl == std::string::npos) break;
@@ -274,6 +316,7 @@ void ControlServer::handle_input(ControlClient& c) {
     start = nl + 1;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) continue;
+    completed = true;
     if (line.size() > kMaxLine) {
       c.error("request line longer than " + std::to_string(kMaxLine) + " bytes");
       c.close();
@@ -299,23 +342,33 @@ void ControlServer::handle_input(ControlClient& c) {
     c.close();
     return;
   }
+  if (completed) {
+    // The next request's clock starts now if part of it is here already.
+    c.last_request_ = uv_now(loop_);
+    c.request_started_ = c.buffer_.empty() ? std::nullopt : std::optional<std::uint64_t>(c.last_request_);
+  }
   arm_timer(c);
 }
 
 void ControlServer::arm_timer(ControlClient& c) {
-  // Streaming clients may stay silent for ever; everyone else must finish a line soon
-  // and may idle only so long, so a handful of stuck clients cannot use up the limit.
-  if (c.subscribed_ && c.buffer_.empty()) {
+  // Fixed deadlines, not silence timers: a byte or an empty line every few seconds must not
+  // keep a place for ever (a slowloris). Streaming clients may stay silent for ever.
+  std::uint64_t deadline = 0;
+  if (c.request_started_) {
+    deadline = *c.request_started_ + kRequestMs;
+  } else if (!c.subscribed_) {
+    deadline = c.last_request_ + kIdleMs;
+  } else {
     uv_timer_stop(c.timer_);
     return;
   }
-  const std::uint64_t ms = c.buffer_.empty() ? kIdleMs : kStallMs;
+  const std::uint64_t now = uv_now(loop_);
   uv_timer_start(c.timer_, [](uv_timer_t* t) {
     auto* client = static_cast<ControlClient*>(t->data);
     if (client == nullptr || client->closing_) return;
-    client->error(client->buffer_.empty() ? "idle for too long" : "incomplete request line; timed out");
+    client->error(client->request_started_ ? "incomplete request line; timed out" : "idle for too long");
     client->close();
-  }, ms, 0);
+  }, deadline > now ? deadline - now : 0, 0);
 }
 
 void ControlServer::drop(ControlClient& c) {

@@ -3,20 +3,27 @@
 // It owns framing, limits and peer checks; what a command does is the handler's business.
 //
 // Limits, none of which block the loop or other clients: a request line of at most
-// 64 KiB; at most 64 clients; a client that sends part of a line and stalls, or stays
-// silent, is closed; a client that does not read its replies is closed once 4 MiB wait.
+// 64 KiB; at most 64 clients, of which any one user other than root and the master's own
+// may hold 16, and all such users together 60, so the operator can always get in; a
+// request must be complete within 5 s of its first byte, however slowly the bytes (or
+// empty lines) trickle in; a client not subscribed to events that sends no request for
+// 60 s is closed; a client that does not read its replies is closed once 4 MiB wait.
 
 #include <sys/types.h>
 #include <uv.h>
 
+#include <cstdint>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <span>
 #include <string>
 
 #include "config/config.hpp"
+#include "supervisor/observe/log_limiter.hpp"
 
 namespace forkpool::supervisor {
 
@@ -41,7 +48,13 @@ class ControlClient {
   std::string buffer_;
   bool subscribed_ = false;
   bool closing_ = false;
+  bool admitted_ = false;    // passed the peer check and the limits
+  bool privileged_ = false;  // root or the master's user: never crowded out by others
   uid_t uid_ = 0;
+  // Loop time (ms) of the first byte of the request not yet complete, if any; and of the
+  // last complete request (or the connection). Empty lines complete nothing.
+  std::optional<std::uint64_t> request_started_;
+  std::uint64_t last_request_ = 0;
   uv_timer_t* timer_ = nullptr;
   std::list<std::unique_ptr<ControlClient>>::iterator self_;
   void write_raw(std::string data);
@@ -72,9 +85,11 @@ class ControlServer {
 
   static constexpr std::size_t kMaxLine = 64 * 1024;
   static constexpr std::size_t kMaxClients = 64;
+  static constexpr std::size_t kOwnerReserve = 4;  // places only root and the master's user get
+  static constexpr std::size_t kMaxPerUser = 16;   // for any other user
   static constexpr std::size_t kMaxPendingWrite = 4 * 1024 * 1024;
-  static constexpr std::uint64_t kStallMs = 5'000;   // part of a line, then nothing
-  static constexpr std::uint64_t kIdleMs = 60'000;   // connected, no request at all
+  static constexpr std::uint64_t kRequestMs = 5'000;  // from a request's first byte to its newline
+  static constexpr std::uint64_t kIdleMs = 60'000;    // after a request (or connecting), no next one
 
  private:
   friend class ControlClient;
@@ -85,6 +100,11 @@ class ControlServer {
   void handle_input(ControlClient& c);
   void arm_timer(ControlClient& c);
   void drop(ControlClient& c);
+  // Why `c` may not take a place now, or nothing.
+  std::optional<std::string> crowded(const ControlClient& c) const;
+  // The rate-limited warning of `event` for clients of `uid`.
+  log::RepeatedWarning& warning(std::map<uid_t, std::unique_ptr<log::RepeatedWarning>>& by_uid, uid_t uid,
+                                const char* event);
 
   uv_loop_t* loop_;
   config::SupervisorConfig config_;
@@ -92,6 +112,9 @@ class ControlServer {
   uv_pipe_t* listener_ = nullptr;
   gid_t group_ = static_cast<gid_t>(-1);
   std::list<std::unique_ptr<ControlClient>> clients_;
+  // One refused user reconnecting in a loop must not flood the log either.
+  std::map<uid_t, std::unique_ptr<log::RepeatedWarning>> refused_warnings_;
+  std::map<uid_t, std::unique_ptr<log::RepeatedWarning>> crowded_warnings_;
 };
 
 }  // namespace forkpool::supervisor

@@ -1,16 +1,36 @@
 #include "supervisor/dispatch/worker_channel.hpp"
 
 #include <fcntl.h>
+#include <linux/sockios.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
 #include <cstdlib>
 
+#include <fmt/format.h>
+
 #include "base/unix_message.hpp"
 
 namespace forkpool::supervisor {
+namespace {
 
-WorkerChannel::WorkerChannel(uv_loop_t* loop, base::OwnedFd fd) : fd_(std::move(fd)) {
+// recvmsg() returns 0 both at the end of the channel and for an empty record, and Linux
+// sets no MSG_EOR on AF_UNIX records to tell them apart. It is the end only when the
+// worker shut its side down (POLLRDHUP) and no bytes are left queued: records with
+// content after an empty one must still be read (a DONE, say). Empty records left
+// behind carry nothing.
+bool at_end_of_channel(int fd) {
+  pollfd p{fd, POLLRDHUP, 0};
+  if (::poll(&p, 1, 0) < 0 || (p.revents & (POLLRDHUP | POLLHUP)) == 0) return false;
+  int queued = 0;
+  return ::ioctl(fd, SIOCINQ, &queued) != 0 || queued == 0;
+}
+
+}  // namespace
+
+WorkerChannel::WorkerChannel(uv_loop_t* loop, base::OwnedFd fd) : loop_(loop), fd_(std::move(fd)) {
   ::fcntl(fd_.get(), F_SETFL, O_NONBLOCK);
   watch_ = std::make_unique<FdWatch>(loop, fd_.get());
 }
@@ -75,18 +95,45 @@ WorkerChannel::Received WorkerChannel::receive(fp_msg& out) {
   msghdr& msg = in.msg;
   ssize_t n;
   do {
-    n = ::recvmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    // MSG_TRUNC: the size of a longer record as sent, for the warning.
+    n = ::recvmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
   } while (n < 0 && errno == EINTR);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Received::Nothing;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) base::close_passed_fds(c);
+  if (n == 0 && !at_end_of_channel(fd_.get())) {
+    bad_size_ = 0;
+    bad_control_ = false;
+    ++malformed_;
+    return Received::Malformed;
+  }
   if (n <= 0) {  // EOF or error: the worker closed its end or is gone
     if (watch_) watch_->stop();
     if (state_ != State::Closed) transition(State::Gone);
     return Received::EndOfFile;
   }
-  if (n != static_cast<ssize_t>(sizeof out) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0)
+  if (n != static_cast<ssize_t>(sizeof out) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+    bad_size_ = n;
+    bad_control_ = (msg.msg_flags & MSG_CTRUNC) != 0;
+    ++malformed_;
     return Received::Malformed;
+  }
   return Received::Record;
+}
+
+std::string WorkerChannel::describe_malformed() const {
+  constexpr auto kSize = sizeof(fp_msg);
+  if (bad_size_ == 0) return fmt::format("sent an empty record (a record is {} bytes); ignored", kSize);
+  if (bad_size_ != static_cast<ssize_t>(kSize))
+    return fmt::format("sent a {}-byte record (a record is {} bytes); ignored", bad_size_, kSize);
+  return "sent a record with more descriptors than a record may carry; ignored";
+}
+
+void WorkerChannel::warn_malformed(std::string_view pool, unsigned worker, pid_t pid) {
+  if (!bad_messages_) {
+    bad_messages_ = std::make_unique<log::RepeatedWarning>(loop_, "channel.bad_message");
+    bad_subject_ = fmt::format("worker {}[{}] pid {}", pool, worker, pid);  // a flood formats it once
+  }
+  bad_messages_->warn(bad_subject_, [this] { return bad_subject_ + " " + describe_malformed(); });
 }
 
 void WorkerChannel::end_work() {
@@ -97,6 +144,7 @@ void WorkerChannel::end_work() {
 }
 
 void WorkerChannel::close() {
+  if (bad_messages_) bad_messages_->flush();  // the worker is gone: sum up what was held back
   watch_.reset();
   fd_.reset();
   transition(State::Closed);

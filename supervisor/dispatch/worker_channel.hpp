@@ -1,6 +1,6 @@
 #pragma once
-// The master's end of one worker's channel: a SOCK_SEQPACKET socket carrying fixed
-// 16-byte records (worker/protocol.h). Sends CONN with the connection's descriptor,
+// The master's end of one worker's channel: a SOCK_SEQPACKET socket carrying fixed-size
+// records (worker/protocol.h). Sends CONN with the connection's descriptor,
 // receives READY/DONE, and knows whether it can take another send right now.
 
 #include <uv.h>
@@ -8,8 +8,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
+#include <string_view>
 
 #include "base/owned_fd.hpp"
+#include "supervisor/observe/log_limiter.hpp"
 #include "supervisor/uv_handles.hpp"
 #include "worker/protocol.h"
 
@@ -42,7 +45,13 @@ class WorkerChannel {
   void watch(std::function<void()> readable, std::function<void()> writable);
   SendResult send_connection(int fd, std::uint16_t listener, std::uint64_t id);
   // One record, if there is one. Descriptors a worker sends are closed: it never may.
+  // An empty record is Malformed; the end of the channel is EndOfFile.
   Received receive(fp_msg& out);
+  // Logs channel.bad_message for the last Malformed record, naming what was wrong with
+  // it; repeated ones are summed up (observe/log_limiter) so a flood is a few lines.
+  void warn_malformed(std::string_view pool, unsigned worker, pid_t pid);
+  // Malformed records so far, for a policy that ends a worker that keeps sending them.
+  std::uint64_t malformed_count() const { return malformed_; }
   // "Finish what you hold and exit": the worker reads EOF, its DONEs still arrive.
   void end_work();
   // Stops watching and closes the master's end.
@@ -51,12 +60,21 @@ class WorkerChannel {
  private:
   void transition(State to);
   void rewatch();
+  std::string describe_malformed() const;
 
+  uv_loop_t* loop_;
   base::OwnedFd fd_;
   std::unique_ptr<FdWatch> watch_;
   std::function<void()> readable_;
   std::function<void()> writable_;
   State state_ = State::Open;
+  // The last malformed record: its size (as sent, not as read) and whether its
+  // descriptors did not fit.
+  ssize_t bad_size_ = 0;
+  bool bad_control_ = false;
+  std::uint64_t malformed_ = 0;
+  std::unique_ptr<log::RepeatedWarning> bad_messages_;  // made on the first one
+  std::string bad_subject_;
 };
 
 }  // namespace forkpool::supervisor

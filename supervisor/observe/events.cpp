@@ -14,4 +14,10 @@ void report(MasterContext& ctx, spdlog::level::level_enum level, std::string_vie
   ctx.events(e);
 }
 
+void report_status(MasterContext& ctx, EventSubject subject, const std::string& status) {
+  report(ctx, spdlog::level::debug, "worker.status", subject,
+         fmt::format("worker {}[{}] pid {} status: {}", subject.pool, subject.worker.value_or(0), subject.pid, status),
+         {{"status", status}});
+}
+
 }  // namespace forkpool::supervisor

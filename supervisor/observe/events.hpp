@@ -23,4 +23,8 @@ struct EventSubject {
 void report(MasterContext& ctx, spdlog::level::level_enum level, std::string_view event, EventSubject subject,
             const std::string& message, nlohmann::json extra = nlohmann::json::object());
 
+// A worker's STATUS= text changed: the event worker.status with the new text as "status"
+// (logged at debug only: some workers update it with every request).
+void report_status(MasterContext& ctx, EventSubject subject, const std::string& status);
+
 }  // namespace forkpool::supervisor

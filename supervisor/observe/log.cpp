@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "base/printable.hpp"
+
 namespace forkpool::log {
 namespace {
 
@@ -39,6 +41,25 @@ std::shared_ptr<spdlog::logger> make_logger(const Options& options) {
   logger->set_level(spdlog::level::from_str(options.level));
   logger->flush_on(spdlog::level::trace);  // Operators tail this; never hold lines back.
   return logger;
+}
+
+// A message for the text format. Control characters are escaped: much of what is logged
+// (a worker's output, its STATUS=) is the worker's to choose, and operators read the log
+// on terminals. A line break the master writes on purpose continues the entry on an
+// indented line, so no message can start what looks like a log line of its own.
+std::string text_message(std::string_view message) {
+  if (base::is_printable(message)) return std::string(message);
+  std::string out;
+  std::size_t start = 0;
+  for (;;) {
+    const auto nl = message.find('\n', start);
+    out += base::printable(message.substr(start, nl == std::string_view::npos ? nl : nl - start));
+    if (nl == std::string_view::npos || nl + 1 == message.size()) break;
+    out += '\n';
+    if (message[nl + 1] != ' ') out += "  ";
+    start = nl + 1;
+  }
+  return out;
 }
 
 // The names the config file and `forkpoolctl log-level` use ("warn", not spdlog's "warning").
@@ -115,8 +136,7 @@ void write(spdlog::level::level_enum level, std::string_view event, std::string_
                         {"message", message}};
     line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   } else {
-    line = fmt::format("{} {:<5} [{}] {}", timestamp(), name,
-                       event, message);
+    line = fmt::format("{} {:<5} [{}] {}", timestamp(), name, event, text_message(message));
   }
   if (state().logger) state().logger->log(level, "{}", line);
   else std::fprintf(stderr, "%s\n", line.c_str());

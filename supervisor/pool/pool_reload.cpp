@@ -45,8 +45,12 @@ void Pool::reconfigure(PoolConfigRef config, unsigned generation, std::vector<Li
   else target_ = config_->workers;
   if (change == config::PoolChange::Replace && (state_ == shm::PoolState::Running || state_ == shm::PoolState::Starting))
     continue_rolling();
-  // A failed pool whose program or environment changed is a deploy of a fix: try it.
-  if (change == config::PoolChange::Replace && state_ == shm::PoolState::Failed) start();
+  // A failed pool whose program or environment changed is a deploy of a fix: try it,
+  // and replace what still runs of the broken one.
+  if (change == config::PoolChange::Replace && state_ == shm::PoolState::Failed) {
+    start();
+    continue_rolling();
+  }
   if (ctx_.changed) ctx_.changed();
 }
 

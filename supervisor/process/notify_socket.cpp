@@ -1,5 +1,6 @@
 #include "supervisor/process/notify_socket.hpp"
 #include "base/unix_message.hpp"
+#include "supervisor/process/notify_message.hpp"
 
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -71,23 +72,12 @@ void NotifySocket::drain() {
 
 void NotifySocket::handle(std::string_view message) {
   // Collect first, act after, so a handler that destroys us ends the parsing cleanly.
-  bool ready = false, watchdog = false, stopping = false;
-  std::optional<std::string> status;
-  while (!message.empty()) {
-    const auto nl = message.find('\n');
-    const std::string_view line = message.substr(0, nl);
-    if (line == "READY=1") ready = true;
-    else if (line == "WATCHDOG=1") watchdog = true;
-    else if (line == "STOPPING=1") stopping = true;
-    else if (line.starts_with("STATUS=")) status = std::string(line.substr(7, 256));
-    if (nl == std::string_view::npos) break;
-    message.remove_prefix(nl + 1);
-  }
+  const NotifyMessage m = parse_notify_message(message);
   auto h = handlers_;  // copies: the callbacks may destroy this object
-  if (status && h.status) h.status(*status);
-  if (watchdog && h.watchdog) h.watchdog();
-  if (stopping && h.stopping) h.stopping();
-  if (ready && h.ready) h.ready();
+  if (m.status && h.status) h.status(*m.status);
+  if (m.watchdog && h.watchdog) h.watchdog();
+  if (m.stopping && h.stopping) h.stopping();
+  if (m.ready && h.ready) h.ready();
 }
 
 }  // namespace forkpool::supervisor

@@ -19,6 +19,7 @@
 
 #include "base/clock.hpp"
 #include "base/resources.hpp"
+#include "supervisor/observe/events.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/process/exit_status.hpp"
 #include "supervisor/process/spawner.hpp"
@@ -107,7 +108,10 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, Identity id
       NotifyHandlers h;
       h.ready = [this] { mark_ready(); };
       h.watchdog = [this] { arm_watchdog(); };
-      h.status = [this](std::string s) { status_text_ = std::move(s); };
+      h.status = [this](std::string s) {
+        if (s != status_text_) report_status(ctx_, {pool_->name, id_.worker, pid_}, s);
+        status_text_ = std::move(s);
+      };
       h.stopping = [this] {
         log::debug("worker.stopping", "worker {}[{}] pid {} says it is stopping", pool_->name, id_.worker, pid_);
       };
@@ -247,9 +251,10 @@ void WorkerProcess::read_channel(bool until_empty) {
         if (!until_empty && phase_ != WorkerPhase::Stopping && events_.channel_closed) events_.channel_closed();
         return;
       case WorkerChannel::Received::Malformed:
-        log::warn("channel.bad_message", "worker {}[{}] pid {} sent a malformed message; ignored", pool_->name,
-                  id_.worker, pid_);
-        if (++protocol_errors_ == kProtocolErrorLimit && !until_empty && events_.protocol_errors) {
+        channel_->warn_malformed(pool_->name, id_.worker, pid_);
+        if (protocol_errors_++ == 0) first_protocol_error_ = Clock::now();
+        if (protocol_errors_ >= kProtocolErrorLimit && Clock::now() - first_protocol_error_ >= kProtocolErrorSpan &&
+            !until_empty && phase_ != WorkerPhase::Stopping && events_.protocol_errors) {
           events_.protocol_errors();
           return;  // its handler changed the pool; read on next time
         }

@@ -4,7 +4,11 @@
  * then a timeline from startup: --notify-after-ms (READY=1 and --status),
  * --watchdog-ms pings, and --exit/--raise after --exit-after-ms but never
  * before the READY notification. Without --exit it waits for signals:
- * SIGTERM (unless --ignore-term) and SIGINT end it with status 0. */
+ * SIGTERM (unless --ignore-term) and SIGINT end it with status 0.
+ * Channel modes (master dispatch, $FORKPOOL_CHANNEL_FD): --channel-junk sends
+ * malformed records at startup, --channel-ready a READY record after them, and
+ * --serve answers every CONN with a fixed HTTP response and a DONE (with
+ * --junk-before-done, a malformed record before each DONE). */
 
 #include <dirent.h>
 #include <errno.h>
@@ -26,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "worker/protocol.h"
+
 extern char** environ;
 
 struct options {
@@ -45,7 +51,11 @@ struct options {
   const char* stdout_text;
   const char* stderr_text;
   bool close_channel;   /* close FORKPOOL_CHANNEL_FD at startup, then go on */
-  long bad_records;     /* send this many malformed records on the channel at startup */
+  long channel_junk; /* malformed records to send at startup */
+  long junk_size;    /* their size in bytes (0: empty records) */
+  bool channel_ready;
+  bool serve;
+  bool junk_before_done;
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -81,9 +91,13 @@ static void usage(FILE* f) {
       "  --stdout TEXT          write TEXT and a newline to stdout\n"
       "  --stderr TEXT          write TEXT and a newline to stderr\n"
       "  --close-channel        close the master's channel (FORKPOOL_CHANNEL_FD) and go on\n"
-      "  --bad-records N        send N malformed (3-byte) records on the channel\n"
       "  --hold-fds             keep inherited fds open (the default; accepted for clarity)\n"
       "  --tag TEXT             ignored; shows in the report's argv\n"
+      "  --channel-junk N       send N malformed records on the channel at startup\n"
+      "  --junk-size BYTES      ...of this size (default 0: empty records)\n"
+      "  --channel-ready        then send a READY record on the channel\n"
+      "  --serve                answer each CONN with a small HTTP response and DONE\n"
+      "  --junk-before-done     ...sending a malformed record before each DONE\n"
       "Files are written atomically (FILE.tmp, then rename).\n"
       "Exit status: 0, or CODE; 2 on a usage error.\n",
       f);
@@ -354,33 +368,103 @@ static void die_by_signal(int sig) {
   raise(sig);
 }
 
-/* ---- the master's channel ---------------------------------------------- */
+/* ---- the channel (master dispatch) ------------------------------------ */
 
 static int channel_fd(void) {
   const char* v = getenv("FORKPOOL_CHANNEL_FD");
   return v != NULL && *v != '\0' ? atoi(v) : -1;
 }
 
-/* Records of the wrong size: the master must count them as protocol errors. */
-static void send_bad_records(long n) {
-  int fd = channel_fd();
-  if (fd < 0) {
-    say("bad records", "FORKPOOL_CHANNEL_FD is not set");
-    return;
-  }
-  static const char junk[3] = {1, 2, 3};
-  for (long i = 0; i < n; i++) {
-    if (send(fd, junk, sizeof junk, MSG_NOSIGNAL) < 0) {
-      say("bad records: send", strerror(errno));
-      return;
-    }
-  }
-}
-
 /* The worker stops talking to the master but keeps running. */
 static void close_channel(void) {
   int fd = channel_fd();
   if (fd >= 0) close(fd);
+}
+
+/* One record, blocking until it is queued: a flood must arrive whole so that tests
+ * can count it. */
+static bool channel_send(int fd, const void* data, size_t len) {
+  for (;;) {
+    ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+    if (n >= 0) return true;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) {
+      struct pollfd p = {.fd = fd, .events = POLLOUT};
+      poll(&p, 1, -1);
+      continue;
+    }
+    say("channel send", strerror(errno));
+    return false;
+  }
+}
+
+static void channel_message(int fd, uint16_t type, uint64_t id) {
+  struct fp_msg m = {.type = type, .id = id};
+  channel_send(fd, &m, sizeof m);
+}
+
+static void channel_junk(int fd, long count, long size) {
+  static char junk[65536];
+  memset(junk, 0x5a, (size_t)size);
+  for (long i = 0; i < count; i++) {
+    if (!channel_send(fd, junk, (size_t)size)) return;
+  }
+}
+
+/* Reads the request head (so closing cannot reset the connection under the client's
+ * feet), answers, closes. */
+static void answer_http(int conn) {
+  int flags = fcntl(conn, F_GETFL);
+  if (flags >= 0) fcntl(conn, F_SETFL, flags & ~O_NONBLOCK);
+  char buf[4096];
+  size_t have = 0;
+  while (have < sizeof buf - 1) {
+    ssize_t n = recv(conn, buf + have, sizeof buf - 1 - have, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    have += (size_t)n;
+    buf[have] = '\0';
+    if (strstr(buf, "\r\n\r\n") != NULL) break;
+  }
+  static const char reply[] =
+      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
+  write_all(conn, reply, sizeof reply - 1);
+  close(conn);
+}
+
+/* One record from the master: a CONN is answered, anything else ignored. False at the
+ * end of work (the master shut its side down). */
+static bool serve_one(int fd, const struct options* o) {
+  struct fp_msg m;
+  char control[CMSG_SPACE(sizeof(int) * 4)];
+  struct iovec iov = {.iov_base = &m, .iov_len = sizeof m};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                       .msg_controllen = sizeof control};
+  ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (n < 0) return errno == EAGAIN || errno == EINTR;
+  int conn = -1;
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; i++) {
+      int got;
+      memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+      if (conn < 0) conn = got;
+      else close(got);
+    }
+  }
+  if (n == 0) {
+    if (conn >= 0) close(conn);
+    return false; /* only the master sends here, and never an empty record */
+  }
+  if (n != (ssize_t)sizeof m || m.type != FP_MSG_CONN) {
+    if (conn >= 0) close(conn);
+    return true;
+  }
+  if (conn >= 0) answer_http(conn);
+  if (o->junk_before_done) channel_junk(fd, 1, o->junk_size);
+  channel_message(fd, FP_MSG_DONE, m.id);
+  return true;
 }
 
 /* ---- options ---------------------------------------------------------- */
@@ -414,6 +498,18 @@ static bool parse_options(int argc, char** argv, struct options* o) {
     }
     if (strcmp(a, "--close-channel") == 0) {
       o->close_channel = true;
+      continue;
+    }
+    if (strcmp(a, "--channel-ready") == 0) {
+      o->channel_ready = true;
+      continue;
+    }
+    if (strcmp(a, "--serve") == 0) {
+      o->serve = true;
+      continue;
+    }
+    if (strcmp(a, "--junk-before-done") == 0) {
+      o->junk_before_done = true;
       continue;
     }
     if (i + 1 >= argc) {
@@ -451,8 +547,10 @@ static bool parse_options(int argc, char** argv, struct options* o) {
       o->stdout_text = v;
     } else if (strcmp(a, "--stderr") == 0) {
       o->stderr_text = v;
-    } else if (strcmp(a, "--bad-records") == 0 && number_ok) {
-      o->bad_records = n;
+    } else if (strcmp(a, "--channel-junk") == 0 && number_ok) {
+      o->channel_junk = n;
+    } else if (strcmp(a, "--junk-size") == 0 && number_ok && n <= 65536) {
+      o->junk_size = n;
     } else if (strcmp(a, "--tag") == 0) {
       /* Only for the report's argv. */
     } else {
@@ -530,8 +628,15 @@ int main(int argc, char** argv) {
     if (o.orphan_and_exit) return 0;
   }
 
-  if (o.bad_records > 0) send_bad_records(o.bad_records);
   if (o.close_channel) close_channel();
+  const int chan = channel_fd();
+  if ((o.channel_junk > 0 || o.channel_ready || o.serve) && chan < 0) {
+    say("channel", "FORKPOOL_CHANNEL_FD is not set");
+    return 1;
+  }
+  if (o.channel_junk > 0) channel_junk(chan, o.channel_junk, o.junk_size);
+  if (o.channel_ready) channel_message(chan, FP_MSG_READY, 0);
+  bool serving = o.serve;
 
   const int64_t start = now_ms();
   int64_t notify_at = o.notify_after_ms >= 0 ? start + o.notify_after_ms : -1;
@@ -573,6 +678,10 @@ int main(int argc, char** argv) {
       timeout.tv_sec = (time_t)(wait / 1000);
       timeout.tv_nsec = (long)(wait % 1000) * 1000000L;
     }
-    ppoll(NULL, 0, next >= 0 ? &timeout : NULL, &wait_mask);
+    struct pollfd chan_poll = {.fd = chan, .events = POLLIN};
+    int ready = ppoll(serving ? &chan_poll : NULL, serving ? 1 : 0, next >= 0 ? &timeout : NULL, &wait_mask);
+    if (serving && ready > 0 && (chan_poll.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+      if (!serve_one(chan, &o)) return 0; /* end of work: finish and exit 0, as the protocol asks */
+    }
   }
 }

@@ -315,3 +315,24 @@ TEST_CASE("check cli: an empty file", "[check][cli][garbage]") {
   require_clean_rejection(r, file);
   CHECK_THAT(r.err, Catch::Contains("no pools defined"));
 }
+
+TEST_CASE("check cli: --check prints values with the environment expanded, and names an unset variable",
+          "[check][cli]") {
+  TempDir dir;
+  const auto file = dir / "env.toml";
+  write_file(file, "[pools.web]\ncommand = [\"/bin/true\", \"${FP_CHECK_ARG}\"]\n"
+                   "listen = [\"tcp://127.0.0.1:${FP_CHECK_PORT:-18123}\"]\n");
+  ::setenv("FP_CHECK_ARG", "from-env", 1);
+  ::unsetenv("FP_CHECK_PORT");
+  const RunResult ok = check(file);
+  INFO(ok.describe());
+  CHECK(ok.exit_code == 0);
+  CHECK_THAT(ok.out, Catch::Contains("command = [\"/bin/true\", \"from-env\"]"));
+  CHECK_THAT(ok.out, Catch::Contains("listen = [\"tcp://127.0.0.1:18123\"]"));
+
+  ::unsetenv("FP_CHECK_ARG");
+  const RunResult bad = check(file);
+  require_clean_rejection(bad, file);
+  CHECK_THAT(bad.err, Catch::Contains(file.string() + ":2:25: pools.web.command[1]: environment variable "
+                                                      "FP_CHECK_ARG is not set"));
+}

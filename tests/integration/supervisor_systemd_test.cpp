@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "support/fake_systemd.hpp"
 #include "support/master_process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -20,49 +21,6 @@ using namespace forkpool::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-class FakeSystemd {
- public:
-  explicit FakeSystemd(const std::filesystem::path& path) : path_(path) {
-    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  }
-  ~FakeSystemd() { ::close(fd_); }
-
-  // The next datagram, or "" when none arrives before the deadline.
-  std::string next(std::chrono::milliseconds deadline = 10s) {
-    timeval tv{};
-    tv.tv_sec = deadline.count() / 1000;
-    tv.tv_usec = (deadline.count() % 1000) * 1000;
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    char buf[4096];
-    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
-  }
-
-  // Reads datagrams until one contains `needle`; returns everything read on the way.
-  std::vector<std::string> until(const std::string& needle, std::chrono::milliseconds deadline = 10s) {
-    std::vector<std::string> seen;
-    const auto end = std::chrono::steady_clock::now() + deadline;
-    while (std::chrono::steady_clock::now() < end) {
-      std::string m = next(std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now()) + 1ms);
-      if (m.empty()) break;
-      seen.push_back(m);
-      if (m.find(needle) != std::string::npos) return seen;
-    }
-    seen.push_back("<no " + needle + ">");
-    return seen;
-  }
-
-  std::string env() const { return "NOTIFY_SOCKET=" + path_.string(); }
-
- private:
-  std::filesystem::path path_;
-  int fd_ = -1;
-};
 
 bool contains(const std::vector<std::string>& v, const std::string& needle) {
   for (const auto& s : v)
@@ -75,6 +33,7 @@ bool contains(const std::vector<std::string>& v, const std::string& needle) {
 TEST_CASE("under systemd the master reports READY STATUS WATCHDOG and STOPPING", "[supervisor][systemd]") {
   TempDir dir;
   FakeSystemd systemd(dir / "notify");
+  REQUIRE(systemd.bound());
   write_file(dir / "f.toml", "[pools.web]\ncommand = [\"" + testworker_binary().string() +
                                  "\", \"--notify-after-ms\", \"100\"]\nready = \"notify\"\nworkers = 2\n");
   MasterProcess master(dir / "f.toml", {}, {systemd.env(), "WATCHDOG_USEC=400000"});
@@ -103,6 +62,7 @@ TEST_CASE("under systemd the master reports READY STATUS WATCHDOG and STOPPING",
 TEST_CASE("without WATCHDOG_USEC the master sends no watchdog pings", "[supervisor][systemd]") {
   TempDir dir;
   FakeSystemd systemd(dir / "notify");
+  REQUIRE(systemd.bound());
   write_file(dir / "f.toml", "[pools.web]\ncommand = [\"" + testworker_binary().string() + "\"]\nworkers = 1\n");
   MasterProcess master(dir / "f.toml", {}, {systemd.env()});
   REQUIRE(systemd.until("READY=1").back() == "READY=1");

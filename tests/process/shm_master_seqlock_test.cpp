@@ -18,8 +18,8 @@ namespace {
 
 // The reader reads until told to stop; "enough" is this many reads that found a value
 // the master had written since the previous read (so the two really ran side by side).
-constexpr std::uint64_t kEnoughMoving = 50'000;
-constexpr std::uint64_t kMaxWrites = 2'000'000'000;
+constexpr std::uint64_t kEnoughMoving = 5'000;
+constexpr std::uint64_t kMaxWrites = 20'000'000'000;
 
 struct Counts {
   std::uint64_t reads = 0;

@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
 #include <string>
 
 #include "config/load.hpp"
@@ -215,4 +216,21 @@ TEST_CASE("config print: printing a config with restart_delay above the default 
           "[config][print]") {
   // The effective restart_delay_max follows restart_delay up, so the printed text reloads.
   print_reload_print("[pools.web]\ncommand = [\"/bin/true\"]\nrestart_delay = \"1m\"\n", "/some/dir/forkpool.toml");
+}
+
+TEST_CASE("config print: a $ that would expand again is printed as $$", "[config][print]") {
+  // Found by fuzz_config_load: values are printed expanded, so a literal "$$" or "${X}"
+  // (written "$$$$" and "$${X}") must not be read back as an expansion, X set or not.
+  ::setenv("FORKPOOL_PRINT_TEST_SET", "expanded", 1);
+  ::unsetenv("FORKPOOL_PRINT_TEST_UNSET");
+  const std::string out = print_reload_print(
+      "[pools.web]\ncommand = [\"/bin/sh\", \"-c\", \"echo $HOME $$ $$$$\"]\n"
+      "env = { B = \"a$$$$b$\" }\n"
+      "stdout = \"/tmp/$${FORKPOOL_PRINT_TEST_SET}\"\n"
+      "stderr = \"/tmp/$${FORKPOOL_PRINT_TEST_UNSET}\"\n",
+      "/some/dir/forkpool.toml");
+  CHECK(out.find(R"(command = ["/bin/sh", "-c", "echo $HOME $ $$$"])") != std::string::npos);
+  CHECK(out.find(R"(env = { B = "a$$$b$" })") != std::string::npos);
+  CHECK(out.find(R"(stdout = "/tmp/$${FORKPOOL_PRINT_TEST_SET}")") != std::string::npos);
+  CHECK(out.find(R"(stderr = "/tmp/$${FORKPOOL_PRINT_TEST_UNSET}")") != std::string::npos);
 }

@@ -1,0 +1,71 @@
+// ${NAME}, ${NAME:-default} and $$ in string values (SPEC section 2).
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <map>
+#include <string>
+
+#include "config/interpolate.hpp"
+#include "config/load.hpp"
+
+namespace cfg = forkpool::config;
+
+namespace {
+
+cfg::Expansion expand(const std::string& text) {
+  static const std::map<std::string, std::string> env = {{"HOST", "127.0.0.1"}, {"EMPTY", ""}, {"N", "3"}};
+  return cfg::expand_environment(text, [](std::string_view name) -> std::optional<std::string> {
+    auto it = env.find(std::string(name));
+    if (it == env.end()) return std::nullopt;
+    return it->second;
+  });
+}
+
+}  // namespace
+
+TEST_CASE("config interpolation expands variables, defaults and $$", "[config][interpolate]") {
+  CHECK(expand("tcp://${HOST}:80").value == "tcp://127.0.0.1:80");
+  CHECK(expand("${N}${N}").value == "33");
+  CHECK(expand("${MISSING:-9000}").value == "9000");
+  CHECK(expand("${EMPTY:-fallback}").value == "fallback");  // unset or empty, as in the shell
+  CHECK(expand("${EMPTY}").value.empty());
+  CHECK(expand("${HOST:-x}").value == "127.0.0.1");
+  CHECK(expand("cost $$5").value == "cost $5");
+  CHECK(expand("$HOME stays").value == "$HOME stays");  // only ${...} is ours
+  CHECK(expand("trailing $").value == "trailing $");
+  CHECK(expand("${A:-a}}").value == "a}");
+}
+
+TEST_CASE("config interpolation refuses what it cannot expand", "[config][interpolate]") {
+  CHECK_THAT(expand("${MISSING}").error, Catch::Contains("environment variable MISSING is not set"));
+  CHECK_THAT(expand("${HOST").error, Catch::Contains("without a closing"));
+  CHECK_THAT(expand("${}").error, Catch::Contains("does not start with a variable name"));
+  CHECK_THAT(expand("${9X}").error, Catch::Contains("does not start with a variable name"));
+  CHECK_THAT(expand("${A B}").error, Catch::Contains("letters, digits and _"));
+}
+
+TEST_CASE("config load expands the environment in every string value, with located errors",
+          "[config][interpolate]") {
+  ::setenv("FP_TEST_PORT", "18080", 1);
+  ::setenv("FP_TEST_TIMEOUT", "2s", 1);
+  ::unsetenv("FP_TEST_UNSET");
+  const auto c = cfg::load_string(
+      "[pools.web]\ncommand = [\"/bin/true\", \"--port\", \"${FP_TEST_PORT}\"]\n"
+      "listen = [\"tcp://127.0.0.1:${FP_TEST_PORT}\"]\nqueue_timeout = \"${FP_TEST_TIMEOUT}\"\n"
+      "env = { WHERE = \"${FP_TEST_UNSET:-nowhere}\" }\n",
+      "/x/f.toml");
+  const auto& p = c.pools.at(0);
+  CHECK(p.command == std::vector<std::string>{"/bin/true", "--port", "18080"});
+  CHECK(p.listen.at(0).port == 18080);
+  CHECK(p.queue_timeout == std::chrono::seconds(2));
+  CHECK(p.env.at("WHERE") == "nowhere");
+  try {
+    cfg::load_string("[pools.web]\ncommand = [\"/bin/true\"]\nuser = \"${FP_TEST_UNSET}\"\n", "/x/f.toml");
+    FAIL("an unset variable without a default must be an error");
+  } catch (const cfg::ConfigError& e) {
+    REQUIRE(e.diagnostics().size() == 1);
+    CHECK(e.diagnostics()[0].to_string() ==
+          "/x/f.toml:3:8: pools.web.user: environment variable FP_TEST_UNSET is not set (write "
+          "${FP_TEST_UNSET:-default} to give a default)");
+  }
+}
