@@ -70,7 +70,8 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
     stop_broken(slot, *p, "closed its channel and can get no more work");
   };
   events.protocol_errors = [this, &slot, self] {
-    stop_broken(slot, **self, "sent " + std::to_string(kProtocolErrorLimit) + " malformed channel records");
+    stop_broken(slot, **self, "kept sending malformed channel records (" + std::to_string(kProtocolErrorLimit) +
+                                  " or more over " + format_uptime(kProtocolErrorSpan) + ")");
   };
 
   const std::uint32_t sb = acquire_scoreboard_slot(slot.index);

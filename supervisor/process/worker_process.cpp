@@ -256,7 +256,9 @@ void WorkerProcess::read_channel(bool until_empty) {
         return;
       case WorkerChannel::Received::Malformed:
         channel_->warn_malformed(pool_->name, id_.worker, pid_);
-        if (++protocol_errors_ == kProtocolErrorLimit && !until_empty && events_.protocol_errors) {
+        if (protocol_errors_++ == 0) first_protocol_error_ = Clock::now();
+        if (protocol_errors_ >= kProtocolErrorLimit && Clock::now() - first_protocol_error_ >= kProtocolErrorSpan &&
+            !until_empty && phase_ != WorkerPhase::Stopping && events_.protocol_errors) {
           events_.protocol_errors();
           return;  // its handler changed the pool; read on next time
         }

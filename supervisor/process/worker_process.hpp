@@ -45,12 +45,15 @@ struct WorkerEvents {
   std::function<void(const std::string& peer)> request_timeout;
   // The worker closed its end of the channel while it runs (it can get no more work).
   std::function<void()> channel_closed;
-  // The worker sent kProtocolErrorLimit malformed records (once per worker).
+  // The worker keeps breaking the protocol (see kProtocolErrorLimit; once per worker).
   std::function<void()> protocol_errors;
 };
 
-// Malformed channel records after which a worker is taken for broken and replaced.
+// A worker is taken for broken and replaced once it has sent this many malformed channel
+// records over at least kProtocolErrorSpan: it keeps doing it. A burst (a library that
+// misbehaved once while starting) only costs rate-limited warnings.
 inline constexpr unsigned kProtocolErrorLimit = 16;
+inline constexpr std::chrono::seconds kProtocolErrorSpan{10};
 // Records read from a reaped worker's channel at most (a full socket buffer of 16-byte
 // records is far fewer).
 inline constexpr int kReapReadLimit = 65536;
@@ -158,6 +161,7 @@ class WorkerProcess {
   std::uint64_t recycle_after_ = 0;
   std::uint64_t idle_order_ = 0;
   unsigned protocol_errors_ = 0;
+  Clock::time_point first_protocol_error_;
   StopPlan stop_plan_;
   std::size_t stop_step_ = 0;
   Clock::time_point stop_began_;

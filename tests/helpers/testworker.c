@@ -50,13 +50,12 @@ struct options {
   bool orphan_and_exit;
   const char* stdout_text;
   const char* stderr_text;
+  bool close_channel;   /* close FORKPOOL_CHANNEL_FD at startup, then go on */
   long channel_junk; /* malformed records to send at startup */
   long junk_size;    /* their size in bytes (0: empty records) */
   bool channel_ready;
   bool serve;
   bool junk_before_done;
-  bool close_channel;   /* close FORKPOOL_CHANNEL_FD at startup, then go on */
-  long bad_records;     /* send this many malformed records on the channel at startup */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -92,7 +91,6 @@ static void usage(FILE* f) {
       "  --stdout TEXT          write TEXT and a newline to stdout\n"
       "  --stderr TEXT          write TEXT and a newline to stderr\n"
       "  --close-channel        close the master's channel (FORKPOOL_CHANNEL_FD) and go on\n"
-      "  --bad-records N        send N malformed (3-byte) records on the channel\n"
       "  --hold-fds             keep inherited fds open (the default; accepted for clarity)\n"
       "  --tag TEXT             ignored; shows in the report's argv\n"
       "  --channel-junk N       send N malformed records on the channel at startup\n"
@@ -377,6 +375,12 @@ static int channel_fd(void) {
   return v != NULL && *v != '\0' ? atoi(v) : -1;
 }
 
+/* The worker stops talking to the master but keeps running. */
+static void close_channel(void) {
+  int fd = channel_fd();
+  if (fd >= 0) close(fd);
+}
+
 /* One record, blocking until it is queued: a flood must arrive whole so that tests
  * can count it. */
 static bool channel_send(int fd, const void* data, size_t len) {
@@ -463,28 +467,6 @@ static bool serve_one(int fd, const struct options* o) {
   return true;
 }
 
-/* Records of the wrong size: the master must count them as protocol errors. */
-static void send_bad_records(long n) {
-  int fd = channel_fd();
-  if (fd < 0) {
-    say("bad records", "FORKPOOL_CHANNEL_FD is not set");
-    return;
-  }
-  static const char junk[3] = {1, 2, 3};
-  for (long i = 0; i < n; i++) {
-    if (send(fd, junk, sizeof junk, MSG_NOSIGNAL) < 0) {
-      say("bad records: send", strerror(errno));
-      return;
-    }
-  }
-}
-
-/* The worker stops talking to the master but keeps running. */
-static void close_channel(void) {
-  int fd = channel_fd();
-  if (fd >= 0) close(fd);
-}
-
 /* ---- options ---------------------------------------------------------- */
 
 static bool parse_ms(const char* s, long* out) {
@@ -510,6 +492,14 @@ static bool parse_options(int argc, char** argv, struct options* o) {
       continue;
     }
     if (strcmp(a, "--hold-fds") == 0) continue;
+    if (strcmp(a, "--detach-orphan") == 0) {
+      orphan_detach = true;
+      continue;
+    }
+    if (strcmp(a, "--close-channel") == 0) {
+      o->close_channel = true;
+      continue;
+    }
     if (strcmp(a, "--channel-ready") == 0) {
       o->channel_ready = true;
       continue;
@@ -520,14 +510,6 @@ static bool parse_options(int argc, char** argv, struct options* o) {
     }
     if (strcmp(a, "--junk-before-done") == 0) {
       o->junk_before_done = true;
-      continue;
-    }
-    if (strcmp(a, "--detach-orphan") == 0) {
-      orphan_detach = true;
-      continue;
-    }
-    if (strcmp(a, "--close-channel") == 0) {
-      o->close_channel = true;
       continue;
     }
     if (i + 1 >= argc) {
@@ -569,8 +551,6 @@ static bool parse_options(int argc, char** argv, struct options* o) {
       o->channel_junk = n;
     } else if (strcmp(a, "--junk-size") == 0 && number_ok && n <= 65536) {
       o->junk_size = n;
-    } else if (strcmp(a, "--bad-records") == 0 && number_ok) {
-      o->bad_records = n;
     } else if (strcmp(a, "--tag") == 0) {
       /* Only for the report's argv. */
     } else {
@@ -648,7 +628,6 @@ int main(int argc, char** argv) {
     if (o.orphan_and_exit) return 0;
   }
 
-  if (o.bad_records > 0) send_bad_records(o.bad_records);
   if (o.close_channel) close_channel();
   const int chan = channel_fd();
   if ((o.channel_junk > 0 || o.channel_ready || o.serve) && chan < 0) {
