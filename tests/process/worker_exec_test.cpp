@@ -75,9 +75,12 @@ TEST_CASE("forkpool-hello in master dispatch serves passed connections and exits
   // End of work with a connection held: its request is still answered, then it exits 0.
   const int held = master.pass_connection(10);
   master.close_master();
+  // Whether the worker reads the request or the end of work first is a race: the answer
+  // may be keep-alive (then the connection closes after the idle grace) or say
+  // Connection: close. Either way it is answered in full and the connection ends.
   const std::string last = exchange(held, req, 1 << 20, std::chrono::seconds(5));
   CHECK(last.rfind("HTTP/1.1 200", 0) == 0);
-  CHECK(last.find("Connection: close") != std::string::npos);
+  CHECK(last.ends_with("Hello, world\n"));
   ::close(a);
   ::close(b);
   ::close(held);
