@@ -517,4 +517,15 @@ class EventStream {
   std::size_t next_ = 0;
 };
 
+// The end of a reload test under load: the load saw no failure, the pool lost, closed and
+// crashed nothing, and the master's log holds nothing alarming.
+inline void check_came_through(Load& load, ControlClient& c, const std::string& pool, const MasterProcess& master) {
+  check_no_failed_requests(load);
+  const json counters = pool_status(c, pool)["counters"];
+  CHECK(counters["lost"] == 0);
+  CHECK(counters["closed"] == 0);
+  CHECK(counters["crashed"] == 0);
+  CHECK(alarming_log_lines(master.log()) == std::vector<std::string>{});
+}
+
 }  // namespace forkpool::test::reload_support
