@@ -31,6 +31,10 @@ enum class Dispatch { Master, Shared };
 enum class Balance { LeastBusy, RoundRobin };
 enum class Readiness { Exec, Notify };
 enum class LogFormat { Text, Json };
+// What the kernel keeps together with a worker. Pid: each worker is PID 1 of a PID
+// namespace of its own, so everything it forks dies with it, even when the master is
+// SIGKILLed (the worker gets PR_SET_PDEATHSIG, and the kernel then ends its namespace).
+enum class Isolation { None, Pid };
 
 struct OutputTarget {
   enum class Kind { Inherit, Null, Log, File };
@@ -79,6 +83,7 @@ struct PoolConfig {
   Duration flap_window{60'000};
   Duration graceful_timeout{30'000};
   int stop_signal = 15;  // SIGTERM
+  Isolation isolate = Isolation::None;
 
   std::string user;
   std::string group;

@@ -87,6 +87,7 @@ constexpr std::array kPoolKeys{
     PoolKey{{"flap_window", kInPlace}, same<&PoolConfig::flap_window>},
     PoolKey{{"graceful_timeout", kInPlace}, same<&PoolConfig::graceful_timeout>},
     PoolKey{{"stop_signal", kInPlace}, same<&PoolConfig::stop_signal>},
+    PoolKey{{"isolate", kReplace}, same<&PoolConfig::isolate>},
     PoolKey{{"user", kReplace}, same<&PoolConfig::user>},
     PoolKey{{"group", kReplace}, same<&PoolConfig::group>},
     PoolKey{{"cwd", kReplace}, same<&PoolConfig::cwd>},

@@ -231,6 +231,7 @@ PoolConfig load_pool(const std::string& name, const toml::table& table,
   if (auto problem = check_restart_policy(pool.restart_delay, pool.flap_window)) r.error("restart_delay", *problem);
   assign(pool.graceful_timeout, r.duration("graceful_timeout"));
   assign(pool.stop_signal, load_signal(r, "stop_signal"));
+  assign(pool.isolate, r.choice<Isolation>("isolate", isolation_from_string, {"none", "pid"}));
 
   if (auto user = r.string("user"); user && !user->empty()) {
     if (auto problem = check_user_exists(*user)) r.error("user", *problem);

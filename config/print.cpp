@@ -105,6 +105,7 @@ void write_pool(Writer& w, const PoolConfig& p) {
   w.duration("flap_window", p.flap_window);
   w.duration("graceful_timeout", p.graceful_timeout);
   w.str("stop_signal", signal_name(p.stop_signal));
+  w.str("isolate", to_string(p.isolate));
   w.str("user", p.user);
   w.str("group", p.group);
   w.str("cwd", p.cwd.string());

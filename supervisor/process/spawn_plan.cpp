@@ -90,6 +90,7 @@ std::string substitute(std::string_view text, std::string_view pool, unsigned wo
 SpawnPlan build_spawn_plan(const config::PoolConfig& pool, const WorkerContext& ctx) {
   SpawnPlan plan;
   plan.master_pid = ctx.master_pid;
+  plan.new_pid_namespace = pool.isolate == config::Isolation::Pid;
   for (const auto& arg : pool.command) plan.argv_storage.push_back(substitute(arg, pool.name, ctx.worker));
   plan.executable = plan.argv_storage.front();
   if (plan.executable.find('/') == std::string::npos) {

@@ -111,6 +111,7 @@ const std::vector<PoolKeyChange>& pool_key_changes() {
       {"graceful_timeout", kInPlace, "graceful_timeout = \"30s\"\n",
        "graceful_timeout = \"15s\"\n"},
       {"stop_signal", kInPlace, "stop_signal = \"TERM\"\n", "stop_signal = \"INT\"\n"},
+      {"isolate", kReplace, "isolate = \"none\"\n", "isolate = \"pid\"\n"},
       {"user", kReplace, "user = \"\"\n", "user = \"root\"\n"},
       {"group", kReplace, "group = \"\"\n", "group = \"root\"\n"},
       {"cwd", kReplace, "cwd = \"\"\n", "cwd = \"/\"\n"},

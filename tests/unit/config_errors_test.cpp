@@ -87,6 +87,8 @@ const std::vector<BadConfig>& pool_cases() {
       {"balance misspelt", kPool + "balance = \"least_busy\"\n", 3, 11, "pools.web.balance",
        "did you mean \"least-busy\"?"},
       {"ready misspelt", kPool + "ready = \"notfy\"\n", 3, 9, "pools.web.ready", "did you mean \"notify\"?"},
+      {"isolate unknown", kPool + "isolate = \"cgroup\"\n", 3, 11, "pools.web.isolate",
+       "expected one of \"none\", \"pid\", got \"cgroup\""},
       {"dispatch not a string", kPool + "dispatch = 1\n", 3, 12, "pools.web.dispatch", "expected a string, got an integer"},
       {"workers with min_workers", kPool + "workers = 2\nmin_workers = 1\n", 4, 15, "pools.web.min_workers",
        "cannot be combined with `workers`"},

@@ -71,6 +71,7 @@ flap_restarts = 10
 flap_window = "1m"
 graceful_timeout = "30s"
 stop_signal = "TERM"
+isolate = "none"
 user = ""
 group = ""
 cwd = ""
