@@ -35,6 +35,9 @@ enum class LogFormat { Text, Json };
 // namespace of its own, so everything it forks dies with it, even when the master is
 // SIGKILLed (the worker gets PR_SET_PDEATHSIG, and the kernel then ends its namespace).
 enum class Isolation { None, Pid };
+// Who holds an idle keep-alive connection between requests (master dispatch): the
+// worker that served it, or the master (the worker hands it back with PARK).
+enum class KeepAlive { Worker, Master };
 
 struct OutputTarget {
   enum class Kind { Inherit, Null, Log, File };
@@ -62,6 +65,9 @@ struct PoolConfig {
   int spare_workers = 0;
 
   int max_inflight = 1;
+  KeepAlive keepalive = KeepAlive::Worker;
+  Duration keepalive_timeout{5'000};  // parked connections idle longer are closed; 0 = never
+  int max_parked = 10'000;             // parked connections at most; the oldest is closed first
   Balance balance = Balance::LeastBusy;
   int queue_limit = 1024;
   Duration queue_timeout{10'000};

@@ -68,6 +68,10 @@ constexpr std::array kPoolKeys{
     PoolKey{{"max_workers", kInPlace}, same_sizing<&PoolConfig::max_workers, true>},
     PoolKey{{"spare_workers", kInPlace}, same_sizing<&PoolConfig::spare_workers, true>},
     PoolKey{{"max_inflight", kInPlace}, same<&PoolConfig::max_inflight>},
+    // FORKPOOL_KEEPALIVE is given at exec only.
+    PoolKey{{"keepalive", kReplace}, same<&PoolConfig::keepalive>},
+    PoolKey{{"keepalive_timeout", kInPlace}, same<&PoolConfig::keepalive_timeout>},
+    PoolKey{{"max_parked", kInPlace}, same<&PoolConfig::max_parked>},
     PoolKey{{"balance", kInPlace}, same<&PoolConfig::balance>},
     PoolKey{{"queue_limit", kInPlace}, same<&PoolConfig::queue_limit>},
     PoolKey{{"queue_timeout", kInPlace}, same<&PoolConfig::queue_timeout>},

@@ -158,6 +158,7 @@ SpawnPlan build_spawn_plan(const config::PoolConfig& pool, const WorkerContext& 
   env["FORKPOOL_POOL"] = pool.name;
   env["FORKPOOL_WORKER"] = std::to_string(ctx.worker);
   env["FORKPOOL_GENERATION"] = std::to_string(ctx.generation);
+  if (pool.keepalive == config::KeepAlive::Master) env["FORKPOOL_KEEPALIVE"] = "master";
   env["FORKPOOL_CHANNEL_FD"] = std::to_string(channel);
   env["FORKPOOL_SCOREBOARD_FD"] = std::to_string(scoreboard);
   env["FORKPOOL_LISTENERS"] = join(ctx.listener_texts, " ");
