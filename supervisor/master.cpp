@@ -213,8 +213,9 @@ MetricsHttpServer::Response Master::serve_http(std::string_view path) {
 }
 
 int Master::run() {
-  log::info("master.start", "forkpool master pid {} starting {} pool(s) from {}", ctx_.pid,
-            generation_->pools().size(), generation_->config().file.string());
+  if (!adopted_)
+    log::info("master.start", "forkpool master pid {} starting {} pool(s) from {}", ctx_.pid,
+              generation_->pools().size(), generation_->config().file.string());
   if (adopted_) {
     resume_after_upgrade();
   } else {
