@@ -129,7 +129,9 @@ class Pool {
   bool start_replacement(Slot& slot);  // true if one started (or already took over)
   bool outdated(const WorkerProcess& p) const;
   void dispatch_candidates(std::vector<WorkerProcess*>& out) const;
-  void update_dispatcher();
+  // `adopting`: a binary upgrade took the listeners over as the workers use them (a
+  // shared listener's blocking mode is theirs to keep: they may have changed it).
+  void update_dispatcher(bool adopting = false);
   void maybe_finish_retiring();
   std::uint32_t acquire_scoreboard_slot(unsigned worker);
 

@@ -57,7 +57,7 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> li
     throw upgrade::StateError("upgrade state: pool " + config_->name + ": target " + std::to_string(target_));
   for (const auto& w : need(state, "rolling")) rolling_.push_back(w.get<unsigned>());
   rolling_reason_ = state.value("rolling_reason", "");
-  update_dispatcher();
+  update_dispatcher(true);
   if (dispatcher_ && state.contains("dispatcher") && !state["dispatcher"].is_null())
     dispatcher_->adopt_state(state["dispatcher"], fds);
   arm_memory_sampler();
