@@ -310,6 +310,55 @@ TEST_CASE("a broken, a missing and a config-rejecting new binary are refused and
   CHECK(all_pids(pool_in(m.status(), "web")) == workers);
 }
 
+namespace {
+
+// Descriptors (3 and up) of `pid` without close-on-exec.
+std::set<int> inheritable_fds(pid_t pid) {
+  std::set<int> out;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fdinfo";
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const int fd = std::stoi(e.path().filename().string());
+    if (fd < 3) continue;
+    std::ifstream in(e.path());
+    std::string key, flags;
+    while (in >> key >> flags)
+      if (key == "flags:") {
+        if ((std::stoul(flags, nullptr, 8) & 02000000) == 0) out.insert(fd);
+        break;
+      }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a failed execve leaves the old image running with its descriptors close-on-exec again", "[upgrade]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 2));
+  REQUIRE(m.ready());
+  const std::string addr = m.process->wait_listen_address("web");
+  const std::set<pid_t> workers = all_pids(pool_in(m.status(), "web"));
+  const std::set<int> inheritable = inheritable_fds(m.process->pid());
+  // Passes both checks, then takes its own execute permission away: the exec fails.
+  m.install_script(
+      "#!/bin/sh\nif [ \"$1\" = --upgrade-info ]; then echo '{\"version\":\"9.0.0\",\"state_formats\":[1]}'; "
+      "exit 0; fi\nchmod a-x \"$0\"\nexit 0\n");
+  const RunResult r = m.ctl({"upgrade"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("upgrade failed, the running master carries on: execve " + m.binary().string() +
+                   ": Permission denied") != std::string::npos);
+  CHECK(m.process->all_matches("(\\[master\\.upgrade_failed\\].*execve)").size() == 1);
+  const json s = m.status();
+  CHECK(s["master"]["upgrades"] == 0);
+  CHECK(all_pids(pool_in(s, "web")) == workers);
+  CHECK(inheritable_fds(m.process->pid()) == inheritable);
+  CHECK(hello_answers(addr));
+  m.install_new_build();
+  CHECK(m.ctl({"upgrade"}).exit_code == 0);
+  CHECK(all_pids(pool_in(m.status(), "web")) == workers);
+  CHECK(hello_answers(addr));
+}
+
 TEST_CASE("an upgrade is refused while the config file differs from the running configuration", "[upgrade]") {
   UpgradeMaster m(supervisor_section() + hello_pool("web", 2));
   REQUIRE(m.ready());
