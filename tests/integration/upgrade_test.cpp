@@ -359,6 +359,30 @@ TEST_CASE("a failed execve leaves the old image running with its descriptors clo
   CHECK(hello_answers(addr));
 }
 
+TEST_CASE("a worker killed while the master upgrades is reaped and replaced by the new image", "[upgrade]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 2, "restart_delay = \"50ms\"\n"));
+  REQUIRE(m.ready());
+  const std::string addr = m.process->wait_listen_address("web");
+  const std::map<unsigned, pid_t> before = serving_pids(pool_in(m.status(), "web"));
+  REQUIRE(before.size() == 2);
+  m.install_new_build();
+  // The old image is busy with the pre-flight when the worker dies: its SIGCHLD is never
+  // handled there, so only the new image's waitid finds the exit.
+  m.process->signal(SIGUSR2);
+  ::kill(before.at(0), SIGKILL);
+  REQUIRE(m.wait_upgrades(1));
+  REQUIRE(wait_until([&] {
+    const json p = pool_in(m.status(), "web");
+    const auto now = serving_pids(p);
+    return settled(p, 2) && now.size() == 2 && now.at(0) != before.at(0) && now.at(1) == before.at(1);
+  }));
+  CHECK(m.process->all_matches("(pid " + std::to_string(before.at(0)) + " exited on signal 9)").size() == 1);
+  CHECK(hello_answers(addr));
+  const json c = pool_in(m.status(), "web")["counters"];
+  CHECK(c["spawned"] == 3);
+  CHECK(c["crashed"] == 1);
+}
+
 TEST_CASE("an upgrade is refused while the config file differs from the running configuration", "[upgrade]") {
   UpgradeMaster m(supervisor_section() + hello_pool("web", 2));
   REQUIRE(m.ready());
