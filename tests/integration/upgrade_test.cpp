@@ -8,6 +8,7 @@
 #include <future>
 
 #include "reload_support.hpp"
+#include "support/fake_systemd.hpp"
 #include "support/skip.hpp"
 
 using namespace forkpool::test;
@@ -20,11 +21,12 @@ struct UpgradeMaster {
   TempDir dir;
   std::unique_ptr<MasterProcess> process;
 
-  explicit UpgradeMaster(const std::string& config, std::vector<std::string> prefix = {}) {
+  explicit UpgradeMaster(const std::string& config, std::vector<std::string> prefix = {},
+                         std::vector<std::string> env = {}) {
     std::filesystem::create_directory(dir / "bin");
     std::filesystem::copy_file(forkpool_binary(), binary());
     replace_file(config_path(), config);
-    process = std::make_unique<MasterProcess>(config_path(), std::move(prefix), std::vector<std::string>{}, binary());
+    process = std::make_unique<MasterProcess>(config_path(), std::move(prefix), std::move(env), binary());
   }
   std::filesystem::path binary() const { return dir / "bin" / "forkpool"; }
   std::filesystem::path config_path() const { return dir / "f.toml"; }
@@ -381,6 +383,23 @@ TEST_CASE("a worker killed while the master upgrades is reaped and replaced by t
   const json c = pool_in(m.status(), "web")["counters"];
   CHECK(c["spawned"] == 3);
   CHECK(c["crashed"] == 1);
+}
+
+TEST_CASE("under systemd an upgrade sends RELOADING=1, then READY=1 from the new image", "[upgrade][systemd]") {
+  TempDir notify_dir;
+  FakeSystemd systemd(notify_dir / "notify");
+  REQUIRE(systemd.bound());
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 2), {}, {systemd.env()});
+  REQUIRE(systemd.until("READY=1").back() == "READY=1");
+  m.install_new_build();
+  m.process->signal(SIGUSR2);
+  const auto to_reloading = systemd.until("RELOADING=1", 30s);
+  REQUIRE(to_reloading.back().find("RELOADING=1") != std::string::npos);
+  for (const auto& d : to_reloading) CHECK(d != "READY=1");
+  REQUIRE(systemd.until("READY=1", 30s).back() == "READY=1");
+  // READY=1 came from the new image, once it had taken over.
+  CHECK(m.process->all_matches("(\\[master\\.upgraded\\])").size() == 1);
+  CHECK(m.upgrades() == 1);
 }
 
 TEST_CASE("an upgrade is refused while the config file differs from the running configuration", "[upgrade]") {
