@@ -402,6 +402,23 @@ TEST_CASE("under systemd an upgrade sends RELOADING=1, then READY=1 from the new
   CHECK(m.upgrades() == 1);
 }
 
+TEST_CASE("worker output captured into the log keeps flowing through the new image", "[upgrade]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 1, "stderr = \"log\"\nready = \"notify\"\n"));
+  REQUIRE(m.ready());
+  const pid_t worker = serving_pids(pool_in(m.status(), "web")).at(0);
+  m.install_new_build();
+  REQUIRE(m.ctl({"upgrade"}).exit_code == 0);
+  // What the worker writes on its way out reaches the new image's log through the
+  // adopted pipe, with the worker's prefix.
+  REQUIRE(m.ctl({"restart", "web"}).exit_code == 0);
+  CHECK(!m.process->wait_log("web\\[0\\] stderr: .*forkpool-hello\\[" + std::to_string(worker) + "\\]: end of work", 30s)
+             .empty());
+  REQUIRE(wait_until([&] {
+    const json p = pool_in(m.status(), "web");
+    return settled(p, 1) && serving_pids(p).at(0) != worker;
+  }));
+}
+
 TEST_CASE("an upgrade is refused while the config file differs from the running configuration", "[upgrade]") {
   UpgradeMaster m(supervisor_section() + hello_pool("web", 2));
   REQUIRE(m.ready());
