@@ -14,12 +14,15 @@ using nlohmann::json;
 std::uint64_t upgrades_of(const json& status) {
   if (!status.contains("master") || !status["master"].is_object()) return 0;
   const json& m = status["master"];
-  return m.contains("upgrades") && m["upgrades"].is_number_unsigned() ? m["upgrades"].get<std::uint64_t>() : 0;
+  return m.contains("upgrades") && m["upgrades"].is_number_unsigned()
+             ? m["upgrades"].get<std::uint64_t>()
+             : 0;
 }
 
 }  // namespace
 
-int finish_upgrade(const Invocation& inv, const std::string& socket, Client& client, const Line& first) {
+int finish_upgrade(const Invocation& inv, const std::string& socket, Client& client,
+                   const Line& first) {
   const std::uint64_t before = first.body.value("upgrades", std::uint64_t{0});
   // A second line means the exec failed and the old image carries on.
   if (auto line = client.read_line_or_eof(inv.timeout)) {
@@ -38,20 +41,22 @@ int finish_upgrade(const Invocation& inv, const std::string& socket, Client& cli
         if (inv.json) {
           std::cout << first.text << "\n" << status.body["master"].dump() << "\n";
         } else {
-          std::cout << "upgraded: forkpool " << base::printable(first.body.value("from", "?")) << " -> "
-                    << base::printable(m.value("version", "?")) << ", master pid " << m.value("pid", 0)
-                    << " (unchanged), upgrade " << upgrades_of(status.body) << " since start\n";
+          std::cout << "upgraded: forkpool " << base::printable(first.body.value("from", "?"))
+                    << " -> " << base::printable(m.value("version", "?")) << ", master pid "
+                    << m.value("pid", 0) << " (unchanged), upgrade " << upgrades_of(status.body)
+                    << " since start\n";
         }
         return kExitOk;
       }
-      last_problem = "the master still reports " + std::to_string(upgrades_of(status.body)) + " upgrade(s)";
+      last_problem =
+          "the master still reports " + std::to_string(upgrades_of(status.body)) + " upgrade(s)";
     } catch (const std::exception& e) {
       last_problem = e.what();  // the new image is not listening yet
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  std::cerr << "forkpoolctl: the master did not confirm the upgrade in time (" << base::printable(last_problem)
-            << "); see its log\n";
+  std::cerr << "forkpoolctl: the master did not confirm the upgrade in time ("
+            << base::printable(last_problem) << "); see its log\n";
   return kExitErrorReply;
 }
 

@@ -12,6 +12,7 @@ namespace forkpool::ctl {
 
 // `first` is the master's {"ok": true, "upgrading": true, ...} reply on `client`.
 // Returns the exit status; prints the outcome (raw JSON lines with --json).
-int finish_upgrade(const Invocation& inv, const std::string& socket, Client& client, const Line& first);
+int finish_upgrade(const Invocation& inv, const std::string& socket, Client& client,
+                   const Line& first);
 
 }  // namespace forkpool::ctl

@@ -213,12 +213,11 @@ MetricsHttpServer::Response Master::serve_http(std::string_view path) {
 }
 
 int Master::run() {
-  if (!adopted_)
+  if (adopted_) {
+    resume_after_upgrade();  // a binary upgrade: the pools run already
+  } else {
     log::info("master.start", "forkpool master pid {} starting {} pool(s) from {}", ctx_.pid,
               generation_->pools().size(), generation_->config().file.string());
-  if (adopted_) {
-    resume_after_upgrade();
-  } else {
     // Until every pool was asked to start, one that has not been is not "settled".
     launching_ = true;
     for (auto& pool : generation_->pools()) pool->start();

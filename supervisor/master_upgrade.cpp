@@ -2,6 +2,7 @@
 // and docs/upgrade.md say. The old image checks the new binary, writes its state and
 // execs it; the new image (the constructor below) takes everything over and resumes.
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -52,12 +53,15 @@ void Master::upgrade(std::string_view trigger, ControlClient* client) {
     report(ctx_, spdlog::level::err, "master.upgrade_failed", {"", {}, 0},
            fmt::format("binary upgrade ({}) refused, nothing changed: {}", trigger, why),
            {{"error", why}, {"trigger", trigger}});
-    if (client != nullptr) client->reply({{"ok", false}, {"error", "upgrade refused, nothing changed: " + why}});
+    if (client != nullptr)
+      client->reply({{"ok", false}, {"error", "upgrade refused, nothing changed: " + why}});
   };
   if (state_ != MasterState::Running)
-    return refuse(state_ == MasterState::Stopping ? "the master is shutting down" : "the master is still starting");
+    return refuse(state_ == MasterState::Stopping ? "the master is shutting down"
+                                                  : "the master is still starting");
   if (!removed_pools_.empty())
-    return refuse("pool " + removed_pools_.front()->name() + ", removed by a reload, is still draining; try again once it has");
+    return refuse("pool " + removed_pools_.front()->name() +
+                  ", removed by a reload, is still draining; try again once it has");
 
   log::info("master.upgrading", "binary upgrade ({}): checking {}", trigger,
             binary_.empty() ? std::string("/proc/self/exe") : binary_);
@@ -75,8 +79,8 @@ void Master::upgrade(std::string_view trigger, ControlClient* client) {
   }
 
   report(ctx_, spdlog::level::info, "master.upgrade", {"", {}, 0},
-         fmt::format("upgrading forkpool {} to {} ({}, {}); master pid {} and {} worker(s) stay", kVersion, next.version,
-                     next.path, trigger, ctx_.pid, ctx_.owners.size()),
+         fmt::format("upgrading forkpool {} to {} ({}, {}); master pid {} and {} worker(s) stay",
+                     kVersion, next.version, next.path, trigger, ctx_.pid, ctx_.owners.size()),
          {{"from", kVersion}, {"to", next.version}, {"binary", next.path}, {"trigger", trigger}});
   systemd_->reloading();
   if (client != nullptr)
@@ -87,23 +91,30 @@ void Master::upgrade(std::string_view trigger, ControlClient* client) {
                    {"binary", next.path},
                    {"pid", ctx_.pid},
                    {"upgrades", upgrades_}});
-  const std::string error = upgrade::exec_new_image(next.path, generation_->config().file, memfd.get(), fds.fds());
+  const std::string error =
+      upgrade::exec_new_image(next.path, generation_->config().file, memfd.get(), fds.fds());
 
   // Still here: the exec failed and this image runs on, unchanged.
   systemd_->reloaded();
-  report(ctx_, spdlog::level::err, "master.upgrade_failed", {"", {}, 0},
-         fmt::format("binary upgrade ({}) failed, the running master carries on: {}", trigger, error),
-         {{"error", error}, {"trigger", trigger}});
-  if (client != nullptr) client->reply({{"ok", false}, {"error", "upgrade failed, the running master carries on: " + error}});
+  report(
+      ctx_, spdlog::level::err, "master.upgrade_failed", {"", {}, 0},
+      fmt::format("binary upgrade ({}) failed, the running master carries on: {}", trigger, error),
+      {{"error", error}, {"trigger", trigger}});
+  if (client != nullptr)
+    client->reply(
+        {{"ok", false}, {"error", "upgrade failed, the running master carries on: " + error}});
 }
 
 json Master::export_state(upgrade::FdList& fds) const {
   json slot_fds = json::array();
   std::vector<bool> slots_used, pools_used;
   for (std::uint32_t i = 0; i < scoreboard_->slots_paged(); ++i)
-    if (scoreboard_->slot_fd(i) >= 0) slot_fds.push_back({{"slot", i}, {"fd", fds.add(scoreboard_->slot_fd(i))}});
-  for (std::uint32_t i = 0; i < scoreboard_->slot_count(); ++i) slots_used.push_back(scoreboard_->slot_used(i));
-  for (std::uint32_t i = 0; i < scoreboard_->pool_count(); ++i) pools_used.push_back(scoreboard_->pool_used(i));
+    if (scoreboard_->slot_fd(i) >= 0)
+      slot_fds.push_back({{"slot", i}, {"fd", fds.add(scoreboard_->slot_fd(i))}});
+  for (std::uint32_t i = 0; i < scoreboard_->slot_count(); ++i)
+    slots_used.push_back(scoreboard_->slot_used(i));
+  for (std::uint32_t i = 0; i < scoreboard_->pool_count(); ++i)
+    pools_used.push_back(scoreboard_->pool_used(i));
   json pools = json::array();
   for (const auto& pool : generation_->pools()) pools.push_back(pool->export_state(fds));
   return {{"binary", binary_},
@@ -135,28 +146,34 @@ Master::Master(config::Config config, const json& state) : cleanup_(loop_.get())
   std::vector<base::OwnedFd> slot_fds;
   for (const auto& e : need(sb, "slot_fds")) {
     const auto slot = need(e, "slot").get<std::uint32_t>();
-    if (slot >= shm::kMaxSlots) throw upgrade::StateError("upgrade state: slot " + std::to_string(slot));
+    if (slot >= shm::kMaxSlots)
+      throw upgrade::StateError("upgrade state: slot " + std::to_string(slot));
     if (slot_fds.size() <= slot) slot_fds.resize(slot + 1);
-    slot_fds[slot] = fds.claim(need(e, "fd"), upgrade::FdKind::Memory, "scoreboard page of slot " + std::to_string(slot));
+    slot_fds[slot] = fds.claim(need(e, "fd"), upgrade::FdKind::Memory,
+                               "scoreboard page of slot " + std::to_string(slot));
   }
   scoreboard_ = std::make_unique<shm::Scoreboard>(shm::Scoreboard::adopt(
       fds.claim(need(sb, "region_fd"), upgrade::FdKind::Memory, "scoreboard"), std::move(slot_fds),
-      need(sb, "slots_used").get<std::vector<bool>>(), need(sb, "pools_used").get<std::vector<bool>>()));
+      need(sb, "slots_used").get<std::vector<bool>>(),
+      need(sb, "pools_used").get<std::vector<bool>>()));
   ctx_.scoreboard = scoreboard_.get();
   ctx_.changed = [this] { on_changed(); };
   ctx_.idle_clock = state.value("idle_clock", std::uint64_t{0});
 
-  generation_ = std::make_unique<Generation>(need(state, "generation").get<unsigned>(), shared,
-                                             ListenerSet::adopt(*shared, need(state, "listeners"), fds));
+  generation_ =
+      std::make_unique<Generation>(need(state, "generation").get<unsigned>(), shared,
+                                   ListenerSet::adopt(*shared, need(state, "listeners"), fds));
   const json& pools = need(state, "pools");
   if (pools.size() != shared->pools.size())
-    throw upgrade::StateError("upgrade state: " + std::to_string(pools.size()) + " pools, the configuration has " +
+    throw upgrade::StateError("upgrade state: " + std::to_string(pools.size()) +
+                              " pools, the configuration has " +
                               std::to_string(shared->pools.size()));
   for (const auto& pool : shared->pools) {
-    auto it = std::find_if(pools.begin(), pools.end(), [&](const json& p) { return p.value("name", "") == pool.name; });
+    auto it = std::find_if(pools.begin(), pools.end(),
+                           [&](const json& p) { return p.value("name", "") == pool.name; });
     if (it == pools.end()) throw upgrade::StateError("upgrade state: no pool " + pool.name);
-    generation_->pools().push_back(std::make_unique<Pool>(ctx_, generation_->pool_config(pool),
-                                                          generation_->listeners().for_pool(pool), *it, fds));
+    generation_->pools().push_back(std::make_unique<Pool>(
+        ctx_, generation_->pool_config(pool), generation_->listeners().for_pool(pool), *it, fds));
   }
 
   const auto handler = [this](ControlClient& c, const json& r) { run_command(*this, c, r); };
@@ -166,7 +183,8 @@ Master::Master(config::Config config, const json& state) : cleanup_(loop_.get())
         fds.claim(state["control_fd"], upgrade::FdKind::Listener, "control socket").release());
   if (state.value("metrics_fd", -1) >= 0) {
     metrics_http_ = std::make_unique<MetricsHttpServer>(
-        loop_.get(), fds.claim(state["metrics_fd"], upgrade::FdKind::Listener, "metrics socket").release(),
+        loop_.get(),
+        fds.claim(state["metrics_fd"], upgrade::FdKind::Listener, "metrics socket").release(),
         [this](std::string_view path) { return serve_http(path); });
   }
   binary_ = state.value("binary", "");
@@ -184,10 +202,12 @@ void Master::resume_after_upgrade() {
   // the exec) and waitid finds them anyway.
   reap();
   const std::size_t workers = ctx_.owners.size();
-  report(ctx_, spdlog::level::info, "master.upgraded", {"", {}, 0},
-         fmt::format("forkpool {} took over master pid {} with {} worker(s) (upgrade {}); binary {}", kVersion, ctx_.pid,
-                     workers, upgrades_, binary_.empty() ? std::string("/proc/self/exe") : binary_),
-         {{"version", kVersion}, {"upgrades", upgrades_}, {"workers", workers}});
+  report(
+      ctx_, spdlog::level::info, "master.upgraded", {"", {}, 0},
+      fmt::format("forkpool {} took over master pid {} with {} worker(s) (upgrade {}); binary {}",
+                  kVersion, ctx_.pid, workers, upgrades_,
+                  binary_.empty() ? std::string("/proc/self/exe") : binary_),
+      {{"version", kVersion}, {"upgrades", upgrades_}, {"workers", workers}});
   on_changed();
   systemd_->ready();
 }

@@ -29,7 +29,8 @@ void Dispatcher::adopt_state(const nlohmann::json& state, upgrade::AdoptedFds& f
     p.listener = upgrade::need(q, "listener").get<std::uint16_t>();
     p.accepted = upgrade::from_ns(upgrade::need(q, "accepted").get<std::int64_t>());
     std::size_t len = 0;
-    if (!upgrade::from_hex(upgrade::need(q, "peer").get<std::string>(), &p.peer, sizeof p.peer, len))
+    if (!upgrade::from_hex(upgrade::need(q, "peer").get<std::string>(), &p.peer, sizeof p.peer,
+                           len))
       throw upgrade::StateError("upgrade state: the peer of a queued connection is not hex");
     p.peer_len = static_cast<socklen_t>(len);
     queue_.push_back(std::move(p));

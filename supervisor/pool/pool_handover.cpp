@@ -17,13 +17,14 @@ json Pool::export_state(upgrade::FdList& fds) const {
   for (const auto& s : slots_) {
     json retiring = json::array();
     for (const auto& r : s->retiring) retiring.push_back(r->export_state(fds));
-    slots.push_back({{"index", s->index},
-                     {"replace_reason", s->replace_reason},
-                     {"last_error", s->last_error},
-                     {"restart_due", s->restart_timer.active() ? upgrade::to_ns(s->restart_due) : 0},
-                     {"process", s->process ? s->process->export_state(fds) : json()},
-                     {"replacement", s->replacement ? s->replacement->export_state(fds) : json()},
-                     {"retiring", std::move(retiring)}});
+    slots.push_back(
+        {{"index", s->index},
+         {"replace_reason", s->replace_reason},
+         {"last_error", s->last_error},
+         {"restart_due", s->restart_timer.active() ? upgrade::to_ns(s->restart_due) : 0},
+         {"process", s->process ? s->process->export_state(fds) : json()},
+         {"replacement", s->replacement ? s->replacement->export_state(fds) : json()},
+         {"retiring", std::move(retiring)}});
   }
   return {{"name", config_->name},
           {"index", index_},
@@ -37,8 +38,8 @@ json Pool::export_state(upgrade::FdList& fds) const {
           {"dispatcher", dispatcher_ ? dispatcher_->export_state(fds) : json()}};
 }
 
-Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> listeners, const json& state,
-           upgrade::AdoptedFds& fds)
+Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> listeners,
+           const json& state, upgrade::AdoptedFds& fds)
     : ctx_(ctx),
       config_(std::move(config)),
       index_(need(state, "index").get<std::uint32_t>()),
@@ -54,7 +55,8 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> li
   if (!raw_state) throw upgrade::StateError("upgrade state: pool " + config_->name + ": bad state");
   state_ = *raw_state;
   if (target_ < 0 || target_ > kMaxPoolWorkers)
-    throw upgrade::StateError("upgrade state: pool " + config_->name + ": target " + std::to_string(target_));
+    throw upgrade::StateError("upgrade state: pool " + config_->name + ": target " +
+                              std::to_string(target_));
   for (const auto& w : need(state, "rolling")) rolling_.push_back(w.get<unsigned>());
   rolling_reason_ = state.value("rolling_reason", "");
   update_dispatcher(true);
@@ -64,26 +66,31 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> li
   for (const auto& js : need(state, "slots")) {
     const unsigned i = need(js, "index").get<unsigned>();
     if (i >= static_cast<unsigned>(kMaxPoolWorkers))
-      throw upgrade::StateError("upgrade state: pool " + config_->name + ": slot " + std::to_string(i));
+      throw upgrade::StateError("upgrade state: pool " + config_->name + ": slot " +
+                                std::to_string(i));
     Slot& slot = slot_at(i);
     slot.replace_reason = js.value("replace_reason", "");
     slot.last_error = js.value("last_error", "");
-    if (const auto due = js.value("restart_due", std::int64_t{0}); due != 0) slot.restart_due = upgrade::from_ns(due);
+    if (const auto due = js.value("restart_due", std::int64_t{0}); due != 0)
+      slot.restart_due = upgrade::from_ns(due);
     if (!js["process"].is_null()) slot.process = adopt_worker(slot, js["process"], fds);
     if (!js["replacement"].is_null()) slot.replacement = adopt_worker(slot, js["replacement"], fds);
     for (const auto& r : need(js, "retiring")) slot.retiring.push_back(adopt_worker(slot, r, fds));
   }
 }
 
-std::unique_ptr<WorkerProcess> Pool::adopt_worker(Slot& slot, const json& state, upgrade::AdoptedFds& fds) {
+std::unique_ptr<WorkerProcess> Pool::adopt_worker(Slot& slot, const json& state,
+                                                  upgrade::AdoptedFds& fds) {
   auto self = std::make_shared<WorkerProcess*>(nullptr);
   auto p = std::make_unique<WorkerProcess>(ctx_, config_, state, fds, worker_events(slot, self));
   *self = p.get();
-  if (p->identity().worker != slot.index || !ctx_.scoreboard->slot_used(p->identity().scoreboard_slot))
-    throw upgrade::StateError("upgrade state: worker pid " + std::to_string(p->pid()) + " of pool " + config_->name +
-                              " does not match its slot");
+  if (p->identity().worker != slot.index ||
+      !ctx_.scoreboard->slot_used(p->identity().scoreboard_slot))
+    throw upgrade::StateError("upgrade state: worker pid " + std::to_string(p->pid()) +
+                              " of pool " + config_->name + " does not match its slot");
   if (!ctx_.owners.emplace(p->pid(), this).second)
-    throw upgrade::StateError("upgrade state: worker pid " + std::to_string(p->pid()) + " is named twice");
+    throw upgrade::StateError("upgrade state: worker pid " + std::to_string(p->pid()) +
+                              " is named twice");
   return p;
 }
 
@@ -93,8 +100,9 @@ void Pool::resume_adopted() {
       if (p != nullptr) p->resume_adopted();
     for (auto& r : s->retiring) r->resume_adopted();
     if (s->restart_due != Clock::time_point{} && !s->process) {
-      const auto left = std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                                   s->restart_due - Clock::now()));
+      const auto left = std::max(
+          std::chrono::milliseconds(0),
+          std::chrono::duration_cast<std::chrono::milliseconds>(s->restart_due - Clock::now()));
       Slot& slot = *s;
       slot.restart_timer.start(left, [this, &slot] {
         spawn(slot);

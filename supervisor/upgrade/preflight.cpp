@@ -33,7 +33,8 @@ struct ProbeResult {
 // backlog holds new connections.
 ProbeResult probe(const std::vector<std::string>& args) {
   int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw UpgradeRefused(std::string("pipe2: ") + std::strerror(errno));
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0)
+    throw UpgradeRefused(std::string("pipe2: ") + std::strerror(errno));
   base::OwnedFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -63,7 +64,8 @@ ProbeResult probe(const std::vector<std::string>& args) {
   bool timed_out = false;
   char buf[4096];
   while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       timed_out = true;
       break;
@@ -81,8 +83,8 @@ ProbeResult probe(const std::vector<std::string>& args) {
   while (::waitpid(pid, &r.wait_status, 0) < 0 && errno == EINTR) {
   }
   if (timed_out)
-    throw UpgradeRefused(args[0] + " " + args[1] + " did not finish within " + std::to_string(kProbeTimeout.count()) +
-                         " s");
+    throw UpgradeRefused(args[0] + " " + args[1] + " did not finish within " +
+                         std::to_string(kProbeTimeout.count()) + " s");
   return r;
 }
 
@@ -125,22 +127,28 @@ NewBinary preflight(const std::string& resolved, const std::filesystem::path& co
   NewBinary b;
   b.path = resolved.empty() ? std::string("/proc/self/exe") : resolved;
   struct stat st {};
-  if (::stat(b.path.c_str(), &st) != 0) throw UpgradeRefused("new binary " + b.path + ": " + std::strerror(errno));
+  if (::stat(b.path.c_str(), &st) != 0)
+    throw UpgradeRefused("new binary " + b.path + ": " + std::strerror(errno));
   if (!S_ISREG(st.st_mode) || ::access(b.path.c_str(), X_OK) != 0)
     throw UpgradeRefused("new binary " + b.path + " is not an executable file");
 
   const std::vector<std::string> info_args{b.path, "--upgrade-info"};
   const ProbeResult info = probe(info_args);
-  if (!WIFEXITED(info.wait_status) || WEXITSTATUS(info.wait_status) != 0) throw UpgradeRefused(failure(info_args, info));
+  if (!WIFEXITED(info.wait_status) || WEXITSTATUS(info.wait_status) != 0)
+    throw UpgradeRefused(failure(info_args, info));
   const nlohmann::json j = nlohmann::json::parse(last_line(info.output), nullptr, false);
-  if (!j.is_object() || !j.contains("version") || !j["version"].is_string() || !j.contains("state_formats") ||
-      !j["state_formats"].is_array())
-    throw UpgradeRefused(b.path + " --upgrade-info did not describe itself (not a forkpool that can be upgraded to)");
+  if (!j.is_object() || !j.contains("version") || !j["version"].is_string() ||
+      !j.contains("state_formats") || !j["state_formats"].is_array())
+    throw UpgradeRefused(
+        b.path +
+        " --upgrade-info did not describe itself (not a forkpool that can be upgraded to)");
   b.version = j["version"].get<std::string>();
   const auto& formats = j["state_formats"];
-  if (std::none_of(formats.begin(), formats.end(), [](const nlohmann::json& f) { return f == kStateFormat; }))
-    throw UpgradeRefused("forkpool " + b.version + " at " + b.path + " does not read state format " +
-                         std::to_string(kStateFormat) + " (it reads " + formats.dump() + ")");
+  if (std::none_of(formats.begin(), formats.end(),
+                   [](const nlohmann::json& f) { return f == kStateFormat; }))
+    throw UpgradeRefused("forkpool " + b.version + " at " + b.path +
+                         " does not read state format " + std::to_string(kStateFormat) +
+                         " (it reads " + formats.dump() + ")");
 
   const std::vector<std::string> check_args{b.path, "--check", "-c", config_file.string()};
   const ProbeResult check = probe(check_args);

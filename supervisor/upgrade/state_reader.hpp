@@ -27,12 +27,12 @@ nlohmann::json read_state(int fd);
 
 // What a descriptor named by the state must be.
 enum class FdKind {
-  Listener,       // a listening stream socket
-  StreamSocket,   // a connected stream socket (a queued connection)
+  Listener,         // a listening stream socket
+  StreamSocket,     // a connected stream socket (a queued connection)
   SeqpacketSocket,  // a worker's channel
-  DgramSocket,    // a notify socket
-  Pipe,           // an output capture's read end
-  Memory,         // a memfd (scoreboard region and pages)
+  DgramSocket,      // a notify socket
+  Pipe,             // an output capture's read end
+  Memory,           // a memfd (scoreboard region and pages)
 };
 
 // Owns the descriptors of a state as they are claimed. A descriptor is claimed once;

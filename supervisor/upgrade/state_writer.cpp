@@ -55,7 +55,8 @@ std::string set_inheritable(const std::vector<int>& fds, bool inherit) {
     const int flags = ::fcntl(fd, F_GETFD);
     const int want = inherit ? flags & ~FD_CLOEXEC : flags | FD_CLOEXEC;
     if (flags < 0 || ::fcntl(fd, F_SETFD, want) != 0)
-      if (first.empty()) first = "fcntl(F_SETFD) on descriptor " + std::to_string(fd) + ": " + std::strerror(errno);
+      if (first.empty())
+        first = "fcntl(F_SETFD) on descriptor " + std::to_string(fd) + ": " + std::strerror(errno);
   }
   return first;
 }

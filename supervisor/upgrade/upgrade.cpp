@@ -14,8 +14,8 @@ extern char** environ;
 
 namespace forkpool::supervisor::upgrade {
 
-std::string exec_new_image(const std::string& binary, const std::filesystem::path& config_file, int state_fd,
-                           const std::vector<int>& fds) {
+std::string exec_new_image(const std::string& binary, const std::filesystem::path& config_file,
+                           int state_fd, const std::vector<int>& fds) {
   std::vector<int> all = fds;
   all.push_back(state_fd);
   if (std::string why = set_inheritable(all, true); !why.empty()) {

@@ -12,7 +12,7 @@ namespace forkpool::supervisor::upgrade {
 // handlers are in place) and execve()s `binary` with --upgrade-state-fd. Returns only if
 // that failed: then the descriptors are close-on-exec again, the signal mask is restored,
 // and the result is the error ("execve /usr/bin/forkpool: Permission denied").
-std::string exec_new_image(const std::string& binary, const std::filesystem::path& config_file, int state_fd,
-                           const std::vector<int>& fds);
+std::string exec_new_image(const std::string& binary, const std::filesystem::path& config_file,
+                           int state_fd, const std::vector<int>& fds);
 
 }  // namespace forkpool::supervisor::upgrade

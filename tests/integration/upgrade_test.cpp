@@ -26,7 +26,8 @@ struct UpgradeMaster {
     std::filesystem::create_directory(dir / "bin");
     std::filesystem::copy_file(forkpool_binary(), binary());
     replace_file(config_path(), config);
-    process = std::make_unique<MasterProcess>(config_path(), std::move(prefix), std::move(env), binary());
+    process =
+        std::make_unique<MasterProcess>(config_path(), std::move(prefix), std::move(env), binary());
   }
   std::filesystem::path binary() const { return dir / "bin" / "forkpool"; }
   std::filesystem::path config_path() const { return dir / "f.toml"; }
@@ -71,7 +72,8 @@ std::string exe_of(pid_t pid) {
 
 // /proc/PID/exe is the very file now at `path` (same inode), not the one it replaced.
 bool runs_file(pid_t pid, const std::filesystem::path& path) {
-  struct stat running {}, installed {};
+  struct stat running {
+  }, installed{};
   return ::stat(("/proc/" + std::to_string(pid) + "/exe").c_str(), &running) == 0 &&
          ::stat(path.c_str(), &installed) == 0 && running.st_ino == installed.st_ino &&
          running.st_dev == installed.st_dev && exe_of(pid) == path.string();
@@ -95,7 +97,8 @@ void upgrade_under_ab(const std::string& dispatch) {
   REQUIRE(workers.size() == 4);
 
   auto ab = std::async(std::launch::async, [&] {
-    return run_command({"/usr/bin/ab", "-q", "-n", "40000", "-c", "8", "http://" + addr + "/"}, 170s);
+    return run_command({"/usr/bin/ab", "-q", "-n", "40000", "-c", "8", "http://" + addr + "/"},
+                       170s);
   });
   REQUIRE(wait_until([&] { return handled_sum(pool_in(m.status(), "web")) >= 2000; }, 60s));
   const json mid = pool_in(m.status(), "web");
@@ -124,7 +127,8 @@ void upgrade_under_ab(const std::string& dispatch) {
   if (dispatch == "master") {
     // Counters go on from where they were: nothing was reset by the new image.
     CHECK(after["counters"]["accepted"].get<std::uint64_t>() >= 40000);
-    CHECK(after["counters"]["accepted"].get<std::uint64_t>() >= mid["counters"]["accepted"].get<std::uint64_t>());
+    CHECK(after["counters"]["accepted"].get<std::uint64_t>() >=
+          mid["counters"]["accepted"].get<std::uint64_t>());
     CHECK(wait_until([&] {
       const json c = pool_in(m.status(), "web")["counters"];
       return c["completed"] == c["accepted"] && c["in_flight"] == 0;
@@ -136,17 +140,22 @@ void upgrade_under_ab(const std::string& dispatch) {
 
 }  // namespace
 
-TEST_CASE("SIGUSR2 with the binary replaced under ab load keeps every pid and fails no request (master dispatch)",
-          "[upgrade]") {
+TEST_CASE(
+    "SIGUSR2 with the binary replaced under ab load keeps every pid and fails no request (master "
+    "dispatch)",
+    "[upgrade]") {
   upgrade_under_ab("master");
 }
 
-TEST_CASE("SIGUSR2 with the binary replaced under ab load keeps every pid and fails no request (shared dispatch)",
-          "[upgrade]") {
+TEST_CASE(
+    "SIGUSR2 with the binary replaced under ab load keeps every pid and fails no request (shared "
+    "dispatch)",
+    "[upgrade]") {
   upgrade_under_ab("shared");
 }
 
-TEST_CASE("forkpoolctl upgrade twice in a row under load, confirmed by the new image each time", "[upgrade]") {
+TEST_CASE("forkpoolctl upgrade twice in a row under load, confirmed by the new image each time",
+          "[upgrade]") {
   UpgradeMaster m(supervisor_section() + hello_pool("web", 2));
   REQUIRE(m.ready());
   const std::string addr = m.process->wait_listen_address("web");
@@ -217,9 +226,9 @@ TEST_CASE("connections queued in the master at the upgrade are all served after 
 TEST_CASE("an upgrade in the middle of a rolling restart lets the restart finish", "[upgrade]") {
   // Each worker is ready only 0.4 s after it starts, one at a time: the restart of four
   // takes over 1.6 s, and the upgrade comes while a replacement is starting.
-  const std::string slow_hello = "[pools.web]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.4; exec " +
-                                 hello_binary().string() +
-                                 "\"]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 4\nready = \"notify\"\n";
+  const std::string slow_hello =
+      "[pools.web]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.4; exec " + hello_binary().string() +
+      "\"]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 4\nready = \"notify\"\n";
   UpgradeMaster m(supervisor_section() + slow_hello);
   REQUIRE(m.ready());
   const std::string addr = m.process->wait_listen_address("web");
@@ -251,7 +260,8 @@ TEST_CASE("an upgrade in the middle of a rolling restart lets the restart finish
   check_came_through(load, c, "web", *m.process);
 }
 
-TEST_CASE("a broken, a missing and a config-rejecting new binary are refused and change nothing", "[upgrade]") {
+TEST_CASE("a broken, a missing and a config-rejecting new binary are refused and change nothing",
+          "[upgrade]") {
   UpgradeMaster m(supervisor_section() + hello_pool("web", 2));
   REQUIRE(m.ready());
   const std::string addr = m.process->wait_listen_address("web");
@@ -266,18 +276,24 @@ TEST_CASE("a broken, a missing and a config-rejecting new binary are refused and
     std::string reason;  // in the reply, the log and the event
   };
   const std::vector<Case> cases = {
-      {"a binary that exits 1", [&] { m.install_script("#!/bin/sh\necho 'this build is broken' >&2\nexit 1\n"); },
+      {"a binary that exits 1",
+       [&] { m.install_script("#!/bin/sh\necho 'this build is broken' >&2\nexit 1\n"); },
        "--upgrade-info exited with status 1: this build is broken"},
-      {"no binary at all", [&] { std::filesystem::remove(m.binary()); }, "No such file or directory"},
+      {"no binary at all", [&] { std::filesystem::remove(m.binary()); },
+       "No such file or directory"},
       {"a binary that rejects the config",
        [&] {
          m.install_script(
-             "#!/bin/sh\nif [ \"$1\" = --upgrade-info ]; then echo '{\"version\":\"9.0.0\",\"state_formats\":[1]}'; "
+             "#!/bin/sh\nif [ \"$1\" = --upgrade-info ]; then echo "
+             "'{\"version\":\"9.0.0\",\"state_formats\":[1]}'; "
              "exit 0; fi\necho 'f.toml:5:1: pools.web.fancy: unknown key' >&2\nexit 2\n");
        },
-       "--check -c " + m.config_path().string() + " exited with status 2: f.toml:5:1: pools.web.fancy: unknown key"},
+       "--check -c " + m.config_path().string() +
+           " exited with status 2: f.toml:5:1: pools.web.fancy: unknown key"},
       {"a binary that cannot read this state format",
-       [&] { m.install_script("#!/bin/sh\necho '{\"version\":\"9.0.0\",\"state_formats\":[99]}'\n"); },
+       [&] {
+         m.install_script("#!/bin/sh\necho '{\"version\":\"9.0.0\",\"state_formats\":[99]}'\n");
+       },
        "does not read state format 1"},
   };
   for (const auto& k : cases) {
@@ -334,7 +350,8 @@ std::set<int> inheritable_fds(pid_t pid) {
 
 }  // namespace
 
-TEST_CASE("a failed execve leaves the old image running with its descriptors close-on-exec again", "[upgrade]") {
+TEST_CASE("a failed execve leaves the old image running with its descriptors close-on-exec again",
+          "[upgrade]") {
   UpgradeMaster m(supervisor_section() + hello_pool("web", 2));
   REQUIRE(m.ready());
   const std::string addr = m.process->wait_listen_address("web");
@@ -342,7 +359,8 @@ TEST_CASE("a failed execve leaves the old image running with its descriptors clo
   const std::set<int> inheritable = inheritable_fds(m.process->pid());
   // Passes both checks, then takes its own execute permission away: the exec fails.
   m.install_script(
-      "#!/bin/sh\nif [ \"$1\" = --upgrade-info ]; then echo '{\"version\":\"9.0.0\",\"state_formats\":[1]}'; "
+      "#!/bin/sh\nif [ \"$1\" = --upgrade-info ]; then echo "
+      "'{\"version\":\"9.0.0\",\"state_formats\":[1]}'; "
       "exit 0; fi\nchmod a-x \"$0\"\nexit 0\n");
   const RunResult r = m.ctl({"upgrade"});
   INFO(r.out << r.err);
@@ -361,7 +379,8 @@ TEST_CASE("a failed execve leaves the old image running with its descriptors clo
   CHECK(hello_answers(addr));
 }
 
-TEST_CASE("a worker killed while the master upgrades is reaped and replaced by the new image", "[upgrade]") {
+TEST_CASE("a worker killed while the master upgrades is reaped and replaced by the new image",
+          "[upgrade]") {
   UpgradeMaster m(supervisor_section() + hello_pool("web", 2, "restart_delay = \"50ms\"\n"));
   REQUIRE(m.ready());
   const std::string addr = m.process->wait_listen_address("web");
@@ -376,16 +395,19 @@ TEST_CASE("a worker killed while the master upgrades is reaped and replaced by t
   REQUIRE(wait_until([&] {
     const json p = pool_in(m.status(), "web");
     const auto now = serving_pids(p);
-    return settled(p, 2) && now.size() == 2 && now.at(0) != before.at(0) && now.at(1) == before.at(1);
+    return settled(p, 2) && now.size() == 2 && now.at(0) != before.at(0) &&
+           now.at(1) == before.at(1);
   }));
-  CHECK(m.process->all_matches("(pid " + std::to_string(before.at(0)) + " exited on signal 9)").size() == 1);
+  CHECK(m.process->all_matches("(pid " + std::to_string(before.at(0)) + " exited on signal 9)")
+            .size() == 1);
   CHECK(hello_answers(addr));
   const json c = pool_in(m.status(), "web")["counters"];
   CHECK(c["spawned"] == 3);
   CHECK(c["crashed"] == 1);
 }
 
-TEST_CASE("under systemd an upgrade sends RELOADING=1, then READY=1 from the new image", "[upgrade][systemd]") {
+TEST_CASE("under systemd an upgrade sends RELOADING=1, then READY=1 from the new image",
+          "[upgrade][systemd]") {
   TempDir notify_dir;
   FakeSystemd systemd(notify_dir / "notify");
   REQUIRE(systemd.bound());
@@ -403,7 +425,8 @@ TEST_CASE("under systemd an upgrade sends RELOADING=1, then READY=1 from the new
 }
 
 TEST_CASE("worker output captured into the log keeps flowing through the new image", "[upgrade]") {
-  UpgradeMaster m(supervisor_section() + hello_pool("web", 1, "stderr = \"log\"\nready = \"notify\"\n"));
+  UpgradeMaster m(supervisor_section() +
+                  hello_pool("web", 1, "stderr = \"log\"\nready = \"notify\"\n"));
   REQUIRE(m.ready());
   const pid_t worker = serving_pids(pool_in(m.status(), "web")).at(0);
   m.install_new_build();
@@ -411,7 +434,10 @@ TEST_CASE("worker output captured into the log keeps flowing through the new ima
   // What the worker writes on its way out reaches the new image's log through the
   // adopted pipe, with the worker's prefix.
   REQUIRE(m.ctl({"restart", "web"}).exit_code == 0);
-  CHECK(!m.process->wait_log("web\\[0\\] stderr: .*forkpool-hello\\[" + std::to_string(worker) + "\\]: end of work", 30s)
+  CHECK(!m.process
+             ->wait_log("web\\[0\\] stderr: .*forkpool-hello\\[" + std::to_string(worker) +
+                            "\\]: end of work",
+                        30s)
              .empty());
   REQUIRE(wait_until([&] {
     const json p = pool_in(m.status(), "web");
@@ -419,7 +445,8 @@ TEST_CASE("worker output captured into the log keeps flowing through the new ima
   }));
 }
 
-TEST_CASE("an upgrade is refused while the config file differs from the running configuration", "[upgrade]") {
+TEST_CASE("an upgrade is refused while the config file differs from the running configuration",
+          "[upgrade]") {
   UpgradeMaster m(supervisor_section() + hello_pool("web", 2));
   REQUIRE(m.ready());
   replace_file(m.config_path(), supervisor_section() + hello_pool("web", 3));
@@ -455,7 +482,8 @@ pid_t only_child_of(pid_t parent) {
 
 }  // namespace
 
-TEST_CASE("the master as PID 1 of a PID namespace upgrades in place and keeps reaping", "[upgrade][pid1]") {
+TEST_CASE("the master as PID 1 of a PID namespace upgrades in place and keeps reaping",
+          "[upgrade][pid1]") {
   if (::geteuid() != 0) skip_test("needs root for unshare --pid");
   UpgradeMaster m(supervisor_section() + hello_pool("web", 2, "restart_delay = \"50ms\"\n"),
                   {"unshare", "--pid", "--fork"});

@@ -51,7 +51,8 @@ TEST_CASE("the upgrade state written to a memfd reads back the same", "[upgrade]
   CHECK(bytes.size() == kStateHeaderSize + payload.dump().size());
 }
 
-TEST_CASE("the upgrade state reader refuses bad magic, an unknown format and truncated input", "[upgrade][unit]") {
+TEST_CASE("the upgrade state reader refuses bad magic, an unknown format and truncated input",
+          "[upgrade][unit]") {
   const std::string good = written({{"generation", 1}});
   REQUIRE(error_of(good).empty());
 
@@ -61,8 +62,8 @@ TEST_CASE("the upgrade state reader refuses bad magic, an unknown format and tru
 
   std::string version = good;
   version[8] = static_cast<char>(kStateFormat + 1);
-  CHECK(error_of(version).find("format " + std::to_string(kStateFormat + 1) + " is not one this binary reads") !=
-        std::string::npos);
+  CHECK(error_of(version).find("format " + std::to_string(kStateFormat + 1) +
+                               " is not one this binary reads") != std::string::npos);
 
   CHECK(error_of(good.substr(0, 10)).find("shorter than its 24-byte header") != std::string::npos);
   CHECK(error_of(good.substr(0, good.size() - 1)).find("payload bytes") != std::string::npos);
@@ -74,7 +75,8 @@ TEST_CASE("the upgrade state reader refuses bad magic, an unknown format and tru
   CHECK(error_of(not_json).find("not a JSON object") != std::string::npos);
 }
 
-TEST_CASE("an adopted descriptor must be of the kind the state says, and named once", "[upgrade][unit]") {
+TEST_CASE("an adopted descriptor must be of the kind the state says, and named once",
+          "[upgrade][unit]") {
   int pair[2];
   REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) == 0);
   forkpool::base::OwnedFd other(pair[1]);
@@ -84,9 +86,12 @@ TEST_CASE("an adopted descriptor must be of the kind the state says, and named o
   AdoptedFds fresh;
   auto owned = fresh.claim(pair[0], FdKind::SeqpacketSocket, "channel");
   CHECK(owned.get() == pair[0]);
-  CHECK_THROWS_WITH(fresh.claim(pair[0], FdKind::SeqpacketSocket, "channel"), Catch::Contains("named twice"));
-  CHECK_THROWS_WITH(AdoptedFds().claim(987, FdKind::Pipe, "stdout"), Catch::Contains("Bad file descriptor"));
-  CHECK_THROWS_WITH(AdoptedFds().claim("3", FdKind::Pipe, "stdout"), Catch::Contains("no descriptor number"));
+  CHECK_THROWS_WITH(fresh.claim(pair[0], FdKind::SeqpacketSocket, "channel"),
+                    Catch::Contains("named twice"));
+  CHECK_THROWS_WITH(AdoptedFds().claim(987, FdKind::Pipe, "stdout"),
+                    Catch::Contains("Bad file descriptor"));
+  CHECK_THROWS_WITH(AdoptedFds().claim("3", FdKind::Pipe, "stdout"),
+                    Catch::Contains("no descriptor number"));
 }
 
 TEST_CASE("peer addresses round-trip through hex, and bad hex is refused", "[upgrade][unit]") {
