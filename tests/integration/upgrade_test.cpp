@@ -180,6 +180,7 @@ TEST_CASE("forkpoolctl upgrade twice in a row under load, confirmed by the new i
   // `status` shows the upgrade in text too.
   const RunResult text = m.ctl({"status"});
   CHECK(text.out.find("binary upgraded 2 time(s) in place") != std::string::npos);
+  CHECK(m.ctl({"metrics"}).out.find("\nforkpool_master_upgrades_total 2\n") != std::string::npos);
   auto c = m.client();
   check_came_through(load, c, "web", *m.process);
 }

@@ -365,6 +365,7 @@ TEST_CASE("prometheus_text has HELP and TYPE for every family and the model's va
   const auto& web = m.pools[0];
   CHECK(at(R"(forkpool_build_info{version="0.1.0"})") == "1");
   CHECK(at("forkpool_master_uptime_seconds") == "123.456");
+  CHECK(at("forkpool_master_upgrades_total") == "0");
   CHECK(at(R"(forkpool_connections_accepted_total{pool="web"})") == std::to_string(web.accepted));
   CHECK(at(R"(forkpool_connections_dispatched_total{pool="web"})") ==
         std::to_string(web.dispatched));
