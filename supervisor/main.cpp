@@ -79,11 +79,13 @@ int main(int argc, char** argv) {
   if (check_only) restore();
   const std::filesystem::path file =
       config_file.empty() ? forkpool::config::default_config_path() : std::filesystem::path(config_file);
+  // The new image of a binary upgrade runs the configuration text the previous one ran.
+  if (state_fd >= 0) return forkpool::supervisor::run_upgraded(file, state_fd);
   auto config = load(file);
   if (!config) return kExitConfig;
   if (check_only) {
     std::cout << forkpool::config::to_toml(*config);
     return 0;
   }
-  return forkpool::supervisor::run(std::move(*config), state_fd);
+  return forkpool::supervisor::run(std::move(*config));
 }

@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <fstream>
+#include <iterator>
 
 #include "config/diff.hpp"
 #include "config/load.hpp"
@@ -30,13 +32,17 @@ double unix_now() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
-// The new image reads the configuration file: it must still say what runs now.
-void require_unchanged_config(const config::Config& running) {
+// The configuration text for the new image, which runs exactly this text. An upgrade
+// never changes the configuration, so the file must still say what runs now.
+std::string unchanged_config_text(const config::Config& running) {
   std::string why;
   try {
-    const config::Config file = config::load_file(running.file);
+    std::ifstream in(running.file, std::ios::binary);
+    if (!in) throw upgrade::UpgradeRefused("cannot read " + running.file.string() + ": " + std::strerror(errno));
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const config::Config file = config::load_string(text, running.file);
     const config::ConfigDiff diff = config::diff(running, file);
-    if (diff.empty()) return;
+    if (diff.empty()) return text;
     why = running.file.string() + " has changed since it was last loaded (" + diff.summary() +
           "); reload first, or put the running version back";
   } catch (const config::ConfigError& e) {
@@ -70,8 +76,9 @@ void Master::upgrade(std::string_view trigger, ControlClient* client) {
   base::OwnedFd memfd;
   try {
     next = upgrade::preflight(binary_, generation_->config().file);
-    require_unchanged_config(generation_->config());
-    memfd = upgrade::write_state(export_state(fds));
+    json state = export_state(fds);
+    state["config_text"] = unchanged_config_text(generation_->config());
+    memfd = upgrade::write_state(state);
   } catch (const upgrade::UpgradeRefused& e) {
     return refuse(e.what());
   } catch (const std::exception& e) {
