@@ -12,6 +12,7 @@
 #include "ctl/render_status.hpp"
 #include "ctl/socket_path.hpp"
 #include "ctl/top.hpp"
+#include "ctl/upgrade.hpp"
 
 namespace forkpool::ctl {
 
@@ -73,6 +74,7 @@ int run_request(const Invocation& inv, const nlohmann::json& request) {
       return kExitErrorReply;
     }
     if (cmd == "events") return stream_events(inv, client, reply);
+    if (cmd == "upgrade") return finish_upgrade(inv, choice.path, client, reply);
     if (inv.json) {
       out(reply.text + "\n");
     } else if (cmd == "status") {

@@ -115,6 +115,7 @@ int main(int argc, char** argv) {
 
   simple("reload", "re-read the config file (same as SIGHUP)");
   simple("shutdown", "graceful stop of the master (same as SIGTERM)");
+  simple("upgrade", "replace the master's binary in place, workers untouched (same as SIGUSR2)");
 
   auto* log_level = app.add_subcommand("log-level", "change the master's log level");
   log_level->add_option("LEVEL", level, "trace debug info warn error critical off")

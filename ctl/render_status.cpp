@@ -1,5 +1,7 @@
 #include "ctl/render_status.hpp"
 
+#include <ctime>
+
 #include <fmt/format.h>
 
 #include "ctl/format.hpp"
@@ -130,6 +132,13 @@ std::string render_status(const nlohmann::json& reply, bool colour) {
                                 count_text(m, "pid"), paint(state, state_colour(state), colour),
                                 format_duration(num_field(m, "uptime_s")),
                                 str_field(m, "version", "-"), str_field(m, "config", "-"));
+  if (const double upgrades = num_field(m, "upgrades"); upgrades > 0) {
+    const auto when = static_cast<std::time_t>(num_field(m, "last_upgrade"));
+    char stamp[32] = "?";
+    std::tm tm{};
+    if (::gmtime_r(&when, &tm) != nullptr) std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    out += fmt::format("binary upgraded {} time(s) in place, last at {}\n", count_text(m, "upgrades"), stamp);
+  }
   const auto& pools = field(reply, "pools");
   if (!pools.is_array() || pools.empty()) return out + "no pools\n";
   for (const auto& p : pools) out += "\n" + render_pool(p, colour);

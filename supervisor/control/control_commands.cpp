@@ -137,6 +137,8 @@ void cmd_kill(ControlTarget& t, ControlClient& c, const json& r) {
 
 void cmd_reload(ControlTarget& t, ControlClient& c, const json&) { c.reply(t.reload("control socket")); }
 
+void cmd_upgrade(ControlTarget& t, ControlClient& c, const json&) { t.upgrade("control socket", &c); }
+
 void cmd_shutdown(ControlTarget& t, ControlClient& c, const json&) {
   c.reply(ok({{"stopping", true}}));
   t.request_shutdown();
@@ -176,7 +178,7 @@ const std::map<std::string, Command, std::less<>>& commands() {
       {"restart", cmd_restart},   {"stop", cmd_stop},           {"start", cmd_start},
       {"kill", cmd_kill},         {"reload", cmd_reload},       {"shutdown", cmd_shutdown},
       {"log-level", cmd_log_level}, {"metrics", cmd_metrics},   {"version", cmd_version},
-      {"scoreboard", cmd_scoreboard},
+      {"scoreboard", cmd_scoreboard}, {"upgrade", cmd_upgrade},
   };
   return table;
 }

@@ -158,10 +158,35 @@ ControlServer::ControlServer(uv_loop_t* loop, const config::SupervisorConfig& co
     log::warn("control.chown", "chown {} to group {}: {}", path, config_.control_group, std::strerror(errno));
   if (::chmod(path.c_str(), config_.control_mode) != 0)
     log::warn("control.chmod", "chmod {} {:o}: {}", path, config_.control_mode, std::strerror(errno));
-  const int lrc = uv_listen(reinterpret_cast<uv_stream_t*>(listener_), 128, &ControlServer::on_connection);
-  if (lrc != 0) throw std::runtime_error("listen on control socket " + path + ": " + uv_strerror(lrc));
+  start_listening();
   log::info("control.listen", "control socket {} (mode {:04o}{})", path, config_.control_mode,
             config_.control_group.empty() ? "" : ", group " + config_.control_group);
+}
+
+ControlServer::ControlServer(uv_loop_t* loop, const config::SupervisorConfig& config, Handler handler,
+                             int listening_fd)
+    : loop_(loop), config_(config), handler_(std::move(handler)) {
+  group_ = resolve_group(config_.control_group);
+  listener_ = new uv_pipe_t;
+  uv_pipe_init(loop_, listener_, 0);
+  listener_->data = this;
+  if (const int rc = uv_pipe_open(listener_, listening_fd); rc != 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(listener_), [](uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); });
+    listener_ = nullptr;
+    throw std::runtime_error("control socket " + config_.control_socket.string() + ": " + uv_strerror(rc));
+  }
+  start_listening();
+}
+
+void ControlServer::start_listening() {
+  const int rc = uv_listen(reinterpret_cast<uv_stream_t*>(listener_), 128, &ControlServer::on_connection);
+  if (rc != 0) throw std::runtime_error("listen on control socket " + config_.control_socket.string() + ": " + uv_strerror(rc));
+}
+
+int ControlServer::listening_fd() const {
+  uv_os_fd_t fd = -1;
+  if (listener_ == nullptr || uv_fileno(reinterpret_cast<const uv_handle_t*>(listener_), &fd) != 0) return -1;
+  return fd;
 }
 
 ControlServer::~ControlServer() {

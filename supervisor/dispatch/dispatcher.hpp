@@ -21,6 +21,8 @@
 #include "supervisor/dispatch/parked_connections.hpp"
 #include "supervisor/dispatch/worker_choice.hpp"
 #include "supervisor/process/worker_process.hpp"
+#include "supervisor/upgrade/state_reader.hpp"
+#include "supervisor/upgrade/state_writer.hpp"
 
 namespace forkpool::supervisor {
 
@@ -57,6 +59,12 @@ class Dispatcher {
   // A reload changed the pool's listeners: accept on these from now (none: accept
   // nothing, as for a pool that is removed and drains what it has queued).
   void set_listeners(const std::vector<ListenerRef>& listeners);
+
+  // A binary upgrade (dispatcher_state.cpp): the queue (each connection's descriptor goes
+  // into `fds`), the next connection id and the count in flight; and the same taken over
+  // by the new image's dispatcher of the pool, before anything was accepted.
+  nlohmann::json export_state(upgrade::FdList& fds) const;
+  void adopt_state(const nlohmann::json& state, upgrade::AdoptedFds& fds);
 
  private:
   struct Pending {

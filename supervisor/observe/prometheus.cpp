@@ -219,6 +219,9 @@ std::string prometheus_text(const StatusModel& model) {
   out.sample("forkpool_config_generation", {}, number(static_cast<std::uint64_t>(model.generation)));
   out.family("forkpool_master_uptime_seconds", "gauge", "Seconds since the master started.");
   out.sample("forkpool_master_uptime_seconds", {}, number(model.uptime_s));
+  out.family("forkpool_master_upgrades_total", "counter",
+             "Binary upgrades in place (SIGUSR2, forkpoolctl upgrade) since the master first started.");
+  out.sample("forkpool_master_upgrades_total", {}, number(static_cast<std::uint64_t>(model.upgrades)));
 
   out.family("forkpool_pool_up", "gauge", "1 when the pool is running, else 0.");
   for (const auto& p : model.pools) {

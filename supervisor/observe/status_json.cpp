@@ -266,7 +266,9 @@ json status_json(const StatusModel& model) {
             {"version", text(model.version)},
             {"config", text(model.config_file)},
             {"state", text(model.state)},
-            {"uptime_s", model.uptime_s}}},
+            {"uptime_s", model.uptime_s},
+            {"upgrades", model.upgrades},
+            {"last_upgrade", model.last_upgrade}}},
           {"generation", model.generation},
           {"pools", std::move(pools)}};
 }
@@ -279,6 +281,8 @@ StatusModel status_from_json(const json& j) {
   read(master, "config", m.config_file);
   read(master, "state", m.state);
   read(master, "uptime_s", m.uptime_s);
+  read(master, "upgrades", m.upgrades);
+  read(master, "last_upgrade", m.last_upgrade);
   read(j, "generation", m.generation);
   if (const auto& pools = child(j, "pools"); pools.is_array()) {
     for (const auto& p : pools) m.pools.push_back(pool_from(p));

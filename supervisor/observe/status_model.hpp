@@ -68,7 +68,9 @@ struct StatusModel {
   std::string config_file;
   std::string state;  // starting running stopping
   unsigned generation = 0;  // configuration generation: 1 at start, +1 per reload
-  double uptime_s = 0;
+  double uptime_s = 0;       // since the first start: a binary upgrade does not reset it
+  unsigned upgrades = 0;     // binary upgrades (SIGUSR2, `upgrade`) since the first start
+  double last_upgrade = 0;   // Unix time of the last one, 0 if none
   std::vector<PoolStatus> pools;
 };
 

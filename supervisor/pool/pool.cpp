@@ -82,7 +82,7 @@ void Pool::dispatch_candidates(std::vector<WorkerProcess*>& out) const {
     if (s->process && s->process->config().dispatch == config::Dispatch::Master) out.push_back(s->process.get());
 }
 
-void Pool::update_dispatcher() {
+void Pool::update_dispatcher(bool adopting) {
   const bool master = config_->dispatch == config::Dispatch::Master && !listeners_.empty() && !removed_;
   if (master) {
     if (!dispatcher_) {
@@ -99,7 +99,7 @@ void Pool::update_dispatcher() {
   // Shared dispatch (or nothing to accept): the master accepts nothing; what it queued
   // still goes to the workers that read their channels.
   if (dispatcher_) dispatcher_->set_listeners({});
-  if (config_->dispatch == config::Dispatch::Shared)
+  if (config_->dispatch == config::Dispatch::Shared && !adopting)
     for (const auto& l : listeners_) l->set_nonblocking(false);
 }
 

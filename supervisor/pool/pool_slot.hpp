@@ -19,6 +19,7 @@ struct Pool::Slot {
   std::string replace_reason;
   std::string last_error;  // why its last start failed; shown while it has no process
   Timer restart_timer;
+  Clock::time_point restart_due{};  // when restart_timer fires, while it is active
   Backoff backoff;
   StartStreak starts;
 };

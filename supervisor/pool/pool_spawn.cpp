@@ -24,8 +24,7 @@ std::uint32_t Pool::acquire_scoreboard_slot(unsigned worker) {
   return sb;
 }
 
-std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
-  auto self = std::make_shared<WorkerProcess*>(nullptr);
+WorkerEvents Pool::worker_events(Slot& slot, const std::shared_ptr<WorkerProcess*>& self) {
   WorkerEvents events;
   events.ready = [this, &slot, self] {
     WorkerProcess* p = *self;
@@ -83,7 +82,12 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
     stop_broken(slot, **self, "kept sending malformed channel records (" + std::to_string(kProtocolErrorLimit) +
                                   " or more over " + format_uptime(kProtocolErrorSpan) + ")");
   };
+  return events;
+}
 
+std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
+  auto self = std::make_shared<WorkerProcess*>(nullptr);
+  WorkerEvents events = worker_events(slot, self);
   const std::uint32_t sb = acquire_scoreboard_slot(slot.index);
   std::unique_ptr<WorkerProcess> p;
   try {
@@ -166,6 +170,7 @@ void Pool::schedule_respawn(Slot& slot, std::chrono::milliseconds delay) {
   report(ctx_, spdlog::level::info, "worker.respawn_scheduled", {config_->name, slot.index, 0},
          fmt::format("worker {}[{}] starts again in {}", config_->name, slot.index, format_uptime(delay)),
          {{"delay_ms", delay.count()}});
+  slot.restart_due = Clock::now() + delay;
   slot.restart_timer.start(delay, [this, &slot] {
     spawn(slot);
     update_running();

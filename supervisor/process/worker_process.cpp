@@ -105,17 +105,7 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, Identity id
     wc.stdout_fd = output_fd(cfg.stdout_target, STDOUT_FILENO, stdout_capture_, stdout_file, "stdout");
     wc.stderr_fd = output_fd(cfg.stderr_target, STDERR_FILENO, stderr_capture_, stderr_file, "stderr");
     if (cfg.ready == config::Readiness::Notify || cfg.watchdog.count() > 0) {
-      NotifyHandlers h;
-      h.ready = [this] { mark_ready(); };
-      h.watchdog = [this] { arm_watchdog(); };
-      h.status = [this](std::string s) {
-        if (s != status_text_) report_status(ctx_, {pool_->name, id_.worker, pid_}, s);
-        status_text_ = std::move(s);
-      };
-      h.stopping = [this] {
-        log::debug("worker.stopping", "worker {}[{}] pid {} says it is stopping", pool_->name, id_.worker, pid_);
-      };
-      notify_ = std::make_unique<NotifySocket>(ctx_.loop, worker_uid(cfg), std::move(h));
+      make_notify_socket(std::nullopt);
       wc.notify_socket = notify_->address();
     }
   } catch (const SpawnFailure&) {
@@ -152,6 +142,21 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, Identity id
 }
 
 WorkerProcess::~WorkerProcess() = default;
+
+void WorkerProcess::make_notify_socket(std::optional<shm::OwnedFd> adopted) {
+  NotifyHandlers h;
+  h.ready = [this] { mark_ready(); };
+  h.watchdog = [this] { arm_watchdog(); };
+  h.status = [this](std::string s) {
+    if (s != status_text_) report_status(ctx_, {pool_->name, id_.worker, pid_}, s);
+    status_text_ = std::move(s);
+  };
+  h.stopping = [this] {
+    log::debug("worker.stopping", "worker {}[{}] pid {} says it is stopping", pool_->name, id_.worker, pid_);
+  };
+  if (adopted) notify_ = std::make_unique<NotifySocket>(ctx_.loop, worker_uid(*pool_), std::move(h), std::move(*adopted));
+  else notify_ = std::make_unique<NotifySocket>(ctx_.loop, worker_uid(*pool_), std::move(h));
+}
 
 void WorkerProcess::transition(WorkerPhase to) {
   if (!phase_transition_allowed(phase_, to)) {
@@ -286,6 +291,7 @@ void WorkerProcess::mark_ready() {
 
 void WorkerProcess::arm_watchdog() {
   if (pool_->watchdog.count() == 0 || phase_ == WorkerPhase::Stopping || phase_ == WorkerPhase::Reaped) return;
+  watchdog_due_ = Clock::now() + pool_->watchdog;
   watchdog_timer_.start(pool_->watchdog, [this] { events_.watchdog_missed(); });
 }
 

@@ -22,6 +22,8 @@
 #include "supervisor/process/output_capture.hpp"
 #include "supervisor/process/stop_plan.hpp"
 #include "supervisor/process/worker_phase.hpp"
+#include "supervisor/upgrade/state_reader.hpp"
+#include "supervisor/upgrade/state_writer.hpp"
 #include "supervisor/pool/respawn_policy.hpp"
 #include "supervisor/uv_handles.hpp"
 
@@ -85,7 +87,17 @@ class WorkerProcess {
   // master-side settings.
   WorkerProcess(MasterContext& ctx, PoolConfigRef pool, Identity id, const std::vector<ListenerRef>& listeners,
                 WorkerEvents events);
+  // A binary upgrade (worker_process_state.cpp): the process the previous image started,
+  // with its channel, notify socket, output pipes, held connections and timers as
+  // export_state described them. Throws upgrade::StateError.
+  WorkerProcess(MasterContext& ctx, PoolConfigRef pool, const nlohmann::json& state, upgrade::AdoptedFds& fds,
+                WorkerEvents events);
   ~WorkerProcess();
+  // Once the adopting pool has wired everything: watches the channel and re-arms the
+  // timers from the deadlines they had (a stop in progress goes on where it was).
+  void resume_adopted();
+  // What the new image needs to adopt this process; its descriptors go into `fds`.
+  nlohmann::json export_state(upgrade::FdList& fds) const;
 
   pid_t pid() const { return pid_; }
   const Identity& identity() const { return id_; }
@@ -150,6 +162,7 @@ class WorkerProcess {
   void arm_request_timer();
   void run_stop_steps();
   void arm_watchdog();
+  void make_notify_socket(std::optional<shm::OwnedFd> adopted);
 
   MasterContext& ctx_;
   PoolConfigRef pool_;
@@ -170,6 +183,7 @@ class WorkerProcess {
   Timer watchdog_timer_;
   Timer stop_timer_;
   Timer request_timer_;
+  Clock::time_point watchdog_due_{};
   std::map<std::uint64_t, HeldConnection> held_;
   std::uint64_t handed_ = 0;
   std::uint64_t completed_ = 0;

@@ -204,12 +204,14 @@ TEST_CASE("status_json renders the documented schema", "[status][json]") {
 
   CHECK(keys(j) == std::set<std::string>{"master", "generation", "pools"});
   CHECK(keys(j["master"]) ==
-        std::set<std::string>{"pid", "version", "config", "state", "uptime_s"});
+        std::set<std::string>{"pid", "version", "config", "state", "uptime_s", "upgrades", "last_upgrade"});
   CHECK(j["master"]["pid"] == 4242);
   CHECK(j["master"]["version"] == "0.1.0");
   CHECK(j["master"]["config"] == "/etc/forkpool/forkpool.toml");
   CHECK(j["master"]["state"] == "running");
   CHECK(j["master"]["uptime_s"] == 123.456);
+  CHECK(j["master"]["upgrades"] == 0);
+  CHECK(j["master"]["last_upgrade"] == 0);
 
   REQUIRE(j["pools"].size() == 2);
   const json& web = j["pools"][0];
@@ -364,6 +366,7 @@ TEST_CASE("prometheus_text has HELP and TYPE for every family and the model's va
   const auto& web = m.pools[0];
   CHECK(at(R"(forkpool_build_info{version="0.1.0"})") == "1");
   CHECK(at("forkpool_master_uptime_seconds") == "123.456");
+  CHECK(at("forkpool_master_upgrades_total") == "0");
   CHECK(at(R"(forkpool_connections_accepted_total{pool="web"})") == std::to_string(web.accepted));
   CHECK(at(R"(forkpool_connections_dispatched_total{pool="web"})") ==
         std::to_string(web.dispatched));
