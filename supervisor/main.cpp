@@ -60,8 +60,19 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : kExitConfig;
   }
   if (check_only) restore();
-  const std::filesystem::path file =
-      config_file.empty() ? forkpool::config::default_config_path() : std::filesystem::path(config_file);
+  std::filesystem::path file(config_file);
+  if (config_file.empty()) {
+    const auto found = forkpool::config::find_default_config();
+    if (!found) {
+      std::string tried;
+      for (const auto& p : forkpool::config::config_search_paths())
+        tried += "\n  " + (p.is_absolute() ? p : std::filesystem::absolute(p)).string();
+      std::cerr << "forkpool: no config file found; tried:" << tried
+                << "\ngive one with -c FILE\n";
+      return kExitConfig;
+    }
+    file = *found;
+  }
   auto config = load(file);
   if (!config) return kExitConfig;
   if (check_only) {

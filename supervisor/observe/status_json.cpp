@@ -120,6 +120,7 @@ json pool_json(const PoolStatus& p) {
             {"killed", p.killed},
             {"recycled", p.recycled},
             {"spawn_failed", p.spawn_failed}}},
+          {"failed_reason", text_or_null(p.failed_reason)},
           {"accept_paused", text_or_null(p.accept_paused)},
           {"duration_ms", percentiles_json(p.duration)},
           {"queue_wait_ms", percentiles_json(p.queue_wait)},
@@ -231,6 +232,7 @@ PoolStatus pool_from(const json& j) {
   read(c, "killed", p.killed);
   read(c, "recycled", p.recycled);
   read(c, "spawn_failed", p.spawn_failed);
+  read(j, "failed_reason", p.failed_reason);
   read(j, "accept_paused", p.accept_paused);
   p.duration = percentiles_from(child(j, "duration_ms"));
   p.queue_wait = percentiles_from(child(j, "queue_wait_ms"));

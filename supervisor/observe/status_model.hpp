@@ -53,6 +53,7 @@ struct PoolStatus {
   std::uint64_t accepted = 0, dispatched = 0, completed = 0, in_flight = 0, lost = 0, closed = 0;
   std::uint64_t queue_timeouts = 0, spawned = 0, crashed = 0, killed = 0, recycled = 0;
   std::uint64_t spawn_failed = 0;  // starts that never ran the program (not in crashed)
+  std::string failed_reason;       // state "failed": why, with the exit line that failed it
   std::string accept_paused;       // master dispatch: why the pool cannot accept now, "" if it can
   Percentiles duration, queue_wait;
   shm::HistogramSnapshot duration_histogram, queue_wait_histogram;  // for Prometheus

@@ -53,6 +53,7 @@ PoolStatus Pool::status() const {
   s.recycled = p.recycled;
   s.spawn_failed = p.spawn_failed;
   if (dispatcher_) s.accept_paused = dispatcher_->accept_paused_reason();
+  if (state_ == shm::PoolState::Failed) s.failed_reason = failed_reason_;
   s.duration = percentiles(p.duration);
   s.queue_wait = percentiles(p.queue_wait);
   s.duration_histogram = p.duration;
