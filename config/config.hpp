@@ -30,8 +30,8 @@ struct ListenAddress {
 enum class Dispatch { Master, Shared };
 enum class Balance { LeastBusy, RoundRobin };
 // Exec: ready once exec succeeded. Notify: READY=1 over sd_notify (or READY on the
-// channel). Protocol: READY on the channel (what libforkpool-worker, forkpool_worker.py
-// and forkpool-wsgi send); the default for master dispatch with listeners.
+// channel). Protocol: READY on the channel (what libforkpool-worker and forkpool_worker.py
+// send); the default for master dispatch with listeners.
 enum class Readiness { Exec, Notify, Protocol };
 enum class LogFormat { Text, Json };
 

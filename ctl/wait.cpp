@@ -7,6 +7,7 @@
 
 #include "base/printable.hpp"
 #include "ctl/client.hpp"
+#include "ctl/format.hpp"
 #include "ctl/terminal.hpp"
 
 namespace forkpool::ctl {
@@ -40,7 +41,10 @@ class Display {
     if (!o_.progress || line == shown_) return;
     shown_ = line;
     if (o_.tty) {
-      write_all(STDOUT_FILENO, "\r" + std::string(ansi::kClearToEol) + base::printable(line));
+      // Cut to the terminal's width: a line that wrapped could not be redrawn in place.
+      const unsigned cols = window_size(STDOUT_FILENO).cols;
+      write_all(STDOUT_FILENO, "\r" + std::string(ansi::kClearToEol) +
+                                   truncate_to_width(base::printable(line), cols > 1 ? cols - 1 : 0));
       open_line_ = true;
     } else {
       write_all(STDOUT_FILENO, base::printable(line) + "\n");

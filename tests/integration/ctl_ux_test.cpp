@@ -247,3 +247,22 @@ TEST_CASE("a master-dispatch worker that never says READY gets no connection and
   CHECK(counter(pool_status(c, "web"), "dispatched") == 0);
   stop_master(*s.master);
 }
+
+TEST_CASE("forkpoolctl shows progress on a terminal as one line that updates in place", "[ctl][ux][wait]") {
+  // Each new worker takes 300 ms to say READY=1, so the restart is seen in progress.
+  Setup s(supervisor_section() + testworker_pool("web", 2, ", \"--notify-after-ms\", \"300\"",
+                                                 "ready = \"notify\"\nready_timeout = \"30s\"\n"));
+  auto c = s.client();
+  REQUIRE(wait_until([&] { return running_and_ready(c, "web", 2); }));
+  // script(1) gives forkpoolctl a terminal and copies what it wrote, escapes included.
+  const auto r = run_command({"/usr/bin/script", "-qec",
+                              ctl_binary() + " -s '" + s.socket().string() + "' restart web", "/dev/null"},
+                             60s);
+  INFO(r.describe());
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("\r\x1b[Krestart web: 0 of 2 replaced, 2 left"));
+  CHECK_THAT(r.out, Catch::Contains("\r\x1b[Krestart web: done, 2 workers replaced"));
+  // Progress never went to a line of its own: the only line break ends the result.
+  CHECK(r.out.find("left\r\n") == std::string::npos);
+  stop_master(*s.master);
+}
