@@ -698,7 +698,8 @@ TEST_CASE(
   m.rewrite(supervisor_section() + hello_pool("web", kWorkers, "dispatch = \"shared\"\n"));
   const json to_shared = m.reload();
   require_reloaded(to_shared, 2);
-  check_change(to_shared, "web", "replace", {"dispatch"});
+  // The default readiness follows the dispatch (protocol for master, exec for shared).
+  check_change(to_shared, "web", "replace", {"dispatch", "ready"});
   json web;
   CHECK(wait_until(
       [&] {
@@ -726,7 +727,7 @@ TEST_CASE(
   m.rewrite(supervisor_section() + hello_pool("web", kWorkers));
   const json to_master = m.reload();
   require_reloaded(to_master, 3);
-  check_change(to_master, "web", "replace", {"dispatch"});
+  check_change(to_master, "web", "replace", {"dispatch", "ready"});
   CHECK(wait_until(
       [&] {
         web = pool_status(c, "web");
