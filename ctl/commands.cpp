@@ -159,6 +159,8 @@ int run_change(const Invocation& inv, const SocketChoice& choice, const json& re
 
 }  // namespace
 
+// A new command that changes something (upgrade) is added here and gets a plan in
+// wait_plans.cpp.
 bool waits_for_change(const std::string& cmd) {
   return cmd == "restart" || cmd == "stop" || cmd == "start" || cmd == "scale" || cmd == "reload";
 }

@@ -147,6 +147,10 @@ WaitPlan reload_plan(const json& reply) {
                 if (!pool.is_null()) waiting += (waiting.empty() ? "" : ", ") + name + " draining";
                 continue;
               }
+              // A failed pool whose settings changed in place stays failed (its workers did
+              // not change): nothing to wait for. One that was replaced or added and fails
+              // now is a reload that did not work.
+              if (change == "in-place" && str_field(pool, "state") == "failed") continue;
               if (auto b = broken(what, name, pool)) return *b;
               if (str_field(pool, "state") == "stopped") continue;
               const PoolCounts c = counts(pool);
@@ -200,6 +204,7 @@ std::optional<WaitPlan> wait_plan(const json& request, const json& reply, const 
   if (cmd == "start") return start_plan(pool);
   if (cmd == "scale") return scale_plan(pool, u64_field(request, "workers"));
   if (cmd == "reload") return reload_plan(reply);
+  // `upgrade` plugs in here: its plan reads the master's pid and version from status.
   return std::nullopt;
 }
 
