@@ -149,11 +149,14 @@ int run_change(const Invocation& inv, const SocketChoice& choice, const json& re
   if (plans.empty()) return status;
   WaitOptions options;
   options.socket = choice.path;
+  options.find_socket = [&inv] {
+    return choose_socket({inv.socket, inv.config, {}, "/run/forkpool/forkpool.sock"}).path;
+  };
   options.timeout = inv.wait_timeout;
   options.reply_timeout = inv.timeout;
   options.progress = !inv.json;
   options.tty = ::isatty(STDOUT_FILENO) == 1;
-  const int waited = wait_for(all_of(cmd + " all", std::move(plans)), options);
+  const int waited = wait_for(all_of(cmd + " all", std::move(plans)), options, std::move(client));
   return status != kExitOk ? status : waited;
 }
 

@@ -20,10 +20,15 @@ constexpr std::chrono::milliseconds kPollInterval{100};
 
 // One status reply, or nullopt while the master cannot be reached (it may be
 // re-executing itself, or between sockets); the wait goes on until its deadline.
-std::optional<nlohmann::json> fetch_status(const WaitOptions& o, std::string& trouble) {
+std::optional<nlohmann::json> fetch_status(const WaitOptions& o, std::optional<Client>& client,
+                                           std::string& trouble) {
   try {
-    Client client = Client::connect(o.socket, o.reply_timeout);
-    Line line = client.call({{"cmd", "status"}}, o.reply_timeout);
+    if (!client) {
+      std::string path = o.find_socket ? o.find_socket() : o.socket;
+      if (path.empty()) path = o.socket;
+      client.emplace(Client::connect(path, o.reply_timeout));
+    }
+    Line line = client->call({{"cmd", "status"}}, o.reply_timeout);
     trouble.clear();
     return std::move(line.body);
   } catch (const ConnectionError& e) {
@@ -31,6 +36,7 @@ std::optional<nlohmann::json> fetch_status(const WaitOptions& o, std::string& tr
   } catch (const ReplyError& e) {
     trouble = e.what();
   }
+  client.reset();
   return std::nullopt;
 }
 
@@ -70,14 +76,14 @@ std::string seconds(Clock::duration d) {
 
 }  // namespace
 
-int wait_for(const WaitPlan& plan, const WaitOptions& o) {
+int wait_for(const WaitPlan& plan, const WaitOptions& o, std::optional<Client> client) {
   const auto start = Clock::now();
   const auto deadline = start + o.timeout;
   Display display(o);
   std::string trouble;
   Progress last;
   for (;;) {
-    if (auto status = fetch_status(o, trouble)) {
+    if (auto status = fetch_status(o, client, trouble)) {
       last = plan.check(*status);
       if (last.outcome == Progress::Outcome::Done) {
         display.finish();

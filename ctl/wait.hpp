@@ -1,14 +1,18 @@
 #pragma once
 // Waiting for a change the master accepted (restart, stop, start, scale, reload, ...)
-// to be done: status is asked again and again, on a fresh connection each time (so a
-// master that re-executes itself or moves its socket is followed), and a plan says how
-// far the change is. Progress goes to a terminal as one line that updates in place, and
+// to be done: status is asked again and again on one connection (a master that moved its
+// control socket in a reload keeps answering it there); when that connection ends (a
+// master that re-executed itself), a new one is made to the socket found again, and a
+// plan says how far the change is. Progress goes to a terminal as one line that updates in place, and
 // anywhere else as a plain line each time it changes.
 
 #include <chrono>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+
+#include "ctl/client.hpp"
 
 namespace forkpool::ctl {
 
@@ -28,6 +32,9 @@ struct WaitPlan {
 
 struct WaitOptions {
   std::string socket;
+  // Finds the socket again for a new connection (the config file may name a new one
+  // after a reload); empty: `socket` as it is.
+  std::function<std::string()> find_socket;
   std::chrono::milliseconds timeout{120'000};  // for the whole change
   std::chrono::milliseconds reply_timeout{5'000};
   bool progress = true;  // false: say nothing until the end (--json)
@@ -38,6 +45,7 @@ struct WaitOptions {
 // when it failed (the reason printed), kExitNotDone when the time ran out.
 inline constexpr int kExitNotDone = 3;
 
-int wait_for(const WaitPlan& plan, const WaitOptions& options);
+// `connection`: the one the request went over, asked first.
+int wait_for(const WaitPlan& plan, const WaitOptions& options, std::optional<Client> connection = std::nullopt);
 
 }  // namespace forkpool::ctl

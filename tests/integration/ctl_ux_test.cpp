@@ -267,3 +267,26 @@ TEST_CASE("forkpoolctl shows progress on a terminal as one line that updates in 
   CHECK(r.out.find("left\r\n") == std::string::npos);
   stop_master(*s.master);
 }
+
+TEST_CASE("forkpoolctl reload waits for replaced workers, also when the reload moves the control socket",
+          "[ctl][ux][wait]") {
+  Setup s(supervisor_section() + hello_pool("web", 2));
+  auto c = s.client();
+  REQUIRE(wait_until([&] { return running_and_ready(c, "web", 2); }));
+  const auto before = pids_of(pool_status(c, "web"));
+  // A new socket path, and an env entry that replaces every worker.
+  write_file(s.dir / "f.toml", "[supervisor]\ncontrol_socket = \"moved.sock\"\nlog_level = \"debug\"\n\n" +
+                                   hello_pool("web", 2, "env = { RELEASE = \"2\" }"));
+  // The file names the new path already, so the running master is reached at the old one;
+  // the old socket file goes with the reload, but the connection made before stays served.
+  const auto r = ctl(s, {"reload"});
+  INFO(r.describe());
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("workers replaced (rolling): env"));
+  CHECK_THAT(r.out, Catch::Contains("reload (generation 2): done"));
+  ControlClient moved(s.dir / "moved.sock", 10s);
+  const json web = pool_status(moved, "web");
+  CHECK(web["ready"] == 2);
+  for (auto pid : pids_of(web)) CHECK(before.count(pid) == 0);
+  stop_master(*s.master);
+}
