@@ -77,8 +77,19 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (check_only) restore();
-  const std::filesystem::path file =
-      config_file.empty() ? forkpool::config::default_config_path() : std::filesystem::path(config_file);
+  std::filesystem::path file(config_file);
+  if (config_file.empty()) {
+    const auto found = forkpool::config::find_default_config();
+    if (!found) {
+      std::string tried;
+      for (const auto& p : forkpool::config::config_search_paths())
+        tried += "\n  " + (p.is_absolute() ? p : std::filesystem::absolute(p)).string();
+      std::cerr << "forkpool: no config file found; tried:" << tried
+                << "\ngive one with -c FILE\n";
+      return kExitConfig;
+    }
+    file = *found;
+  }
   // The new image of a binary upgrade runs the configuration text the previous one ran.
   if (state_fd >= 0) return forkpool::supervisor::run_upgraded(file, state_fd);
   auto config = load(file);

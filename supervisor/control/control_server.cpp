@@ -3,8 +3,10 @@
 #include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -146,13 +148,34 @@ ControlServer::ControlServer(uv_loop_t* loop, const config::SupervisorConfig& co
   listener_->data = this;
   // Created with no permissions at all, then opened up to control_mode: never briefly
   // wider than configured.
-  const mode_t old_umask = ::umask(0777);
-  const int rc = uv_pipe_bind(listener_, path.c_str());
-  ::umask(old_umask);
-  if (rc != 0) {
+  // Bound here rather than by uv_pipe_bind, which reports a missing folder (ENOENT) as
+  // EACCES: the operator gets the errno of bind(2) itself.
+  std::string failure;
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    failure = std::string("socket(AF_UNIX): ") + std::strerror(errno);
+  } else {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), std::min(path.size(), sizeof(addr.sun_path) - 1));
+    const mode_t old_umask = ::umask(0777);
+    const int brc = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+    const int err = errno;
+    ::umask(old_umask);
+    if (brc != 0) {
+      failure = std::strerror(err);
+      if (err == ENOENT) failure += " (the folder " + config_.control_socket.parent_path().string() + " does not exist)";
+      ::close(fd);
+    } else if (const int orc = uv_pipe_open(listener_, fd); orc != 0) {
+      failure = std::string("uv_pipe_open: ") + uv_strerror(orc);
+      ::close(fd);
+      ::unlink(path.c_str());
+    }
+  }
+  if (!failure.empty()) {
     uv_close(reinterpret_cast<uv_handle_t*>(listener_), [](uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); });
     listener_ = nullptr;
-    throw std::runtime_error("bind control socket " + path + ": " + uv_strerror(rc));
+    throw std::runtime_error("bind control socket " + path + ": " + failure);
   }
   if (group_ != static_cast<gid_t>(-1) && ::chown(path.c_str(), static_cast<uid_t>(-1), group_) != 0)
     log::warn("control.chown", "chown {} to group {}: {}", path, config_.control_group, std::strerror(errno));

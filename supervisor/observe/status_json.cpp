@@ -128,6 +128,7 @@ json pool_json(const PoolStatus& p) {
             {"parked_now", p.parked_now},
             {"protocol_errors", p.protocol_errors}}},
           {"keepalive", text(p.keepalive)},
+          {"failed_reason", text_or_null(p.failed_reason)},
           {"accept_paused", text_or_null(p.accept_paused)},
           {"duration_ms", percentiles_json(p.duration)},
           {"queue_wait_ms", percentiles_json(p.queue_wait)},
@@ -247,6 +248,7 @@ PoolStatus pool_from(const json& j) {
   read(c, "parked_now", p.parked_now);
   read(c, "protocol_errors", p.protocol_errors);
   read(j, "keepalive", p.keepalive);
+  read(j, "failed_reason", p.failed_reason);
   read(j, "accept_paused", p.accept_paused);
   p.duration = percentiles_from(child(j, "duration_ms"));
   p.queue_wait = percentiles_from(child(j, "queue_wait_ms"));

@@ -56,6 +56,7 @@ struct PoolStatus {
   std::string keepalive;           // worker | master (master dispatch)
   std::uint64_t parked = 0, resumed = 0, keepalive_timeouts = 0, keepalive_closed = 0, parked_closed = 0;
   std::uint64_t parked_now = 0, protocol_errors = 0;
+  std::string failed_reason;       // state "failed": why, with the exit line that failed it
   std::string accept_paused;       // master dispatch: why the pool cannot accept now, "" if it can
   Percentiles duration, queue_wait;
   shm::HistogramSnapshot duration_histogram, queue_wait_histogram;  // for Prometheus

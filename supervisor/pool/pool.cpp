@@ -129,6 +129,8 @@ void Pool::update_running() {
 
 void Pool::start() {
   set_state(shm::PoolState::Starting);
+  failed_reason_.clear();
+  last_exit_line_.clear();
   flap_.clear();
   spawn_failures_ = 0;
   if (dispatcher_) dispatcher_->set_paused(false);

@@ -151,6 +151,8 @@ class Pool {
   std::unique_ptr<Timer> memory_sampler_;
   std::deque<unsigned> rolling_;  // workers still to be replaced by a rolling restart
   std::string rolling_reason_;
+  std::string last_exit_line_;  // the latest unplanned exit, as logged; "" after a failed start
+  std::string failed_reason_;   // why the pool is failed, with the exit that failed it
   Timer rolling_next_;  // the next batch starts on a later loop turn, never recursively
 };
 

@@ -35,6 +35,7 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
       classify_exit({wait_status, p->exit_expected(), p->ever_ready(), uptime,
                      p->config().ready == config::Readiness::Exec, false});
   const std::string line = describe_exit(config_->name, slot->index, pid, wait_status, uptime);
+  if (reason != ExitReason::Requested) last_exit_line_ = line;
   const auto level = reason == ExitReason::Requested ? spdlog::level::info
                      : reason == ExitReason::Fatal   ? spdlog::level::err
                                                      : spdlog::level::warn;
@@ -138,6 +139,8 @@ void Pool::fail(const std::string& why) {
   report(ctx_, spdlog::level::err, "pool.failed", {config_->name, {}, 0},
          fmt::format("pool {} failed: {}; no more restarts until it is started again", config_->name, why),
          {{"reason", why}});
+  // Status shows this: the reason, and the exit that tipped the pool over.
+  failed_reason_ = last_exit_line_.empty() ? why : why + "; last exit: " + last_exit_line_;
   set_state(shm::PoolState::Failed);
 }
 

@@ -34,7 +34,18 @@ WorkerEvents Pool::worker_events(Slot& slot, const std::shared_ptr<WorkerProcess
     if (dispatcher_) dispatcher_->pump();
     update_running();
   };
-  events.ready_timeout = [this, self] { kill_worker(**self, "did not become ready within ready_timeout"); };
+  events.ready_timeout = [this, self] {
+    const config::PoolConfig& c = (*self)->config();
+    std::string why = "did not become ready within ready_timeout " + format_uptime(c.ready_timeout);
+    // The usual cause: a program that does not speak the worker protocol (an ordinary
+    // HTTP server) in a master-dispatch pool, where `ready = "protocol"` is the default.
+    if (c.ready == config::Readiness::Protocol)
+      why += " (it sent no READY on its channel; a program that does not speak the forkpool worker protocol "
+             "belongs in a pool with dispatch = \"shared\")";
+    else if (c.ready == config::Readiness::Notify)
+      why += " (it sent no READY=1 to $NOTIFY_SOCKET)";
+    kill_worker(**self, why);
+  };
   events.watchdog_missed = [this, self] { kill_worker(**self, "sent no WATCHDOG=1 within watchdog"); };
   // After a DONE or a PARK: max_requests counts connections handed over (with
   // keepalive = "master", each request of a keep-alive connection is one).
@@ -149,6 +160,7 @@ bool Pool::after_spawn_failure(Slot& slot, const SpawnFailure& e, bool replaceme
   // with backoff and counts towards nothing.
   if (e.transient) return true;
   if (++spawn_failures_ >= kSpawnFailuresInARow) {
+    last_exit_line_.clear();  // the failure is the start, not an earlier exit
     fail(fmt::format("its program could not be started {} times in a row (last: {})", spawn_failures_, e.what()));
     return false;
   }

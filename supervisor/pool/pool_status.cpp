@@ -61,6 +61,7 @@ PoolStatus Pool::status() const {
   s.parked_now = p.parked_now;
   s.protocol_errors = p.protocol_errors;
   if (dispatcher_) s.accept_paused = dispatcher_->accept_paused_reason();
+  if (state_ == shm::PoolState::Failed) s.failed_reason = failed_reason_;
   s.duration = percentiles(p.duration);
   s.queue_wait = percentiles(p.queue_wait);
   s.duration_histogram = p.duration;

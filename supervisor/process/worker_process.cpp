@@ -136,7 +136,7 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, Identity id
                     if (events_.writable) events_.writable();
                   });
 
-  if (cfg.ready == config::Readiness::Notify && cfg.ready_timeout.count() > 0)
+  if (cfg.ready != config::Readiness::Exec && cfg.ready_timeout.count() > 0)
     ready_timer_.start(cfg.ready_timeout, [this] { events_.ready_timeout(); });
   if (cfg.watchdog.count() > 0) arm_watchdog();
 }

@@ -236,7 +236,8 @@ TEST_CASE("an upgrade in the middle of a rolling restart lets the restart finish
   const std::set<pid_t> old = all_pids(pool_in(m.status(), "web"));
   Load load(addr);
   REQUIRE(load.advance(20));
-  REQUIRE(m.ctl({"restart", "web"}).exit_code == 0);
+  // --no-wait: forkpoolctl would otherwise return only once the restart is over.
+  REQUIRE(m.ctl({"restart", "web", "--no-wait"}).exit_code == 0);
   REQUIRE(wait_until([&] {
     const json p = pool_in(m.status(), "web");
     for (const auto& w : p["workers"])

@@ -91,9 +91,9 @@ metrics_listen = "127.0.0.1:9464"
 }
 
 TEST_CASE("config load: absolute supervisor paths stay as written", "[config][load]") {
-  const auto c = load("[supervisor]\ncontrol_socket = \"/run/forkpool/ctl.sock\"\nlog_file = \"/tmp/fp.log\"\n"
+  const auto c = load("[supervisor]\ncontrol_socket = \"/tmp/ctl.sock\"\nlog_file = \"/tmp/fp.log\"\n"
                       "metrics_listen = \"localhost:0\"\n" + kPool);
-  CHECK(c.supervisor.control_socket == "/run/forkpool/ctl.sock");
+  CHECK(c.supervisor.control_socket == "/tmp/ctl.sock");
   CHECK(c.supervisor.log_file == "/tmp/fp.log");
   CHECK(c.supervisor.metrics_listen == "127.0.0.1:0");
 }
@@ -406,4 +406,18 @@ command = ["/bin/true"]
 listen = ["tcp://127.0.0.1:0"]
 )");
   CHECK(c.pools.size() == 2);
+}
+
+TEST_CASE("config load: ready defaults to protocol for master dispatch with listeners, exec otherwise",
+          "[config][load]") {
+  const std::string cmd = "command = [\"/bin/true\"]\n";
+  const auto c = load("[pools.m]\n" + cmd + "listen = [\"tcp://127.0.0.1:0\"]\n" +
+                      "[pools.s]\n" + cmd + "listen = [\"tcp://127.0.0.1:0\"]\ndispatch = \"shared\"\n" +
+                      "[pools.plain]\n" + cmd +
+                      "[pools.e]\n" + cmd + "listen = [\"tcp://127.0.0.1:0\"]\nready = \"exec\"\n");
+  REQUIRE(c.pools.size() == 4);
+  CHECK(c.pools[0].ready == cfg::Readiness::Protocol);
+  CHECK(c.pools[1].ready == cfg::Readiness::Exec);
+  CHECK(c.pools[2].ready == cfg::Readiness::Exec);
+  CHECK(c.pools[3].ready == cfg::Readiness::Exec);
 }

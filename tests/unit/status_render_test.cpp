@@ -217,7 +217,7 @@ TEST_CASE("status_json renders the documented schema", "[status][json]") {
   const json& web = j["pools"][0];
   CHECK(keys(web) == std::set<std::string>{"name", "state", "dispatch", "balance", "generation", "removed", "listeners",
                                            "target", "live", "ready", "busy", "idle", "queue",
-                                           "counters", "accept_paused", "duration_ms", "queue_wait_ms",
+                                           "counters", "failed_reason", "accept_paused", "duration_ms", "queue_wait_ms",
                                            "workers", "keepalive"});
   CHECK(web["name"] == "web");
   CHECK(web["accept_paused"].is_null());
