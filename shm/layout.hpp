@@ -27,14 +27,15 @@ namespace forkpool::shm {
 
 // Bump on any change to a struct in this file or to the numeric values of WorkerState,
 // PoolState or the histogram buckets.
-inline constexpr std::uint32_t kLayoutVersion = 4;
+inline constexpr std::uint32_t kLayoutVersion = 5;
 // "FPSCORE" followed by a format byte; spelled so a hex dump of the region reads it.
 inline constexpr std::uint64_t kMagic = 0x0145524f43535046ull;  // bytes: F P S C O R E 0x01
 inline constexpr std::size_t kCacheLine = 64;
 
-// Histogram buckets: bucket 0 holds 0 us, bucket k (1..32) holds [2^(k-1), 2^k) us,
-// bucket 33 holds everything from 2^32 us (~71.6 minutes) up.
-inline constexpr std::size_t kHistogramBuckets = 34;
+// Histogram buckets: round upper bounds on a 1-2.5-5 ladder from 100 us to 25 s, then
+// 60 s, then everything longer (shm/histogram.hpp lists them; Prometheus shows them as
+// its `le` labels). Bucket k holds the samples above bound k-1 and at most bound k.
+inline constexpr std::size_t kHistogramBuckets = 19;
 
 // Sanity bounds used when validating a header handed to us by another process.
 inline constexpr std::uint32_t kMaxSlots = 65536;

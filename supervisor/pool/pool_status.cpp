@@ -10,6 +10,7 @@
 #include "supervisor/pool/pool.hpp"
 #include "supervisor/pool/pool_slot.hpp"
 #include "shm/proc_stats.hpp"
+#include "supervisor/process/descendants.hpp"
 
 namespace forkpool::supervisor {
 namespace {
@@ -60,6 +61,11 @@ PoolStatus Pool::status() const {
 
   const bool master_dispatch = dispatcher_ != nullptr;
   const std::int64_t now_ns = base::monotonic_ns();
+  // A shared or plain pool's worker may be a master of its own (gunicorn): its memory is
+  // in its process tree. One pass over /proc serves every worker of the pool.
+  std::optional<ProcessTable> table;
+  if (!master_dispatch) table = ProcessTable::read();
+  auto usage = [&](pid_t pid) { return table ? tree_stats(pid, *table) : shm::read_proc_stats(pid); };
   auto add = [&](unsigned worker, const WorkerProcess& proc, const char* role) {
     const shm::WorkerSnapshot snap = ctx_.scoreboard->read_worker(proc.identity().scoreboard_slot);
     WorkerStatus w;
@@ -88,7 +94,7 @@ PoolStatus Pool::status() const {
       w.current_ms = snap.busy_since_ns > 0 ? static_cast<double>(now_ns - snap.busy_since_ns) / 1e6 : 0.0;
       w.state = std::string(shm::to_string(snap.state));
     }
-    if (auto stats = shm::read_proc_stats(proc.pid())) {
+    if (auto stats = usage(proc.pid())) {
       w.rss_bytes = stats->rss_bytes;
       w.cpu_s = static_cast<double>(stats->cpu_time_us) / 1e6;
     }
