@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 
+#include "supervisor/observe/access_log.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/master.hpp"
 
@@ -13,6 +14,7 @@ namespace forkpool::supervisor {
 int run(config::Config config) {
   try {
     log::setup({config.supervisor.log_level, config.supervisor.log_format, config.supervisor.log_file});
+    access_log::setup({config.supervisor.access_log, config.supervisor.access_log_format});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "forkpool: %s\n", e.what());
     return 1;

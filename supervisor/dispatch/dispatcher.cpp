@@ -180,7 +180,7 @@ void Dispatcher::pump() {
       if (!pick) break;
       WorkerProcess& w = *workers[*pick];
       Pending& p = queue_.front();
-      if (w.send_connection(p.fd.get(), p.listener, p.id, p.peer, p.peer_len) == SendResult::Sent) {
+      if (w.send_connection(p.fd.get(), p.listener, p.id, p.peer, p.peer_len, p.accepted) == SendResult::Sent) {
         const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.accepted);
         ctx_.scoreboard->record_queue_wait(index_, static_cast<std::uint64_t>(waited.count()));
         ctx_.scoreboard->count(index_, shm::PoolCounter::Dispatched);
@@ -230,6 +230,7 @@ void Dispatcher::expire_queue() {
                queue_.front().id, describe_peer(queue_.front().peer, queue_.front().peer_len),
                format_uptime(pool_->queue_timeout));
     ctx_.scoreboard->count(index_, shm::PoolCounter::QueueTimeouts);
+    log_unserved(queue_.front(), access_log::Outcome::QueueTimeout);
     queue_.pop_front();
   }
   publish();
@@ -263,9 +264,22 @@ void Dispatcher::close_queue(const char* why) {
     log::debug("queue.closed", "pool {}: closing queued connection {} from {} {}", pool_->name, p.id,
                describe_peer(p.peer, p.peer_len), why);
     ctx_.scoreboard->count(index_, shm::PoolCounter::Closed);
+    log_unserved(p, access_log::Outcome::Closed);
   }
   queue_.clear();
   publish();
+}
+
+void Dispatcher::log_unserved(const Pending& p, access_log::Outcome outcome) const {
+  if (!access_log::enabled()) return;
+  access_log::Record r;
+  r.pool = pool_->name;
+  r.peer = &p.peer;
+  r.peer_len = p.peer_len;
+  r.id = p.id;
+  r.queue_wait = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.accepted);
+  r.outcome = outcome;
+  access_log::write(r);
 }
 
 void Dispatcher::publish() {

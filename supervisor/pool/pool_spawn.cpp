@@ -29,11 +29,14 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
   WorkerEvents events;
   events.ready = [this, &slot, self] {
     WorkerProcess* p = *self;
-    report(ctx_, spdlog::level::info, "worker.ready", {config_->name, slot.index, p->pid()},
-           fmt::format("worker {}[{}] pid {} is ready", config_->name, slot.index, p->pid()));
     if (p == slot.replacement.get()) promote(slot);
     if (dispatcher_) dispatcher_->pump();
     update_running();
+  };
+  events.ready_confirmed = [this, &slot, self] {
+    WorkerProcess* p = *self;
+    report(ctx_, spdlog::level::info, "worker.ready", {config_->name, slot.index, p->pid(), p->identity().generation},
+           fmt::format("worker {}[{}] pid {} is ready", config_->name, slot.index, p->pid()));
   };
   events.ready_timeout = [this, self] { kill_worker(**self, "did not become ready within ready_timeout"); };
   events.watchdog_missed = [this, self] { kill_worker(**self, "sent no WATCHDOG=1 within watchdog"); };
@@ -53,7 +56,7 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
   events.request_timeout = [this, &slot, self](const std::string& peer) {
     WorkerProcess* p = *self;
     const config::PoolConfig& c = p->config();
-    report(ctx_, spdlog::level::warn, "worker.timeout", {c.name, slot.index, p->pid()},
+    report(ctx_, spdlog::level::warn, "worker.timeout", {c.name, slot.index, p->pid(), p->identity().generation},
            fmt::format("worker {}[{}] pid {} held a connection from {} longer than request_timeout {}; sending SIG{}",
                        c.name, slot.index, p->pid(), peer, format_uptime(c.request_timeout),
                        sigabbrev_np(c.timeout_signal)),
@@ -92,9 +95,8 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
   ctx_.scoreboard->count(index_, shm::PoolCounter::Spawned);
   spawn_failures_ = 0;
   slot.last_error.clear();
-  report(ctx_, spdlog::level::info, "worker.spawn", {config_->name, slot.index, p->pid()},
-         fmt::format("worker {}[{}] pid {} started", config_->name, slot.index, p->pid()),
-         {{"generation", generation_}});
+  report(ctx_, spdlog::level::info, "worker.spawn", {config_->name, slot.index, p->pid(), generation_},
+         fmt::format("worker {}[{}] pid {} started", config_->name, slot.index, p->pid()));
   return p;
 }
 
@@ -163,7 +165,7 @@ void Pool::schedule_respawn(Slot& slot, std::chrono::milliseconds delay) {
 }
 
 void Pool::stop_broken(Slot& slot, WorkerProcess& p, std::string_view why) {
-  report(ctx_, spdlog::level::warn, "worker.broken", {config_->name, slot.index, p.pid()},
+  report(ctx_, spdlog::level::warn, "worker.broken", {config_->name, slot.index, p.pid(), p.identity().generation},
          fmt::format("worker {}[{}] pid {} {}; stopping it (it is started again like a crashed one)", config_->name,
                      slot.index, p.pid(), why));
   // Not a requested exit: it is restarted with backoff and counts towards flapping, so a
@@ -173,7 +175,7 @@ void Pool::stop_broken(Slot& slot, WorkerProcess& p, std::string_view why) {
 }
 
 void Pool::kill_worker(WorkerProcess& p, std::string_view why) {
-  report(ctx_, spdlog::level::warn, "worker.kill", {config_->name, p.identity().worker, p.pid()},
+  report(ctx_, spdlog::level::warn, "worker.kill", {config_->name, p.identity().worker, p.pid(), p.identity().generation},
          fmt::format("worker {}[{}] pid {} {}; killing it", config_->name, p.identity().worker, p.pid(), why));
   ctx_.scoreboard->count(index_, shm::PoolCounter::Killed);
   p.stop(immediate_kill(), false);

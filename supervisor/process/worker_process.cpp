@@ -19,6 +19,7 @@
 
 #include "base/clock.hpp"
 #include "base/resources.hpp"
+#include "supervisor/observe/access_log.hpp"
 #include "supervisor/observe/events.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/process/exit_status.hpp"
@@ -178,11 +179,12 @@ bool WorkerProcess::accepts_work() const {
 }
 
 SendResult WorkerProcess::send_connection(int fd, std::uint16_t listener, std::uint64_t id,
-                                          const sockaddr_storage& peer, socklen_t peer_len) {
+                                          const sockaddr_storage& peer, socklen_t peer_len,
+                                          Clock::time_point accepted) {
   const SendResult r = channel_->send_connection(fd, listener, id);
   if (r != SendResult::Sent) return r;
   const bool start_timer = held_.empty();
-  held_[id] = HeldConnection{Clock::now(), peer, peer_len};
+  held_[id] = HeldConnection{Clock::now(), accepted, peer, peer_len};
   ++handed_;
   if (start_timer) arm_request_timer();
   return r;
@@ -196,12 +198,28 @@ void WorkerProcess::finish_connection(std::uint64_t id) {
     return;
   }
   const auto held = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - it->second.since);
+  if (access_log::enabled()) log_access(it->first, it->second, held, access_log::Outcome::Done);
   const bool was_oldest = it == held_.begin();
   held_.erase(it);
   ++completed_;
   if (held_.empty()) idle_order_ = ++ctx_.idle_clock;
   if (was_oldest) arm_request_timer();
   if (events_.done) events_.done(held);
+}
+
+void WorkerProcess::log_access(std::uint64_t id, const HeldConnection& c, std::chrono::microseconds held,
+                               access_log::Outcome outcome) const {
+  access_log::Record r;
+  r.pool = pool_->name;
+  r.worker = id_.worker;
+  r.pid = pid_;
+  r.peer = &c.peer;
+  r.peer_len = c.peer_len;
+  r.id = id;
+  r.queue_wait = std::chrono::duration_cast<std::chrono::microseconds>(c.since - c.accepted);
+  r.held = held;
+  r.outcome = outcome;
+  access_log::write(r);
 }
 
 void WorkerProcess::arm_request_timer() {
@@ -235,6 +253,13 @@ void WorkerProcess::mark_ready() {
   ready_timer_.stop();
   ctx_.scoreboard->mark_ready(id_.scoreboard_slot);
   events_.ready();  // may destroy nothing: the pool only updates counts here
+  if (!events_.ready_confirmed || phase_ != WorkerPhase::Ready) return;
+  if (pool_->ready != config::Readiness::Exec) {
+    events_.ready_confirmed();
+  } else {
+    // The ready timer has no other use with exec readiness; stop() and reaped() stop it.
+    ready_timer_.start(kExecReadyGrace, [this] { events_.ready_confirmed(); });
+  }
 }
 
 void WorkerProcess::arm_watchdog() {
@@ -280,6 +305,12 @@ void WorkerProcess::read_channel(bool until_empty) {
 void WorkerProcess::reaped() {
   read_channel(true);
   channel_->close();
+  if (access_log::enabled()) {
+    const auto now = Clock::now();
+    for (const auto& [id, c] : held_)
+      log_access(id, c, std::chrono::duration_cast<std::chrono::microseconds>(now - c.since),
+                 access_log::Outcome::Lost);
+  }
   ready_timer_.stop();
   watchdog_timer_.stop();
   request_timer_.stop();

@@ -18,6 +18,7 @@
 #include "supervisor/dispatch/worker_channel.hpp"
 #include "supervisor/generation/listeners.hpp"
 #include "supervisor/master_context.hpp"
+#include "supervisor/observe/access_log.hpp"
 #include "supervisor/process/notify_socket.hpp"
 #include "supervisor/process/output_capture.hpp"
 #include "supervisor/process/stop_plan.hpp"
@@ -36,6 +37,10 @@ struct SpawnFailure : std::runtime_error {
 
 struct WorkerEvents {
   std::function<void()> ready;
+  // Its readiness is beyond doubt, so it can be announced: together with `ready`, except
+  // with ready = "exec", where it comes kExecReadyGrace later, and never if the worker
+  // exits or is stopped before (an EX_CONFIG exit then is one "before it was ready").
+  std::function<void()> ready_confirmed;
   std::function<void()> ready_timeout;
   std::function<void()> watchdog_missed;
   // Master dispatch: a connection finished (DONE) after `held`; the channel drained.
@@ -61,6 +66,7 @@ inline constexpr int kReapReadLimit = 65536;
 // A connection handed to this worker and not finished yet.
 struct HeldConnection {
   Clock::time_point since;
+  Clock::time_point accepted;  // by the master: since - accepted is the time it was queued
   sockaddr_storage peer;
   socklen_t peer_len;
 };
@@ -107,7 +113,7 @@ class WorkerProcess {
   // Age of the oldest connection it holds; zero when it holds none.
   std::chrono::microseconds oldest_held() const;
   SendResult send_connection(int fd, std::uint16_t listener, std::uint64_t id, const sockaddr_storage& peer,
-                             socklen_t peer_len);
+                             socklen_t peer_len, Clock::time_point accepted);
   // Connections after which the pool replaces this worker (0 = never).
   std::uint64_t recycle_after() const { return recycle_after_; }
   void set_recycle_after(std::uint64_t n) { recycle_after_ = n; }
@@ -132,6 +138,8 @@ class WorkerProcess {
   // (its handler may change the pool); `until_empty` reads everything there is.
   void read_channel(bool until_empty = false);
   void finish_connection(std::uint64_t id);
+  void log_access(std::uint64_t id, const HeldConnection& c, std::chrono::microseconds held,
+                  access_log::Outcome outcome) const;
   void arm_request_timer();
   void run_stop_steps();
   void arm_watchdog();
