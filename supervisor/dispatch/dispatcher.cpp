@@ -207,8 +207,9 @@ void Dispatcher::on_lost(std::size_t count) {
   if (count == 0) return;
   ctx_.scoreboard->count(index_, shm::PoolCounter::Lost, count);
   in_flight_ -= std::min<std::uint64_t>(in_flight_, count);
-  log::warn("worker.connections_lost", "pool {}: {} connection(s) ended with their worker, without DONE",
-            pool_->name, count);
+  log::at_with(spdlog::level::warn, "worker.connections_lost",
+               [&] { return nlohmann::json{{"pool", pool_->name}, {"count", count}}; },
+               "pool {}: {} connection(s) ended with their worker, without DONE", pool_->name, count);
   publish();
 }
 
@@ -226,11 +227,16 @@ void Dispatcher::arm_queue_timer() {
 void Dispatcher::expire_queue() {
   const auto now = Clock::now();
   while (!queue_.empty() && now - queue_.front().accepted >= pool_->queue_timeout) {
-    log::debug("queue.timeout", "pool {}: closing connection {} from {} after {} in the queue", pool_->name,
-               queue_.front().id, describe_peer(queue_.front().peer, queue_.front().peer_len),
-               format_uptime(pool_->queue_timeout));
+    const Pending& p = queue_.front();
+    log::at_with(
+        spdlog::level::debug, "queue.timeout",
+        [&] {
+          return nlohmann::json{{"pool", pool_->name}, {"conn", p.id}, {"peer", describe_peer(p.peer, p.peer_len)}};
+        },
+        "pool {}: closing connection {} from {} after {} in the queue", pool_->name, p.id,
+        describe_peer(p.peer, p.peer_len), format_uptime(pool_->queue_timeout));
     ctx_.scoreboard->count(index_, shm::PoolCounter::QueueTimeouts);
-    log_unserved(queue_.front(), access_log::Outcome::QueueTimeout);
+    log_unserved(p, access_log::Outcome::QueueTimeout);
     queue_.pop_front();
   }
   publish();
@@ -261,8 +267,12 @@ void Dispatcher::set_paused(bool paused) {
 void Dispatcher::close_queue(const char* why) {
   queue_timer_.stop();
   for (const Pending& p : queue_) {
-    log::debug("queue.closed", "pool {}: closing queued connection {} from {} {}", pool_->name, p.id,
-               describe_peer(p.peer, p.peer_len), why);
+    log::at_with(
+        spdlog::level::debug, "queue.closed",
+        [&] {
+          return nlohmann::json{{"pool", pool_->name}, {"conn", p.id}, {"peer", describe_peer(p.peer, p.peer_len)}};
+        },
+        "pool {}: closing queued connection {} from {} {}", pool_->name, p.id, describe_peer(p.peer, p.peer_len), why);
     ctx_.scoreboard->count(index_, shm::PoolCounter::Closed);
     log_unserved(p, access_log::Outcome::Closed);
   }

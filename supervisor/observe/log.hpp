@@ -46,6 +46,14 @@ void at(spdlog::level::level_enum level, std::string_view event, fmt::format_str
   if (enabled(level)) write(level, event, fmt::format(f, std::forward<Args>(args)...));
 }
 
+// The same with fields for the JSON format (see write). `fields` is called, and must
+// return a JSON object, only when the line is written, so a disabled level costs nothing.
+template <typename Fields, typename... Args>
+void at_with(spdlog::level::level_enum level, std::string_view event, Fields&& fields, fmt::format_string<Args...> f,
+             Args&&... args) {
+  if (enabled(level)) write(level, event, fmt::format(f, std::forward<Args>(args)...), fields());
+}
+
 template <typename... Args>
 void trace(std::string_view event, fmt::format_string<Args...> f, Args&&... args) {
   at(spdlog::level::trace, event, f, std::forward<Args>(args)...);

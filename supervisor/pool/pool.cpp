@@ -239,7 +239,15 @@ void Pool::sample_memory() {
     if (config_->max_memory > 0 && stats->rss_bytes > config_->max_memory && !s->replacement &&
         s->process->phase() == WorkerPhase::Ready) {
       s->replace_reason = "after its RSS reached " + std::to_string(stats->rss_bytes >> 20) + " MiB (max_memory)";
-      log::info("worker.memory", "worker {}[{}] pid {} uses {} bytes, over max_memory; replacing it", config_->name,
+      log::at_with(
+          spdlog::level::info, "worker.memory",
+          [&] {
+            auto f = s->process->log_fields();
+            f["rss_bytes"] = stats->rss_bytes;
+            f["max_memory"] = config_->max_memory;
+            return f;
+          },
+          "worker {}[{}] pid {} uses {} bytes, over max_memory; replacing it", config_->name,
                 s->index, s->process->pid(), stats->rss_bytes);
       spawn_replacement(*s);
     }

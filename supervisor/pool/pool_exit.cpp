@@ -90,8 +90,12 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
       return;
     }
     const auto delay = slot->backoff.next(ctx_.rng);
-    log::info("worker.respawn_scheduled", "replacement for worker {}[{}] starts again in {}", config_->name,
-              slot->index, format_uptime(delay));
+    log::at_with(
+        spdlog::level::info, "worker.respawn_scheduled",
+        [&] {
+          return nlohmann::json{{"pool", config_->name}, {"worker", slot->index}, {"delay_ms", delay.count()}};
+        },
+        "replacement for worker {}[{}] starts again in {}", config_->name, slot->index, format_uptime(delay));
     slot->restart_timer.start(delay, [this, slot] { spawn_replacement(*slot); });
     return;
   }

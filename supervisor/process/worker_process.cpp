@@ -114,7 +114,8 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, Identity id
         status_text_ = std::move(s);
       };
       h.stopping = [this] {
-        log::debug("worker.stopping", "worker {}[{}] pid {} says it is stopping", pool_->name, id_.worker, pid_);
+        log::at_with(spdlog::level::debug, "worker.stopping", [this] { return log_fields(); },
+                     "worker {}[{}] pid {} says it is stopping", pool_->name, id_.worker, pid_);
       };
       notify_ = std::make_unique<NotifySocket>(ctx_.loop, worker_uid(cfg), std::move(h));
       wc.notify_socket = notify_->address();
@@ -193,8 +194,14 @@ SendResult WorkerProcess::send_connection(int fd, std::uint16_t listener, std::u
 void WorkerProcess::finish_connection(std::uint64_t id) {
   auto it = held_.find(id);
   if (it == held_.end()) {
-    log::debug("channel.unknown_done", "worker {}[{}] pid {} reported DONE for connection {} it does not hold",
-               pool_->name, id_.worker, pid_, id);
+    log::at_with(
+        spdlog::level::debug, "channel.unknown_done",
+        [&] {
+          auto f = log_fields();
+          f["conn"] = id;
+          return f;
+        },
+        "worker {}[{}] pid {} reported DONE for connection {} it does not hold", pool_->name, id_.worker, pid_, id);
     return;
   }
   const auto held = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - it->second.since);
@@ -205,6 +212,10 @@ void WorkerProcess::finish_connection(std::uint64_t id) {
   if (held_.empty()) idle_order_ = ++ctx_.idle_clock;
   if (was_oldest) arm_request_timer();
   if (events_.done) events_.done(held);
+}
+
+nlohmann::json WorkerProcess::log_fields() const {
+  return {{"pool", pool_->name}, {"worker", id_.worker}, {"pid", pid_}, {"generation", id_.generation}};
 }
 
 void WorkerProcess::log_access(std::uint64_t id, const HeldConnection& c, std::chrono::microseconds held,
@@ -378,8 +389,16 @@ void WorkerProcess::run_stop_steps() {
   while (stop_step_ < stop_plan_.size() && stop_plan_[stop_step_].after <= elapsed) {
     const StopStep& step = stop_plan_[stop_step_++];
     if (stop_step_ > 1)
-      log::warn("worker.stop_escalated", "worker {}[{}] pid {} still running after {}; sending SIG{}", pool_->name,
-                id_.worker, pid_, format_uptime(step.after), sigabbrev_np(step.signal));
+      log::at_with(
+          spdlog::level::warn, "worker.stop_escalated",
+          [&] {
+            auto f = log_fields();
+            f["after_s"] = static_cast<double>(step.after.count()) / 1000.0;
+            f["signal_name"] = std::string("SIG") + sigabbrev_np(step.signal);
+            return f;
+          },
+          "worker {}[{}] pid {} still running after {}; sending SIG{}", pool_->name, id_.worker, pid_,
+          format_uptime(step.after), sigabbrev_np(step.signal));
     // A stopped worker (SIGSTOP, ^Z) would keep the signal pending until graceful_timeout:
     // wake it, after the signal, so it acts on it now. Only when it is stopped: a SIGCONT
     // to a running worker could undo a stop of its own on its way out (a sanitizer's

@@ -112,6 +112,8 @@ class WorkerProcess {
   std::uint64_t completed() const { return completed_; }    // DONE received
   // Age of the oldest connection it holds; zero when it holds none.
   std::chrono::microseconds oldest_held() const;
+  // pool, worker, pid, generation: the fields of a JSON log line about this worker.
+  nlohmann::json log_fields() const;
   SendResult send_connection(int fd, std::uint16_t listener, std::uint64_t id, const sockaddr_storage& peer,
                              socklen_t peer_len, Clock::time_point accepted);
   // Connections after which the pool replaces this worker (0 = never).

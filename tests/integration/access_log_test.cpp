@@ -187,3 +187,29 @@ TEST_CASE("access log in JSON names connections closed in the queue and lost wit
   const json counters = web_status(dir)["counters"];
   CHECK(records().size() == counters["accepted"].get<std::size_t>());
 }
+
+TEST_CASE("a reload turns the access log on, and one that names a folder that is not there is refused",
+          "[dispatch][access_log]") {
+  TempDir dir;
+  write_file(dir / "f.toml", config("", "workers = 1\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  REQUIRE(http_get(addr, "/").has_value());
+  CHECK(!std::filesystem::exists(dir / "access.log"));
+
+  write_file(dir / "f.toml", config("access_log = \"access.log\"\n", "workers = 1\n"));
+  master.signal(SIGHUP);
+  REQUIRE(!master.wait_log("\\[config.reload\\] configuration generation 2").empty());
+  REQUIRE(http_get(addr, "/").has_value());
+  REQUIRE(wait_until([&] { return lines_of(dir / "access.log").size() == 1; }));
+  CHECK(fields_of(lines_of(dir / "access.log")[0])[8] == "done");
+
+  write_file(dir / "f.toml", config("access_log = \"nowhere/access.log\"\n", "workers = 1\n"));
+  master.signal(SIGHUP);
+  REQUIRE(!master.wait_log("\\[config.reload_failed\\]").empty());
+  CHECK(!master.wait_log("f.toml:3:14: supervisor.access_log: the folder of the access log").empty());
+  // The running access log goes on.
+  REQUIRE(http_get(addr, "/").has_value());
+  REQUIRE(wait_until([&] { return lines_of(dir / "access.log").size() == 2; }));
+}
