@@ -552,7 +552,9 @@ TEST_CASE("control scale and restart under load lose no request", "[control][loa
   CHECK_THAT(out, Catch::Contains("Failed requests:        0"));
   CHECK_THAT(out, !Catch::Contains("apr_"));
 
-  // Every old worker stopped only after its replacement was ready.
+  // Every old worker stopped only after its replacement was ready: the "replaces" line is
+  // written when the replacement is ready and takes over (with ready = "exec" the
+  // worker.ready line itself waits for the worker's first second).
   const auto log_lines = lines_of(s.master->log());
   const std::regex replaces_re(R"(worker web\[([0-9]+)\] pid ([0-9]+) replaces pid ([0-9]+) \(restart\))");
   std::set<pid_t> replaced_old;
@@ -562,7 +564,7 @@ TEST_CASE("control scale and restart under load lose no request", "[control][loa
     const std::string fresh = m[2].str(), old = m[3].str();
     replaced_old.insert(std::stoi(old));
     INFO(line);
-    const auto ready_at = line_index(log_lines, "pid " + fresh + " is ready");
+    const auto ready_at = line_index(log_lines, "pid " + fresh + " replaces pid " + old);
     const auto exit_at = line_index(log_lines, "pid " + old + " exited");
     CHECK(ready_at < log_lines.size());
     CHECK(ready_at < exit_at);
