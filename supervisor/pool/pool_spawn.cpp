@@ -35,8 +35,12 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
   };
   events.ready_confirmed = [this, &slot, self] {
     WorkerProcess* p = *self;
+    // With ready = "exec" this comes after the worker's first second (see WorkerEvents), so
+    // the line says why: it may have served already.
+    const bool exec = p->config().ready == config::Readiness::Exec;
     report(ctx_, spdlog::level::info, "worker.ready", {config_->name, slot.index, p->pid(), p->identity().generation},
-           fmt::format("worker {}[{}] pid {} is ready", config_->name, slot.index, p->pid()));
+           fmt::format("worker {}[{}] pid {} is ready{}", config_->name, slot.index, p->pid(),
+                       exec ? fmt::format(" (ready = \"exec\": up for {})", format_uptime(kExecReadyGrace)) : ""));
   };
   events.ready_timeout = [this, self] { kill_worker(**self, "did not become ready within ready_timeout"); };
   events.watchdog_missed = [this, self] { kill_worker(**self, "sent no WATCHDOG=1 within watchdog"); };
