@@ -263,11 +263,11 @@ void WorkerProcess::mark_ready() {
   idle_order_ = ++ctx_.idle_clock;
   ready_timer_.stop();
   ctx_.scoreboard->mark_ready(id_.scoreboard_slot);
+  const bool exec = pool_->ready == config::Readiness::Exec;
+  // Announced before what follows from it (a replacement taking over, the pool running).
+  if (!exec && events_.ready_confirmed) events_.ready_confirmed();
   events_.ready();  // may destroy nothing: the pool only updates counts here
-  if (!events_.ready_confirmed || phase_ != WorkerPhase::Ready) return;
-  if (pool_->ready != config::Readiness::Exec) {
-    events_.ready_confirmed();
-  } else {
+  if (exec && events_.ready_confirmed && phase_ == WorkerPhase::Ready) {
     // The ready timer has no other use with exec readiness; stop() and reaped() stop it.
     ready_timer_.start(kExecReadyGrace, [this] { events_.ready_confirmed(); });
   }

@@ -37,7 +37,7 @@ struct SpawnFailure : std::runtime_error {
 
 struct WorkerEvents {
   std::function<void()> ready;
-  // Its readiness is beyond doubt, so it can be announced: together with `ready`, except
+  // Its readiness is beyond doubt, so it can be announced: just before `ready`, except
   // with ready = "exec", where it comes kExecReadyGrace later, and never if the worker
   // exits or is stopped before (an EX_CONFIG exit then is one "before it was ready").
   std::function<void()> ready_confirmed;
