@@ -259,6 +259,15 @@ TEST_CASE("log_format = json carries an event's facts as fields of their own", "
   REQUIRE(std::getline(first, raw));
   CHECK(raw.rfind("{\"time\":", 0) == 0);
   CHECK(raw.find("\"level\":") < raw.find("\"event\":"));
+  // A worker's line names its subject right after the event, in a fixed order.
+  const std::string spawn_line = [&] {
+    std::ifstream in(log_file);
+    std::string l;
+    while (std::getline(in, l))
+      if (l.find("\"worker.spawn\"") != std::string::npos) return l;
+    return std::string();
+  }();
+  CHECK(spawn_line.find("\"event\":\"worker.spawn\",\"pool\":\"web\",\"worker\":") != std::string::npos);
 
   REQUIRE(::kill(pid, SIGKILL) == 0);
   std::optional<nlohmann::json> exit;
