@@ -95,7 +95,7 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
         [&] {
           return nlohmann::json{{"pool", config_->name}, {"worker", slot->index}, {"delay_ms", delay.count()}};
         },
-        "replacement for worker {}[{}] starts again in {}", config_->name, slot->index, format_uptime(delay));
+        "worker {}[{}] (a replacement) starts again in {}", config_->name, slot->index, format_uptime(delay));
     slot->restart_timer.start(delay, [this, slot] { spawn_replacement(*slot); });
     return;
   }

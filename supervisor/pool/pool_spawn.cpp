@@ -133,8 +133,9 @@ bool Pool::after_spawn_failure(Slot& slot, const SpawnFailure& e, bool replaceme
   // A start that never ran the program is no crash: it has a counter of its own.
   ctx_.scoreboard->count(index_, shm::PoolCounter::SpawnFailed);
   report(ctx_, spdlog::level::err, "worker.spawn_failed", {config_->name, slot.index, 0},
-         fmt::format("{}worker {}[{}] could not be started: {}{}", replacement ? "replacement for " : "",
-                     config_->name, slot.index, e.what(), replacement ? "; the current worker keeps serving" : ""),
+         fmt::format("worker {}[{}]{} could not be started: {}{}", config_->name, slot.index,
+                     replacement ? " (a replacement)" : "", e.what(),
+                     replacement ? "; the current worker keeps serving" : ""),
          {{"error", e.what()}, {"transient", e.transient}});
   if (!replacement) slot.last_error = e.what();
   // Short of processes, memory or descriptors: not the program's fault, so it is retried
