@@ -30,7 +30,9 @@ State& state() {
 
 base::OwnedFd open_file(const std::filesystem::path& file) {
   const int fd = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::runtime_error("cannot open access log " + file.string() + ": " + std::strerror(errno));
+  if (fd < 0)
+    throw std::runtime_error("cannot open access log " + file.string() + ": " +
+                             std::strerror(errno));
   return base::OwnedFd(fd);
 }
 
@@ -63,10 +65,14 @@ std::string seconds(std::chrono::microseconds d) {
 
 std::string_view to_string(Outcome o) {
   switch (o) {
-    case Outcome::Done: return "done";
-    case Outcome::Lost: return "lost";
-    case Outcome::QueueTimeout: return "queue_timeout";
-    case Outcome::Closed: return "closed";
+    case Outcome::Done:
+      return "done";
+    case Outcome::Lost:
+      return "lost";
+    case Outcome::QueueTimeout:
+      return "queue_timeout";
+    case Outcome::Closed:
+      return "closed";
   }
   return "unknown";
 }
@@ -84,7 +90,9 @@ void install(Opened opened) {
   s.failing = false;
 }
 
-void setup(const Options& options) { install(open(options)); }
+void setup(const Options& options) {
+  install(open(options));
+}
 
 void reopen() {
   State& s = state();
@@ -98,9 +106,13 @@ void reopen() {
   }
 }
 
-bool enabled() { return static_cast<bool>(state().fd); }
+bool enabled() {
+  return static_cast<bool>(state().fd);
+}
 
-const Options& options() { return state().options; }
+const Options& options() {
+  return state().options;
+}
 
 std::string format(const Record& r, config::LogFormat f) {
   const std::string peer = peer_text(r.peer, r.peer_len);
@@ -118,8 +130,9 @@ std::string format(const Record& r, config::LogFormat f) {
   }
   // Pool names are letters, digits, '_', '-' and '.', so no field holds a space.
   return fmt::format("{} {} {} {} {} {} {} {} {}", log::timestamp(), base::printable(r.pool),
-                     r.worker ? std::to_string(*r.worker) : "-", r.pid > 0 ? std::to_string(r.pid) : "-", peer, r.id,
-                     seconds(r.queue_wait), r.held ? seconds(*r.held) : "-", to_string(r.outcome));
+                     r.worker ? std::to_string(*r.worker) : "-",
+                     r.pid > 0 ? std::to_string(r.pid) : "-", peer, r.id, seconds(r.queue_wait),
+                     r.held ? seconds(*r.held) : "-", to_string(r.outcome));
 }
 
 void write(const Record& r) {
@@ -133,7 +146,8 @@ void write(const Record& r) {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       if (!s.failing)
-        log::error("access_log.write_failed", "writing access log {}: {}; lines are lost until a write succeeds",
+        log::error("access_log.write_failed",
+                   "writing access log {}: {}; lines are lost until a write succeeds",
                    s.options.file.string(), n < 0 ? std::strerror(errno) : "nothing written");
       s.failing = true;
       return;

@@ -31,8 +31,9 @@ using nlohmann::json;
 namespace {
 
 std::string config(const std::string& supervisor, const std::string& pool) {
-  return "[supervisor]\ncontrol_socket = \"ctl.sock\"\n" + supervisor + "\n[pools.web]\ncommand = [\"" +
-         hello_binary().string() + "\"]\nlisten = [\"tcp://127.0.0.1:0\"]\n" + pool;
+  return "[supervisor]\ncontrol_socket = \"ctl.sock\"\n" + supervisor +
+         "\n[pools.web]\ncommand = [\"" + hello_binary().string() +
+         "\"]\nlisten = [\"tcp://127.0.0.1:0\"]\n" + pool;
 }
 
 json web_status(const TempDir& dir) {
@@ -72,8 +73,9 @@ int connect_only(const std::string& address) {
 
 }  // namespace
 
-TEST_CASE("access log: one text line per connection with worker, pid, peer, queue wait and time held",
-          "[dispatch][access_log]") {
+TEST_CASE(
+    "access log: one text line per connection with worker, pid, peer, queue wait and time held",
+    "[dispatch][access_log]") {
   TempDir dir;
   write_file(dir / "f.toml", config("access_log = \"access.log\"\n", "workers = 2\n"));
   MasterProcess master(dir / "f.toml");
@@ -150,7 +152,8 @@ TEST_CASE("access log in JSON names connections closed in the queue and lost wit
 
   // The one worker holds a slow request; a second connection waits in the queue until
   // queue_timeout closes it.
-  auto slow = std::async(std::launch::async, [addr] { return http_get(addr, "/sleep?ms=20000", 30s); });
+  auto slow =
+      std::async(std::launch::async, [addr] { return http_get(addr, "/sleep?ms=20000", 30s); });
   REQUIRE(wait_until([&] { return web_status(dir).value("busy", 0) == 1; }));
   const int queued = connect_only(addr);
   REQUIRE(wait_until([&] { return with_outcome("queue_timeout").size() == 1; }));
@@ -188,8 +191,9 @@ TEST_CASE("access log in JSON names connections closed in the queue and lost wit
   CHECK(records().size() == counters["accepted"].get<std::size_t>());
 }
 
-TEST_CASE("a reload turns the access log on, and one that names a folder that is not there is refused",
-          "[dispatch][access_log]") {
+TEST_CASE(
+    "a reload turns the access log on, and one that names a folder that is not there is refused",
+    "[dispatch][access_log]") {
   TempDir dir;
   write_file(dir / "f.toml", config("", "workers = 1\n"));
   MasterProcess master(dir / "f.toml");
@@ -211,7 +215,8 @@ TEST_CASE("a reload turns the access log on, and one that names a folder that is
   write_file(dir / "f.toml", config("access_log = \"nowhere/access.log\"\n", "workers = 1\n"));
   master.signal(SIGHUP);
   REQUIRE(!master.wait_log("\\[config.reload_failed\\]").empty());
-  CHECK(!master.wait_log("f.toml:3:14: supervisor.access_log: the folder of the access log").empty());
+  CHECK(
+      !master.wait_log("f.toml:3:14: supervisor.access_log: the folder of the access log").empty());
   // The running access log goes on.
   REQUIRE(http_get(addr, "/").has_value());
   REQUIRE(wait_until([&] { return lines_of(dir / "access.log").size() == 2; }));

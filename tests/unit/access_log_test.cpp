@@ -1,5 +1,7 @@
 // The access log's two line formats, from records as the master makes them.
 
+#include "supervisor/observe/access_log.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/un.h>
@@ -8,8 +10,6 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <regex>
-
-#include "supervisor/observe/access_log.hpp"
 
 namespace al = forkpool::access_log;
 using forkpool::config::LogFormat;
@@ -28,7 +28,8 @@ sockaddr_storage v4(const char* ip, int port, socklen_t& len) {
 
 }  // namespace
 
-TEST_CASE("access log text line: nine fields, exact seconds, dashes for what does not apply", "[access_log]") {
+TEST_CASE("access log text line: nine fields, exact seconds, dashes for what does not apply",
+          "[access_log]") {
   socklen_t len = 0;
   const auto peer = v4("127.0.0.1", 50312, len);
   al::Record r;
@@ -42,7 +43,8 @@ TEST_CASE("access log text line: nine fields, exact seconds, dashes for what doe
   r.held = std::chrono::microseconds(4'502'301);
   r.outcome = al::Outcome::Done;
   const std::string line = al::format(r, LogFormat::Text);
-  static const std::regex re(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z web 3 1234 127\.0\.0\.1:50312 17 0\.000041 4\.502301 done$)");
+  static const std::regex re(
+      R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z web 3 1234 127\.0\.0\.1:50312 17 0\.000041 4\.502301 done$)");
   CHECK(std::regex_match(line, re));
 
   r.worker.reset();
@@ -50,7 +52,8 @@ TEST_CASE("access log text line: nine fields, exact seconds, dashes for what doe
   r.held.reset();
   r.queue_wait = std::chrono::microseconds(10'000'833);
   r.outcome = al::Outcome::QueueTimeout;
-  CHECK_THAT(al::format(r, LogFormat::Text), Catch::EndsWith(" web - - 127.0.0.1:50312 17 10.000833 - queue_timeout"));
+  CHECK_THAT(al::format(r, LogFormat::Text),
+             Catch::EndsWith(" web - - 127.0.0.1:50312 17 10.000833 - queue_timeout"));
 }
 
 TEST_CASE("access log peers: IPv6 in brackets, a Unix socket as unix", "[access_log]") {
@@ -70,10 +73,12 @@ TEST_CASE("access log peers: IPv6 in brackets, a Unix socket as unix", "[access_
   reinterpret_cast<sockaddr_un*>(&u)->sun_family = AF_UNIX;
   r.peer = &u;
   r.peer_len = sizeof(sa_family_t);
-  CHECK_THAT(al::format(r, LogFormat::Text), Catch::Contains(" unix ") && Catch::EndsWith(" closed"));
+  CHECK_THAT(al::format(r, LogFormat::Text),
+             Catch::Contains(" unix ") && Catch::EndsWith(" closed"));
 }
 
-TEST_CASE("access log JSON line carries the same facts, null where nothing applies", "[access_log]") {
+TEST_CASE("access log JSON line carries the same facts, null where nothing applies",
+          "[access_log]") {
   socklen_t len = 0;
   const auto peer = v4("10.1.2.3", 8080, len);
   al::Record r;
