@@ -168,7 +168,8 @@ constexpr WorkerMetric kWorkerMetrics[] = {
     {"forkpool_worker_cpu_seconds_total", "counter",
      "CPU time (user and system) the worker process used.",
      [](const WorkerStatus& w) { return number(w.cpu_s); }},
-    {"forkpool_worker_restarts_total", "counter", "Workers started in this slot after the first.",
+    {"forkpool_worker_restarts_total", "counter", "Processes started for this worker number after the first (restarts after an exit and "
+     "replacements alike).",
      [](const WorkerStatus& w) { return number(w.restarts); }},
 };
 

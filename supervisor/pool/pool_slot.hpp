@@ -1,6 +1,7 @@
 #pragma once
 // Internal to pool*.cpp: one worker number of a pool and the processes that serve it.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@ struct Pool::Slot {
   Timer restart_timer;
   Backoff backoff;
   StartStreak starts;
+  std::uint64_t launches = 0;  // processes started for this worker number (replacements too)
 };
 
 }  // namespace forkpool::supervisor

@@ -96,6 +96,7 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
     p->set_recycle_after(config_->max_requests + jitter(ctx_.rng));
   }
   ctx_.owners[p->pid()] = this;
+  ++slot.launches;
   ctx_.scoreboard->count(index_, shm::PoolCounter::Spawned);
   spawn_failures_ = 0;
   slot.last_error.clear();

@@ -66,7 +66,8 @@ PoolStatus Pool::status() const {
   std::optional<ProcessTable> table;
   if (!master_dispatch) table = ProcessTable::read();
   auto usage = [&](pid_t pid) { return table ? tree_stats(pid, *table) : shm::read_proc_stats(pid); };
-  auto add = [&](unsigned worker, const WorkerProcess& proc, const char* role) {
+  auto add = [&](const Slot& slot, const WorkerProcess& proc, const char* role) {
+    const unsigned worker = slot.index;
     const shm::WorkerSnapshot snap = ctx_.scoreboard->read_worker(proc.identity().scoreboard_slot);
     WorkerStatus w;
     w.worker = worker;
@@ -75,7 +76,9 @@ PoolStatus Pool::status() const {
     w.role = role;
     w.generation = proc.identity().generation;
     w.uptime_s = static_cast<double>(proc.uptime().count()) / 1000.0;
-    w.restarts = snap.restarts;
+    // Of the worker number, not of the scoreboard slot the process happens to use (a
+    // replacement takes another one, and a freed one may go to any pool): it only grows.
+    w.restarts = slot.launches > 0 ? slot.launches - 1 : 0;
     w.status_text = proc.status_text();
     if (snap.last_exit_status >= 0) w.last_exit = describe_wait_status(snap.last_exit_status);
     if (master_dispatch) {
@@ -113,9 +116,9 @@ PoolStatus Pool::status() const {
       w.last_error = slot->last_error;
       s.workers.push_back(std::move(w));
     }
-    if (slot->process) add(slot->index, *slot->process, "serving");
-    if (slot->replacement) add(slot->index, *slot->replacement, "replacement");
-    for (const auto& r : slot->retiring) add(slot->index, *r, "retiring");
+    if (slot->process) add(*slot, *slot->process, "serving");
+    if (slot->replacement) add(*slot, *slot->replacement, "replacement");
+    for (const auto& r : slot->retiring) add(*slot, *r, "retiring");
   }
   return s;
 }

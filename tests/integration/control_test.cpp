@@ -921,6 +921,22 @@ TEST_CASE("metrics keep one series per worker slot across restarts and put pids 
     if (key.rfind("forkpool_worker_restarts_total{", 0) == 0) ++restarts_series;
   CHECK(restarts_series == 2);
 
+  // A rolling restart: each replacement is one more process for its worker number, in
+  // whatever scoreboard slot it got, so the counters only grow.
+  const auto before_restart = pids_of();
+  REQUIRE(is_ok(c.request({{"cmd", "restart"}, {"pool", "web"}})));
+  REQUIRE(wait_until([&] {
+    const json web = pool_status(c, "web");
+    if (!settled(web, 2)) return false;
+    for (const auto& [worker, pid] : serving_pids(web))
+      if (pid == before_restart.at(worker)) return false;
+    return true;
+  }, 20s));
+  text = metrics_text();
+  samples = prometheus_samples(text);
+  CHECK(samples.at(R"(forkpool_worker_restarts_total{pool="web",worker="0"})") == 2);
+  CHECK(samples.at(R"(forkpool_worker_restarts_total{pool="web",worker="1"})") == 1);
+
   write_file(s.dir / "metrics.txt", text);
   const auto check = run_command({"/bin/sh", "-c", "exec /usr/bin/promtool check metrics < \"$0\"",
                                   (s.dir / "metrics.txt").string()},
