@@ -132,7 +132,7 @@ struct alignas(kCacheLine) SlotRecord {
   AtomicU32 generation;        // master: config generation the worker was started with
   AtomicI32 last_exit_status;  // master: raw wait status of the previous worker, -1 if none
   AtomicI64 start_time_ns;     // master: CLOCK_MONOTONIC when the worker was forked
-  AtomicU64 restarts;          // master: workers started in this slot after the first
+  AtomicU64 restarts;          // master: processes started for this worker number after the first
   AtomicU64 rss_bytes;         // master: resident set size, sampled from /proc
   AtomicU64 cpu_time_us;       // master: user+system cpu time, sampled from /proc
 };

@@ -97,6 +97,7 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
   }
   ctx_.owners[p->pid()] = this;
   ++slot.launches;
+  ctx_.scoreboard->set_restarts(sb, slot.launches - 1);  // what forkpoolctl top shows
   ctx_.scoreboard->count(index_, shm::PoolCounter::Spawned);
   spawn_failures_ = 0;
   slot.last_error.clear();
