@@ -114,6 +114,8 @@ struct SupervisorConfig {
   std::string log_level = "info";
   LogFormat log_format = LogFormat::Text;
   std::filesystem::path log_file;  // empty = stderr
+  std::filesystem::path access_log;  // empty = off; master dispatch connections, one a line
+  LogFormat access_log_format = LogFormat::Text;
   Duration shutdown_timeout{30'000};
   std::string metrics_listen;  // "" = off, else "HOST:PORT"
   std::vector<std::string> include;  // patterns as written; their pools are in Config::pools

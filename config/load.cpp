@@ -109,6 +109,14 @@ SupervisorConfig load_supervisor(TableReader& root, const std::filesystem::path&
     if (auto problem = check_directory(s.log_file.parent_path()))
       r.error("log_file", "the folder of the log file: " + *problem);
   }
+  if (auto v = r.string("access_log"); v && !v->empty()) {
+    s.access_log = (std::filesystem::path(*v).is_absolute() ? std::filesystem::path(*v) : base_dir / *v)
+                       .lexically_normal();
+    if (auto problem = check_directory(s.access_log.parent_path()))
+      r.error("access_log", "the folder of the access log: " + *problem);
+  }
+  if (auto v = r.choice<LogFormat>("access_log_format", log_format_from_string, {"text", "json"}))
+    s.access_log_format = *v;
   if (auto v = r.duration("shutdown_timeout")) s.shutdown_timeout = *v;
   if (auto v = r.string_array("include")) s.include = std::move(*v);
   if (auto v = r.string("metrics_listen"); v && !v->empty()) {

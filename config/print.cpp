@@ -166,6 +166,8 @@ std::string to_toml(const Config& config) {
   w.str("log_level", s.log_level);
   w.str("log_format", to_string(s.log_format));
   w.str("log_file", s.log_file.string());
+  w.str("access_log", s.access_log.string());
+  w.str("access_log_format", to_string(s.access_log_format));
   w.duration("shutdown_timeout", s.shutdown_timeout);
   w.str("metrics_listen", s.metrics_listen);
   // The pools of included files are printed in place of the include, so the printout is

@@ -114,6 +114,10 @@ class Scoreboard {
   void mark_exited(std::uint32_t slot, int wait_status);
   void mark_empty(std::uint32_t slot);  // scaled down: no worker will use the slot
   void set_usage(std::uint32_t slot, std::uint64_t rss_bytes, std::uint64_t cpu_time_us);
+  // The processes started for the slot's worker number after the first, as its pool
+  // counts them (start_worker() counts reuses of this slot, which a replacement or another
+  // pool's worker may have taken).
+  void set_restarts(std::uint32_t slot, std::uint64_t restarts);
 
   // --- Pool counters (all master-written) ---
   void set_pool_state(std::uint32_t pool, PoolState state);

@@ -13,6 +13,7 @@
 
 #include "config/names.hpp"
 #include "supervisor/dispatch/descriptor_budget.hpp"
+#include "supervisor/observe/access_log.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/observe/prometheus.hpp"
 #include "supervisor/observe/status_json.hpp"
@@ -235,7 +236,10 @@ void Master::on_signal(int signo) {
     case SIGTERM:
     case SIGINT: shutdown(false); return;
     case SIGQUIT: shutdown(true); return;
-    case SIGUSR1: log::reopen(); return;
+    case SIGUSR1:
+      log::reopen();
+      access_log::reopen();
+      return;
     case SIGTTIN: resize_fixed_pools(+1); return;
     case SIGTTOU: resize_fixed_pools(-1); return;
     case SIGHUP: reload("SIGHUP"); return;

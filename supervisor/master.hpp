@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "config/config.hpp"
@@ -19,6 +20,7 @@
 #include "supervisor/control/control_server.hpp"
 #include "supervisor/generation/generation.hpp"
 #include "supervisor/master_context.hpp"
+#include "supervisor/observe/access_log.hpp"
 #include "supervisor/observe/metrics_http.hpp"
 #include "supervisor/pool/pool.hpp"
 #include "supervisor/systemd_notify.hpp"
@@ -76,6 +78,7 @@ class Master final : public ControlTarget {
     bool metrics_changed = false;
     bool log_changed = false;
     bool level_changed = false;
+    std::optional<access_log::Opened> access_log;  // access_log or its format changed
   };
   SupervisorSwap prepare_supervisor(const config::SupervisorConfig& next, const config::ConfigDiff& diff);
   void commit_supervisor(const config::SupervisorConfig& next, SupervisorSwap swap);

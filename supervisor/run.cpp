@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "config/load.hpp"
+#include "supervisor/observe/access_log.hpp"
 #include "supervisor/master.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/upgrade/state_reader.hpp"
@@ -18,6 +19,7 @@ namespace {
 int run_master(const config::Config& config, const std::function<std::unique_ptr<Master>()>& make) {
   try {
     log::setup({config.supervisor.log_level, config.supervisor.log_format, config.supervisor.log_file});
+    access_log::setup({config.supervisor.access_log, config.supervisor.access_log_format});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "forkpool: %s\n", e.what());
     return 1;

@@ -82,6 +82,8 @@ class Dispatcher {
   void arm_queue_timer();
   void publish();
   void close_queue(const char* why);
+  // The access log line of a connection closed without being handed to a worker.
+  void log_unserved(const Pending& p, access_log::Outcome outcome) const;
   // `system_wide`: the kernel's tables or memory ran short (ENFILE, ENOMEM, ENOBUFS), which
   // only other processes free; otherwise this master's own descriptors did.
   void pause_for_descriptors(const std::string& why, bool system_wide);

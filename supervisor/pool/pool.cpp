@@ -8,6 +8,7 @@
 
 #include "base/resources.hpp"
 #include "shm/proc_stats.hpp"
+#include "supervisor/process/descendants.hpp"
 #include "supervisor/observe/events.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/pool/pool_slot.hpp"
@@ -115,7 +116,7 @@ void Pool::arm_memory_sampler() {
 
 void Pool::set_state(shm::PoolState state) {
   if (state == state_) return;
-  report(ctx_, spdlog::level::info, "pool.state", {config_->name, {}, 0},
+  report(ctx_, spdlog::level::info, "pool.state", {config_->name, {}, 0, generation_},
          fmt::format("pool {} is {}", config_->name, shm::to_string(state)), {{"state", shm::to_string(state)}});
   state_ = state;
   ctx_.scoreboard->set_pool_state(index_, state);
@@ -148,7 +149,8 @@ void Pool::promote(Slot& slot) {
   std::unique_ptr<WorkerProcess> old = std::move(slot.process);
   slot.process = std::move(slot.replacement);
   if (!old) return;
-  report(ctx_, spdlog::level::info, "worker.recycle", {config_->name, slot.index, slot.process->pid()},
+  report(ctx_, spdlog::level::info, "worker.recycle",
+         {config_->name, slot.index, slot.process->pid(), slot.process->identity().generation},
          fmt::format("worker {}[{}] pid {} replaces pid {} {}", config_->name, slot.index, slot.process->pid(),
                      old->pid(), slot.replace_reason),
          {{"replaced_pid", old->pid()}});
@@ -227,15 +229,27 @@ bool Pool::signal_worker(unsigned worker, int signo) {
 }
 
 void Pool::sample_memory() {
+  // Shared and plain pools: the worker's whole process tree (see Pool::status).
+  std::optional<ProcessTable> table;
+  if (!dispatcher_) table = ProcessTable::read();
   for (auto& s : slots_) {
     if (!s->process) continue;
-    auto stats = shm::read_proc_stats(s->process->pid());
+    const pid_t pid = s->process->pid();
+    auto stats = table ? tree_stats(pid, *table) : shm::read_proc_stats(pid);
     if (!stats) continue;
     ctx_.scoreboard->set_usage(s->process->identity().scoreboard_slot, stats->rss_bytes, stats->cpu_time_us);
     if (config_->max_memory > 0 && stats->rss_bytes > config_->max_memory && !s->replacement &&
         s->process->phase() == WorkerPhase::Ready) {
       s->replace_reason = "after its RSS reached " + std::to_string(stats->rss_bytes >> 20) + " MiB (max_memory)";
-      log::info("worker.memory", "worker {}[{}] pid {} uses {} bytes, over max_memory; replacing it", config_->name,
+      log::at_with(
+          spdlog::level::info, "worker.memory",
+          [&] {
+            auto f = s->process->log_fields();
+            f["rss_bytes"] = stats->rss_bytes;
+            f["max_memory"] = config_->max_memory;
+            return f;
+          },
+          "worker {}[{}] pid {} uses {} bytes, over max_memory; replacing it", config_->name,
                 s->index, s->process->pid(), stats->rss_bytes);
       spawn_replacement(*s);
     }

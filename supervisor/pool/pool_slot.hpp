@@ -1,6 +1,7 @@
 #pragma once
 // Internal to pool*.cpp: one worker number of a pool and the processes that serve it.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +23,7 @@ struct Pool::Slot {
   Clock::time_point restart_due{};  // when restart_timer fires, while it is active
   Backoff backoff;
   StartStreak starts;
+  std::uint64_t launches = 0;  // processes started for this worker number (replacements too)
 };
 
 }  // namespace forkpool::supervisor

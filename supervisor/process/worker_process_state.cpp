@@ -42,7 +42,8 @@ json WorkerProcess::export_state(upgrade::FdList& fds) const {
   json held = json::array();
   for (const auto& [id, h] : held_)
     held.push_back(
-        {{"id", id}, {"since", to_ns(h.since)}, {"peer", peer_json(h.peer, h.peer_len)}, {"listener", h.listener}});
+        {{"id", id}, {"since", to_ns(h.since)}, {"peer", peer_json(h.peer, h.peer_len)}, {"listener", h.listener},
+         {"accepted", to_ns(h.accepted)}});
   json plan = json::array();
   for (const auto& step : stop_plan_)
     plan.push_back(
@@ -97,7 +98,10 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, const json&
   recycle_after_ = s.value("recycle_after", std::uint64_t{0});
   idle_order_ = s.value("idle_order", std::uint64_t{0});
   for (const auto& h : need(s, "held")) {
-    HeldConnection c{from_ns(need(h, "since").get<std::int64_t>()), {}, 0, h.value("listener", std::uint16_t{0})};
+    HeldConnection c{};
+    c.since = from_ns(need(h, "since").get<std::int64_t>());
+    c.accepted = h.contains("accepted") ? from_ns(h["accepted"].get<std::int64_t>()) : c.since;
+    c.listener = h.value("listener", std::uint16_t{0});
     peer_from(need(h, "peer"), c.peer, c.peer_len);
     held_[need(h, "id").get<std::uint64_t>()] = c;
   }

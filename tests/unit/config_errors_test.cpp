@@ -248,6 +248,10 @@ const std::vector<BadConfig>& file_cases() {
        "did you mean \"json\"?"},
       {"log_file in a missing folder", "[supervisor]\nlog_file = \"/nonexistent-forkpool-dir/fp.log\"\n" + kPool, 2,
        12, "supervisor.log_file", "the folder of the log file"},
+      {"access_log in a missing folder", "[supervisor]\naccess_log = \"/nonexistent-forkpool-dir/a.log\"\n" + kPool,
+       2, 14, "supervisor.access_log", "the folder of the access log"},
+      {"access_log_format misspelt", "[supervisor]\naccess_log_format = \"jsno\"\n" + kPool, 2, 21,
+       "supervisor.access_log_format", "did you mean \"json\"?"},
       {"shutdown_timeout without unit", "[supervisor]\nshutdown_timeout = \"30\"\n" + kPool, 2, 20,
        "supervisor.shutdown_timeout", "got \"30\""},
   };

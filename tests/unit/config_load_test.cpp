@@ -54,6 +54,8 @@ TEST_CASE("config load: supervisor defaults when the supervisor table is absent"
   CHECK(s.log_level == "info");
   CHECK(s.log_format == cfg::LogFormat::Text);
   CHECK(s.log_file.empty());
+  CHECK(s.access_log.empty());
+  CHECK(s.access_log_format == cfg::LogFormat::Text);
   CHECK(s.shutdown_timeout == Duration{30'000});
   CHECK(s.metrics_listen.empty());
 }
@@ -75,6 +77,8 @@ control_group = "nogroup"
 log_level = "debug"
 log_format = "json"
 log_file = "logs/forkpool.log"
+access_log = "logs/access.log"
+access_log_format = "json"
 shutdown_timeout = "2m"
 metrics_listen = "127.0.0.1:9464"
 )" + kPool,
@@ -86,6 +90,8 @@ metrics_listen = "127.0.0.1:9464"
   CHECK(s.log_level == "debug");
   CHECK(s.log_format == cfg::LogFormat::Json);
   CHECK(s.log_file == dir.path() / "logs" / "forkpool.log");
+  CHECK(s.access_log == dir.path() / "logs" / "access.log");
+  CHECK(s.access_log_format == cfg::LogFormat::Json);
   CHECK(s.shutdown_timeout == Duration{120'000});
   CHECK(s.metrics_listen == "127.0.0.1:9464");
 }

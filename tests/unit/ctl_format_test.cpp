@@ -214,9 +214,9 @@ TEST_CASE("ctl events and acknowledgements render on one line", "[ctl][events]")
   const auto ev = nlohmann::json::parse(
       R"({"time":"2026-01-02T03:04:05Z","event":"worker.exit","pool":"web","worker":3,"pid":1234,"message":"exited on signal 9 after 12.3s","status":137})");
   const std::string line = render_event(ev, false);
-  CHECK(line ==
-        "2026-01-02T03:04:05Z  worker.exit     web[3]  pid 1234  exited on signal 9 after 12.3s "
-        "status=137\n");
+  CHECK(line == "2026-01-02T03:04:05Z  worker.exit     web[3]  pid 1234  exited on signal 9 after 12.3s\n");
+  const auto bare = nlohmann::json::parse(R"({"time":"t","event":"x.y","pool":"web","status":137})");
+  CHECK(render_event(bare, false) == "t  x.y             web status=137\n");
   const auto scale = nlohmann::json::parse(R"({"cmd":"scale","pool":"web","workers":8})");
   CHECK(render_reply(scale, nlohmann::json::parse(R"({"ok":true})")) == "scale web 8: ok\n");
   CHECK(render_reply(scale,
