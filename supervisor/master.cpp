@@ -295,7 +295,18 @@ void Master::shutdown(bool fast) {
 
 void Master::resize_fixed_pools(int delta) {
   for (auto& pool : generation_->pools()) {
-    if (pool->config().dynamic || pool->state() == shm::PoolState::Stopping) continue;
+    if (pool->state() == shm::PoolState::Stopping) continue;
+    if (pool->dynamic()) {
+      // The target moves within min_workers..max_workers; at a bound, TTIN/TTOU do nothing.
+      const int target = pool->target() + delta;
+      if (target < pool->min_workers() || target > pool->max_workers()) {
+        log::info("pool.scale_bound", "pool {} stays at {} workers (min_workers {}, max_workers {})", pool->name(),
+                  pool->target(), pool->min_workers(), pool->max_workers());
+        continue;
+      }
+      if (auto error = pool->scale_dynamic(target); !error.empty()) log::warn("pool.capacity", "{}", error);
+      continue;
+    }
     const int target = pool->target() + delta;
     if (target < 1) continue;
     if (!pool->resize(target))

@@ -1,5 +1,6 @@
 #include "supervisor/control/control_commands.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <map>
 #include <optional>
@@ -79,6 +80,15 @@ void cmd_events(ControlTarget&, ControlClient& c, const json&) {
 void cmd_scale(ControlTarget& t, ControlClient& c, const json& r) {
   Pool& pool = pool_arg(t, r, "scale");
   const auto n = *int_arg(r, "workers", "scale", true);
+  if (pool.dynamic()) {
+    const int from = pool.target();
+    // Far outside any bounds, a number is still out of range, never truncated into it.
+    const int wanted = static_cast<int>(std::clamp<std::int64_t>(n, -1, kMaxPoolWorkers + 1));
+    if (auto error = pool.scale_dynamic(wanted); !error.empty()) throw BadRequest{error};
+    c.reply(ok({{"pool", pool.name()}, {"from", from}, {"to", pool.target()}, {"min", pool.min_workers()},
+                {"max", pool.max_workers()}}));
+    return;
+  }
   if (n < 0 || n > pool.max_size())
     throw BadRequest{"pool " + pool.name() + " can have 0 to " + std::to_string(pool.max_size()) + " workers"};
   const int from = pool.target();

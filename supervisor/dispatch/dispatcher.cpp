@@ -127,6 +127,7 @@ void Dispatcher::accept_from(std::size_t listener) {
   }
   publish();
   update_accepting();
+  if (accept_hook_) accept_hook_();
 }
 
 bool Dispatcher::descriptors_short() {

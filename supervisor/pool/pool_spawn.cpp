@@ -34,6 +34,7 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
     if (p == slot.replacement.get()) promote(slot);
     if (dispatcher_) dispatcher_->pump();
     update_running();
+    rescale();
   };
   events.ready_timeout = [this, self] { kill_worker(**self, "did not become ready within ready_timeout"); };
   events.watchdog_missed = [this, self] { kill_worker(**self, "sent no WATCHDOG=1 within watchdog"); };
@@ -46,6 +47,7 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
     }
     if (dispatcher_) dispatcher_->on_done(held);
     maybe_finish_retiring();
+    rescale();
   };
   events.writable = [this] {
     if (dispatcher_) dispatcher_->pump();
@@ -100,7 +102,7 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
 
 void Pool::spawn(Slot& slot) {
   if (state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running) return;
-  if (static_cast<int>(slot.index) >= target_ || slot.process) return;
+  if (!slot.wanted || slot.process) return;
   try {
     slot.process = launch(slot);
   } catch (const SpawnFailure& e) {

@@ -97,7 +97,7 @@ PoolStatus Pool::status() const {
     s.workers.push_back(std::move(w));
   };
   for (const auto& slot : slots_) {
-    if (!slot->process && !slot->last_error.empty() && static_cast<int>(slot->index) < target_) {
+    if (!slot->process && !slot->last_error.empty() && slot->wanted) {
       // Its last start failed: no process, but the slot is not forgotten.
       WorkerStatus w;
       w.worker = slot->index;

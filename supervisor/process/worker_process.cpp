@@ -199,7 +199,10 @@ void WorkerProcess::finish_connection(std::uint64_t id) {
   const bool was_oldest = it == held_.begin();
   held_.erase(it);
   ++completed_;
-  if (held_.empty()) idle_order_ = ++ctx_.idle_clock;
+  if (held_.empty()) {
+    idle_order_ = ++ctx_.idle_clock;
+    idle_since_ = Clock::now();
+  }
   if (was_oldest) arm_request_timer();
   if (events_.done) events_.done(held);
 }
@@ -232,9 +235,15 @@ void WorkerProcess::mark_ready() {
   transition(WorkerPhase::Ready);
   ready_at_ = Clock::now();
   idle_order_ = ++ctx_.idle_clock;
+  idle_since_ = *ready_at_;
   ready_timer_.stop();
   ctx_.scoreboard->mark_ready(id_.scoreboard_slot);
   events_.ready();  // may destroy nothing: the pool only updates counts here
+}
+
+void WorkerProcess::observe_activity(bool busy, std::uint64_t handled) {
+  if (busy || handled != handled_seen_) idle_since_ = Clock::now();
+  handled_seen_ = handled;
 }
 
 void WorkerProcess::arm_watchdog() {
