@@ -10,7 +10,7 @@ namespace forkpool::supervisor {
 void Pool::keep(PoolConfigRef config, std::vector<ListenerRef> listeners) {
   // Equal settings, but the new generation's copy, so the old one can be let go; the
   // workers keep theirs until they exit (it is equal too).
-  demand_watches_.clear();  // watches name fd numbers: rewatched below
+  if (listeners != listeners_) demand_watches_.clear();  // watches name fd numbers: rewatched below
   config_ = std::move(config);
   listeners_ = std::move(listeners);
   if (dispatcher_) dispatcher_->set_config(config_);
@@ -21,7 +21,8 @@ void Pool::reconfigure(PoolConfigRef config, unsigned generation, std::vector<Li
                        config::PoolChange change) {
   const int old_target = target_;
   const bool was_dynamic = config_->dynamic;
-  demand_watches_.clear();  // before the old listeners may close; rewatched by rescale()
+  // Watches name fd numbers: gone before the old listeners may close; rewatched by rescale().
+  if (listeners != listeners_) demand_watches_.clear();
   config_ = std::move(config);
   listeners_ = std::move(listeners);
   generation_ = generation;

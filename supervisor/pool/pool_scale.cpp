@@ -2,6 +2,8 @@
 // file gathers its counts, starts and retires workers, and keeps the few timers it needs
 // armed only while something happens, so a pool at rest costs no wake-ups.
 
+#include <fcntl.h>
+
 #include <algorithm>
 
 #include "supervisor/dispatch/listen_backlog.hpp"
@@ -187,19 +189,27 @@ void Pool::watch_demand(const SizingCounts& c) {
   if (config_->dispatch != config::Dispatch::Shared || listeners_.empty()) return;
   const bool active = c.busy > 0 || c.waiting > 0 || c.starting > 0;
   if (active) {
-    demand_watches_.clear();
+    for (auto& w : demand_watches_) w->stop();
     if (!demand_sample_.active()) demand_sample_.start(kDemandSample, [this] { rescale(); });
     return;
   }
   demand_sample_.stop();
-  if (!demand_watches_.empty()) return;
-  for (const auto& l : listeners_) {
-    if (!l->fd) continue;
-    auto w = std::make_unique<FdWatch>(ctx_.loop, l->fd.get());
+  if (demand_watches_.empty()) {
+    for (const auto& l : listeners_) {
+      if (!l->fd) continue;
+      // uv_poll_init makes the socket non-blocking, and that flag belongs to the open file
+      // every worker shares: put back what the workers chose (once per listener, as the
+      // watch is kept and only started and stopped from here on).
+      const int flags = ::fcntl(l->fd.get(), F_GETFL);
+      demand_watches_.push_back(std::make_unique<FdWatch>(ctx_.loop, l->fd.get()));
+      if (flags >= 0) ::fcntl(l->fd.get(), F_SETFL, flags);
+    }
+  }
+  for (auto& w : demand_watches_) {
     w->start(UV_READABLE, [this](int, int) {
       // One wake-up: from here on the sample timer looks (level-triggered, the watch would
       // fire until a worker accepts).
-      demand_watches_.clear();
+      for (auto& x : demand_watches_) x->stop();
       const SizingCounts now = sizing_counts();
       if (now.busy == 0 && now.waiting == 0 && now.starting == 0) {
         demand_sample_.start(kDemandSample, [this] { rescale(); });
@@ -207,10 +217,6 @@ void Pool::watch_demand(const SizingCounts& c) {
       }
       rescale();
     });
-    demand_watches_.push_back(std::move(w));
-    // uv_poll_init made the socket non-blocking, and that flag is shared with every worker
-    // holding it: shared dispatch keeps the listeners blocking, as systemd passes them.
-    l->set_nonblocking(false);
   }
 }
 

@@ -33,6 +33,10 @@ PoolStatus Pool::status() const {
   s.removed = removed_;
   for (const auto& l : listeners_) s.listeners.push_back(l->bound.empty() ? l->address.text : l->bound);
   s.target = target_;
+  s.dynamic = config_->dynamic;
+  s.min = min_workers();
+  s.max = max_workers();
+  s.last_scale = last_scale_;
   s.live = live();
   s.ready = ready_count();
 
