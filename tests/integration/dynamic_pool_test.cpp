@@ -75,7 +75,7 @@ std::vector<json> named(const std::vector<json>& events, const std::string& name
 
 }  // namespace
 
-TEST_CASE("a burst of slow requests grows a dynamic pool to serve them all at once, and idle_timeout shrinks it back",
+TEST_CASE("a burst of slow requests grows a dynamic pool to serve them all at once and idle_timeout shrinks it back",
           "[dynamic]") {
   Setup s(supervisor_section() +
           dynamic_hello("web", "min_workers = 1\nmax_workers = 8\nspare_workers = 1\nidle_timeout = \"1s\""));
@@ -231,7 +231,7 @@ TEST_CASE("a dynamic pool at rest arms no timer in either dispatch mode before a
   stop_master(*s.master);
 }
 
-TEST_CASE("scale and TTIN/TTOU move a dynamic pool's target within min..max, and outside it is an error",
+TEST_CASE("scale and TTIN/TTOU move a dynamic pool's target within min..max and outside it is an error",
           "[dynamic]") {
   Setup s(supervisor_section() +
           dynamic_hello("web", "min_workers = 1\nmax_workers = 3\nspare_workers = 0\nidle_timeout = \"0\""));
