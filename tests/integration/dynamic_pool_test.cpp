@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <map>
 #include <future>
 #include <string>
 #include <vector>
@@ -296,5 +297,82 @@ TEST_CASE("a reload that changes min_workers and max_workers applies in place", 
     const json p = pool_status(c, "web");
     return p.value("target", 0) == 2 && p.value("live", 0) == 2;
   }));
+  stop_master(*s.master);
+}
+
+namespace {
+
+std::map<unsigned, pid_t> serving_pids(const json& pool) {
+  std::map<unsigned, pid_t> out;
+  if (!pool.is_object()) return out;
+  for (const auto& w : pool["workers"])
+    if (w["role"] == "serving") out[w["worker"].get<unsigned>()] = w["pid"].get<pid_t>();
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a graceful shutdown while a dynamic pool grows starts nothing more and exits 0", "[dynamic]") {
+  // ready = notify: the new workers are still starting when the stop comes.
+  Setup s(supervisor_section() + dynamic_hello("web", "min_workers = 1\nmax_workers = 8\nspare_workers = 0\n"
+                                                      "ready = \"notify\"\ngraceful_timeout = \"10s\""));
+  const std::string addr = s.master->wait_listen_address("web");
+  REQUIRE(!s.master->wait_log("every pool has its workers ready").empty());
+  auto c = s.client();
+  auto requests = slow_requests(addr, 6, 1500);
+  REQUIRE(wait_until([&] { return pool_status(c, "web").value("target", 0) >= 2; }));
+  s.master->signal(SIGTERM);
+  const auto status = s.master->wait_exit(30s);
+  REQUIRE(status.has_value());
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
+  // Every request got an answer or a closed connection (queued ones are closed, and counted).
+  for (auto& r : requests) r.get();
+  // No worker was started after the stop began.
+  const std::string log = s.master->log();
+  const auto stop_at = log.find("[master.stop]");
+  REQUIRE(stop_at != std::string::npos);
+  CHECK(log.find("[worker.spawn]", stop_at) == std::string::npos);
+  CHECK(log.find("[scale.up]", stop_at) == std::string::npos);
+}
+
+TEST_CASE("a rolling restart of a dynamic pool replaces every worker and keeps its target", "[dynamic]") {
+  Setup s(supervisor_section() +
+          dynamic_hello("web", "min_workers = 2\nmax_workers = 4\nspare_workers = 0\nidle_timeout = \"0\""));
+  REQUIRE(!s.master->wait_log("every pool has its workers ready").empty());
+  auto c = s.client();
+  REQUIRE(c.request({{"cmd", "scale"}, {"pool", "web"}, {"workers", 3}})["ok"] == true);
+  REQUIRE(wait_until([&] { return serving_pids(pool_status(c, "web")).size() == 3; }));
+  const auto before = serving_pids(pool_status(c, "web"));
+  REQUIRE(c.request({{"cmd", "restart"}, {"pool", "web"}})["ok"] == true);
+  CHECK(wait_until([&] {
+    const json p = pool_status(c, "web");
+    const auto now = serving_pids(p);
+    if (now.size() != 3 || p.value("live", 0) != 3 || p.value("ready", 0) != 3) return false;
+    for (const auto& [worker, pid] : before)
+      if (now.count(worker) == 0 || now.at(worker) == pid) return false;
+    return true;
+  }, 20s));
+  CHECK(pool_status(c, "web")["target"] == 3);
+  stop_master(*s.master);
+}
+
+TEST_CASE("max_requests recycles the workers of a dynamic pool without losing a request", "[dynamic]") {
+  Setup s(supervisor_section() +
+          dynamic_hello("web", "min_workers = 1\nmax_workers = 3\nspare_workers = 1\nmax_requests = 2"));
+  const std::string addr = s.master->wait_listen_address("web");
+  REQUIRE(!s.master->wait_log("every pool has its workers ready").empty());
+  auto c = s.client();
+  for (int i = 0; i < 10; ++i) {
+    const auto r = http_get(addr, "/", 10s);
+    REQUIRE(r.has_value());
+    CHECK(r->status == 200);
+  }
+  CHECK(wait_until([&] { return counter(pool_status(c, "web"), "recycled") >= 3; }));
+  const json p = pool_status(c, "web");
+  CHECK(counter(p, "lost") == 0);
+  CHECK(counter(p, "crashed") == 0);
+  CHECK(p["target"].get<int>() >= 1);
+  CHECK(p["target"].get<int>() <= 3);
   stop_master(*s.master);
 }
