@@ -20,6 +20,8 @@
 namespace forkpool::supervisor {
 namespace {
 
+constexpr unsigned kTcpListen = 10;  // TCP_LISTEN, the state a listening Unix socket reports
+
 std::optional<std::uint32_t> tcp_backlog(int fd) {
   tcp_info info{};
   socklen_t len = sizeof info;
@@ -43,7 +45,7 @@ std::optional<std::uint32_t> unix_backlog(int fd) {
   query.header.nlmsg_flags = NLM_F_REQUEST;
   query.header.nlmsg_seq = 1;
   query.request.sdiag_family = AF_UNIX;
-  query.request.udiag_states = 1U << 10;  // TCP_LISTEN
+  query.request.udiag_states = 1U << kTcpListen;
   query.request.udiag_ino = static_cast<std::uint32_t>(st.st_ino);
   query.request.udiag_show = UDIAG_SHOW_RQLEN;
   query.request.udiag_cookie[0] = INET_DIAG_NOCOOKIE;
@@ -63,6 +65,11 @@ std::optional<std::uint32_t> unix_backlog(int fd) {
   std::memcpy(&header, buf, sizeof header);
   if (header.nlmsg_type != SOCK_DIAG_BY_FAMILY || header.nlmsg_len > size) return std::nullopt;
   auto align = [](std::size_t x) { return (x + 3) & ~std::size_t{3}; };
+  unix_diag_msg msg{};
+  if (header.nlmsg_len < align(sizeof header) + sizeof msg) return std::nullopt;
+  std::memcpy(&msg, buf + align(sizeof header), sizeof msg);
+  // An exact lookup answers for any state: only a listener has an accept queue.
+  if (msg.udiag_state != kTcpListen || msg.udiag_ino != query.request.udiag_ino) return std::nullopt;
   std::size_t at = align(sizeof header) + align(sizeof(unix_diag_msg));
   while (at + sizeof(rtattr) <= header.nlmsg_len) {
     rtattr attr{};

@@ -173,6 +173,7 @@ class Pool {
   SpawnRate spawn_rate_;
   std::string last_scale_;
   bool rescaling_ = false;
+  bool listener_readable_ = false;  // shared dispatch: sizing from a listener's wake-up
   Timer idle_timer_;
   Timer spawn_retry_;
   Timer demand_sample_;

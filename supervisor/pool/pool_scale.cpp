@@ -61,6 +61,9 @@ SizingCounts Pool::sizing_counts() {
     for (const auto& l : listeners_)
       if (l->fd) backlog += listen_backlog(l->fd.get()).value_or(0);
     c.waiting = static_cast<int>(std::min<std::uint64_t>(backlog, kMaxPoolWorkers));
+    // A readable listener with no worker to accept: a connection waits, even where its
+    // accept queue cannot be read.
+    if (listener_readable_ && c.waiting == 0 && c.idle == 0 && c.starting == 0) c.waiting = 1;
   }
   if (state_ != shm::PoolState::Running && state_ != shm::PoolState::Starting) c.held = true;
   return c;
@@ -207,15 +210,15 @@ void Pool::watch_demand(const SizingCounts& c) {
   }
   for (auto& w : demand_watches_) {
     w->start(UV_READABLE, [this](int, int) {
-      // One wake-up: from here on the sample timer looks (level-triggered, the watch would
-      // fire until a worker accepts).
       for (auto& x : demand_watches_) x->stop();
-      const SizingCounts now = sizing_counts();
-      if (now.busy == 0 && now.waiting == 0 && now.starting == 0) {
-        demand_sample_.start(kDemandSample, [this] { rescale(); });
-        return;
-      }
+      listener_readable_ = true;
       rescale();
+      listener_readable_ = false;
+      // One wake-up: from here on the sample timer looks, never the watch again at once
+      // (level-triggered, it would fire until a worker accepts).
+      for (auto& x : demand_watches_) x->stop();
+      if (state_ == shm::PoolState::Running || state_ == shm::PoolState::Starting)
+        demand_sample_.start(kDemandSample, [this] { rescale(); });
     });
   }
 }
