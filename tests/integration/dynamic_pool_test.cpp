@@ -376,3 +376,36 @@ TEST_CASE("max_requests recycles the workers of a dynamic pool without losing a 
   CHECK(p["target"].get<int>() <= 3);
   stop_master(*s.master);
 }
+
+TEST_CASE("a reload that changes what a dynamic pool's workers start with replaces them and keeps the target",
+          "[dynamic]") {
+  const auto config = [](const std::string& value) {
+    return supervisor_section() + dynamic_hello("web", "min_workers = 2\nmax_workers = 4\nspare_workers = 0\n"
+                                                       "idle_timeout = \"0\"\nenv = { RELEASE = \"" + value + "\" }");
+  };
+  Setup s(config("a"));
+  const std::string addr = s.master->wait_listen_address("web");
+  REQUIRE(!s.master->wait_log("every pool has its workers ready").empty());
+  auto c = s.client();
+  REQUIRE(c.request({{"cmd", "scale"}, {"pool", "web"}, {"workers", 3}})["ok"] == true);
+  REQUIRE(wait_until([&] { return serving_pids(pool_status(c, "web")).size() == 3; }));
+  const auto before = serving_pids(pool_status(c, "web"));
+
+  write_file(s.dir / "f.toml", config("b"));
+  REQUIRE(c.request({{"cmd", "reload"}})["ok"] == true);
+  CHECK(wait_until([&] {
+    const json p = pool_status(c, "web");
+    const auto now = serving_pids(p);
+    if (now.size() != 3 || p.value("live", 0) != 3) return false;
+    for (const auto& [worker, pid] : before)
+      if (now.count(worker) == 0 || now.at(worker) == pid) return false;
+    return true;
+  }, 20s));
+  const json p = pool_status(c, "web");
+  CHECK(p["target"] == 3);
+  CHECK(p["generation"] == 2);
+  const auto r = http_get(addr, "/", 10s);
+  REQUIRE(r.has_value());
+  CHECK(r->status == 200);
+  stop_master(*s.master);
+}
