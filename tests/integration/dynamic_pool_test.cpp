@@ -2,7 +2,9 @@
 // after idle_timeout, start on demand, growth of a shared-dispatch pool from its listener's
 // backlog, no wake-ups at rest, the operator's scale within min..max, and the scale events.
 
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 
 #include <catch2/catch.hpp>
@@ -407,5 +409,34 @@ TEST_CASE("a reload that changes what a dynamic pool's workers start with replac
   const auto r = http_get(addr, "/", 10s);
   REQUIRE(r.has_value());
   CHECK(r->status == 200);
+  stop_master(*s.master);
+}
+
+TEST_CASE("a dynamic pool whose worker is in crash backoff does not grow for waiting connections", "[dynamic]") {
+  Setup s(supervisor_section() + "[pools.web]\ncommand = [" + quoted(testworker_binary().string()) +
+          ", \"--exit\", \"1\", \"--exit-after-ms\", \"200\"]\nlisten = [\"tcp://127.0.0.1:0\"]\n"
+          "min_workers = 1\nmax_workers = 8\nspare_workers = 0\nrestart_delay = \"5s\"\n");
+  const std::string addr = s.master->wait_listen_address("web");
+  REQUIRE(!s.master->wait_log("exited with status 1").empty());
+  REQUIRE(!s.master->wait_log("worker web\\[0\\] starts again in").empty());
+  auto c = s.client();
+  // Connections arrive while the only worker waits out its backoff: they queue in the
+  // master, and the pool does not start more of a program that keeps crashing.
+  std::vector<int> clients;
+  const int port = std::stoi(addr.substr(addr.rfind(':') + 1));
+  for (int i = 0; i < 3; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    clients.push_back(fd);
+  }
+  // Each accept batch is sized at once: by the time status shows them queued, it was decided.
+  REQUIRE(wait_until([&] { return pool_status(c, "web")["queue"].value("length", 0) == 3; }));
+  CHECK(pool_status(c, "web")["target"] == 1);
+  CHECK(s.master->all_matches("(\\[scale.up\\])").empty());
+  for (int fd : clients) ::close(fd);
   stop_master(*s.master);
 }
