@@ -49,9 +49,16 @@ Pool& pool_arg(ControlTarget& t, const json& r, const char* cmd) {
 unsigned worker_arg(const Pool& pool, const json& r, const char* cmd, bool required, std::optional<unsigned>& out) {
   const auto w = int_arg(r, "worker", cmd, required);
   if (!w) return 0;
-  if (*w < 0 || *w >= pool.target())
-    throw BadRequest{"pool " + pool.name() + " has workers 0 to " + std::to_string(pool.target() - 1) + ", not " +
-                     std::to_string(*w)};
+  const std::vector<unsigned> numbers = pool.worker_numbers();
+  if (*w < 0 || std::find(numbers.begin(), numbers.end(), static_cast<unsigned>(*w)) == numbers.end()) {
+    std::string list;
+    for (unsigned n : numbers) list += (list.empty() ? "" : ", ") + std::to_string(n);
+    const bool contiguous = !numbers.empty() && numbers.back() + 1 == numbers.size();
+    if (contiguous || numbers.empty())
+      throw BadRequest{"pool " + pool.name() + " has workers 0 to " + std::to_string(pool.target() - 1) + ", not " +
+                       std::to_string(*w)};
+    throw BadRequest{"pool " + pool.name() + " has workers " + list + ", not " + std::to_string(*w)};
+  }
   out = static_cast<unsigned>(*w);
   return *out;
 }

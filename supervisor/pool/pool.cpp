@@ -32,6 +32,7 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, unsigned generation, std::v
                              std::to_string(ctx_.scoreboard->pool_count()) +
                              " pools at most until forkpool is restarted)");
   index_ = *block;
+  want_first(target_);
   update_dispatcher();
   arm_memory_sampler();
   ctx_.scoreboard->set_pool_size(index_, static_cast<std::uint32_t>(target_));
@@ -53,6 +54,13 @@ Pool::Slot& Pool::slot_at(unsigned index) {
 
 int Pool::max_size() const {
   return std::min(kMaxPoolWorkers, target_ + static_cast<int>(ctx_.scoreboard->free_slots() / 2));
+}
+
+std::vector<unsigned> Pool::worker_numbers() const {
+  std::vector<unsigned> out;
+  for (const auto& s : slots_)
+    if (s->wanted) out.push_back(s->index);
+  return out;
 }
 
 int Pool::live() const {

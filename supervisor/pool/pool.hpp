@@ -46,6 +46,9 @@ class Pool {
   std::uint32_t index() const { return index_; }
   unsigned generation() const { return generation_; }
   int target() const { return target_; }
+  // The worker numbers the pool wants now, in order (0..target-1 for a fixed pool; a dynamic
+  // pool that retired some may have gaps).
+  std::vector<unsigned> worker_numbers() const;
   // The most workers it may scale to now: the scoreboard must hold each of them and a
   // replacement beside it (a rolling restart).
   int max_size() const;

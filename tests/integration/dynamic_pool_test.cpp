@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <map>
+#include <set>
 #include <future>
 #include <string>
 #include <vector>
@@ -263,6 +264,19 @@ TEST_CASE("scale and TTIN/TTOU move a dynamic pool's target within min..max and 
     const json p = pool_status(c, "web");
     return p.value("target", 0) == 2 && p.value("live", 0) == 2;
   }));
+
+  // The worker numbers left may have a gap (the longest idle one retired): commands that
+  // name a worker take the numbers the pool has.
+  std::set<unsigned> have;
+  const json shrunk = pool_status(c, "web");
+  for (const auto& w : shrunk["workers"])
+    if (w["role"] == "serving") have.insert(w["worker"].get<unsigned>());
+  REQUIRE(have.size() == 2);
+  for (unsigned n = 0; n < 3; ++n) {
+    const json r = c.request({{"cmd", "restart"}, {"pool", "web"}, {"worker", n}});
+    CHECK(r["ok"] == (have.count(n) == 1));
+    if (have.count(n) == 0) CHECK_THAT(r["error"].get<std::string>(), Catch::Contains("has workers"));
+  }
 
   const json metrics = c.request({{"cmd", "metrics"}});
   REQUIRE(metrics["ok"] == true);
