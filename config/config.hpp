@@ -31,6 +31,13 @@ enum class Dispatch { Master, Shared };
 enum class Balance { LeastBusy, RoundRobin };
 enum class Readiness { Exec, Notify };
 enum class LogFormat { Text, Json };
+// What the kernel keeps together with a worker. Pid: each worker is PID 1 of a PID
+// namespace of its own, so everything it forks dies with it, even when the master is
+// SIGKILLed (the worker gets PR_SET_PDEATHSIG, and the kernel then ends its namespace).
+enum class Isolation { None, Pid };
+// Who holds an idle keep-alive connection between requests (master dispatch): the
+// worker that served it, or the master (the worker hands it back with PARK).
+enum class KeepAlive { Worker, Master };
 
 struct OutputTarget {
   enum class Kind { Inherit, Null, Log, File };
@@ -59,6 +66,9 @@ struct PoolConfig {
   Duration idle_timeout{10'000};  // dynamic: retire a worker idle this long, above min (0 = never)
 
   int max_inflight = 1;
+  KeepAlive keepalive = KeepAlive::Worker;
+  Duration keepalive_timeout{5'000};  // parked connections idle longer are closed; 0 = never
+  int max_parked = 10'000;             // parked connections at most; the oldest is closed first
   Balance balance = Balance::LeastBusy;
   int queue_limit = 1024;
   Duration queue_timeout{10'000};
@@ -80,6 +90,7 @@ struct PoolConfig {
   Duration flap_window{60'000};
   Duration graceful_timeout{30'000};
   int stop_signal = 15;  // SIGTERM
+  Isolation isolate = Isolation::None;
 
   std::string user;
   std::string group;

@@ -76,6 +76,10 @@ constexpr std::array kPoolKeys{
     PoolKey{{"spare_workers", kInPlace}, same_sizing<&PoolConfig::spare_workers, true>},
     PoolKey{{"idle_timeout", kInPlace}, same_idle_timeout},
     PoolKey{{"max_inflight", kInPlace}, same<&PoolConfig::max_inflight>},
+    // FORKPOOL_KEEPALIVE is given at exec only.
+    PoolKey{{"keepalive", kReplace}, same<&PoolConfig::keepalive>},
+    PoolKey{{"keepalive_timeout", kInPlace}, same<&PoolConfig::keepalive_timeout>},
+    PoolKey{{"max_parked", kInPlace}, same<&PoolConfig::max_parked>},
     PoolKey{{"balance", kInPlace}, same<&PoolConfig::balance>},
     PoolKey{{"queue_limit", kInPlace}, same<&PoolConfig::queue_limit>},
     PoolKey{{"queue_timeout", kInPlace}, same<&PoolConfig::queue_timeout>},
@@ -95,6 +99,7 @@ constexpr std::array kPoolKeys{
     PoolKey{{"flap_window", kInPlace}, same<&PoolConfig::flap_window>},
     PoolKey{{"graceful_timeout", kInPlace}, same<&PoolConfig::graceful_timeout>},
     PoolKey{{"stop_signal", kInPlace}, same<&PoolConfig::stop_signal>},
+    PoolKey{{"isolate", kReplace}, same<&PoolConfig::isolate>},
     PoolKey{{"user", kReplace}, same<&PoolConfig::user>},
     PoolKey{{"group", kReplace}, same<&PoolConfig::group>},
     PoolKey{{"cwd", kReplace}, same<&PoolConfig::cwd>},

@@ -209,6 +209,11 @@ PoolConfig load_pool(const std::string& name, const toml::table& table,
   load_listen(r, pool, base_dir, source);
   load_sizing(r, pool);
   if (auto v = r.integer("max_inflight", 1, 65536)) pool.max_inflight = static_cast<int>(*v);
+  assign(pool.keepalive, r.choice<KeepAlive>("keepalive", keepalive_from_string, {"worker", "master"}));
+  if (pool.keepalive == KeepAlive::Master && pool.dispatch != Dispatch::Master)
+    r.error("keepalive", "\"master\" needs dispatch = \"master\" (in shared dispatch the master never holds a connection)");
+  assign(pool.keepalive_timeout, r.duration("keepalive_timeout"));
+  if (auto v = r.integer("max_parked", 1, 10'000'000)) pool.max_parked = static_cast<int>(*v);
   assign(pool.balance, r.choice<Balance>("balance", balance_from_string, {"least-busy", "round-robin"}));
   if (auto v = r.integer("queue_limit", 0, 1'000'000)) pool.queue_limit = static_cast<int>(*v);
   assign(pool.queue_timeout, r.duration("queue_timeout"));
@@ -236,6 +241,7 @@ PoolConfig load_pool(const std::string& name, const toml::table& table,
   if (auto problem = check_restart_policy(pool.restart_delay, pool.flap_window)) r.error("restart_delay", *problem);
   assign(pool.graceful_timeout, r.duration("graceful_timeout"));
   assign(pool.stop_signal, load_signal(r, "stop_signal"));
+  assign(pool.isolate, r.choice<Isolation>("isolate", isolation_from_string, {"none", "pid"}));
 
   if (auto user = r.string("user"); user && !user->empty()) {
     if (auto problem = check_user_exists(*user)) r.error("user", *problem);

@@ -32,6 +32,10 @@ constexpr std::array<std::pair<std::string_view, Readiness>, 2> kReadiness{
     {{"exec", Readiness::Exec}, {"notify", Readiness::Notify}}};
 constexpr std::array<std::pair<std::string_view, LogFormat>, 2> kLogFormat{
     {{"text", LogFormat::Text}, {"json", LogFormat::Json}}};
+constexpr std::array<std::pair<std::string_view, Isolation>, 2> kIsolation{
+    {{"none", Isolation::None}, {"pid", Isolation::Pid}}};
+constexpr std::array<std::pair<std::string_view, KeepAlive>, 2> kKeepAlive{
+    {{"worker", KeepAlive::Worker}, {"master", KeepAlive::Master}}};
 
 constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug", "info",    "warn",
                                                      "error", "critical", "off"};
@@ -69,11 +73,15 @@ std::string_view to_string(Dispatch d) { return reverse(kDispatch, d); }
 std::string_view to_string(Balance b) { return reverse(kBalance, b); }
 std::string_view to_string(Readiness r) { return reverse(kReadiness, r); }
 std::string_view to_string(LogFormat f) { return reverse(kLogFormat, f); }
+std::string_view to_string(Isolation i) { return reverse(kIsolation, i); }
+std::string_view to_string(KeepAlive k) { return reverse(kKeepAlive, k); }
 
 std::optional<Dispatch> dispatch_from_string(std::string_view s) { return lookup(kDispatch, s); }
 std::optional<Balance> balance_from_string(std::string_view s) { return lookup(kBalance, s); }
 std::optional<Readiness> readiness_from_string(std::string_view s) { return lookup(kReadiness, s); }
 std::optional<LogFormat> log_format_from_string(std::string_view s) { return lookup(kLogFormat, s); }
+std::optional<Isolation> isolation_from_string(std::string_view s) { return lookup(kIsolation, s); }
+std::optional<KeepAlive> keepalive_from_string(std::string_view s) { return lookup(kKeepAlive, s); }
 
 std::span<const std::string_view> log_levels() { return kLogLevels; }
 

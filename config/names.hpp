@@ -14,11 +14,15 @@ std::string_view to_string(Dispatch d);
 std::string_view to_string(Balance b);
 std::string_view to_string(Readiness r);
 std::string_view to_string(LogFormat f);
+std::string_view to_string(Isolation i);
+std::string_view to_string(KeepAlive k);
 
 std::optional<Dispatch> dispatch_from_string(std::string_view s);
 std::optional<Balance> balance_from_string(std::string_view s);
 std::optional<Readiness> readiness_from_string(std::string_view s);
 std::optional<LogFormat> log_format_from_string(std::string_view s);
+std::optional<Isolation> isolation_from_string(std::string_view s);
+std::optional<KeepAlive> keepalive_from_string(std::string_view s);
 
 // trace debug info warn error critical off
 std::span<const std::string_view> log_levels();

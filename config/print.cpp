@@ -88,6 +88,9 @@ void write_pool(Writer& w, const PoolConfig& p) {
     w.num("workers", static_cast<std::uint64_t>(p.workers));
   }
   w.num("max_inflight", static_cast<std::uint64_t>(p.max_inflight));
+  w.str("keepalive", to_string(p.keepalive));
+  w.duration("keepalive_timeout", p.keepalive_timeout);
+  w.num("max_parked", static_cast<std::uint64_t>(p.max_parked));
   w.str("balance", to_string(p.balance));
   w.num("queue_limit", static_cast<std::uint64_t>(p.queue_limit));
   w.duration("queue_timeout", p.queue_timeout);
@@ -106,6 +109,7 @@ void write_pool(Writer& w, const PoolConfig& p) {
   w.duration("flap_window", p.flap_window);
   w.duration("graceful_timeout", p.graceful_timeout);
   w.str("stop_signal", signal_name(p.stop_signal));
+  w.str("isolate", to_string(p.isolate));
   w.str("user", p.user);
   w.str("group", p.group);
   w.str("cwd", p.cwd.string());

@@ -27,7 +27,7 @@ namespace forkpool::shm {
 
 // Bump on any change to a struct in this file or to the numeric values of WorkerState,
 // PoolState or the histogram buckets.
-inline constexpr std::uint32_t kLayoutVersion = 4;
+inline constexpr std::uint32_t kLayoutVersion = 5;
 // "FPSCORE" followed by a format byte; spelled so a hex dump of the region reads it.
 inline constexpr std::uint64_t kMagic = 0x0145524f43535046ull;  // bytes: F P S C O R E 0x01
 inline constexpr std::size_t kCacheLine = 64;
@@ -114,6 +114,14 @@ struct alignas(kCacheLine) PoolBlock {
   AtomicU64 killed;           // master: workers killed by a timeout or the watchdog
   AtomicU64 recycled;         // master: workers replaced on purpose (max requests, RSS)
   AtomicU64 spawn_failed;     // master: starts that never ran the program (exec or set-up failed)
+  // keepalive = "master" (docs/protocol.md has the identities these keep):
+  AtomicU64 parked;              // master: connections a worker handed back idle (PARK)
+  AtomicU64 resumed;             // master: parked connections whose next request arrived (queued again)
+  AtomicU64 keepalive_timeouts;  // master: parked connections closed idle (keepalive_timeout, max_parked)
+  AtomicU64 keepalive_closed;    // master: parked connections the client closed
+  AtomicU64 parked_closed;       // master: parked connections closed at a stop or shutdown
+  AtomicU64 parked_now;          // master: connections parked at this moment
+  AtomicU64 protocol_errors;     // master: worker messages refused (malformed, or a PARK that breaks the rules)
   HistogramBlock duration;    // master: connection duration, dispatch to DONE
   HistogramBlock queue_wait;  // master: time a connection waited in the master's queue
 };

@@ -132,6 +132,13 @@ PoolSnapshot Reader::read_pool(std::uint32_t pool) const {
     p.killed = b.killed.load(kRelaxed);
     p.recycled = b.recycled.load(kRelaxed);
     p.spawn_failed = b.spawn_failed.load(kRelaxed);
+    p.parked = b.parked.load(kRelaxed);
+    p.resumed = b.resumed.load(kRelaxed);
+    p.keepalive_timeouts = b.keepalive_timeouts.load(kRelaxed);
+    p.keepalive_closed = b.keepalive_closed.load(kRelaxed);
+    p.parked_closed = b.parked_closed.load(kRelaxed);
+    p.parked_now = b.parked_now.load(kRelaxed);
+    p.protocol_errors = b.protocol_errors.load(kRelaxed);
     p.duration = histogram_copy(b.duration);
     p.queue_wait = histogram_copy(b.queue_wait);
   });

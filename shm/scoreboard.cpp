@@ -80,7 +80,8 @@ std::optional<std::uint32_t> Scoreboard::add_pool(std::string_view name, std::ui
     // A block is reused by a later pool: nothing of the earlier one may show through.
     for (AtomicU64* f : {&b.accepted, &b.dispatched, &b.completed, &b.in_flight, &b.lost, &b.closed,
                          &b.queued_now, &b.queue_peak, &b.queue_timeouts, &b.spawned, &b.crashed, &b.killed,
-                         &b.recycled, &b.spawn_failed})
+                         &b.recycled, &b.spawn_failed, &b.parked, &b.resumed, &b.keepalive_timeouts,
+                         &b.keepalive_closed, &b.parked_closed, &b.parked_now, &b.protocol_errors})
       f->store(0, kRelaxed);
     for (HistogramBlock* h : {&b.duration, &b.queue_wait}) {
       for (auto& bucket : h->buckets) bucket.store(0, kRelaxed);
@@ -307,6 +308,24 @@ void Scoreboard::count(std::uint32_t pool, PoolCounter counter, std::uint64_t n)
     case PoolCounter::SpawnFailed:
       field = &b.spawn_failed;
       break;
+    case PoolCounter::Parked:
+      field = &b.parked;
+      break;
+    case PoolCounter::Resumed:
+      field = &b.resumed;
+      break;
+    case PoolCounter::KeepaliveTimeouts:
+      field = &b.keepalive_timeouts;
+      break;
+    case PoolCounter::KeepaliveClosed:
+      field = &b.keepalive_closed;
+      break;
+    case PoolCounter::ParkedClosed:
+      field = &b.parked_closed;
+      break;
+    case PoolCounter::ProtocolErrors:
+      field = &b.protocol_errors;
+      break;
   }
   require(field != nullptr, "pool counter");
   SeqlockWrite w(b.seq);
@@ -317,6 +336,12 @@ void Scoreboard::set_in_flight(std::uint32_t pool, std::uint64_t in_flight) {
   PoolBlock& b = pool_block(pool);
   SeqlockWrite w(b.seq);
   b.in_flight.store(in_flight, std::memory_order_relaxed);
+}
+
+void Scoreboard::set_parked(std::uint32_t pool, std::uint64_t parked_now) {
+  PoolBlock& b = pool_block(pool);
+  SeqlockWrite w(b.seq);
+  b.parked_now.store(parked_now, kRelaxed);
 }
 
 void Scoreboard::set_queued(std::uint32_t pool, std::uint64_t queued_now) {

@@ -33,6 +33,12 @@ enum class PoolCounter {
   Lost,
   Closed,
   SpawnFailed,
+  Parked,
+  Resumed,
+  KeepaliveTimeouts,
+  KeepaliveClosed,
+  ParkedClosed,
+  ProtocolErrors,
 };
 
 class Scoreboard {
@@ -105,6 +111,7 @@ class Scoreboard {
   void count(std::uint32_t pool, PoolCounter counter, std::uint64_t n = 1);
   void set_queued(std::uint32_t pool, std::uint64_t queued_now);  // raises queue_peak too
   void set_in_flight(std::uint32_t pool, std::uint64_t in_flight);
+  void set_parked(std::uint32_t pool, std::uint64_t parked_now);
   void record_duration(std::uint32_t pool, std::uint64_t us);
   void record_queue_wait(std::uint32_t pool, std::uint64_t us);
 

@@ -109,6 +109,13 @@ struct PoolSnapshot {
   std::uint64_t killed = 0;
   std::uint64_t recycled = 0;
   std::uint64_t spawn_failed = 0;
+  std::uint64_t parked = 0;
+  std::uint64_t resumed = 0;
+  std::uint64_t keepalive_timeouts = 0;
+  std::uint64_t keepalive_closed = 0;
+  std::uint64_t parked_closed = 0;
+  std::uint64_t parked_now = 0;
+  std::uint64_t protocol_errors = 0;
   HistogramSnapshot duration;
   HistogramSnapshot queue_wait;
 };

@@ -11,7 +11,9 @@
 enum fp_msg_type {
   FP_MSG_CONN = 1,   /* master -> worker: one connection; SCM_RIGHTS carries its fd */
   FP_MSG_READY = 16, /* worker -> master: ready for work */
-  FP_MSG_DONE = 17   /* worker -> master: connection `id` finished and closed */
+  FP_MSG_DONE = 17,  /* worker -> master: connection `id` finished and closed */
+  FP_MSG_PARK = 18   /* worker -> master: connection `id` idle between requests; SCM_RIGHTS
+                        carries its fd back (keepalive = "master" pools only) */
 };
 
 struct fp_msg {

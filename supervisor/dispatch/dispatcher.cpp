@@ -44,6 +44,7 @@ Dispatcher::Dispatcher(MasterContext& ctx, PoolConfigRef pool, std::uint32_t poo
 void Dispatcher::set_config(PoolConfigRef pool) {
   if (pool->balance != pool_->balance) choice_ = WorkerChoice(pool->balance);
   pool_ = std::move(pool);
+  if (parked_) parked_->set_limits(pool_->keepalive_timeout, static_cast<std::size_t>(pool_->max_parked));
   arm_queue_timer();
   pump();
 }
@@ -213,6 +214,71 @@ void Dispatcher::on_lost(std::size_t count) {
   publish();
 }
 
+ParkedConnections& Dispatcher::parked_connections() {
+  if (!parked_) {
+    parked_ = std::make_unique<ParkedConnections>(
+        ctx_.loop, ParkedConnections::Handlers{
+                       [this](ParkedConnections::Connection c) { resume_parked(std::move(c)); },
+                       [this](const ParkedConnections::Connection& c, ParkedConnections::Ending why) {
+                         parked_closed(c, why);
+                       }});
+    parked_->set_limits(pool_->keepalive_timeout, static_cast<std::size_t>(pool_->max_parked));
+  }
+  return *parked_;
+}
+
+void Dispatcher::on_parked(std::uint64_t id, const HeldConnection& held, base::OwnedFd fd) {
+  ctx_.scoreboard->count(index_, shm::PoolCounter::Parked);
+  ctx_.scoreboard->record_duration(
+      index_, static_cast<std::uint64_t>(
+                  std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - held.since).count()));
+  if (in_flight_ > 0) --in_flight_;
+  if (shut_ || paused_) {
+    ctx_.scoreboard->count(index_, shm::PoolCounter::ParkedClosed);  // `fd` closes here
+    log::debug("keepalive.closed", "pool {}: closing parked connection {} from {} as the pool stops", pool_->name,
+               id, describe_peer(held.peer, held.peer_len));
+  } else {
+    try {
+      ParkedConnections& parked = parked_connections();
+      // Descriptors short: the oldest parked connection makes room, so the reserve stays.
+      if (fd.get() >= fd_limit_ - ctx_.fd_reserve) parked.evict_oldest();
+      parked.park(ParkedConnections::Connection{std::move(fd), id, held.listener, held.peer, held.peer_len, {}});
+    } catch (const std::system_error& e) {
+      // No epoll set (out of descriptors or memory): the connection cannot wait here.
+      ctx_.scoreboard->count(index_, shm::PoolCounter::KeepaliveTimeouts);
+      log::warn("keepalive.unavailable", "pool {}: cannot hold parked connections ({}); closed connection {}",
+                pool_->name, e.what(), id);
+    }
+  }
+  pump();
+}
+
+void Dispatcher::resume_parked(ParkedConnections::Connection c) {
+  ctx_.scoreboard->count(index_, shm::PoolCounter::Resumed);
+  queue_.push_back(Pending{std::move(c.fd), c.listener, c.id, Clock::now(), c.peer, c.peer_len});
+  pump();
+  if (accept_hook_) accept_hook_();
+}
+
+void Dispatcher::parked_closed(const ParkedConnections::Connection& c, ParkedConnections::Ending why) {
+  const bool by_peer = why == ParkedConnections::Ending::PeerClosed;
+  ctx_.scoreboard->count(index_, by_peer ? shm::PoolCounter::KeepaliveClosed : shm::PoolCounter::KeepaliveTimeouts);
+  log::debug("keepalive.closed", "pool {}: parked connection {} from {} {}", pool_->name, c.id,
+             describe_peer(c.peer, c.peer_len),
+             by_peer ? "closed by the client"
+                     : why == ParkedConnections::Ending::TimedOut ? "closed after keepalive_timeout"
+                                                                  : "closed early to make room (max_parked or descriptors)");
+  publish();
+}
+
+void Dispatcher::close_parked(const char* why) {
+  if (!parked_) return;
+  const std::size_t n = parked_->close_all();
+  if (n == 0) return;
+  ctx_.scoreboard->count(index_, shm::PoolCounter::ParkedClosed, n);
+  log::debug("keepalive.closed", "pool {}: closed {} parked connection(s) {}", pool_->name, n, why);
+}
+
 void Dispatcher::arm_queue_timer() {
   // A timer runs only while something waits, so an idle master sleeps without one.
   if (pool_->queue_timeout.count() == 0 || queue_.empty()) {
@@ -250,11 +316,17 @@ void Dispatcher::shut() {
   freed_.stop();
   paused_reason_.clear();
   close_queue("at shutdown");
+  close_parked("at shutdown");
+  parked_.reset();
+  publish();
 }
 
 void Dispatcher::set_paused(bool paused) {
   paused_ = paused;
-  if (paused) close_queue("as the pool stops");
+  if (paused) {
+    close_queue("as the pool stops");
+    close_parked("as the pool stops");
+  }
   update_accepting();
 }
 
@@ -272,6 +344,7 @@ void Dispatcher::close_queue(const char* why) {
 void Dispatcher::publish() {
   ctx_.scoreboard->set_queued(index_, queue_.size());
   ctx_.scoreboard->set_in_flight(index_, in_flight_);
+  ctx_.scoreboard->set_parked(index_, parked_ ? parked_->size() : 0);
 }
 
 }  // namespace forkpool::supervisor

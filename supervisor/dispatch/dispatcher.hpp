@@ -18,6 +18,7 @@
 #include "supervisor/master_context.hpp"
 #include "supervisor/uv_handles.hpp"
 #include "supervisor/dispatch/descriptor_budget.hpp"
+#include "supervisor/dispatch/parked_connections.hpp"
 #include "supervisor/dispatch/worker_choice.hpp"
 #include "supervisor/process/worker_process.hpp"
 
@@ -39,6 +40,10 @@ class Dispatcher {
   void on_done(std::chrono::microseconds held);
   // A worker exited (or was retired) holding `count` connections without DONE.
   void on_lost(std::size_t count);
+  // keepalive = "master": a worker handed connection `id` back idle (PARK). The master
+  // watches it and queues it again when the client's next request arrives.
+  void on_parked(std::uint64_t id, const HeldConnection& held, base::OwnedFd fd);
+  std::size_t parked() const { return parked_ ? parked_->size() : 0; }
   // Stops accepting and closes every queued connection (shutdown).
   void shut();
   // A stopped pool accepts nothing (the kernel backlog holds new connections) and
@@ -47,8 +52,8 @@ class Dispatcher {
   std::size_t queued() const { return queue_.size(); }
   // Why it cannot accept now ("" when it can, or stopped on purpose): out of descriptors.
   const std::string& accept_paused_reason() const { return paused_reason_; }
-  // Called after each batch of accepted connections (a dynamic pool sizes itself by its
-  // idle workers and the queue).
+  // Called after each batch of accepted connections and each resumed parked one (a
+  // dynamic pool sizes itself by its idle workers and the queue).
   void set_accept_hook(std::function<void()> hook) { accept_hook_ = std::move(hook); }
   // A reload changed master-side settings (queue limits, balance...): they apply from now.
   void set_config(PoolConfigRef pool);
@@ -78,6 +83,10 @@ class Dispatcher {
   void resume();
   bool descriptors_short();
   bool has_capacity();
+  ParkedConnections& parked_connections();  // made on the first PARK
+  void resume_parked(ParkedConnections::Connection c);
+  void parked_closed(const ParkedConnections::Connection& c, ParkedConnections::Ending why);
+  void close_parked(const char* why);
 
   MasterContext& ctx_;
   PoolConfigRef pool_;
@@ -91,6 +100,7 @@ class Dispatcher {
   bool shut_ = false;
   bool paused_ = false;
   std::deque<Pending> queue_;
+  std::unique_ptr<ParkedConnections> parked_;
   std::vector<WorkerProcess*> workers_scratch_;
   std::vector<Candidate> candidates_;
   std::uint64_t next_id_ = 0;

@@ -90,6 +90,29 @@ SendResult WorkerChannel::send_connection(int fd, std::uint16_t listener, std::u
 }
 
 WorkerChannel::Received WorkerChannel::receive(fp_msg& out) {
+  Passed ignored;
+  return receive(out, ignored);  // `ignored` closes whatever came along
+}
+
+namespace {
+
+// Takes the descriptors of one SCM_RIGHTS message: the first into `passed` (if it has
+// none yet), the rest closed.
+void take_passed_fds(const cmsghdr* c, WorkerChannel::Passed& passed) {
+  if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) return;
+  const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+  for (std::size_t i = 0; i < count; ++i) {
+    int fd;
+    std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+    if (passed.count++ == 0) passed.first = base::OwnedFd(fd);
+    else ::close(fd);
+  }
+}
+
+}  // namespace
+
+WorkerChannel::Received WorkerChannel::receive(fp_msg& out, Passed& passed) {
+  passed = Passed{};
   if (!fd_) return Received::EndOfFile;
   base::UnixMessage<CMSG_SPACE(sizeof(int) * 4)> in(&out, sizeof out);
   msghdr& msg = in.msg;
@@ -99,7 +122,9 @@ WorkerChannel::Received WorkerChannel::receive(fp_msg& out) {
     n = ::recvmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
   } while (n < 0 && errno == EINTR);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Received::Nothing;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) base::close_passed_fds(c);
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) take_passed_fds(c, passed);
+  if (n <= 0 || n != static_cast<ssize_t>(sizeof out) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0)
+    passed.first.reset();  // only a well-formed record may hand anything over
   if (n == 0 && !at_end_of_channel(fd_.get())) {
     bad_size_ = 0;
     bad_control_ = false;

@@ -33,6 +33,13 @@ class WorkerChannel {
 
   enum class Received { Record, Nothing, Malformed, EndOfFile };
 
+  // Descriptors that came with a well-formed record: the first is kept (a PARK carries
+  // exactly one), any others are closed on arrival and only counted.
+  struct Passed {
+    base::OwnedFd first;
+    int count = 0;
+  };
+
   WorkerChannel(uv_loop_t* loop, base::OwnedFd fd);
   ~WorkerChannel();
   WorkerChannel(const WorkerChannel&) = delete;
@@ -44,9 +51,12 @@ class WorkerChannel {
   // Calls `readable` when records wait and `writable` once a Blocked channel drains.
   void watch(std::function<void()> readable, std::function<void()> writable);
   SendResult send_connection(int fd, std::uint16_t listener, std::uint64_t id);
-  // One record, if there is one. Descriptors a worker sends are closed: it never may.
+  // One record, if there is one. Descriptors that come with it are closed.
   // An empty record is Malformed; the end of the channel is EndOfFile.
   Received receive(fp_msg& out);
+  // The same, handing out what a well-formed record carried (for PARK); descriptors of
+  // a malformed record are always closed.
+  Received receive(fp_msg& out, Passed& passed);
   // Logs channel.bad_message for the last Malformed record, naming what was wrong with
   // it; repeated ones are summed up (observe/log_limiter) so a flood is a few lines.
   void warn_malformed(std::string_view pool, unsigned worker, pid_t pid);

@@ -123,7 +123,15 @@ json pool_json(const PoolStatus& p) {
             {"crashed", p.crashed},
             {"killed", p.killed},
             {"recycled", p.recycled},
-            {"spawn_failed", p.spawn_failed}}},
+            {"spawn_failed", p.spawn_failed},
+            {"parked", p.parked},
+            {"resumed", p.resumed},
+            {"keepalive_timeouts", p.keepalive_timeouts},
+            {"keepalive_closed", p.keepalive_closed},
+            {"parked_closed", p.parked_closed},
+            {"parked_now", p.parked_now},
+            {"protocol_errors", p.protocol_errors}}},
+          {"keepalive", text(p.keepalive)},
           {"accept_paused", text_or_null(p.accept_paused)},
           {"duration_ms", percentiles_json(p.duration)},
           {"queue_wait_ms", percentiles_json(p.queue_wait)},
@@ -239,6 +247,14 @@ PoolStatus pool_from(const json& j) {
   read(c, "killed", p.killed);
   read(c, "recycled", p.recycled);
   read(c, "spawn_failed", p.spawn_failed);
+  read(c, "parked", p.parked);
+  read(c, "resumed", p.resumed);
+  read(c, "keepalive_timeouts", p.keepalive_timeouts);
+  read(c, "keepalive_closed", p.keepalive_closed);
+  read(c, "parked_closed", p.parked_closed);
+  read(c, "parked_now", p.parked_now);
+  read(c, "protocol_errors", p.protocol_errors);
+  read(j, "keepalive", p.keepalive);
   read(j, "accept_paused", p.accept_paused);
   p.duration = percentiles_from(child(j, "duration_ms"));
   p.queue_wait = percentiles_from(child(j, "queue_wait_ms"));

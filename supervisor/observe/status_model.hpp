@@ -56,6 +56,9 @@ struct PoolStatus {
   std::uint64_t accepted = 0, dispatched = 0, completed = 0, in_flight = 0, lost = 0, closed = 0;
   std::uint64_t queue_timeouts = 0, spawned = 0, crashed = 0, killed = 0, recycled = 0;
   std::uint64_t spawn_failed = 0;  // starts that never ran the program (not in crashed)
+  std::string keepalive;           // worker | master (master dispatch)
+  std::uint64_t parked = 0, resumed = 0, keepalive_timeouts = 0, keepalive_closed = 0, parked_closed = 0;
+  std::uint64_t parked_now = 0, protocol_errors = 0;
   std::string accept_paused;       // master dispatch: why the pool cannot accept now, "" if it can
   Percentiles duration, queue_wait;
   shm::HistogramSnapshot duration_histogram, queue_wait_histogram;  // for Prometheus

@@ -38,17 +38,28 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
   };
   events.ready_timeout = [this, self] { kill_worker(**self, "did not become ready within ready_timeout"); };
   events.watchdog_missed = [this, self] { kill_worker(**self, "sent no WATCHDOG=1 within watchdog"); };
-  events.done = [this, &slot, self](std::chrono::microseconds held) {
-    WorkerProcess* p = *self;
+  // After a DONE or a PARK: max_requests counts connections handed over (with
+  // keepalive = "master", each request of a keep-alive connection is one).
+  auto recycle_if_due = [this, &slot](WorkerProcess* p) {
     if (p->recycle_after() > 0 && p->handed() >= p->recycle_after() && p == slot.process.get() &&
         !slot.replacement) {
       slot.replace_reason = "after " + std::to_string(p->handed()) + " connections (max_requests)";
       spawn_replacement(slot);
     }
+  };
+  events.done = [this, self, recycle_if_due](std::chrono::microseconds held) {
+    recycle_if_due(*self);
     if (dispatcher_) dispatcher_->on_done(held);
     maybe_finish_retiring();
     rescale();
   };
+  events.parked = [this, self, recycle_if_due](std::uint64_t id, const HeldConnection& held, base::OwnedFd fd) {
+    recycle_if_due(*self);
+    if (dispatcher_) dispatcher_->on_parked(id, held, std::move(fd));  // else `fd` closes here
+    maybe_finish_retiring();
+    rescale();
+  };
+  events.protocol_error = [this] { ctx_.scoreboard->count(index_, shm::PoolCounter::ProtocolErrors); };
   events.writable = [this] {
     if (dispatcher_) dispatcher_->pump();
   };

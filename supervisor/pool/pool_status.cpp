@@ -56,6 +56,14 @@ PoolStatus Pool::status() const {
   s.killed = p.killed;
   s.recycled = p.recycled;
   s.spawn_failed = p.spawn_failed;
+  s.keepalive = std::string(config::to_string(config_->keepalive));
+  s.parked = p.parked;
+  s.resumed = p.resumed;
+  s.keepalive_timeouts = p.keepalive_timeouts;
+  s.keepalive_closed = p.keepalive_closed;
+  s.parked_closed = p.parked_closed;
+  s.parked_now = p.parked_now;
+  s.protocol_errors = p.protocol_errors;
   if (dispatcher_) s.accept_paused = dispatcher_->accept_paused_reason();
   s.duration = percentiles(p.duration);
   s.queue_wait = percentiles(p.queue_wait);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <linux/close_range.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -25,10 +26,15 @@ namespace {
 
 // Moves every planned fd to its target number. Sources are first copied above every
 // target, so a target can never overwrite a source that is still to be moved.
-bool apply_fds(const SpawnPlan& plan, int& error_fd) {
+// `error_fd` and `master_pidfd` (when >= 0) are moved above the targets as well.
+bool apply_fds(const SpawnPlan& plan, int& error_fd, int& master_pidfd) {
   const int floor = plan.highest_target + 1;
   error_fd = ::fcntl(error_fd, F_DUPFD_CLOEXEC, floor);
   if (error_fd < 0) return false;
+  if (master_pidfd >= 0) {
+    master_pidfd = ::fcntl(master_pidfd, F_DUPFD_CLOEXEC, floor);
+    if (master_pidfd < 0) return false;
+  }
   int high[64];
   const std::size_t n = plan.fds.size();
   if (n > sizeof high / sizeof high[0]) {
@@ -78,7 +84,7 @@ const char* to_string(ChildStep step) {
   return "?";
 }
 
-void exec_child(const SpawnPlan& plan, int error_fd) noexcept {
+void exec_child(const SpawnPlan& plan, int error_fd, int master_pidfd) noexcept {
   // Its own process group: a terminal's ^C reaches only the master, which then stops
   // the workers gracefully, and a final SIGKILL can reach the worker's descendants.
   if (::setpgid(0, 0) != 0) fail(error_fd, ChildStep::ProcessGroup);
@@ -93,7 +99,7 @@ void exec_child(const SpawnPlan& plan, int error_fd) noexcept {
   sigemptyset(&none);
   if (::sigprocmask(SIG_SETMASK, &none, nullptr) != 0) fail(error_fd, ChildStep::Signals);
 
-  if (!apply_fds(plan, error_fd)) fail(error_fd, ChildStep::Descriptors);
+  if (!apply_fds(plan, error_fd, master_pidfd)) fail(error_fd, ChildStep::Descriptors);
 
   for (const auto& [resource, limit] : plan.rlimits)
     if (::setrlimit(static_cast<__rlimit_resource>(resource), &limit) != 0) fail(error_fd, ChildStep::Rlimit);
@@ -113,7 +119,15 @@ void exec_child(const SpawnPlan& plan, int error_fd) noexcept {
   // Set after the id change, which clears it. If the master died before this point,
   // the signal will never come, so check the parent once more.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(error_fd, ChildStep::ParentDeath);
-  if (::getppid() != plan.master_pid) {
+  if (plan.new_pid_namespace) {
+    // The master is outside this namespace, so getppid() is 0; its pidfd turns readable
+    // once it has exited.
+    pollfd master{master_pidfd, POLLIN, 0};
+    if (::poll(&master, 1, 0) != 0) {
+      errno = ESRCH;
+      fail(error_fd, ChildStep::ParentDeath);
+    }
+  } else if (::getppid() != plan.master_pid) {
     errno = ESRCH;
     fail(error_fd, ChildStep::ParentDeath);
   }

@@ -28,6 +28,8 @@ struct ChildFailure {
 const char* to_string(ChildStep step);
 
 // Applies `plan` and execs. On failure writes a ChildFailure to `error_fd` and _exit(127)s.
-[[noreturn]] void exec_child(const SpawnPlan& plan, int error_fd) noexcept;
+// `master_pidfd` (isolate = "pid" only, else -1) lets a child whose parent is outside its
+// PID namespace check that the master is still there.
+[[noreturn]] void exec_child(const SpawnPlan& plan, int error_fd, int master_pidfd) noexcept;
 
 }  // namespace forkpool::supervisor

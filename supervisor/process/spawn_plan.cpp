@@ -90,6 +90,7 @@ std::string substitute(std::string_view text, std::string_view pool, unsigned wo
 SpawnPlan build_spawn_plan(const config::PoolConfig& pool, const WorkerContext& ctx) {
   SpawnPlan plan;
   plan.master_pid = ctx.master_pid;
+  plan.new_pid_namespace = pool.isolate == config::Isolation::Pid;
   for (const auto& arg : pool.command) plan.argv_storage.push_back(substitute(arg, pool.name, ctx.worker));
   plan.executable = plan.argv_storage.front();
   if (plan.executable.find('/') == std::string::npos) {
@@ -157,6 +158,7 @@ SpawnPlan build_spawn_plan(const config::PoolConfig& pool, const WorkerContext& 
   env["FORKPOOL_POOL"] = pool.name;
   env["FORKPOOL_WORKER"] = std::to_string(ctx.worker);
   env["FORKPOOL_GENERATION"] = std::to_string(ctx.generation);
+  if (pool.keepalive == config::KeepAlive::Master) env["FORKPOOL_KEEPALIVE"] = "master";
   env["FORKPOOL_CHANNEL_FD"] = std::to_string(channel);
   env["FORKPOOL_SCOREBOARD_FD"] = std::to_string(scoreboard);
   env["FORKPOOL_LISTENERS"] = join(ctx.listener_texts, " ");

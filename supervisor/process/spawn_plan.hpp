@@ -41,6 +41,9 @@ struct SpawnPlan {
   std::vector<std::pair<int, rlimit>> rlimits;
 
   pid_t master_pid = 0;
+
+  // isolate = "pid": the child is PID 1 of a new PID namespace (see spawner.cpp).
+  bool new_pid_namespace = false;
 };
 
 // What differs from one worker to the next.

@@ -1,12 +1,16 @@
 #include "supervisor/process/spawner.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include "supervisor/process/child_exec.hpp"
 
@@ -14,8 +18,73 @@ namespace forkpool::supervisor {
 
 std::string SpawnResult::message() const { return what + ": " + std::strerror(error); }
 
+namespace {
+
+// A pidfd of the master itself, for children in a PID namespace of their own to check
+// that the master is still there (see child_exec). Opened once; closed at exec.
+int master_pidfd() {
+  static const int fd = static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0));
+  return fd;
+}
+
+// isolate = "pid": the next fork() creates PID 1 of a new namespace. The master's own
+// namespace is restored right after, so that only this one child is in it.
+class PidNamespaceForChild {
+ public:
+  PidNamespaceForChild() = default;
+
+  // 0, or the errno of the step named by `what`.
+  int enter(const char*& what) {
+    own_ = ::open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+    if (own_ < 0) {
+      what = "open /proc/self/ns/pid";
+      return errno;
+    }
+    if (master_pidfd() < 0) {
+      what = "pidfd_open";
+      return errno;
+    }
+    if (::unshare(CLONE_NEWPID) != 0) {
+      what = "unshare(CLONE_NEWPID)";
+      return errno;
+    }
+    entered_ = true;
+    return 0;
+  }
+
+  ~PidNamespaceForChild() {
+    if (entered_ && ::setns(own_, CLONE_NEWPID) != 0) {
+      // Later workers would become processes of this worker's namespace: nothing the
+      // master could serve correctly from here.
+      const char msg[] = "forkpool: setns(CLONE_NEWPID) back to the master's namespace failed\n";
+      [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
+      std::abort();
+    }
+    if (own_ >= 0) ::close(own_);
+  }
+
+  PidNamespaceForChild(const PidNamespaceForChild&) = delete;
+  PidNamespaceForChild& operator=(const PidNamespaceForChild&) = delete;
+
+ private:
+  int own_ = -1;
+  bool entered_ = false;
+};
+
+}  // namespace
+
 SpawnResult spawn(const SpawnPlan& plan) {
   SpawnResult result;
+  std::optional<PidNamespaceForChild> pid_namespace;
+  if (plan.new_pid_namespace) {
+    const char* what = "";
+    if (const int error = pid_namespace.emplace().enter(what); error != 0) {
+      pid_namespace.reset();
+      result.error = error;
+      result.what = what;
+      return result;
+    }
+  }
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) {
     result.error = errno;
@@ -28,9 +97,10 @@ SpawnResult spawn(const SpawnPlan& plan) {
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::close(pipefd[0]);
-    exec_child(plan, pipefd[1]);
+    exec_child(plan, pipefd[1], plan.new_pid_namespace ? master_pidfd() : -1);
   }
   const int fork_errno = errno;
+  pid_namespace.reset();
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   ::close(pipefd[1]);
   if (pid < 0) {

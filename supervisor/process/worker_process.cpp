@@ -182,7 +182,7 @@ SendResult WorkerProcess::send_connection(int fd, std::uint16_t listener, std::u
   const SendResult r = channel_->send_connection(fd, listener, id);
   if (r != SendResult::Sent) return r;
   const bool start_timer = held_.empty();
-  held_[id] = HeldConnection{Clock::now(), peer, peer_len};
+  held_[id] = HeldConnection{Clock::now(), peer, peer_len, listener};
   ++handed_;
   if (start_timer) arm_request_timer();
   return r;
@@ -196,15 +196,64 @@ void WorkerProcess::finish_connection(std::uint64_t id) {
     return;
   }
   const auto held = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - it->second.since);
-  const bool was_oldest = it == held_.begin();
   held_.erase(it);
   ++completed_;
   if (held_.empty()) {
     idle_order_ = ++ctx_.idle_clock;
     idle_since_ = Clock::now();
   }
-  if (was_oldest) arm_request_timer();
+  arm_request_timer();
   if (events_.done) events_.done(held);
+}
+
+void WorkerProcess::count_protocol_error() {
+  if (events_.protocol_error) events_.protocol_error();
+  if (protocol_errors_++ == 0) first_protocol_error_ = Clock::now();
+}
+
+bool WorkerProcess::park_connection(std::uint64_t id, WorkerChannel::Passed passed) {
+  auto it = held_.find(id);
+  const char* problem = nullptr;
+  if (pool_->keepalive != config::KeepAlive::Master) problem = "but its pool does not have keepalive = \"master\"";
+  else if (it == held_.end()) problem = "for a connection it does not hold";
+  else if (passed.count == 0) problem = "without the connection's descriptor";
+  else if (passed.count > 1) problem = "with more than one descriptor";
+  if (problem == nullptr) {
+    const HeldConnection held = it->second;
+    held_.erase(it);
+    if (held_.empty()) {
+      idle_order_ = ++ctx_.idle_clock;
+      idle_since_ = Clock::now();
+    }
+    arm_request_timer();
+    if (events_.parked) events_.parked(id, held, std::move(passed.first));
+    return true;
+  }
+  if (!bad_parks_) bad_parks_ = std::make_unique<log::RepeatedWarning>(ctx_.loop, "channel.bad_park");
+  bad_parks_->warn(fmt::format("worker {}[{}] pid {}", pool_->name, id_.worker, pid_), [&] {
+    return fmt::format("worker {}[{}] pid {} sent PARK {} (connection {}); the master closed it", pool_->name,
+                       id_.worker, pid_, problem, id);
+  });
+  count_protocol_error();
+  // The worker let go of a connection it held: it is finished, as if by DONE.
+  if (it != held_.end()) finish_connection(id);
+  return false;
+}
+
+bool WorkerProcess::too_many_protocol_errors(bool until_empty) {
+  if (protocol_errors_ >= kProtocolErrorLimit && Clock::now() - first_protocol_error_ >= kProtocolErrorSpan &&
+      !until_empty && phase_ != WorkerPhase::Stopping && events_.protocol_errors) {
+    events_.protocol_errors();
+    return true;
+  }
+  return false;
+}
+
+const HeldConnection* WorkerProcess::oldest() const {
+  const HeldConnection* found = nullptr;
+  for (const auto& [id, held] : held_)
+    if (found == nullptr || held.since < found->since) found = &held;
+  return found;
 }
 
 void WorkerProcess::arm_request_timer() {
@@ -216,18 +265,19 @@ void WorkerProcess::arm_request_timer() {
     request_timer_.stop();
     return;
   }
-  // Connection ids grow with time, so the map's first entry is the oldest connection.
-  const auto& oldest = held_.begin()->second;
-  const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - oldest.since);
+  const HeldConnection& first = *oldest();
+  const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - first.since);
   request_timer_.start(std::max(std::chrono::milliseconds(0), pool_->request_timeout - age), [this] {
-    if (held_.empty() || !events_.request_timeout) return;
-    events_.request_timeout(describe_peer(held_.begin()->second.peer, held_.begin()->second.peer_len));
+    const HeldConnection* o = oldest();
+    if (o == nullptr || !events_.request_timeout) return;
+    events_.request_timeout(describe_peer(o->peer, o->peer_len));
   });
 }
 
 std::chrono::microseconds WorkerProcess::oldest_held() const {
-  if (held_.empty()) return std::chrono::microseconds(0);
-  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - held_.begin()->second.since);
+  const HeldConnection* o = oldest();
+  if (o == nullptr) return std::chrono::microseconds(0);
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - o->since);
 }
 
 void WorkerProcess::mark_ready() {
@@ -258,19 +308,16 @@ void WorkerProcess::read_channel(bool until_empty) {
   const int budget_limit = until_empty ? kReapReadLimit : 64;
   for (int budget = 0; budget < budget_limit; ++budget) {
     fp_msg m{};
-    switch (channel_->receive(m)) {
+    WorkerChannel::Passed passed;
+    switch (channel_->receive(m, passed)) {
       case WorkerChannel::Received::Nothing: return;
       case WorkerChannel::Received::EndOfFile:
         if (!until_empty && phase_ != WorkerPhase::Stopping && events_.channel_closed) events_.channel_closed();
         return;
       case WorkerChannel::Received::Malformed:
         channel_->warn_malformed(pool_->name, id_.worker, pid_);
-        if (protocol_errors_++ == 0) first_protocol_error_ = Clock::now();
-        if (protocol_errors_ >= kProtocolErrorLimit && Clock::now() - first_protocol_error_ >= kProtocolErrorSpan &&
-            !until_empty && phase_ != WorkerPhase::Stopping && events_.protocol_errors) {
-          events_.protocol_errors();
-          return;  // its handler changed the pool; read on next time
-        }
+        count_protocol_error();
+        if (too_many_protocol_errors(until_empty)) return;  // its handler changed the pool; read on next time
         continue;
       case WorkerChannel::Received::Record: break;
     }
@@ -282,12 +329,17 @@ void WorkerProcess::read_channel(bool until_empty) {
       finish_connection(m.id);
       if (!until_empty) return;  // the done handler dispatches more work
     }
+    if (m.type == FP_MSG_PARK) {
+      if (!park_connection(m.id, std::move(passed)) && too_many_protocol_errors(until_empty)) return;
+      if (!until_empty) return;  // the park handler dispatches more work
+    }
     // Unknown types are ignored, so a newer worker library can talk to this master.
   }
 }
 
 void WorkerProcess::reaped() {
   read_channel(true);
+  if (bad_parks_) bad_parks_->flush();
   channel_->close();
   ready_timer_.stop();
   watchdog_timer_.stop();

@@ -47,6 +47,10 @@ struct WorkerEvents {
   std::function<void()> channel_closed;
   // The worker keeps breaking the protocol (see kProtocolErrorLimit; once per worker).
   std::function<void()> protocol_errors;
+  // One message refused (malformed, or a PARK against the rules): counted per pool.
+  std::function<void()> protocol_error;
+  // keepalive = "master": the worker handed connection `id` back idle (PARK) with `fd`.
+  std::function<void(std::uint64_t id, const struct HeldConnection& held, base::OwnedFd fd)> parked;
 };
 
 // A worker is taken for broken and replaced once it has sent this many malformed channel
@@ -63,6 +67,7 @@ struct HeldConnection {
   Clock::time_point since;
   sockaddr_storage peer;
   socklen_t peer_len;
+  std::uint16_t listener;  // index into the pool's listeners, as sent in CONN
 };
 
 std::string describe_peer(const sockaddr_storage& peer, socklen_t len);
@@ -138,6 +143,16 @@ class WorkerProcess {
   // (its handler may change the pool); `until_empty` reads everything there is.
   void read_channel(bool until_empty = false);
   void finish_connection(std::uint64_t id);
+  // PARK: hands the connection to the pool if the message keeps the rules
+  // (docs/protocol.md); false when it broke them (counted and logged).
+  bool park_connection(std::uint64_t id, WorkerChannel::Passed passed);
+  // After a refused message: true when the worker has been reported as broken (the
+  // handler changed the pool, so reading stops for now).
+  bool too_many_protocol_errors(bool until_empty);
+  void count_protocol_error();
+  // The held connection dispatched longest ago (ids are not in that order: a parked
+  // connection comes back with its first id). Null when it holds none.
+  const HeldConnection* oldest() const;
   void arm_request_timer();
   void run_stop_steps();
   void arm_watchdog();
@@ -169,6 +184,7 @@ class WorkerProcess {
   Clock::time_point idle_since_{};
   std::uint64_t handled_seen_ = 0;  // shared dispatch: connections_handled when last observed
   unsigned protocol_errors_ = 0;
+  std::unique_ptr<log::RepeatedWarning> bad_parks_;  // made on the first one
   Clock::time_point first_protocol_error_;
   StopPlan stop_plan_;
   std::size_t stop_step_ = 0;

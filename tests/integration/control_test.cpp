@@ -350,7 +350,11 @@ TEST_CASE("control status reports pool counters and every worker field", "[contr
   CHECK(n["killed"] == 0);
   CHECK(n["recycled"] == 0);
   CHECK(n["spawn_failed"] == 0);
-  CHECK(n.size() == 12);
+  for (const char* k : {"parked", "resumed", "keepalive_timeouts", "keepalive_closed", "parked_closed", "parked_now",
+                        "protocol_errors"})
+    CHECK(n[k] == 0);
+  CHECK(n.size() == 19);
+  CHECK(web["keepalive"] == "worker");
   const json& d = web["duration_ms"];
   CHECK(d["count"] == kRequests);
   CHECK(d["p50"].get<double>() > 0);

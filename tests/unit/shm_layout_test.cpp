@@ -40,8 +40,8 @@ shm::Header& header(AlignedBuffer& b) {
 TEST_CASE("shm layout version string is pinned", "[shm][layout]") {
   // If this fails you changed the shared layout. Bump kLayoutVersion in shm/layout.hpp,
   // then update the expected string here (and docs/scoreboard.md).
-  CHECK(shm::kLayoutVersion == 4);
-  CHECK(shm::layout_version_string() == "4.192.896");
+  CHECK(shm::kLayoutVersion == 5);
+  CHECK(shm::layout_version_string() == "5.192.896");
 }
 
 TEST_CASE("shm field offsets are pinned", "[shm][layout]") {
@@ -71,6 +71,8 @@ TEST_CASE("shm field offsets are pinned", "[shm][layout]") {
   CHECK(offsetof(shm::PoolBlock, closed) == 128);
   CHECK(offsetof(shm::PoolBlock, recycled) == 184);
   CHECK(offsetof(shm::PoolBlock, spawn_failed) == 192);
+  CHECK(offsetof(shm::PoolBlock, parked) == 200);
+  CHECK(offsetof(shm::PoolBlock, protocol_errors) == 248);
   CHECK(offsetof(shm::PoolBlock, duration) == 256);
   CHECK(offsetof(shm::PoolBlock, queue_wait) == 576);
   CHECK(sizeof(shm::HistogramBlock) == 320);

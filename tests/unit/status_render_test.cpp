@@ -219,8 +219,8 @@ TEST_CASE("status_json renders the documented schema", "[status][json]") {
   const json& web = j["pools"][0];
   CHECK(keys(web) == std::set<std::string>{"name", "state", "dispatch", "balance", "generation", "removed", "listeners",
                                            "target", "dynamic", "min_workers", "max_workers", "last_scale",
-                                           "live", "ready", "busy", "idle", "queue", "counters", "accept_paused", "duration_ms", "queue_wait_ms",
-                                           "workers"});
+                                           "live", "ready", "busy", "idle", "queue", "counters", "accept_paused",
+                                           "duration_ms", "queue_wait_ms", "workers", "keepalive"});
   CHECK(web["name"] == "web");
   CHECK(web["accept_paused"].is_null());
   CHECK(web["dispatch"] == "master");
@@ -237,7 +237,8 @@ TEST_CASE("status_json renders the documented schema", "[status][json]") {
   CHECK(keys(web["counters"]) ==
         std::set<std::string>{"accepted", "dispatched", "completed", "in_flight", "lost", "closed",
                               "queue_timeouts", "spawned", "crashed", "killed", "recycled",
-                              "spawn_failed"});
+                              "spawn_failed", "parked", "resumed", "keepalive_timeouts", "keepalive_closed",
+                              "parked_closed", "parked_now", "protocol_errors"});
   CHECK(web["counters"]["accepted"] == 1001);
   CHECK(web["counters"]["in_flight"] == 8);
   CHECK(web["counters"]["recycled"] == 4);

@@ -129,6 +129,11 @@ static void linger_read(struct hello_loop* loop, struct hello_conn* c) {
   }
 }
 
+/* keepalive = "master": idle connections go back to the master between requests. */
+static bool parks(const struct hello_loop* loop, const struct hello_conn* c) {
+  return c->passed && loop->worker != NULL && fp_worker_keepalive_master(loop->worker);
+}
+
 /* Answers the complete requests in the input buffer, in order. Returns true
  * when it stopped because the output buffer has no room for another answer. */
 static bool process(struct hello_loop* loop, struct hello_conn* c) {
@@ -163,7 +168,9 @@ static bool process(struct hello_loop* loop, struct hello_conn* c) {
     }
     pos += req.head_len;
     c->body_left = req.content_length;
-    bool keep = req.keep_alive && !loop->draining;
+    /* Draining, a connection is kept only if it can be parked: the master then hands its
+     * next request to another worker. */
+    bool keep = req.keep_alive && (!loop->draining || parks(loop, c));
     enum hello_conn_header ch = !keep                    ? HELLO_CONN_CLOSE
                                 : req.version_minor == 0 ? HELLO_CONN_KEEP_ALIVE
                                                          : HELLO_CONN_DEFAULT;
@@ -199,6 +206,12 @@ static void run(struct hello_loop* loop, struct hello_conn* c) {
       return;
     }
     if (!out_full) break;
+  }
+  /* Everything answered and sent, nothing of a next request read yet (bytes still in
+   * the socket go along with it): the master holds it until the next request. */
+  if (parks(loop, c) && c->served && c->in_len == 0 && c->body_left == 0) {
+    hello_loop_park_conn(loop, c);
+    return;
   }
   set_interest(loop, c, EPOLLIN);
 }

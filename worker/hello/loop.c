@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -152,6 +153,24 @@ void hello_loop_close_conn(struct hello_loop* loop, struct hello_conn* c) {
     hello_log("sending DONE to the master: %s", strerror(errno));
   }
   if (counted) fp_worker_conn_end(loop->worker);
+}
+
+void hello_loop_park_conn(struct hello_loop* loop, struct hello_conn* c) {
+  if (c->prev != NULL) {
+    c->prev->next = c->next;
+  } else {
+    loop->conns = c->next;
+  }
+  if (c->next != NULL) c->next->prev = c->prev;
+  loop->n_conns--;
+  epoll_ctl(loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+  fp_conn master = c->master;
+  master.fd = c->fd;
+  c->fd = -1;
+  /* fp_worker_park sends the fd back and closes our copy, even when the send fails. */
+  if (fp_worker_park(loop->worker, &master) != 0) hello_log("sending PARK to the master: %s", strerror(errno));
+  free(c->in);
+  free(c);
 }
 
 static void accept_all(struct hello_loop* loop, struct hello_loop_listener* ll) {

@@ -72,3 +72,5 @@ void hello_loop_update_clock(struct hello_loop* loop);
 /* Reads pending signals from the self-pipe (sets drain_requested). */
 void hello_loop_poll_signals(struct hello_loop* loop);
 void hello_loop_close_conn(struct hello_loop* loop, struct hello_conn* c);
+/* keepalive = "master": hands an idle connection back to the master (PARK) and forgets it. */
+void hello_loop_park_conn(struct hello_loop* loop, struct hello_conn* c);

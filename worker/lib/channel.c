@@ -69,6 +69,41 @@ int fp_channel_send(fp_worker* w, unsigned type, unsigned long long id) {
   }
 }
 
+int fp_channel_send_fd(fp_worker* w, unsigned type, unsigned long long id, int fd) {
+  struct fp_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = (uint16_t)type;
+  m.id = (uint64_t)id;
+  struct iovec iov = {.iov_base = &m, .iov_len = sizeof m};
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } control;
+  memset(&control, 0, sizeof control);
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                       .msg_controllen = sizeof control.buf};
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  for (;;) {
+    ssize_t n = sendmsg(w->channel_fd, &msg, MSG_NOSIGNAL);
+    if (n == (ssize_t)sizeof m) return 0;
+    if (n >= 0) {
+      errno = EIO;
+      return -1;
+    }
+    if (errno == EINTR) continue;
+    if (is_would_block(errno)) {
+      if (wait_for(w->channel_fd, POLLOUT) != 0) return -1;
+      continue;
+    }
+    if (errno == EPIPE || errno == ECONNRESET) w->master_gone = true;
+    return -1;
+  }
+}
+
 /* recvmsg returns 0 both at EOF and for an empty record. Only a peer that is gone (or
  * shut down its side) sets POLLHUP/POLLRDHUP, so ask. */
 static bool at_eof(int fd) {
@@ -214,6 +249,34 @@ int fp_worker_done(fp_worker* w, fp_conn* conn) {
   if (fp_channel_send(w, FP_MSG_DONE, conn->id) != 0) return w->master_gone ? 0 : -1;
   return 0;
 }
+
+int fp_worker_park(fp_worker* w, fp_conn* conn) {
+  if (conn == NULL || conn->flags_ != FP_CONN_LIVE || conn->fd < 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (!w->keepalive_master) {
+    errno = EOPNOTSUPP;
+    return -1;
+  }
+  int result = 0;
+  int saved = 0;
+  /* After end of work the master still reads the channel (it shut down only its sending
+   * side), so a park still reaches it; a master that is gone makes the send fail. */
+  if (!w->master_gone && fp_channel_send_fd(w, FP_MSG_PARK, conn->id, conn->fd) != 0 && !w->master_gone) {
+    result = -1;
+    saved = errno;
+  }
+  close(conn->fd);
+  conn->fd = -1;
+  conn->flags_ = 0;
+  if (w->in_flight > 0) w->in_flight--;
+  fp_slot_writer_mark_idle(&w->slot);
+  if (result != 0) errno = saved;
+  return result;
+}
+
+int fp_worker_keepalive_master(const fp_worker* w) { return w->keepalive_master ? 1 : 0; }
 
 int fp_worker_ready(fp_worker* w) {
   int result = 0;

@@ -97,6 +97,8 @@ fp_worker* fp_worker_open(void) {
   unsigned long v = 0;
   if (parse_ulong(getenv("FORKPOOL_WORKER"), INT_MAX, &v)) w->number = (int)v;
   if (parse_ulong(getenv("FORKPOOL_GENERATION"), ULONG_MAX, &v)) w->generation = v;
+  const char* keepalive = getenv("FORKPOOL_KEEPALIVE");
+  w->keepalive_master = keepalive != NULL && strcmp(keepalive, "master") == 0;
 
   /* The scoreboard is optional: without it every slot update is a no-op. */
   if (fp_slot_writer_attach_env(&w->slot) == 0) {

@@ -17,6 +17,7 @@ struct fp_worker {
   bool end_of_work;       /* EOF seen on the channel: next() keeps returning 1 */
   bool master_gone;       /* a send failed with EPIPE/ECONNRESET: DONE is not sent */
   bool nonblocking_conns; /* the mode connections are switched to on delivery */
+  bool keepalive_master;  /* FORKPOOL_KEEPALIVE=master: idle connections may be parked */
   unsigned in_flight;
   unsigned long rejected;
   fp_slot_writer slot; /* no-op when the scoreboard is absent */
@@ -34,5 +35,7 @@ struct fp_worker {
 
 /* channel.c */
 int fp_channel_send(fp_worker* w, unsigned type, unsigned long long id);
+/* The same record with one descriptor attached (SCM_RIGHTS). */
+int fp_channel_send_fd(fp_worker* w, unsigned type, unsigned long long id, int fd);
 
 #endif

@@ -43,6 +43,7 @@ PROTOCOL_VERSION = 1
 MSG_CONN = 1  # master -> worker: one connection, its fd by SCM_RIGHTS
 MSG_READY = 16  # worker -> master: ready for work
 MSG_DONE = 17  # worker -> master: connection `id` finished and closed
+MSG_PARK = 18  # worker -> master: connection `id` idle between requests, its fd handed back
 
 # u16 type, u16 arg, u32 reserved, u64 id; host byte order, no padding: 16 bytes.
 _MSG = struct.Struct("=HHIQ")
@@ -175,6 +176,8 @@ class Worker:
         self.worker = _env_int(env, "FORKPOOL_WORKER")
         self.generation = _env_int(env, "FORKPOOL_GENERATION") or 0
         self.listeners = env.get("FORKPOOL_LISTENERS", "").split()
+        # keepalive = "master": idle keep-alive connections go back to the master (park()).
+        self.keepalive_master = env.get("FORKPOOL_KEEPALIVE", "") == "master"
         self._notify_address = env.get("NOTIFY_SOCKET") or None
         self._notify_sock = None
         self._ready = False
@@ -342,6 +345,42 @@ class Worker:
             self.in_flight -= 1
         self._slot.mark_idle()
         self._send(MSG_DONE, conn.forkpool_id)
+
+    def park(self, conn):
+        """Hands an idle keep-alive connection back to the master (PARK).
+
+        Only for pools with keepalive = "master" (``keepalive_master``), and only when
+        this process holds none of the connection's unread bytes: the master sends it
+        again, as a new connection with the same ``forkpool_id``, once the client's
+        next request arrives. Our copy is closed; no done() follows."""
+        if not getattr(conn, "_forkpool_live", False):
+            raise ValueError("park(): not a live connection from this worker")
+        if not self.keepalive_master:
+            raise ValueError('park(): the pool does not have keepalive = "master"')
+        conn._forkpool_live = False
+        fd = conn.detach()
+        try:
+            self._send_with_fd(MSG_PARK, conn.forkpool_id, fd)
+        finally:
+            os.close(fd)
+        if self.in_flight > 0:
+            self.in_flight -= 1
+        self._slot.mark_idle()
+
+    def _send_with_fd(self, mtype, ident, fd):
+        if self._end or self._master_gone:
+            return
+        record = _MSG.pack(mtype, 0, 0, ident)
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+        while True:
+            try:
+                self._sock.sendmsg([record], rights, socket.MSG_NOSIGNAL)
+                return
+            except BlockingIOError:
+                select.select([], [self._sock], [])
+            except (BrokenPipeError, ConnectionResetError):
+                self._master_gone = True
+                return
 
     def close(self):
         """Closes the channel (the master sees EOF). Held connections stay open."""

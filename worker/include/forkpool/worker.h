@@ -91,6 +91,21 @@ int fp_worker_try_next(fp_worker* w, fp_conn* conn);
  * (end of work), the DONE is dropped and 0 returned. */
 int fp_worker_done(fp_worker* w, fp_conn* conn);
 
+/* keepalive = "master" (FORKPOOL_KEEPALIVE=master): 1 when idle keep-alive connections
+ * may be handed back to the master with fp_worker_park, else 0. */
+int fp_worker_keepalive_master(const fp_worker* w);
+
+/* Hands an idle keep-alive connection back to the master (PARK): call it after a
+ * response, when the client may send another request and none of its bytes are
+ * buffered in this process. The master watches the connection and passes it again,
+ * as a new fp_conn with the same id, when the next request arrives; it closes it after
+ * keepalive_timeout or when the client does. Closes conn->fd here and counts the
+ * connection finished on the scoreboard; no fp_worker_done follows. Returns 0; -1 with
+ * EINVAL (not a live connection), EOPNOTSUPP (the pool does not have
+ * keepalive = "master"; the connection is untouched then) or the send's errno (the fd is
+ * closed even then, and the client sees the connection end). */
+int fp_worker_park(fp_worker* w, fp_conn* conn);
+
 /* Connections delivered are in blocking mode by default (simple read/write workers); an
  * event loop asks for non-blocking ones here. Costs one ioctl per connection. */
 void fp_worker_set_nonblocking(fp_worker* w, int nonblocking);

@@ -1,0 +1,311 @@
+// Issue 13: keepalive = "master". Idle keep-alive connections wait in the master
+// (PARK), not in a worker, so a max_inflight = 1 worker serves many keep-alive clients;
+// each is dispatched again with the same id when its next request arrives, and closed
+// after keepalive_timeout or when the client goes. Counted exactly (docs/protocol.md).
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <future>
+#include <thread>
+
+#include "integration/test_common.hpp"
+#include "support/run_command.hpp"
+
+using namespace forkpool::test;
+using namespace forkpool::test::reliability;
+namespace fs = std::filesystem;
+
+namespace {
+
+// One keep-alive HTTP/1.1 connection to 127.0.0.1:port, request after request.
+class KeepAliveClient {
+ public:
+  explicit KeepAliveClient(const std::string& address) {
+    const int port = std::stoi(address.substr(address.rfind(':') + 1));
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~KeepAliveClient() { close(); }
+  KeepAliveClient(const KeepAliveClient&) = delete;
+  KeepAliveClient& operator=(const KeepAliveClient&) = delete;
+
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  // The body of the answer to GET `path`, or nothing (closed, timed out, not 200).
+  std::optional<std::string> get(const std::string& path = "/") {
+    if (fd_ < 0) return std::nullopt;
+    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: test\r\n\r\n";
+    if (::send(fd_, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
+      return std::nullopt;
+    std::string in;
+    std::size_t head_end = std::string::npos;
+    std::size_t length = 0;
+    while (head_end == std::string::npos || in.size() < head_end + 4 + length) {
+      if (!wait_readable(10s)) return std::nullopt;
+      char buf[4096];
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) return std::nullopt;
+      in.append(buf, static_cast<std::size_t>(n));
+      if (head_end == std::string::npos && (head_end = in.find("\r\n\r\n")) != std::string::npos) {
+        const auto cl = in.find("Content-Length: ");
+        if (cl == std::string::npos || cl > head_end) return std::nullopt;
+        length = std::stoul(in.substr(cl + 16));
+      }
+    }
+    if (!in.starts_with("HTTP/1.1 200")) return std::nullopt;
+    return in.substr(head_end + 4, length);
+  }
+
+  // The server closed the connection (EOF) within `deadline`.
+  bool closed_by_server(std::chrono::milliseconds deadline) {
+    if (!wait_readable(deadline)) return false;
+    char b;
+    return ::recv(fd_, &b, 1, 0) == 0;
+  }
+
+ private:
+  bool wait_readable(std::chrono::milliseconds deadline) {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(deadline.count())) == 1;
+  }
+  int fd_ = -1;
+};
+
+std::uint64_t c(const json& pool, const char* name) { return counter(pool, name); }
+
+// The identities of docs/protocol.md, exactly.
+void check_identities(const json& p) {
+  INFO(p.dump());
+  const std::uint64_t queued = p["queue"]["length"].get<std::uint64_t>();
+  CHECK(c(p, "accepted") + c(p, "resumed") == c(p, "dispatched") + queued + c(p, "queue_timeouts") + c(p, "closed"));
+  CHECK(c(p, "dispatched") == c(p, "completed") + c(p, "parked") + c(p, "lost") + c(p, "in_flight"));
+  CHECK(c(p, "parked") == c(p, "resumed") + c(p, "keepalive_timeouts") + c(p, "keepalive_closed") +
+                              c(p, "parked_closed") + c(p, "parked_now"));
+}
+
+std::string hello_keepalive_pool(int workers, const std::string& extra = "") {
+  return hello_pool("web", workers, "max_inflight = 1\nkeepalive = \"master\"\n" + extra);
+}
+
+}  // namespace
+
+TEST_CASE("keepalive = master: one max_inflight = 1 worker serves many keep-alive clients in turn",
+          "[keepalive]") {
+  Setup s(supervisor_section() + hello_keepalive_pool(1, "keepalive_timeout = \"2s\"\n"));
+  const std::string address = s.master->wait_listen_address("web");
+  REQUIRE(!s.master->wait_log("every pool has its workers ready").empty());
+  auto ctl = s.client();
+
+  // With the worker holding each connection, the second client would wait for the first
+  // to close. Parked between requests, all eight take turns on the one worker.
+  std::vector<std::unique_ptr<KeepAliveClient>> clients;
+  for (int i = 0; i < 8; ++i) clients.push_back(std::make_unique<KeepAliveClient>(address));
+  for (int round = 0; round < 3; ++round)
+    for (auto& client : clients) {
+      const auto body = client->get();
+      REQUIRE(body.has_value());
+      CHECK(*body == "Hello, world\n");
+    }
+  REQUIRE(wait_until([&] { return c(pool_status(ctl, "web"), "parked") == 24; }));
+  json p = pool_status(ctl, "web");
+  CHECK(p["keepalive"] == "master");
+  CHECK(c(p, "accepted") == 8);
+  CHECK(c(p, "dispatched") == 24);
+  CHECK(c(p, "resumed") == 16);
+  CHECK(c(p, "parked_now") == 8);
+  CHECK(c(p, "completed") == 0);
+  CHECK(c(p, "protocol_errors") == 0);
+  check_identities(p);
+
+  // Four clients leave: the master sees them go.
+  for (int i = 0; i < 4; ++i) clients[static_cast<std::size_t>(i)]->close();
+  REQUIRE(wait_until([&] { return c(pool_status(ctl, "web"), "keepalive_closed") == 4; }));
+  // The other four are closed by the master once idle for keepalive_timeout.
+  for (int i = 4; i < 8; ++i) CHECK(clients[static_cast<std::size_t>(i)]->closed_by_server(10s));
+  REQUIRE(wait_until([&] { return c(pool_status(ctl, "web"), "keepalive_timeouts") == 4; }));
+  p = pool_status(ctl, "web");
+  CHECK(c(p, "parked_now") == 0);
+  check_identities(p);
+  CHECK(!s.master->wait_log("\\[keepalive.closed\\] pool web: parked connection [0-9]+ from 127.0.0.1:[0-9]+ closed after keepalive_timeout").empty());
+  stop_master(*s.master);
+}
+
+TEST_CASE("keepalive = master under ab -k and a rolling restart: no failed request, identities exact",
+          "[keepalive]") {
+  Setup s(supervisor_section() + hello_keepalive_pool(2));
+  const std::string address = s.master->wait_listen_address("web");
+  REQUIRE(!s.master->wait_log("every pool has its workers ready").empty());
+  auto ctl = s.client();
+
+  auto ab = std::async(std::launch::async, [&] {
+    return run_command({"/usr/bin/ab", "-q", "-k", "-n", "20000", "-c", "16", "http://" + address + "/"}, 120s);
+  });
+  // A rolling restart while ab runs: each draining worker parks its connections, so their
+  // next requests go to the new workers.
+  REQUIRE(wait_until([&] { return c(pool_status(ctl, "web"), "resumed") > 500; }, 30s));
+  const json reply = ctl.request({{"cmd", "restart"}, {"pool", "web"}});
+  CHECK(reply.value("ok", false));
+  const RunResult r = ab.get();
+  INFO(r.out << r.err);
+  CHECK(r.out.find("Complete requests:      20000") != std::string::npos);
+  CHECK(r.out.find("Failed requests:        0") != std::string::npos);
+  // ab closes its connections at the end; the master sees every one go.
+  REQUIRE(wait_until([&] {
+    const json p = pool_status(ctl, "web");
+    return c(p, "parked_now") == 0 && c(p, "in_flight") == 0;
+  }));
+  const json p = pool_status(ctl, "web");
+  CHECK(c(p, "lost") == 0);
+  CHECK(c(p, "resumed") > 0);
+  CHECK(c(p, "protocol_errors") == 0);
+  check_identities(p);
+  stop_master(*s.master);
+}
+
+namespace {
+
+// A worker written from docs/protocol.md alone: READY, then for each CONN one request
+// answered with the connection's id, and PARK (or, in "garbage" mode, PARKs that break
+// the rules, one kind per connection).
+constexpr const char* kProtocolWorker = R"(
+import array, os, socket, struct, sys
+MSG = struct.Struct("=HHIQ")
+chan = socket.socket(fileno=int(os.environ["FORKPOOL_CHANNEL_FD"]))
+mode = sys.argv[1]
+chan.send(MSG.pack(16, 0, 0, 0))
+served = 0
+while True:
+    data, anc, flags, _ = chan.recvmsg(16, socket.CMSG_SPACE(4 * 4))
+    if not data:
+        sys.exit(0)
+    kind, listener, _, ident = MSG.unpack(data)
+    fds = array.array("i")
+    for level, ctype, cdata in anc:
+        fds.frombytes(cdata[: len(cdata) - len(cdata) % 4])
+    if kind != 1 or len(fds) != 1:
+        continue
+    conn = socket.socket(fileno=fds[0])
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    if head:
+        body = b"connection %d\n" % ident
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    rights = lambda *fds: [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+    if mode == "park" and head:
+        chan.sendmsg([MSG.pack(18, 0, 0, ident)], rights(conn.fileno()))
+    elif mode == "garbage":
+        bad = served % 3
+        if bad == 0:    # PARK without the descriptor
+            chan.send(MSG.pack(18, 0, 0, ident))
+        elif bad == 1:  # PARK with two descriptors
+            chan.sendmsg([MSG.pack(18, 0, 0, ident)], rights(conn.fileno(), conn.fileno()))
+        else:           # PARK for a connection it does not hold, then DONE for the real one
+            chan.sendmsg([MSG.pack(18, 0, 0, ident + 1000000)], rights(conn.fileno()))
+            chan.send(MSG.pack(17, 0, 0, ident))
+    else:
+        chan.send(MSG.pack(17, 0, 0, ident))
+    conn.close()
+    served += 1
+)";
+
+std::string protocol_worker_pool(const fs::path& script, const std::string& mode, const std::string& keepalive) {
+  return "[pools.py]\ncommand = [\"/usr/bin/python3\", " + quoted(script.string()) + ", \"" + mode +
+         "\"]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 1\nmax_inflight = 1\nkeepalive = \"" + keepalive + "\"\n";
+}
+
+}  // namespace
+
+TEST_CASE("a worker written from docs/protocol.md parks: each request comes back as a CONN with the same id",
+          "[keepalive]") {
+  TempDir dir;
+  write_file(dir / "worker.py", kProtocolWorker);
+  write_file(dir / "f.toml", supervisor_section() + protocol_worker_pool(dir / "worker.py", "park", "master"));
+  MasterProcess master(dir / "f.toml");
+  const std::string address = master.wait_listen_address("py");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  ControlClient ctl(dir / "ctl.sock", 10s);
+
+  KeepAliveClient a(address), b(address);
+  const auto a1 = a.get(), b1 = b.get(), a2 = a.get(), a3 = a.get(), b2 = b.get();
+  REQUIRE((a1 && b1 && a2 && a3 && b2));
+  CHECK(*a1 == *a2);  // "connection N": the id stays with the client's connection
+  CHECK(*a2 == *a3);
+  CHECK(*b1 == *b2);
+  CHECK(*a1 != *b1);
+  REQUIRE(wait_until([&] { return c(pool_status(ctl, "py"), "parked") == 5; }));
+  const json p = pool_status(ctl, "py");
+  CHECK(c(p, "accepted") == 2);
+  CHECK(c(p, "resumed") == 3);
+  CHECK(c(p, "parked_now") == 2);
+  check_identities(p);
+  stop_master(master);
+}
+
+TEST_CASE("PARKs that break the rules are counted as protocol errors, closed, and the worker is kept",
+          "[keepalive]") {
+  TempDir dir;
+  write_file(dir / "worker.py", kProtocolWorker);
+  write_file(dir / "f.toml", supervisor_section() + protocol_worker_pool(dir / "worker.py", "garbage", "master") +
+                                 "[pools.plain]\ncommand = [\"/usr/bin/python3\", " +
+                                 quoted((dir / "worker.py").string()) +
+                                 ", \"park\"]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 1\n");
+  MasterProcess master(dir / "f.toml");
+  const std::string garbage_address = master.wait_listen_address("py");
+  const std::string plain_address = master.wait_listen_address("plain");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  ControlClient ctl(dir / "ctl.sock", 10s);
+  const pid_t garbage_worker = master.wait_worker_started("py", 0);
+  const pid_t plain_worker = master.wait_worker_started("plain", 0);
+
+  // Without the descriptor, with two, for a connection it does not hold: each answered
+  // (the worker wrote its response first), each refused and counted.
+  for (int i = 0; i < 3; ++i) {
+    KeepAliveClient client(garbage_address);
+    CHECK(client.get().has_value());
+    CHECK(client.closed_by_server(10s));
+  }
+  // PARK from a pool without keepalive = "master".
+  for (int i = 0; i < 2; ++i) {
+    KeepAliveClient client(plain_address);
+    CHECK(client.get().has_value());
+    CHECK(client.closed_by_server(10s));
+  }
+  REQUIRE(wait_until([&] {
+    return c(pool_status(ctl, "py"), "protocol_errors") == 3 && c(pool_status(ctl, "plain"), "protocol_errors") == 2;
+  }));
+  for (const char* name : {"py", "plain"}) {
+    const json p = pool_status(ctl, name);
+    CHECK(c(p, "parked") == 0);
+    CHECK(c(p, "lost") == 0);
+    CHECK(c(p, "completed") == c(p, "dispatched"));
+    check_identities(p);
+  }
+  CHECK(master.all_matches("\\[channel.bad_park\\] worker py\\[0\\] pid [0-9]+ sent PARK (without the connection's descriptor)").size() == 1);
+  CHECK(master.all_matches("\\[channel.bad_park\\] worker py\\[0\\] pid [0-9]+ sent PARK (with more than one descriptor)").size() == 1);
+  CHECK(master.all_matches("\\[channel.bad_park\\] worker py\\[0\\] pid [0-9]+ sent PARK (for a connection it does not hold)").size() == 1);
+  CHECK(master.all_matches("\\[channel.bad_park\\] worker plain\\[0\\] pid [0-9]+ sent PARK (but its pool does not have keepalive)").size() == 2);
+  // Both workers kept.
+  CHECK(master.wait_worker_started("py", 0) == garbage_worker);
+  CHECK(master.wait_worker_started("plain", 0) == plain_worker);
+  CHECK(process_alive(garbage_worker));
+  CHECK(process_alive(plain_worker));
+  stop_master(master);
+}
