@@ -660,6 +660,10 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    # First of all: a stop signal during the (possibly long) import must not kill us.
+    drain = Drain()
+    signal.signal(signal.SIGTERM, drain.set)
+    signal.signal(signal.SIGINT, drain.set)
     args = parse_args(sys.argv[1:] if argv is None else argv)
     # The application is found as gunicorn finds it: from the working directory first.
     for folder in reversed([os.getcwd()] + args.pythonpath):
@@ -670,9 +674,6 @@ def main(argv=None):
     except OSError as e:
         print("forkpool-wsgi: %s" % e, file=sys.stderr)
         return EX_CONFIG
-    drain = Drain()
-    signal.signal(signal.SIGTERM, drain.set)
-    signal.signal(signal.SIGINT, drain.set)
     try:
         app = load_app(args.app)
     except BaseException as e:

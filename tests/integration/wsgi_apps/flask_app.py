@@ -21,8 +21,10 @@ def pid():
 
 @app.post("/echo")
 def echo():
+    """The request body back, with its length and SHA-256 in headers."""
     data = request.get_data()
-    return {"length": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return Response(data, mimetype="application/octet-stream",
+                    headers={"X-Length": str(len(data)), "X-Sha256": hashlib.sha256(data).hexdigest()})
 
 
 @app.get("/stream")

@@ -2,7 +2,6 @@
 write(), an app that fails after its response began."""
 
 import os
-import sys
 import tempfile
 
 CLOSED_LOG = os.environ.get("PLAIN_APP_CLOSED_LOG", "")
@@ -39,6 +38,11 @@ def application(environ, start_response):
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write(b"written ")
         return [b"and returned\n"]
+    if path == "/pid":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"%d\n" % os.getpid()]
+    if path == "/raise":
+        raise RuntimeError("deliberate failure in /raise")
     if path == "/late-failure":
         start_response("200 OK", [("Content-Type", "text/plain")])
 
