@@ -341,31 +341,34 @@ TEST_CASE("forkpool-wsgi: close() on the iterable, wsgi.file_wrapper, write(), 2
   Wsgi w(supervisor_section() +
          wsgi_pool("app", "plain_app", 1, "env = { PLAIN_APP_CLOSED_LOG = " + quoted((marks / "closed").string()) + " }\n",
                    "\"--access-log\", " + quoted((marks / "access.log").string()) + ", "));
-  HttpConnection c(w.addr);
-  auto r = get(c, "/tracked", "User-Agent: wsgi-test\r\nReferer: http://here/\r\n");
-  REQUIRE(r.has_value());
-  CHECK(r->body == "one two three\n");
-  CHECK(r->headers["transfer-encoding"] == "chunked");
-  r = get(c, "/tracked?second");
-  REQUIRE(r.has_value());
-  CHECK(wait_until([&] { return read_text(marks / "closed") == "closed \nclosed second\n"; }));
+  std::optional<HttpResponse> r;
+  {  // One keep-alive connection; it holds the only worker until it is closed.
+    HttpConnection c(w.addr);
+    r = get(c, "/tracked", "User-Agent: wsgi-test\r\nReferer: http://here/\r\n");
+    REQUIRE(r.has_value());
+    CHECK(r->body == "one two three\n");
+    CHECK(r->headers["transfer-encoding"] == "chunked");
+    r = get(c, "/tracked?second");
+    REQUIRE(r.has_value());
+    CHECK(wait_until([&] { return read_text(marks / "closed") == "closed \nclosed second\n"; }));
 
-  r = get(c, "/file");
-  REQUIRE(r.has_value());
-  CHECK(r->headers["content-length"] == "100000");
-  CHECK(r->body == std::string(100000, 'x'));
-  r = get(c, "/write");
-  REQUIRE(r.has_value());
-  CHECK(r->body == "written and returned\n");
-  r = get(c, "/errors");
-  REQUIRE(r.has_value());
-  CHECK(r->status == 204);
-  CHECK(!r->headers.contains("content-length"));
-  CHECK(!r->headers.contains("transfer-encoding"));
-  CHECK(!w.master->wait_log("a line to wsgi.errors").empty());
-  r = get(c, "/nothing-here");
-  REQUIRE(r.has_value());
-  CHECK(r->status == 404);
+    r = get(c, "/file");
+    REQUIRE(r.has_value());
+    CHECK(r->headers["content-length"] == "100000");
+    CHECK(r->body == std::string(100000, 'x'));
+    r = get(c, "/write");
+    REQUIRE(r.has_value());
+    CHECK(r->body == "written and returned\n");
+    r = get(c, "/errors");
+    REQUIRE(r.has_value());
+    CHECK(r->status == 204);
+    CHECK(!r->headers.contains("content-length"));
+    CHECK(!r->headers.contains("transfer-encoding"));
+    CHECK(!w.master->wait_log("a line to wsgi.errors").empty());
+    r = get(c, "/nothing-here");
+    REQUIRE(r.has_value());
+    CHECK(r->status == 404);
+  }
 
   // gunicorn's access log format, one line a request.
   REQUIRE(wait_until([&] { return read_text(marks / "access.log").find("/nothing-here") != std::string::npos; }));

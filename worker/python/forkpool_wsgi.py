@@ -35,6 +35,7 @@ EX_CONFIG = 78  # sysexits.h: the pool is marked failed instead of restarted
 SERVER_SOFTWARE = "forkpool-wsgi"
 DRAIN_GRACE = 1.0  # seconds an idle keep-alive connection waits for its next request at end of work
 LINGER = 2.0  # seconds a closing connection keeps reading what the client still sends
+LINGER_QUIET = 0.2  # ... but no longer than this after the client stopped sending
 BODY_DRAIN_LIMIT = 1 << 20  # unread request body read and dropped to keep a connection
 
 # What to do with a connection once a response is complete (after_response).
@@ -385,10 +386,10 @@ def _close(conn, reader, lingering):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                conn.settimeout(left)
+                conn.settimeout(min(left, LINGER_QUIET))
                 if not conn.recv(65536):
                     break
-        except OSError:
+        except OSError:  # socket.timeout included: the client has gone quiet
             pass
 
 
