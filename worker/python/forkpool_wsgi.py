@@ -116,8 +116,9 @@ class Handler(BaseHandler):
     wsgi_multiprocess = True
     wsgi_run_once = False
 
-    def __init__(self, conn, req, environ, body, multithread, head_only):
+    def __init__(self, conn, req, environ, body, multithread, head_only, send_timeout=30.0):
         self._conn = conn
+        self._send_timeout = send_timeout
         self._req = req
         self._base_environ = environ
         self._body = body
@@ -236,7 +237,12 @@ class Handler(BaseHandler):
             self._flush()
         if self.chunked:
             return False
-        sent = self._conn.sendfile(filelike, offset=filelike.tell(), count=self.declared_length)
+        # socket.sendfile() waits without end on a blocking socket the client does not read.
+        self._conn.settimeout(self._send_timeout)
+        try:
+            sent = self._conn.sendfile(filelike, offset=filelike.tell(), count=self.declared_length)
+        finally:
+            self._conn.settimeout(None)
         self.body_sent += sent
         self.bytes_sent += sent
         return True
@@ -418,6 +424,7 @@ class Server:
         """Answers requests on ``conn`` until it is closed or parked; returns PARK or CLOSE."""
         reader = http.ConnReader(conn)
         conn_vars = _addresses(conn, self._listener(conn))
+        http.set_io_timeout(conn, self.opts.read_timeout)
         first = True
         while True:
             if not first:
@@ -428,7 +435,6 @@ class Server:
                     _close(conn, reader, False)
                     return CLOSE
             first = False
-            conn.settimeout(self.opts.read_timeout)
             try:
                 head = reader.read_head(self.opts.limits)
                 if head is None:
@@ -440,7 +446,9 @@ class Server:
                 return CLOSE
             except (http.ClientGone, OSError):
                 return CLOSE
-            if self.drain.is_set:
+            if self.drain.is_set and not self.worker.keepalive_master:
+                # Ending: the last answer says Connection: close. With keepalive = "master"
+                # the connection is parked instead, and its next request goes to another worker.
                 req.keep_alive = False
             try:
                 keep = self._serve_request(conn, reader, req, conn_vars)
@@ -499,7 +507,7 @@ class Server:
         else:
             body = http.LengthBody(reader, req.content_length, on_first)
         env = build_environ(req, conn_vars)
-        handler = Handler(conn, req, env, body, self.multithread, req.method == "HEAD")
+        handler = Handler(conn, req, env, body, self.multithread, req.method == "HEAD", self.opts.read_timeout)
         handler.run(self.app)
         if not handler.completed:
             # The client went away, or the app failed after its response had begun.
