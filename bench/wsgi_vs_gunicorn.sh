@@ -6,6 +6,7 @@
 #   bench/wsgi_vs_gunicorn.sh                  # the Flask app of the tests, 4 workers
 #   APP=plain bench/wsgi_vs_gunicorn.sh        # a bare WSGI callable: the servers' own cost
 #   RUNS=5 DURATION=10 bench/wsgi_vs_gunicorn.sh
+#   BUILD=build/default SKIP_BUILD=1 bench/wsgi_vs_gunicorn.sh   # the binaries already built
 #
 # Scenarios (each RUNS times, servers interleaved; medians):
 #   1. throughput, one request per connection (gunicorn's sync workers close every
@@ -58,8 +59,8 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   log "building forkpool (release preset)"
   (cd "$ROOT" && cmake --preset release >/dev/null && cmake --build --preset release -j2 --target forkpool >/dev/null)
 fi
-FORKPOOL=$BUILD/supervisor/forkpool
-WSGI=$BUILD/forkpool-wsgi
+FORKPOOL=${FORKPOOL:-$BUILD/supervisor/forkpool}  # another master binary: FORKPOOL=...
+WSGI=${WSGI:-$BUILD/forkpool-wsgi}
 [[ -x $FORKPOOL && -x $WSGI ]] || die "$FORKPOOL or $WSGI is missing (build first)"
 
 ncpu=$(nproc)

@@ -368,6 +368,22 @@ TEST_CASE("forkpool-wsgi: close() on the iterable, wsgi.file_wrapper, write(), 2
     r = get(c, "/nothing-here");
     REQUIRE(r.has_value());
     CHECK(r->status == 404);
+
+    // A body the app does not read is read and dropped: the connection goes on.
+    REQUIRE(c.request("POST", "/pid", "", std::string(50000, 'p')));
+    const auto unread = c.read_response();
+    REQUIRE(unread.has_value());
+    CHECK(unread->status == 200);
+    r = get(c, "/pid");
+    REQUIRE(r.has_value());
+    CHECK(r->body == unread->body);
+
+    r = get(c, "/hop");
+    REQUIRE(r.has_value());
+    CHECK(r->body == "hop\n");
+    CHECK(r->headers["connection"] == "close");
+    CHECK(!r->headers.contains("keep-alive"));
+    CHECK(c.closed_by_peer());
   }
 
   // gunicorn's access log format, one line a request.

@@ -25,6 +25,7 @@ import time
 import traceback
 import urllib.parse
 from wsgiref.handlers import BaseHandler, format_date_time
+from wsgiref.util import is_hop_by_hop
 
 import forkpool_http as http
 import forkpool_worker
@@ -153,6 +154,19 @@ class Handler(BaseHandler):
             self._conn.sendall(data)
 
     # Headers.
+    def start_response(self, status, headers, exc_info=None):
+        # Hop-by-hop fields are the server's (PEP 3333); as gunicorn does, they are dropped
+        # rather than refused, and an app's "Connection: close" is honoured.
+        if any(is_hop_by_hop(name) for name, _ in headers):
+            kept = []
+            for name, value in headers:
+                if not is_hop_by_hop(name):
+                    kept.append((name, value))
+                elif name.lower() == "connection" and "close" in value.lower():
+                    self.keep_alive = False
+            headers = kept
+        return super().start_response(status, headers, exc_info)
+
     def cleanup_headers(self):
         headers = self.headers
         self.status_code = int(self.status[:3])
@@ -451,7 +465,7 @@ class Server:
                 # the connection is parked instead, and its next request goes to another worker.
                 req.keep_alive = False
             try:
-                keep = self._serve_request(conn, reader, req, conn_vars)
+                keep, body_left = self._serve_request(conn, reader, req, conn_vars)
             except (http.ClientGone, OSError):
                 return CLOSE
             except http.HeadError as e:  # a malformed chunked body the app did not read
@@ -459,7 +473,7 @@ class Server:
                 _close(conn, reader, True)
                 return CLOSE
             if not keep:
-                _close(conn, reader, reader.buffered() > 0)
+                _close(conn, reader, body_left)
                 return CLOSE
 
     def _send_quietly(self, conn, data):
@@ -493,7 +507,8 @@ class Server:
                 poller.modify(self.drain, 0)  # stays readable; the deadline covers it now
 
     def _serve_request(self, conn, reader, req, conn_vars):
-        """Runs the app for one request; True when the connection stays open."""
+        """Runs the app for one request. Returns (keep, body_left): whether the connection
+        stays open, and whether the client may still be sending this request's body."""
         continue_sent = []
 
         def send_continue():
@@ -511,18 +526,18 @@ class Server:
         handler.run(self.app)
         if not handler.completed:
             # The client went away, or the app failed after its response had begun.
-            return False
+            return False, body.has_unread()
         if self.access is not None:
             self.access.log(env, handler.status_code, handler.body_sent)
         keep = handler.keep_alive and not handler.failed_late
-        if keep and body.has_unread():
-            if body.awaits_continue():
-                return False
+        if keep and body.has_unread() and not body.awaits_continue():
             try:
                 keep = body.discard(BODY_DRAIN_LIMIT)
             except (http.ClientGone, http.HeadError, OSError):
-                return False
-        return keep
+                keep = False
+        elif body.has_unread():
+            keep = False
+        return keep, body.has_unread()
 
     # --- the worker's loop ---
 

@@ -41,6 +41,11 @@ def application(environ, start_response):
     if path == "/pid":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"%d\n" % os.getpid()]
+    if path == "/hop":
+        # Hop-by-hop fields are not the app's to send (PEP 3333): dropped, "close" honoured.
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Connection", "close"),
+                                  ("Keep-Alive", "timeout=99")])
+        return [b"hop\n"]
     if path == "/raise":
         raise RuntimeError("deliberate failure in /raise")
     if path == "/late-failure":
