@@ -97,6 +97,55 @@ class RequestHeadTest(unittest.TestCase):
         self.assertEqual(http.find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), -1)
 
 
+class HeadMutationTest(unittest.TestCase):
+    """A bounded, seeded fuzz of the head parser: whatever the bytes, the answer is a
+    RequestHead or a HeadError with a status, and reading the head from a connection
+    gives the same answer whether the bytes arrive at once or one at a time."""
+
+    SEEDS = [
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"POST /x?y=1 HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
+        b"PUT /u HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n",
+        b"\r\nGET http://h/p HTTP/1.1\nA: b\n\n",
+    ]
+    ALPHABET = b" :\r\n\t/?HTTP1.0GETabc-_\x00\x7f\xff,;"
+
+    def outcome(self, data, pieces):
+        reader = http.ConnReader(FakeSocket(pieces))
+        try:
+            head = reader.read_head(http.Limits(request_line=64, fields=8, field_size=64))
+            if head is None:
+                return "eof"
+            req = http.parse_request_head(head)
+            return ("ok", req.method, req.target, req.path, req.query, req.version, tuple(req.headers),
+                    req.content_length, req.chunked, req.keep_alive, req.expect_continue,
+                    bytes(reader.buf) + b"".join(reader.sock.pieces))  # nothing read past the head is lost
+        except http.HeadError as e:
+            self.assertIn(e.status, (400, 431, 501, 505))
+            return ("refused", e.status)
+        except http.ClientGone:
+            return "gone"
+
+    def test_mutated_heads(self):
+        import random
+        rng = random.Random(1312)
+        for _ in range(10000):
+            data = bytearray(rng.choice(self.SEEDS))
+            for _ in range(rng.randint(1, 4)):
+                op = rng.randrange(3)
+                at = rng.randrange(len(data) + 1)
+                if op == 0:
+                    data[at:at] = bytes([rng.choice(self.ALPHABET)]) * rng.randint(1, 3)
+                elif op == 1 and at < len(data):
+                    del data[at:at + rng.randint(1, 3)]
+                elif at < len(data):
+                    data[at] = rng.choice(self.ALPHABET)
+            data = bytes(data)
+            whole = self.outcome(data, [data])
+            bytewise = self.outcome(data, [data[i:i + 1] for i in range(len(data))])
+            self.assertEqual(whole, bytewise, data)
+
+
 class FakeSocket:
     """Just enough of a socket for ConnReader: recv() hands out prepared pieces."""
 
@@ -261,6 +310,7 @@ class ParkingTest(unittest.TestCase):
             self.assertTrue(data.endswith(b"/b"))
             fds = master.expect(PARK, 9)  # one PARK, after both answers
             os.close(fds[0])
+            client.close()
         finally:
             self.assertEqual(master.stop(), 0)
 
@@ -274,6 +324,7 @@ class ParkingTest(unittest.TestCase):
             self.assertTrue(read_responses(client, 1).endswith(b"/c"))
             self.assertEqual(client.recv(10), b"", "Connection: close ends the connection")
             self.assertEqual(master.expect(DONE, 3), [])
+            client.close()
         finally:
             self.assertEqual(master.stop(), 0)
 
