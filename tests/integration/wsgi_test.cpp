@@ -539,3 +539,10 @@ TEST_CASE("rolling restart and reload of forkpool-wsgi workers under load lose n
   CHECK(load.failed() == 0);
   stop_master(*w.master);
 }
+
+TEST_CASE("examples/wsgi.toml passes --check", "[wsgi]") {
+  const auto r = run_command({forkpool_binary().string(), "--check", "-c", FORKPOOL_SOURCE_DIR "/examples/wsgi.toml"}, 30s);
+  INFO(r.describe());
+  CHECK(r.exited);
+  CHECK(r.exit_code == 0);
+}
