@@ -61,7 +61,9 @@ class Drain:
     """End of work: set once (the channel's end, SIGTERM/SIGINT), seen by every poll.
 
     A pipe whose read end stays readable once a byte is written, so a thread waiting
-    in poll() on a keep-alive connection wakes up too."""
+    in poll() on a keep-alive connection wakes up too. It is also the signal wakeup fd:
+    Python runs signal handlers in the main thread only, and a stop signal the kernel
+    delivers to another thread would otherwise leave the main thread asleep in poll()."""
 
     def __init__(self):
         self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -70,6 +72,12 @@ class Drain:
 
     def fileno(self):
         return self._r
+
+    def install(self):
+        """SIGTERM and SIGINT set it (call from the main thread)."""
+        signal.signal(signal.SIGTERM, self.set)
+        signal.signal(signal.SIGINT, self.set)
+        signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
 
     def set(self, *_):
         if not self.is_set:
@@ -286,6 +294,8 @@ class Server:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
         def serve_loop():
+            # Stop signals go to the main thread, which owns the channel.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
             while True:
                 conn = work.get()
                 if conn is None:
@@ -308,7 +318,7 @@ class Server:
         poller.register(wake_r, select.POLLIN)
         held = 0
         ended = False
-        while not ended or held:
+        while True:
             while True:
                 try:
                     conn, step = results.get_nowait()
@@ -316,6 +326,8 @@ class Server:
                     break
                 held -= 1
                 self.finish(conn, step)
+            if ended and not held:
+                break
             if not ended:
                 try:
                     conn = self.worker.next_conn(block=False)
@@ -387,8 +399,7 @@ def parse_args(argv):
 def main(argv=None):
     # First of all: a stop signal during the (possibly long) import must not kill us.
     drain = Drain()
-    signal.signal(signal.SIGTERM, drain.set)
-    signal.signal(signal.SIGINT, drain.set)
+    drain.install()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     # The application is found as gunicorn finds it: from the working directory first.
     for folder in reversed([os.getcwd()] + args.pythonpath):
