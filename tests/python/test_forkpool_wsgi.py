@@ -217,7 +217,7 @@ APP = textwrap.dedent("""
 class FakeMaster:
     """The master's end of a channel, with forkpool_wsgi running on the other end."""
 
-    def __init__(self, keepalive):
+    def __init__(self, keepalive, args=()):
         self.dir = tempfile.TemporaryDirectory()
         with open(os.path.join(self.dir.name, "tiny_app.py"), "w") as f:
             f.write(APP)
@@ -229,7 +229,7 @@ class FakeMaster:
         if keepalive:
             env["FORKPOOL_KEEPALIVE"] = keepalive
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(PYDIR, "forkpool_wsgi.py"), "--pythonpath", self.dir.name, "tiny_app"],
+            [sys.executable, os.path.join(PYDIR, "forkpool_wsgi.py"), *args, "--pythonpath", self.dir.name, "tiny_app"],
             env=env, pass_fds=[theirs.fileno()], cwd=self.dir.name)
         theirs.close()
         self.channel.settimeout(10)
@@ -311,6 +311,26 @@ class ParkingTest(unittest.TestCase):
             fds = master.expect(PARK, 9)  # one PARK, after both answers
             os.close(fds[0])
             client.close()
+        finally:
+            self.assertEqual(master.stop(), 0)
+
+    def test_with_threads_two_connections_are_parked_by_the_main_thread(self):
+        master = FakeMaster("master", ["--threads", "2"])
+        try:
+            first, second = master.send_conn(21), master.send_conn(22)
+            second.sendall(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+            first.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(read_responses(first, 1).endswith(b"/a"))
+            self.assertTrue(read_responses(second, 1).endswith(b"/b"))
+            ids = set()
+            for _ in range(2):
+                msg, fds = master.receive()
+                self.assertEqual((msg[0], len(fds)), (PARK, 1))
+                ids.add(msg[3])
+                os.close(fds[0])
+            self.assertEqual(ids, {21, 22})
+            first.close()
+            second.close()
         finally:
             self.assertEqual(master.stop(), 0)
 
