@@ -378,8 +378,15 @@ def load_app(spec):
     return obj
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        # A wrong command line is a broken deploy like a wrong app: EX_CONFIG, not 2.
+        self.print_usage(sys.stderr)
+        self.exit(EX_CONFIG, "%s: error: %s\n" % (self.prog, message))
+
+
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="forkpool-wsgi",
+    p = _ArgumentParser(prog="forkpool-wsgi",
                                 description="Run a WSGI application as a forkpool worker.")
     p.add_argument("app", metavar="MODULE:CALLABLE", help="the WSGI application, e.g. mysite.wsgi:application")
     p.add_argument("--threads", type=int, default=1, help="connections served at once by one worker (default 1; set the pool's max_inflight to match)")
