@@ -273,6 +273,38 @@ TEST_CASE("ab -k through forkpool-wsgi with 4 workers of 2 threads answers 2000 
   CHECK(ab.out.find("Non-2xx") == std::string::npos);
 }
 
+TEST_CASE("forkpool-wsgi parks keep-alive connections with keepalive = master: ab -k through one worker per client "
+          "slot, counters exact",
+          "[wsgi][keepalive]") {
+  require_python_module("flask");
+  // Two single-threaded workers, eight keep-alive clients: held by workers, six clients
+  // would wait; parked between requests, all take turns.
+  Wsgi w(supervisor_section() + wsgi_pool("app", "flask_app:app", 2, "keepalive = \"master\"\n"));
+  const auto ab = run_command({"/usr/bin/ab", "-q", "-k", "-n", "2000", "-c", "8", "http://" + w.addr + "/"}, 120s);
+  INFO(ab.describe());
+  REQUIRE(ab.exited);
+  CHECK(std::regex_search(ab.out, std::regex("Complete requests:\\s+2000\\n")));
+  CHECK(std::regex_search(ab.out, std::regex("Failed requests:\\s+0\\n")));
+  auto c = w.client();
+  REQUIRE(wait_until([&] {
+    const json p = pool_status(c, "app");
+    return counter(p, "parked_now") == 0 && counter(p, "in_flight") == 0;
+  }));
+  const json p = pool_status(c, "app");
+  INFO(p.dump());
+  CHECK(counter(p, "parked") >= 2000 - 8);
+  CHECK(counter(p, "resumed") > 0);
+  CHECK(counter(p, "protocol_errors") == 0);
+  CHECK(counter(p, "accepted") + counter(p, "resumed") ==
+        counter(p, "dispatched") + p["queue"]["length"].get<std::uint64_t>() + counter(p, "queue_timeouts") +
+            counter(p, "closed"));
+  CHECK(counter(p, "dispatched") ==
+        counter(p, "completed") + counter(p, "parked") + counter(p, "lost") + counter(p, "in_flight"));
+  CHECK(counter(p, "parked") == counter(p, "resumed") + counter(p, "keepalive_timeouts") +
+                                   counter(p, "keepalive_closed") + counter(p, "parked_closed") +
+                                   counter(p, "parked_now"));
+}
+
 TEST_CASE("a minimal Django project runs under forkpool-wsgi", "[wsgi]") {
   require_python_module("django");
   const std::string site = kApps + "/djangosite";
