@@ -127,7 +127,9 @@ class Pool {
   void promote(Slot& slot);
   void schedule_respawn(Slot& slot, std::chrono::milliseconds delay);
   // `streak_over`: the slot's starts in a row that came to nothing exceed flap_restarts.
-  void after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime, bool counts_as_flap, bool streak_over);
+  // `started`: the worker had started (ready, up kStartupGrace or more): a first crash in a row is restarted at once.
+  void after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime, bool counts_as_flap, bool streak_over,
+                            bool started);
   // A start of `slot` failed (fork, exec or a set-up step); `replacement`: of a replacement.
   // False when the pool failed because of it.
   bool after_spawn_failure(Slot& slot, const SpawnFailure& e, bool replacement);

@@ -117,7 +117,8 @@ void Pool::handle_exit_of(pid_t pid, int wait_status) {
   }
   // A worker that served a while and then left with status 0 (recycling itself, a job
   // that finished) is no flap; one that exits 0 at once, over and over, is.
-  after_unplanned_exit(*slot, uptime, !(reason == ExitReason::Clean && uptime >= kHealthyRun), streak_over);
+  after_unplanned_exit(*slot, uptime, !(reason == ExitReason::Clean && uptime >= kHealthyRun), streak_over,
+                       !came_to_nothing);
 }
 
 void Pool::fail_starts(const Slot& slot) {
@@ -127,7 +128,7 @@ void Pool::fail_starts(const Slot& slot) {
 }
 
 void Pool::after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime, bool counts_as_flap,
-                                bool streak_over) {
+                                bool streak_over, bool started) {
   if (uptime >= kHealthyRun) slot.backoff.reset();
   if (counts_as_flap && flap_.record(Clock::now())) {
     fail(std::to_string(flap_.recent()) + " unplanned exits within flap_window " +
@@ -138,7 +139,7 @@ void Pool::after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime, bo
     fail_starts(slot);
     return;
   }
-  schedule_respawn(slot, slot.backoff.next(ctx_.rng));
+  schedule_respawn(slot, slot.backoff.next(ctx_.rng, started));
   if (ctx_.changed) ctx_.changed();
 }
 

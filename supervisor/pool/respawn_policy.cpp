@@ -4,10 +4,16 @@
 
 namespace forkpool::supervisor {
 
-std::chrono::milliseconds Backoff::next(std::mt19937_64& rng) {
+std::chrono::milliseconds Backoff::next(std::mt19937_64& rng, bool started) {
+  if (consecutive_ == 0 && started) {
+    ++consecutive_;
+    first_was_free_ = true;
+    return std::chrono::milliseconds(0);
+  }
   // Doubling stops once it passes max, so the shift can never overflow.
   auto delay = first_;
-  for (unsigned i = 0; i < consecutive_ && delay < max_; ++i) delay *= 2;
+  const unsigned doublings = consecutive_ - (first_was_free_ ? 1 : 0);
+  for (unsigned i = 0; i < doublings && delay < max_; ++i) delay *= 2;
   delay = std::min(delay, max_);
   ++consecutive_;
   if (delay.count() == 0) return delay;

@@ -18,8 +18,14 @@ class Backoff {
   Backoff(std::chrono::milliseconds first, std::chrono::milliseconds max) : first_(first), max_(max) {}
 
   // The delay before the next start: first * 2^(crashes so far), capped at max, ±20 % jitter.
-  std::chrono::milliseconds next(std::mt19937_64& rng);
-  void reset() { consecutive_ = 0; }
+  // `started`: the worker that crashed had started (ready, and up kStartupGrace or
+  // more). The first crash in a row of such a worker is restarted at once, so a worker
+  // that was serving is replaced in milliseconds; the delays begin with the second.
+  std::chrono::milliseconds next(std::mt19937_64& rng, bool started = false);
+  void reset() {
+    consecutive_ = 0;
+    first_was_free_ = false;
+  }
   // A reload changed restart_delay/restart_delay_max: the count of crashes carries on.
   void set_delays(std::chrono::milliseconds first, std::chrono::milliseconds max) {
     first_ = first;
@@ -31,6 +37,7 @@ class Backoff {
   std::chrono::milliseconds first_;
   std::chrono::milliseconds max_;
   unsigned consecutive_ = 0;
+  bool first_was_free_ = false;  // the first crash in this row was restarted at once
 };
 
 // A worker that exits this soon after it started never really started, even if it was

@@ -1,7 +1,10 @@
 // Backoff and flapping rules that only show over a worker's history: the doubling starts
 // over after a healthy run, and replacements that keep failing make the pool fail.
 
+#include <signal.h>
+
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <string>
 #include <vector>
@@ -79,4 +82,57 @@ TEST_CASE("replacements that keep crashing make their pool fail while the curren
   const auto r = http_get(addr, "/", 10s);
   REQUIRE(r.has_value());
   CHECK(r->headers.at("x-worker-pid") == std::to_string(serving));
+}
+
+namespace {
+
+// The serving worker web[0] once it has been up `seconds` (from status).
+pid_t serving_worker_up(ControlClient& c, double seconds) {
+  pid_t pid = 0;
+  wait_until([&] {
+    const nlohmann::json s = c.request({{"cmd", "status"}});
+    if (!s.contains("pools")) return false;
+    for (const auto& w : s["pools"][0]["workers"])
+      if (w.value("role", "") == "serving" && w.value("state", "") != "starting" &&
+          w.value("uptime_s", 0.0) >= seconds) {
+        pid = w.value("pid", 0);
+        return true;
+      }
+    return false;
+  }, 20s);
+  return pid;
+}
+
+}  // namespace
+
+TEST_CASE("a worker that was serving is replaced at once when it dies, and the second crash in a row waits",
+          "[supervisor][backoff]") {
+  TempDir dir;
+  write_file(dir / "f.toml", "[supervisor]\ncontrol_socket = \"ctl.sock\"\n\n[pools.web]\ncommand = [\"" +
+                                 hello_binary().string() +
+                                 "\"]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 1\nrestart_delay = \"1500ms\"\n");
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  ControlClient c(dir / "ctl.sock");
+
+  // Up and ready past its first second: a healthy worker. Its crash costs no delay.
+  const pid_t first = serving_worker_up(c, 1.1);
+  REQUIRE(first > 0);
+  REQUIRE(::kill(first, SIGKILL) == 0);
+  REQUIRE(wait_until([&] { return respawn_delays_ms(master).size() == 1; }));
+  CHECK(respawn_delays_ms(master)[0] == 0);
+  const pid_t second = master.wait_worker_started_after("web", 0, first);
+  REQUIRE(second > 0);
+  REQUIRE(wait_until([&] {
+    const auto r = http_get(addr, "/", 5s);
+    return r && r->status == 200;
+  }));
+
+  // Its replacement dies too, before a healthy run of 10 s: now restart_delay applies.
+  REQUIRE(serving_worker_up(c, 1.1) == second);
+  REQUIRE(::kill(second, SIGKILL) == 0);
+  REQUIRE(wait_until([&] { return respawn_delays_ms(master).size() == 2; }));
+  CHECK(respawn_delays_ms(master)[1] >= 1200);  // 1.5 s, +-20 %
+  CHECK(respawn_delays_ms(master)[1] <= 1800);
 }

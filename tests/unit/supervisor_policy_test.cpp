@@ -51,6 +51,27 @@ TEST_CASE("backoff doubles from the first delay up to the maximum with 20 percen
   CHECK(zero.next(rng).count() == 0);
 }
 
+TEST_CASE("the first crash in a row of a worker that had started is restarted at once, then the delays apply",
+          "[policy]") {
+  std::mt19937_64 rng(42);
+  Backoff b(100ms, 1000ms);
+  CHECK(b.next(rng, true).count() == 0);
+  // The second crash in a row waits restart_delay, then the doubling goes on, whether or
+  // not those workers had started.
+  const double expected[] = {100, 200, 400};
+  for (double e : expected) {
+    const auto d = b.next(rng, true).count();
+    CHECK(d >= static_cast<long>(e * 0.8));
+    CHECK(d <= static_cast<long>(e * 1.2) + 1);
+  }
+  // A worker that never started gets no free restart, even as the first crash.
+  b.reset();
+  CHECK(b.next(rng, false).count() >= 80);
+  // After a healthy run (reset) the next first crash is free again.
+  b.reset();
+  CHECK(b.next(rng, true).count() == 0);
+}
+
 TEST_CASE("a worker never started when it was not ready or died within its first second", "[policy]") {
   CHECK(never_started(false, 0ms));
   CHECK(never_started(false, 30s));  // notify: killed by ready_timeout
