@@ -6,6 +6,34 @@
 #include "supervisor/upgrade/state_clock.hpp"
 
 namespace forkpool::supervisor {
+namespace {
+
+// One carried connection: its descriptor (claimed), id, listener, a time and the peer.
+struct CarriedConnection {
+  base::OwnedFd fd;
+  std::uint64_t id = 0;
+  std::uint16_t listener = 0;
+  Clock::time_point at;
+  sockaddr_storage peer{};
+  socklen_t peer_len = 0;
+};
+
+CarriedConnection carried(const nlohmann::json& q, const char* time_key, const char* what, const std::string& pool,
+                          upgrade::AdoptedFds& fds) {
+  CarriedConnection c;
+  c.id = upgrade::need(q, "id").get<std::uint64_t>();
+  c.fd = fds.claim(upgrade::need(q, "fd"), upgrade::FdKind::StreamSocket,
+                   std::string(what) + " connection " + std::to_string(c.id) + " of pool " + pool);
+  c.listener = upgrade::need(q, "listener").get<std::uint16_t>();
+  c.at = upgrade::from_ns(upgrade::need(q, time_key).get<std::int64_t>());
+  std::size_t len = 0;
+  if (!upgrade::from_hex(upgrade::need(q, "peer").get<std::string>(), &c.peer, sizeof c.peer, len))
+    throw upgrade::StateError(std::string("upgrade state: the peer of a ") + what + " connection is not hex");
+  c.peer_len = static_cast<socklen_t>(len);
+  return c;
+}
+
+}  // namespace
 
 nlohmann::json Dispatcher::export_state(upgrade::FdList& fds) const {
   nlohmann::json queue = nlohmann::json::array();
@@ -32,32 +60,13 @@ void Dispatcher::adopt_state(const nlohmann::json& state, upgrade::AdoptedFds& f
   next_id_ = upgrade::need(state, "next_id").get<std::uint64_t>();
   in_flight_ = upgrade::need(state, "in_flight").get<std::uint64_t>();
   for (const auto& q : upgrade::need(state, "queue")) {
-    Pending p{};
-    p.id = upgrade::need(q, "id").get<std::uint64_t>();
-    p.fd = fds.claim(upgrade::need(q, "fd"), upgrade::FdKind::StreamSocket,
-                     "queued connection " + std::to_string(p.id) + " of pool " + pool_->name);
-    p.listener = upgrade::need(q, "listener").get<std::uint16_t>();
-    p.accepted = upgrade::from_ns(upgrade::need(q, "accepted").get<std::int64_t>());
-    std::size_t len = 0;
-    if (!upgrade::from_hex(upgrade::need(q, "peer").get<std::string>(), &p.peer, sizeof p.peer,
-                           len))
-      throw upgrade::StateError("upgrade state: the peer of a queued connection is not hex");
-    p.peer_len = static_cast<socklen_t>(len);
-    queue_.push_back(std::move(p));
+    CarriedConnection c = carried(q, "accepted", "queued", pool_->name, fds);
+    queue_.push_back(Pending{std::move(c.fd), c.listener, c.id, c.at, c.peer, c.peer_len});
   }
   if (state.contains("parked")) {
     for (const auto& q : state["parked"]) {
-      ParkedConnections::Connection c;
-      c.id = upgrade::need(q, "id").get<std::uint64_t>();
-      c.fd = fds.claim(upgrade::need(q, "fd"), upgrade::FdKind::StreamSocket,
-                       "parked connection " + std::to_string(c.id) + " of pool " + pool_->name);
-      c.listener = upgrade::need(q, "listener").get<std::uint16_t>();
-      c.parked_at = upgrade::from_ns(upgrade::need(q, "parked_at").get<std::int64_t>());
-      std::size_t len = 0;
-      if (!upgrade::from_hex(upgrade::need(q, "peer").get<std::string>(), &c.peer, sizeof c.peer, len))
-        throw upgrade::StateError("upgrade state: the peer of a parked connection is not hex");
-      c.peer_len = static_cast<socklen_t>(len);
-      parked_connections().adopt(std::move(c));
+      CarriedConnection c = carried(q, "parked_at", "parked", pool_->name, fds);
+      parked_connections().adopt({std::move(c.fd), c.id, c.listener, c.peer, c.peer_len, c.at});
     }
   }
   publish();

@@ -134,7 +134,7 @@ int hello_adopt_passed(struct hello_loop* loop, fp_conn* passed) {
   return 0;
 }
 
-void hello_loop_close_conn(struct hello_loop* loop, struct hello_conn* c) {
+static void unlink_conn(struct hello_loop* loop, struct hello_conn* c) {
   if (c->prev != NULL) {
     c->prev->next = c->next;
   } else {
@@ -142,6 +142,10 @@ void hello_loop_close_conn(struct hello_loop* loop, struct hello_conn* c) {
   }
   if (c->next != NULL) c->next->prev = c->prev;
   loop->n_conns--;
+}
+
+void hello_loop_close_conn(struct hello_loop* loop, struct hello_conn* c) {
+  unlink_conn(loop, c);
   bool passed = c->passed, counted = c->counted;
   fp_conn master = c->master;
   /* Closing an fd drops its epoll registration only when no other reference to the
@@ -156,13 +160,7 @@ void hello_loop_close_conn(struct hello_loop* loop, struct hello_conn* c) {
 }
 
 void hello_loop_park_conn(struct hello_loop* loop, struct hello_conn* c) {
-  if (c->prev != NULL) {
-    c->prev->next = c->next;
-  } else {
-    loop->conns = c->next;
-  }
-  if (c->next != NULL) c->next->prev = c->prev;
-  loop->n_conns--;
+  unlink_conn(loop, c);
   epoll_ctl(loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
   fp_conn master = c->master;
   master.fd = c->fd;

@@ -45,13 +45,30 @@ static int wait_for(int fd, short events) {
   return r < 0 ? -1 : 0;
 }
 
-int fp_channel_send(fp_worker* w, unsigned type, unsigned long long id) {
+/* Sends one record (and the descriptor `fd` with it, when fd >= 0). */
+static int send_record(fp_worker* w, unsigned type, unsigned long long id, int fd) {
   struct fp_msg m;
   memset(&m, 0, sizeof m);
   m.type = (uint16_t)type;
   m.id = (uint64_t)id;
+  struct iovec iov = {.iov_base = &m, .iov_len = sizeof m};
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } control;
+  memset(&control, 0, sizeof control);
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (fd >= 0) {
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
   for (;;) {
-    ssize_t n = send(w->channel_fd, &m, sizeof m, MSG_NOSIGNAL);
+    ssize_t n = sendmsg(w->channel_fd, &msg, MSG_NOSIGNAL);
     if (n == (ssize_t)sizeof m) return 0;
     if (n >= 0) { /* a SOCK_SEQPACKET send is all or nothing */
       errno = EIO;
@@ -69,39 +86,10 @@ int fp_channel_send(fp_worker* w, unsigned type, unsigned long long id) {
   }
 }
 
+int fp_channel_send(fp_worker* w, unsigned type, unsigned long long id) { return send_record(w, type, id, -1); }
+
 int fp_channel_send_fd(fp_worker* w, unsigned type, unsigned long long id, int fd) {
-  struct fp_msg m;
-  memset(&m, 0, sizeof m);
-  m.type = (uint16_t)type;
-  m.id = (uint64_t)id;
-  struct iovec iov = {.iov_base = &m, .iov_len = sizeof m};
-  union {
-    struct cmsghdr align;
-    char buf[CMSG_SPACE(sizeof(int))];
-  } control;
-  memset(&control, 0, sizeof control);
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-                       .msg_controllen = sizeof control.buf};
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  for (;;) {
-    ssize_t n = sendmsg(w->channel_fd, &msg, MSG_NOSIGNAL);
-    if (n == (ssize_t)sizeof m) return 0;
-    if (n >= 0) {
-      errno = EIO;
-      return -1;
-    }
-    if (errno == EINTR) continue;
-    if (is_would_block(errno)) {
-      if (wait_for(w->channel_fd, POLLOUT) != 0) return -1;
-      continue;
-    }
-    if (errno == EPIPE || errno == ECONNRESET) w->master_gone = true;
-    return -1;
-  }
+  return send_record(w, type, id, fd);
 }
 
 /* recvmsg returns 0 both at EOF and for an empty record. Only a peer that is gone (or
