@@ -173,8 +173,10 @@ TEST_CASE("a shared-dispatch dynamic pool grows when connections wait in its lis
   auto requests = slow_requests(addr, 1, 3000);
   REQUIRE(wait_until([&] { return pool_status(c, "web").value("busy", 0) == 1; }));
   for (auto& r : slow_requests(addr, 3, 1000)) requests.push_back(std::move(r));
-  // Each waiting connection gets a worker (a worker that finishes first may take the last).
-  CHECK(wait_until([&] { return pool_status(c, "web").value("target", 0) >= 3; }, 10s));
+  // It grows. By how much depends on how many connections the master's 100 ms sample finds
+  // waiting: a new forkpool-hello accepts every connection waiting when it wakes, so once
+  // one worker started for the first waiting connection, the rest may already be its.
+  CHECK(wait_until([&] { return pool_status(c, "web").value("target", 0) >= 2; }, 10s));
   CHECK(answered_ok(requests) == 4);
   CHECK(!s.master->wait_log("pool web grows from 1 to [0-9]+ workers: connections waiting").empty());
   // Idle again, it returns to min_workers.

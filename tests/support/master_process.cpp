@@ -91,7 +91,11 @@ void MasterProcess::signal(int signo) const { ::kill(pid_, signo); }
 std::smatch MasterProcess::wait_log(const std::string& pattern, std::chrono::milliseconds deadline) {
   const std::regex re(pattern);
   std::smatch match;
-  wait_until([&] { log(); return std::regex_search(cached_, match, re); }, deadline);
+  if (!wait_until([&] { log(); return std::regex_search(cached_, match, re); }, deadline)) return std::smatch();
+  // The match points into the text it was found in: keep that text for the master's
+  // lifetime, since the next read replaces cached_ (a caller may hold several matches).
+  matched_texts_.push_back(cached_);
+  std::regex_search(matched_texts_.back(), match, re);
   return match;
 }
 

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <deque>
 #include <filesystem>
 #include <optional>
 #include <regex>
@@ -47,6 +48,7 @@ class MasterProcess {
   std::filesystem::path log_path_;
   pid_t pid_ = -1;
   mutable std::string cached_;
+  std::deque<std::string> matched_texts_;  // what returned matches point into (stable addresses)
   bool exited_ = false;
 };
 
