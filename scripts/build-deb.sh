@@ -121,4 +121,38 @@ cp -n /lib/systemd/system/*.target "$scratch/lib/systemd/system/" 2>/dev/null ||
 (cd "$scratch/lib/systemd/system" &&
   MANPATH="$scratch/usr/share/man" systemd-analyze verify --root="$scratch" \
     forkpool.service forkpool.socket forkpool@example.service)
+
+# --- the container's entry command, as PID 1 with the container config --------------
+# No image can be built here; what can be checked offline: the Containerfile's programs
+# are in the packages, and its entry command runs as PID 1 of a PID namespace with the
+# container config (workers as nobody) and answers /healthz.
+for path in $(grep -ho '/usr/bin/[a-z-]*' packaging/container/Containerfile packaging/container/forkpool.toml | sort -u); do
+  grep -q " \.${path}\$" <<<"$contents" || { echo "build-deb: the container needs $path, not in the packages" >&2; exit 1; }
+done
+if [ "$(id -u)" -eq 0 ]; then
+  chmod 755 "$work"  # the workers run as nobody and exec from the scratch root
+  sed -e "s|/usr/bin/forkpool-hello|$scratch/usr/bin/forkpool-hello|" -e "s|0.0.0.0:8080|127.0.0.1:0|" \
+      -e "s|0.0.0.0:9464|127.0.0.1:0|" -e "s|/run/forkpool/forkpool.sock|$work/container.sock|" \
+      packaging/container/forkpool.toml >"$work/container.toml"
+  entry="$(sed -n 's/^ENTRYPOINT \["\([^"]*\)".*/\1/p' packaging/container/Containerfile)"
+  LD_LIBRARY_PATH="$scratch/usr/lib/$multiarch" unshare --pid --fork --mount-proc --kill-child=SIGTERM \
+    "$scratch$entry" -c "$work/container.toml" >"$work/container.log" 2>&1 &
+  pid1=$!
+  healthy=""
+  for _ in $(seq 1 100); do
+    port="$(sed -n 's|.*metrics on http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' "$work/container.log")"
+    if [ -n "$port" ] && curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then healthy=yes; break; fi
+    sleep 0.1
+  done
+  # unshare --fork ignores TERM itself: stop the master (the namespace's PID 1) directly,
+  # as `docker stop` would.
+  pkill -TERM -P "$pid1" || true
+  wait "$pid1" || true
+  grep -q "forkpool master pid 1 starting" "$work/container.log" || healthy=""
+  [ -n "$healthy" ] || { echo "build-deb: the container entry command did not answer /healthz as PID 1:" >&2; cat "$work/container.log" >&2; exit 1; }
+  echo "build-deb: container entry command answered /healthz as PID 1"
+else
+  echo "build-deb: not root: the container entry command was not run (needs unshare --pid)"
+fi
+
 echo "build-deb: ok: $(cd dist && ls ./*_"${version}"_"${arch}".deb | tr '\n' ' ')"
