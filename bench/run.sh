@@ -16,13 +16,18 @@
 #      clients keep /sleep?ms=SLEEP_MS requests in flight (each blocks its process);
 #      the p99 of the fast requests only, for master least-busy, master round-robin,
 #      shared, and the references;
-#   3. ab -n 20000 -c 32 against master dispatch (failures must be 0).
+#   3. ab -n 20000 -c 32 against master dispatch (failures must be 0);
+#   4. keep-alive parking (keepalive = "master", issue 13): the fairness mix of 2. with
+#      keep-alive clients (KA_SLOW_CONNS slow, FAST_CONNS fast) on max_inflight = 1
+#      pools, worker-held keep-alive against parked; and plain keep-alive throughput
+#      (CONNS connections, max_inflight MAX_INFLIGHT) parked against worker-held, which
+#      is the price of one PARK and one resume per request.
 # Servers run on SERVER_CPU (forkpool's workers inherit the master's affinity), the
 # load generators on CLIENT_CPU.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUILD=$ROOT/build/release
+BUILD=${BUILD:-$ROOT/build/release}  # another build folder for a quick smoke run
 LUA=$ROOT/bench/lua
 
 WORKERS=${WORKERS:-4}
@@ -34,6 +39,7 @@ FAIR_DURATION=${FAIR_DURATION:-8} # seconds of fast load per fairness measuremen
 FAST_CONNS=${FAST_CONNS:-16}
 SLOW_CONNS=${SLOW_CONNS:-2}
 SLEEP_MS=${SLEEP_MS:-100}
+KA_SLOW_CONNS=${KA_SLOW_CONNS:-3}
 AB_REQUESTS=${AB_REQUESTS:-20000}
 AB_CONCURRENCY=${AB_CONCURRENCY:-32}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -105,7 +111,7 @@ check_http() { # NAME: one request must answer "Hello, world"
   [[ $body == "Hello, world" ]] || die "$1 does not answer on port ${PORT[$1]} (got: ${body:0:80})"
 }
 
-start_forkpool() { # NAME DISPATCH MAX_INFLIGHT BALANCE
+start_forkpool() { # NAME DISPATCH MAX_INFLIGHT BALANCE [KEEPALIVE]
   local name=$1 dir=$TMP/$1
   mkdir -p "$dir"
   cat >"$dir/forkpool.toml" <<EOF
@@ -121,13 +127,14 @@ listen = ["tcp://127.0.0.1:0"]
 workers = $WORKERS
 max_inflight = $3
 balance = "$4"
+keepalive = "${5:-worker}"
 EOF
   "${ON_SERVER[@]}" "$FORKPOOL" -c "$dir/forkpool.toml" >"$dir/master.log" 2>&1 &
   PID[$name]=$!
   wait_for_line "$dir/master.log" '\[master.ready\]' 15 || die "$name did not start: $(tail -5 "$dir/master.log")"
   PORT[$name]=$(sed -n 's/.*\[listener.open\] pool web listens on tcp:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$dir/master.log" | head -1)
   check_http "$name"
-  log "$name: forkpool dispatch=$2 max_inflight=$3 balance=$4 on port ${PORT[$name]}"
+  log "$name: forkpool dispatch=$2 max_inflight=$3 balance=$4 keepalive=${5:-worker} on port ${PORT[$name]}"
 }
 
 start_ref() { # NAME MODE
@@ -146,6 +153,8 @@ start_forkpool fp_master master "$MAX_INFLIGHT" least-busy   # throughput
 start_forkpool fp_master_1 master 1 least-busy               # fairness, close (informational)
 start_forkpool fp_master_rr master 1 round-robin             # fairness
 start_forkpool fp_shared shared 1 least-busy                 # max_inflight/balance unused
+start_forkpool fp_park master "$MAX_INFLIGHT" least-busy master  # keep-alive throughput, parked
+start_forkpool fp_park_1 master 1 least-busy master           # keep-alive fairness, parked
 start_ref ref_reuseport reuseport
 start_ref ref_shared shared
 
@@ -222,6 +231,29 @@ for name in fp_master fp_master_1; do
   grep -q '^Non-2xx' "$TMP/ab.out" && grep '^Non-2xx' "$TMP/ab.out" >&2
 done
 
+# --- 4. keep-alive parking -------------------------------------------------------------
+# The fairness mix with keep-alive clients. Held by workers (fp_master_1), the first
+# connections occupy every max_inflight = 1 worker for the whole run and the rest wait;
+# parked (fp_park_1), a worker is busy only while a request is in flight.
+KA_FAIR_SERVERS=(fp_master_1 fp_park_1 ref_reuseport)
+for ((run = 1; run <= RUNS; run++)); do
+  for name in "${KA_FAIR_SERVERS[@]}"; do
+    url="http://127.0.0.1:${PORT[$name]}"
+    wrk_run "$TMP/slow.out" "$KA_SLOW_CONNS" $((FAIR_DURATION + 2)) keepalive.lua "$url/sleep?ms=$SLEEP_MS" &
+    slow=$!
+    sleep 1
+    wrk_run "$TMP/fast.out" "$FAST_CONNS" "$FAIR_DURATION" keepalive.lua "$url/"
+    wait "$slow"
+    record ka_fair_fast "$name" "$run" "$(result_of "$TMP/fast.out")"
+    record ka_fair_slow "$name" "$run" "$(result_of "$TMP/slow.out")"
+  done
+  for name in fp_master fp_park; do
+    wrk_run "$TMP/out" "$CONNS" "$DURATION" keepalive.lua "http://127.0.0.1:${PORT[$name]}/"
+    record ka_park "$name" "$run" "$(result_of "$TMP/out")"
+  done
+  log "keep-alive parking run $run/$RUNS done (load average $(load1))"
+done
+
 # --- health: a crashed worker makes every number above meaningless ------------------
 CRASHES=0
 for name in "${!PID[@]}"; do
@@ -270,6 +302,8 @@ label = {
     "fp_master_1": "forkpool master (max_inflight=1, least-busy)",
     "fp_master_rr": "forkpool master (max_inflight=1, round-robin)",
     "fp_shared": "forkpool shared",
+    "fp_park": "forkpool master, keepalive=master (max_inflight=%s)" % sys.argv[3],
+    "fp_park_1": "forkpool master, keepalive=master (max_inflight=1)",
     "ref_reuseport": "prefork_ref SO_REUSEPORT",
     "ref_shared": "prefork_ref shared listener",
 }
@@ -278,7 +312,10 @@ print("\n## Raw medians (range over runs in brackets; errors = socket errors + n
 print("| scenario | server | req/s (or conn/s) | p99 ms | errors |")
 print("|---|---|---:|---:|---:|")
 for scen, title in [("keepalive", "keep-alive"), ("close", "Connection: close"),
-                    ("fair_fast", "fairness: fast clients"), ("fair_slow", "fairness: slow clients")]:
+                    ("fair_fast", "fairness: fast clients"), ("fair_slow", "fairness: slow clients"),
+                    ("ka_fair_fast", "keep-alive fairness: fast clients"),
+                    ("ka_fair_slow", "keep-alive fairness: slow clients"),
+                    ("ka_park", "keep-alive throughput")]:
     for server in label:
         if (scen, server) not in rows:
             continue
@@ -332,6 +369,14 @@ info("shared, keep-alive p99 ms vs shared reference", "keepalive", "fp_shared", 
 info("fast p99 ms, master round-robin vs SO_REUSEPORT", "fair_fast", "fp_master_rr", "fair_fast", "ref_reuseport", 1, "%.2f")
 info("fast p99 ms, forkpool shared vs SO_REUSEPORT", "fair_fast", "fp_shared", "fair_fast", "ref_reuseport", 1, "%.2f")
 info("fast p99 ms, forkpool shared vs shared reference", "fair_fast", "fp_shared", "fair_fast", "ref_shared", 1, "%.2f")
+
+print("\n## Keep-alive parking (keepalive = \"master\")\n")
+print("| measure | parked | held by workers | ratio |")
+print("|---|---:|---:|---:|")
+info("keep-alive mix, fast p99 ms, max_inflight=1", "ka_fair_fast", "fp_park_1", "ka_fair_fast", "fp_master_1", 1, "%.2f")
+info("keep-alive mix, fast req/s, max_inflight=1", "ka_fair_fast", "fp_park_1", "ka_fair_fast", "fp_master_1", 0)
+info("keep-alive mix, fast p99 ms, parked vs SO_REUSEPORT", "ka_fair_fast", "fp_park_1", "ka_fair_fast", "ref_reuseport", 1, "%.2f")
+info("keep-alive req/s, max_inflight=%s (cost of PARK + resume)" % sys.argv[3], "ka_park", "fp_park", "ka_park", "fp_master", 0)
 
 print("\n## ab (one request per connection, HTTP/1.0)\n")
 print("| server | complete | failed | req/s |")

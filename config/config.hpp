@@ -29,7 +29,10 @@ struct ListenAddress {
 
 enum class Dispatch { Master, Shared };
 enum class Balance { LeastBusy, RoundRobin };
-enum class Readiness { Exec, Notify };
+// Exec: ready once exec succeeded. Notify: READY=1 over sd_notify (or READY on the
+// channel). Protocol: READY on the channel (what libforkpool-worker and forkpool_worker.py
+// send); the default for master dispatch with listeners.
+enum class Readiness { Exec, Notify, Protocol };
 enum class LogFormat { Text, Json };
 // What the kernel keeps together with a worker. Pid: each worker is PID 1 of a PID
 // namespace of its own, so everything it forks dies with it, even when the master is
@@ -53,6 +56,7 @@ struct Rlimit {
 
 struct PoolConfig {
   std::string name;
+  std::filesystem::path file;  // the file that defines it (the main one, or an included one)
   std::vector<std::string> command;  // argv; may contain {pool} and {worker}
   Dispatch dispatch = Dispatch::Master;
   std::vector<ListenAddress> listen;
@@ -73,6 +77,7 @@ struct PoolConfig {
   Duration queue_timeout{10'000};
   int backlog = 1024;
 
+  // The loader fills in the default by dispatch (default_readiness) when `ready` is unset.
   Readiness ready = Readiness::Exec;
   Duration ready_timeout{30'000};
   Duration watchdog{0};
@@ -109,12 +114,16 @@ struct SupervisorConfig {
   std::string log_level = "info";
   LogFormat log_format = LogFormat::Text;
   std::filesystem::path log_file;  // empty = stderr
+  std::filesystem::path access_log;  // empty = off; master dispatch connections, one a line
+  LogFormat access_log_format = LogFormat::Text;
   Duration shutdown_timeout{30'000};
   std::string metrics_listen;  // "" = off, else "HOST:PORT"
+  std::vector<std::string> include;  // patterns as written; their pools are in Config::pools
 };
 
 struct Config {
   std::filesystem::path file;  // absolute path of the file this came from
+  std::vector<std::filesystem::path> included;  // files read through `include`, in order
   SupervisorConfig supervisor;
   std::vector<PoolConfig> pools;  // in file order
 

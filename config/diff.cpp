@@ -122,6 +122,8 @@ constexpr std::array kSupervisorKeys{
     SupervisorKey{"log_level", same<&SupervisorConfig::log_level>},
     SupervisorKey{"log_format", same<&SupervisorConfig::log_format>},
     SupervisorKey{"log_file", same<&SupervisorConfig::log_file>},
+    SupervisorKey{"access_log", same<&SupervisorConfig::access_log>},
+    SupervisorKey{"access_log_format", same<&SupervisorConfig::access_log_format>},
     SupervisorKey{"shutdown_timeout", same<&SupervisorConfig::shutdown_timeout>},
     SupervisorKey{"metrics_listen", same<&SupervisorConfig::metrics_listen>},
 };

@@ -11,9 +11,11 @@
 #include <map>
 #include <tuple>
 
+#include "config/include.hpp"
 #include "config/interpolate.hpp"
 #include "config/listen_address.hpp"
 #include "config/load_pool.hpp"
+#include "config/syntax_error.hpp"
 #include "config/names.hpp"
 #include "config/toml_reader.hpp"
 #include "config/validate.hpp"
@@ -72,12 +74,16 @@ SupervisorConfig load_supervisor(TableReader& root, const std::filesystem::path&
     if (v->empty()) r.error("control_socket", "expected a socket path, got \"\"");
     else s.control_socket = (std::filesystem::path(*v).is_absolute() ? std::filesystem::path(*v)
                                                                       : base_dir / *v).lexically_normal();
+    // The config file's own folder exists (the default socket is there); another may not.
+    if (auto problem = check_directory(s.control_socket.parent_path());
+        problem && !v->empty() && s.control_socket.parent_path() != base_dir)
+      r.error("control_socket", "the folder of the control socket: " + *problem);
   }
   if (s.control_socket.native().size() >= sizeof(sockaddr_un::sun_path))
     r.error("control_socket", "the resolved path " + s.control_socket.string() + " is longer than a Unix socket path may be (" +
                                   std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes)");
   const bool mode_written = r.has("control_mode");
-  if (auto v = r.string("control_mode")) {
+  if (auto v = r.mode_string("control_mode")) {
     auto mode = parse_octal_mode(*v);
     if (!mode) r.error("control_mode", "expected " + mode.error + ", got \"" + *v + "\"");
     else s.control_mode = *mode.value;
@@ -103,7 +109,16 @@ SupervisorConfig load_supervisor(TableReader& root, const std::filesystem::path&
     if (auto problem = check_directory(s.log_file.parent_path()))
       r.error("log_file", "the folder of the log file: " + *problem);
   }
+  if (auto v = r.string("access_log"); v && !v->empty()) {
+    s.access_log = (std::filesystem::path(*v).is_absolute() ? std::filesystem::path(*v) : base_dir / *v)
+                       .lexically_normal();
+    if (auto problem = check_directory(s.access_log.parent_path()))
+      r.error("access_log", "the folder of the access log: " + *problem);
+  }
+  if (auto v = r.choice<LogFormat>("access_log_format", log_format_from_string, {"text", "json"}))
+    s.access_log_format = *v;
   if (auto v = r.duration("shutdown_timeout")) s.shutdown_timeout = *v;
+  if (auto v = r.string_array("include")) s.include = std::move(*v);
   if (auto v = r.string("metrics_listen"); v && !v->empty()) {
     auto addr = parse_host_port(*v);
     if (!addr) r.error("metrics_listen", "expected " + addr.error);
@@ -126,9 +141,9 @@ void check_listen_conflicts(const Config& config, const std::vector<detail::Pool
       const detail::ListenSource& where = sources[p].listen[i];
       const std::string key = "pools." + pool.name + ".listen[" + std::to_string(where.index) + "]";
       auto [it, inserted] = seen.emplace(a.text, key);
-      if (!inserted) sink.error(where.at, key, "\"" + a.text + "\" is already used by " + it->second);
+      if (!inserted) sink.error_in(sources[p].file, where.at, key, "\"" + a.text + "\" is already used by " + it->second);
       if (a.kind == ListenAddress::Kind::Unix && a.path == config.supervisor.control_socket)
-        sink.error(where.at, key, "is the same path as supervisor.control_socket");
+        sink.error_in(sources[p].file, where.at, key, "is the same path as supervisor.control_socket");
     }
   }
 }
@@ -149,6 +164,48 @@ void sort_in_file_order(std::vector<PoolConfig>& pools, std::vector<detail::Pool
   }
   pools = std::move(p);
   sources = std::move(s);
+}
+
+// The pools of one file, appended in that file's order. `places` remembers where each
+// pool name was defined first ("file:line:col"), across the main file and its includes.
+// Returns how many [pools.*] entries the file had, valid or not.
+std::size_t load_pools(TableReader& root, const std::string& file, const std::filesystem::path& abs_file,
+                       Sink& sink, std::map<std::string, std::string>& places, std::vector<PoolConfig>& pools,
+                       std::vector<detail::PoolSource>& sources) {
+  const toml::table* table = root.table("pools");
+  if (table == nullptr) return 0;
+  const std::filesystem::path base_dir = abs_file.parent_path();
+  std::vector<PoolConfig> mine;
+  std::vector<detail::PoolSource> my_sources;
+  for (auto&& [name, node] : *table) {
+    const std::string key = "pools." + std::string(name.str());
+    const Location at = detail::location_of(name.source());
+    if (!is_pool_name(name.str())) {
+      sink.error(at, key, "a pool name is 1 to 64 letters, digits, '_', '-' or '.'");
+      continue;
+    }
+    const toml::table* t = node.as_table();
+    if (t == nullptr) {
+      sink.error(detail::location_of(node.source()), key,
+                 "expected a table such as [pools." + std::string(name.str()) + "], got " +
+                     std::string(detail::type_name(node.type())));
+      continue;
+    }
+    const std::string place = file + ":" + std::to_string(at.line) + ":" + std::to_string(at.column);
+    if (auto [it, fresh] = places.emplace(std::string(name.str()), place); !fresh) {
+      sink.error(at, key, "pool \"" + std::string(name.str()) + "\" is defined twice: here and at " + it->second);
+      continue;
+    }
+    detail::PoolSource source;
+    source.file = file;
+    mine.push_back(detail::load_pool(std::string(name.str()), *t, base_dir, sink, source));
+    mine.back().file = abs_file;
+    my_sources.push_back(std::move(source));
+  }
+  sort_in_file_order(mine, my_sources);
+  for (auto& p : mine) pools.push_back(std::move(p));
+  for (auto& s : my_sources) sources.push_back(std::move(s));
+  return table->size();
 }
 
 // Expands ${NAME} in every string value of the tree (SPEC section 2) before anything is
@@ -200,9 +257,56 @@ void interpolate(toml::table& root, Sink& sink) {
   }
 }
 
+
+// How an included file is named in messages: relative to the current folder when it is
+// inside it, as the main file usually is.
+std::string display_name(const std::filesystem::path& abs) {
+  std::error_code ec;
+  const auto cwd = std::filesystem::current_path(ec);
+  if (!ec) {
+    const auto rel = abs.lexically_relative(cwd);
+    if (!rel.empty() && *rel.begin() != "..") return rel.string();
+  }
+  return abs.string();
+}
+
+// Reads one included file's pools into `config`; every problem goes to `sink`, located
+// in that file.
+void load_included(const std::filesystem::path& abs, Sink& sink, std::map<std::string, std::string>& places,
+                   Config& config, std::vector<detail::PoolSource>& sources) {
+  const std::string name = display_name(abs);
+  sink.set_file(name);
+  std::string text;
+  try {
+    text = read_config_file(abs);
+  } catch (const ConfigError& e) {
+    for (Diagnostic d : e.diagnostics()) {
+      d.file = name;
+      sink.add(std::move(d));
+    }
+    return;
+  }
+  toml::table table;
+  try {
+    table = toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    sink.add(detail::syntax_error(e, name, text));
+    return;
+  }
+  interpolate(table, sink);
+  TableReader root(table, "", sink);
+  if (root.has("supervisor")) {
+    root.node("supervisor");
+    root.error("supervisor", "an included file holds only [pools.NAME] tables; [supervisor] belongs in " +
+                                 config.file.string());
+  }
+  load_pools(root, name, abs, sink, places, config.pools, sources);
+  root.finish();
+}
+
 }  // namespace
 
-Config load_string(std::string_view text, const std::filesystem::path& file) {
+Config load_string(std::string_view text, const std::filesystem::path& file, Includes includes) {
   Config config;
   config.file = std::filesystem::absolute(file).lexically_normal();
   const std::filesystem::path base_dir = config.file.parent_path();
@@ -211,9 +315,7 @@ Config load_string(std::string_view text, const std::filesystem::path& file) {
   try {
     root_table = toml::parse(text, file.string());
   } catch (const toml::parse_error& e) {
-    throw ConfigError({Diagnostic{file.string(), static_cast<std::uint32_t>(e.source().begin.line),
-                                  static_cast<std::uint32_t>(e.source().begin.column), "",
-                                  "TOML syntax error: " + std::string(e.description())}});
+    throw ConfigError({detail::syntax_error(e, file.string(), text)});
   }
 
   Sink sink(file.string());
@@ -221,33 +323,50 @@ Config load_string(std::string_view text, const std::filesystem::path& file) {
   TableReader root(root_table, "", sink);
   config.supervisor = load_supervisor(root, base_dir, sink);
 
+  std::map<std::string, std::string> places;
   std::vector<detail::PoolSource> sources;
-  if (const toml::table* pools = root.table("pools")) {
-    for (auto&& [name, node] : *pools) {
-      const std::string key = "pools." + std::string(name.str());
-      if (!is_pool_name(name.str())) {
-        sink.error(detail::location_of(name.source()), key,
-                   "a pool name is 1 to 64 letters, digits, '_', '-' or '.'");
-        continue;
-      }
-      const toml::table* t = node.as_table();
-      if (t == nullptr) {
-        sink.error(detail::location_of(node.source()), key,
-                   "expected a table such as [pools." + std::string(name.str()) + "], got " +
-                       std::string(detail::type_name(node.type())));
-        continue;
-      }
-      detail::PoolSource source;
-      config.pools.push_back(detail::load_pool(std::string(name.str()), *t, base_dir, sink, source));
-      sources.push_back(std::move(source));
-    }
-    if (pools->empty())
-      root.error("pools", "no pools defined; add at least one [pools.NAME] table with a command");
-  } else if (!root.has("pools")) {
-    sink.error({1, 1}, "pools", "no pools defined; add at least one [pools.NAME] table with a command");
-  }
-  sort_in_file_order(config.pools, sources);
+  std::size_t entries = load_pools(root, file.string(), config.file, sink, places, config.pools, sources);
   root.finish();
+
+  // [supervisor] include: each pattern relative to this file, matches sorted, each file once.
+  std::vector<std::filesystem::path> files;
+  const toml::node* include_node = nullptr;
+  if (const toml::table* sup = root_table["supervisor"].as_table()) include_node = sup->get("include");
+  const auto include_at = include_node ? detail::location_of(include_node->source()) : detail::Location{1, 1};
+  for (std::size_t i = 0; i < config.supervisor.include.size(); ++i) {
+    const std::string& pattern = config.supervisor.include[i];
+    const toml::node* item = include_node && include_node->as_array() ? include_node->as_array()->get(i) : nullptr;
+    const auto at = item ? detail::location_of(item->source()) : include_at;
+    const std::string key = "supervisor.include[" + std::to_string(i) + "]";
+    if (includes == Includes::Skip) continue;
+    IncludeMatch m = expand_include(pattern, base_dir);
+    if (!m.error.empty()) sink.error(at, key, m.error);
+    for (auto& f : m.files) {
+      if (f == config.file || std::find(files.begin(), files.end(), f) != files.end()) continue;
+      if (files.size() == kMaxIncludedFiles) {
+        sink.error(at, key, "more than " + std::to_string(kMaxIncludedFiles) + " files to include");
+        break;
+      }
+      files.push_back(std::move(f));
+    }
+  }
+  for (const auto& f : files) {
+    const std::size_t before = config.pools.size();
+    load_included(f, sink, places, config, sources);
+    entries += config.pools.size() - before;
+  }
+  sink.set_file(file.string());
+  config.included = std::move(files);
+
+  const bool pools_not_a_table = root.has("pools") && !root_table["pools"].is_table();  // reported already
+  if (entries == 0 && !pools_not_a_table && !(includes == Includes::Skip && !config.supervisor.include.empty())) {
+    const char* message = config.supervisor.include.empty()
+                              ? "no pools defined; add at least one [pools.NAME] table with a command"
+                              : "no pools defined; add at least one [pools.NAME] table with a command, here or in "
+                                "an included file";
+    if (root.has("pools")) root.error("pools", message);
+    else sink.error({1, 1}, "pools", message);
+  }
   check_listen_conflicts(config, sources, sink);
 
   if (!sink.empty()) throw ConfigError(sink.take());
@@ -256,12 +375,19 @@ Config load_string(std::string_view text, const std::filesystem::path& file) {
 
 Config load_file(const std::filesystem::path& file) { return load_string(read_config_file(file), file); }
 
+std::vector<std::filesystem::path> config_search_paths() {
+  return {"forkpool.toml", "/etc/forkpool/forkpool.toml"};
+}
+
+std::optional<std::filesystem::path> find_default_config() {
+  for (const auto& p : config_search_paths())
+    if (::access(p.c_str(), F_OK) == 0) return p;
+  return std::nullopt;
+}
+
 std::filesystem::path default_config_path() {
-  const std::filesystem::path local = "forkpool.toml";
-  if (::access(local.c_str(), F_OK) == 0) return local;
-  const std::filesystem::path system = "/etc/forkpool/forkpool.toml";
-  if (::access(system.c_str(), F_OK) == 0) return system;
-  return local;  // Neither exists: name the first so the error says where we looked first.
+  // Neither exists: name the first so the error says where we looked first.
+  return find_default_config().value_or(config_search_paths().front());
 }
 
 }  // namespace forkpool::config

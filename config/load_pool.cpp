@@ -213,7 +213,11 @@ PoolConfig load_pool(const std::string& name, const toml::table& table,
   if (auto v = r.integer("queue_limit", 0, 1'000'000)) pool.queue_limit = static_cast<int>(*v);
   assign(pool.queue_timeout, r.duration("queue_timeout"));
   if (auto v = r.integer("backlog", 1, 65535)) pool.backlog = static_cast<int>(*v);
-  assign(pool.ready, r.choice<Readiness>("ready", readiness_from_string, {"exec", "notify"}));
+  // A master-dispatch pool hands connections only to a worker that said READY on its
+  // channel: a program that does not speak the protocol would take connections and
+  // never answer them. Shared and plain pools have nothing to hand over.
+  pool.ready = pool.dispatch == Dispatch::Master && !pool.listen.empty() ? Readiness::Protocol : Readiness::Exec;
+  assign(pool.ready, r.choice<Readiness>("ready", readiness_from_string, {"exec", "notify", "protocol"}));
   assign(pool.ready_timeout, r.duration("ready_timeout"));
   assign(pool.watchdog, r.duration("watchdog"));
   assign(pool.request_timeout, r.duration("request_timeout"));
@@ -251,7 +255,7 @@ PoolConfig load_pool(const std::string& name, const toml::table& table,
     if (auto problem = check_directory(pool.cwd)) r.error("cwd", *problem);
     if (pool.cwd.has_filename() == false && pool.cwd != pool.cwd.root_path()) pool.cwd = pool.cwd.parent_path();
   }
-  if (auto umask = r.string("umask"); umask && !umask->empty()) {
+  if (auto umask = r.mode_string("umask"); umask && !umask->empty()) {
     auto mode = parse_octal_mode(*umask);
     if (!mode) r.error("umask", "expected " + mode.error + ", got \"" + *umask + "\"");
     pool.umask = mode.value;

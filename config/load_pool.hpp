@@ -16,6 +16,7 @@ struct ListenSource {
 
 // Where the pool's listen entries stand, for cross-pool checks.
 struct PoolSource {
+  std::string file;  // as named in diagnostics
   Location header;
   std::vector<ListenSource> listen;  // parallel to PoolConfig::listen
 };

@@ -28,8 +28,8 @@ constexpr std::array<std::pair<std::string_view, Dispatch>, 2> kDispatch{
     {{"master", Dispatch::Master}, {"shared", Dispatch::Shared}}};
 constexpr std::array<std::pair<std::string_view, Balance>, 2> kBalance{
     {{"least-busy", Balance::LeastBusy}, {"round-robin", Balance::RoundRobin}}};
-constexpr std::array<std::pair<std::string_view, Readiness>, 2> kReadiness{
-    {{"exec", Readiness::Exec}, {"notify", Readiness::Notify}}};
+constexpr std::array<std::pair<std::string_view, Readiness>, 3> kReadiness{
+    {{"exec", Readiness::Exec}, {"notify", Readiness::Notify}, {"protocol", Readiness::Protocol}}};
 constexpr std::array<std::pair<std::string_view, LogFormat>, 2> kLogFormat{
     {{"text", LogFormat::Text}, {"json", LogFormat::Json}}};
 constexpr std::array<std::pair<std::string_view, Isolation>, 2> kIsolation{

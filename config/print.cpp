@@ -26,8 +26,15 @@ std::string value_quote(std::string_view s) {
 class Writer {
  public:
   void header(const std::string& name) {
-    if (!out_.empty()) out_ += '\n';
+    if (!out_.empty() && !after_comment_) out_ += '\n';
+    after_comment_ = false;
     out_ += "[" + name + "]\n";
+  }
+  // A comment line above the next header.
+  void comment(const std::string& text) {
+    if (!out_.empty()) out_ += '\n';
+    out_ += "# " + text + "\n";
+    after_comment_ = true;
   }
   void raw(std::string_view key, const std::string& value) {
     out_ += std::string(key) + " = " + value + "\n";
@@ -40,6 +47,7 @@ class Writer {
 
  private:
   std::string out_;
+  bool after_comment_ = false;
 };
 
 std::string string_array(const std::vector<std::string>& items) {
@@ -158,9 +166,16 @@ std::string to_toml(const Config& config) {
   w.str("log_level", s.log_level);
   w.str("log_format", to_string(s.log_format));
   w.str("log_file", s.log_file.string());
+  w.str("access_log", s.access_log.string());
+  w.str("access_log_format", to_string(s.access_log_format));
   w.duration("shutdown_timeout", s.shutdown_timeout);
   w.str("metrics_listen", s.metrics_listen);
-  for (const auto& pool : config.pools) write_pool(w, pool);
+  // The pools of included files are printed in place of the include, so the printout is
+  // one self-contained file; a comment says where each came from.
+  for (const auto& pool : config.pools) {
+    if (!pool.file.empty() && pool.file != config.file) w.comment("from " + pool.file.string());
+    write_pool(w, pool);
+  }
   return w.take();
 }
 

@@ -1,6 +1,9 @@
 #include "config/toml_reader.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <tuple>
+#include <utility>
 
 #include "config/suggest.hpp"
 #include "config/units.hpp"
@@ -9,6 +12,30 @@ namespace forkpool::config::detail {
 
 Location location_of(const toml::source_region& r) {
   return {static_cast<std::uint32_t>(r.begin.line), static_cast<std::uint32_t>(r.begin.column)};
+}
+
+void Sink::set_file(std::string file) {
+  file_ = std::move(file);
+  order_of(file_);
+}
+
+std::size_t Sink::order_of(const std::string& file) {
+  for (std::size_t i = 0; i < files_.size(); ++i)
+    if (files_[i] == file) return i;
+  files_.push_back(file);
+  return files_.size() - 1;
+}
+
+void Sink::add(Diagnostic d) {
+  order_of(d.file);
+  items_.push_back(std::move(d));
+}
+
+void Sink::error_in(const std::string& file, Location at, std::string key, std::string message) {
+  const std::string current = std::exchange(file_, file);
+  order_of(file);
+  error(at, std::move(key), std::move(message));
+  file_ = current;
 }
 
 void Sink::error(Location at, std::string key, std::string message) {
@@ -28,8 +55,9 @@ void Sink::unexpanded(Location at, std::string key, std::string message) {
 }
 
 std::vector<Diagnostic> Sink::take() {
-  std::stable_sort(items_.begin(), items_.end(), [](const Diagnostic& a, const Diagnostic& b) {
-    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+  std::stable_sort(items_.begin(), items_.end(), [this](const Diagnostic& a, const Diagnostic& b) {
+    const std::size_t fa = order_of(a.file), fb = order_of(b.file);
+    return std::tie(fa, a.line, a.column) < std::tie(fb, b.line, b.column);
   });
   return std::move(items_);
 }
@@ -89,6 +117,21 @@ std::optional<std::string> TableReader::string(std::string_view key) {
   const toml::node* n = typed(key, toml::node_type::string, "a string");
   if (n == nullptr) return std::nullopt;
   return n->as_string()->get();
+}
+
+std::optional<std::string> TableReader::mode_string(std::string_view key) {
+  const toml::node* n = node(key);
+  if (n == nullptr) return std::nullopt;
+  if (const auto* i = n->as_integer()) {
+    const auto v = i->get();
+    char octal[32];
+    std::snprintf(octal, sizeof octal, "%03llo", static_cast<unsigned long long>(v < 0 ? 0 : v));
+    error(key, "expected an octal mode written as a string, such as " + std::string(key) + " = \"" +
+                   (v >= 0 && v <= 0777 ? std::string(octal) : std::string("022")) +
+                   "\"; a TOML integer is not a mode (quote it)");
+    return std::nullopt;
+  }
+  return string(key);
 }
 
 std::optional<std::int64_t> TableReader::integer(std::string_view key, std::int64_t min, std::int64_t max) {

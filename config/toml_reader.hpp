@@ -23,11 +23,18 @@ struct Location {
 
 Location location_of(const toml::source_region& r);
 
-// Collects every diagnostic of one load.
+// Collects every diagnostic of one load: the main file's, then those of each included
+// file (set_file), each file's in its own line order.
 class Sink {
  public:
-  explicit Sink(std::string file) : file_(std::move(file)) {}
+  explicit Sink(std::string file) : file_(std::move(file)) { files_.push_back(file_); }
   void error(Location at, std::string key, std::string message);
+  // The same, for a place in another file of this load (an included one).
+  void error_in(const std::string& file, Location at, std::string key, std::string message);
+  // A diagnostic made elsewhere (an included file that cannot be read).
+  void add(Diagnostic d);
+  // Diagnostics from now on are about `file`.
+  void set_file(std::string file);
   // An environment interpolation failed at `key`: later diagnostics of that key are dropped.
   void unexpanded(Location at, std::string key, std::string message);
   bool empty() const { return items_.empty(); }
@@ -35,7 +42,10 @@ class Sink {
   const std::string& file() const { return file_; }
 
  private:
+  std::size_t order_of(const std::string& file);
+
   std::string file_;
+  std::vector<std::string> files_;  // in the order they were read
   std::vector<Diagnostic> items_;
   std::set<std::string> unexpanded_;
 };
@@ -47,6 +57,9 @@ class TableReader {
   // Each getter marks `key` as a known key. Absent: nullopt, no error. Present but
   // wrong: one diagnostic, then nullopt, so the caller keeps its default.
   std::optional<std::string> string(std::string_view key);
+  // A file mode or umask: a string of octal digits. A TOML integer (0o22, 18) is refused
+  // with a message that says to quote it.
+  std::optional<std::string> mode_string(std::string_view key);
   std::optional<std::int64_t> integer(std::string_view key, std::int64_t min, std::int64_t max);
   std::optional<bool> boolean(std::string_view key);
   std::optional<Duration> duration(std::string_view key);

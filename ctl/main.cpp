@@ -1,12 +1,14 @@
 // forkpoolctl: the command line only; commands.cpp does the work.
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cctype>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
+#include "config/suggest.hpp"
 #include "ctl/client.hpp"
 #include "ctl/commands.hpp"
 #include "base/version.h"  // generated from project(VERSION)
@@ -32,6 +34,32 @@ std::string upper(std::string s) {
   return s;
 }
 
+// The first word that is not an option or an option's value: the command as typed.
+std::optional<std::string> typed_command(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--") return i + 1 < argc ? std::optional<std::string>(argv[i + 1]) : std::nullopt;
+    if (a == "-s" || a == "--socket" || a == "-c" || a == "--config" || a == "--timeout") {
+      ++i;
+      continue;
+    }
+    if (!a.empty() && a[0] == '-') continue;
+    return a;
+  }
+  return std::nullopt;
+}
+
+// The command list of the help text: "  NAME  description" lines, in the app's order.
+std::string command_list(const CLI::App& app) {
+  std::string out = "Commands:\n";
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+    std::string name = sub->get_name();
+    name.resize(std::max<std::size_t>(name.size(), 10), ' ');
+    out += "  " + name + "  " + sub->get_description() + "\n";
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -43,15 +71,21 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "forkpoolctl " FORKPOOL_VERSION);
 
   Invocation inv;
-  double timeout_s = 5.0;
-  app.add_option(
-      "-s,--socket", inv.socket,
-      "control socket (default: $FORKPOOL_SOCKET, else control_socket of ./forkpool.toml, "
-      "else ./forkpool.sock)");
+  std::optional<double> timeout_s;
+  bool no_wait = false;
+  app.add_option("-s,--socket", inv.socket,
+                 "control socket (default: control_socket of -c CONFIG, else $FORKPOOL_SOCKET, else "
+                 "control_socket of ./forkpool.toml, else of /etc/forkpool/forkpool.toml, else "
+                 "/run/forkpool/forkpool.sock)");
+  app.add_option("-c,--config", inv.config, "the master's config file, to read control_socket from");
   app.add_flag("--json", inv.json,
                "print the master's replies as received, one JSON object a line");
-  app.add_option("--timeout", timeout_s, "seconds to wait for a reply (not for events/top)")
+  app.add_option("--timeout", timeout_s,
+                 "seconds to wait: for a reply (default 5), and for restart, stop, start, scale and reload "
+                 "to be done (default 120)")
       ->check(CLI::PositiveNumber);
+  app.add_flag("--no-wait", no_wait,
+               "restart, stop, start, scale, reload: return once the master accepted the request");
 
   std::optional<json> request;
   auto simple = [&](const char* name, const char* help) {
@@ -88,20 +122,25 @@ int main(int argc, char** argv) {
   scale->add_option("N", workers, "new number of workers")->required();
   scale->callback([&] { request = json{{"cmd", "scale"}, {"pool", pool}, {"workers", workers}}; });
 
-  auto* restart = app.add_subcommand("restart", "rolling restart of a pool, or of one worker");
-  restart->add_option("POOL", pool, "pool name")->required();
+  auto* restart = app.add_subcommand(
+      "restart", "rolling restart of a pool, of one worker, or of every pool (all, or no POOL)");
+  restart->add_option("POOL", pool, "pool name, or all (the default)");
   restart->add_option("WORKER", worker, "worker number (0..N-1)");
   restart->callback([&] {
-    request = json{{"cmd", "restart"}, {"pool", pool}};
+    request = json{{"cmd", "restart"}};
+    if (!pool.empty()) (*request)["pool"] = pool;
     if (worker) (*request)["worker"] = *worker;
   });
 
   for (const char* name : {"stop", "start"}) {
-    auto* sub =
-        app.add_subcommand(name, std::string(name) == "stop" ? "drain and stop a pool"
-                                                             : "start a pool (also clears failed)");
-    sub->add_option("POOL", pool, "pool name")->required();
-    sub->callback([&request, &pool, name] { request = json{{"cmd", name}, {"pool", pool}}; });
+    auto* sub = app.add_subcommand(name, std::string(name) == "stop"
+                                             ? "drain and stop a pool, or every pool (all, or no POOL)"
+                                             : "start a pool (also clears failed), or every pool (all, or no POOL)");
+    sub->add_option("POOL", pool, "pool name, or all (the default)");
+    sub->callback([&request, &pool, name] {
+      request = json{{"cmd", name}};
+      if (!pool.empty()) (*request)["pool"] = pool;
+    });
   }
 
   auto* kill = app.add_subcommand("kill", "send a signal to one worker");
@@ -116,6 +155,7 @@ int main(int argc, char** argv) {
 
   simple("reload", "re-read the config file (same as SIGHUP)");
   simple("shutdown", "graceful stop of the master (same as SIGTERM)");
+  simple("upgrade", "replace the master's binary in place, workers untouched (same as SIGUSR2)");
 
   auto* log_level = app.add_subcommand("log-level", "change the master's log level");
   log_level->add_option("LEVEL", level, "trace debug info warn error critical off")
@@ -126,13 +166,45 @@ int main(int argc, char** argv) {
   simple("metrics", "Prometheus text exposition");
   simple("version", "the master's version and protocol numbers");
 
+  std::string help_topic;
+  auto* help = app.add_subcommand("help", "this list, or the help of one command");
+  help->add_option("COMMAND", help_topic, "a command");
+
+  // An unknown command: the closest one, as the master does, instead of CLI11's
+  // "arguments were not expected".
+  std::vector<std::string> names;
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) names.push_back(sub->get_name());
+  app.footer("forkpoolctl help COMMAND shows a command's arguments.");
+  auto unknown = [&](const std::string& word) {
+    std::string message = "forkpoolctl: unknown command \"" + word + "\"";
+    if (auto best = forkpool::config::closest_match(word, names)) message += "; did you mean \"" + *best + "\"?";
+    std::cerr << message << "\n" << command_list(app);
+    return forkpool::ctl::kExitUsage;
+  };
+  if (auto word = typed_command(argc, argv); word && std::find(names.begin(), names.end(), *word) == names.end())
+    return unknown(*word);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : forkpool::ctl::kExitUsage;
   }
-  inv.timeout = std::chrono::milliseconds(static_cast<long long>(timeout_s * 1000.0));
+  if (help->parsed()) {
+    if (help_topic.empty()) {
+      // app.help() would show the help of the `help` command itself, the one parsed.
+      std::cout << app.get_formatter()->make_help(&app, "forkpoolctl", CLI::AppFormatMode::Normal);
+      return 0;
+    }
+    if (std::find(names.begin(), names.end(), help_topic) == names.end()) return unknown(help_topic);
+    std::cout << app.get_subcommand(help_topic)->help();
+    return 0;
+  }
+  if (timeout_s) {
+    inv.timeout = std::chrono::milliseconds(static_cast<long long>(*timeout_s * 1000.0));
+    inv.wait_timeout = inv.timeout;
+  }
+  inv.wait = !no_wait;
 
   try {
     if (top->parsed()) {

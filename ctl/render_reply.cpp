@@ -76,8 +76,9 @@ std::string render_event(const nlohmann::json& event, bool colour) {
                                 paint(fmt::format("{:<14}", name), event_colour(name), colour),
                                 subject.empty() ? "-" : subject);
   if (const auto pid = u64_field(event, "pid"); pid != 0) out += fmt::format("  pid {}", pid);
+  // The message says what the other fields hold (they are for --json); without one, show them.
   if (const auto msg = str_field(event, "message"); !msg.empty()) out += "  " + msg;
-  out += extras(event, {"time", "event", "pool", "worker", "pid", "message"});
+  else out += extras(event, {"time", "event", "pool", "worker", "pid", "message"});
   return out + "\n";
 }
 

@@ -1,5 +1,7 @@
 #include "ctl/render_status.hpp"
 
+#include <ctime>
+
 #include <fmt/format.h>
 
 #include "ctl/format.hpp"
@@ -84,27 +86,33 @@ std::string last_exit_text(const nlohmann::json& last_exit) {
 
 std::string render_pool(const nlohmann::json& pool, bool colour) {
   const std::string state = str_field(pool, "state", "?");
-  std::string out = fmt::format(
-      "pool {}  {}  dispatch {}", paint(str_field(pool, "name", "?"), Colour::Bold, colour),
-      paint(state, state_colour(state), colour), str_field(pool, "dispatch", "-"));
-  if (const auto balance = str_field(pool, "balance"); !balance.empty())
+  const std::string listeners = join(field(pool, "listeners"), " ");
+  // Only the master's own dispatch has a queue, connections in flight and a balance; a
+  // shared pool's workers accept by themselves, and a plain pool has no listeners.
+  const std::string dispatch = listeners.empty() ? "none (plain supervision)" : str_field(pool, "dispatch", "-");
+  const bool master_dispatch = !listeners.empty() && str_field(pool, "dispatch") == "master";
+  std::string out = fmt::format("pool {}  {}  dispatch {}",
+                                paint(str_field(pool, "name", "?"), Colour::Bold, colour),
+                                paint(state, state_colour(state), colour), dispatch);
+  if (const auto balance = str_field(pool, "balance"); master_dispatch && !balance.empty())
     out += " (" + balance + ")";
-  if (const auto listeners = join(field(pool, "listeners"), " "); !listeners.empty()) {
-    out += "  listen " + listeners;
-  }
+  if (!listeners.empty()) out += "  listen " + listeners;
   out += "\n";
+  if (const auto why = str_field(pool, "failed_reason"); !why.empty())
+    out += "  failed    " + paint(why, Colour::Red, colour) + "\n";
   out += fmt::format("  workers   target {}  live {}  ready {}  busy {}  idle {}\n",
                      count_text(pool, "target"), count_text(pool, "live"),
                      count_text(pool, "ready"), count_text(pool, "busy"), count_text(pool, "idle"));
-  const auto& q = field(pool, "queue");
-  out += fmt::format("  queue     {} (peak {}, limit {})  timeouts {}\n", count_text(q, "length"),
-                     count_text(q, "peak"), count_text(q, "limit"),
-                     count_text(field(pool, "counters"), "queue_timeouts"));
   const auto& c = field(pool, "counters");
-  out += fmt::format(
-      "  conns     accepted {}  dispatched {}  completed {}  in flight {}  lost {}  closed {}\n",
-      count_text(c, "accepted"), count_text(c, "dispatched"), count_text(c, "completed"),
-      count_text(c, "in_flight"), count_text(c, "lost"), count_text(c, "closed"));
+  if (master_dispatch) {
+    const auto& q = field(pool, "queue");
+    out += fmt::format("  queue     {} (peak {}, limit {})  timeouts {}\n", count_text(q, "length"),
+                       count_text(q, "peak"), count_text(q, "limit"), count_text(c, "queue_timeouts"));
+    out += fmt::format(
+        "  conns     accepted {}  dispatched {}  completed {}  in flight {}  lost {}  closed {}\n",
+        count_text(c, "accepted"), count_text(c, "dispatched"), count_text(c, "completed"),
+        count_text(c, "in_flight"), count_text(c, "lost"), count_text(c, "closed"));
+  }
   const auto crashed = u64_field(c, "crashed");
   const auto spawn_failed = u64_field(c, "spawn_failed");
   out += fmt::format(
@@ -114,8 +122,9 @@ std::string render_pool(const nlohmann::json& pool, bool colour) {
       count_text(c, "killed"), count_text(c, "recycled"));
   if (const auto paused = str_field(pool, "accept_paused"); !paused.empty())
     out += "  accepting " + paint("paused: " + paused, Colour::Red, colour) + "\n";
-  out += "  duration  " + percentiles_text(field(pool, "duration_ms")) + "\n";
-  out += "  queued    " + percentiles_text(field(pool, "queue_wait_ms")) + "\n";
+  if (master_dispatch || u64_field(field(pool, "duration_ms"), "count") > 0)
+    out += "  duration  " + percentiles_text(field(pool, "duration_ms")) + "\n";
+  if (master_dispatch) out += "  queued    " + percentiles_text(field(pool, "queue_wait_ms")) + "\n";
   const auto& workers = field(pool, "workers");
   if (workers.is_array() && !workers.empty()) {
     out += "\n" + worker_table(workers, colour);
@@ -130,6 +139,13 @@ std::string render_status(const nlohmann::json& reply, bool colour) {
                                 count_text(m, "pid"), paint(state, state_colour(state), colour),
                                 format_duration(num_field(m, "uptime_s")),
                                 str_field(m, "version", "-"), str_field(m, "config", "-"));
+  if (const double upgrades = num_field(m, "upgrades"); upgrades > 0) {
+    const auto when = static_cast<std::time_t>(num_field(m, "last_upgrade"));
+    char stamp[32] = "?";
+    std::tm tm{};
+    if (::gmtime_r(&when, &tm) != nullptr) std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    out += fmt::format("binary upgraded {} time(s) in place, last at {}\n", count_text(m, "upgrades"), stamp);
+  }
   const auto& pools = field(reply, "pools");
   if (!pools.is_array() || pools.empty()) return out + "no pools\n";
   for (const auto& p : pools) out += "\n" + render_pool(p, colour);

@@ -48,6 +48,7 @@ cp -r packaging/debian "$src/debian"
 # One copy of each unit, logrotate snippet: packaging/ (also used by hand installs).
 cp packaging/forkpool.service packaging/forkpool.socket packaging/forkpool@.service "$src/debian/"
 cp packaging/forkpool.logrotate "$src/debian/forkpool.logrotate"
+cp packaging/forkpool.tmpfiles "$src/debian/forkpool.tmpfiles"
 cp packaging/README.md "$src/debian/README.Debian"
 maintainer="$(sed -n 's/^Maintainer: //p' packaging/debian/control)"
 cat >"$src/debian/changelog" <<CHANGELOG
@@ -83,7 +84,7 @@ expect=(
   ./etc/forkpool/forkpool.toml
   ./lib/systemd/system/forkpool.service ./lib/systemd/system/forkpool.socket
   ./lib/systemd/system/forkpool@.service
-  ./etc/logrotate.d/forkpool
+  ./etc/logrotate.d/forkpool ./usr/lib/tmpfiles.d/forkpool.conf ./etc/forkpool/conf.d/
   ./usr/share/man/man8/forkpool.8.gz ./usr/share/man/man8/forkpoolctl.8.gz
   ./usr/share/man/man5/forkpool.toml.5.gz ./usr/share/man/man7/forkpool-protocol.7.gz
   ./usr/share/man/man1/forkpool-hello.1.gz
@@ -106,7 +107,10 @@ export LD_LIBRARY_PATH="$scratch/usr/lib/$multiarch"
 "$scratch/usr/bin/forkpool" --version | grep -qx "forkpool $version (worker protocol 1)"
 "$scratch/usr/bin/forkpoolctl" --version | grep -qx "forkpoolctl $version"
 # The packaged config with the scratch root's worker: must pass --check.
-sed "s|/usr/bin/forkpool-hello|$scratch/usr/bin/forkpool-hello|" "$scratch/etc/forkpool/forkpool.toml" >"$work/check.toml"
+# (and its control socket in a folder that exists here: /run/forkpool is made by
+# tmpfiles.d and systemd on the installed system)
+sed -e "s|/usr/bin/forkpool-hello|$scratch/usr/bin/forkpool-hello|" \
+    -e "s|/run/forkpool/forkpool.sock|$work/check.sock|" "$scratch/etc/forkpool/forkpool.toml" >"$work/check.toml"
 "$scratch/usr/bin/forkpool" --check -c "$work/check.toml" >/dev/null
 for page in "$scratch"/usr/share/man/man*/*.gz; do
   warnings="$(zcat "$page" | groff -ww -man -Tutf8 2>&1 >/dev/null)"

@@ -1,23 +1,30 @@
 #include "shm/histogram.hpp"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 
 namespace forkpool::shm {
 
 namespace {
 constexpr std::size_t kLastBucket = kHistogramBuckets - 1;
+
+constexpr bool strictly_increasing() {
+  for (std::size_t i = 1; i < kHistogramBoundsUs.size(); ++i)
+    if (kHistogramBoundsUs[i] <= kHistogramBoundsUs[i - 1]) return false;
+  return true;
+}
+static_assert(strictly_increasing(), "histogram bounds must increase");
 }  // namespace
 
 std::size_t histogram_bucket(std::uint64_t us) {
-  return std::min<std::size_t>(static_cast<std::size_t>(std::bit_width(us)), kLastBucket);
+  // A binary search over 18 bounds: five compares, no division, no floating point.
+  const auto it = std::lower_bound(kHistogramBoundsUs.begin(), kHistogramBoundsUs.end(), us);
+  return static_cast<std::size_t>(it - kHistogramBoundsUs.begin());
 }
 
 std::uint64_t histogram_bucket_max(std::size_t bucket) {
-  if (bucket == 0) return 0;
   if (bucket >= kLastBucket) return UINT64_MAX;
-  return (std::uint64_t{1} << bucket) - 1;
+  return kHistogramBoundsUs[bucket];
 }
 
 void histogram_record(HistogramBlock& h, std::uint64_t us) {

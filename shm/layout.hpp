@@ -27,14 +27,15 @@ namespace forkpool::shm {
 
 // Bump on any change to a struct in this file or to the numeric values of WorkerState,
 // PoolState or the histogram buckets.
-inline constexpr std::uint32_t kLayoutVersion = 5;
+inline constexpr std::uint32_t kLayoutVersion = 6;
 // "FPSCORE" followed by a format byte; spelled so a hex dump of the region reads it.
 inline constexpr std::uint64_t kMagic = 0x0145524f43535046ull;  // bytes: F P S C O R E 0x01
 inline constexpr std::size_t kCacheLine = 64;
 
-// Histogram buckets: bucket 0 holds 0 us, bucket k (1..32) holds [2^(k-1), 2^k) us,
-// bucket 33 holds everything from 2^32 us (~71.6 minutes) up.
-inline constexpr std::size_t kHistogramBuckets = 34;
+// Histogram buckets: round upper bounds on a 1-2.5-5 ladder from 100 us to 25 s, then
+// 60 s, then everything longer (shm/histogram.hpp lists them; Prometheus shows them as
+// its `le` labels). Bucket k holds the samples above bound k-1 and at most bound k.
+inline constexpr std::size_t kHistogramBuckets = 19;
 
 // Sanity bounds used when validating a header handed to us by another process.
 inline constexpr std::uint32_t kMaxSlots = 65536;
@@ -139,7 +140,7 @@ struct alignas(kCacheLine) SlotRecord {
   AtomicU32 generation;        // master: config generation the worker was started with
   AtomicI32 last_exit_status;  // master: raw wait status of the previous worker, -1 if none
   AtomicI64 start_time_ns;     // master: CLOCK_MONOTONIC when the worker was forked
-  AtomicU64 restarts;          // master: workers started in this slot after the first
+  AtomicU64 restarts;          // master: processes started for this worker number after the first
   AtomicU64 rss_bytes;         // master: resident set size, sampled from /proc
   AtomicU64 cpu_time_us;       // master: user+system cpu time, sampled from /proc
 };

@@ -229,6 +229,12 @@ void Scoreboard::set_pid(std::uint32_t slot, pid_t pid, std::int64_t start_time_
   r.start_time_ns.store(start_time_ns, kRelaxed);
 }
 
+void Scoreboard::set_restarts(std::uint32_t slot, std::uint64_t restarts) {
+  SlotRecord& r = record(slot);
+  SeqlockWrite w(r.seq);
+  r.restarts.store(restarts, kRelaxed);
+}
+
 void Scoreboard::set_state(std::uint32_t slot, WorkerState state) {
   SlotRecord& r = record(slot);
   SeqlockWrite w(r.seq);

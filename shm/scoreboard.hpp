@@ -53,6 +53,16 @@ class Scoreboard {
   // that add pools or workers rarely hit the limit (unused room costs address space and
   // no memory: untouched pages of a memfd are never allocated).
   static std::uint32_t pool_room(std::size_t pools);
+
+  // A binary upgrade (supervisor/upgrade): the scoreboard of the previous image, taken
+  // over as it is, so no counter is reset. `region` is the main region's memfd,
+  // `slot_fds[i]` slot i's page memfd (empty for slots never paged), `slots_used` and
+  // `pools_used` which slots and pool blocks are taken. Throws std::system_error
+  // (mmap) or std::runtime_error (a header that does not check out).
+  static Scoreboard adopt(OwnedFd region, std::vector<OwnedFd> slot_fds, std::vector<bool> slots_used,
+                          std::vector<bool> pools_used);
+  bool slot_used(std::uint32_t slot) const { return slot < slot_used_.size() && slot_used_[slot]; }
+  bool pool_used(std::uint32_t pool) const { return pool < pool_used_.size() && pool_used_[pool]; }
   static std::uint32_t slot_room(std::size_t slots);
   // Movable: the Reader points into the mappings, which do not move with the object.
   Scoreboard(Scoreboard&&) = default;
@@ -104,6 +114,10 @@ class Scoreboard {
   void mark_exited(std::uint32_t slot, int wait_status);
   void mark_empty(std::uint32_t slot);  // scaled down: no worker will use the slot
   void set_usage(std::uint32_t slot, std::uint64_t rss_bytes, std::uint64_t cpu_time_us);
+  // The processes started for the slot's worker number after the first, as its pool
+  // counts them (start_worker() counts reuses of this slot, which a replacement or another
+  // pool's worker may have taken).
+  void set_restarts(std::uint32_t slot, std::uint64_t restarts);
 
   // --- Pool counters (all master-written) ---
   void set_pool_state(std::uint32_t pool, PoolState state);
@@ -121,6 +135,7 @@ class Scoreboard {
   ScoreboardSnapshot snapshot() { return reader_.snapshot(); }
 
  private:
+  Scoreboard() = default;  // for adopt()
   PoolBlock& pool_block(std::uint32_t pool);
   SlotRecord& record(std::uint32_t slot);
   std::error_code renew_page(std::uint32_t slot);

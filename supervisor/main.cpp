@@ -12,6 +12,7 @@
 #include "config/load.hpp"
 #include "config/print.hpp"
 #include "supervisor/run.hpp"
+#include "supervisor/upgrade/state_format.hpp"
 #include "supervisor/version.hpp"
 
 namespace {
@@ -52,6 +53,14 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", config_file,
                  "config file (default: ./forkpool.toml, then /etc/forkpool/forkpool.toml)");
   app.add_flag("--check", check_only, "validate the config, print the effective config and exit (0 ok, 2 errors)");
+  // The binary upgrade (docs/upgrade.md): what a running master asks a new binary before
+  // it execs it, and the flag the new image is started with.
+  bool upgrade_info = false;
+  app.add_flag("--upgrade-info", upgrade_info, "print the version and the upgrade state formats read, as JSON");
+  int state_fd = -1;
+  app.add_option(forkpool::supervisor::upgrade::kStateFdFlag, state_fd,
+                 "(internal) take over from a running master whose state is in this descriptor")
+      ->group("");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -59,9 +68,30 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : kExitConfig;
   }
+  if (upgrade_info) {
+    restore();
+    std::string formats;
+    for (auto f : forkpool::supervisor::upgrade::kReadableStateFormats)
+      formats += (formats.empty() ? "" : ",") + std::to_string(f);
+    std::cout << "{\"version\":\"" << forkpool::kVersion << "\",\"state_formats\":[" << formats << "]}\n";
+    return 0;
+  }
   if (check_only) restore();
-  const std::filesystem::path file =
-      config_file.empty() ? forkpool::config::default_config_path() : std::filesystem::path(config_file);
+  std::filesystem::path file(config_file);
+  if (config_file.empty()) {
+    const auto found = forkpool::config::find_default_config();
+    if (!found) {
+      std::string tried;
+      for (const auto& p : forkpool::config::config_search_paths())
+        tried += "\n  " + (p.is_absolute() ? p : std::filesystem::absolute(p)).string();
+      std::cerr << "forkpool: no config file found; tried:" << tried
+                << "\ngive one with -c FILE\n";
+      return kExitConfig;
+    }
+    file = *found;
+  }
+  // The new image of a binary upgrade runs the configuration text the previous one ran.
+  if (state_fd >= 0) return forkpool::supervisor::run_upgraded(file, state_fd);
   auto config = load(file);
   if (!config) return kExitConfig;
   if (check_only) {

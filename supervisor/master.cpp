@@ -13,10 +13,12 @@
 
 #include "config/names.hpp"
 #include "supervisor/dispatch/descriptor_budget.hpp"
+#include "supervisor/observe/access_log.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/observe/prometheus.hpp"
 #include "supervisor/observe/status_json.hpp"
 #include "supervisor/process/descendants.hpp"
+#include "supervisor/upgrade/preflight.hpp"
 #include "supervisor/version.hpp"
 
 namespace forkpool::supervisor {
@@ -51,7 +53,7 @@ Loop::~Loop() {
   uv_loop_close(&loop_);
 }
 
-Master::Master(config::Config config) : cleanup_(loop_.get()) {
+void Master::prepare_process() {
   ctx_.loop = loop_.get();
   ctx_.pid = ::getpid();
   // Orphans of our workers (a daemonising grandchild, say) come to us, not to init,
@@ -64,7 +66,11 @@ Master::Master(config::Config config) : cleanup_(loop_.get()) {
   dev_null_.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!dev_null_) throw std::runtime_error(std::string("open /dev/null: ") + std::strerror(errno));
   ctx_.dev_null = dev_null_.get();
+}
 
+Master::Master(config::Config config) : cleanup_(loop_.get()) {
+  prepare_process();
+  binary_ = upgrade::own_binary_path();
   auto shared = std::make_shared<const config::Config>(std::move(config));
   InheritedSockets inherited = InheritedSockets::from_environment();
   // Throws naming the address; sockets bound before the failure close (and their
@@ -89,11 +95,15 @@ Master::Master(config::Config config) : cleanup_(loop_.get()) {
   }
 
   control_ = make_control_server(supervisor_config());
+  metrics_http_ = make_metrics_server(supervisor_config().metrics_listen);
+  wire(*shared);
+}
+
+void Master::wire(const config::Config& config) {
   ctx_.events = [this](const nlohmann::json& e) {
     if (control_) control_->broadcast(e);
     for (auto& moved : moved_controls_) moved->broadcast(e);
   };
-  metrics_http_ = make_metrics_server(supervisor_config().metrics_listen);
 
   for (int signo : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGCHLD})
     signals_.push_back(std::make_unique<SignalWatch>(loop_.get(), signo, [this](int s) { on_signal(s); }));
@@ -101,7 +111,7 @@ Master::Master(config::Config config) : cleanup_(loop_.get()) {
 
   // Last, when everything the master holds for itself is open: a limit that cannot hold
   // the workers would pause accepting for ever, so refuse to start instead.
-  const DescriptorBudget budget = descriptor_budget(*shared);
+  const DescriptorBudget budget = descriptor_budget(config);
   if (std::string why = describe_shortfall(budget); !why.empty()) throw std::runtime_error(why);
   ctx_.fd_reserve = budget.reserve;
 }
@@ -140,6 +150,8 @@ StatusModel Master::status_model() {
   m.generation = generation_->number();
   m.state = state_ == MasterState::Starting ? "starting" : state_ == MasterState::Running ? "running" : "stopping";
   m.uptime_s = std::chrono::duration<double>(Clock::now() - started_).count();
+  m.upgrades = upgrades_;
+  m.last_upgrade = last_upgrade_;
   for (const auto& pool : generation_->pools()) m.pools.push_back(pool->status());
   for (const auto& pool : removed_pools_) m.pools.push_back(pool->status());
   return m;
@@ -202,13 +214,17 @@ MetricsHttpServer::Response Master::serve_http(std::string_view path) {
 }
 
 int Master::run() {
-  log::info("master.start", "forkpool master pid {} starting {} pool(s) from {}", ctx_.pid,
-            generation_->pools().size(), generation_->config().file.string());
-  // Until every pool was asked to start, one that has not been is not "settled".
-  launching_ = true;
-  for (auto& pool : generation_->pools()) pool->start();
-  launching_ = false;
-  on_changed();
+  if (adopted_) {
+    resume_after_upgrade();  // a binary upgrade: the pools run already
+  } else {
+    log::info("master.start", "forkpool master pid {} starting {} pool(s) from {}", ctx_.pid,
+              generation_->pools().size(), generation_->config().file.string());
+    // Until every pool was asked to start, one that has not been is not "settled".
+    launching_ = true;
+    for (auto& pool : generation_->pools()) pool->start();
+    launching_ = false;
+    on_changed();
+  }
   uv_run(loop_.get(), UV_RUN_DEFAULT);
   log::info("master.exit", "every worker has exited; master pid {} exits", ctx_.pid);
   return 0;
@@ -220,13 +236,14 @@ void Master::on_signal(int signo) {
     case SIGTERM:
     case SIGINT: shutdown(false); return;
     case SIGQUIT: shutdown(true); return;
-    case SIGUSR1: log::reopen(); return;
+    case SIGUSR1:
+      log::reopen();
+      access_log::reopen();
+      return;
     case SIGTTIN: resize_fixed_pools(+1); return;
     case SIGTTOU: resize_fixed_pools(-1); return;
     case SIGHUP: reload("SIGHUP"); return;
-    case SIGUSR2:
-      log::warn("master.unsupported_signal", "SIGUSR2 (binary upgrade) is not available in this version; ignored");
-      return;
+    case SIGUSR2: upgrade("SIGUSR2", nullptr); return;
     default: return;
   }
 }

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "config/config.hpp"
@@ -19,9 +20,11 @@
 #include "supervisor/control/control_server.hpp"
 #include "supervisor/generation/generation.hpp"
 #include "supervisor/master_context.hpp"
+#include "supervisor/observe/access_log.hpp"
 #include "supervisor/observe/metrics_http.hpp"
 #include "supervisor/pool/pool.hpp"
 #include "supervisor/systemd_notify.hpp"
+#include "supervisor/upgrade/state_writer.hpp"
 #include "supervisor/uv_handles.hpp"
 
 namespace forkpool::supervisor {
@@ -46,6 +49,9 @@ class Master final : public ControlTarget {
   // Binds every listener and creates the scoreboard; throws std::runtime_error with a
   // message naming what failed. Nothing is spawned yet.
   explicit Master(config::Config config);
+  // A binary upgrade (master_upgrade.cpp): takes over what the previous image described
+  // in `state` (docs/upgrade.md). Throws upgrade::StateError or std::runtime_error.
+  Master(config::Config config, const nlohmann::json& state);
   ~Master() override;
   Master(const Master&) = delete;
   Master& operator=(const Master&) = delete;
@@ -60,6 +66,7 @@ class Master final : public ControlTarget {
   void request_shutdown() override { shutdown(false); }
   std::vector<shm::OwnedFd> scoreboard_fds(nlohmann::json& info) override;
   nlohmann::json reload(std::string_view trigger) override;
+  void upgrade(std::string_view trigger, ControlClient* client) override;
 
  private:
   // The [supervisor] part of a reload: what must be bound or opened first (and can
@@ -71,6 +78,7 @@ class Master final : public ControlTarget {
     bool metrics_changed = false;
     bool log_changed = false;
     bool level_changed = false;
+    std::optional<access_log::Opened> access_log;  // access_log or its format changed
   };
   SupervisorSwap prepare_supervisor(const config::SupervisorConfig& next, const config::ConfigDiff& diff);
   void commit_supervisor(const config::SupervisorConfig& next, SupervisorSwap swap);
@@ -83,6 +91,12 @@ class Master final : public ControlTarget {
     for (auto& pool : removed_pools_) f(*pool);
   }
   const config::SupervisorConfig& supervisor_config() const { return generation_->config().supervisor; }
+  // What both constructors share: the process set-up first, the wiring last.
+  void prepare_process();
+  void wire(const config::Config& config);
+  // The state of this image for the next one (master_upgrade.cpp).
+  nlohmann::json export_state(upgrade::FdList& fds) const;
+  void resume_after_upgrade();
   void on_signal(int signo);
   void reap();
   // SIGKILLs every child that is not a worker (orphans re-parented to the master);
@@ -111,6 +125,10 @@ class Master final : public ControlTarget {
   MasterState state_ = MasterState::Starting;
   bool launching_ = false;  // pools are being started one after another
   shm::OwnedFd dev_null_;
+  std::string binary_;            // the program to upgrade to: /proc/self/exe at start-up
+  unsigned upgrades_ = 0;         // binary upgrades since the first start
+  double last_upgrade_ = 0;       // Unix time of the last one, 0 if none
+  bool adopted_ = false;          // this image took over from a previous one
 };
 
 }  // namespace forkpool::supervisor

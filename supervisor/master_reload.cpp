@@ -5,6 +5,7 @@
 #include "config/diff.hpp"
 #include "supervisor/generation/reload.hpp"
 #include "supervisor/master.hpp"
+#include "supervisor/observe/access_log.hpp"
 #include "supervisor/observe/events.hpp"
 #include "supervisor/observe/log.hpp"
 
@@ -84,6 +85,10 @@ Master::SupervisorSwap Master::prepare_supervisor(const config::SupervisorConfig
     swap.metrics_changed = true;
     swap.metrics = make_metrics_server(next.metrics_listen);  // null when turned off
   }
+  if (changed(diff, {"access_log", "access_log_format"})) {
+    // Opened here, so a file that cannot be opened refuses the reload; used from the commit.
+    swap.access_log = access_log::open({next.access_log, next.access_log_format});
+  }
   if (changed(diff, {"log_format", "log_file"})) {
     // Last, as it is the one step that takes effect at once; it throws if the file
     // cannot be opened, and the old logger stays.
@@ -111,6 +116,7 @@ void Master::commit_supervisor(const config::SupervisorConfig& next, SupervisorS
     if (!metrics_http_) log::info("metrics.off", "metrics HTTP endpoint closed");
   }
   if (!swap.log_changed && swap.level_changed) log::set_level(next.log_level);
+  if (swap.access_log) access_log::install(std::move(*swap.access_log));
 }
 
 }  // namespace forkpool::supervisor

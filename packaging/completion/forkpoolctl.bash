@@ -3,14 +3,14 @@
 #
 # Commands, options and signal names are fixed; pool names and worker numbers are asked
 # from the running master (`forkpoolctl --json status`), on the socket given on the
-# command line (-s/--socket) or the one forkpoolctl would use anyway. Pool names are
+# command line (-s/--socket, -c/--config) or the one forkpoolctl would use anyway. Pool names are
 # letters, digits, "_", "-" and "." (forkpool.toml(5)), so the compact JSON reply can be
 # read with grep and sed: no JSON tool is needed.
 
 # The signal names the master accepts (config/names.cpp), for `kill POOL WORKER SIGNAL`.
 _forkpoolctl_signals="HUP INT QUIT ABRT KILL USR1 SEGV USR2 PIPE ALRM TERM CONT STOP TSTP TTIN TTOU WINCH XCPU PWR BUS"
-_forkpoolctl_commands="status top events scale restart stop start kill reload shutdown log-level metrics version"
-_forkpoolctl_options="-s --socket --json --timeout --version -h --help"
+_forkpoolctl_commands="status top events scale restart stop start kill reload shutdown upgrade log-level metrics version help"
+_forkpoolctl_options="-s --socket -c --config --json --timeout --no-wait --version -h --help"
 
 # Asks the master for `status`; $1: the pool (optional). Quiet and quick when no master runs.
 _forkpoolctl_status_json() {
@@ -20,6 +20,8 @@ _forkpoolctl_status_json() {
     case "${COMP_WORDS[i]}" in
       -s | --socket) socket=(-s "${COMP_WORDS[i + 1]}") ;;
       --socket=*) socket=(-s "${COMP_WORDS[i]#--socket=}") ;;
+      -c | --config) socket=(-c "${COMP_WORDS[i + 1]}") ;;
+      --config=*) socket=(-c "${COMP_WORDS[i]#--config=}") ;;
     esac
   done
   "${COMP_WORDS[0]}" "${socket[@]}" --timeout 1 --json status ${1:+"$1"} 2>/dev/null
@@ -40,7 +42,7 @@ _forkpoolctl() {
 
   # The value of an option that takes one.
   case "$prev" in
-    -s | --socket)
+    -s | --socket | -c | --config)
       compopt -o filenames 2>/dev/null
       mapfile -t COMPREPLY < <(compgen -f -- "$cur")
       return 0
@@ -57,7 +59,7 @@ _forkpoolctl() {
   for ((i = 1; i < COMP_CWORD; i++)); do
     word="${COMP_WORDS[i]}"
     case "$word" in
-      -s | --socket | --timeout | --interval) ((i++)) ;;
+      -s | --socket | -c | --config | --timeout | --interval) ((i++)) ;;
       -*) ;;
       *)
         if [[ -z "$cmd" ]]; then cmd="$word"; else args+=("$word"); fi
@@ -79,10 +81,12 @@ _forkpoolctl() {
 
   local n=${#args[@]} words=""
   case "$cmd" in
-    status | stop | start) ((n == 0)) && words="$(_forkpoolctl_pools)" ;;
+    status) ((n == 0)) && words="$(_forkpoolctl_pools)" ;;
+    stop | start) ((n == 0)) && words="all $(_forkpoolctl_pools)" ;;
     scale) ((n == 0)) && words="$(_forkpoolctl_pools)" ;;
+    help) ((n == 0)) && words="$_forkpoolctl_commands" ;;
     restart)
-      ((n == 0)) && words="$(_forkpoolctl_pools)"
+      ((n == 0)) && words="all $(_forkpoolctl_pools)"
       ((n == 1)) && words="$(_forkpoolctl_workers "${args[0]}")"
       ;;
     kill)

@@ -48,6 +48,9 @@ Pool& pool_arg(ControlTarget& t, const json& r, const char* cmd) {
 unsigned worker_arg(const Pool& pool, const json& r, const char* cmd, bool required, std::optional<unsigned>& out) {
   const auto w = int_arg(r, "worker", cmd, required);
   if (!w) return 0;
+  if (pool.target() == 0)
+    throw BadRequest{"pool " + pool.name() + " has no workers (it is scaled to 0), so there is no worker " +
+                     std::to_string(*w)};
   if (*w < 0 || *w >= pool.target())
     throw BadRequest{"pool " + pool.name() + " has workers 0 to " + std::to_string(pool.target() - 1) + ", not " +
                      std::to_string(*w)};
@@ -93,6 +96,8 @@ void cmd_restart(ControlTarget& t, ControlClient& c, const json& r) {
   if (pool.state() != shm::PoolState::Running && pool.state() != shm::PoolState::Starting)
     throw BadRequest{"pool " + pool.name() + " is " + std::string(shm::to_string(pool.state())) +
                      "; start it instead"};
+  if (pool.target() == 0)
+    throw BadRequest{"pool " + pool.name() + " has no workers to restart (it is scaled to 0)"};
   pool.replace(worker, "(restart)");
   c.reply(ok({{"pool", pool.name()}, {"restarting", worker ? json(*worker) : json("all")}}));
 }
@@ -137,6 +142,8 @@ void cmd_kill(ControlTarget& t, ControlClient& c, const json& r) {
 
 void cmd_reload(ControlTarget& t, ControlClient& c, const json&) { c.reply(t.reload("control socket")); }
 
+void cmd_upgrade(ControlTarget& t, ControlClient& c, const json&) { t.upgrade("control socket", &c); }
+
 void cmd_shutdown(ControlTarget& t, ControlClient& c, const json&) {
   c.reply(ok({{"stopping", true}}));
   t.request_shutdown();
@@ -176,7 +183,7 @@ const std::map<std::string, Command, std::less<>>& commands() {
       {"restart", cmd_restart},   {"stop", cmd_stop},           {"start", cmd_start},
       {"kill", cmd_kill},         {"reload", cmd_reload},       {"shutdown", cmd_shutdown},
       {"log-level", cmd_log_level}, {"metrics", cmd_metrics},   {"version", cmd_version},
-      {"scoreboard", cmd_scoreboard},
+      {"scoreboard", cmd_scoreboard}, {"upgrade", cmd_upgrade},
   };
   return table;
 }

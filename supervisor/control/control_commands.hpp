@@ -27,6 +27,10 @@ class ControlTarget {
   // Re-reads the configuration file (SPEC section 7). The reply: ok with generation,
   // summary, pools and supervisor changes; or ok false with error and errors.
   virtual nlohmann::json reload(std::string_view trigger) = 0;
+  // Replaces the running binary in place (SPEC section 7, docs/upgrade.md). Answers
+  // `client` itself: a refusal, or "upgrading" just before the exec (and a second line
+  // if the exec failed).
+  virtual void upgrade(std::string_view trigger, ControlClient* client) = 0;
 };
 
 // Control protocol version, reported by `version`; bumped on incompatible changes.

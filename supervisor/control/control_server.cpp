@@ -3,8 +3,10 @@
 #include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -146,22 +148,68 @@ ControlServer::ControlServer(uv_loop_t* loop, const config::SupervisorConfig& co
   listener_->data = this;
   // Created with no permissions at all, then opened up to control_mode: never briefly
   // wider than configured.
-  const mode_t old_umask = ::umask(0777);
-  const int rc = uv_pipe_bind(listener_, path.c_str());
-  ::umask(old_umask);
-  if (rc != 0) {
+  // Bound here rather than by uv_pipe_bind, which reports a missing folder (ENOENT) as
+  // EACCES: the operator gets the errno of bind(2) itself.
+  std::string failure;
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    failure = std::string("socket(AF_UNIX): ") + std::strerror(errno);
+  } else {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), std::min(path.size(), sizeof(addr.sun_path) - 1));
+    const mode_t old_umask = ::umask(0777);
+    const int brc = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+    const int err = errno;
+    ::umask(old_umask);
+    if (brc != 0) {
+      failure = std::strerror(err);
+      if (err == ENOENT) failure += " (the folder " + config_.control_socket.parent_path().string() + " does not exist)";
+      ::close(fd);
+    } else if (const int orc = uv_pipe_open(listener_, fd); orc != 0) {
+      failure = std::string("uv_pipe_open: ") + uv_strerror(orc);
+      ::close(fd);
+      ::unlink(path.c_str());
+    }
+  }
+  if (!failure.empty()) {
     uv_close(reinterpret_cast<uv_handle_t*>(listener_), [](uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); });
     listener_ = nullptr;
-    throw std::runtime_error("bind control socket " + path + ": " + uv_strerror(rc));
+    throw std::runtime_error("bind control socket " + path + ": " + failure);
   }
   if (group_ != static_cast<gid_t>(-1) && ::chown(path.c_str(), static_cast<uid_t>(-1), group_) != 0)
     log::warn("control.chown", "chown {} to group {}: {}", path, config_.control_group, std::strerror(errno));
   if (::chmod(path.c_str(), config_.control_mode) != 0)
     log::warn("control.chmod", "chmod {} {:o}: {}", path, config_.control_mode, std::strerror(errno));
-  const int lrc = uv_listen(reinterpret_cast<uv_stream_t*>(listener_), 128, &ControlServer::on_connection);
-  if (lrc != 0) throw std::runtime_error("listen on control socket " + path + ": " + uv_strerror(lrc));
+  start_listening();
   log::info("control.listen", "control socket {} (mode {:04o}{})", path, config_.control_mode,
             config_.control_group.empty() ? "" : ", group " + config_.control_group);
+}
+
+ControlServer::ControlServer(uv_loop_t* loop, const config::SupervisorConfig& config, Handler handler,
+                             int listening_fd)
+    : loop_(loop), config_(config), handler_(std::move(handler)) {
+  group_ = resolve_group(config_.control_group);
+  listener_ = new uv_pipe_t;
+  uv_pipe_init(loop_, listener_, 0);
+  listener_->data = this;
+  if (const int rc = uv_pipe_open(listener_, listening_fd); rc != 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(listener_), [](uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); });
+    listener_ = nullptr;
+    throw std::runtime_error("control socket " + config_.control_socket.string() + ": " + uv_strerror(rc));
+  }
+  start_listening();
+}
+
+void ControlServer::start_listening() {
+  const int rc = uv_listen(reinterpret_cast<uv_stream_t*>(listener_), 128, &ControlServer::on_connection);
+  if (rc != 0) throw std::runtime_error("listen on control socket " + config_.control_socket.string() + ": " + uv_strerror(rc));
+}
+
+int ControlServer::listening_fd() const {
+  uv_os_fd_t fd = -1;
+  if (listener_ == nullptr || uv_fileno(reinterpret_cast<const uv_handle_t*>(listener_), &fd) != 0) return -1;
+  return fd;
 }
 
 ControlServer::~ControlServer() {

@@ -68,6 +68,9 @@ class ControlServer {
 
   // Throws std::runtime_error naming the path when the socket cannot be made.
   ControlServer(uv_loop_t* loop, const config::SupervisorConfig& config, Handler handler);
+  // A binary upgrade: the listening socket the previous image bound, already at its path
+  // with its mode and group. Throws std::runtime_error if libuv cannot take it.
+  ControlServer(uv_loop_t* loop, const config::SupervisorConfig& config, Handler handler, int listening_fd);
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
@@ -82,6 +85,8 @@ class ControlServer {
   // The gid of `group` ("" = none); throws std::runtime_error when it does not exist.
   static gid_t resolve_group(const std::string& group);
   std::size_t clients() const { return clients_.size(); }
+  // The listening socket (-1 once it stopped listening), for the upgrade state.
+  int listening_fd() const;
 
   static constexpr std::size_t kMaxLine = 64 * 1024;
   static constexpr std::size_t kMaxClients = 64;
@@ -95,6 +100,7 @@ class ControlServer {
   friend class ControlClient;
   static void on_connection(uv_stream_t* server, int status);
   static void on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* buf);
+  void start_listening();
   void accept_one();
   bool peer_allowed(int fd, uid_t& uid) const;
   void handle_input(ControlClient& c);

@@ -181,7 +181,7 @@ void Dispatcher::pump() {
       if (!pick) break;
       WorkerProcess& w = *workers[*pick];
       Pending& p = queue_.front();
-      if (w.send_connection(p.fd.get(), p.listener, p.id, p.peer, p.peer_len) == SendResult::Sent) {
+      if (w.send_connection(p.fd.get(), p.listener, p.id, p.peer, p.peer_len, p.accepted) == SendResult::Sent) {
         const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.accepted);
         ctx_.scoreboard->record_queue_wait(index_, static_cast<std::uint64_t>(waited.count()));
         ctx_.scoreboard->count(index_, shm::PoolCounter::Dispatched);
@@ -208,8 +208,9 @@ void Dispatcher::on_lost(std::size_t count) {
   if (count == 0) return;
   ctx_.scoreboard->count(index_, shm::PoolCounter::Lost, count);
   in_flight_ -= std::min<std::uint64_t>(in_flight_, count);
-  log::warn("worker.connections_lost", "pool {}: {} connection(s) ended with their worker, without DONE",
-            pool_->name, count);
+  log::at_with(spdlog::level::warn, "worker.connections_lost",
+               [&] { return nlohmann::json{{"pool", pool_->name}, {"count", count}}; },
+               "pool {}: {} connection(s) ended with their worker, without DONE", pool_->name, count);
   publish();
 }
 
@@ -291,10 +292,16 @@ void Dispatcher::arm_queue_timer() {
 void Dispatcher::expire_queue() {
   const auto now = Clock::now();
   while (!queue_.empty() && now - queue_.front().accepted >= pool_->queue_timeout) {
-    log::debug("queue.timeout", "pool {}: closing connection {} from {} after {} in the queue", pool_->name,
-               queue_.front().id, describe_peer(queue_.front().peer, queue_.front().peer_len),
-               format_uptime(pool_->queue_timeout));
+    const Pending& p = queue_.front();
+    log::at_with(
+        spdlog::level::debug, "queue.timeout",
+        [&] {
+          return nlohmann::json{{"pool", pool_->name}, {"conn", p.id}, {"peer", describe_peer(p.peer, p.peer_len)}};
+        },
+        "pool {}: closing connection {} from {} after {} in the queue", pool_->name, p.id,
+        describe_peer(p.peer, p.peer_len), format_uptime(pool_->queue_timeout));
     ctx_.scoreboard->count(index_, shm::PoolCounter::QueueTimeouts);
+    log_unserved(p, access_log::Outcome::QueueTimeout);
     queue_.pop_front();
   }
   publish();
@@ -331,12 +338,29 @@ void Dispatcher::set_paused(bool paused) {
 void Dispatcher::close_queue(const char* why) {
   queue_timer_.stop();
   for (const Pending& p : queue_) {
-    log::debug("queue.closed", "pool {}: closing queued connection {} from {} {}", pool_->name, p.id,
-               describe_peer(p.peer, p.peer_len), why);
+    log::at_with(
+        spdlog::level::debug, "queue.closed",
+        [&] {
+          return nlohmann::json{{"pool", pool_->name}, {"conn", p.id}, {"peer", describe_peer(p.peer, p.peer_len)}};
+        },
+        "pool {}: closing queued connection {} from {} {}", pool_->name, p.id, describe_peer(p.peer, p.peer_len), why);
     ctx_.scoreboard->count(index_, shm::PoolCounter::Closed);
+    log_unserved(p, access_log::Outcome::Closed);
   }
   queue_.clear();
   publish();
+}
+
+void Dispatcher::log_unserved(const Pending& p, access_log::Outcome outcome) const {
+  if (!access_log::enabled()) return;
+  access_log::Record r;
+  r.pool = pool_->name;
+  r.peer = &p.peer;
+  r.peer_len = p.peer_len;
+  r.id = p.id;
+  r.queue_wait = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.accepted);
+  r.outcome = outcome;
+  access_log::write(r);
 }
 
 void Dispatcher::publish() {

@@ -21,6 +21,8 @@
 #include "supervisor/dispatch/parked_connections.hpp"
 #include "supervisor/dispatch/worker_choice.hpp"
 #include "supervisor/process/worker_process.hpp"
+#include "supervisor/upgrade/state_reader.hpp"
+#include "supervisor/upgrade/state_writer.hpp"
 
 namespace forkpool::supervisor {
 
@@ -58,6 +60,12 @@ class Dispatcher {
   // nothing, as for a pool that is removed and drains what it has queued).
   void set_listeners(const std::vector<ListenerRef>& listeners);
 
+  // A binary upgrade (dispatcher_state.cpp): the queue (each connection's descriptor goes
+  // into `fds`), the next connection id and the count in flight; and the same taken over
+  // by the new image's dispatcher of the pool, before anything was accepted.
+  nlohmann::json export_state(upgrade::FdList& fds) const;
+  void adopt_state(const nlohmann::json& state, upgrade::AdoptedFds& fds);
+
  private:
   struct Pending {
     OwnedFd fd;
@@ -74,6 +82,8 @@ class Dispatcher {
   void arm_queue_timer();
   void publish();
   void close_queue(const char* why);
+  // The access log line of a connection closed without being handed to a worker.
+  void log_unserved(const Pending& p, access_log::Outcome outcome) const;
   // `system_wide`: the kernel's tables or memory ran short (ENFILE, ENOMEM, ENOBUFS), which
   // only other processes free; otherwise this master's own descriptors did.
   void pause_for_descriptors(const std::string& why, bool system_wide);

@@ -37,11 +37,17 @@ void ParkedConnections::set_limits(std::chrono::milliseconds timeout, std::size_
 void ParkedConnections::park(Connection c) {
   while (max_parked_ > 0 && parked_.size() >= max_parked_ && evict_oldest()) {
   }
+  c.parked_at = Clock::now();
+  watch(std::move(c));
+}
+
+void ParkedConnections::adopt(Connection c) { watch(std::move(c)); }
+
+void ParkedConnections::watch(Connection c) {
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLRDHUP;
   ev.data.u64 = c.id;
   const std::uint64_t id = c.id;
-  c.parked_at = Clock::now();
   auto [it, inserted] = parked_.insert_or_assign(id, std::move(c));
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, it->second.fd.get(), &ev) != 0) {
     end(it, Ending::Evicted);

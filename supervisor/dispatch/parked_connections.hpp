@@ -58,6 +58,16 @@ class ParkedConnections {
   // Watches `c`; evicts the oldest first when max_parked are parked already. A
   // connection that cannot be watched (epoll_ctl failed) is closed as evicted.
   void park(Connection c);
+  // A binary upgrade: parks `c` as it was, keeping its parked_at (the deadline stays).
+  void adopt(Connection c);
+  // Each parked connection, oldest first (for the upgrade state).
+  template <typename F>
+  void for_each(F&& f) const {
+    for (const auto& [at, id] : order_) {
+      auto it = parked_.find(id);
+      if (it != parked_.end() && it->second.parked_at == at) f(it->second);
+    }
+  }
   // Closes the oldest parked connection (Evicted); false when none is parked.
   bool evict_oldest();
   // Closes every parked connection without calling `closed`; returns how many.
@@ -69,6 +79,7 @@ class ParkedConnections {
   void on_timer();
   void arm_timer();
   void end(std::unordered_map<std::uint64_t, Connection>::iterator it, Ending why);
+  void watch(Connection c);
   // The oldest live entry of `order_` (stale ones dropped), or parked_.end().
   std::unordered_map<std::uint64_t, Connection>::iterator oldest();
 

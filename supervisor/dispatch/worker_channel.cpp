@@ -35,6 +35,10 @@ WorkerChannel::WorkerChannel(uv_loop_t* loop, base::OwnedFd fd) : loop_(loop), f
   watch_ = std::make_unique<FdWatch>(loop, fd_.get());
 }
 
+WorkerChannel::WorkerChannel(uv_loop_t* loop, base::OwnedFd fd, State state) : WorkerChannel(loop, std::move(fd)) {
+  state_ = state == State::Blocked ? State::Open : state;
+}
+
 WorkerChannel::~WorkerChannel() = default;
 
 void WorkerChannel::transition(State to) {

@@ -41,6 +41,10 @@ class WorkerChannel {
   };
 
   WorkerChannel(uv_loop_t* loop, base::OwnedFd fd);
+  // A binary upgrade: the master's end the previous image held, in `state` (Open, Ended
+  // or Gone; Blocked comes back as Open and finds out again).
+  WorkerChannel(uv_loop_t* loop, base::OwnedFd fd, State state);
+  int fd() const { return fd_.get(); }
   ~WorkerChannel();
   WorkerChannel(const WorkerChannel&) = delete;
   WorkerChannel& operator=(const WorkerChannel&) = delete;

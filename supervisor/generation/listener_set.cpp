@@ -39,6 +39,44 @@ ListenerSet ListenerSet::build(const config::Config& config, const ListenerSet* 
   return set;
 }
 
+nlohmann::json ListenerSet::export_state(upgrade::FdList& fds) const {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [key, l] : by_address_)
+    out.push_back({{"key", key},
+                   {"fd", fds.add(l->fd.get())},
+                   {"bound", l->bound},
+                   {"backlog", l->backlog},
+                   {"adopted", l->adopted},
+                   {"created_file", l->created_file}});
+  return out;
+}
+
+ListenerSet ListenerSet::adopt(const config::Config& config, const nlohmann::json& state, upgrade::AdoptedFds& fds) {
+  std::map<std::string, const nlohmann::json*> by_key;
+  for (const auto& entry : state) by_key[upgrade::need(entry, "key").get<std::string>()] = &entry;
+  ListenerSet set;
+  for (const auto& pool : config.pools) {
+    for (std::size_t i = 0; i < pool.listen.size(); ++i) {
+      const std::string key = key_of(pool, i);
+      if (set.by_address_.count(key) != 0) continue;
+      auto it = by_key.find(key);
+      if (it == by_key.end()) throw upgrade::StateError("upgrade state: no socket for listener " + key);
+      const nlohmann::json& e = *it->second;
+      auto l = std::make_shared<Listener>();
+      l->address = pool.listen[i];
+      l->fd = fds.claim(upgrade::need(e, "fd"), upgrade::FdKind::Listener, "listener " + key);
+      l->bound = upgrade::need(e, "bound").get<std::string>();
+      l->backlog = upgrade::need(e, "backlog").get<int>();
+      l->adopted = e.value("adopted", false);
+      l->created_file = e.value("created_file", false);
+      set.by_address_.emplace(key, std::move(l));
+      by_key.erase(it);
+    }
+  }
+  if (!by_key.empty()) throw upgrade::StateError("upgrade state: listener " + by_key.begin()->first + " is not in the configuration");
+  return set;
+}
+
 std::vector<ListenerRef> ListenerSet::for_pool(const config::PoolConfig& pool) const {
   std::vector<ListenerRef> out;
   for (std::size_t i = 0; i < pool.listen.size(); ++i) out.push_back(by_address_.at(key_of(pool, i)));

@@ -8,8 +8,12 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "config/config.hpp"
 #include "supervisor/generation/listeners.hpp"
+#include "supervisor/upgrade/state_reader.hpp"
+#include "supervisor/upgrade/state_writer.hpp"
 
 namespace forkpool::supervisor {
 
@@ -22,6 +26,12 @@ class ListenerSet {
   // naming the address on the first failure; what this call bound is closed again and
   // `previous` is untouched.
   static ListenerSet build(const config::Config& config, const ListenerSet* previous, InheritedSockets& inherited);
+
+  // Binary upgrade (docs/upgrade.md): every socket with its key, its descriptor added to
+  // `fds`; and the same sockets taken over by the new image for `config`, which must have
+  // exactly these keys. adopt throws upgrade::StateError.
+  nlohmann::json export_state(upgrade::FdList& fds) const;
+  static ListenerSet adopt(const config::Config& config, const nlohmann::json& state, upgrade::AdoptedFds& fds);
 
   // The pool's listeners in its `listen` order.
   std::vector<ListenerRef> for_pool(const config::PoolConfig& pool) const;

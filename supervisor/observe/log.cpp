@@ -4,6 +4,7 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <memory>
@@ -127,13 +128,27 @@ bool enabled(spdlog::level::level_enum level) {
 }
 
 void write(spdlog::level::level_enum level, std::string_view event, std::string_view message) {
+  write(level, event, message, nlohmann::json::object());
+}
+
+void write(spdlog::level::level_enum level, std::string_view event, std::string_view message,
+           const nlohmann::json& fields) {
   const std::string_view name = level_name(level);
   std::string line;
   if (state().options.format == config::LogFormat::Json) {
-    nlohmann::json j = {{"time", timestamp()},
-                        {"level", name},
-                        {"event", event},
-                        {"message", message}};
+    // Ordered, so every line starts "time", "level", "event" whatever its fields.
+    nlohmann::ordered_json j = {{"time", timestamp()}, {"level", name}, {"event", event}};
+    if (fields.is_object()) {
+      // The subject first, in the same order on every line; then the event's own fields.
+      static constexpr std::string_view kSubject[] = {"pool", "worker", "pid", "generation"};
+      for (const auto key : kSubject)
+        if (const auto it = fields.find(key); it != fields.end()) j[std::string(key)] = *it;
+      for (const auto& [key, value] : fields.items()) {
+        const bool subject = std::find(std::begin(kSubject), std::end(kSubject), key) != std::end(kSubject);
+        if (!subject && key != "time" && key != "level" && key != "event" && key != "message") j[key] = value;
+      }
+    }
+    j["message"] = message;
     line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   } else {
     line = fmt::format("{} {:<5} [{}] {}", timestamp(), name, event, text_message(message));

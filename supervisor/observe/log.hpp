@@ -1,9 +1,13 @@
 #pragma once
 // The master's log: one line per event, as text or one JSON object a line.
 // Every line carries a stable event name ("worker.exit") that operators can grep for.
+// A JSON line also carries the event's facts as fields of their own (pool, worker, pid,
+// generation, exit status, ...); a text line says them once, in its message.
 
 #include <fmt/format.h>
 #include <spdlog/common.h>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include <filesystem>
 #include <string>
@@ -31,11 +35,23 @@ bool enabled(spdlog::level::level_enum level);
 // UTC with milliseconds, "2026-11-23T18:36:43.123Z", as in every log line and event.
 std::string timestamp();
 void write(spdlog::level::level_enum level, std::string_view event, std::string_view message);
+// The same with fields: in JSON, each of `fields` (an object) is a member of the line,
+// between "event" and "message"; the text format writes the message only.
+void write(spdlog::level::level_enum level, std::string_view event, std::string_view message,
+           const nlohmann::json& fields);
 
 template <typename... Args>
 void at(spdlog::level::level_enum level, std::string_view event, fmt::format_string<Args...> f,
         Args&&... args) {
   if (enabled(level)) write(level, event, fmt::format(f, std::forward<Args>(args)...));
+}
+
+// The same with fields for the JSON format (see write). `fields` is called, and must
+// return a JSON object, only when the line is written, so a disabled level costs nothing.
+template <typename Fields, typename... Args>
+void at_with(spdlog::level::level_enum level, std::string_view event, Fields&& fields, fmt::format_string<Args...> f,
+             Args&&... args) {
+  if (enabled(level)) write(level, event, fmt::format(f, std::forward<Args>(args)...), fields());
 }
 
 template <typename... Args>

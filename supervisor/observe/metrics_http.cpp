@@ -177,8 +177,34 @@ MetricsHttpServer::MetricsHttpServer(uv_loop_t* loop, std::string_view address, 
   // libuv may report a failed bind (EADDRINUSE) only from uv_listen, so both are checked.
   if ((rc = uv_tcp_bind(listener_, reinterpret_cast<const sockaddr*>(&storage), 0)) != 0)
     fail("bind", rc);
+  listen_and_name(fail);
+}
+
+MetricsHttpServer::MetricsHttpServer(uv_loop_t* loop, int listening_fd, Handler handler, Limits limits)
+    : loop_(loop), handler_(std::move(handler)), limits_(limits), listener_(new uv_tcp_t) {
+  uv_tcp_init(loop_, listener_);
+  listener_->data = this;
+  const auto fail = [&](std::string_view what, int err) {
+    listener_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(listener_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    throw std::runtime_error("metrics socket (handed over): " + std::string(what) + ": " + uv_strerror(err));
+  };
+  if (const int rc = uv_tcp_open(listener_, listening_fd); rc != 0) fail("open", rc);
+  listen_and_name(fail);
+}
+
+int MetricsHttpServer::listening_fd() const {
+  uv_os_fd_t fd = -1;
+  if (uv_fileno(reinterpret_cast<const uv_handle_t*>(listener_), &fd) != 0) return -1;
+  return fd;
+}
+
+void MetricsHttpServer::listen_and_name(const std::function<void(std::string_view, int)>& fail) {
+  int rc = 0;
   if ((rc = uv_listen(reinterpret_cast<uv_stream_t*>(listener_), kBacklog, &on_connection)) != 0)
     fail("listen", rc);
+  sockaddr_storage storage{};
   int len = sizeof storage;
   if ((rc = uv_tcp_getsockname(listener_, reinterpret_cast<sockaddr*>(&storage), &len)) != 0)
     fail("getsockname", rc);

@@ -41,6 +41,8 @@ class MetricsHttpServer {
   // port()). Throws std::runtime_error naming the address if it cannot, since this only
   // happens at start-up. Construct, use and destroy it on the loop's thread.
   MetricsHttpServer(uv_loop_t* loop, std::string_view address, Handler handler, Limits limits = {});
+  // A binary upgrade: the listening socket the previous image bound.
+  MetricsHttpServer(uv_loop_t* loop, int listening_fd, Handler handler, Limits limits = {});
   // Closes the listener and every connection. The loop must run once more afterwards so
   // that libuv's close callbacks free the handles.
   ~MetricsHttpServer();
@@ -51,6 +53,8 @@ class MetricsHttpServer {
   // The bound address, "127.0.0.1:9464" or "[::1]:9464", with the real port.
   const std::string& address() const { return address_; }
   std::size_t connections() const { return connections_.size(); }
+  // The listening socket, for the upgrade state.
+  int listening_fd() const;
 
  private:
   struct Connection;
@@ -61,6 +65,8 @@ class MetricsHttpServer {
   static void on_written(uv_write_t* req, int status);
   static void on_shutdown(uv_shutdown_t* req, int status);
 
+  // Listens, then learns the bound address; `fail` throws.
+  void listen_and_name(const std::function<void(std::string_view, int)>& fail);
   void accept_one();
   bool make_room();
   void handle_request(Connection* c);

@@ -1,10 +1,12 @@
 #include "supervisor/observe/prometheus.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <utility>
+#include <vector>
 
 #include "shm/histogram.hpp"
 #include "shm/pool_state.hpp"
@@ -132,7 +134,9 @@ constexpr PoolMetric kPoolMetrics[] = {
     {"forkpool_workers_killed_total", "counter", "Workers killed by a timeout or the watchdog.",
      &PoolStatus::killed},
     {"forkpool_workers_recycled_total", "counter",
-     "Workers replaced on purpose (max requests, memory).", &PoolStatus::recycled},
+     "Workers replaced on purpose by a new process that was ready first: max_requests, max_memory, "
+     "forkpoolctl restart, a reload that changed how workers start.",
+     &PoolStatus::recycled},
     {"forkpool_spawn_failed_total", "counter",
      "Worker starts that never ran the program (exec or another set-up step failed); not crashes.",
      &PoolStatus::spawn_failed},
@@ -171,18 +175,32 @@ struct WorkerMetric {
 
 constexpr WorkerMetric kWorkerMetrics[] = {
     {"forkpool_worker_connections_handled_total", "counter",
-     "Connections this worker process finished.",
+     "Connections the slot's current worker process finished (starts again from 0 with a new process).",
      [](const WorkerStatus& w) { return number(w.handled); }},
     {"forkpool_worker_in_flight", "gauge", "Connections this worker holds now.",
      [](const WorkerStatus& w) { return number(w.in_flight); }},
-    {"forkpool_worker_rss_bytes", "gauge", "Resident set size of the worker process.",
+    {"forkpool_worker_rss_bytes", "gauge",
+     "Resident set size of the worker process; in shared and plain pools the sum over its process tree.",
      [](const WorkerStatus& w) { return number(w.rss_bytes); }},
     {"forkpool_worker_cpu_seconds_total", "counter",
      "CPU time (user and system) the worker process used.",
      [](const WorkerStatus& w) { return number(w.cpu_s); }},
-    {"forkpool_worker_restarts_total", "counter", "Workers started in this slot after the first.",
+    {"forkpool_worker_restarts_total", "counter", "Processes started for this worker number after the first (restarts after an exit and "
+     "replacements alike).",
      [](const WorkerStatus& w) { return number(w.restarts); }},
 };
+
+// One process per worker number of the pool: the serving one if there is one, else the
+// first listed. Slots whose start failed have no process and are left out.
+void slot_representatives(const PoolStatus& p, std::vector<const WorkerStatus*>& out) {
+  out.clear();
+  for (const auto& w : p.workers) {
+    if (w.state == "failed") continue;
+    auto same = std::find_if(out.begin(), out.end(), [&](const WorkerStatus* o) { return o->worker == w.worker; });
+    if (same == out.end()) out.push_back(&w);
+    else if (w.role == "serving" && (*same)->role != "serving") *same = &w;
+  }
+}
 
 void histogram(Exposition& out, const StatusModel& model, std::string_view name,
                std::string_view help, shm::HistogramSnapshot PoolStatus::*field) {
@@ -219,6 +237,9 @@ std::string prometheus_text(const StatusModel& model) {
   out.sample("forkpool_config_generation", {}, number(static_cast<std::uint64_t>(model.generation)));
   out.family("forkpool_master_uptime_seconds", "gauge", "Seconds since the master started.");
   out.sample("forkpool_master_uptime_seconds", {}, number(model.uptime_s));
+  out.family("forkpool_master_upgrades_total", "counter",
+             "Binary upgrades in place (SIGUSR2, forkpoolctl upgrade) since the master first started.");
+  out.sample("forkpool_master_upgrades_total", {}, number(static_cast<std::uint64_t>(model.upgrades)));
 
   out.family("forkpool_pool_up", "gauge", "1 when the pool is running, else 0.");
   for (const auto& p : model.pools) {
@@ -264,15 +285,33 @@ std::string prometheus_text(const StatusModel& model) {
             "Time a connection waited in the master's queue before dispatch.",
             &PoolStatus::queue_wait_histogram);
 
+  // Per-slot families are labelled by pool and worker number only, so a series lives as
+  // long as the slot, not as long as one process. While a slot briefly has more than one
+  // process (a replacement starting, an old worker draining), the slot's values are its
+  // serving process's. Every process, with its pid, is in forkpool_worker_info.
+  std::vector<const WorkerStatus*> per_slot;
   for (const auto& m : kWorkerMetrics) {
     out.family(m.name, m.type, m.help);
     for (const auto& p : model.pools) {
-      for (const auto& w : p.workers) {
-        if (w.state == "failed") continue;  // a slot whose start failed: no process to describe
-        const std::string worker = std::to_string(w.worker);
-        const std::string pid = std::to_string(w.pid);
-        out.sample(m.name, {{"pool", p.name}, {"worker", worker}, {"pid", pid}}, m.value(w));
+      slot_representatives(p, per_slot);
+      for (const WorkerStatus* w : per_slot) {
+        const std::string worker = std::to_string(w->worker);
+        out.sample(m.name, {{"pool", p.name}, {"worker", worker}}, m.value(*w));
       }
+    }
+  }
+  out.family("forkpool_worker_info", "gauge",
+             "Always 1, one series per worker process: its pid, role (serving, replacement, retiring) and "
+             "configuration generation.");
+  for (const auto& p : model.pools) {
+    for (const auto& w : p.workers) {
+      if (w.state == "failed" || w.pid <= 0) continue;
+      const std::string worker = std::to_string(w.worker);
+      const std::string pid = std::to_string(w.pid);
+      const std::string generation = std::to_string(w.generation);
+      out.sample("forkpool_worker_info",
+                 {{"pool", p.name}, {"worker", worker}, {"pid", pid}, {"role", w.role}, {"generation", generation}},
+                 "1");
     }
   }
   return out.take();

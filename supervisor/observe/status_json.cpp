@@ -128,6 +128,7 @@ json pool_json(const PoolStatus& p) {
             {"parked_now", p.parked_now},
             {"protocol_errors", p.protocol_errors}}},
           {"keepalive", text(p.keepalive)},
+          {"failed_reason", text_or_null(p.failed_reason)},
           {"accept_paused", text_or_null(p.accept_paused)},
           {"duration_ms", percentiles_json(p.duration)},
           {"queue_wait_ms", percentiles_json(p.queue_wait)},
@@ -247,6 +248,7 @@ PoolStatus pool_from(const json& j) {
   read(c, "parked_now", p.parked_now);
   read(c, "protocol_errors", p.protocol_errors);
   read(j, "keepalive", p.keepalive);
+  read(j, "failed_reason", p.failed_reason);
   read(j, "accept_paused", p.accept_paused);
   p.duration = percentiles_from(child(j, "duration_ms"));
   p.queue_wait = percentiles_from(child(j, "queue_wait_ms"));
@@ -266,7 +268,9 @@ json status_json(const StatusModel& model) {
             {"version", text(model.version)},
             {"config", text(model.config_file)},
             {"state", text(model.state)},
-            {"uptime_s", model.uptime_s}}},
+            {"uptime_s", model.uptime_s},
+            {"upgrades", model.upgrades},
+            {"last_upgrade", model.last_upgrade}}},
           {"generation", model.generation},
           {"pools", std::move(pools)}};
 }
@@ -279,6 +283,8 @@ StatusModel status_from_json(const json& j) {
   read(master, "config", m.config_file);
   read(master, "state", m.state);
   read(master, "uptime_s", m.uptime_s);
+  read(master, "upgrades", m.upgrades);
+  read(master, "last_upgrade", m.last_upgrade);
   read(j, "generation", m.generation);
   if (const auto& pools = child(j, "pools"); pools.is_array()) {
     for (const auto& p : pools) m.pools.push_back(pool_from(p));

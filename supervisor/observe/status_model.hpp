@@ -56,6 +56,7 @@ struct PoolStatus {
   std::string keepalive;           // worker | master (master dispatch)
   std::uint64_t parked = 0, resumed = 0, keepalive_timeouts = 0, keepalive_closed = 0, parked_closed = 0;
   std::uint64_t parked_now = 0, protocol_errors = 0;
+  std::string failed_reason;       // state "failed": why, with the exit line that failed it
   std::string accept_paused;       // master dispatch: why the pool cannot accept now, "" if it can
   Percentiles duration, queue_wait;
   shm::HistogramSnapshot duration_histogram, queue_wait_histogram;  // for Prometheus
@@ -68,7 +69,9 @@ struct StatusModel {
   std::string config_file;
   std::string state;  // starting running stopping
   unsigned generation = 0;  // configuration generation: 1 at start, +1 per reload
-  double uptime_s = 0;
+  double uptime_s = 0;       // since the first start: a binary upgrade does not reset it
+  unsigned upgrades = 0;     // binary upgrades (SIGUSR2, `upgrade`) since the first start
+  double last_upgrade = 0;   // Unix time of the last one, 0 if none
   std::vector<PoolStatus> pools;
 };
 

@@ -8,6 +8,7 @@
 
 #include "base/resources.hpp"
 #include "shm/proc_stats.hpp"
+#include "supervisor/process/descendants.hpp"
 #include "supervisor/observe/events.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/pool/pool_slot.hpp"
@@ -82,7 +83,7 @@ void Pool::dispatch_candidates(std::vector<WorkerProcess*>& out) const {
     if (s->process && s->process->config().dispatch == config::Dispatch::Master) out.push_back(s->process.get());
 }
 
-void Pool::update_dispatcher() {
+void Pool::update_dispatcher(bool adopting) {
   const bool master = config_->dispatch == config::Dispatch::Master && !listeners_.empty() && !removed_;
   if (master) {
     if (!dispatcher_) {
@@ -99,7 +100,7 @@ void Pool::update_dispatcher() {
   // Shared dispatch (or nothing to accept): the master accepts nothing; what it queued
   // still goes to the workers that read their channels.
   if (dispatcher_) dispatcher_->set_listeners({});
-  if (config_->dispatch == config::Dispatch::Shared)
+  if (config_->dispatch == config::Dispatch::Shared && !adopting)
     for (const auto& l : listeners_) l->set_nonblocking(false);
 }
 
@@ -115,7 +116,7 @@ void Pool::arm_memory_sampler() {
 
 void Pool::set_state(shm::PoolState state) {
   if (state == state_) return;
-  report(ctx_, spdlog::level::info, "pool.state", {config_->name, {}, 0},
+  report(ctx_, spdlog::level::info, "pool.state", {config_->name, {}, 0, generation_},
          fmt::format("pool {} is {}", config_->name, shm::to_string(state)), {{"state", shm::to_string(state)}});
   state_ = state;
   ctx_.scoreboard->set_pool_state(index_, state);
@@ -129,6 +130,8 @@ void Pool::update_running() {
 
 void Pool::start() {
   set_state(shm::PoolState::Starting);
+  failed_reason_.clear();
+  last_exit_line_.clear();
   flap_.clear();
   spawn_failures_ = 0;
   if (dispatcher_) dispatcher_->set_paused(false);
@@ -146,7 +149,8 @@ void Pool::promote(Slot& slot) {
   std::unique_ptr<WorkerProcess> old = std::move(slot.process);
   slot.process = std::move(slot.replacement);
   if (!old) return;
-  report(ctx_, spdlog::level::info, "worker.recycle", {config_->name, slot.index, slot.process->pid()},
+  report(ctx_, spdlog::level::info, "worker.recycle",
+         {config_->name, slot.index, slot.process->pid(), slot.process->identity().generation},
          fmt::format("worker {}[{}] pid {} replaces pid {} {}", config_->name, slot.index, slot.process->pid(),
                      old->pid(), slot.replace_reason),
          {{"replaced_pid", old->pid()}});
@@ -225,15 +229,27 @@ bool Pool::signal_worker(unsigned worker, int signo) {
 }
 
 void Pool::sample_memory() {
+  // Shared and plain pools: the worker's whole process tree (see Pool::status).
+  std::optional<ProcessTable> table;
+  if (!dispatcher_) table = ProcessTable::read();
   for (auto& s : slots_) {
     if (!s->process) continue;
-    auto stats = shm::read_proc_stats(s->process->pid());
+    const pid_t pid = s->process->pid();
+    auto stats = table ? tree_stats(pid, *table) : shm::read_proc_stats(pid);
     if (!stats) continue;
     ctx_.scoreboard->set_usage(s->process->identity().scoreboard_slot, stats->rss_bytes, stats->cpu_time_us);
     if (config_->max_memory > 0 && stats->rss_bytes > config_->max_memory && !s->replacement &&
         s->process->phase() == WorkerPhase::Ready) {
       s->replace_reason = "after its RSS reached " + std::to_string(stats->rss_bytes >> 20) + " MiB (max_memory)";
-      log::info("worker.memory", "worker {}[{}] pid {} uses {} bytes, over max_memory; replacing it", config_->name,
+      log::at_with(
+          spdlog::level::info, "worker.memory",
+          [&] {
+            auto f = s->process->log_fields();
+            f["rss_bytes"] = stats->rss_bytes;
+            f["max_memory"] = config_->max_memory;
+            return f;
+          },
+          "worker {}[{}] pid {} uses {} bytes, over max_memory; replacing it", config_->name,
                 s->index, s->process->pid(), stats->rss_bytes);
       spawn_replacement(*s);
     }

@@ -35,6 +35,11 @@ class Pool {
   // Takes a scoreboard block named after the pool; throws std::runtime_error when the
   // scoreboard has no free block. Nothing is started yet.
   Pool(MasterContext& ctx, PoolConfigRef config, unsigned generation, std::vector<ListenerRef> listeners);
+  // A binary upgrade (pool_handover.cpp): the pool as the previous image ran it, its
+  // scoreboard block, target, state, rolling restart, workers and queue. Throws
+  // upgrade::StateError. Call resume_adopted() once every pool is built.
+  Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> listeners, const nlohmann::json& state,
+       upgrade::AdoptedFds& fds);
   ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
@@ -75,6 +80,13 @@ class Pool {
   // Sends `signo` to a serving worker; false if there is none.
   bool signal_worker(unsigned worker, int signo);
 
+  // --- Binary upgrade (pool_handover.cpp) ---
+  // What the new image needs to adopt the pool; descriptors go into `fds`.
+  nlohmann::json export_state(upgrade::FdList& fds) const;
+  // Watches the adopted workers, re-arms timers and respawns from their deadlines, and
+  // goes on with a rolling restart and the queue.
+  void resume_adopted();
+
   // --- Reload (pool_reload.cpp) ---
   // The configuration of generation `generation`: `change` says whether the running
   // workers adopt it (InPlace) or are replaced by new ones started with it (Replace).
@@ -90,7 +102,9 @@ class Pool {
   struct Slot;
 
   Slot& slot_at(unsigned index);
+  WorkerEvents worker_events(Slot& slot, const std::shared_ptr<WorkerProcess*>& self);
   std::unique_ptr<WorkerProcess> launch(Slot& slot);
+  std::unique_ptr<WorkerProcess> adopt_worker(Slot& slot, const nlohmann::json& state, upgrade::AdoptedFds& fds);
   void spawn(Slot& slot);
   void spawn_replacement(Slot& slot);
   void promote(Slot& slot);
@@ -115,7 +129,9 @@ class Pool {
   bool start_replacement(Slot& slot);  // true if one started (or already took over)
   bool outdated(const WorkerProcess& p) const;
   void dispatch_candidates(std::vector<WorkerProcess*>& out) const;
-  void update_dispatcher();
+  // `adopting`: a binary upgrade took the listeners over as the workers use them (a
+  // shared listener's blocking mode is theirs to keep: they may have changed it).
+  void update_dispatcher(bool adopting = false);
   void maybe_finish_retiring();
   std::uint32_t acquire_scoreboard_slot(unsigned worker);
 
@@ -135,6 +151,8 @@ class Pool {
   std::unique_ptr<Timer> memory_sampler_;
   std::deque<unsigned> rolling_;  // workers still to be replaced by a rolling restart
   std::string rolling_reason_;
+  std::string last_exit_line_;  // the latest unplanned exit, as logged; "" after a failed start
+  std::string failed_reason_;   // why the pool is failed, with the exit that failed it
   Timer rolling_next_;  // the next batch starts on a later loop turn, never recursively
 };
 

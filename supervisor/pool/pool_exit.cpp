@@ -35,13 +35,13 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
       classify_exit({wait_status, p->exit_expected(), p->ever_ready(), uptime,
                      p->config().ready == config::Readiness::Exec, false});
   const std::string line = describe_exit(config_->name, slot->index, pid, wait_status, uptime);
+  if (reason != ExitReason::Requested) last_exit_line_ = line;
   const auto level = reason == ExitReason::Requested ? spdlog::level::info
                      : reason == ExitReason::Fatal   ? spdlog::level::err
                                                      : spdlog::level::warn;
-  report(ctx_, level, "worker.exit", {config_->name, slot->index, pid},
+  report(ctx_, level, "worker.exit", {config_->name, slot->index, pid, p->identity().generation},
          reason == ExitReason::Fatal ? line + ": EX_CONFIG before it was ready" : line,
-         {{"reason", to_string(reason)}, {"status", describe_wait_status(wait_status)},
-          {"uptime_s", static_cast<double>(uptime.count()) / 1000.0}});
+         exit_fields(reason, wait_status, uptime));
   const std::uint32_t sb = p->identity().scoreboard_slot;
   ctx_.scoreboard->mark_exited(sb, wait_status);
   ctx_.scoreboard->release_slot(sb);
@@ -91,8 +91,12 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
       return;
     }
     const auto delay = slot->backoff.next(ctx_.rng);
-    log::info("worker.respawn_scheduled", "replacement for worker {}[{}] starts again in {}", config_->name,
-              slot->index, format_uptime(delay));
+    log::at_with(
+        spdlog::level::info, "worker.respawn_scheduled",
+        [&] {
+          return nlohmann::json{{"pool", config_->name}, {"worker", slot->index}, {"delay_ms", delay.count()}};
+        },
+        "worker {}[{}] (a replacement) starts again in {}", config_->name, slot->index, format_uptime(delay));
     slot->restart_timer.start(delay, [this, slot] { spawn_replacement(*slot); });
     return;
   }
@@ -138,6 +142,8 @@ void Pool::fail(const std::string& why) {
   report(ctx_, spdlog::level::err, "pool.failed", {config_->name, {}, 0},
          fmt::format("pool {} failed: {}; no more restarts until it is started again", config_->name, why),
          {{"reason", why}});
+  // Status shows this: the reason, and the exit that tipped the pool over.
+  failed_reason_ = last_exit_line_.empty() ? why : why + "; last exit: " + last_exit_line_;
   set_state(shm::PoolState::Failed);
 }
 

@@ -66,7 +66,8 @@ void Pool::maybe_finish_retiring() {
   if (!removed_ || state_ == shm::PoolState::Stopping || state_ == shm::PoolState::Stopped) return;
   // What the master accepted is served first: its workers are still there for it.
   if (dispatcher_ && dispatcher_->queued() > 0 && ready_count() > 0) return;
-  log::info("pool.retire", "pool {} was removed from the configuration; draining its workers", config_->name);
+  log::at_with(spdlog::level::info, "pool.retire", [this] { return nlohmann::json{{"pool", config_->name}}; },
+               "pool {} was removed from the configuration; draining its workers", config_->name);
   stop(false);
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // Internal to pool*.cpp: one worker number of a pool and the processes that serve it.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,8 +20,10 @@ struct Pool::Slot {
   std::string replace_reason;
   std::string last_error;  // why its last start failed; shown while it has no process
   Timer restart_timer;
+  Clock::time_point restart_due{};  // when restart_timer fires, while it is active
   Backoff backoff;
   StartStreak starts;
+  std::uint64_t launches = 0;  // processes started for this worker number (replacements too)
 };
 
 }  // namespace forkpool::supervisor

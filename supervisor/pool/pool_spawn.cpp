@@ -24,18 +24,35 @@ std::uint32_t Pool::acquire_scoreboard_slot(unsigned worker) {
   return sb;
 }
 
-std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
-  auto self = std::make_shared<WorkerProcess*>(nullptr);
+WorkerEvents Pool::worker_events(Slot& slot, const std::shared_ptr<WorkerProcess*>& self) {
   WorkerEvents events;
   events.ready = [this, &slot, self] {
     WorkerProcess* p = *self;
-    report(ctx_, spdlog::level::info, "worker.ready", {config_->name, slot.index, p->pid()},
-           fmt::format("worker {}[{}] pid {} is ready", config_->name, slot.index, p->pid()));
     if (p == slot.replacement.get()) promote(slot);
     if (dispatcher_) dispatcher_->pump();
     update_running();
   };
-  events.ready_timeout = [this, self] { kill_worker(**self, "did not become ready within ready_timeout"); };
+  events.ready_confirmed = [this, &slot, self] {
+    WorkerProcess* p = *self;
+    // With ready = "exec" this comes after the worker's first second (see WorkerEvents), so
+    // the line says why: it may have served already.
+    const bool exec = p->config().ready == config::Readiness::Exec;
+    report(ctx_, spdlog::level::info, "worker.ready", {config_->name, slot.index, p->pid(), p->identity().generation},
+           fmt::format("worker {}[{}] pid {} is ready{}", config_->name, slot.index, p->pid(),
+                       exec ? fmt::format(" (ready = \"exec\": up for {})", format_uptime(kExecReadyGrace)) : ""));
+  };
+  events.ready_timeout = [this, self] {
+    const config::PoolConfig& c = (*self)->config();
+    std::string why = "did not become ready within ready_timeout " + format_uptime(c.ready_timeout);
+    // The usual cause: a program that does not speak the worker protocol (an ordinary
+    // HTTP server) in a master-dispatch pool, where `ready = "protocol"` is the default.
+    if (c.ready == config::Readiness::Protocol)
+      why += " (it sent no READY on its channel; a program that does not speak the forkpool worker protocol "
+             "belongs in a pool with dispatch = \"shared\")";
+    else if (c.ready == config::Readiness::Notify)
+      why += " (it sent no READY=1 to $NOTIFY_SOCKET)";
+    kill_worker(**self, why);
+  };
   events.watchdog_missed = [this, self] { kill_worker(**self, "sent no WATCHDOG=1 within watchdog"); };
   // After a DONE or a PARK: max_requests counts connections handed over (with
   // keepalive = "master", each request of a keep-alive connection is one).
@@ -63,7 +80,7 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
   events.request_timeout = [this, &slot, self](const std::string& peer) {
     WorkerProcess* p = *self;
     const config::PoolConfig& c = p->config();
-    report(ctx_, spdlog::level::warn, "worker.timeout", {c.name, slot.index, p->pid()},
+    report(ctx_, spdlog::level::warn, "worker.timeout", {c.name, slot.index, p->pid(), p->identity().generation},
            fmt::format("worker {}[{}] pid {} held a connection from {} longer than request_timeout {}; sending SIG{}",
                        c.name, slot.index, p->pid(), peer, format_uptime(c.request_timeout),
                        sigabbrev_np(c.timeout_signal)),
@@ -83,7 +100,12 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
     stop_broken(slot, **self, "kept sending malformed channel records (" + std::to_string(kProtocolErrorLimit) +
                                   " or more over " + format_uptime(kProtocolErrorSpan) + ")");
   };
+  return events;
+}
 
+std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
+  auto self = std::make_shared<WorkerProcess*>(nullptr);
+  WorkerEvents events = worker_events(slot, self);
   const std::uint32_t sb = acquire_scoreboard_slot(slot.index);
   std::unique_ptr<WorkerProcess> p;
   try {
@@ -99,12 +121,13 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
     p->set_recycle_after(config_->max_requests + jitter(ctx_.rng));
   }
   ctx_.owners[p->pid()] = this;
+  ++slot.launches;
+  ctx_.scoreboard->set_restarts(sb, slot.launches - 1);  // what forkpoolctl top shows
   ctx_.scoreboard->count(index_, shm::PoolCounter::Spawned);
   spawn_failures_ = 0;
   slot.last_error.clear();
-  report(ctx_, spdlog::level::info, "worker.spawn", {config_->name, slot.index, p->pid()},
-         fmt::format("worker {}[{}] pid {} started", config_->name, slot.index, p->pid()),
-         {{"generation", generation_}});
+  report(ctx_, spdlog::level::info, "worker.spawn", {config_->name, slot.index, p->pid(), generation_},
+         fmt::format("worker {}[{}] pid {} started", config_->name, slot.index, p->pid()));
   return p;
 }
 
@@ -137,14 +160,16 @@ bool Pool::after_spawn_failure(Slot& slot, const SpawnFailure& e, bool replaceme
   // A start that never ran the program is no crash: it has a counter of its own.
   ctx_.scoreboard->count(index_, shm::PoolCounter::SpawnFailed);
   report(ctx_, spdlog::level::err, "worker.spawn_failed", {config_->name, slot.index, 0},
-         fmt::format("{}worker {}[{}] could not be started: {}{}", replacement ? "replacement for " : "",
-                     config_->name, slot.index, e.what(), replacement ? "; the current worker keeps serving" : ""),
+         fmt::format("worker {}[{}]{} could not be started: {}{}", config_->name, slot.index,
+                     replacement ? " (a replacement)" : "", e.what(),
+                     replacement ? "; the current worker keeps serving" : ""),
          {{"error", e.what()}, {"transient", e.transient}});
   if (!replacement) slot.last_error = e.what();
   // Short of processes, memory or descriptors: not the program's fault, so it is retried
   // with backoff and counts towards nothing.
   if (e.transient) return true;
   if (++spawn_failures_ >= kSpawnFailuresInARow) {
+    last_exit_line_.clear();  // the failure is the start, not an earlier exit
     fail(fmt::format("its program could not be started {} times in a row (last: {})", spawn_failures_, e.what()));
     return false;
   }
@@ -166,6 +191,7 @@ void Pool::schedule_respawn(Slot& slot, std::chrono::milliseconds delay) {
   report(ctx_, spdlog::level::info, "worker.respawn_scheduled", {config_->name, slot.index, 0},
          fmt::format("worker {}[{}] starts again in {}", config_->name, slot.index, format_uptime(delay)),
          {{"delay_ms", delay.count()}});
+  slot.restart_due = Clock::now() + delay;
   slot.restart_timer.start(delay, [this, &slot] {
     spawn(slot);
     update_running();
@@ -173,7 +199,7 @@ void Pool::schedule_respawn(Slot& slot, std::chrono::milliseconds delay) {
 }
 
 void Pool::stop_broken(Slot& slot, WorkerProcess& p, std::string_view why) {
-  report(ctx_, spdlog::level::warn, "worker.broken", {config_->name, slot.index, p.pid()},
+  report(ctx_, spdlog::level::warn, "worker.broken", {config_->name, slot.index, p.pid(), p.identity().generation},
          fmt::format("worker {}[{}] pid {} {}; stopping it (it is started again like a crashed one)", config_->name,
                      slot.index, p.pid(), why));
   // Not a requested exit: it is restarted with backoff and counts towards flapping, so a
@@ -183,7 +209,7 @@ void Pool::stop_broken(Slot& slot, WorkerProcess& p, std::string_view why) {
 }
 
 void Pool::kill_worker(WorkerProcess& p, std::string_view why) {
-  report(ctx_, spdlog::level::warn, "worker.kill", {config_->name, p.identity().worker, p.pid()},
+  report(ctx_, spdlog::level::warn, "worker.kill", {config_->name, p.identity().worker, p.pid(), p.identity().generation},
          fmt::format("worker {}[{}] pid {} {}; killing it", config_->name, p.identity().worker, p.pid(), why));
   ctx_.scoreboard->count(index_, shm::PoolCounter::Killed);
   p.stop(immediate_kill(), false);

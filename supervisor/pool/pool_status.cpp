@@ -10,6 +10,7 @@
 #include "supervisor/pool/pool.hpp"
 #include "supervisor/pool/pool_slot.hpp"
 #include "shm/proc_stats.hpp"
+#include "supervisor/process/descendants.hpp"
 
 namespace forkpool::supervisor {
 namespace {
@@ -61,6 +62,7 @@ PoolStatus Pool::status() const {
   s.parked_now = p.parked_now;
   s.protocol_errors = p.protocol_errors;
   if (dispatcher_) s.accept_paused = dispatcher_->accept_paused_reason();
+  if (state_ == shm::PoolState::Failed) s.failed_reason = failed_reason_;
   s.duration = percentiles(p.duration);
   s.queue_wait = percentiles(p.queue_wait);
   s.duration_histogram = p.duration;
@@ -68,7 +70,13 @@ PoolStatus Pool::status() const {
 
   const bool master_dispatch = dispatcher_ != nullptr;
   const std::int64_t now_ns = base::monotonic_ns();
-  auto add = [&](unsigned worker, const WorkerProcess& proc, const char* role) {
+  // A shared or plain pool's worker may be a master of its own (gunicorn): its memory is
+  // in its process tree. One pass over /proc serves every worker of the pool.
+  std::optional<ProcessTable> table;
+  if (!master_dispatch) table = ProcessTable::read();
+  auto usage = [&](pid_t pid) { return table ? tree_stats(pid, *table) : shm::read_proc_stats(pid); };
+  auto add = [&](const Slot& slot, const WorkerProcess& proc, const char* role) {
+    const unsigned worker = slot.index;
     const shm::WorkerSnapshot snap = ctx_.scoreboard->read_worker(proc.identity().scoreboard_slot);
     WorkerStatus w;
     w.worker = worker;
@@ -77,7 +85,9 @@ PoolStatus Pool::status() const {
     w.role = role;
     w.generation = proc.identity().generation;
     w.uptime_s = static_cast<double>(proc.uptime().count()) / 1000.0;
-    w.restarts = snap.restarts;
+    // Of the worker number, not of the scoreboard slot the process happens to use (a
+    // replacement takes another one, and a freed one may go to any pool): it only grows.
+    w.restarts = slot.launches > 0 ? slot.launches - 1 : 0;
     w.status_text = proc.status_text();
     if (snap.last_exit_status >= 0) w.last_exit = describe_wait_status(snap.last_exit_status);
     if (master_dispatch) {
@@ -96,7 +106,7 @@ PoolStatus Pool::status() const {
       w.current_ms = snap.busy_since_ns > 0 ? static_cast<double>(now_ns - snap.busy_since_ns) / 1e6 : 0.0;
       w.state = std::string(shm::to_string(snap.state));
     }
-    if (auto stats = shm::read_proc_stats(proc.pid())) {
+    if (auto stats = usage(proc.pid())) {
       w.rss_bytes = stats->rss_bytes;
       w.cpu_s = static_cast<double>(stats->cpu_time_us) / 1e6;
     }
@@ -115,9 +125,9 @@ PoolStatus Pool::status() const {
       w.last_error = slot->last_error;
       s.workers.push_back(std::move(w));
     }
-    if (slot->process) add(slot->index, *slot->process, "serving");
-    if (slot->replacement) add(slot->index, *slot->replacement, "replacement");
-    for (const auto& r : slot->retiring) add(slot->index, *r, "retiring");
+    if (slot->process) add(*slot, *slot->process, "serving");
+    if (slot->replacement) add(*slot, *slot->replacement, "replacement");
+    for (const auto& r : slot->retiring) add(*slot, *r, "retiring");
   }
   return s;
 }

@@ -2,6 +2,8 @@
 
 #include <sys/wait.h>
 
+#include <cstring>
+
 #include <fmt/format.h>
 
 namespace forkpool::supervisor {
@@ -11,7 +13,7 @@ ExitReason classify_exit(const ExitFacts& f) {
   if (WIFEXITED(f.wait_status)) {
     const int code = WEXITSTATUS(f.wait_status);
     if (code == 0) return ExitReason::Clean;
-    const bool early = f.exec_readiness ? f.uptime < std::chrono::seconds(1) : !f.was_ready;
+    const bool early = f.exec_readiness ? f.uptime < kExecReadyGrace : !f.was_ready;
     if (code == kExitConfig && early) return ExitReason::Fatal;
   }
   return ExitReason::Crashed;
@@ -32,6 +34,18 @@ std::string describe_wait_status(int s) {
   if (WIFSIGNALED(s))
     return fmt::format("exited on signal {}{}", WTERMSIG(s), WCOREDUMP(s) ? " (core dumped)" : "");
   return fmt::format("changed state (wait status {:#x})", s);
+}
+
+nlohmann::json exit_fields(ExitReason reason, int wait_status, std::chrono::milliseconds uptime) {
+  nlohmann::json f = {{"reason", to_string(reason)}, {"status", describe_wait_status(wait_status)}};
+  if (WIFEXITED(wait_status)) f["exit_code"] = WEXITSTATUS(wait_status);
+  if (WIFSIGNALED(wait_status)) {
+    f["signal"] = WTERMSIG(wait_status);
+    if (const char* name = sigabbrev_np(WTERMSIG(wait_status))) f["signal_name"] = std::string("SIG") + name;
+    f["core_dumped"] = WCOREDUMP(wait_status) != 0;
+  }
+  f["uptime_s"] = static_cast<double>(uptime.count()) / 1000.0;
+  return f;
 }
 
 std::string format_uptime(std::chrono::milliseconds d) {

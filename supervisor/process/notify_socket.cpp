@@ -1,4 +1,6 @@
 #include "supervisor/process/notify_socket.hpp"
+
+#include <fcntl.h>
 #include "base/unix_message.hpp"
 #include "supervisor/process/notify_message.hpp"
 
@@ -32,14 +34,25 @@ NotifySocket::NotifySocket(uv_loop_t* loop, uid_t worker_uid, NotifyHandlers han
   addr.sun_family = AF_UNIX;
   if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(sa_family_t)) != 0)
     throw std::system_error(errno, std::generic_category(), "bind (autobind) of a notify socket");
+  const int one = 1;
+  if (::setsockopt(fd_.get(), SOL_SOCKET, SO_PASSCRED, &one, sizeof one) != 0)
+    throw std::system_error(errno, std::generic_category(), "setsockopt(SO_PASSCRED)");
+  name_and_watch(loop);
+}
+
+NotifySocket::NotifySocket(uv_loop_t* loop, uid_t worker_uid, NotifyHandlers handlers, shm::OwnedFd socket)
+    : worker_uid_(worker_uid), handlers_(std::move(handlers)), fd_(std::move(socket)) {
+  ::fcntl(fd_.get(), F_SETFL, O_NONBLOCK);
+  name_and_watch(loop);
+}
+
+void NotifySocket::name_and_watch(uv_loop_t* loop) {
+  sockaddr_un addr{};
   socklen_t len = sizeof addr;
   if (::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
       len <= offsetof(sockaddr_un, sun_path) + 1)
     throw std::system_error(errno, std::generic_category(), "getsockname of a notify socket");
   address_ = "@" + std::string(addr.sun_path + 1, len - offsetof(sockaddr_un, sun_path) - 1);
-  const int one = 1;
-  if (::setsockopt(fd_.get(), SOL_SOCKET, SO_PASSCRED, &one, sizeof one) != 0)
-    throw std::system_error(errno, std::generic_category(), "setsockopt(SO_PASSCRED)");
   watch_ = std::make_unique<FdWatch>(loop, fd_.get());
   watch_->start(UV_READABLE, [this](int, int) { drain(); });
 }

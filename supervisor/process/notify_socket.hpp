@@ -29,12 +29,16 @@ class NotifySocket {
   // Throws std::system_error when the socket cannot be made. Datagrams from any uid
   // other than root, the master's own and `worker_uid` are dropped.
   NotifySocket(uv_loop_t* loop, uid_t worker_uid, NotifyHandlers handlers);
+  // A binary upgrade: the socket the previous image made (its name stays: the worker
+  // has it in NOTIFY_SOCKET). Throws std::system_error.
+  NotifySocket(uv_loop_t* loop, uid_t worker_uid, NotifyHandlers handlers, shm::OwnedFd socket);
 
   // The value for NOTIFY_SOCKET ("@forkpool/...").
   const std::string& address() const { return address_; }
   int fd() const { return fd_.get(); }
 
  private:
+  void name_and_watch(uv_loop_t* loop);
   void drain();
   void handle(std::string_view message);
 

@@ -29,6 +29,13 @@ OutputCapture::OutputCapture(uv_loop_t* loop, std::string prefix) : prefix_(std:
   watch_->start(UV_READABLE | UV_DISCONNECT, [this](int, int) { drain(); });
 }
 
+OutputCapture::OutputCapture(uv_loop_t* loop, std::string prefix, shm::OwnedFd read_end)
+    : prefix_(std::move(prefix)), read_end_(std::move(read_end)) {
+  ::fcntl(read_end_.get(), F_SETFL, O_NONBLOCK);
+  watch_ = std::make_unique<FdWatch>(loop, read_end_.get());
+  watch_->start(UV_READABLE | UV_DISCONNECT, [this](int, int) { drain(); });
+}
+
 OutputCapture::~OutputCapture() {
   // The worker is gone: what it wrote last may still be in the pipe (one bounded read).
   if (read_end_) drain();

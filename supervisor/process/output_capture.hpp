@@ -16,6 +16,9 @@ class OutputCapture {
  public:
   // Throws std::system_error if the pipe cannot be made.
   OutputCapture(uv_loop_t* loop, std::string prefix);
+  // A binary upgrade: the read end the previous image held (the worker has the write end).
+  OutputCapture(uv_loop_t* loop, std::string prefix, shm::OwnedFd read_end);
+  int read_end() const { return read_end_.get(); }
   ~OutputCapture();
 
   // The end the worker writes to; the caller closes it once the worker holds it.

@@ -19,6 +19,7 @@
 
 #include "base/clock.hpp"
 #include "base/resources.hpp"
+#include "supervisor/observe/access_log.hpp"
 #include "supervisor/observe/events.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/process/exit_status.hpp"
@@ -105,17 +106,7 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, Identity id
     wc.stdout_fd = output_fd(cfg.stdout_target, STDOUT_FILENO, stdout_capture_, stdout_file, "stdout");
     wc.stderr_fd = output_fd(cfg.stderr_target, STDERR_FILENO, stderr_capture_, stderr_file, "stderr");
     if (cfg.ready == config::Readiness::Notify || cfg.watchdog.count() > 0) {
-      NotifyHandlers h;
-      h.ready = [this] { mark_ready(); };
-      h.watchdog = [this] { arm_watchdog(); };
-      h.status = [this](std::string s) {
-        if (s != status_text_) report_status(ctx_, {pool_->name, id_.worker, pid_}, s);
-        status_text_ = std::move(s);
-      };
-      h.stopping = [this] {
-        log::debug("worker.stopping", "worker {}[{}] pid {} says it is stopping", pool_->name, id_.worker, pid_);
-      };
-      notify_ = std::make_unique<NotifySocket>(ctx_.loop, worker_uid(cfg), std::move(h));
+      make_notify_socket(std::nullopt);
       wc.notify_socket = notify_->address();
     }
   } catch (const SpawnFailure&) {
@@ -146,12 +137,28 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, Identity id
                     if (events_.writable) events_.writable();
                   });
 
-  if (cfg.ready == config::Readiness::Notify && cfg.ready_timeout.count() > 0)
+  if (cfg.ready != config::Readiness::Exec && cfg.ready_timeout.count() > 0)
     ready_timer_.start(cfg.ready_timeout, [this] { events_.ready_timeout(); });
   if (cfg.watchdog.count() > 0) arm_watchdog();
 }
 
 WorkerProcess::~WorkerProcess() = default;
+
+void WorkerProcess::make_notify_socket(std::optional<shm::OwnedFd> adopted) {
+  NotifyHandlers h;
+  h.ready = [this] { mark_ready(); };
+  h.watchdog = [this] { arm_watchdog(); };
+  h.status = [this](std::string s) {
+    if (s != status_text_) report_status(ctx_, {pool_->name, id_.worker, pid_}, s);
+    status_text_ = std::move(s);
+  };
+  h.stopping = [this] {
+    log::at_with(spdlog::level::debug, "worker.stopping", [this] { return log_fields(); },
+                 "worker {}[{}] pid {} says it is stopping", pool_->name, id_.worker, pid_);
+  };
+  if (adopted) notify_ = std::make_unique<NotifySocket>(ctx_.loop, worker_uid(*pool_), std::move(h), std::move(*adopted));
+  else notify_ = std::make_unique<NotifySocket>(ctx_.loop, worker_uid(*pool_), std::move(h));
+}
 
 void WorkerProcess::transition(WorkerPhase to) {
   if (!phase_transition_allowed(phase_, to)) {
@@ -178,11 +185,12 @@ bool WorkerProcess::accepts_work() const {
 }
 
 SendResult WorkerProcess::send_connection(int fd, std::uint16_t listener, std::uint64_t id,
-                                          const sockaddr_storage& peer, socklen_t peer_len) {
+                                          const sockaddr_storage& peer, socklen_t peer_len,
+                                          Clock::time_point accepted) {
   const SendResult r = channel_->send_connection(fd, listener, id);
   if (r != SendResult::Sent) return r;
   const bool start_timer = held_.empty();
-  held_[id] = HeldConnection{Clock::now(), peer, peer_len, listener};
+  held_[id] = HeldConnection{Clock::now(), accepted, peer, peer_len, listener};
   ++handed_;
   if (start_timer) arm_request_timer();
   return r;
@@ -191,11 +199,18 @@ SendResult WorkerProcess::send_connection(int fd, std::uint16_t listener, std::u
 void WorkerProcess::finish_connection(std::uint64_t id) {
   auto it = held_.find(id);
   if (it == held_.end()) {
-    log::debug("channel.unknown_done", "worker {}[{}] pid {} reported DONE for connection {} it does not hold",
-               pool_->name, id_.worker, pid_, id);
+    log::at_with(
+        spdlog::level::debug, "channel.unknown_done",
+        [&] {
+          auto f = log_fields();
+          f["conn"] = id;
+          return f;
+        },
+        "worker {}[{}] pid {} reported DONE for connection {} it does not hold", pool_->name, id_.worker, pid_, id);
     return;
   }
   const auto held = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - it->second.since);
+  if (access_log::enabled()) log_access(it->first, it->second, held, access_log::Outcome::Done);
   held_.erase(it);
   ++completed_;
   if (held_.empty()) idle_order_ = ++ctx_.idle_clock;
@@ -217,6 +232,9 @@ bool WorkerProcess::park_connection(std::uint64_t id, WorkerChannel::Passed pass
   else if (passed.count > 1) problem = "with more than one descriptor";
   if (problem == nullptr) {
     const HeldConnection held = it->second;
+    if (access_log::enabled())
+      log_access(id, held, std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - held.since),
+                 access_log::Outcome::Parked);
     held_.erase(it);
     if (held_.empty()) idle_order_ = ++ctx_.idle_clock;
     arm_request_timer();
@@ -250,6 +268,25 @@ const HeldConnection* WorkerProcess::oldest() const {
   return found;
 }
 
+nlohmann::json WorkerProcess::log_fields() const {
+  return {{"pool", pool_->name}, {"worker", id_.worker}, {"pid", pid_}, {"generation", id_.generation}};
+}
+
+void WorkerProcess::log_access(std::uint64_t id, const HeldConnection& c, std::chrono::microseconds held,
+                               access_log::Outcome outcome) const {
+  access_log::Record r;
+  r.pool = pool_->name;
+  r.worker = id_.worker;
+  r.pid = pid_;
+  r.peer = &c.peer;
+  r.peer_len = c.peer_len;
+  r.id = id;
+  r.queue_wait = std::chrono::duration_cast<std::chrono::microseconds>(c.since - c.accepted);
+  r.held = held;
+  r.outcome = outcome;
+  access_log::write(r);
+}
+
 void WorkerProcess::arm_request_timer() {
   if (pool_->request_timeout.count() == 0 || phase_ == WorkerPhase::Stopping || phase_ == WorkerPhase::Reaped) {
     request_timer_.stop();
@@ -281,11 +318,19 @@ void WorkerProcess::mark_ready() {
   idle_order_ = ++ctx_.idle_clock;
   ready_timer_.stop();
   ctx_.scoreboard->mark_ready(id_.scoreboard_slot);
+  const bool exec = pool_->ready == config::Readiness::Exec;
+  // Announced before what follows from it (a replacement taking over, the pool running).
+  if (!exec && events_.ready_confirmed) events_.ready_confirmed();
   events_.ready();  // may destroy nothing: the pool only updates counts here
+  if (exec && events_.ready_confirmed && phase_ == WorkerPhase::Ready) {
+    // The ready timer has no other use with exec readiness; stop() and reaped() stop it.
+    ready_timer_.start(kExecReadyGrace, [this] { events_.ready_confirmed(); });
+  }
 }
 
 void WorkerProcess::arm_watchdog() {
   if (pool_->watchdog.count() == 0 || phase_ == WorkerPhase::Stopping || phase_ == WorkerPhase::Reaped) return;
+  watchdog_due_ = Clock::now() + pool_->watchdog;
   watchdog_timer_.start(pool_->watchdog, [this] { events_.watchdog_missed(); });
 }
 
@@ -329,6 +374,12 @@ void WorkerProcess::reaped() {
   read_channel(true);
   if (bad_parks_) bad_parks_->flush();
   channel_->close();
+  if (access_log::enabled()) {
+    const auto now = Clock::now();
+    for (const auto& [id, c] : held_)
+      log_access(id, c, std::chrono::duration_cast<std::chrono::microseconds>(now - c.since),
+                 access_log::Outcome::Lost);
+  }
   ready_timer_.stop();
   watchdog_timer_.stop();
   request_timer_.stop();
@@ -396,8 +447,16 @@ void WorkerProcess::run_stop_steps() {
   while (stop_step_ < stop_plan_.size() && stop_plan_[stop_step_].after <= elapsed) {
     const StopStep& step = stop_plan_[stop_step_++];
     if (stop_step_ > 1)
-      log::warn("worker.stop_escalated", "worker {}[{}] pid {} still running after {}; sending SIG{}", pool_->name,
-                id_.worker, pid_, format_uptime(step.after), sigabbrev_np(step.signal));
+      log::at_with(
+          spdlog::level::warn, "worker.stop_escalated",
+          [&] {
+            auto f = log_fields();
+            f["after_s"] = static_cast<double>(step.after.count()) / 1000.0;
+            f["signal_name"] = std::string("SIG") + sigabbrev_np(step.signal);
+            return f;
+          },
+          "worker {}[{}] pid {} still running after {}; sending SIG{}", pool_->name, id_.worker, pid_,
+          format_uptime(step.after), sigabbrev_np(step.signal));
     // A stopped worker (SIGSTOP, ^Z) would keep the signal pending until graceful_timeout:
     // wake it, after the signal, so it acts on it now. Only when it is stopped: a SIGCONT
     // to a running worker could undo a stop of its own on its way out (a sanitizer's

@@ -18,10 +18,13 @@
 #include "supervisor/dispatch/worker_channel.hpp"
 #include "supervisor/generation/listeners.hpp"
 #include "supervisor/master_context.hpp"
+#include "supervisor/observe/access_log.hpp"
 #include "supervisor/process/notify_socket.hpp"
 #include "supervisor/process/output_capture.hpp"
 #include "supervisor/process/stop_plan.hpp"
 #include "supervisor/process/worker_phase.hpp"
+#include "supervisor/upgrade/state_reader.hpp"
+#include "supervisor/upgrade/state_writer.hpp"
 #include "supervisor/pool/respawn_policy.hpp"
 #include "supervisor/uv_handles.hpp"
 
@@ -36,6 +39,10 @@ struct SpawnFailure : std::runtime_error {
 
 struct WorkerEvents {
   std::function<void()> ready;
+  // Its readiness is beyond doubt, so it can be announced: just before `ready`, except
+  // with ready = "exec", where it comes kExecReadyGrace later, and never if the worker
+  // exits or is stopped before (an EX_CONFIG exit then is one "before it was ready").
+  std::function<void()> ready_confirmed;
   std::function<void()> ready_timeout;
   std::function<void()> watchdog_missed;
   // Master dispatch: a connection finished (DONE) after `held`; the channel drained.
@@ -65,6 +72,7 @@ inline constexpr int kReapReadLimit = 65536;
 // A connection handed to this worker and not finished yet.
 struct HeldConnection {
   Clock::time_point since;
+  Clock::time_point accepted;  // by the master: since - accepted is the time it was queued
   sockaddr_storage peer;
   socklen_t peer_len;
   std::uint16_t listener;  // index into the pool's listeners, as sent in CONN
@@ -85,7 +93,17 @@ class WorkerProcess {
   // master-side settings.
   WorkerProcess(MasterContext& ctx, PoolConfigRef pool, Identity id, const std::vector<ListenerRef>& listeners,
                 WorkerEvents events);
+  // A binary upgrade (worker_process_state.cpp): the process the previous image started,
+  // with its channel, notify socket, output pipes, held connections and timers as
+  // export_state described them. Throws upgrade::StateError.
+  WorkerProcess(MasterContext& ctx, PoolConfigRef pool, const nlohmann::json& state, upgrade::AdoptedFds& fds,
+                WorkerEvents events);
   ~WorkerProcess();
+  // Once the adopting pool has wired everything: watches the channel and re-arms the
+  // timers from the deadlines they had (a stop in progress goes on where it was).
+  void resume_adopted();
+  // What the new image needs to adopt this process; its descriptors go into `fds`.
+  nlohmann::json export_state(upgrade::FdList& fds) const;
 
   pid_t pid() const { return pid_; }
   const Identity& identity() const { return id_; }
@@ -111,8 +129,10 @@ class WorkerProcess {
   std::uint64_t completed() const { return completed_; }    // DONE received
   // Age of the oldest connection it holds; zero when it holds none.
   std::chrono::microseconds oldest_held() const;
+  // pool, worker, pid, generation: the fields of a JSON log line about this worker.
+  nlohmann::json log_fields() const;
   SendResult send_connection(int fd, std::uint16_t listener, std::uint64_t id, const sockaddr_storage& peer,
-                             socklen_t peer_len);
+                             socklen_t peer_len, Clock::time_point accepted);
   // Connections after which the pool replaces this worker (0 = never).
   std::uint64_t recycle_after() const { return recycle_after_; }
   void set_recycle_after(std::uint64_t n) { recycle_after_ = n; }
@@ -147,9 +167,12 @@ class WorkerProcess {
   // The held connection dispatched longest ago (ids are not in that order: a parked
   // connection comes back with its first id). Null when it holds none.
   const HeldConnection* oldest() const;
+  void log_access(std::uint64_t id, const HeldConnection& c, std::chrono::microseconds held,
+                  access_log::Outcome outcome) const;
   void arm_request_timer();
   void run_stop_steps();
   void arm_watchdog();
+  void make_notify_socket(std::optional<shm::OwnedFd> adopted);
 
   MasterContext& ctx_;
   PoolConfigRef pool_;
@@ -170,6 +193,7 @@ class WorkerProcess {
   Timer watchdog_timer_;
   Timer stop_timer_;
   Timer request_timer_;
+  Clock::time_point watchdog_due_{};
   std::map<std::uint64_t, HeldConnection> held_;
   std::uint64_t handed_ = 0;
   std::uint64_t completed_ = 0;

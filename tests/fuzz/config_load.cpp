@@ -43,7 +43,7 @@ void check_error(const config::ConfigError& e, std::string_view text) {
 
 config::Config load(std::string_view text, const char* stage) {
   try {
-    return config::load_string(text, kFile);
+    return config::load_string(text, kFile, config::Includes::Skip);  // reads no other file
   } catch (const config::ConfigError&) {
     throw;
   } catch (const std::exception& e) {

@@ -88,6 +88,9 @@ class FakeTarget final : public ControlTarget {
     return fds;
   }
   json reload(std::string_view trigger) override { return {{"ok", false}, {"error", std::string(trigger)}}; }
+  void upgrade(std::string_view trigger, ControlClient* c) override {
+    if (c != nullptr) c->error(std::string(trigger));
+  }
 
   int shutdowns = 0;
 };

@@ -336,3 +336,60 @@ TEST_CASE("check cli: --check prints values with the environment expanded, and n
   CHECK_THAT(bad.err, Catch::Contains(file.string() + ":2:25: pools.web.command[1]: environment variable "
                                                       "FP_CHECK_ARG is not set"));
 }
+
+TEST_CASE("check cli: with no -c and no config file anywhere, every path tried is listed", "[check][cli]") {
+  TempDir dir;
+  const auto r = run_command({"/bin/sh", "-c", "cd '" + dir.path().string() + "' && exec " + kForkpool + " --check"},
+                             kTimeout);
+  INFO(r.describe());
+  if (std::filesystem::exists("/etc/forkpool/forkpool.toml")) return;  // this host has one: it would be used
+  REQUIRE(r.exited);
+  CHECK(r.exit_code == 2);
+  CHECK(r.out.empty());
+  CHECK_THAT(r.err, Catch::Contains("no config file found; tried:"));
+  CHECK_THAT(r.err, Catch::Contains((std::filesystem::canonical(dir.path()) / "forkpool.toml").string()));
+  CHECK_THAT(r.err, Catch::Contains("/etc/forkpool/forkpool.toml"));
+  CHECK_THAT(r.err, Catch::Contains("-c FILE"));
+}
+
+TEST_CASE("check cli: a control socket or log folder that does not exist is an error with the real cause",
+          "[check][cli]") {
+  TempDir dir;
+  write_file(dir / "f.toml", "[supervisor]\ncontrol_socket = \"run/forkpool.sock\"\nlog_file = \"logs/forkpool.log\"\n"
+                             "[pools.web]\ncommand = [\"/bin/true\"]\n");
+  const auto r = check(dir / "f.toml");
+  require_clean_rejection(r, dir / "f.toml");
+  CHECK_THAT(r.err, Catch::Contains(":2:18: supervisor.control_socket: the folder of the control socket: " +
+                                    (dir / "run").string() + ": No such file or directory"));
+  CHECK_THAT(r.err, Catch::Contains(":3:12: supervisor.log_file: the folder of the log file: " +
+                                    (dir / "logs").string() + ": No such file or directory"));
+}
+
+TEST_CASE("check cli: umask = 022 is a located error that says to write a string", "[check][cli]") {
+  TempDir dir;
+  write_file(dir / "f.toml", "[pools.web]\ncommand = [\"/bin/true\"]\numask = 022\n");
+  const auto r = check(dir / "f.toml");
+  require_clean_rejection(r, dir / "f.toml");
+  CHECK_THAT(r.err, Catch::Contains((dir / "f.toml").string() + ":3:9: pools.web.umask: "));
+  CHECK_THAT(r.err, Catch::Contains("a file mode or umask is written as a string: umask = \"022\""));
+}
+
+TEST_CASE("check cli: included pool files are printed inline and errors in them name their file", "[check][cli]") {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "conf.d");
+  write_file(dir / "f.toml", "[supervisor]\ninclude = [\"conf.d/*.toml\"]\n\n[pools.web]\ncommand = [\"/bin/true\"]\n");
+  write_file(dir / "conf.d/api.toml", "[pools.api]\ncommand = [\"/bin/true\"]\nworkers = 2\n");
+  const auto ok = check(dir / "f.toml");
+  INFO(ok.describe());
+  REQUIRE(ok.exit_code == 0);
+  CHECK_THAT(ok.out, Catch::Contains("# from " + (dir / "conf.d/api.toml").string() + "\n[pools.api]\n"));
+  CHECK(ok.out.find("[pools.web]") < ok.out.find("[pools.api]"));
+
+  write_file(dir / "conf.d/web.toml", "[pools.web]\ncommand = [\"/bin/true\"]\nworkrs = 2\n");
+  const auto bad = check(dir / "f.toml");
+  INFO(bad.describe());
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.err, Catch::Contains((dir / "conf.d/web.toml").string() + ":1:8: pools.web: pool \"web\" is defined twice: here and at " +
+                                      (dir / "f.toml").string() + ":4:8"));
+  CHECK_THAT(bad.err, Catch::Contains(": 1 error\n"));
+}

@@ -440,7 +440,21 @@ TEST_CASE("control events stream a killed worker's exit then its respawn then a 
   // without backoff and without counting towards flapping.
   CHECK(exit["reason"] == "requested");
   CHECK(exit["status"] == "exited on signal 9");
+  CHECK(exit["signal"] == 9);
+  CHECK(exit["signal_name"] == "SIGKILL");
+  CHECK(exit["core_dumped"] == false);
+  CHECK(exit["generation"] == 1);
+  CHECK(exit["uptime_s"].is_number());
   CHECK(exit["time"].is_string());
+  // The subject is in pool/worker/pid; the message does not say it again.
+  CHECK_THAT(exit["message"].get<std::string>(), Catch::StartsWith("exited on signal 9 (after "));
+  for (const auto& e : seen) {
+    INFO(e.dump());
+    const std::string message = e.value("message", "");
+    CHECK(message.rfind("worker ", 0) != 0);
+    CHECK(message.rfind("pool ", 0) != 0);
+    if (e.contains("pid")) CHECK(message.find("pid " + std::to_string(e["pid"].get<long>())) == std::string::npos);
+  }
   CHECK(index_of(seen, "worker.respawn_scheduled") == seen.size());
   CHECK((*spawn)["pool"] == "web");
   CHECK((*spawn)["pid"].get<pid_t>() != old);
@@ -542,7 +556,9 @@ TEST_CASE("control scale and restart under load lose no request", "[control][loa
   CHECK_THAT(out, Catch::Contains("Failed requests:        0"));
   CHECK_THAT(out, !Catch::Contains("apr_"));
 
-  // Every old worker stopped only after its replacement was ready.
+  // Every old worker stopped only after its replacement was ready: the "replaces" line is
+  // written when the replacement is ready and takes over (with ready = "exec" the
+  // worker.ready line itself waits for the worker's first second).
   const auto log_lines = lines_of(s.master->log());
   const std::regex replaces_re(R"(worker web\[([0-9]+)\] pid ([0-9]+) replaces pid ([0-9]+) \(restart\))");
   std::set<pid_t> replaced_old;
@@ -552,7 +568,7 @@ TEST_CASE("control scale and restart under load lose no request", "[control][loa
     const std::string fresh = m[2].str(), old = m[3].str();
     replaced_old.insert(std::stoi(old));
     INFO(line);
-    const auto ready_at = line_index(log_lines, "pid " + fresh + " is ready");
+    const auto ready_at = line_index(log_lines, "pid " + fresh + " replaces pid " + old);
     const auto exit_at = line_index(log_lines, "pid " + old + " exited");
     CHECK(ready_at < log_lines.size());
     CHECK(ready_at < exit_at);
@@ -838,6 +854,124 @@ TEST_CASE("control metrics and the metrics HTTP listener agree with status", "[c
   REQUIRE(nope.has_value());
   CHECK(nope->status == 404);
   CHECK(unexpected_log_lines(s.master->log(), kNoWarnings) == std::vector<std::string>{});
+}
+
+TEST_CASE("metrics keep one series per worker slot across restarts and put pids only in forkpool_worker_info",
+          "[control][metrics]") {
+  Setup s(supervisor_section() + hello_pool("web", 2));
+  const std::string addr = s.master->wait_listen_address("web");
+  REQUIRE(s.ready());
+  auto c = s.client();
+  constexpr int kRequests = 40;
+  for (int i = 0; i < kRequests; ++i) REQUIRE(http_get(addr, "/").has_value());
+  REQUIRE(wait_until([&] { return pool_status(c, "web")["counters"]["completed"] == kRequests; }));
+
+  auto metrics_text = [&] {
+    const json r = c.request({{"cmd", "metrics"}});
+    REQUIRE(is_ok(r));
+    return r["text"].get<std::string>();
+  };
+  auto pids_of = [&] { return serving_pids(pool_status(c, "web")); };
+  const auto before = pids_of();
+  REQUIRE(before.size() == 2);
+  std::string text = metrics_text();
+  auto samples = prometheus_samples(text);
+  for (const auto& [worker, pid] : before) {
+    const std::string w = std::to_string(worker);
+    CHECK(samples.count("forkpool_worker_info{pool=\"web\",worker=\"" + w + "\",pid=\"" + std::to_string(pid) +
+                        "\",role=\"serving\",generation=\"1\"}") == 1);
+    CHECK(samples.at("forkpool_worker_restarts_total{pool=\"web\",worker=\"" + w + "\"}") == 0);
+  }
+  for (const auto& [key, value] : samples) {
+    INFO(key);
+    if (key.rfind("forkpool_worker_info{", 0) != 0) CHECK(key.find("pid=") == std::string::npos);
+  }
+  // The documented buckets, in order, and every connection counted once.
+  const std::vector<std::string> bounds = {"0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01",
+                                           "0.025",  "0.05",    "0.1",    "0.25",  "0.5",    "1",     "2.5",
+                                           "5",      "10",      "25",     "60",    "+Inf"};
+  std::vector<std::string> seen_bounds;
+  static const std::regex bucket_re(R"re(^forkpool_connection_duration_seconds_bucket\{pool="web",le="([^"]+)"\} )re");
+  for (const auto& line : lines_of(text)) {
+    std::smatch m;
+    if (std::regex_search(line, m, bucket_re)) seen_bounds.push_back(m[1].str());
+  }
+  CHECK(seen_bounds == bounds);
+  CHECK(samples.at(R"(forkpool_connection_duration_seconds_bucket{pool="web",le="+Inf"})") == kRequests);
+  CHECK(samples.at(R"(forkpool_connection_duration_seconds_count{pool="web"})") == kRequests);
+  CHECK(samples.at(R"(forkpool_queue_wait_seconds_count{pool="web"})") == kRequests);
+  const json version = c.request({{"cmd", "version"}});
+  CHECK(samples.at("forkpool_build_info{version=\"" + version["version"].get<std::string>() + "\"}") == 1);
+  CHECK_THAT(text, Catch::Contains("# HELP forkpool_workers_recycled_total") && Catch::Contains("max_requests") &&
+                       Catch::Contains("max_memory") && Catch::Contains("forkpoolctl restart") &&
+                       Catch::Contains("a reload"));
+
+  // A new process in slot 0: the same series goes on, the info series names the new pid.
+  REQUIRE(is_ok(c.request({{"cmd", "kill"}, {"pool", "web"}, {"worker", 0}, {"signal", "KILL"}})));
+  const pid_t fresh = s.master->wait_worker_started_after("web", 0, before.at(0));
+  REQUIRE(wait_until([&] {
+    const auto now = pids_of();
+    return now.size() == 2 && now.at(0) == fresh;
+  }));
+  text = metrics_text();
+  samples = prometheus_samples(text);
+  CHECK(samples.at(R"(forkpool_worker_restarts_total{pool="web",worker="0"})") == 1);
+  CHECK(samples.at(R"(forkpool_worker_restarts_total{pool="web",worker="1"})") == 0);
+  CHECK(samples.count("forkpool_worker_info{pool=\"web\",worker=\"0\",pid=\"" + std::to_string(fresh) +
+                      "\",role=\"serving\",generation=\"1\"}") == 1);
+  CHECK(text.find("pid=\"" + std::to_string(before.at(0)) + "\"") == std::string::npos);
+  std::size_t restarts_series = 0;
+  for (const auto& [key, value] : samples)
+    if (key.rfind("forkpool_worker_restarts_total{", 0) == 0) ++restarts_series;
+  CHECK(restarts_series == 2);
+
+  // A rolling restart: each replacement is one more process for its worker number, in
+  // whatever scoreboard slot it got, so the counters only grow.
+  const auto before_restart = pids_of();
+  REQUIRE(is_ok(c.request({{"cmd", "restart"}, {"pool", "web"}})));
+  REQUIRE(wait_until([&] {
+    const json web = pool_status(c, "web");
+    if (!settled(web, 2)) return false;
+    for (const auto& [worker, pid] : serving_pids(web))
+      if (pid == before_restart.at(worker)) return false;
+    return true;
+  }, 20s));
+  text = metrics_text();
+  samples = prometheus_samples(text);
+  CHECK(samples.at(R"(forkpool_worker_restarts_total{pool="web",worker="0"})") == 2);
+  CHECK(samples.at(R"(forkpool_worker_restarts_total{pool="web",worker="1"})") == 1);
+
+  write_file(s.dir / "metrics.txt", text);
+  const auto check = run_command({"/bin/sh", "-c", "exec /usr/bin/promtool check metrics < \"$0\"",
+                                  (s.dir / "metrics.txt").string()},
+                                 20s);
+  INFO(check.describe());
+  CHECK(check.exited);
+  CHECK(check.exit_code == 0);
+  CHECK(check.err.empty());
+}
+
+TEST_CASE("a shared or plain pool's worker RSS is the sum over its process tree", "[control][metrics]") {
+  // The worker is a shell that starts a child holding 64 MiB and waits for it, as
+  // gunicorn's master does with its workers: the shell alone is far smaller.
+  const std::string child = "import time; b = b'x' * (64 << 20); time.sleep(600)";
+  Setup s(supervisor_section() + "[pools.tree]\ncommand = [\"/bin/sh\", \"-c\", \"/usr/bin/python3 -c \\\"" + child +
+          "\\\" & wait\"]\nworkers = 1\n");
+  REQUIRE(s.ready());
+  auto c = s.client();
+  constexpr std::uint64_t kChild = 64ull << 20;
+  std::uint64_t rss = 0;
+  CHECK(wait_until([&] {
+    const json p = pool_status(c, "tree");
+    if (!p.is_object() || p["workers"].empty()) return false;
+    rss = p["workers"][0].value("rss_bytes", std::uint64_t{0});
+    return rss >= kChild;
+  }, 20s));
+  INFO("rss " << rss);
+  const json r = c.request({{"cmd", "metrics"}});
+  REQUIRE(is_ok(r));
+  const auto samples = prometheus_samples(r["text"].get<std::string>());
+  CHECK(samples.at(R"(forkpool_worker_rss_bytes{pool="tree",worker="0"})") >= static_cast<double>(kChild));
 }
 
 TEST_CASE("control shutdown replies and the master exits 0", "[control]") {

@@ -309,3 +309,31 @@ TEST_CASE("PARKs that break the rules are counted as protocol errors, closed, an
   CHECK(process_alive(plain_worker));
   stop_master(master);
 }
+
+TEST_CASE("parked connections are carried across a binary upgrade, deadlines and all", "[keepalive][upgrade]") {
+  Setup s(supervisor_section() + hello_keepalive_pool(1, "keepalive_timeout = \"20s\"\n"));
+  const std::string address = s.master->wait_listen_address("web");
+  REQUIRE(!s.master->wait_log("every pool has its workers ready").empty());
+
+  std::vector<std::unique_ptr<KeepAliveClient>> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.push_back(std::make_unique<KeepAliveClient>(address));
+    REQUIRE(clients.back()->get().has_value());
+  }
+  {
+    auto ctl = s.client();
+    REQUIRE(wait_until([&] { return c(pool_status(ctl, "web"), "parked_now") == 4; }));
+  }
+  s.master->signal(SIGUSR2);
+  REQUIRE(!s.master->wait_log("\\[master.upgraded\\]", 30s).empty());
+  // The same connections, held by the new image, bring their next requests.
+  for (auto& client : clients) CHECK(client->get() == std::optional<std::string>("Hello, world\n"));
+  auto ctl = s.client();
+  REQUIRE(wait_until([&] { return c(pool_status(ctl, "web"), "parked") == 8; }));
+  const json p = pool_status(ctl, "web");
+  CHECK(c(p, "resumed") == 4);
+  CHECK(c(p, "parked_closed") == 0);
+  CHECK(c(p, "accepted") == 4);
+  check_identities(p);
+  stop_master(*s.master);
+}

@@ -698,7 +698,8 @@ TEST_CASE(
   m.rewrite(supervisor_section() + hello_pool("web", kWorkers, "dispatch = \"shared\"\n"));
   const json to_shared = m.reload();
   require_reloaded(to_shared, 2);
-  check_change(to_shared, "web", "replace", {"dispatch"});
+  // The default readiness follows the dispatch (protocol for master, exec for shared).
+  check_change(to_shared, "web", "replace", {"dispatch", "ready"});
   json web;
   CHECK(wait_until(
       [&] {
@@ -726,7 +727,7 @@ TEST_CASE(
   m.rewrite(supervisor_section() + hello_pool("web", kWorkers));
   const json to_master = m.reload();
   require_reloaded(to_master, 3);
-  check_change(to_master, "web", "replace", {"dispatch"});
+  check_change(to_master, "web", "replace", {"dispatch", "ready"});
   CHECK(wait_until(
       [&] {
         web = pool_status(c, "web");
@@ -845,11 +846,11 @@ TEST_CASE(
     "running",
     "[reload][supervisor]") {
   // Worker 0 exits 78 at once and fails the pool; worker 1 of the same command is still
-  // running (ready, as ready = "exec" says) when the fix is deployed.
+  // running (ready, as ready = "exec" says: sleep speaks no protocol) when the fix is deployed.
   const std::string broken =
       "[pools.app]\ncommand = [\"/bin/sh\", \"-c\", \"[ {worker} = 0 ] && exit 78; exec sleep "
       "600\"]\n"
-      "listen = [\"tcp://127.0.0.1:0\"]\nworkers = 2\n\n";
+      "listen = [\"tcp://127.0.0.1:0\"]\nworkers = 2\nready = \"exec\"\n\n";
   const std::string web = hello_pool("web", 1);
   Master m(supervisor_section() + web + broken);
   const std::string app_addr = m.process->wait_listen_address("app");
@@ -865,7 +866,7 @@ TEST_CASE(
   m.rewrite(supervisor_section() + web + hello_pool("app", 2));
   const json r = m.reload();
   require_reloaded(r, 2);
-  check_change(r, "app", "replace", {"command"});
+  check_change(r, "app", "replace", {"command", "ready"});
   check_revived(m, c, app_addr, old);
 }
 

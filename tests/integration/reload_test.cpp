@@ -200,12 +200,14 @@ TEST_CASE("reload of a changed env replaces every worker in a rolling restart", 
   for (const pid_t pid : before)
     CHECK(wait_until([&] { return !is_child_of(pid, m.process->pid()); }, kSettle));
 
-  // From the log: each old worker stopped only after one more new worker was ready.
+  // From the log: each old worker stopped only after one more new worker was ready. A
+  // replacement's "replaces pid" line is written when it is ready and takes over (with
+  // ready = "exec" its worker.ready line waits for its first second).
   const auto log = lines_of(m.process->log());
   std::size_t ready_new = 0, exited_old = 0;
   for (const auto& line : log) {
     for (const pid_t pid : after)
-      if (line.find("pid " + std::to_string(pid) + " is ready") != std::string::npos) ++ready_new;
+      if (line.find("pid " + std::to_string(pid) + " replaces pid ") != std::string::npos) ++ready_new;
     for (const pid_t pid : before)
       if (line.find("pid " + std::to_string(pid) + " exited") != std::string::npos) {
         ++exited_old;

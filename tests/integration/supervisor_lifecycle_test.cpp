@@ -14,9 +14,11 @@
 #include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "support/http_client.hpp"
 #include "support/master_process.hpp"
@@ -214,6 +216,75 @@ TEST_CASE("log_format = json writes one JSON object a line", "[supervisor][loggi
     ++lines;
   }
   CHECK(lines >= 5);
+}
+
+TEST_CASE("log_format = json carries an event's facts as fields of their own", "[supervisor][logging]") {
+  TempDir dir;
+  const auto log_file = dir / "master.log";
+  write_file(dir / "f.toml", "[supervisor]\nlog_format = \"json\"\nlog_file = \"master.log\"\n\n" + hello_pool(2));
+  MasterProcess master(dir / "f.toml");
+  // Every line of the file, parsed; fails the test on a line that is not one JSON object.
+  auto lines = [&] {
+    std::vector<nlohmann::json> out;
+    std::ifstream in(log_file);
+    std::string line;
+    while (std::getline(in, line)) {
+      INFO(line);
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      REQUIRE(j.is_object());
+      out.push_back(std::move(j));
+    }
+    return out;
+  };
+  auto find = [&](const std::string& event, pid_t pid) -> std::optional<nlohmann::json> {
+    for (auto& j : lines())
+      if (j.value("event", "") == event && j.value("pid", 0) == pid) return j;
+    return std::nullopt;
+  };
+  pid_t pid = 0;
+  REQUIRE(wait_until([&] {
+    for (auto& j : lines())
+      if (j.value("event", "") == "worker.spawn" && j.value("worker", -1) == 1) pid = j.value("pid", 0);
+    return pid > 0;
+  }));
+  const auto spawn = find("worker.spawn", pid);
+  REQUIRE(spawn.has_value());
+  CHECK((*spawn)["pool"] == "web");
+  CHECK((*spawn)["generation"] == 1);
+  CHECK((*spawn)["level"] == "info");
+  CHECK((*spawn)["message"] == "worker web[1] pid " + std::to_string(pid) + " started");
+  // Every line starts with time, level and event, whatever its fields.
+  std::ifstream first(log_file);
+  std::string raw;
+  REQUIRE(std::getline(first, raw));
+  CHECK(raw.rfind("{\"time\":", 0) == 0);
+  CHECK(raw.find("\"level\":") < raw.find("\"event\":"));
+  // A worker's line names its subject right after the event, in a fixed order.
+  const std::string spawn_line = [&] {
+    std::ifstream in(log_file);
+    std::string l;
+    while (std::getline(in, l))
+      if (l.find("\"worker.spawn\"") != std::string::npos) return l;
+    return std::string();
+  }();
+  CHECK(spawn_line.find("\"event\":\"worker.spawn\",\"pool\":\"web\",\"worker\":") != std::string::npos);
+
+  REQUIRE(::kill(pid, SIGKILL) == 0);
+  std::optional<nlohmann::json> exit;
+  REQUIRE(wait_until([&] { return (exit = find("worker.exit", pid)).has_value(); }));
+  INFO(exit->dump());
+  CHECK((*exit)["level"] == "warn");
+  CHECK((*exit)["pool"] == "web");
+  CHECK((*exit)["worker"] == 1);
+  CHECK((*exit)["generation"] == 1);
+  CHECK((*exit)["reason"] == "crashed");
+  CHECK((*exit)["signal"] == SIGKILL);
+  CHECK((*exit)["signal_name"] == "SIGKILL");
+  CHECK((*exit)["core_dumped"] == false);
+  CHECK(!exit->contains("exit_code"));
+  CHECK((*exit)["uptime_s"].is_number());
+  CHECK_THAT((*exit)["message"].get<std::string>(),
+             Catch::StartsWith("worker web[1] pid " + std::to_string(pid) + " exited on signal 9"));
 }
 
 TEST_CASE("a listener that cannot be bound stops the master before it starts anything", "[supervisor][lifecycle]") {

@@ -130,7 +130,8 @@ TEST_CASE("a notify worker that never sends READY=1 is killed after ready_timeou
   REQUIRE(old_pid > 0);
   // The deadline is ready_timeout after the spawn: not less than about that (the exact
   // bound is the large-pool test below).
-  const long long after = wait_killed_and_replaced(master, old_pid, "did not become ready within ready_timeout");
+  const long long after = wait_killed_and_replaced(
+      master, old_pid, "did not become ready within ready_timeout 300ms \\(it sent no READY=1 to \\$NOTIFY_SOCKET\\)");
   CHECK(after >= 250);
   CHECK(after < 3000);
   CHECK(master.all_matches("(is ready)").empty());

@@ -85,6 +85,31 @@ TEST_CASE("exit 78 (EX_CONFIG) at start marks the pool failed at once", "[superv
   // The workers already started may exit too, but nothing is started after the failure.
   master.wait_log("worker web\\[2\\] pid [0-9]+ exited");
   CHECK(master.all_matches("pid [0-9]+ (started)").size() == 3);
+  // With ready = "exec" they counted as ready from the start, but an EX_CONFIG exit in
+  // the first second is one "before it was ready": none was ever logged as ready.
+  CHECK(master.all_matches("(is ready)").empty());
+  CHECK(master.all_matches("(\\[worker.ready\\])").empty());
+}
+
+TEST_CASE("a worker with ready = exec is logged ready once its first second is over", "[supervisor][restart]") {
+  TempDir dir;
+  write_file(dir / "f.toml", pool_config(tw() + "workers = 1\n"));
+  MasterProcess master(dir / "f.toml");
+  const pid_t pid = master.wait_worker_started("web", 0);
+  const auto spawned = master.wait_log("([0-9:.]+)Z info  \\[worker.spawn\\] worker web\\[0\\] pid " + std::to_string(pid));
+  const auto ready = master.wait_log("([0-9:.]+)Z info  \\[worker.ready\\] worker web\\[0\\] pid " + std::to_string(pid) +
+                                     " is ready");
+  REQUIRE(spawned.size() > 1);
+  REQUIRE(ready.size() > 1);
+  // HH:MM:SS.mmm of the same day (the test runs for seconds): the ready line is at least
+  // a second after the start.
+  auto ms = [](const std::string& t) {
+    return std::stol(t.substr(0, 2)) * 3'600'000 + std::stol(t.substr(3, 2)) * 60'000 +
+           std::stol(t.substr(6, 2)) * 1000 + std::stol(t.substr(9, 3));
+  };
+  INFO(spawned[1].str() << " -> " << ready[1].str());
+  const long gap = (ms(ready[1].str()) - ms(spawned[1].str()) + 86'400'000) % 86'400'000;
+  CHECK(gap >= 990);  // libuv's loop clock may run a millisecond behind the wall clock
 }
 
 TEST_CASE("SIGTTIN and SIGTTOU add and remove a worker", "[supervisor][scale]") {

@@ -65,12 +65,13 @@ TEST_CASE("bash completion registers for forkpoolctl and completes commands and 
   REQUIRE(registered.exit_code == 0);
   CHECK(registered.out == "complete -F _forkpoolctl forkpoolctl\n");
 
-  CHECK(complete(dir, {""}) == Words{"events", "kill", "log-level", "metrics", "reload", "restart", "scale",
-                                     "shutdown", "start", "status", "stop", "top", "version"});
+  CHECK(complete(dir, {""}) == Words{"events", "help", "kill", "log-level", "metrics", "reload", "restart", "scale",
+                                     "shutdown", "start", "status", "stop", "top", "upgrade", "version"});
   CHECK(complete(dir, {"st"}) == Words{"start", "status", "stop"});
   CHECK(complete(dir, {"--j"}) == Words{"--json"});
   CHECK(complete(dir, {"top", "--"}) ==
-        Words{"--help", "--interval", "--json", "--once", "--socket", "--timeout", "--version"});
+        Words{"--config", "--help", "--interval", "--json", "--no-wait", "--once", "--socket", "--timeout", "--version"});
+  CHECK(complete(dir, {"help", "up"}) == Words{"upgrade"});
   CHECK(complete(dir, {"log-level", "w"}) == Words{"warn"});
 }
 
@@ -84,8 +85,11 @@ TEST_CASE("bash completion takes pool names and worker numbers live from the mas
   REQUIRE(!master.wait_log("every pool has its workers ready").empty());
   const std::string sock = (dir / "ctl.sock").string();
 
-  CHECK(complete(dir, {"-s", sock, "restart", ""}) == Words{"api-2", "web"});
-  CHECK(complete(dir, {"--socket=" + sock, "stop", "a"}) == Words{"api-2"});
+  CHECK(complete(dir, {"-s", sock, "restart", ""}) == Words{"all", "api-2", "web"});
+  CHECK(complete(dir, {"--socket=" + sock, "stop", "a"}) == Words{"all", "api-2"});
+  CHECK(complete(dir, {"-s", sock, "status", ""}) == Words{"api-2", "web"});
+  // -c CONFIG: forkpoolctl finds the socket through the master's config file.
+  CHECK(complete(dir, {"-c", (dir / "f.toml").string(), "kill", "web", ""}) == Words{"0", "1"});
   CHECK(complete(dir, {"-s", sock, "kill", "api-2", ""}) == Words{"0", "1", "2"});
   CHECK(complete(dir, {"-s", sock, "restart", "web", ""}) == Words{"0", "1"});
   CHECK(complete(dir, {"-s", sock, "kill", "web", "1", "TT"}) == Words{"TTIN", "TTOU"});

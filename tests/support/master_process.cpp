@@ -28,10 +28,10 @@ std::filesystem::path testworker_binary() {
 }
 
 MasterProcess::MasterProcess(const std::filesystem::path& config, std::vector<std::string> prefix,
-                             std::vector<std::string> extra_env) {
+                             std::vector<std::string> extra_env, std::filesystem::path binary) {
   log_path_ = config.parent_path() / "forkpool.log";
   std::vector<std::string> args = std::move(prefix);
-  args.push_back(forkpool_binary().string());
+  args.push_back(binary.empty() ? forkpool_binary().string() : binary.string());
   args.push_back("-c");
   args.push_back(config.string());
   std::vector<char*> argv;

@@ -19,9 +19,10 @@ std::filesystem::path testworker_binary();
 
 class MasterProcess {
  public:
-  // Starts `prefix... forkpool -c config` (prefix: e.g. {"unshare", "--pid", "--fork"}).
+  // Starts `prefix... forkpool -c config` (prefix: e.g. {"unshare", "--pid", "--fork"});
+  // `binary` instead of the built forkpool when given (a copy the test may replace).
   explicit MasterProcess(const std::filesystem::path& config, std::vector<std::string> prefix = {},
-                         std::vector<std::string> extra_env = {});
+                         std::vector<std::string> extra_env = {}, std::filesystem::path binary = {});
   ~MasterProcess();
   MasterProcess(const MasterProcess&) = delete;
   MasterProcess& operator=(const MasterProcess&) = delete;

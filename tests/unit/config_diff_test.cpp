@@ -138,6 +138,8 @@ std::vector<KeyChange> supervisor_key_changes() {
       {"log_level", "log_level = \"info\"\n", "log_level = \"debug\"\n"},
       {"log_format", "log_format = \"text\"\n", "log_format = \"json\"\n"},
       {"log_file", "log_file = \"\"\n", "log_file = \"forkpool.log\"\n"},
+      {"access_log", "access_log = \"\"\n", "access_log = \"access.log\"\n"},
+      {"access_log_format", "access_log_format = \"text\"\n", "access_log_format = \"json\"\n"},
       {"shutdown_timeout", "shutdown_timeout = \"30s\"\n", "shutdown_timeout = \"5s\"\n"},
       {"metrics_listen", "metrics_listen = \"\"\n", "metrics_listen = \"127.0.0.1:9464\"\n"},
   };

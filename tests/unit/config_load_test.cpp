@@ -54,6 +54,8 @@ TEST_CASE("config load: supervisor defaults when the supervisor table is absent"
   CHECK(s.log_level == "info");
   CHECK(s.log_format == cfg::LogFormat::Text);
   CHECK(s.log_file.empty());
+  CHECK(s.access_log.empty());
+  CHECK(s.access_log_format == cfg::LogFormat::Text);
   CHECK(s.shutdown_timeout == Duration{30'000});
   CHECK(s.metrics_listen.empty());
 }
@@ -75,6 +77,8 @@ control_group = "nogroup"
 log_level = "debug"
 log_format = "json"
 log_file = "logs/forkpool.log"
+access_log = "logs/access.log"
+access_log_format = "json"
 shutdown_timeout = "2m"
 metrics_listen = "127.0.0.1:9464"
 )" + kPool,
@@ -86,14 +90,16 @@ metrics_listen = "127.0.0.1:9464"
   CHECK(s.log_level == "debug");
   CHECK(s.log_format == cfg::LogFormat::Json);
   CHECK(s.log_file == dir.path() / "logs" / "forkpool.log");
+  CHECK(s.access_log == dir.path() / "logs" / "access.log");
+  CHECK(s.access_log_format == cfg::LogFormat::Json);
   CHECK(s.shutdown_timeout == Duration{120'000});
   CHECK(s.metrics_listen == "127.0.0.1:9464");
 }
 
 TEST_CASE("config load: absolute supervisor paths stay as written", "[config][load]") {
-  const auto c = load("[supervisor]\ncontrol_socket = \"/run/forkpool/ctl.sock\"\nlog_file = \"/tmp/fp.log\"\n"
+  const auto c = load("[supervisor]\ncontrol_socket = \"/tmp/ctl.sock\"\nlog_file = \"/tmp/fp.log\"\n"
                       "metrics_listen = \"localhost:0\"\n" + kPool);
-  CHECK(c.supervisor.control_socket == "/run/forkpool/ctl.sock");
+  CHECK(c.supervisor.control_socket == "/tmp/ctl.sock");
   CHECK(c.supervisor.log_file == "/tmp/fp.log");
   CHECK(c.supervisor.metrics_listen == "127.0.0.1:0");
 }
@@ -406,4 +412,18 @@ command = ["/bin/true"]
 listen = ["tcp://127.0.0.1:0"]
 )");
   CHECK(c.pools.size() == 2);
+}
+
+TEST_CASE("config load: ready defaults to protocol for master dispatch with listeners, exec otherwise",
+          "[config][load]") {
+  const std::string cmd = "command = [\"/bin/true\"]\n";
+  const auto c = load("[pools.m]\n" + cmd + "listen = [\"tcp://127.0.0.1:0\"]\n" +
+                      "[pools.s]\n" + cmd + "listen = [\"tcp://127.0.0.1:0\"]\ndispatch = \"shared\"\n" +
+                      "[pools.plain]\n" + cmd +
+                      "[pools.e]\n" + cmd + "listen = [\"tcp://127.0.0.1:0\"]\nready = \"exec\"\n");
+  REQUIRE(c.pools.size() == 4);
+  CHECK(c.pools[0].ready == cfg::Readiness::Protocol);
+  CHECK(c.pools[1].ready == cfg::Readiness::Exec);
+  CHECK(c.pools[2].ready == cfg::Readiness::Exec);
+  CHECK(c.pools[3].ready == cfg::Readiness::Exec);
 }

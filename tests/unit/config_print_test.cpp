@@ -44,6 +44,8 @@ control_group = ""
 log_level = "info"
 log_format = "text"
 log_file = ""
+access_log = ""
+access_log_format = "text"
 shutdown_timeout = "30s"
 metrics_listen = ""
 

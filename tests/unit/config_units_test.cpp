@@ -297,7 +297,7 @@ TEST_CASE("config units: enum and rlimit names round trip", "[config][units][nam
     CHECK(cfg::dispatch_from_string(cfg::to_string(d)) == d);
   for (auto b : {cfg::Balance::LeastBusy, cfg::Balance::RoundRobin})
     CHECK(cfg::balance_from_string(cfg::to_string(b)) == b);
-  for (auto r : {cfg::Readiness::Exec, cfg::Readiness::Notify})
+  for (auto r : {cfg::Readiness::Exec, cfg::Readiness::Notify, cfg::Readiness::Protocol})
     CHECK(cfg::readiness_from_string(cfg::to_string(r)) == r);
   for (auto f : {cfg::LogFormat::Text, cfg::LogFormat::Json})
     CHECK(cfg::log_format_from_string(cfg::to_string(f)) == f);

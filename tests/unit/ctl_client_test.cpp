@@ -110,6 +110,7 @@ Invocation invocation(const std::string& path, std::chrono::milliseconds timeout
   Invocation inv;
   inv.socket = path;
   inv.timeout = timeout;
+  inv.wait = false;  // a fake master answers one request; waiting asks for status again and again
   return inv;
 }
 

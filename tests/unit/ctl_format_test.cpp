@@ -55,7 +55,8 @@ const char* kStatus = R"({"ok":true,
       "status":"warming caches"},
      {"worker":12,"slot":2,"pid":0,"state":"starting","role":"replacement","generation":2,"uptime_s":0.4,"handled":0,
       "in_flight":0,"current_ms":0.0,"restarts":0,"last_exit":null,"rss_bytes":0,"cpu_s":0.0,"status":null}]},
-  {"name":"jobs","state":"failed","dispatch":"shared","listeners":[],"target":1,"live":0,"ready":0,"busy":0,"idle":0,
+  {"name":"jobs","state":"failed","dispatch":"shared","balance":"least-busy","listeners":["tcp://127.0.0.1:9000"],
+   "failed_reason":"its program could not be started 3 times in a row","target":1,"live":0,"ready":0,"busy":0,"idle":0,
    "queue":{"length":0,"peak":0,"limit":0},"counters":{"spawn_failed":3},
    "workers":[{"worker":0,"slot":3,"pid":0,"state":"failed","role":"serving","generation":1,"uptime_s":0,"handled":0,
       "in_flight":0,"current_ms":0.0,"restarts":2,"last_exit":null,"rss_bytes":0,"cpu_s":0.0,"status":null,
@@ -143,7 +144,15 @@ TEST_CASE("ctl status renders a summary per pool and an aligned worker table", "
   CHECK(text.find("spawned 4  crashed 1  spawn failed 2  killed 0") != std::string::npos);
   CHECK(text.find("accepting paused: out of descriptors, 64 of 64 open") != std::string::npos);
   CHECK(text.find("p50 1.5ms  p90 4.0ms  p99 12.2ms  max 30.0ms  (n=1499)") != std::string::npos);
-  CHECK(text.find("pool jobs  failed  dispatch shared") != std::string::npos);
+  CHECK(text.find("pool jobs  failed  dispatch shared  listen tcp://127.0.0.1:9000") != std::string::npos);
+  // A failed pool says why; a shared pool has no queue, no connections of the master's and
+  // no balance.
+  const std::string jobs = text.substr(text.find("pool jobs"));
+  CHECK(jobs.find("  failed    its program could not be started 3 times in a row\n") != std::string::npos);
+  CHECK(jobs.find("queue") == std::string::npos);
+  CHECK(jobs.find("accepted") == std::string::npos);
+  CHECK(jobs.find("least-busy") == std::string::npos);
+  CHECK(text.substr(0, text.find("pool jobs")).find("failed    ") == std::string::npos);
   // The slot whose start failed stays in the table, with the error in place of an exit.
   const std::size_t failed_row = find_line(lines, "execve /srv/jobs: No such file or directory");
   CHECK(lines[failed_row].find("failed") != std::string::npos);
@@ -205,9 +214,9 @@ TEST_CASE("ctl events and acknowledgements render on one line", "[ctl][events]")
   const auto ev = nlohmann::json::parse(
       R"({"time":"2026-01-02T03:04:05Z","event":"worker.exit","pool":"web","worker":3,"pid":1234,"message":"exited on signal 9 after 12.3s","status":137})");
   const std::string line = render_event(ev, false);
-  CHECK(line ==
-        "2026-01-02T03:04:05Z  worker.exit     web[3]  pid 1234  exited on signal 9 after 12.3s "
-        "status=137\n");
+  CHECK(line == "2026-01-02T03:04:05Z  worker.exit     web[3]  pid 1234  exited on signal 9 after 12.3s\n");
+  const auto bare = nlohmann::json::parse(R"({"time":"t","event":"x.y","pool":"web","status":137})");
+  CHECK(render_event(bare, false) == "t  x.y             web status=137\n");
   const auto scale = nlohmann::json::parse(R"({"cmd":"scale","pool":"web","workers":8})");
   CHECK(render_reply(scale, nlohmann::json::parse(R"({"ok":true})")) == "scale web 8: ok\n");
   CHECK(render_reply(scale,
@@ -300,30 +309,58 @@ TEST_CASE("ctl top frame: header, pool line with rates and percentiles, one line
   CHECK(lines[3].find("more lines") != std::string::npos);
 }
 
-TEST_CASE("ctl socket choice: -s, then FORKPOOL_SOCKET, then the config file, then the default",
-          "[ctl][socket]") {
+TEST_CASE("ctl socket choice: -s, -c, FORKPOOL_SOCKET, the config files, the packaged default", "[ctl][socket]") {
   forkpool::test::TempDir dir;
   const auto cfg = dir / "forkpool.toml";
+  const auto etc = dir / "etc.toml";
   ::unsetenv("FORKPOOL_SOCKET");
-  CHECK(choose_socket("", dir / "absent.toml").path == "./forkpool.sock");
+  SocketSearch search;
+  search.config_files = {dir / "absent.toml", etc};
+  search.packaged = dir / "run.sock";
+
+  // Nothing anywhere: no path, and every place looked at is named.
+  const auto none = choose_socket(search);
+  CHECK(none.path.empty());
+  REQUIRE(none.tried.size() == 6);
+  CHECK(none.tried[0] == "-s SOCKET: not given");
+  CHECK(none.tried[1] == "-c CONFIG: not given");
+  CHECK(none.tried[2] == "$FORKPOOL_SOCKET: not set");
+  CHECK(none.tried[3] == (dir / "absent.toml").string() + ": no such file");
+  CHECK(none.tried[4] == etc.string() + ": no such file");
+  CHECK(none.tried[5].find("run.sock (the packaged default): no such socket") != std::string::npos);
+
+  // The second config file speaks when the first is absent; errors elsewhere in it (a
+  // command that does not exist) do not matter, only control_socket is read.
+  {
+    std::ofstream f(etc);
+    f << "[supervisor]\ncontrol_socket = \"etc.sock\"\n[pools.web]\ncommand = [\"/no/such/program\"]\n";
+  }
+  const auto from_etc = choose_socket(search);
+  CHECK(from_etc.source == etc.string());
+  CHECK(std::filesystem::weakly_canonical(from_etc.path) == std::filesystem::weakly_canonical(dir / "etc.sock"));
+
+  // -c names a file: its socket, whatever else is set.
   {
     std::ofstream f(cfg);
-    f << "[supervisor]\ncontrol_socket = \"ctl.sock\"\n[pools.web]\ncommand = [\"/bin/true\"]\n";
+    f << "[supervisor]\ncontrol_socket = \"ctl.sock\"\n";
   }
-  const auto from_file = choose_socket("", cfg);
-  CHECK(from_file.source == cfg.string());
-  CHECK(std::filesystem::path(from_file.path).filename() == "ctl.sock");
-  CHECK(std::filesystem::weakly_canonical(from_file.path) ==
-        std::filesystem::weakly_canonical(dir / "ctl.sock"));
   ::setenv("FORKPOOL_SOCKET", "/run/env.sock", 1);
-  CHECK(choose_socket("", cfg).path == "/run/env.sock");
-  CHECK(choose_socket("/x.sock", cfg).path == "/x.sock");
+  search.config = cfg.string();
+  const auto from_c = choose_socket(search);
+  CHECK(std::filesystem::weakly_canonical(from_c.path) == std::filesystem::weakly_canonical(dir / "ctl.sock"));
+  search.config.clear();
+  CHECK(choose_socket(search).path == "/run/env.sock");
+  search.socket = "/x.sock";
+  CHECK(choose_socket(search).path == "/x.sock");
+  search.socket.clear();
   ::unsetenv("FORKPOOL_SOCKET");
+
+  // A broken file is reported, not passed over for the next one.
   {
-    std::ofstream f(cfg);
-    f << "[supervisor]\ncontrol_sockt = 1\n";
+    std::ofstream f(etc);
+    f << "[supervisor]\ncontrol_socket = 1\n";
   }
-  const auto broken = choose_socket("", cfg);
-  CHECK(broken.path == "./forkpool.sock");
-  CHECK(broken.note.find("could not be loaded") != std::string::npos);
+  const auto broken = choose_socket(search);
+  CHECK(broken.path.empty());
+  CHECK(broken.problem.find("supervisor.control_socket") != std::string::npos);
 }

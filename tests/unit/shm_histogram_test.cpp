@@ -11,23 +11,52 @@
 
 namespace shm = forkpool::shm;
 
-TEST_CASE("shm histogram buckets are powers of two in microseconds", "[shm][histogram]") {
+TEST_CASE("shm histogram buckets have round bounds on a 1-2.5-5 ladder", "[shm][histogram]") {
+  REQUIRE(shm::kHistogramBoundsUs.size() + 1 == shm::kHistogramBuckets);
+  CHECK(shm::kHistogramBoundsUs.front() == 100);
+  CHECK(shm::kHistogramBoundsUs.back() == 60'000'000);
+  // Every bound but the last is 1, 2.5 or 5 times a power of ten.
+  for (std::size_t k = 0; k + 1 < shm::kHistogramBoundsUs.size(); ++k) {
+    std::uint64_t v = shm::kHistogramBoundsUs[k];
+    while (v % 10 == 0 && v > 5) v /= 10;
+    INFO("bound " << shm::kHistogramBoundsUs[k]);
+    CHECK((v == 1 || v == 25 || v == 5));
+  }
+  // A bound is inclusive (Prometheus `le`), the next value belongs to the next bucket.
   CHECK(shm::histogram_bucket(0) == 0);
-  CHECK(shm::histogram_bucket(1) == 1);
-  CHECK(shm::histogram_bucket(2) == 2);
-  CHECK(shm::histogram_bucket(3) == 2);
-  CHECK(shm::histogram_bucket(4) == 3);
-  CHECK(shm::histogram_bucket(1023) == 10);
-  CHECK(shm::histogram_bucket(1024) == 11);
-  // One hour lands in a real bucket, not the overflow one.
-  CHECK(shm::histogram_bucket(3600ull * 1'000'000) == 32);
-  CHECK(shm::histogram_bucket((1ull << 32) - 1) == 32);
-  CHECK(shm::histogram_bucket(1ull << 32) == shm::kHistogramBuckets - 1);
+  CHECK(shm::histogram_bucket(100) == 0);
+  CHECK(shm::histogram_bucket(101) == 1);
+  CHECK(shm::histogram_bucket(1'000) == 3);
+  CHECK(shm::histogram_bucket(1'001) == 4);
+  CHECK(shm::histogram_bucket(1'500) == 4);
+  CHECK(shm::histogram_bucket(60'000'000) == shm::kHistogramBuckets - 2);
+  CHECK(shm::histogram_bucket(60'000'001) == shm::kHistogramBuckets - 1);
   CHECK(shm::histogram_bucket(UINT64_MAX) == shm::kHistogramBuckets - 1);
-  for (std::size_t b = 1; b + 1 < shm::kHistogramBuckets; ++b) {
+  CHECK(shm::histogram_bucket_max(shm::kHistogramBuckets - 1) == UINT64_MAX);
+  for (std::size_t b = 0; b + 1 < shm::kHistogramBuckets; ++b) {
     CHECK(shm::histogram_bucket(shm::histogram_bucket_max(b)) == b);
     CHECK(shm::histogram_bucket(shm::histogram_bucket_max(b) + 1) == b + 1);
   }
+}
+
+TEST_CASE("shm histogram records every sample exactly once, sum and max exact", "[shm][histogram]") {
+  auto block = std::make_unique<shm::HistogramBlock>();
+  const std::vector<std::uint64_t> samples = {0, 100, 101, 999, 1'000, 2'500, 59'999'999, 60'000'000, 60'000'001};
+  std::uint64_t sum = 0;
+  for (const auto v : samples) {
+    shm::histogram_record(*block, v);
+    sum += v;
+  }
+  const auto snap = shm::histogram_copy(*block);
+  CHECK(snap.count == samples.size());
+  CHECK(snap.sum_us == sum);
+  CHECK(snap.max_us == 60'000'001);
+  CHECK(snap.buckets[0] == 2);   // 0, 100
+  CHECK(snap.buckets[1] == 1);   // 101
+  CHECK(snap.buckets[3] == 2);   // 999, 1000
+  CHECK(snap.buckets[4] == 1);   // 2500
+  CHECK(snap.buckets[shm::kHistogramBuckets - 2] == 2);
+  CHECK(snap.buckets[shm::kHistogramBuckets - 1] == 1);
 }
 
 TEST_CASE("shm histogram of nothing reports zeros", "[shm][histogram]") {
@@ -62,7 +91,7 @@ TEST_CASE("shm histogram percentiles match sorted samples within their bucket",
     const std::uint64_t exact = samples[rank - 1];
     const std::uint64_t got = shm::histogram_quantile(snap, q);
     INFO("q=" << q << " n=" << n << " exact=" << exact << " got=" << got);
-    // Never below the truth, never outside the truth's bucket (so under 2x above it).
+    // Never below the truth, never outside the truth's bucket.
     CHECK(got >= exact);
     CHECK(shm::histogram_bucket(got) == shm::histogram_bucket(exact));
     CHECK(got <= samples.back());

@@ -40,8 +40,8 @@ shm::Header& header(AlignedBuffer& b) {
 TEST_CASE("shm layout version string is pinned", "[shm][layout]") {
   // If this fails you changed the shared layout. Bump kLayoutVersion in shm/layout.hpp,
   // then update the expected string here (and docs/scoreboard.md).
-  CHECK(shm::kLayoutVersion == 5);
-  CHECK(shm::layout_version_string() == "5.192.896");
+  CHECK(shm::kLayoutVersion == 6);
+  CHECK(shm::layout_version_string() == "6.192.640");
 }
 
 TEST_CASE("shm field offsets are pinned", "[shm][layout]") {
@@ -74,8 +74,10 @@ TEST_CASE("shm field offsets are pinned", "[shm][layout]") {
   CHECK(offsetof(shm::PoolBlock, parked) == 200);
   CHECK(offsetof(shm::PoolBlock, protocol_errors) == 248);
   CHECK(offsetof(shm::PoolBlock, duration) == 256);
-  CHECK(offsetof(shm::PoolBlock, queue_wait) == 576);
-  CHECK(sizeof(shm::HistogramBlock) == 320);
+  CHECK(offsetof(shm::PoolBlock, queue_wait) == 448);
+  CHECK(sizeof(shm::HistogramBlock) == 192);
+  CHECK(offsetof(shm::HistogramBlock, count) == 152);
+  CHECK(sizeof(shm::PoolBlock) == 640);
 
   CHECK(offsetof(shm::SlotRecord, epoch) == 8);
   CHECK(offsetof(shm::SlotRecord, pid) == 16);

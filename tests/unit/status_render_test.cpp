@@ -204,18 +204,20 @@ TEST_CASE("status_json renders the documented schema", "[status][json]") {
 
   CHECK(keys(j) == std::set<std::string>{"master", "generation", "pools"});
   CHECK(keys(j["master"]) ==
-        std::set<std::string>{"pid", "version", "config", "state", "uptime_s"});
+        std::set<std::string>{"pid", "version", "config", "state", "uptime_s", "upgrades", "last_upgrade"});
   CHECK(j["master"]["pid"] == 4242);
   CHECK(j["master"]["version"] == "0.1.0");
   CHECK(j["master"]["config"] == "/etc/forkpool/forkpool.toml");
   CHECK(j["master"]["state"] == "running");
   CHECK(j["master"]["uptime_s"] == 123.456);
+  CHECK(j["master"]["upgrades"] == 0);
+  CHECK(j["master"]["last_upgrade"] == 0);
 
   REQUIRE(j["pools"].size() == 2);
   const json& web = j["pools"][0];
   CHECK(keys(web) == std::set<std::string>{"name", "state", "dispatch", "balance", "generation", "removed", "listeners",
                                            "target", "live", "ready", "busy", "idle", "queue",
-                                           "counters", "accept_paused", "duration_ms", "queue_wait_ms",
+                                           "counters", "failed_reason", "accept_paused", "duration_ms", "queue_wait_ms",
                                            "workers", "keepalive"});
   CHECK(web["name"] == "web");
   CHECK(web["accept_paused"].is_null());
@@ -239,7 +241,8 @@ TEST_CASE("status_json renders the documented schema", "[status][json]") {
   CHECK(web["duration_ms"]["p50"] == m.pools[0].duration.p50_ms);
   CHECK(web["duration_ms"]["max"] == 5'000'000.0);
   CHECK(web["queue_wait_ms"]["count"] == 959);
-  CHECK(web["queue_wait_ms"]["p50"] == 0.0);
+  // Most waits were 0 us: the p50 is the first bucket's bound, 100 us.
+  CHECK(web["queue_wait_ms"]["p50"] == 0.1);
 
   REQUIRE(web["workers"].size() == 3);
   const json& w0 = web["workers"][0];
@@ -364,6 +367,7 @@ TEST_CASE("prometheus_text has HELP and TYPE for every family and the model's va
   const auto& web = m.pools[0];
   CHECK(at(R"(forkpool_build_info{version="0.1.0"})") == "1");
   CHECK(at("forkpool_master_uptime_seconds") == "123.456");
+  CHECK(at("forkpool_master_upgrades_total") == "0");
   CHECK(at(R"(forkpool_connections_accepted_total{pool="web"})") == std::to_string(web.accepted));
   CHECK(at(R"(forkpool_connections_dispatched_total{pool="web"})") ==
         std::to_string(web.dispatched));
@@ -392,12 +396,20 @@ TEST_CASE("prometheus_text has HELP and TYPE for every family and the model's va
   CHECK(at(R"(forkpool_workers{pool="web",state="busy"})") == "1");
   CHECK(at(R"(forkpool_workers{pool="api",state="exited"})") == "1");
   CHECK(e.samples.count(R"(forkpool_workers{pool="web",state="empty"})") == 0);
-  CHECK(at(R"(forkpool_worker_connections_handled_total{pool="web",worker="1",pid="1002"})") ==
-        "490");
-  CHECK(at(R"(forkpool_worker_in_flight{pool="web",worker="1",pid="1002"})") == "1");
-  CHECK(at(R"(forkpool_worker_rss_bytes{pool="web",worker="2",pid="1003"})") == "1000002");
-  CHECK(at(R"(forkpool_worker_cpu_seconds_total{pool="web",worker="0",pid="1001"})") == "0.25");
-  CHECK(at(R"(forkpool_worker_restarts_total{pool="api",worker="1",pid="0"})") == "1");
+  CHECK(at(R"(forkpool_worker_connections_handled_total{pool="web",worker="1"})") == "490");
+  CHECK(at(R"(forkpool_worker_in_flight{pool="web",worker="1"})") == "1");
+  CHECK(at(R"(forkpool_worker_rss_bytes{pool="web",worker="2"})") == "1000002");
+  CHECK(at(R"(forkpool_worker_cpu_seconds_total{pool="web",worker="0"})") == "0.25");
+  CHECK(at(R"(forkpool_worker_restarts_total{pool="api",worker="1"})") == "1");
+  // Pids only in the info family: a restart starts no new series of a counter.
+  for (const auto& key : e.order) {
+    if (key.rfind("forkpool_worker_info", 0) == 0) continue;
+    INFO(key);
+    CHECK(key.find("pid=") == std::string::npos);
+  }
+  CHECK(at(R"(forkpool_worker_info{pool="web",worker="1",pid="1002",role="serving",generation="2"})") == "1");
+  CHECK(at(R"(forkpool_worker_info{pool="api",worker="0",pid="2001",role="replacement",generation="2"})") == "1");
+  CHECK(e.samples.count(R"(forkpool_worker_info{pool="api",worker="1",pid="0",role="retiring",generation="2"})") == 0);
 }
 
 TEST_CASE("prometheus histograms are cumulative, in seconds, and end in +Inf",
@@ -428,9 +440,12 @@ TEST_CASE("prometheus histograms are cumulative, in seconds, and end in +Inf",
           if (k > 0) CHECK(std::stod(buckets[k].first) > std::stod(buckets[k - 1].first));
         }
       }
-      CHECK(buckets.front().first == "0");
-      CHECK(buckets[1].first == "0.000001");
-      CHECK(buckets[10].first == "0.001023");
+      CHECK(buckets.front().first == "0.0001");
+      CHECK(buckets[1].first == "0.00025");
+      CHECK(buckets[3].first == "0.001");
+      CHECK(buckets[12].first == "1");
+      CHECK(buckets[16].first == "25");
+      CHECK(buckets[17].first == "60");
       CHECK(buckets.back().first == "+Inf");
       CHECK(total == h.count);
       CHECK(e.samples.at(name + "_count{pool=\"" + pool.name + "\"}") == std::to_string(total));
@@ -439,10 +454,14 @@ TEST_CASE("prometheus histograms are cumulative, in seconds, and end in +Inf",
     }
   }
   CHECK(e.samples.at(R"(forkpool_connection_duration_seconds_count{pool="web"})") == "87");
-  CHECK(e.samples.at(R"(forkpool_connection_duration_seconds_bucket{pool="web",le="0.000001"})") ==
-        "8");
-  CHECK(e.samples.at(
-            R"(forkpool_connection_duration_seconds_bucket{pool="web",le="4294.967295"})") == "86");
+  // 0, 1, 2 and 3 us (11 samples) in the first bucket, 500 us and 1.5 ms in theirs,
+  // 250 ms below 60 s, 5000 s only in +Inf.
+  CHECK(e.samples.at(R"(forkpool_connection_duration_seconds_bucket{pool="web",le="0.0001"})") == "11");
+  CHECK(e.samples.at(R"(forkpool_connection_duration_seconds_bucket{pool="web",le="0.0005"})") == "51");
+  CHECK(e.samples.at(R"(forkpool_connection_duration_seconds_bucket{pool="web",le="0.001"})") == "51");
+  CHECK(e.samples.at(R"(forkpool_connection_duration_seconds_bucket{pool="web",le="0.0025"})") == "81");
+  CHECK(e.samples.at(R"(forkpool_connection_duration_seconds_bucket{pool="web",le="60"})") == "86");
+  CHECK(e.samples.at(R"(forkpool_connection_duration_seconds_bucket{pool="web",le="+Inf"})") == "87");
 }
 
 TEST_CASE("prometheus label values are escaped", "[status][prometheus]") {
@@ -458,4 +477,20 @@ TEST_CASE("prometheus label values are escaped", "[status][prometheus]") {
     CHECK(r.exit_code == 0);
     CHECK(r.err.empty());
   }
+}
+
+TEST_CASE("prometheus has one series per slot while a slot has two processes", "[status][prometheus]") {
+  StatusModel m = make_model();
+  auto old = make_worker(1, 1999, "stopping", 77);
+  old.role = "retiring";
+  old.generation = 1;
+  m.pools[0].workers.insert(m.pools[0].workers.begin() + 1, old);  // listed before the serving one
+  const Exposition e = parse(prometheus_text(m));
+  CHECK(e.samples.at(R"(forkpool_worker_connections_handled_total{pool="web",worker="1"})") == "490");
+  std::size_t handled = 0;
+  for (const auto& key : e.order)
+    if (key.rfind(R"(forkpool_worker_connections_handled_total{pool="web",worker="1")", 0) == 0) ++handled;
+  CHECK(handled == 1);
+  CHECK(e.samples.at(R"(forkpool_worker_info{pool="web",worker="1",pid="1999",role="retiring",generation="1"})") == "1");
+  CHECK(e.samples.at(R"(forkpool_worker_info{pool="web",worker="1",pid="1002",role="serving",generation="2"})") == "1");
 }

@@ -1,0 +1,118 @@
+// Pool across a binary upgrade (docs/upgrade.md): export_state in the previous image,
+// the adopting constructor and resume_adopted in the new one. The workers run on
+// untouched; only the master's bookkeeping of them is carried.
+
+#include "supervisor/observe/log.hpp"
+#include "supervisor/pool/pool.hpp"
+#include "supervisor/pool/pool_slot.hpp"
+#include "supervisor/upgrade/state_clock.hpp"
+
+namespace forkpool::supervisor {
+
+using nlohmann::json;
+using upgrade::need;
+
+json Pool::export_state(upgrade::FdList& fds) const {
+  json slots = json::array();
+  for (const auto& s : slots_) {
+    json retiring = json::array();
+    for (const auto& r : s->retiring) retiring.push_back(r->export_state(fds));
+    slots.push_back(
+        {{"index", s->index},
+         {"replace_reason", s->replace_reason},
+         {"last_error", s->last_error},
+         {"restart_due", s->restart_timer.active() ? upgrade::to_ns(s->restart_due) : 0},
+         {"process", s->process ? s->process->export_state(fds) : json()},
+         {"replacement", s->replacement ? s->replacement->export_state(fds) : json()},
+         {"retiring", std::move(retiring)}});
+  }
+  return {{"name", config_->name},
+          {"index", index_},
+          {"generation", generation_},
+          {"worker_generation", worker_generation_},
+          {"target", target_},
+          {"state", static_cast<std::uint32_t>(state_)},
+          {"rolling", json(std::vector<unsigned>(rolling_.begin(), rolling_.end()))},
+          {"rolling_reason", rolling_reason_},
+          {"slots", std::move(slots)},
+          {"dispatcher", dispatcher_ ? dispatcher_->export_state(fds) : json()}};
+}
+
+Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> listeners,
+           const json& state, upgrade::AdoptedFds& fds)
+    : ctx_(ctx),
+      config_(std::move(config)),
+      index_(need(state, "index").get<std::uint32_t>()),
+      listeners_(std::move(listeners)),
+      target_(need(state, "target").get<int>()),
+      flap_(config_->flap_restarts, config_->flap_window),
+      generation_(need(state, "generation").get<unsigned>()),
+      worker_generation_(need(state, "worker_generation").get<unsigned>()),
+      rolling_next_(ctx.loop) {
+  if (!ctx_.scoreboard->pool_used(index_))
+    throw upgrade::StateError("upgrade state: pool " + config_->name + " has no scoreboard block");
+  const auto raw_state = shm::pool_state_from_raw(need(state, "state").get<std::uint32_t>());
+  if (!raw_state) throw upgrade::StateError("upgrade state: pool " + config_->name + ": bad state");
+  state_ = *raw_state;
+  if (target_ < 0 || target_ > kMaxPoolWorkers)
+    throw upgrade::StateError("upgrade state: pool " + config_->name + ": target " +
+                              std::to_string(target_));
+  for (const auto& w : need(state, "rolling")) rolling_.push_back(w.get<unsigned>());
+  rolling_reason_ = state.value("rolling_reason", "");
+  update_dispatcher(true);
+  if (dispatcher_ && state.contains("dispatcher") && !state["dispatcher"].is_null())
+    dispatcher_->adopt_state(state["dispatcher"], fds);
+  arm_memory_sampler();
+  for (const auto& js : need(state, "slots")) {
+    const unsigned i = need(js, "index").get<unsigned>();
+    if (i >= static_cast<unsigned>(kMaxPoolWorkers))
+      throw upgrade::StateError("upgrade state: pool " + config_->name + ": slot " +
+                                std::to_string(i));
+    Slot& slot = slot_at(i);
+    slot.replace_reason = js.value("replace_reason", "");
+    slot.last_error = js.value("last_error", "");
+    if (const auto due = js.value("restart_due", std::int64_t{0}); due != 0)
+      slot.restart_due = upgrade::from_ns(due);
+    if (!js["process"].is_null()) slot.process = adopt_worker(slot, js["process"], fds);
+    if (!js["replacement"].is_null()) slot.replacement = adopt_worker(slot, js["replacement"], fds);
+    for (const auto& r : need(js, "retiring")) slot.retiring.push_back(adopt_worker(slot, r, fds));
+  }
+}
+
+std::unique_ptr<WorkerProcess> Pool::adopt_worker(Slot& slot, const json& state,
+                                                  upgrade::AdoptedFds& fds) {
+  auto self = std::make_shared<WorkerProcess*>(nullptr);
+  auto p = std::make_unique<WorkerProcess>(ctx_, config_, state, fds, worker_events(slot, self));
+  *self = p.get();
+  if (p->identity().worker != slot.index ||
+      !ctx_.scoreboard->slot_used(p->identity().scoreboard_slot))
+    throw upgrade::StateError("upgrade state: worker pid " + std::to_string(p->pid()) +
+                              " of pool " + config_->name + " does not match its slot");
+  if (!ctx_.owners.emplace(p->pid(), this).second)
+    throw upgrade::StateError("upgrade state: worker pid " + std::to_string(p->pid()) +
+                              " is named twice");
+  return p;
+}
+
+void Pool::resume_adopted() {
+  for (auto& s : slots_) {
+    for (WorkerProcess* p : {s->process.get(), s->replacement.get()})
+      if (p != nullptr) p->resume_adopted();
+    for (auto& r : s->retiring) r->resume_adopted();
+    if (s->restart_due != Clock::time_point{} && !s->process) {
+      const auto left = std::max(
+          std::chrono::milliseconds(0),
+          std::chrono::duration_cast<std::chrono::milliseconds>(s->restart_due - Clock::now()));
+      Slot& slot = *s;
+      slot.restart_timer.start(left, [this, &slot] {
+        spawn(slot);
+        update_running();
+      });
+    }
+  }
+  // A rolling restart goes on where it was; the queue goes to whoever can take it.
+  rolling_next_.start(std::chrono::milliseconds(0), [this] { continue_rolling(); });
+  if (dispatcher_) dispatcher_->pump();
+}
+
+}  // namespace forkpool::supervisor

@@ -1,0 +1,526 @@
+// Issue 11: the binary upgrade in place (SIGUSR2, `forkpoolctl upgrade`, SPEC section 7,
+// docs/upgrade.md). Each test starts the master from a copy of the built binary in its own
+// folder, so it can replace that file (and /proc/PID/exe then names the new one) or break it.
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <future>
+
+#include "reload_support.hpp"
+#include "support/fake_systemd.hpp"
+#include "support/skip.hpp"
+
+using namespace forkpool::test;
+using namespace forkpool::test::reload_support;
+
+namespace {
+
+// The master, started from `bin/forkpool` in its own folder.
+struct UpgradeMaster {
+  TempDir dir;
+  std::unique_ptr<MasterProcess> process;
+
+  explicit UpgradeMaster(const std::string& config, std::vector<std::string> prefix = {},
+                         std::vector<std::string> env = {}) {
+    std::filesystem::create_directory(dir / "bin");
+    std::filesystem::copy_file(forkpool_binary(), binary());
+    replace_file(config_path(), config);
+    process =
+        std::make_unique<MasterProcess>(config_path(), std::move(prefix), std::move(env), binary());
+  }
+  std::filesystem::path binary() const { return dir / "bin" / "forkpool"; }
+  std::filesystem::path config_path() const { return dir / "f.toml"; }
+  std::filesystem::path socket() const { return dir / "ctl.sock"; }
+  ControlClient client() const { return ControlClient(socket(), 10s); }
+  bool ready() { return !process->wait_log("\\[master.ready\\]", 30s).empty(); }
+
+  // A new build in the binary's place (another copy: a new inode, as a package manager
+  // installs it), or a script, or nothing.
+  void install_new_build() const {
+    std::filesystem::copy_file(forkpool_binary(), dir / "bin" / "forkpool.new");
+    std::filesystem::rename(dir / "bin" / "forkpool.new", binary());
+  }
+  void install_script(const std::string& text) const {
+    write_file(dir / "bin" / "forkpool.new", text, 0755);
+    std::filesystem::rename(dir / "bin" / "forkpool.new", binary());
+  }
+
+  RunResult ctl(const std::vector<std::string>& args) const {
+    std::vector<std::string> argv = {ctl_binary(), "-s", socket().string(), "--timeout", "60"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv, 90s);
+  }
+  // The master's `status`, on a new connection each time (an upgrade closes the old one).
+  json status() const {
+    auto c = client();
+    return c.connected() ? status_of(c) : json();
+  }
+  unsigned upgrades() const {
+    const json s = status();
+    return s.is_object() && s.contains("master") ? s["master"].value("upgrades", 0u) : 0u;
+  }
+  bool wait_upgrades(unsigned n) const {
+    return wait_until([&] { return upgrades() >= n; }, 30s);
+  }
+};
+
+std::string exe_of(pid_t pid) {
+  std::error_code ec;
+  return std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec).string();
+}
+
+// /proc/PID/exe is the very file now at `path` (same inode), not the one it replaced.
+bool runs_file(pid_t pid, const std::filesystem::path& path) {
+  struct stat running {
+  }, installed{};
+  return ::stat(("/proc/" + std::to_string(pid) + "/exe").c_str(), &running) == 0 &&
+         ::stat(path.c_str(), &installed) == 0 && running.st_ino == installed.st_ino &&
+         running.st_dev == installed.st_dev && exe_of(pid) == path.string();
+}
+
+std::uint64_t handled_sum(const json& pool) {
+  std::uint64_t n = 0;
+  if (pool.is_object())
+    for (const auto& w : pool["workers"]) n += w.value("handled", std::uint64_t{0});
+  return n;
+}
+
+// SIGUSR2 with the binary replaced, while `ab` keeps 8 connections busy: no request fails,
+// the master keeps its pid and every worker its own.
+void upgrade_under_ab(const std::string& dispatch) {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 4, "dispatch = \"" + dispatch + "\"\n"));
+  REQUIRE(m.ready());
+  const std::string addr = m.process->wait_listen_address("web");
+  const json before = pool_in(m.status(), "web");
+  const std::set<pid_t> workers = all_pids(before);
+  REQUIRE(workers.size() == 4);
+
+  auto ab = std::async(std::launch::async, [&] {
+    return run_command({"/usr/bin/ab", "-q", "-n", "40000", "-c", "8", "http://" + addr + "/"},
+                       170s);
+  });
+  REQUIRE(wait_until([&] { return handled_sum(pool_in(m.status(), "web")) >= 2000; }, 60s));
+  const json mid = pool_in(m.status(), "web");
+  m.install_new_build();
+  CHECK(exe_of(m.process->pid()).ends_with(" (deleted)"));
+  m.process->signal(SIGUSR2);
+  REQUIRE(m.wait_upgrades(1));
+  // The upgrade happened while ab was still sending.
+  CHECK(ab.wait_for(0s) != std::future_status::ready);
+  const RunResult r = ab.get();
+  INFO(r.out << r.err);
+  CHECK(r.out.find("Complete requests:      40000") != std::string::npos);
+  CHECK(r.out.find("Failed requests:        0") != std::string::npos);
+  CHECK(r.out.find("Non-2xx") == std::string::npos);
+
+  const json s = m.status();
+  CHECK(s["master"]["pid"] == m.process->pid());
+  CHECK(runs_file(m.process->pid(), m.binary()));
+  const json after = pool_in(s, "web");
+  CHECK(all_pids(after) == workers);
+  CHECK(handled_sum(after) >= handled_sum(mid) + 1);
+  CHECK(after["counters"]["lost"] == 0);
+  CHECK(after["counters"]["closed"] == 0);
+  CHECK(after["counters"]["crashed"] == 0);
+  CHECK(after["counters"]["spawned"] == 4);
+  if (dispatch == "master") {
+    // Counters go on from where they were: nothing was reset by the new image.
+    CHECK(after["counters"]["accepted"].get<std::uint64_t>() >= 40000);
+    CHECK(after["counters"]["accepted"].get<std::uint64_t>() >=
+          mid["counters"]["accepted"].get<std::uint64_t>());
+    CHECK(wait_until([&] {
+      const json c = pool_in(m.status(), "web")["counters"];
+      return c["completed"] == c["accepted"] && c["in_flight"] == 0;
+    }));
+  }
+  CHECK(m.process->all_matches("(\\[master\\.upgraded\\])").size() == 1);
+  CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
+}
+
+}  // namespace
+
+TEST_CASE(
+    "SIGUSR2 with the binary replaced under ab load keeps every pid and fails no request (master "
+    "dispatch)",
+    "[upgrade]") {
+  upgrade_under_ab("master");
+}
+
+TEST_CASE(
+    "SIGUSR2 with the binary replaced under ab load keeps every pid and fails no request (shared "
+    "dispatch)",
+    "[upgrade]") {
+  upgrade_under_ab("shared");
+}
+
+TEST_CASE("forkpoolctl upgrade twice in a row under load, confirmed by the new image each time",
+          "[upgrade]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 2));
+  REQUIRE(m.ready());
+  const std::string addr = m.process->wait_listen_address("web");
+  const std::set<pid_t> workers = all_pids(pool_in(m.status(), "web"));
+  Load load(addr);
+  REQUIRE(load.advance(50));
+  for (unsigned n = 1; n <= 2; ++n) {
+    m.install_new_build();
+    const RunResult r = m.ctl({"upgrade"});
+    INFO(r.out << r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("upgraded: forkpool") != std::string::npos);
+    CHECK(r.out.find("upgrade " + std::to_string(n) + " since start") != std::string::npos);
+    CHECK(m.upgrades() == n);
+    REQUIRE(load.advance(50));
+  }
+  const json s = m.status();
+  CHECK(s["master"]["pid"] == m.process->pid());
+  CHECK(s["master"]["last_upgrade"].get<double>() > 0);
+  CHECK(runs_file(m.process->pid(), m.binary()));
+  CHECK(all_pids(pool_in(s, "web")) == workers);
+  // `status` shows the upgrade in text too.
+  const RunResult text = m.ctl({"status"});
+  CHECK(text.out.find("binary upgraded 2 time(s) in place") != std::string::npos);
+  CHECK(m.ctl({"metrics"}).out.find("\nforkpool_master_upgrades_total 2\n") != std::string::npos);
+  auto c = m.client();
+  check_came_through(load, c, "web", *m.process);
+}
+
+TEST_CASE("connections queued in the master at the upgrade are all served after it", "[upgrade]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 1, "queue_limit = 4\n"));
+  REQUIRE(m.ready());
+  const std::string addr = m.process->wait_listen_address("web");
+  // The only worker holds one slow request; the next four wait in the master's queue and
+  // the rest in the kernel's backlog.
+  auto slow = std::async(std::launch::async, [&] { return http_get(addr, "/sleep?ms=3000", 60s); });
+  REQUIRE(wait_until([&] { return pool_in(m.status(), "web")["counters"]["in_flight"] == 1; }));
+  std::vector<std::future<std::optional<HttpResponse>>> waiting;
+  for (int i = 0; i < 8; ++i)
+    waiting.push_back(std::async(std::launch::async, [&] { return http_get(addr, "/", 60s); }));
+  REQUIRE(wait_until([&] { return pool_in(m.status(), "web")["queue"]["length"] == 4; }));
+
+  m.install_new_build();
+  m.process->signal(SIGUSR2);
+  REQUIRE(m.wait_upgrades(1));
+  const json mid = pool_in(m.status(), "web");
+  INFO(mid.dump());
+  CHECK(mid["counters"]["in_flight"] == 1);  // carried, not reset
+  CHECK(mid["counters"]["closed"] == 0);
+
+  const auto r = slow.get();
+  CHECK((r && r->status == 200));
+  for (auto& w : waiting) {
+    const auto a = w.get();
+    CHECK((a && a->status == 200 && a->body == kHelloBody));
+  }
+  REQUIRE(wait_until([&] {
+    const json c = pool_in(m.status(), "web")["counters"];
+    return c["completed"] == 9 && c["in_flight"] == 0;
+  }));
+  const json c = pool_in(m.status(), "web")["counters"];
+  CHECK(c["accepted"] == 9);
+  CHECK(c["lost"] == 0);
+  CHECK(c["closed"] == 0);
+  CHECK(c["queue_timeouts"] == 0);
+  CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
+}
+
+TEST_CASE("an upgrade in the middle of a rolling restart lets the restart finish", "[upgrade]") {
+  // Each worker is ready only 0.4 s after it starts, one at a time: the restart of four
+  // takes over 1.6 s, and the upgrade comes while a replacement is starting.
+  const std::string slow_hello =
+      "[pools.web]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.4; exec " + hello_binary().string() +
+      "\"]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 4\nready = \"notify\"\n";
+  UpgradeMaster m(supervisor_section() + slow_hello);
+  REQUIRE(m.ready());
+  const std::string addr = m.process->wait_listen_address("web");
+  const std::set<pid_t> old = all_pids(pool_in(m.status(), "web"));
+  Load load(addr);
+  REQUIRE(load.advance(20));
+  // --no-wait: forkpoolctl would otherwise return only once the restart is over.
+  REQUIRE(m.ctl({"restart", "web", "--no-wait"}).exit_code == 0);
+  REQUIRE(wait_until([&] {
+    const json p = pool_in(m.status(), "web");
+    for (const auto& w : p["workers"])
+      if (w["role"] == "replacement") return true;
+    return false;
+  }));
+  m.install_new_build();
+  m.process->signal(SIGUSR2);
+  REQUIRE(m.wait_upgrades(1));
+  // Every old worker is replaced in the end, by ready workers, and nothing else changed.
+  REQUIRE(wait_until(
+      [&] {
+        const json p = pool_in(m.status(), "web");
+        return settled(p, 4) && all_replaced(p, 1, old);
+      },
+      60s));
+  REQUIRE(load.advance(20));
+  const json p = pool_in(m.status(), "web");
+  CHECK(p["counters"]["spawned"] == 8);
+  CHECK(p["counters"]["recycled"] == 4);
+  auto c = m.client();
+  check_came_through(load, c, "web", *m.process);
+}
+
+TEST_CASE("a broken, a missing and a config-rejecting new binary are refused and change nothing",
+          "[upgrade]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 2));
+  REQUIRE(m.ready());
+  const std::string addr = m.process->wait_listen_address("web");
+  const json before = m.status();
+  const std::set<pid_t> workers = all_pids(pool_in(before, "web"));
+  EventStream events(m.socket());
+  REQUIRE(events.subscribed());
+
+  struct Case {
+    const char* what;
+    std::function<void()> install;
+    std::string reason;  // in the reply, the log and the event
+  };
+  const std::vector<Case> cases = {
+      {"a binary that exits 1",
+       [&] { m.install_script("#!/bin/sh\necho 'this build is broken' >&2\nexit 1\n"); },
+       "--upgrade-info exited with status 1: this build is broken"},
+      {"no binary at all", [&] { std::filesystem::remove(m.binary()); },
+       "No such file or directory"},
+      {"a binary that rejects the config",
+       [&] {
+         m.install_script(
+             "#!/bin/sh\nif [ \"$1\" = --upgrade-info ]; then echo "
+             "'{\"version\":\"9.0.0\",\"state_formats\":[1]}'; "
+             "exit 0; fi\necho 'f.toml:5:1: pools.web.fancy: unknown key' >&2\nexit 2\n");
+       },
+       "--check -c " + m.config_path().string() +
+           " exited with status 2: f.toml:5:1: pools.web.fancy: unknown key"},
+      {"a binary that cannot read this state format",
+       [&] {
+         m.install_script("#!/bin/sh\necho '{\"version\":\"9.0.0\",\"state_formats\":[99]}'\n");
+       },
+       "does not read state format 1"},
+  };
+  for (const auto& k : cases) {
+    INFO(k.what);
+    k.install();
+    const RunResult r = m.ctl({"upgrade"});
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("upgrade refused, nothing changed") != std::string::npos);
+    CHECK(r.err.find(k.reason) != std::string::npos);
+    const auto e = events.wait_for("master.upgrade_failed");
+    REQUIRE(e.has_value());
+    CHECK(e->dump().find(k.reason) != std::string::npos);
+    CHECK(hello_answers(addr));
+  }
+  // By signal too: refused the same way, logged.
+  m.process->signal(SIGUSR2);
+  REQUIRE(events.wait_for("master.upgrade_failed").has_value());
+
+  const json after = m.status();
+  CHECK(after["master"]["pid"] == m.process->pid());
+  CHECK(after["master"]["upgrades"] == 0);
+  CHECK(after["master"]["last_upgrade"] == 0);
+  CHECK(all_pids(pool_in(after, "web")) == workers);
+  CHECK(pool_in(after, "web")["counters"]["spawned"] == 2);
+  CHECK(exe_of(m.process->pid()).ends_with(" (deleted)"));  // still the program it started as
+  CHECK(m.process->all_matches("(\\[master\\.upgrade_failed\\])").size() == cases.size() + 1);
+  CHECK(m.process->all_matches("(\\[master\\.upgraded\\])").empty());
+  // A good build afterwards goes through.
+  m.install_new_build();
+  CHECK(m.ctl({"upgrade"}).exit_code == 0);
+  CHECK(m.upgrades() == 1);
+  CHECK(all_pids(pool_in(m.status(), "web")) == workers);
+}
+
+namespace {
+
+// Descriptors (3 and up) of `pid` without close-on-exec.
+std::set<int> inheritable_fds(pid_t pid) {
+  std::set<int> out;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fdinfo";
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const int fd = std::stoi(e.path().filename().string());
+    if (fd < 3) continue;
+    std::ifstream in(e.path());
+    std::string key, flags;
+    while (in >> key >> flags)
+      if (key == "flags:") {
+        if ((std::stoul(flags, nullptr, 8) & 02000000) == 0) out.insert(fd);
+        break;
+      }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a failed execve leaves the old image running with its descriptors close-on-exec again",
+          "[upgrade]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 2));
+  REQUIRE(m.ready());
+  const std::string addr = m.process->wait_listen_address("web");
+  const std::set<pid_t> workers = all_pids(pool_in(m.status(), "web"));
+  const std::set<int> inheritable = inheritable_fds(m.process->pid());
+  // Passes both checks, then takes its own execute permission away: the exec fails.
+  m.install_script(
+      "#!/bin/sh\nif [ \"$1\" = --upgrade-info ]; then echo "
+      "'{\"version\":\"9.0.0\",\"state_formats\":[1]}'; "
+      "exit 0; fi\nchmod a-x \"$0\"\nexit 0\n");
+  const RunResult r = m.ctl({"upgrade"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("upgrade failed, the running master carries on: execve " + m.binary().string() +
+                   ": Permission denied") != std::string::npos);
+  CHECK(m.process->all_matches("(\\[master\\.upgrade_failed\\].*execve)").size() == 1);
+  const json s = m.status();
+  CHECK(s["master"]["upgrades"] == 0);
+  CHECK(all_pids(pool_in(s, "web")) == workers);
+  CHECK(inheritable_fds(m.process->pid()) == inheritable);
+  CHECK(hello_answers(addr));
+  m.install_new_build();
+  CHECK(m.ctl({"upgrade"}).exit_code == 0);
+  CHECK(all_pids(pool_in(m.status(), "web")) == workers);
+  CHECK(hello_answers(addr));
+}
+
+TEST_CASE("a worker killed while the master upgrades is reaped and replaced by the new image",
+          "[upgrade]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 2, "restart_delay = \"50ms\"\n"));
+  REQUIRE(m.ready());
+  const std::string addr = m.process->wait_listen_address("web");
+  const std::map<unsigned, pid_t> before = serving_pids(pool_in(m.status(), "web"));
+  REQUIRE(before.size() == 2);
+  m.install_new_build();
+  // The old image is busy with the pre-flight when the worker dies: its SIGCHLD is never
+  // handled there, so only the new image's waitid finds the exit.
+  m.process->signal(SIGUSR2);
+  ::kill(before.at(0), SIGKILL);
+  REQUIRE(m.wait_upgrades(1));
+  REQUIRE(wait_until([&] {
+    const json p = pool_in(m.status(), "web");
+    const auto now = serving_pids(p);
+    return settled(p, 2) && now.size() == 2 && now.at(0) != before.at(0) &&
+           now.at(1) == before.at(1);
+  }));
+  CHECK(m.process->all_matches("(pid " + std::to_string(before.at(0)) + " exited on signal 9)")
+            .size() == 1);
+  CHECK(hello_answers(addr));
+  const json c = pool_in(m.status(), "web")["counters"];
+  CHECK(c["spawned"] == 3);
+  CHECK(c["crashed"] == 1);
+}
+
+TEST_CASE("under systemd an upgrade sends RELOADING=1, then READY=1 from the new image",
+          "[upgrade][systemd]") {
+  TempDir notify_dir;
+  FakeSystemd systemd(notify_dir / "notify");
+  REQUIRE(systemd.bound());
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 2), {}, {systemd.env()});
+  REQUIRE(systemd.until("READY=1").back() == "READY=1");
+  m.install_new_build();
+  m.process->signal(SIGUSR2);
+  const auto to_reloading = systemd.until("RELOADING=1", 30s);
+  REQUIRE(to_reloading.back().find("RELOADING=1") != std::string::npos);
+  for (const auto& d : to_reloading) CHECK(d != "READY=1");
+  REQUIRE(systemd.until("READY=1", 30s).back() == "READY=1");
+  // READY=1 came from the new image, once it had taken over.
+  CHECK(m.process->all_matches("(\\[master\\.upgraded\\])").size() == 1);
+  CHECK(m.upgrades() == 1);
+}
+
+TEST_CASE("worker output captured into the log keeps flowing through the new image", "[upgrade]") {
+  UpgradeMaster m(supervisor_section() +
+                  hello_pool("web", 1, "stderr = \"log\"\nready = \"notify\"\n"));
+  REQUIRE(m.ready());
+  const pid_t worker = serving_pids(pool_in(m.status(), "web")).at(0);
+  m.install_new_build();
+  REQUIRE(m.ctl({"upgrade"}).exit_code == 0);
+  // What the worker writes on its way out reaches the new image's log through the
+  // adopted pipe, with the worker's prefix.
+  REQUIRE(m.ctl({"restart", "web"}).exit_code == 0);
+  CHECK(!m.process
+             ->wait_log("web\\[0\\] stderr: .*forkpool-hello\\[" + std::to_string(worker) +
+                            "\\]: end of work",
+                        30s)
+             .empty());
+  REQUIRE(wait_until([&] {
+    const json p = pool_in(m.status(), "web");
+    return settled(p, 1) && serving_pids(p).at(0) != worker;
+  }));
+}
+
+TEST_CASE("an upgrade is refused while the config file differs from the running configuration",
+          "[upgrade]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 2));
+  REQUIRE(m.ready());
+  replace_file(m.config_path(), supervisor_section() + hello_pool("web", 3));
+  m.install_new_build();
+  const RunResult r = m.ctl({"upgrade"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("has changed since it was last loaded") != std::string::npos);
+  CHECK(m.upgrades() == 0);
+}
+
+namespace {
+
+// The host pid of the only child of `parent` (the master that `unshare --fork` started).
+pid_t only_child_of(pid_t parent) {
+  pid_t found = -1;
+  int count = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(e.path() / "status");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.starts_with("PPid:")) {
+        if (std::stoi(line.substr(5)) == parent && process_alive(std::stoi(name))) {
+          found = std::stoi(name);
+          ++count;
+        }
+        break;
+      }
+  }
+  return count == 1 ? found : -1;
+}
+
+}  // namespace
+
+TEST_CASE("the master as PID 1 of a PID namespace upgrades in place and keeps reaping",
+          "[upgrade][pid1]") {
+  if (::geteuid() != 0) skip_test("needs root for unshare --pid");
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 2, "restart_delay = \"50ms\"\n"),
+                  {"unshare", "--pid", "--fork"});
+  REQUIRE(!m.process->wait_log("forkpool master pid 1 starting", 30s).empty());
+  REQUIRE(m.ready());
+  pid_t host_pid = -1;
+  REQUIRE(wait_until([&] { return (host_pid = only_child_of(m.process->pid())) > 0; }));
+  struct Kill {
+    pid_t pid;
+    ~Kill() {
+      if (pid > 0 && process_alive(pid)) ::kill(pid, SIGKILL);
+    }
+  } inner{host_pid};
+  const std::string addr = m.process->wait_listen_address("web");
+  const json first = pool_in(m.status(), "web");
+  const std::set<pid_t> workers = all_pids(first);
+
+  m.install_new_build();
+  const RunResult r = m.ctl({"upgrade"});
+  INFO(r.out << r.err << m.process->log());
+  REQUIRE(r.exit_code == 0);
+  const json s = m.status();
+  CHECK(s["master"]["pid"] == 1);
+  CHECK(runs_file(host_pid, m.binary()));
+  CHECK(all_pids(pool_in(s, "web")) == workers);
+  CHECK(hello_answers(addr));
+
+  // Still the reaper: a killed worker is reaped and replaced by the new image.
+  const pid_t victim = serving_pids(first).at(0);
+  REQUIRE(m.ctl({"kill", "web", "0", "KILL"}).exit_code == 0);
+  REQUIRE(wait_until([&] {
+    const json p = pool_in(m.status(), "web");
+    return settled(p, 2) && all_pids(p).count(victim) == 0;
+  }));
+  CHECK(m.process->all_matches("(\\[worker\\.exit\\])").size() == 1);
+  CHECK(hello_answers(addr));
+  CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
+}

@@ -1,0 +1,83 @@
+// A worker's process tree as the master reads it from /proc: real processes, forked here.
+// The children never assert; they wait to be killed.
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cstring>
+
+#include "shm/proc_stats.hpp"
+#include "supervisor/process/descendants.hpp"
+#include "support/wait_until.hpp"
+
+using forkpool::supervisor::ProcessTable;
+using forkpool::supervisor::tree_stats;
+using forkpool::test::wait_until;
+
+namespace {
+
+constexpr std::size_t kHeld = 32u << 20;
+
+// A process group of its own: the forked child, and a grandchild that holds kHeld bytes
+// of touched memory. Both wait to be killed.
+pid_t start_tree() {
+  const pid_t child = ::fork();
+  if (child != 0) return child;
+  ::setpgid(0, 0);
+  const pid_t grandchild = ::fork();
+  if (grandchild == 0) {
+    void* p = ::mmap(nullptr, kHeld, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) ::_exit(1);
+    std::memset(p, 1, kHeld);
+    for (;;) ::pause();
+  }
+  for (;;) ::pause();
+}
+
+// Kills the tree's process group and reaps the child, however the test ends.
+struct TreeGuard {
+  pid_t child;
+  ~TreeGuard() {
+    if (child <= 0) return;
+    ::kill(-child, SIGKILL);
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a worker's process tree holds its grandchildren and their memory", "[process][descendants]") {
+  const pid_t child = start_tree();
+  REQUIRE(child > 0);
+  ::setpgid(child, child);  // as the child does: whichever runs first, the group exists
+  TreeGuard guard{child};
+  std::vector<pid_t> below;
+  CHECK(wait_until([&] {
+    below = ProcessTable::read().descendants(child);
+    if (below.size() != 1) return false;
+    const auto s = forkpool::shm::read_proc_stats(below[0]);
+    return s && s->rss_bytes >= kHeld;
+  }));
+  const auto own = forkpool::shm::read_proc_stats(child);
+  const auto tree = tree_stats(child, ProcessTable::read());
+  REQUIRE(own.has_value());
+  REQUIRE(tree.has_value());
+  CHECK(own->rss_bytes < kHeld);
+  CHECK(tree->rss_bytes >= own->rss_bytes + kHeld);
+  // The tree of this test process holds the child and the grandchild as well.
+  const auto mine = ProcessTable::read().descendants(::getpid());
+  CHECK(std::count(mine.begin(), mine.end(), child) == 1);
+  if (!below.empty()) CHECK(std::count(mine.begin(), mine.end(), below[0]) == 1);
+
+  ::kill(-child, SIGKILL);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  guard.child = 0;
+  // A process that is gone has no stats, tree or not.
+  CHECK_FALSE(tree_stats(child, ProcessTable::read()).has_value());
+}

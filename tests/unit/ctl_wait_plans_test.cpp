@@ -1,0 +1,85 @@
+// What "done" means for the commands forkpoolctl waits for, read from status replies.
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "ctl/wait_plans.hpp"
+
+using namespace forkpool::ctl;
+using nlohmann::json;
+using Outcome = Progress::Outcome;
+
+namespace {
+
+json worker(unsigned index, unsigned pid, const char* state, const char* role = "serving", unsigned generation = 1,
+            double uptime = 5.0) {
+  return {{"worker", index}, {"pid", pid},           {"state", state},
+          {"role", role},    {"generation", generation}, {"uptime_s", uptime}};
+}
+
+json status(json pool) { return {{"ok", true}, {"pools", json::array({std::move(pool)})}}; }
+
+json pool(const char* state, int target, json workers) {
+  return {{"name", "web"}, {"state", state}, {"target", target}, {"live", workers.size()}, {"workers", std::move(workers)}};
+}
+
+}  // namespace
+
+TEST_CASE("ctl wait: a restart is done when every old worker is gone and the new ones are ready", "[ctl][wait]") {
+  const json before = status(pool("running", 2, {worker(0, 100, "idle"), worker(1, 101, "idle")}));
+  const json request = {{"cmd", "restart"}, {"pool", "web"}};
+  const auto plan = wait_plan(request, {{"ok", true}}, before);
+  REQUIRE(plan);
+  CHECK(plan->check(before).outcome == Outcome::Pending);
+  const json half = status(pool("running", 2, {worker(0, 200, "idle"), worker(0, 100, "busy", "retiring"),
+                                               worker(1, 101, "idle"), worker(1, 201, "starting", "replacement")}));
+  const Progress p = plan->check(half);
+  CHECK(p.outcome == Outcome::Pending);
+  CHECK(p.line == "restart web: 0 of 2 replaced, 2 left (2 of 2 ready)");
+  const json done = status(pool("running", 2, {worker(0, 200, "idle"), worker(1, 201, "busy")}));
+  CHECK(plan->check(done).outcome == Outcome::Done);
+  CHECK(plan->check(done).line == "restart web: done, 2 workers replaced");
+  json failed = pool("failed", 2, {worker(0, 200, "idle")});
+  failed["failed_reason"] = "worker 1 exited with status 78 (EX_CONFIG) before it was ready";
+  const Progress f = plan->check(status(failed));
+  CHECK(f.outcome == Outcome::Failed);
+  CHECK(f.line == "restart web: pool web failed: worker 1 exited with status 78 (EX_CONFIG) before it was ready");
+}
+
+TEST_CASE("ctl wait: a started worker counts once it lived through its first second", "[ctl][wait]") {
+  const auto plan = wait_plan({{"cmd", "start"}, {"pool", "web"}}, {{"ok", true}}, json::object());
+  REQUIRE(plan);
+  CHECK(plan->check(status(pool("running", 1, {worker(0, 1, "idle", "serving", 1, 0.2)}))).outcome ==
+        Outcome::Pending);
+  CHECK(plan->check(status(pool("running", 1, {worker(0, 1, "idle", "serving", 1, 1.2)}))).outcome == Outcome::Done);
+}
+
+TEST_CASE("ctl wait: a reload waits for replaced pools but not for a failed pool changed in place", "[ctl][wait]") {
+  const json reply = {{"ok", true},
+                      {"generation", 2},
+                      {"pools", json::array({{{"name", "web"}, {"change", "replace"}},
+                                             {{"name", "jobs"}, {"change", "in-place"}},
+                                             {{"name", "old"}, {"change", "removed"}}})}};
+  const auto plan = wait_plan({{"cmd", "reload"}}, reply, json::object());
+  REQUIRE(plan);
+  json jobs = pool("failed", 1, json::array());
+  jobs["name"] = "jobs";
+  json old = pool("stopping", 1, json::array());
+  old["name"] = "old";
+  json web_old = pool("running", 1, {worker(0, 1, "idle", "serving", 1)});
+  json web_new = pool("running", 1, {worker(0, 2, "idle", "serving", 2)});
+  const json mid = {{"pools", json::array({web_old, jobs, old})}};
+  CHECK(plan->check(mid).outcome == Outcome::Pending);
+  CHECK(plan->check(mid).line == "reload (generation 2): web 1 of 1 ready, old draining");
+  const json end = {{"pools", json::array({web_new, jobs})}};
+  CHECK(plan->check(end).outcome == Outcome::Done);
+}
+
+TEST_CASE("ctl wait: all_of fails with the first failure and is done when every plan is", "[ctl][wait]") {
+  const auto a = wait_plan({{"cmd", "stop"}, {"pool", "web"}}, {{"ok", true}}, json::object());
+  REQUIRE(a);
+  const WaitPlan both = all_of("stop all", {*a, *a});
+  CHECK(both.check(status(pool("stopping", 1, json::array()))).outcome == Outcome::Pending);
+  CHECK(both.check(status(pool("stopped", 1, json::array()))).line == "stop all: done (2 pools)");
+  CHECK(both.check(json{{"pools", json::array()}}).outcome == Outcome::Failed);
+}
