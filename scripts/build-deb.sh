@@ -15,7 +15,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 # --- what the build needs -----------------------------------------------------------
-packages=(dpkg-dev devscripts debhelper fakeroot lintian scdoc groff-base man-db systemd
+packages=(dpkg-dev devscripts debhelper fakeroot lintian scdoc groff-base man-db systemd python3-yaml curl
           cmake g++ pkg-config libuv1-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
           nlohmann-json3-dev libcli11-dev libsystemd-dev)
 missing=()
@@ -133,6 +133,22 @@ cp -n /lib/systemd/system/*.target "$scratch/lib/systemd/system/" 2>/dev/null ||
 for path in $(grep -ho '/usr/bin/[a-z-]*' packaging/container/Containerfile packaging/container/forkpool.toml | sort -u); do
   grep -q " \.${path}\$" <<<"$contents" || { echo "build-deb: the container needs $path, not in the packages" >&2; exit 1; }
 done
+# The Kubernetes example parses and keeps its promises: probes on /healthz, scrape
+# annotations, a grace period above the container config's shutdown_timeout.
+python3 - packaging/kubernetes/forkpool.yaml packaging/container/forkpool.toml <<'PY'
+import re, sys, yaml
+docs = {d["kind"]: d for d in yaml.safe_load_all(open(sys.argv[1]))}
+pod = docs["Deployment"]["spec"]["template"]
+container = pod["spec"]["containers"][0]
+assert container["readinessProbe"]["httpGet"]["path"] == "/healthz", "readinessProbe is not /healthz"
+assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", "livenessProbe is not /healthz"
+assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true", "no Prometheus scrape annotation"
+shutdown = int(re.search(r'shutdown_timeout = "(\d+)s"', open(sys.argv[2]).read()).group(1))
+assert pod["spec"]["terminationGracePeriodSeconds"] > shutdown, "terminationGracePeriodSeconds <= shutdown_timeout"
+assert "Service" in docs, "no Service"
+PY
+echo "build-deb: packaging/kubernetes/forkpool.yaml parses and probes /healthz"
+
 if [ "$(id -u)" -eq 0 ]; then
   chmod 755 "$work"  # the workers run as nobody and exec from the scratch root
   sed -e "s|/usr/bin/forkpool-hello|$scratch/usr/bin/forkpool-hello|" -e "s|0.0.0.0:8080|127.0.0.1:0|" \
