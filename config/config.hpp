@@ -67,6 +67,7 @@ struct PoolConfig {
   int min_workers = 0;
   int max_workers = 0;
   int spare_workers = 0;
+  Duration idle_timeout{10'000};  // dynamic: retire a worker idle this long, above min (0 = never)
 
   int max_inflight = 1;
   KeepAlive keepalive = KeepAlive::Worker;

@@ -27,6 +27,13 @@ bool same_sizing(const PoolConfig& a, const PoolConfig& b) {
   return printed(a) == printed(b);
 }
 
+bool same_idle_timeout(const PoolConfig& a, const PoolConfig& b) {
+  auto printed = [](const PoolConfig& p) {
+    return p.dynamic ? std::optional<Duration>(p.idle_timeout) : std::nullopt;
+  };
+  return printed(a) == printed(b);
+}
+
 // Workers get their listeners at exec (FORKPOOL_LISTENERS, and LISTEN_FDS in shared mode) in
 // this order, so a reordered list is a change too. The canonical text identifies an address.
 bool same_listen(const PoolConfig& a, const PoolConfig& b) {
@@ -67,6 +74,7 @@ constexpr std::array kPoolKeys{
     PoolKey{{"min_workers", kInPlace}, same_sizing<&PoolConfig::min_workers, true>},
     PoolKey{{"max_workers", kInPlace}, same_sizing<&PoolConfig::max_workers, true>},
     PoolKey{{"spare_workers", kInPlace}, same_sizing<&PoolConfig::spare_workers, true>},
+    PoolKey{{"idle_timeout", kInPlace}, same_idle_timeout},
     PoolKey{{"max_inflight", kInPlace}, same<&PoolConfig::max_inflight>},
     // FORKPOOL_KEEPALIVE is given at exec only.
     PoolKey{{"keepalive", kReplace}, same<&PoolConfig::keepalive>},

@@ -76,10 +76,13 @@ void load_listen(TableReader& r, PoolConfig& pool, const std::filesystem::path& 
 
 void load_sizing(TableReader& r, PoolConfig& pool) {
   auto workers = r.integer("workers", 1, kMaxWorkers);
-  auto min = r.integer("min_workers", 1, kMaxWorkers);
+  auto min = r.integer("min_workers", 0, kMaxWorkers);
   auto max = r.integer("max_workers", 1, kMaxWorkers);
   auto spare = r.integer("spare_workers", 0, kMaxWorkers);
+  auto idle_timeout = r.duration("idle_timeout");
   const bool any_dynamic = r.has("min_workers") || r.has("max_workers") || r.has("spare_workers");
+  if (r.has("idle_timeout") && !any_dynamic)
+    r.error("idle_timeout", "applies to a dynamic pool only (one with `min_workers`/`max_workers`)");
   if (r.has("workers") && any_dynamic) {
     for (auto key : {"min_workers", "max_workers", "spare_workers"})
       if (r.has(key)) r.error(key, "cannot be combined with `workers`: use either a fixed `workers` count "
@@ -98,7 +101,9 @@ void load_sizing(TableReader& r, PoolConfig& pool) {
   pool.dynamic = true;
   pool.max_workers = static_cast<int>(max.value_or(1));
   pool.min_workers = static_cast<int>(min.value_or(1));
-  pool.spare_workers = static_cast<int>(spare.value_or(1));
+  // An on-demand pool (min 0) keeps no spare by default, or it could never return to zero.
+  pool.spare_workers = static_cast<int>(spare.value_or(pool.min_workers == 0 ? 0 : 1));
+  if (idle_timeout) pool.idle_timeout = *idle_timeout;
   if (pool.min_workers > pool.max_workers)
     r.error("min_workers", "must not exceed max_workers (" + std::to_string(pool.max_workers) + ")");
   if (pool.spare_workers > pool.max_workers)

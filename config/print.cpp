@@ -91,6 +91,7 @@ void write_pool(Writer& w, const PoolConfig& p) {
     w.num("min_workers", static_cast<std::uint64_t>(p.min_workers));
     w.num("max_workers", static_cast<std::uint64_t>(p.max_workers));
     w.num("spare_workers", static_cast<std::uint64_t>(p.spare_workers));
+    w.duration("idle_timeout", p.idle_timeout);
   } else {
     w.num("workers", static_cast<std::uint64_t>(p.workers));
   }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <utility>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -96,6 +97,8 @@ struct ScoreboardFds {
   std::vector<shm::OwnedFd> slots;
   std::vector<std::uint64_t> epochs;
   std::vector<std::string> pools;
+  // min_workers..max_workers by pool index ({0, 0}: not known, an older master).
+  std::vector<std::pair<int, int>> bounds;
 };
 
 // Sends {"cmd":"scoreboard"} and collects the reply and its descriptors. Throws

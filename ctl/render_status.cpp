@@ -100,9 +100,14 @@ std::string render_pool(const nlohmann::json& pool, bool colour) {
   out += "\n";
   if (const auto why = str_field(pool, "failed_reason"); !why.empty())
     out += "  failed    " + paint(why, Colour::Red, colour) + "\n";
-  out += fmt::format("  workers   target {}  live {}  ready {}  busy {}  idle {}\n",
-                     count_text(pool, "target"), count_text(pool, "live"),
+  std::string bounds;
+  if (const auto& d = field(pool, "dynamic"); d.is_boolean() && d.get<bool>())
+    bounds = fmt::format(" (min {}, max {})", count_text(pool, "min_workers"), count_text(pool, "max_workers"));
+  out += fmt::format("  workers   target {}{}  live {}  ready {}  busy {}  idle {}\n",
+                     count_text(pool, "target"), bounds, count_text(pool, "live"),
                      count_text(pool, "ready"), count_text(pool, "busy"), count_text(pool, "idle"));
+  if (const auto scale = str_field(pool, "last_scale"); !scale.empty())
+    out += "  scaled    " + scale + "\n";
   const auto& c = field(pool, "counters");
   if (master_dispatch) {
     const auto& q = field(pool, "queue");

@@ -36,11 +36,16 @@ std::string pool_line(const TopFrame& f, const shm::PoolSnapshot& p) {
   const auto state = std::string(shm::to_string(p.state));
   const PoolRates r = f.rates != nullptr ? f.rates->rates(p.pool) : PoolRates{};
   const auto pct = shm::histogram_percentiles(p.duration);
+  std::string bounds;
+  if (f.pool_bounds != nullptr && p.pool < f.pool_bounds->size()) {
+    const auto [min, max] = (*f.pool_bounds)[p.pool];
+    if (max > 0 && min != max) bounds = fmt::format(" ({}..{})", min, max);
+  }
   return fmt::format(
-      "{} {}  size {}  idle {} busy {} starting {} stopping {}  queue {} (peak {})  "
+      "{} {}  size {}{}  idle {} busy {} starting {} stopping {}  queue {} (peak {})  "
       "conn/s {} (accepted {})  done {}  crashed {}  p50 {} p90 {} p99 {}",
       paint(pool_name(f, p.pool), Colour::Bold, f.colour),
-      paint(state, state_colour(state), f.colour), p.size, counts.idle,
+      paint(state, state_colour(state), f.colour), p.size, bounds, counts.idle,
       paint(std::to_string(counts.busy), counts.busy > 0 ? Colour::Yellow : Colour::None, f.colour),
       counts.starting, counts.stopping, p.queued_now, p.queue_peak, format_rate(r.completed_per_s),
       format_rate(r.accepted_per_s), p.completed,

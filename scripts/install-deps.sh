@@ -11,7 +11,8 @@ packages=(
   scdoc groff-base man-db  # man pages (docs/man), rendered by the packaging tests
   # tests: real clients and real peers
   curl apache2-utils python3 tmux prometheus systemd util-linux procps iproute2
-  python3-gunicorn  # a real program that forks its own workers (isolate tests)
+  python3-gunicorn  # a real program that forks its own workers (isolate tests, bench)
+  python3-flask python3-django  # real WSGI apps for forkpool-wsgi (wsgi_test.cpp)
   # fuzzing (scripts/fuzz.sh): clang and its libFuzzer runtime
   clang libclang-rt-14-dev
 )

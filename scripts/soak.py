@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Chaos soak: forkpool under load while its workers are killed, stopped, scaled,
-restarted and reloaded, and its descriptors run short. At the end the master's
+restarted and reloaded, the master upgrades its binary in place, and its descriptors
+run short. At the end the master's
 accounting must balance exactly and every request the client saw fail must match a
 connection the master counted as lost with a killed worker.
 
@@ -167,7 +168,7 @@ def chaos(master, args, stop, counts, rng):
         time.sleep(rng.uniform(0.2, 0.6))
         if stop.is_set():
             break
-        action = rng.choice(["kill", "kill", "stop", "scale", "restart", "reload", "reload", "fds"])
+        action = rng.choice(["kill", "kill", "stop", "scale", "restart", "reload", "reload", "fds", "upgrade"])
         name = rng.choice(["mweb", "sweb"])
         try:
             pool = master.pool(name)
@@ -198,6 +199,10 @@ def chaos(master, args, stop, counts, rng):
                 if not reply.get("ok"):
                     raise SystemExit("soak: reload refused: " + json.dumps(reply))
                 counts["reload"] += 1
+            elif action == "upgrade":
+                # The binary re-executes itself in place; workers, listeners and counters stay.
+                reply = master.request({"cmd": "upgrade"})
+                counts["upgrade" if reply.get("ok") else "upgrade_refused"] += 1
             elif action == "fds":
                 # The master's descriptors run short for a moment: it must pause and recover.
                 # Only the soft limit moves ("N:"), so raising it back needs no privilege.
@@ -252,7 +257,8 @@ def main():
         addr = {name: master.wait_log(rf"pool {name} listens on tcp://(\S+)").group(1) for name in ("mweb", "sweb")}
         stop = threading.Event()
         clients = {"mweb": Client(addr["mweb"], 6, stop), "sweb": Client(addr["sweb"], 4, stop)}
-        counts = {k: 0 for k in ("kill_mweb", "kill_sweb", "stop", "scale", "restart", "reload", "fds")}
+        counts = {k: 0 for k in ("kill_mweb", "kill_sweb", "stop", "scale", "restart", "reload", "fds", "upgrade",
+                                 "upgrade_refused")}
         chaos_stop = threading.Event()
         chaos_thread = threading.Thread(target=chaos, args=(master, args, chaos_stop, counts, rng), daemon=True)
         chaos_thread.start()

@@ -189,6 +189,11 @@ std::vector<shm::OwnedFd> Master::scoreboard_fds(nlohmann::json& info) {
   for (std::uint32_t i = 0; i < scoreboard_->pool_count(); ++i) names.push_back("");
   for_each_pool([&](Pool& p) { names[p.index()] = p.name(); });
   info["pools"] = std::move(names);
+  // min..max by pool block: the shared layout has the size, not its bounds (master-side).
+  nlohmann::json bounds = nlohmann::json::array();
+  for (std::uint32_t i = 0; i < scoreboard_->pool_count(); ++i) bounds.push_back(nullptr);
+  for_each_pool([&](Pool& p) { bounds[p.index()] = {p.min_workers(), p.max_workers()}; });
+  info["pool_bounds"] = std::move(bounds);
   return fds;
 }
 
@@ -312,7 +317,18 @@ void Master::shutdown(bool fast) {
 
 void Master::resize_fixed_pools(int delta) {
   for (auto& pool : generation_->pools()) {
-    if (pool->config().dynamic || pool->state() == shm::PoolState::Stopping) continue;
+    if (pool->state() == shm::PoolState::Stopping) continue;
+    if (pool->dynamic()) {
+      // The target moves within min_workers..max_workers; at a bound, TTIN/TTOU do nothing.
+      const int target = pool->target() + delta;
+      if (target < pool->min_workers() || target > pool->max_workers()) {
+        log::info("pool.scale_bound", "pool {} stays at {} workers (min_workers {}, max_workers {})", pool->name(),
+                  pool->target(), pool->min_workers(), pool->max_workers());
+        continue;
+      }
+      if (auto error = pool->scale_dynamic(target); !error.empty()) log::warn("pool.capacity", "{}", error);
+      continue;
+    }
     const int target = pool->target() + delta;
     if (target < 1) continue;
     if (!pool->resize(target))

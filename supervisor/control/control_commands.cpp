@@ -1,5 +1,6 @@
 #include "supervisor/control/control_commands.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <map>
 #include <optional>
@@ -51,9 +52,16 @@ unsigned worker_arg(const Pool& pool, const json& r, const char* cmd, bool requi
   if (pool.target() == 0)
     throw BadRequest{"pool " + pool.name() + " has no workers (it is scaled to 0), so there is no worker " +
                      std::to_string(*w)};
-  if (*w < 0 || *w >= pool.target())
-    throw BadRequest{"pool " + pool.name() + " has workers 0 to " + std::to_string(pool.target() - 1) + ", not " +
-                     std::to_string(*w)};
+  const std::vector<unsigned> numbers = pool.worker_numbers();
+  if (*w < 0 || std::find(numbers.begin(), numbers.end(), static_cast<unsigned>(*w)) == numbers.end()) {
+    std::string list;
+    for (unsigned n : numbers) list += (list.empty() ? "" : ", ") + std::to_string(n);
+    const bool contiguous = !numbers.empty() && numbers.back() + 1 == numbers.size();
+    if (contiguous || numbers.empty())
+      throw BadRequest{"pool " + pool.name() + " has workers 0 to " + std::to_string(pool.target() - 1) + ", not " +
+                       std::to_string(*w)};
+    throw BadRequest{"pool " + pool.name() + " has workers " + list + ", not " + std::to_string(*w)};
+  }
   out = static_cast<unsigned>(*w);
   return *out;
 }
@@ -82,6 +90,15 @@ void cmd_events(ControlTarget&, ControlClient& c, const json&) {
 void cmd_scale(ControlTarget& t, ControlClient& c, const json& r) {
   Pool& pool = pool_arg(t, r, "scale");
   const auto n = *int_arg(r, "workers", "scale", true);
+  if (pool.dynamic()) {
+    const int from = pool.target();
+    // Far outside any bounds, a number is still out of range, never truncated into it.
+    const int wanted = static_cast<int>(std::clamp<std::int64_t>(n, -1, kMaxPoolWorkers + 1));
+    if (auto error = pool.scale_dynamic(wanted); !error.empty()) throw BadRequest{error};
+    c.reply(ok({{"pool", pool.name()}, {"from", from}, {"to", pool.target()}, {"min", pool.min_workers()},
+                {"max", pool.max_workers()}}));
+    return;
+  }
   if (n < 0 || n > pool.max_size())
     throw BadRequest{"pool " + pool.name() + " can have 0 to " + std::to_string(pool.max_size()) + " workers"};
   const int from = pool.target();

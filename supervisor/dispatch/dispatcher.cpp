@@ -128,6 +128,7 @@ void Dispatcher::accept_from(std::size_t listener) {
   }
   publish();
   update_accepting();
+  if (accept_hook_) accept_hook_();
 }
 
 bool Dispatcher::descriptors_short() {
@@ -257,6 +258,7 @@ void Dispatcher::resume_parked(ParkedConnections::Connection c) {
   ctx_.scoreboard->count(index_, shm::PoolCounter::Resumed);
   queue_.push_back(Pending{std::move(c.fd), c.listener, c.id, Clock::now(), c.peer, c.peer_len});
   pump();
+  if (accept_hook_) accept_hook_();
 }
 
 void Dispatcher::parked_closed(const ParkedConnections::Connection& c, ParkedConnections::Ending why) {

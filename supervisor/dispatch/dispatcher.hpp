@@ -54,6 +54,9 @@ class Dispatcher {
   std::size_t queued() const { return queue_.size(); }
   // Why it cannot accept now ("" when it can, or stopped on purpose): out of descriptors.
   const std::string& accept_paused_reason() const { return paused_reason_; }
+  // Called after each batch of accepted connections and each resumed parked one (a
+  // dynamic pool sizes itself by its idle workers and the queue).
+  void set_accept_hook(std::function<void()> hook) { accept_hook_ = std::move(hook); }
   // A reload changed master-side settings (queue limits, balance...): they apply from now.
   void set_config(PoolConfigRef pool);
   // A reload changed the pool's listeners: accept on these from now (none: accept
@@ -99,6 +102,7 @@ class Dispatcher {
   PoolConfigRef pool_;
   std::uint32_t index_;
   WorkerList workers_;
+  std::function<void()> accept_hook_;
   WorkerChoice choice_;
   std::vector<int> listener_fds_;
   std::vector<std::unique_ptr<FdWatch>> accept_watches_;

@@ -273,6 +273,17 @@ std::string prometheus_text(const StatusModel& model) {
     out.sample("forkpool_workers_target", {{"pool", p.name}},
                number(static_cast<std::uint64_t>(p.target < 0 ? 0 : p.target)));
   }
+  auto gauge = [&](const char* name, const char* help, int PoolStatus::*field) {
+    out.family(name, "gauge", help);
+    for (const auto& p : model.pools)
+      out.sample(name, {{"pool", p.name}}, number(static_cast<std::uint64_t>(std::max(0, p.*field))));
+  };
+  gauge("forkpool_pool_workers_target", "Workers the pool wants now (a dynamic pool moves it within min..max).",
+        &PoolStatus::target);
+  gauge("forkpool_pool_workers_min", "Fewest workers the pool runs (min_workers; a fixed pool: its size).",
+        &PoolStatus::min);
+  gauge("forkpool_pool_workers_max", "Most workers the pool runs (max_workers; a fixed pool: its size).",
+        &PoolStatus::max);
   for (const auto& m : kPoolMetrics) {
     out.family(m.name, m.type, m.help);
     for (const auto& p : model.pools) out.sample(m.name, {{"pool", p.name}}, number(p.*m.field));

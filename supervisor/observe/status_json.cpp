@@ -102,6 +102,10 @@ json pool_json(const PoolStatus& p) {
           {"removed", p.removed},
           {"listeners", std::move(listeners)},
           {"target", p.target},
+          {"dynamic", p.dynamic},
+          {"min_workers", p.min},
+          {"max_workers", p.max},
+          {"last_scale", text(p.last_scale)},
           {"live", p.live},
           {"ready", p.ready},
           {"busy", p.busy},
@@ -219,6 +223,10 @@ PoolStatus pool_from(const json& j) {
     }
   }
   read(j, "target", p.target);
+  read(j, "dynamic", p.dynamic);
+  read(j, "min_workers", p.min);
+  read(j, "max_workers", p.max);
+  read(j, "last_scale", p.last_scale);
   read(j, "live", p.live);
   read(j, "ready", p.ready);
   read(j, "busy", p.busy);

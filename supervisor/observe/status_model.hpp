@@ -48,6 +48,9 @@ struct PoolStatus {
   bool removed = false;          // removed by a reload, draining
   std::vector<std::string> listeners;  // bound addresses
   int target = 0;
+  bool dynamic = false;          // min_workers/max_workers instead of a fixed size
+  int min = 0, max = 0;          // bounds of target (a fixed pool: target twice)
+  std::string last_scale;        // why the size last changed, "" if it never did
   int live = 0, ready = 0, busy = 0, idle = 0;
   std::uint64_t queue_length = 0, queue_peak = 0, queue_limit = 0;
   std::uint64_t accepted = 0, dispatched = 0, completed = 0, in_flight = 0, lost = 0, closed = 0;

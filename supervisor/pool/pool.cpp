@@ -23,13 +23,17 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, unsigned generation, std::v
       flap_(config_->flap_restarts, config_->flap_window),
       generation_(generation),
       worker_generation_(generation),
-      rolling_next_(ctx.loop) {
+      rolling_next_(ctx.loop),
+      idle_timer_(ctx.loop),
+      spawn_retry_(ctx.loop),
+      demand_sample_(ctx.loop) {
   auto block = ctx_.scoreboard->add_pool(config_->name, generation_);
   if (!block)
     throw std::runtime_error("the scoreboard has no room for pool " + config_->name + " (" +
                              std::to_string(ctx_.scoreboard->pool_count()) +
                              " pools at most until forkpool is restarted)");
   index_ = *block;
+  want_first(target_);
   update_dispatcher();
   arm_memory_sampler();
   ctx_.scoreboard->set_pool_size(index_, static_cast<std::uint32_t>(target_));
@@ -37,6 +41,7 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, unsigned generation, std::v
 }
 
 Pool::~Pool() {
+  demand_watches_.clear();
   dispatcher_.reset();
   slots_.clear();
   ctx_.scoreboard->remove_pool(index_);
@@ -50,6 +55,13 @@ Pool::Slot& Pool::slot_at(unsigned index) {
 
 int Pool::max_size() const {
   return std::min(kMaxPoolWorkers, target_ + static_cast<int>(ctx_.scoreboard->free_slots() / 2));
+}
+
+std::vector<unsigned> Pool::worker_numbers() const {
+  std::vector<unsigned> out;
+  for (const auto& s : slots_)
+    if (s->wanted) out.push_back(s->index);
+  return out;
 }
 
 int Pool::live() const {
@@ -67,12 +79,18 @@ int Pool::ready_count() const {
 
 bool Pool::settled() const {
   if (state_ == shm::PoolState::Failed || state_ == shm::PoolState::Stopped) return true;
-  for (int i = 0; i < target_; ++i) {
-    if (static_cast<std::size_t>(i) >= slots_.size()) return false;
-    const auto& p = slots_[static_cast<std::size_t>(i)]->process;
-    if (!p || !p->ever_ready()) return false;
+  int wanted = 0;
+  for (const auto& s : slots_) {
+    if (!s->wanted) continue;
+    ++wanted;
+    if (!s->process || !s->process->ever_ready()) return false;
   }
-  return true;
+  return wanted >= target_;
+}
+
+void Pool::want_first(int target) {
+  for (int i = 0; i < target; ++i) slot_at(static_cast<unsigned>(i));
+  for (auto& s : slots_) s->wanted = static_cast<int>(s->index) < target;
 }
 
 void Pool::dispatch_candidates(std::vector<WorkerProcess*>& out) const {
@@ -89,6 +107,7 @@ void Pool::update_dispatcher(bool adopting) {
     if (!dispatcher_) {
       dispatcher_ = std::make_unique<Dispatcher>(ctx_, config_, index_, listeners_,
                                                  [this](std::vector<WorkerProcess*>& out) { dispatch_candidates(out); });
+      dispatcher_->set_accept_hook([this] { rescale(); });
       dispatcher_->set_paused(state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running &&
                               state_ != shm::PoolState::Stopped);
     } else {
@@ -135,14 +154,24 @@ void Pool::start() {
   flap_.clear();
   spawn_failures_ = 0;
   if (dispatcher_) dispatcher_->set_paused(false);
+  if (dynamic()) {
+    target_ = config_->min_workers;
+    spawn_rate_ = SpawnRate();
+    ctx_.scoreboard->set_pool_size(index_, static_cast<std::uint32_t>(target_));
+  }
+  want_first(target_);
+  rescaling_ = true;  // the ready events of these first workers size nothing yet
   for (int i = 0; i < target_; ++i) {
     Slot& slot = slot_at(static_cast<unsigned>(i));
     slot.backoff.reset();
     slot.starts.reset();
     if (!slot.process) spawn(slot);
-    if (state_ == shm::PoolState::Failed) return;  // its program cannot be started
+    if (state_ == shm::PoolState::Failed) break;  // its program cannot be started
   }
+  rescaling_ = false;
+  if (state_ == shm::PoolState::Failed) return;
   update_running();
+  rescale();
 }
 
 void Pool::promote(Slot& slot) {
@@ -170,7 +199,8 @@ void Pool::replace(std::optional<unsigned> worker, std::string_view why) {
     return;
   }
   rolling_.clear();
-  for (int i = 0; i < target_; ++i) rolling_.push_back(static_cast<unsigned>(i));
+  for (const auto& s : slots_)
+    if (s->wanted) rolling_.push_back(s->index);
   rolling_reason_ = std::string(why);
   continue_rolling();
 }
@@ -188,15 +218,15 @@ void Pool::continue_rolling() {
   while (active < limit && !rolling_.empty()) {
     const unsigned i = rolling_.front();
     rolling_.pop_front();
-    if (static_cast<int>(i) >= target_ || i >= slots_.size()) continue;
+    if (i >= slots_.size() || !slots_[i]->wanted) continue;
     Slot& s = *slots_[i];
     if (!s.process || s.replacement) continue;
     s.replace_reason = rolling_reason_;
     if (start_replacement(s)) ++active;
   }
-  for (int i = 0; active < limit && i < target_ && static_cast<std::size_t>(i) < slots_.size(); ++i) {
-    Slot& s = *slots_[static_cast<std::size_t>(i)];
-    if (!s.process || s.replacement || !outdated(*s.process)) continue;
+  for (std::size_t i = 0; active < limit && i < slots_.size(); ++i) {
+    Slot& s = *slots_[i];
+    if (!s.wanted || !s.process || s.replacement || !outdated(*s.process)) continue;
     if (s.process->phase() == WorkerPhase::Stopping) continue;  // killed by a timeout: respawns as new
     s.replace_reason = "(reload to generation " + std::to_string(worker_generation_) + ")";
     if (start_replacement(s)) ++active;

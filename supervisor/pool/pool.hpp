@@ -20,6 +20,7 @@
 #include "supervisor/generation/listeners.hpp"
 #include "supervisor/master_context.hpp"
 #include "supervisor/observe/status_model.hpp"
+#include "supervisor/pool/pool_sizing.hpp"
 #include "supervisor/pool/respawn_policy.hpp"
 #include "supervisor/process/exit_status.hpp"
 #include "supervisor/process/worker_process.hpp"
@@ -50,6 +51,9 @@ class Pool {
   std::uint32_t index() const { return index_; }
   unsigned generation() const { return generation_; }
   int target() const { return target_; }
+  // The worker numbers the pool wants now, in order (0..target-1 for a fixed pool; a dynamic
+  // pool that retired some may have gaps).
+  std::vector<unsigned> worker_numbers() const;
   // The most workers it may scale to now: the scoreboard must hold each of them and a
   // replacement beside it (a rolling restart).
   int max_size() const;
@@ -66,6 +70,18 @@ class Pool {
   PoolStatus status() const;
 
   void start();
+  // --- Dynamic pools (pool_scale.cpp; SPEC section 3a) ---
+  bool dynamic() const { return config_->dynamic; }
+  // The bounds of its size: min_workers..max_workers, or the fixed size twice.
+  int min_workers() const { return config_->dynamic ? config_->min_workers : target_; }
+  int max_workers() const { return config_->dynamic ? config_->max_workers : target_; }
+  // Why the size last changed ("" if it never did), e.g. "up from 2 to 8: connections waiting".
+  const std::string& last_scale() const { return last_scale_; }
+  // Moves a dynamic pool's target to `n` (the operator: scale, TTIN, TTOU). Returns an error
+  // text, "" when done: `n` must lie within min_workers..max_workers.
+  std::string scale_dynamic(int n);
+  // Looks at the counts and grows or arms the idle timer: on every event that moves them.
+  void rescale();
   // Stops every worker: gracefully (stop_signal, then SIGKILL after graceful_timeout),
   // or at once with SIGKILL when `fast`. No respawning afterwards.
   void stop(bool fast);
@@ -103,6 +119,7 @@ class Pool {
 
   Slot& slot_at(unsigned index);
   WorkerEvents worker_events(Slot& slot, const std::shared_ptr<WorkerProcess*>& self);
+  void handle_exit_of(pid_t pid, int wait_status);
   std::unique_ptr<WorkerProcess> launch(Slot& slot);
   std::unique_ptr<WorkerProcess> adopt_worker(Slot& slot, const nlohmann::json& state, upgrade::AdoptedFds& fds);
   void spawn(Slot& slot);
@@ -134,6 +151,22 @@ class Pool {
   void update_dispatcher(bool adopting = false);
   void maybe_finish_retiring();
   std::uint32_t acquire_scoreboard_slot(unsigned worker);
+  // Fixed sizing: slots 0..target-1 are wanted, the rest not.
+  void want_first(int target);
+  // --- Dynamic pools (pool_scale.cpp) ---
+  SizingCounts sizing_counts();
+  void grow(int n, ScaleReason reason, const SizingCounts& before);
+  // Retires `n` workers (idle ones first, the longest idle first) through the normal drain.
+  void shrink(int n, ScaleReason reason, const SizingCounts& before);
+  void retire_slot(Slot& slot);
+  Slot* longest_idle();
+  void retire_idle();
+  void arm_idle_timer(const SizingCounts& c);
+  void watch_demand(const SizingCounts& c);
+  void note_scale(int from, ScaleReason reason, const SizingCounts& c);
+  // A reload moved min/max: the target moves inside them.
+  void apply_bounds();
+  void stop_scaling();
 
   MasterContext& ctx_;
   PoolConfigRef config_;
@@ -154,6 +187,18 @@ class Pool {
   std::string last_exit_line_;  // the latest unplanned exit, as logged; "" after a failed start
   std::string failed_reason_;   // why the pool is failed, with the exit that failed it
   Timer rolling_next_;  // the next batch starts on a later loop turn, never recursively
+  // Dynamic pools. No timer runs at rest: idle_timer_ only while a worker above the minimum
+  // is idle, spawn_retry_ only while the spawn rate holds back needed workers, and (shared
+  // dispatch) demand_sample_ only while a worker is busy or a connection waits; otherwise the
+  // listeners are watched for readability instead (demand_watches_).
+  SpawnRate spawn_rate_;
+  std::string last_scale_;
+  bool rescaling_ = false;
+  bool listener_readable_ = false;  // shared dispatch: sizing from a listener's wake-up
+  Timer idle_timer_;
+  Timer spawn_retry_;
+  Timer demand_sample_;
+  std::vector<std::unique_ptr<FdWatch>> demand_watches_;
 };
 
 }  // namespace forkpool::supervisor

@@ -10,6 +10,11 @@
 namespace forkpool::supervisor {
 
 void Pool::handle_exit(pid_t pid, int wait_status) {
+  handle_exit_of(pid, wait_status);
+  rescale();
+}
+
+void Pool::handle_exit_of(pid_t pid, int wait_status) {
   ctx_.owners.erase(pid);
   Slot* slot = nullptr;
   std::unique_ptr<WorkerProcess>* holder = nullptr;
@@ -65,7 +70,7 @@ void Pool::handle_exit(pid_t pid, int wait_status) {
     return;
   }
   if (state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running) return;
-  if (static_cast<int>(slot->index) >= target_) {
+  if (!slot->wanted) {
     if (ctx_.changed) ctx_.changed();
     return;
   }
@@ -150,6 +155,7 @@ void Pool::fail(const std::string& why) {
 void Pool::stop(bool fast) {
   if (state_ == shm::PoolState::Stopped) return;
   set_state(shm::PoolState::Stopping);
+  stop_scaling();
   rolling_.clear();
   rolling_next_.stop();
   if (dispatcher_) dispatcher_->set_paused(true);
@@ -172,22 +178,28 @@ bool Pool::resize(int target) {
   report(ctx_, spdlog::level::info, "pool.scale", {config_->name, {}, 0},
          fmt::format("pool {} scales from {} to {} workers", config_->name, old, target_),
          {{"from", old}, {"to", target_}});
-  for (int i = target_; i < old && static_cast<std::size_t>(i) < slots_.size(); ++i) {
-    Slot& s = *slots_[static_cast<std::size_t>(i)];
+  // Slots target.. are let go (a dynamic pool may have left gaps below its old size too).
+  for (auto& sp : slots_) {
+    Slot& s = *sp;
+    if (static_cast<int>(s.index) < target_ || !s.wanted) continue;
+    s.wanted = false;
     s.restart_timer.stop();
     if (s.process) s.process->stop(graceful_stop(s.process->config()), true);
     if (s.replacement) s.replacement->stop(graceful_stop(s.replacement->config()), true);
   }
-  for (int i = old; i < target_; ++i) {
+  for (int i = 0; i < target_; ++i) {
     Slot& s = slot_at(static_cast<unsigned>(i));
-    s.backoff.reset();
-    spawn(s);
+    if (s.wanted && s.process) continue;
+    if (!s.wanted) s.backoff.reset();
+    s.wanted = true;
+    if (!s.restart_timer.active()) spawn(s);
   }
   update_running();
   return true;
 }
 
 void Pool::close_listeners() {
+  demand_watches_.clear();  // before the sockets close (libuv watches fd numbers)
   if (dispatcher_) dispatcher_->shut();
   for (auto& l : listeners_) l->close();
 }

@@ -19,6 +19,7 @@ json Pool::export_state(upgrade::FdList& fds) const {
     for (const auto& r : s->retiring) retiring.push_back(r->export_state(fds));
     slots.push_back(
         {{"index", s->index},
+         {"wanted", s->wanted},
          {"replace_reason", s->replace_reason},
          {"last_error", s->last_error},
          {"restart_due", s->restart_timer.active() ? upgrade::to_ns(s->restart_due) : 0},
@@ -34,6 +35,7 @@ json Pool::export_state(upgrade::FdList& fds) const {
           {"state", static_cast<std::uint32_t>(state_)},
           {"rolling", json(std::vector<unsigned>(rolling_.begin(), rolling_.end()))},
           {"rolling_reason", rolling_reason_},
+          {"last_scale", last_scale_},
           {"slots", std::move(slots)},
           {"dispatcher", dispatcher_ ? dispatcher_->export_state(fds) : json()}};
 }
@@ -48,7 +50,10 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> li
       flap_(config_->flap_restarts, config_->flap_window),
       generation_(need(state, "generation").get<unsigned>()),
       worker_generation_(need(state, "worker_generation").get<unsigned>()),
-      rolling_next_(ctx.loop) {
+      rolling_next_(ctx.loop),
+      idle_timer_(ctx.loop),
+      spawn_retry_(ctx.loop),
+      demand_sample_(ctx.loop) {
   if (!ctx_.scoreboard->pool_used(index_))
     throw upgrade::StateError("upgrade state: pool " + config_->name + " has no scoreboard block");
   const auto raw_state = shm::pool_state_from_raw(need(state, "state").get<std::uint32_t>());
@@ -59,6 +64,7 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> li
                               std::to_string(target_));
   for (const auto& w : need(state, "rolling")) rolling_.push_back(w.get<unsigned>());
   rolling_reason_ = state.value("rolling_reason", "");
+  last_scale_ = state.value("last_scale", "");
   update_dispatcher(true);
   if (dispatcher_ && state.contains("dispatcher") && !state["dispatcher"].is_null())
     dispatcher_->adopt_state(state["dispatcher"], fds);
@@ -69,6 +75,7 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> li
       throw upgrade::StateError("upgrade state: pool " + config_->name + ": slot " +
                                 std::to_string(i));
     Slot& slot = slot_at(i);
+    slot.wanted = js.value("wanted", static_cast<int>(i) < target_);
     slot.replace_reason = js.value("replace_reason", "");
     slot.last_error = js.value("last_error", "");
     if (const auto due = js.value("restart_due", std::int64_t{0}); due != 0)
@@ -113,6 +120,9 @@ void Pool::resume_adopted() {
   // A rolling restart goes on where it was; the queue goes to whoever can take it.
   rolling_next_.start(std::chrono::milliseconds(0), [this] { continue_rolling(); });
   if (dispatcher_) dispatcher_->pump();
+  // A dynamic pool looks at its size again: its timers (idle retirement, the demand
+  // watch) are re-armed from what it sees now.
+  if (config_->dynamic) rescale();
 }
 
 }  // namespace forkpool::supervisor

@@ -10,14 +10,19 @@ namespace forkpool::supervisor {
 void Pool::keep(PoolConfigRef config, std::vector<ListenerRef> listeners) {
   // Equal settings, but the new generation's copy, so the old one can be let go; the
   // workers keep theirs until they exit (it is equal too).
+  if (listeners != listeners_) demand_watches_.clear();  // watches name fd numbers: rewatched below
   config_ = std::move(config);
   listeners_ = std::move(listeners);
   if (dispatcher_) dispatcher_->set_config(config_);
+  rescale();
 }
 
 void Pool::reconfigure(PoolConfigRef config, unsigned generation, std::vector<ListenerRef> listeners,
                        config::PoolChange change) {
   const int old_target = target_;
+  const bool was_dynamic = config_->dynamic;
+  // Watches name fd numbers: gone before the old listeners may close; rewatched by rescale().
+  if (listeners != listeners_) demand_watches_.clear();
   config_ = std::move(config);
   listeners_ = std::move(listeners);
   generation_ = generation;
@@ -41,8 +46,15 @@ void Pool::reconfigure(PoolConfigRef config, unsigned generation, std::vector<Li
     }
   }
   update_dispatcher();
-  if (config_->workers != old_target && state_ != shm::PoolState::Stopping) resize(config_->workers);
-  else target_ = config_->workers;
+  if (config_->dynamic) {
+    // min/max/spare/idle_timeout apply in place: the target moves inside the new bounds.
+    apply_bounds();
+  } else {
+    if (was_dynamic) stop_scaling();
+    if ((config_->workers != old_target || was_dynamic) && state_ != shm::PoolState::Stopping)
+      resize(config_->workers);
+    else target_ = config_->workers;
+  }
   if (change == config::PoolChange::Replace && (state_ == shm::PoolState::Running || state_ == shm::PoolState::Starting))
     continue_rolling();
   // A failed pool whose program or environment changed is a deploy of a fix: try it,
@@ -56,6 +68,7 @@ void Pool::reconfigure(PoolConfigRef config, unsigned generation, std::vector<Li
 
 void Pool::retire() {
   removed_ = true;
+  stop_scaling();
   rolling_.clear();
   rolling_next_.stop();
   update_dispatcher();  // accepts nothing more; the kernel backlog keeps new clients

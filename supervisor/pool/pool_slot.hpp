@@ -14,6 +14,7 @@ struct Pool::Slot {
   Slot(uv_loop_t* loop, unsigned i, const config::PoolConfig& c)
       : index(i), restart_timer(loop), backoff(c.restart_delay, c.restart_delay_max) {}
   unsigned index;
+  bool wanted = false;  // the pool wants a worker here (fixed: index < target; dynamic: grown into)
   std::unique_ptr<WorkerProcess> process;                // serving, or starting to
   std::unique_ptr<WorkerProcess> replacement;            // takes over once ready
   std::vector<std::unique_ptr<WorkerProcess>> retiring;  // replaced, finishing their work

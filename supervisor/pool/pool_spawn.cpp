@@ -31,6 +31,7 @@ WorkerEvents Pool::worker_events(Slot& slot, const std::shared_ptr<WorkerProcess
     if (p == slot.replacement.get()) promote(slot);
     if (dispatcher_) dispatcher_->pump();
     update_running();
+    rescale();
   };
   events.ready_confirmed = [this, &slot, self] {
     WorkerProcess* p = *self;
@@ -67,11 +68,13 @@ WorkerEvents Pool::worker_events(Slot& slot, const std::shared_ptr<WorkerProcess
     recycle_if_due(*self);
     if (dispatcher_) dispatcher_->on_done(held);
     maybe_finish_retiring();
+    rescale();
   };
   events.parked = [this, self, recycle_if_due](std::uint64_t id, const HeldConnection& held, base::OwnedFd fd) {
     recycle_if_due(*self);
     if (dispatcher_) dispatcher_->on_parked(id, held, std::move(fd));  // else `fd` closes here
     maybe_finish_retiring();
+    rescale();
   };
   events.protocol_error = [this] { ctx_.scoreboard->count(index_, shm::PoolCounter::ProtocolErrors); };
   events.writable = [this] {
@@ -133,7 +136,7 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
 
 void Pool::spawn(Slot& slot) {
   if (state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running) return;
-  if (static_cast<int>(slot.index) >= target_ || slot.process) return;
+  if (!slot.wanted || slot.process) return;
   try {
     slot.process = launch(slot);
   } catch (const SpawnFailure& e) {

@@ -34,6 +34,10 @@ PoolStatus Pool::status() const {
   s.removed = removed_;
   for (const auto& l : listeners_) s.listeners.push_back(l->bound.empty() ? l->address.text : l->bound);
   s.target = target_;
+  s.dynamic = config_->dynamic;
+  s.min = min_workers();
+  s.max = max_workers();
+  s.last_scale = last_scale_;
   s.live = live();
   s.ready = ready_count();
 
@@ -115,7 +119,7 @@ PoolStatus Pool::status() const {
     s.workers.push_back(std::move(w));
   };
   for (const auto& slot : slots_) {
-    if (!slot->process && !slot->last_error.empty() && static_cast<int>(slot->index) < target_) {
+    if (!slot->process && !slot->last_error.empty() && slot->wanted) {
       // Its last start failed: no process, but the slot is not forgotten.
       WorkerStatus w;
       w.worker = slot->index;

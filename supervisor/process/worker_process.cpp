@@ -213,7 +213,10 @@ void WorkerProcess::finish_connection(std::uint64_t id) {
   if (access_log::enabled()) log_access(it->first, it->second, held, access_log::Outcome::Done);
   held_.erase(it);
   ++completed_;
-  if (held_.empty()) idle_order_ = ++ctx_.idle_clock;
+  if (held_.empty()) {
+    idle_order_ = ++ctx_.idle_clock;
+    idle_since_ = Clock::now();
+  }
   arm_request_timer();
   if (events_.done) events_.done(held);
 }
@@ -236,7 +239,10 @@ bool WorkerProcess::park_connection(std::uint64_t id, WorkerChannel::Passed pass
       log_access(id, held, std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - held.since),
                  access_log::Outcome::Parked);
     held_.erase(it);
-    if (held_.empty()) idle_order_ = ++ctx_.idle_clock;
+    if (held_.empty()) {
+      idle_order_ = ++ctx_.idle_clock;
+      idle_since_ = Clock::now();
+    }
     arm_request_timer();
     if (events_.parked) events_.parked(id, held, std::move(passed.first));
     return true;
@@ -316,6 +322,7 @@ void WorkerProcess::mark_ready() {
   transition(WorkerPhase::Ready);
   ready_at_ = Clock::now();
   idle_order_ = ++ctx_.idle_clock;
+  idle_since_ = *ready_at_;
   ready_timer_.stop();
   ctx_.scoreboard->mark_ready(id_.scoreboard_slot);
   const bool exec = pool_->ready == config::Readiness::Exec;
@@ -326,6 +333,11 @@ void WorkerProcess::mark_ready() {
     // The ready timer has no other use with exec readiness; stop() and reaped() stop it.
     ready_timer_.start(kExecReadyGrace, [this] { events_.ready_confirmed(); });
   }
+}
+
+void WorkerProcess::observe_activity(bool busy, std::uint64_t handled) {
+  if (busy || handled != handled_seen_) idle_since_ = Clock::now();
+  handled_seen_ = handled;
 }
 
 void WorkerProcess::arm_watchdog() {

@@ -125,6 +125,12 @@ class WorkerProcess {
   bool accepts_work() const;
   std::size_t in_flight() const { return held_.size(); }
   std::uint64_t idle_order() const { return idle_order_; }  // larger = idle more recently
+  // Since when it has held nothing (master dispatch), or was last seen working (shared
+  // dispatch, from observe_activity): what a dynamic pool retires by.
+  Clock::time_point idle_since() const { return idle_since_; }
+  // Shared dispatch: what the scoreboard shows of it now (busy, connections handled). A
+  // change of either moves idle_since to now.
+  void observe_activity(bool busy, std::uint64_t handled);
   std::uint64_t handed() const { return handed_; }          // connections ever sent to it
   std::uint64_t completed() const { return completed_; }    // DONE received
   // Age of the oldest connection it holds; zero when it holds none.
@@ -199,6 +205,8 @@ class WorkerProcess {
   std::uint64_t completed_ = 0;
   std::uint64_t recycle_after_ = 0;
   std::uint64_t idle_order_ = 0;
+  Clock::time_point idle_since_{};
+  std::uint64_t handled_seen_ = 0;  // shared dispatch: connections_handled when last observed
   unsigned protocol_errors_ = 0;
   std::unique_ptr<log::RepeatedWarning> bad_parks_;  // made on the first one
   Clock::time_point first_protocol_error_;

@@ -67,6 +67,8 @@ json WorkerProcess::export_state(upgrade::FdList& fds) const {
       {"completed", completed_},
       {"recycle_after", recycle_after_},
       {"idle_order", idle_order_},
+      {"idle_since", to_ns(idle_since_)},
+      {"handled_seen", handled_seen_},
       {"watchdog_due", watchdog_timer_.active() ? to_ns(watchdog_due_) : 0},
       {"held", std::move(held)},
       {"stop", {{"began", to_ns(stop_began_)}, {"step", stop_step_}, {"plan", std::move(plan)}}}};
@@ -97,6 +99,10 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, const json&
   completed_ = s.value("completed", std::uint64_t{0});
   recycle_after_ = s.value("recycle_after", std::uint64_t{0});
   idle_order_ = s.value("idle_order", std::uint64_t{0});
+  // Dynamic pools retire the worker idle the longest: its idle time goes on.
+  idle_since_ = s.contains("idle_since") ? from_ns(s["idle_since"].get<std::int64_t>())
+                                         : ready_at_.value_or(Clock::now());
+  handled_seen_ = s.value("handled_seen", std::uint64_t{0});
   for (const auto& h : need(s, "held")) {
     HeldConnection c{};
     c.since = from_ns(need(h, "since").get<std::int64_t>());

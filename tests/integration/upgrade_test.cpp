@@ -524,3 +524,28 @@ TEST_CASE("the master as PID 1 of a PID namespace upgrades in place and keeps re
   CHECK(hello_answers(addr));
   CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
 }
+
+TEST_CASE("a dynamic pool keeps its target, bounds and workers across an upgrade", "[upgrade][dynamic]") {
+  UpgradeMaster m(supervisor_section() +
+                  "[pools.web]\ncommand = [\"" + hello_binary().string() +
+                      "\"]\nlisten = [\"tcp://127.0.0.1:0\"]\nmin_workers = 1\nmax_workers = 4\nidle_timeout = \"60s\"\n");
+  REQUIRE(m.ready());
+  {
+    auto c = m.client();
+    const json up = c.request({{"cmd", "scale"}, {"pool", "web"}, {"workers", 3}});
+    REQUIRE(up.value("ok", false));
+  }
+  REQUIRE(wait_until([&] { return settled(pool_in(m.status(), "web"), 3); }, 30s));
+  const json before = pool_in(m.status(), "web");
+  const std::set<pid_t> workers = all_pids(before);
+  REQUIRE(workers.size() == 3);
+  m.install_new_build();
+  REQUIRE(m.ctl({"upgrade"}).exit_code == 0);
+  const json after = pool_in(m.status(), "web");
+  CHECK(after["target"] == 3);
+  CHECK(after["dynamic"] == true);
+  CHECK(after["min_workers"] == 1);
+  CHECK(after["max_workers"] == 4);
+  CHECK(after["last_scale"] == before["last_scale"]);
+  CHECK(all_pids(after) == workers);
+}

@@ -15,7 +15,7 @@ TEST_CASE("each man page renders with groff -ww without warnings and shows the v
 #if !FORKPOOL_MAN_BUILT
   skip_test("scdoc was not found at configure time, so no man page was built (apt-get install scdoc)");
 #endif
-  for (const std::string page : {"forkpool.8", "forkpoolctl.8", "forkpool.toml.5", "forkpool-protocol.7", "forkpool-hello.1"}) {
+  for (const std::string page : {"forkpool.8", "forkpoolctl.8", "forkpool.toml.5", "forkpool-protocol.7", "forkpool-hello.1", "forkpool-wsgi.1"}) {
     const std::string path = FORKPOOL_BINARY_DIR "/docs/man/" + page;
     INFO(path);
     REQUIRE(std::filesystem::exists(path));

@@ -90,6 +90,8 @@ const std::vector<PoolKeyChange>& pool_key_changes() {
       {"min_workers", kInPlace, dynamic(1, 8, 1), dynamic(2, 8, 1)},
       {"max_workers", kInPlace, dynamic(1, 8, 1), dynamic(1, 9, 1)},
       {"spare_workers", kInPlace, dynamic(1, 8, 1), dynamic(1, 8, 2)},
+      {"idle_timeout", kInPlace, dynamic(1, 8, 1) + "idle_timeout = \"10s\"\n",
+       dynamic(1, 8, 1) + "idle_timeout = \"1m\"\n"},
       {"max_inflight", kInPlace, "max_inflight = 1\n", "max_inflight = 4\n"},
       {"balance", kInPlace, "balance = \"least-busy\"\n", "balance = \"round-robin\"\n"},
       {"queue_limit", kInPlace, "queue_limit = 1024\n", "queue_limit = 10\n"},
@@ -335,7 +337,7 @@ TEST_CASE("config diff: fixed to dynamic is a change of the sizing keys, in plac
           "[config][diff]") {
   const auto fixed = load(pool("web", "workers = 2\n"));
   const auto dyn = load(pool("web", dynamic(2, 8, 1)));
-  const Keys sizing{"workers", "min_workers", "max_workers", "spare_workers"};
+  const Keys sizing{"workers", "min_workers", "max_workers", "spare_workers", "idle_timeout"};
   for (const auto& d : {cfg::diff(fixed, dyn), cfg::diff(dyn, fixed)}) {
     REQUIRE(d.pools.size() == 1);
     CHECK(d.pools[0].change == PoolChange::InPlace);

@@ -95,6 +95,8 @@ const std::vector<BadConfig>& pool_cases() {
       {"dispatch not a string", kPool + "dispatch = 1\n", 3, 12, "pools.web.dispatch", "expected a string, got an integer"},
       {"workers with min_workers", kPool + "workers = 2\nmin_workers = 1\n", 4, 15, "pools.web.min_workers",
        "cannot be combined with `workers`"},
+      {"idle_timeout on a fixed pool", kPool + "idle_timeout = \"5s\"\n", 3, 16, "pools.web.idle_timeout",
+       "applies to a dynamic pool only"},
       {"min_workers without max_workers", kPool + "min_workers = 1\n", 3, 15, "pools.web.min_workers",
        "a dynamic pool also needs `max_workers`"},
       {"spare_workers without max_workers", kPool + "spare_workers = 1\n", 3, 17, "pools.web.spare_workers",

@@ -277,6 +277,13 @@ TEST_CASE("config load: dynamic pool sizing", "[config][load]") {
   CHECK(only_pool(only_max).min_workers >= 1);
   CHECK(only_pool(only_max).min_workers <= 5);
 
+  // On demand: no spare by default (it could never return to zero workers), idle_timeout.
+  const auto on_demand = load(kPool + "min_workers = 0\nmax_workers = 3\nidle_timeout = \"2s\"\n");
+  CHECK(only_pool(on_demand).min_workers == 0);
+  CHECK(only_pool(on_demand).spare_workers == 0);
+  CHECK(only_pool(on_demand).idle_timeout == std::chrono::milliseconds(2000));
+  CHECK(only_pool(only_max).idle_timeout == std::chrono::milliseconds(10000));
+
   const auto equal = load(kPool + "min_workers = 4\nmax_workers = 4\nspare_workers = 0\n");
   CHECK(only_pool(equal).min_workers == 4);
   CHECK(only_pool(equal).spare_workers == 0);

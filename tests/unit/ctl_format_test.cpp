@@ -300,6 +300,11 @@ TEST_CASE("ctl top frame: header, pool line with rates and percentiles, one line
   CHECK(lines[5].find("12.5 MiB") != std::string::npos);
   CHECK(lines[5].find("1.50s") != std::string::npos);
   CHECK(lines[6].find("restarted, refreshing") != std::string::npos);
+  // A dynamic pool shows the bounds of its size.
+  const std::vector<std::pair<int, int>> bounds{{1, 8}};
+  f.pool_bounds = &bounds;
+  CHECK(render_top_frame(f)[3].find("web running  size 2 (1..8)  idle 1 busy 1") != std::string::npos);
+  f.pool_bounds = nullptr;
   f.width = 30;
   f.height = 4;
   f.colour = true;

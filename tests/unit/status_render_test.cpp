@@ -75,6 +75,10 @@ StatusModel make_model() {
   web.balance = "least-busy";
   web.listeners = {"tcp://127.0.0.1:8080", "unix:/run/web.sock"};
   web.target = 3;
+  web.dynamic = true;
+  web.min = 1;
+  web.max = 8;
+  web.last_scale = "up from 2 to 3: connections waiting";
   web.live = 3;
   web.ready = 3;
   web.busy = 1;
@@ -216,15 +220,19 @@ TEST_CASE("status_json renders the documented schema", "[status][json]") {
   REQUIRE(j["pools"].size() == 2);
   const json& web = j["pools"][0];
   CHECK(keys(web) == std::set<std::string>{"name", "state", "dispatch", "balance", "generation", "removed", "listeners",
-                                           "target", "live", "ready", "busy", "idle", "queue",
-                                           "counters", "failed_reason", "accept_paused", "duration_ms", "queue_wait_ms",
-                                           "workers", "keepalive"});
+                                           "target", "dynamic", "min_workers", "max_workers", "last_scale",
+                                           "live", "ready", "busy", "idle", "queue", "counters", "failed_reason",
+                                           "accept_paused", "duration_ms", "queue_wait_ms", "workers", "keepalive"});
   CHECK(web["name"] == "web");
   CHECK(web["accept_paused"].is_null());
   CHECK(web["dispatch"] == "master");
   CHECK(web["balance"] == "least-busy");
   CHECK(web["listeners"] == json::array({"tcp://127.0.0.1:8080", "unix:/run/web.sock"}));
   CHECK(web["target"] == 3);
+  CHECK(web["dynamic"] == true);
+  CHECK(web["min_workers"] == 1);
+  CHECK(web["max_workers"] == 8);
+  CHECK(web["last_scale"] == "up from 2 to 3: connections waiting");
   CHECK(web["busy"] == 1);
   CHECK(web["idle"] == 2);
   CHECK(web["queue"] == json{{"length", 2}, {"peak", 17}, {"limit", 1024}});

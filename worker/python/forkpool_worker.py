@@ -219,7 +219,8 @@ class Worker:
     # --- messages ---
 
     def _send(self, mtype, ident):
-        if self._end or self._master_gone:
+        # After end of work the master still reads DONE and PARK (docs/protocol.md section 3).
+        if self._master_gone:
             return
         record = _MSG.pack(mtype, 0, 0, ident)
         while True:
@@ -368,7 +369,7 @@ class Worker:
         self._slot.mark_idle()
 
     def _send_with_fd(self, mtype, ident, fd):
-        if self._end or self._master_gone:
+        if self._master_gone:
             return
         record = _MSG.pack(mtype, 0, 0, ident)
         rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]

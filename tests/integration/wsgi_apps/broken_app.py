@@ -1,0 +1,5 @@
+"""An application whose import fails, as a broken deploy's would."""
+
+import this_module_does_not_exist  # noqa: F401
+
+application = None

@@ -1,0 +1,353 @@
+"""Unit tests of forkpool-wsgi's pure parts (the request head, chunked bodies, the step
+after a response) and of its parking decision against a fake master: forkpool_wsgi runs
+as a real process on a SOCK_SEQPACKET channel this test holds, as the master would.
+
+Run: /usr/bin/python3 -m unittest discover -s tests/python (CTest: python_wsgi_unit).
+"""
+
+import array
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import textwrap
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYDIR = os.path.join(HERE, "..", "..", "worker", "python")
+sys.path.insert(0, PYDIR)
+
+import forkpool_http as http  # noqa: E402
+import forkpool_wsgi as wsgi  # noqa: E402
+
+MSG = struct.Struct("=HHIQ")
+CONN, READY, DONE, PARK = 1, 16, 17, 18
+
+
+class RequestHeadTest(unittest.TestCase):
+    def parse(self, text, limits=None):
+        return http.parse_request_head(text.encode("latin-1"), limits)
+
+    def refused(self, text, limits=None):
+        with self.assertRaises(http.HeadError) as cm:
+            self.parse(text, limits)
+        return cm.exception.status
+
+    def test_a_simple_get(self):
+        req = self.parse("GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: example.org\r\nAccept: */*\r\n\r\n")
+        self.assertEqual((req.method, req.path, req.query, req.version), ("GET", "/a/b", "x=1&y=2", "HTTP/1.1"))
+        self.assertEqual(req.headers, [("Host", "example.org"), ("Accept", "*/*")])
+        self.assertTrue(req.keep_alive)
+        self.assertEqual(req.content_length, 0)
+        self.assertFalse(req.chunked)
+
+    def test_keep_alive_follows_the_version_and_connection(self):
+        self.assertFalse(self.parse("GET / HTTP/1.0\r\n\r\n").keep_alive)
+        self.assertTrue(self.parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive)
+        self.assertFalse(self.parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive)
+        self.assertTrue(self.parse("GET / HTTP/1.1\r\nConnection: Upgrade, Keep-Alive\r\n\r\n").keep_alive)
+
+    def test_bare_lf_lines_are_accepted(self):
+        self.assertEqual(self.parse("GET /x HTTP/1.1\nHost: a\n\n").path, "/x")
+
+    def test_bodies(self):
+        self.assertEqual(self.parse("POST / HTTP/1.1\r\nContent-Length: 42\r\n\r\n").content_length, 42)
+        self.assertEqual(self.parse("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").content_length, 5)
+        req = self.parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        self.assertTrue(req.chunked)
+        req = self.parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n")
+        self.assertTrue(req.chunked)
+        self.assertFalse(req.keep_alive, "a request with both framings must end its connection")
+        self.assertTrue(self.parse("POST / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n").expect_continue)
+        self.assertFalse(self.parse("POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").expect_continue)
+
+    def test_absolute_and_asterisk_targets(self):
+        req = self.parse("GET http://h:8/p/q?z HTTP/1.1\r\n\r\n")
+        self.assertEqual((req.path, req.query, req.target), ("/p/q", "z", "http://h:8/p/q?z"))
+        self.assertEqual(self.parse("OPTIONS * HTTP/1.1\r\n\r\n").path, "*")
+
+    def test_refusals(self):
+        self.assertEqual(self.refused("GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), 400)
+        self.assertEqual(self.refused("GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), 400)
+        self.assertEqual(self.refused("GET / HTTP/1.1\r\nContent-Length: 1e3\r\n\r\n"), 400)
+        self.assertEqual(self.refused("GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"), 501)
+        self.assertEqual(self.refused("GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), 400)
+        self.assertEqual(self.refused("GET / HTTP/2.0\r\n\r\n"), 505)
+        self.assertEqual(self.refused("GET / FTP/1.0\r\n\r\n"), 400)
+        self.assertEqual(self.refused("GET  / HTTP/1.1\r\n\r\n"), 400)
+        self.assertEqual(self.refused("G(T / HTTP/1.1\r\n\r\n"), 400)
+        self.assertEqual(self.refused("GET / HTTP/1.1\r\nHost : x\r\n\r\n"), 400)
+        self.assertEqual(self.refused("GET / HTTP/1.1\r\nA: b\r\n  folded\r\n\r\n"), 400)
+        self.assertEqual(self.refused("GET / HTTP/1.1\r\nA: b\x00c\r\n\r\n"), 400)
+        self.assertEqual(self.refused("GET ftp://x/ HTTP/1.1\r\n\r\n"), 400)
+        self.assertEqual(self.refused("GET / HTTP/1.1\r\n"), 400)
+
+    def test_limits(self):
+        limits = http.Limits(request_line=20, fields=2, field_size=10)
+        self.assertEqual(self.refused("GET /" + "a" * 20 + " HTTP/1.1\r\n\r\n", limits), 400)
+        self.assertEqual(self.refused("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", limits), 431)
+        self.assertEqual(self.refused("GET / HTTP/1.1\r\nA: 12345678\r\n\r\n", limits), 431)
+        self.parse("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", limits)
+
+    def test_find_head_end(self):
+        self.assertEqual(http.find_head_end(b"GET / HTTP/1.1\r\n\r\nrest"), 18)
+        self.assertEqual(http.find_head_end(b"GET / HTTP/1.1\n\nrest"), 16)
+        self.assertEqual(http.find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), -1)
+
+
+class HeadMutationTest(unittest.TestCase):
+    """A bounded, seeded fuzz of the head parser: whatever the bytes, the answer is a
+    RequestHead or a HeadError with a status, and reading the head from a connection
+    gives the same answer whether the bytes arrive at once or one at a time."""
+
+    SEEDS = [
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"POST /x?y=1 HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
+        b"PUT /u HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n",
+        b"\r\nGET http://h/p HTTP/1.1\nA: b\n\n",
+    ]
+    ALPHABET = b" :\r\n\t/?HTTP1.0GETabc-_\x00\x7f\xff,;"
+
+    def outcome(self, data, pieces):
+        reader = http.ConnReader(FakeSocket(pieces))
+        try:
+            head = reader.read_head(http.Limits(request_line=64, fields=8, field_size=64))
+            if head is None:
+                return "eof"
+            req = http.parse_request_head(head)
+            return ("ok", req.method, req.target, req.path, req.query, req.version, tuple(req.headers),
+                    req.content_length, req.chunked, req.keep_alive, req.expect_continue,
+                    bytes(reader.buf) + b"".join(reader.sock.pieces))  # nothing read past the head is lost
+        except http.HeadError as e:
+            self.assertIn(e.status, (400, 431, 501, 505))
+            return ("refused", e.status)
+        except http.ClientGone:
+            return "gone"
+
+    def test_mutated_heads(self):
+        import random
+        rng = random.Random(1312)
+        for _ in range(10000):
+            data = bytearray(rng.choice(self.SEEDS))
+            for _ in range(rng.randint(1, 4)):
+                op = rng.randrange(3)
+                at = rng.randrange(len(data) + 1)
+                if op == 0:
+                    data[at:at] = bytes([rng.choice(self.ALPHABET)]) * rng.randint(1, 3)
+                elif op == 1 and at < len(data):
+                    del data[at:at + rng.randint(1, 3)]
+                elif at < len(data):
+                    data[at] = rng.choice(self.ALPHABET)
+            data = bytes(data)
+            whole = self.outcome(data, [data])
+            bytewise = self.outcome(data, [data[i:i + 1] for i in range(len(data))])
+            self.assertEqual(whole, bytewise, data)
+
+
+class FakeSocket:
+    """Just enough of a socket for ConnReader: recv() hands out prepared pieces."""
+
+    def __init__(self, pieces):
+        self.pieces = list(pieces)
+
+    def recv(self, size):
+        if not self.pieces:
+            return b""
+        piece = self.pieces.pop(0)
+        if len(piece) > size:
+            self.pieces.insert(0, piece[size:])
+            piece = piece[:size]
+        return piece
+
+
+class BodyTest(unittest.TestCase):
+    def test_chunked_body_split_anywhere(self):
+        wire = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\nNEXT"
+        for split in range(1, len(wire)):
+            reader = http.ConnReader(FakeSocket([wire[:split], wire[split:]]))
+            body = http.ChunkedBody(reader)
+            self.assertEqual(body.read(), b"hello world", split)
+            self.assertEqual(bytes(reader.buf) + b"".join(reader.sock.pieces), b"NEXT")
+
+    def test_readline_and_iteration(self):
+        reader = http.ConnReader(FakeSocket([b"a\nbb\n", b"ccc"]))
+        body = http.LengthBody(reader, 6)
+        self.assertEqual(body.readline(), b"a\n")
+        self.assertEqual(list(body), [b"bb\n", b"c"])
+        self.assertEqual(bytes(reader.buf) + b"".join(reader.sock.pieces), b"cc", "nothing read past the body")
+
+    def test_malformed_chunk_size(self):
+        body = http.ChunkedBody(http.ConnReader(FakeSocket([b"zz\r\nhello\r\n0\r\n\r\n"])))
+        with self.assertRaises(http.HeadError):
+            body.read()
+
+    def test_continue_is_sent_on_the_first_read_only(self):
+        calls = []
+        body = http.LengthBody(http.ConnReader(FakeSocket([b"abcdef"])), 6, lambda: calls.append(1))
+        self.assertTrue(body.awaits_continue())
+        self.assertEqual(body.read(3) + body.read(3), b"abcdef")
+        self.assertEqual(calls, [1])
+
+
+class AfterResponseTest(unittest.TestCase):
+    def test_the_step_after_a_response(self):
+        table = [
+            # keep_alive, buffered, keepalive_master -> step
+            (False, 0, False, wsgi.CLOSE),
+            (False, 10, True, wsgi.CLOSE),
+            (True, 10, True, wsgi.SERVE),  # a pipelined request is answered before any PARK
+            (True, 10, False, wsgi.SERVE),
+            (True, 0, True, wsgi.PARK),
+            (True, 0, False, wsgi.WAIT),
+        ]
+        for keep, buffered, master, step in table:
+            self.assertEqual(wsgi.after_response(keep, buffered, master), step, (keep, buffered, master))
+
+
+APP = textwrap.dedent("""
+    def application(environ, start_response):
+        body = environ["PATH_INFO"].encode()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+""")
+
+
+class FakeMaster:
+    """The master's end of a channel, with forkpool_wsgi running on the other end."""
+
+    def __init__(self, keepalive, args=()):
+        self.dir = tempfile.TemporaryDirectory()
+        with open(os.path.join(self.dir.name, "tiny_app.py"), "w") as f:
+            f.write(APP)
+        self.channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = dict(os.environ, FORKPOOL_PROTOCOL="1", FORKPOOL_CHANNEL_FD=str(theirs.fileno()),
+                   FORKPOOL_LISTENERS="unix:/nowhere", FORKPOOL_POOL="t", FORKPOOL_WORKER="0")
+        env.pop("FORKPOOL_SCOREBOARD_FD", None)
+        env.pop("NOTIFY_SOCKET", None)
+        if keepalive:
+            env["FORKPOOL_KEEPALIVE"] = keepalive
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(PYDIR, "forkpool_wsgi.py"), *args, "--pythonpath", self.dir.name, "tiny_app"],
+            env=env, pass_fds=[theirs.fileno()], cwd=self.dir.name)
+        theirs.close()
+        self.channel.settimeout(10)
+        self.expect(READY)
+
+    def receive(self):
+        fds = array.array("i")
+        data, anc, _, _ = self.channel.recvmsg(16, socket.CMSG_SPACE(4 * fds.itemsize))
+        for level, kind, cdata in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(cdata[: len(cdata) - len(cdata) % fds.itemsize])
+        return MSG.unpack(data) if data else None, list(fds)
+
+    def expect(self, mtype, ident=None):
+        msg, fds = self.receive()
+        assert msg is not None and msg[0] == mtype, (msg, mtype)
+        if ident is not None:
+            assert msg[3] == ident, (msg, ident)
+        return fds
+
+    def send_conn(self, ident):
+        """A connection to the worker; returns the client's end."""
+        client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.channel.sendmsg([MSG.pack(CONN, 0, 0, ident)],
+                             [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [server.fileno()]))])
+        server.close()
+        client.settimeout(10)
+        return client
+
+    def stop(self):
+        self.channel.shutdown(socket.SHUT_WR)  # end of work
+        code = self.proc.wait(10)
+        self.channel.close()
+        self.dir.cleanup()
+        return code
+
+
+def read_responses(sock, count):
+    data = b""
+    while data.count(b"HTTP/1.1 200 OK") < count or not data.endswith((b"/a", b"/b", b"/c")):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class ParkingTest(unittest.TestCase):
+    def test_an_idle_keep_alive_connection_is_parked_and_served_again(self):
+        master = FakeMaster("master")
+        try:
+            client = master.send_conn(7)
+            client.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(read_responses(client, 1).endswith(b"\r\n\r\n/a"))
+            fds = master.expect(PARK, 7)
+            self.assertEqual(len(fds), 1, "PARK carries the connection")
+            parked = socket.socket(fileno=fds[0])
+            # The client's next request on the same connection is readable on the parked fd:
+            # the worker kept nothing of it.
+            client.sendall(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+            # Resumed as the master does it: CONN again, same id, the parked descriptor.
+            master.channel.sendmsg([MSG.pack(CONN, 0, 0, 7)],
+                                   [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [parked.fileno()]))])
+            parked.close()
+            self.assertTrue(read_responses(client, 1).endswith(b"/b"))
+            master.expect(PARK, 7)
+            client.close()
+        finally:
+            self.assertEqual(master.stop(), 0)
+
+    def test_a_pipelined_request_is_served_before_the_connection_is_parked(self):
+        master = FakeMaster("master")
+        try:
+            client = master.send_conn(9)
+            client.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = read_responses(client, 2)
+            self.assertEqual(data.count(b"HTTP/1.1 200 OK"), 2)
+            self.assertTrue(data.endswith(b"/b"))
+            fds = master.expect(PARK, 9)  # one PARK, after both answers
+            os.close(fds[0])
+            client.close()
+        finally:
+            self.assertEqual(master.stop(), 0)
+
+    def test_with_threads_two_connections_are_parked_by_the_main_thread(self):
+        master = FakeMaster("master", ["--threads", "2"])
+        try:
+            first, second = master.send_conn(21), master.send_conn(22)
+            second.sendall(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+            first.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(read_responses(first, 1).endswith(b"/a"))
+            self.assertTrue(read_responses(second, 1).endswith(b"/b"))
+            ids = set()
+            for _ in range(2):
+                msg, fds = master.receive()
+                self.assertEqual((msg[0], len(fds)), (PARK, 1))
+                ids.add(msg[3])
+                os.close(fds[0])
+            self.assertEqual(ids, {21, 22})
+            first.close()
+            second.close()
+        finally:
+            self.assertEqual(master.stop(), 0)
+
+    def test_without_keepalive_master_the_worker_keeps_the_connection(self):
+        master = FakeMaster(None)
+        try:
+            client = master.send_conn(3)
+            client.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(read_responses(client, 1).endswith(b"/a"))
+            client.sendall(b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            self.assertTrue(read_responses(client, 1).endswith(b"/c"))
+            self.assertEqual(client.recv(10), b"", "Connection: close ends the connection")
+            self.assertEqual(master.expect(DONE, 3), [])
+            client.close()
+        finally:
+            self.assertEqual(master.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,439 @@
+"""forkpool-wsgi: runs a Python WSGI application as a forkpool master-dispatch worker.
+
+    [pools.app]
+    command = ["forkpool-wsgi", "myproject.wsgi:application"]
+    listen = ["tcp://127.0.0.1:8000"]
+
+Standard library only. The WSGI semantics are wsgiref's (``wsgiref.handlers.BaseHandler``:
+start_response, write, exc_info, wsgi.file_wrapper, close() on the iterable, the 500
+answer; forkpool_wsgi_handler.py), the request head and bodies forkpool_http.py's; this
+module serves connections with them: keep-alive, chunked responses when no length
+is given, chunked and Content-Length request bodies, Expect: 100-continue, HEAD, and the
+hand-back of idle keep-alive connections to the master (PARK) when the pool has
+keepalive = "master". See docs/wsgi.md.
+"""
+
+import argparse
+import importlib
+import os
+import queue
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+
+import forkpool_http as http
+import forkpool_worker
+from forkpool_wsgi_handler import BODY_DRAIN_LIMIT, AccessLog, Handler, Listener, build_environ
+from forkpool_wsgi_handler import connection_vars, error_response
+
+__all__ = ["main", "load_app", "after_response", "CLOSE", "SERVE", "PARK", "WAIT"]
+
+EX_CONFIG = 78  # sysexits.h: the pool is marked failed instead of restarted
+DRAIN_GRACE = 1.0  # seconds an idle keep-alive connection waits for its next request at end of work
+LINGER = 2.0  # seconds a closing connection keeps reading what the client still sends
+LINGER_QUIET = 0.2  # ... but no longer than this after the client stopped sending
+
+# What to do with a connection once a response is complete (after_response).
+CLOSE, SERVE, PARK, WAIT = "close", "serve", "park", "wait"
+
+
+def after_response(keep_alive, buffered, keepalive_master):
+    """The next step for a connection whose response is complete.
+
+    ``keep_alive``: the response left the connection open; ``buffered``: bytes of the next
+    request are already in this process (a pipelined request); ``keepalive_master``: the
+    pool has keepalive = "master". A pipelined request is answered here first, since PARK
+    may only hand back a connection with nothing of it buffered in the worker."""
+    if not keep_alive:
+        return CLOSE
+    if buffered:
+        return SERVE
+    if keepalive_master:
+        return PARK
+    return WAIT
+
+
+class Drain:
+    """End of work: set once (the channel's end, SIGTERM/SIGINT), seen by every poll.
+
+    A pipe whose read end stays readable once a byte is written, so a thread waiting
+    in poll() on a keep-alive connection wakes up too. It is also the signal wakeup fd:
+    Python runs signal handlers in the main thread only, and a stop signal the kernel
+    delivers to another thread would otherwise leave the main thread asleep in poll()."""
+
+    def __init__(self):
+        self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.is_set = False
+        self.since = 0.0
+
+    def fileno(self):
+        return self._r
+
+    def install(self):
+        """SIGTERM and SIGINT set it (call from the main thread)."""
+        signal.signal(signal.SIGTERM, self.set)
+        signal.signal(signal.SIGINT, self.set)
+        signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+
+    def set(self, *_):
+        if not self.is_set:
+            self.since = time.monotonic()
+            self.is_set = True
+            try:
+                os.write(self._w, b"x")
+            except OSError:
+                pass
+
+
+class Options:
+    def __init__(self, args):
+        self.threads = args.threads
+        self.keepalive_timeout = args.keepalive_timeout
+        self.read_timeout = args.read_timeout
+        self.limits = http.Limits(args.limit_request_line, args.limit_request_fields,
+                                  args.limit_request_field_size)
+        self.access_log = None
+        if args.access_log == "-":
+            self.access_log = sys.stdout
+        elif args.access_log:
+            self.access_log = open(args.access_log, "a", buffering=1, encoding="utf-8")
+
+
+def _close(conn, reader, lingering):
+    """Ends the connection. With ``lingering``, the client may still be sending: the write
+    side is shut first and input read for a moment, so the last response is not destroyed
+    by a reset (closing with unread input sends RST)."""
+    if lingering or reader.buffered():
+        try:
+            conn.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + LINGER
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                conn.settimeout(min(left, LINGER_QUIET))
+                if not conn.recv(65536):
+                    break
+        except OSError:  # socket.timeout included: the client has gone quiet
+            pass
+
+
+class Server:
+    """Serves the connections the master sends, one at a time per thread."""
+
+    def __init__(self, worker, app, opts, drain):
+        self.worker = worker
+        self.app = app
+        self.opts = opts
+        self.drain = drain
+        self.access = AccessLog(opts.access_log) if opts.access_log else None
+        self.multithread = opts.threads > 1
+        self._listeners = {}
+
+    def _listener(self, conn):
+        address = getattr(conn, "forkpool_address", None)
+        found = self._listeners.get(address)
+        if found is None:
+            found = self._listeners[address] = Listener(address)
+        return found
+
+    # --- one connection ---
+
+    def serve_connection(self, conn):
+        """Answers requests on ``conn`` until it is closed or parked; returns PARK or CLOSE."""
+        reader = http.ConnReader(conn)
+        conn_vars = connection_vars(conn, self._listener(conn))
+        http.set_io_timeout(conn, self.opts.read_timeout)
+        first = True
+        while True:
+            if not first:
+                step = after_response(True, reader.buffered(), self.worker.keepalive_master)
+                if step == PARK:
+                    return PARK
+                if step == WAIT and not self._wait_next_request(conn):
+                    _close(conn, reader, False)
+                    return CLOSE
+            first = False
+            try:
+                head = reader.read_head(self.opts.limits)
+                if head is None:
+                    return CLOSE
+                req = http.parse_request_head(head, self.opts.limits)
+            except http.HeadError as e:
+                self._send_quietly(conn, error_response(e.status, e.reason))
+                _close(conn, reader, True)
+                return CLOSE
+            except (http.ClientGone, OSError):
+                return CLOSE
+            if self.drain.is_set and not self.worker.keepalive_master:
+                # Ending: the last answer says Connection: close. With keepalive = "master"
+                # the connection is parked instead, and its next request goes to another worker.
+                req.keep_alive = False
+            try:
+                keep, body_left = self._serve_request(conn, reader, req, conn_vars)
+            except (http.ClientGone, OSError):
+                return CLOSE
+            except http.HeadError as e:  # a malformed chunked body the app did not read
+                self._send_quietly(conn, error_response(e.status, e.reason))
+                _close(conn, reader, True)
+                return CLOSE
+            if not keep:
+                _close(conn, reader, body_left)
+                return CLOSE
+
+    def _send_quietly(self, conn, data):
+        try:
+            conn.sendall(data)
+        except OSError:
+            pass
+
+    def _wait_next_request(self, conn):
+        """Waits for the next request's first bytes on an idle keep-alive connection held
+        by this worker (keepalive = "worker"): up to keepalive_timeout, or DRAIN_GRACE
+        once the work ends. True when bytes (or EOF) arrived."""
+        poller = select.poll()
+        poller.register(conn, select.POLLIN | select.POLLRDHUP)
+        poller.register(self.drain, select.POLLIN)
+        poller.register(self.worker, select.POLLRDHUP)  # the master ended our work
+        deadline = time.monotonic() + self.opts.keepalive_timeout
+        while True:
+            if self.drain.is_set:
+                deadline = min(deadline, self.drain.since + DRAIN_GRACE)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            for fd, events in poller.poll(left * 1000):
+                if fd == conn.fileno():
+                    return True
+                if fd == self.worker.fileno():
+                    poller.unregister(self.worker)
+                    self.drain.set()
+            if self.drain.is_set:
+                poller.modify(self.drain, 0)  # stays readable; the deadline covers it now
+
+    def _serve_request(self, conn, reader, req, conn_vars):
+        """Runs the app for one request. Returns (keep, body_left): whether the connection
+        stays open, and whether the client may still be sending this request's body."""
+        continue_sent = []
+
+        def send_continue():
+            if not continue_sent:
+                continue_sent.append(True)
+                conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+        on_first = send_continue if req.expect_continue else None
+        if req.chunked:
+            body = http.ChunkedBody(reader, on_first)
+        else:
+            body = http.LengthBody(reader, req.content_length, on_first)
+        env = build_environ(req, conn_vars)
+        handler = Handler(conn, req, env, body, self.multithread, req.method == "HEAD", self.opts.read_timeout)
+        handler.run(self.app)
+        if not handler.completed:
+            # The client went away, or the app failed after its response had begun.
+            return False, body.has_unread()
+        if self.access is not None:
+            self.access.log(env, handler.status_code, handler.body_sent)
+        keep = handler.keep_alive and not handler.failed_late
+        if keep and body.has_unread() and not body.awaits_continue():
+            try:
+                keep = body.discard(BODY_DRAIN_LIMIT)
+            except (http.ClientGone, http.HeadError, OSError):
+                keep = False
+        elif body.has_unread():
+            keep = False
+        return keep, body.has_unread()
+
+    # --- the worker's loop ---
+
+    def finish(self, conn, step):
+        if step == PARK:
+            self.worker.park(conn)
+        else:
+            self.worker.done(conn)
+
+    def run(self):
+        self.worker.ready()
+        if self.opts.threads > 1:
+            return self._run_threads()
+        poller = select.poll()
+        poller.register(self.worker, select.POLLIN)
+        poller.register(self.drain, select.POLLIN)
+        while True:
+            conn = self._next_conn(poller)
+            if conn is None:
+                self.drain.set()
+                return
+            try:
+                step = self.serve_connection(conn)
+            except Exception:  # a bug here must not take the worker down
+                traceback.print_exc(file=sys.stderr)
+                step = CLOSE
+            self.finish(conn, step)
+
+    def _next_conn(self, poller):
+        """The next connection; None at end of work. After SIGTERM, only what the master
+        has already sent is served."""
+        while True:
+            try:
+                return self.worker.next_conn(block=False)
+            except BlockingIOError:
+                if self.drain.is_set:
+                    return None
+            poller.poll()
+
+    def _run_threads(self):
+        """--threads N: the main thread owns the channel; N threads serve connections and
+        hand them back through a queue (the Worker object is not thread-safe)."""
+        work = queue.Queue()
+        results = queue.Queue()
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+        def serve_loop():
+            # Stop signals go to the main thread, which owns the channel.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+            while True:
+                conn = work.get()
+                if conn is None:
+                    return
+                try:
+                    step = self.serve_connection(conn)
+                except Exception:
+                    traceback.print_exc(file=sys.stderr)
+                    step = CLOSE
+                results.put((conn, step))
+                os.write(wake_w, b"x")
+
+        threads = [threading.Thread(target=serve_loop, name="wsgi-%d" % i, daemon=True)
+                   for i in range(self.opts.threads)]
+        for t in threads:
+            t.start()
+        poller = select.poll()
+        poller.register(self.worker, select.POLLIN)
+        poller.register(self.drain, select.POLLIN)
+        poller.register(wake_r, select.POLLIN)
+        held = 0
+        ended = False
+        while True:
+            while True:
+                try:
+                    conn, step = results.get_nowait()
+                except queue.Empty:
+                    break
+                held -= 1
+                self.finish(conn, step)
+            if ended and not held:
+                break
+            if not ended:
+                try:
+                    conn = self.worker.next_conn(block=False)
+                    if conn is None:
+                        ended = True
+                        self.drain.set()
+                    else:
+                        held += 1
+                        work.put(conn)
+                        continue
+                except BlockingIOError:
+                    if self.drain.is_set:
+                        ended = True
+                if ended:
+                    poller.unregister(self.worker)
+                    poller.unregister(self.drain)
+                    continue
+            for fd, _ in poller.poll():
+                if fd == wake_r:
+                    try:
+                        os.read(wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+        self.drain.set()
+        for _ in threads:
+            work.put(None)
+        for t in threads:
+            t.join()
+
+
+def load_app(spec):
+    """Imports MODULE:CALLABLE (CALLABLE defaults to ``application``; ``name()`` calls a
+    factory without arguments). Raises ImportError, AttributeError or TypeError."""
+    module_name, _, attr = spec.partition(":")
+    attr = attr or "application"
+    if not module_name:
+        raise ImportError("no module in %r (expected MODULE:CALLABLE)" % spec)
+    call = attr.endswith("()")
+    if call:
+        attr = attr[:-2]
+    obj = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if call:
+        obj = obj()
+    if not callable(obj):
+        raise TypeError("%s is not callable" % spec)
+    return obj
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        # A wrong command line is a broken deploy like a wrong app: EX_CONFIG, not 2.
+        self.print_usage(sys.stderr)
+        self.exit(EX_CONFIG, "%s: error: %s\n" % (self.prog, message))
+
+
+def parse_args(argv):
+    p = _ArgumentParser(prog="forkpool-wsgi",
+                                description="Run a WSGI application as a forkpool worker.")
+    p.add_argument("app", metavar="MODULE:CALLABLE", help="the WSGI application, e.g. mysite.wsgi:application")
+    p.add_argument("--threads", type=int, default=1, help="connections served at once by one worker (default 1; set the pool's max_inflight to match)")
+    p.add_argument("--access-log", metavar="FILE|-", default="", help="write an access log (gunicorn's format) to FILE or stdout")
+    p.add_argument("--pythonpath", action="append", default=[], metavar="DIR", help="a folder to put first on sys.path (repeatable)")
+    p.add_argument("--keepalive-timeout", type=float, default=5.0, metavar="SECONDS", help="an idle keep-alive connection held by the worker is closed after this (default 5)")
+    p.add_argument("--read-timeout", type=float, default=30.0, metavar="SECONDS", help="a client silent this long within a request is dropped (default 30)")
+    p.add_argument("--limit-request-line", type=int, default=4094, metavar="BYTES")
+    p.add_argument("--limit-request-fields", type=int, default=100, metavar="N")
+    p.add_argument("--limit-request-field-size", type=int, default=8190, metavar="BYTES")
+    args = p.parse_args(argv)
+    if args.threads < 1:
+        p.error("--threads must be at least 1")
+    return args
+
+
+def main(argv=None):
+    # First of all: a stop signal during the (possibly long) import must not kill us.
+    drain = Drain()
+    drain.install()
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    # The application is found as gunicorn finds it: from the working directory first.
+    for folder in reversed([os.getcwd()] + args.pythonpath):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    try:
+        worker = forkpool_worker.Worker()
+    except OSError as e:
+        print("forkpool-wsgi: %s" % e, file=sys.stderr)
+        return EX_CONFIG
+    try:
+        app = load_app(args.app)
+    except BaseException as e:
+        if isinstance(e, SystemExit) and e.code in (0, None):
+            e = RuntimeError("the application exited while being imported")
+        traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
+        print("forkpool-wsgi: cannot load %s: %s" % (args.app, e), file=sys.stderr)
+        return EX_CONFIG
+    try:
+        opts = Options(args)
+    except OSError as e:
+        print("forkpool-wsgi: %s" % e, file=sys.stderr)
+        return EX_CONFIG
+    with worker:
+        Server(worker, app, opts, drain).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""One request of forkpool-wsgi: the environ, wsgiref's handler writing HTTP/1.1, the
+answers to refused heads, and the access log. The connection loop is forkpool_wsgi.py."""
+
+import base64
+import os
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+from wsgiref.handlers import BaseHandler, format_date_time
+from wsgiref.util import is_hop_by_hop
+
+__all__ = ["Handler", "Listener", "connection_vars", "build_environ", "error_response", "AccessLog",
+           "SERVER_SOFTWARE", "BODY_DRAIN_LIMIT"]
+
+SERVER_SOFTWARE = "forkpool-wsgi"
+BODY_DRAIN_LIMIT = 1 << 20  # unread request body read and dropped to keep a connection
+
+
+_date_cache = [0, ""]
+
+
+def _http_date():
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0] = now
+        _date_cache[1] = format_date_time(now)
+    return _date_cache[1]
+
+
+class Handler(BaseHandler):
+    """wsgiref's WSGI semantics for one request, writing HTTP/1.1 to the connection."""
+
+    os_environ = {}  # the process environment is not part of a request's environ
+    server_software = SERVER_SOFTWARE
+    http_version = "1.1"
+    wsgi_multiprocess = True
+    wsgi_run_once = False
+
+    def __init__(self, conn, req, environ, body, multithread, head_only, send_timeout=30.0):
+        self._conn = conn
+        self._send_timeout = send_timeout
+        self._req = req
+        self._base_environ = environ
+        self._body = body
+        self.wsgi_multithread = multithread
+        self.head_only = head_only
+        self.out = []
+        self.chunked = False
+        self.declared_length = None
+        self.body_sent = 0
+        self.keep_alive = req.keep_alive
+        self.status_code = 0
+        self.failed_late = False  # the app failed after the status line was sent
+        self.completed = False  # the response was sent in full and the iterable closed
+
+    # Input and output.
+    def get_stdin(self):
+        return self._body
+
+    def get_stderr(self):
+        return sys.stderr
+
+    def add_cgi_vars(self):
+        self.environ.update(self._base_environ)
+
+    def _write(self, data):
+        self.out.append(data)
+
+    def _flush(self):
+        if self.out:
+            data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
+            self.out = []
+            self._conn.sendall(data)
+
+    # Headers.
+    def start_response(self, status, headers, exc_info=None):
+        # Hop-by-hop fields are the server's (PEP 3333); as gunicorn does, they are dropped
+        # rather than refused, and an app's "Connection: close" is honoured.
+        if any(is_hop_by_hop(name) for name, _ in headers):
+            kept = []
+            for name, value in headers:
+                if not is_hop_by_hop(name):
+                    kept.append((name, value))
+                elif name.lower() == "connection" and "close" in value.lower():
+                    self.keep_alive = False
+            headers = kept
+        return super().start_response(status, headers, exc_info)
+
+    def cleanup_headers(self):
+        headers = self.headers
+        self.status_code = int(self.status[:3])
+        no_body = self.status_code < 200 or self.status_code in (204, 304)
+        if "Content-Length" not in headers and not no_body:
+            self.set_content_length()
+        length = headers.get("Content-Length")
+        if length is not None:
+            try:
+                self.declared_length = int(length)
+            except ValueError:
+                self.declared_length = None
+                self.keep_alive = False
+        elif not no_body and not self.head_only:
+            if self._req.version == "HTTP/1.1":
+                headers["Transfer-Encoding"] = "chunked"
+                self.chunked = True
+            else:
+                self.keep_alive = False  # the end of the body is the end of the connection
+        body = self._body
+        if body.has_unread() and (body.awaits_continue() or body.known_left() > BODY_DRAIN_LIMIT):
+            # The client was never asked for its body, or too much of it is left to read
+            # and drop after this response: the connection ends with this response.
+            self.keep_alive = False
+        if not self.keep_alive:
+            headers["Connection"] = "close"
+        elif self._req.version == "HTTP/1.0":
+            headers["Connection"] = "keep-alive"
+
+    def send_preamble(self):
+        headers = self.headers
+        line = "HTTP/1.1 %s\r\n" % self.status
+        if "Date" not in headers:
+            line += "Date: %s\r\n" % _http_date()
+        if "Server" not in headers:
+            line += "Server: %s\r\n" % SERVER_SOFTWARE
+        self._write(line.encode("iso-8859-1"))
+
+    # The body.
+    def write(self, data):
+        if type(data) is not bytes:
+            raise AssertionError("write() argument must be a bytes instance")
+        if not self.status:
+            raise AssertionError("write() before start_response()")
+        if not self.headers_sent:
+            self.bytes_sent = len(data)
+            self.send_headers()
+        else:
+            self.bytes_sent += len(data)
+        if data and not self.head_only:
+            if self.chunked:
+                self._write(b"%x\r\n" % len(data))
+                self._write(data)
+                self._write(b"\r\n")
+            else:
+                self._write(data)
+            self.body_sent += len(data)
+        self._flush()
+
+    def finish_content(self):
+        if not self.headers_sent:
+            code = int(self.status[:3])
+            if code >= 200 and code not in (204, 304):
+                self.headers.setdefault("Content-Length", "0")
+            self.send_headers()
+        elif self.chunked:
+            self._write(b"0\r\n\r\n")
+        if self.declared_length is not None and not self.head_only and self.body_sent != self.declared_length:
+            self.keep_alive = False  # the client cannot tell where this response ends
+        self._flush()
+
+    def sendfile(self):
+        filelike = self.result.filelike
+        if self.head_only or self.chunked or "Content-Length" not in self.headers:
+            return False
+        try:
+            filelike.fileno()
+        except (AttributeError, OSError, ValueError):
+            return False
+        if not self.headers_sent:
+            self.send_headers()
+            self._flush()
+        if self.chunked:
+            return False
+        # socket.sendfile() waits without end on a blocking socket the client does not read.
+        self._conn.settimeout(self._send_timeout)
+        try:
+            sent = self._conn.sendfile(filelike, offset=filelike.tell(), count=self.declared_length)
+        finally:
+            self._conn.settimeout(None)
+        self.body_sent += sent
+        self.bytes_sent += sent
+        return True
+
+    def close(self):
+        try:
+            super().close()
+        finally:
+            self.completed = True
+
+    # Errors.
+    def log_exception(self, exc_info):
+        env = self.environ or {}
+        print("forkpool-wsgi[%d]: error handling %s %s" % (os.getpid(), env.get("REQUEST_METHOD", "?"),
+                                                          env.get("RAW_URI", "?")), file=sys.stderr)
+        super().log_exception(exc_info)
+
+    def handle_error(self):
+        if self.headers_sent:
+            self.failed_late = True
+            self.keep_alive = False
+        self.out = []
+        super().handle_error()
+
+
+class Listener:
+    """SERVER_NAME and SERVER_PORT of a listener as written in `listen`."""
+
+    def __init__(self, address):
+        self.unix = False
+        self.name = ""
+        self.port = ""
+        if address is None or address.startswith("unix:"):
+            self.unix = address is not None
+            return
+        rest = address[len("tcp://"):] if address.startswith("tcp://") else address
+        host, _, port = rest.rpartition(":")
+        self.name = host.strip("[]")
+        self.port = port
+        if self.name in ("", "0.0.0.0", "::", "*") or self.port == "0":
+            self.name = self.port = ""  # taken from the connection's own address
+
+
+def connection_vars(conn, listener):
+    """REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT for a connection."""
+    if conn.family == socket.AF_UNIX:
+        return "", "", listener.name or "localhost", listener.port or "80"
+    try:
+        peer = conn.getpeername()
+        remote, remote_port = peer[0], str(peer[1])
+    except OSError:
+        remote, remote_port = "", ""
+    name, port = listener.name, listener.port
+    if not name:
+        try:
+            local = conn.getsockname()
+            name, port = local[0], str(local[1])
+        except OSError:
+            name, port = "localhost", "80"
+    return remote, remote_port, name, port
+
+
+def build_environ(req, conn_vars):
+    """The CGI part of a request's environ (PEP 3333)."""
+    remote, remote_port, server_name, server_port = conn_vars
+    env = {
+        "REQUEST_METHOD": req.method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": urllib.parse.unquote(req.path, "iso-8859-1"),
+        "QUERY_STRING": req.query,
+        "RAW_URI": req.target,
+        "REQUEST_URI": req.target,
+        "SERVER_PROTOCOL": req.version,
+        "SERVER_NAME": server_name,
+        "SERVER_PORT": server_port,
+        "REMOTE_ADDR": remote,
+        "REMOTE_PORT": remote_port,
+        "wsgi.input_terminated": True,
+    }
+    for name, value in req.headers:
+        key = name.upper()
+        if "_" in key:
+            continue  # X_Forwarded_For would pose as X-Forwarded-For: dropped, as gunicorn does
+        key = key.replace("-", "_")
+        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if key == "CONTENT_LENGTH" and req.chunked:
+                continue
+        else:
+            key = "HTTP_" + key
+        if key in env:
+            env[key] += "," + value
+        else:
+            env[key] = value
+    return env
+
+
+_ERROR_TEXT = {400: "Bad Request", 431: "Request Header Fields Too Large",
+               501: "Not Implemented", 505: "HTTP Version Not Supported"}
+
+
+def error_response(status, reason):
+    body = ("%s\n" % reason).encode("latin-1", "replace")
+    return (("HTTP/1.1 %d %s\r\nDate: %s\r\nServer: %s\r\nContent-Type: text/plain\r\n"
+             "Content-Length: %d\r\nConnection: close\r\n\r\n")
+            % (status, _ERROR_TEXT.get(status, "Error"), _http_date(), SERVER_SOFTWARE, len(body))
+            ).encode("latin-1") + body
+
+
+class AccessLog:
+    """gunicorn's default access log format:
+    %(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" """
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def _user(env):
+        auth = env.get("HTTP_AUTHORIZATION", "")
+        if auth[:6].lower() == "basic ":
+            try:
+                return base64.b64decode(auth[6:].strip()).decode("latin-1").split(":", 1)[0] or "-"
+            except ValueError:
+                return "-"
+        return "-"
+
+    def log(self, env, status, body_bytes):
+        line = '%s - %s %s "%s %s %s" %s %s "%s" "%s"\n' % (
+            env.get("REMOTE_ADDR") or "-", self._user(env), time.strftime("[%d/%b/%Y:%H:%M:%S %z]"),
+            env["REQUEST_METHOD"], env["RAW_URI"], env["SERVER_PROTOCOL"], status, body_bytes,
+            env.get("HTTP_REFERER", "-"), env.get("HTTP_USER_AGENT", "-"))
+        with self.lock:
+            self.stream.write(line)
+            self.stream.flush()
