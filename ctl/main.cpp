@@ -11,6 +11,7 @@
 #include "config/suggest.hpp"
 #include "ctl/client.hpp"
 #include "ctl/commands.hpp"
+#include "base/version.h"  // generated from project(VERSION)
 
 namespace {
 
@@ -67,7 +68,7 @@ int main(int argc, char** argv) {
   app.name("forkpoolctl");
   app.require_subcommand(1, 1);
   app.fallthrough();  // -s and --json also after the command
-  app.set_version_flag("--version", "forkpoolctl 0.1.0");
+  app.set_version_flag("--version", "forkpoolctl " FORKPOOL_VERSION);
 
   Invocation inv;
   std::optional<double> timeout_s;

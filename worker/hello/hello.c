@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/version.h"
 #include "channel.h"
 #include "listeners.h"
 #include "log.h"
@@ -19,10 +20,6 @@
 
 #define EXIT_USAGE 2
 #define EXIT_CONFIG 78 /* EX_CONFIG: the supervisor does not respawn it before ready */
-
-#ifndef FORKPOOL_VERSION
-#define FORKPOOL_VERSION "unknown"
-#endif
 
 static int signal_pipe[2] = {-1, -1};
 

@@ -39,6 +39,14 @@ extern "C" {
 
 #define FP_WORKER_PROTOCOL 1
 
+/* The library is built with -fvisibility=hidden: only what is marked FP_WORKER_API is
+ * exported from libforkpool-worker.so.1 (the ABI), everything else stays internal. */
+#if defined(__GNUC__)
+#define FP_WORKER_API __attribute__((visibility("default")))
+#else
+#define FP_WORKER_API
+#endif
+
 typedef struct fp_worker fp_worker;
 
 /* One connection passed by the master. */
@@ -61,39 +69,39 @@ typedef struct fp_conn {
  * protocol other than 1, EBADF/ENOTSOCK/EPROTOTYPE when the channel fd is not a
  * SOCK_SEQPACKET socket, ENOMEM. A missing or unusable scoreboard is not an error: the
  * scoreboard functions then do nothing. */
-fp_worker* fp_worker_open(void);
+FP_WORKER_API fp_worker* fp_worker_open(void);
 
 /* Closes the channel (the master sees EOF) and unmaps the slot. Connections still held
  * are not closed. NULL is allowed. */
-void fp_worker_close(fp_worker* w);
+FP_WORKER_API void fp_worker_close(fp_worker* w);
 
 /* Ready for work: sends READY on the channel, marks the slot idle and, when
  * NOTIFY_SOCKET is set, sends "READY=1" there. Call once the worker can serve (after
  * loading the application). Calling it again is harmless. Returns 0, or -1 with errno
  * when one of the sends failed (the others are still attempted). */
-int fp_worker_ready(fp_worker* w);
+FP_WORKER_API int fp_worker_ready(fp_worker* w);
 
 /* Waits for the next connection. 0: *conn holds it and the slot counts it in flight;
  * FP_WORKER_END (1): the master closed the channel, meaning "finish the connections you
  * hold and exit" (every later call returns 1 again); -1: error, errno set. Malformed
  * messages are skipped (see fp_worker_rejected); EINTR is retried. */
-int fp_worker_next(fp_worker* w, fp_conn* conn);
+FP_WORKER_API int fp_worker_next(fp_worker* w, fp_conn* conn);
 
 /* The same without waiting: FP_WORKER_PENDING (2) when nothing is pending. For event
  * loops: call it until it returns something other than 0 whenever fp_worker_fd() is
  * readable. */
-int fp_worker_try_next(fp_worker* w, fp_conn* conn);
+FP_WORKER_API int fp_worker_try_next(fp_worker* w, fp_conn* conn);
 
 /* The connection is finished: closes conn->fd unless it is -1, sends DONE with conn->id,
  * and counts the connection on the scoreboard. Returns 0; -1 with EINVAL when conn was
  * not returned by next/try_next or is already done, or with the send's errno (the fd is
  * closed and the slot updated even then). If the master has already closed the channel
  * (end of work), the DONE is dropped and 0 returned. */
-int fp_worker_done(fp_worker* w, fp_conn* conn);
+FP_WORKER_API int fp_worker_done(fp_worker* w, fp_conn* conn);
 
 /* keepalive = "master" (FORKPOOL_KEEPALIVE=master): 1 when idle keep-alive connections
  * may be handed back to the master with fp_worker_park, else 0. */
-int fp_worker_keepalive_master(const fp_worker* w);
+FP_WORKER_API int fp_worker_keepalive_master(const fp_worker* w);
 
 /* Hands an idle keep-alive connection back to the master (PARK): call it after a
  * response, when the client may send another request and none of its bytes are
@@ -104,40 +112,40 @@ int fp_worker_keepalive_master(const fp_worker* w);
  * EINVAL (not a live connection), EOPNOTSUPP (the pool does not have
  * keepalive = "master"; the connection is untouched then) or the send's errno (the fd is
  * closed even then, and the client sees the connection end). */
-int fp_worker_park(fp_worker* w, fp_conn* conn);
+FP_WORKER_API int fp_worker_park(fp_worker* w, fp_conn* conn);
 
 /* Connections delivered are in blocking mode by default (simple read/write workers); an
  * event loop asks for non-blocking ones here. Costs one ioctl per connection. */
-void fp_worker_set_nonblocking(fp_worker* w, int nonblocking);
+FP_WORKER_API void fp_worker_set_nonblocking(fp_worker* w, int nonblocking);
 
 /* The channel fd, to watch for readability with poll/epoll. Owned by the library. */
-int fp_worker_fd(const fp_worker* w);
+FP_WORKER_API int fp_worker_fd(const fp_worker* w);
 
 /* Sends one sd_notify(3) message ("STATUS=warming up", "WATCHDOG=1", "STOPPING=1") to
  * NOTIFY_SOCKET. Returns 0 (also when NOTIFY_SOCKET is unset), or -1 with errno. */
-int fp_worker_notify(fp_worker* w, const char* message);
+FP_WORKER_API int fp_worker_notify(fp_worker* w, const char* message);
 
 /* For workers that accept connections themselves (dispatch = "shared"): count a
  * connection on the scoreboard without any message to the master. Each begin must be
  * paired with one end. */
-void fp_worker_conn_begin(fp_worker* w);
-void fp_worker_conn_end(fp_worker* w);
+FP_WORKER_API void fp_worker_conn_begin(fp_worker* w);
+FP_WORKER_API void fp_worker_conn_end(fp_worker* w);
 
 /* Identity, from the environment; the strings live as long as w. */
-const char* fp_worker_pool(const fp_worker* w);         /* FORKPOOL_POOL, "" if unset */
-int fp_worker_number(const fp_worker* w);               /* FORKPOOL_WORKER, -1 if unset */
-unsigned long fp_worker_generation(const fp_worker* w); /* FORKPOOL_GENERATION, 0 if unset */
-size_t fp_worker_listener_count(const fp_worker* w);
+FP_WORKER_API const char* fp_worker_pool(const fp_worker* w);         /* FORKPOOL_POOL, "" if unset */
+FP_WORKER_API int fp_worker_number(const fp_worker* w);               /* FORKPOOL_WORKER, -1 if unset */
+FP_WORKER_API unsigned long fp_worker_generation(const fp_worker* w); /* FORKPOOL_GENERATION, 0 if unset */
+FP_WORKER_API size_t fp_worker_listener_count(const fp_worker* w);
 /* The listener's address as written in the config ("tcp://127.0.0.1:8080"), or NULL
  * when index is out of range. */
-const char* fp_worker_listener(const fp_worker* w, size_t index);
+FP_WORKER_API const char* fp_worker_listener(const fp_worker* w, size_t index);
 
 /* Connections currently held (delivered and not yet done). */
-unsigned fp_worker_in_flight(const fp_worker* w);
+FP_WORKER_API unsigned fp_worker_in_flight(const fp_worker* w);
 /* Messages received and dropped as malformed since open: wrong size, truncated control
  * data, a CONN without exactly one fd, a descriptor on a message that carries none.
  * Every descriptor that came with such a message was closed. */
-unsigned long fp_worker_rejected(const fp_worker* w);
+FP_WORKER_API unsigned long fp_worker_rejected(const fp_worker* w);
 
 #ifdef __cplusplus
 }
