@@ -558,18 +558,34 @@ static void accept_batch(void) {
   }
 }
 
-/* Reads every DONE record a child has sent. */
+/* Reads every DONE record a child has sent: recvmmsg takes up to DONE_BATCH records in
+ * one call and returns as soon as none is left, so a wake-up costs one syscall. */
+#define DONE_BATCH 16
 static void on_channel(int w, uint32_t events) {
-  struct fp_msg msg;
+  struct fp_msg msgs[DONE_BATCH];
+  struct mmsghdr vec[DONE_BATCH];
+  struct iovec iov[DONE_BATCH];
   for (;;) {
-    ssize_t n = recv(pool[w].chan, &msg, sizeof msg, MSG_DONTWAIT);
-    if (n == (ssize_t)sizeof msg) {
-      if (msg.type == FP_MSG_DONE && pool[w].inflight > 0) {
+    memset(vec, 0, sizeof vec);
+    for (int i = 0; i < DONE_BATCH; i++) {
+      iov[i].iov_base = &msgs[i];
+      iov[i].iov_len = sizeof msgs[i];
+      vec[i].msg_hdr.msg_iov = &iov[i];
+      vec[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n = recvmmsg(pool[w].chan, vec, DONE_BATCH, MSG_DONTWAIT, NULL);
+    for (int i = 0; i < n; i++) {
+      if (vec[i].msg_len == 0) { /* EOF: the child is gone */
+        n = 0;
+        break;
+      }
+      if (vec[i].msg_len == sizeof msgs[i] && msgs[i].type == FP_MSG_DONE && pool[w].inflight > 0) {
         pool[w].inflight--;
         pool[w].idle_tick = ++idle_clock;
       }
-      continue;
     }
+    if (n == DONE_BATCH) continue;
+    if (n > 0) return;
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && (events & (EPOLLHUP | EPOLLERR)) == 0) {
       return;
