@@ -2,7 +2,7 @@
 # bench/run.sh: forkpool against a plain C prefork reference server, side by side, in
 # one run. Run by hand on a quiet machine; never from CI or ctest (docs/performance.md).
 #
-#   bench/run.sh                    # build the release preset, then measure (~6 minutes)
+#   bench/run.sh                    # build the release preset, then measure (~7 minutes)
 #   SKIP_BUILD=1 bench/run.sh       # measure the binaries already in build/release
 #   RUNS=5 DURATION=10 bench/run.sh # more and longer runs
 #
@@ -11,7 +11,10 @@
 #   1. throughput: keep-alive requests/s and p99, and one-request-per-connection
 #      ("Connection: close") connections/s, for forkpool-hello under forkpool in
 #      master and shared dispatch, and for bench/reference/prefork_ref with one
-#      SO_REUSEPORT listener per process and with one shared listener;
+#      SO_REUSEPORT listener per process, with one shared listener, and in fdpass mode
+#      (the C limit of master dispatch: the parent accepts and passes each connection
+#      with SCM_RIGHTS to the least-busy blocking child, max_inflight 1), which is
+#      compared with master dispatch at max_inflight = 1;
 #   2. fairness: FAST_CONNS clients doing short requests on / while SLOW_CONNS
 #      clients keep /sleep?ms=SLEEP_MS requests in flight (each blocks its process);
 #      the p99 of the fast requests only, for master least-busy, master round-robin,
@@ -137,15 +140,15 @@ EOF
   log "$name: forkpool dispatch=$2 max_inflight=$3 balance=$4 keepalive=${5:-worker} on port ${PORT[$name]}"
 }
 
-start_ref() { # NAME MODE
+start_ref() { # NAME MODE [MORE OPTIONS]
   local name=$1 dir=$TMP/$1
   mkdir -p "$dir"
-  "${ON_SERVER[@]}" "$REF" --listen 127.0.0.1:0 --workers "$WORKERS" --mode "$2" >"$dir/ref.log" 2>&1 &
+  "${ON_SERVER[@]}" "$REF" --listen 127.0.0.1:0 --workers "$WORKERS" --mode "$2" "${@:3}" >"$dir/ref.log" 2>&1 &
   PID[$name]=$!
   wait_for_line "$dir/ref.log" 'listening on' 15 || die "$name did not start: $(cat "$dir/ref.log")"
   PORT[$name]=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\).*/\1/p' "$dir/ref.log")
   check_http "$name"
-  log "$name: prefork_ref --mode $2 on port ${PORT[$name]}"
+  log "$name: prefork_ref --mode $2 ${*:3} on port ${PORT[$name]}"
 }
 
 # Every server is started once and stays up; idle ones sleep in epoll_wait.
@@ -157,6 +160,7 @@ start_forkpool fp_park master "$MAX_INFLIGHT" least-busy master  # keep-alive th
 start_forkpool fp_park_1 master 1 least-busy master           # keep-alive fairness, parked
 start_ref ref_reuseport reuseport
 start_ref ref_shared shared
+start_ref ref_fdpass fdpass --max-inflight 1   # the C limit of fp_master_1
 
 RESULTS=$TMP/results.tsv
 : >"$RESULTS"
@@ -186,8 +190,8 @@ for name in "${!PORT[@]}"; do wrk_run "$TMP/warm.out" 16 1 keepalive.lua "http:/
 # --- 1. throughput -------------------------------------------------------------------
 # Each forkpool server is measured right next to its reference, so that the per-run
 # ratios compare measurements taken under the same background load.
-KA_SERVERS=(fp_master ref_reuseport fp_shared ref_shared)
-CLOSE_SERVERS=(fp_master ref_reuseport fp_master_1 fp_shared ref_shared)
+KA_SERVERS=(fp_master ref_reuseport fp_shared ref_shared fp_master_1 ref_fdpass)
+CLOSE_SERVERS=(fp_master ref_reuseport fp_master_1 ref_fdpass fp_shared ref_shared)
 for ((run = 1; run <= RUNS; run++)); do
   for name in "${KA_SERVERS[@]}"; do
     wrk_run "$TMP/out" "$CONNS" "$DURATION" keepalive.lua "http://127.0.0.1:${PORT[$name]}/"
@@ -204,7 +208,7 @@ done
 # Fast and slow clients use "Connection: close": with max_inflight = 1 a keep-alive
 # client would hold its worker for the whole run (SPEC section 3). The slow client
 # starts first and runs longer, so SLOW_CONNS sleeps are in flight throughout.
-FAIR_SERVERS=(fp_master_1 ref_reuseport fp_shared fp_master_rr ref_shared)
+FAIR_SERVERS=(fp_master_1 ref_fdpass ref_reuseport fp_shared fp_master_rr ref_shared)
 for ((run = 1; run <= RUNS; run++)); do
   for name in "${FAIR_SERVERS[@]}"; do
     url="http://127.0.0.1:${PORT[$name]}"
@@ -265,7 +269,7 @@ for name in "${!PID[@]}"; do
     CRASHES=$((CRASHES + n))
   fi
 done
-for name in ref_reuseport ref_shared; do
+for name in ref_reuseport ref_shared ref_fdpass; do
   grep -q 'exited unexpectedly' "$TMP/$name/ref.log" && { log "WARNING: $name lost a child"; CRASHES=$((CRASHES + 1)); }
 done
 
@@ -275,7 +279,7 @@ mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 printf '\nmachine: %s CPU(s), %s, kernel %s, %s; load average %s at start, %s at end; %ss\n' \
   "$ncpu" "${cpu_model:-unknown CPU}" "$(uname -r)" "$mem" "$LOAD_START" "$(load1)" $((SECONDS - T0))
 printf 'worker exits during the run (must be 0): %s\n' "$CRASHES"
-printf 'settings: %s workers; throughput: wrk -t1 -c%s -d%ss, master max_inflight=%s; fairness: %s fast + %s slow (/sleep?ms=%s) connections, %ss, master max_inflight=1; %s runs, medians; server CPU %s, client CPU %s\n' \
+printf 'settings: %s workers; throughput: wrk -t1 -c%s -d%ss, master max_inflight=%s (max_inflight=1 rows and fdpass: 1); fairness: %s fast + %s slow (/sleep?ms=%s) connections, %ss, master max_inflight=1; %s runs, medians; server CPU %s, client CPU %s\n' \
   "$WORKERS" "$CONNS" "$DURATION" "$MAX_INFLIGHT" "$FAST_CONNS" "$SLOW_CONNS" "$SLEEP_MS" "$FAIR_DURATION" "$RUNS" "$SERVER_CPU" "$CLIENT_CPU"
 
 python3 - "$RESULTS" "$AB_OUT" "$MAX_INFLIGHT" <<'PY'
@@ -306,6 +310,7 @@ label = {
     "fp_park_1": "forkpool master, keepalive=master (max_inflight=1)",
     "ref_reuseport": "prefork_ref SO_REUSEPORT",
     "ref_shared": "prefork_ref shared listener",
+    "ref_fdpass": "prefork_ref fdpass (max_inflight=1)",
 }
 
 print("\n## Raw medians (range over runs in brackets; errors = socket errors + non-2xx, all runs)\n")
@@ -349,6 +354,11 @@ line("shared, keep-alive req/s vs shared reference", "fp_shared", "ref_shared",
      med("keepalive", "fp_shared", 0), med("keepalive", "ref_shared", 0), ">= 0.97", lambda r: r >= 0.97, scen="keepalive")
 line("shared, Connection: close conn/s vs shared reference", "fp_shared", "ref_shared",
      med("close", "fp_shared", 0), med("close", "ref_shared", 0), ">= 0.97", lambda r: r >= 0.97, scen="close")
+line("master max_inflight=1, Connection: close conn/s vs fdpass reference", "fp_master_1", "ref_fdpass",
+     med("close", "fp_master_1", 0), med("close", "ref_fdpass", 0), ">= 1.00", lambda r: r >= 1.0, scen="close")
+line("master max_inflight=1, keep-alive req/s vs fdpass reference", "fp_master_1", "ref_fdpass",
+     med("keepalive", "fp_master_1", 0), med("keepalive", "ref_fdpass", 0), ">= 0.95", lambda r: r >= 0.95,
+     scen="keepalive")
 line("fast p99 ms, master least-busy vs SO_REUSEPORT", "fp_master_1", "ref_reuseport",
      med("fair_fast", "fp_master_1", 1), med("fair_fast", "ref_reuseport", 1), "<= 0.20",
      lambda r: r <= 0.20, "%.2f", scen="fair_fast", i=1)
@@ -366,6 +376,7 @@ info("master, close conn/s vs shared reference", "close", "fp_master", "close", 
 info("master max_inflight=1, close conn/s vs SO_REUSEPORT", "close", "fp_master_1", "close", "ref_reuseport", 0)
 info("master, keep-alive p99 ms vs SO_REUSEPORT", "keepalive", "fp_master", "keepalive", "ref_reuseport", 1, "%.2f")
 info("shared, keep-alive p99 ms vs shared reference", "keepalive", "fp_shared", "keepalive", "ref_shared", 1, "%.2f")
+info("fast p99 ms, master least-busy vs fdpass reference", "fair_fast", "fp_master_1", "fair_fast", "ref_fdpass", 1, "%.2f")
 info("fast p99 ms, master round-robin vs SO_REUSEPORT", "fair_fast", "fp_master_rr", "fair_fast", "ref_reuseport", 1, "%.2f")
 info("fast p99 ms, forkpool shared vs SO_REUSEPORT", "fair_fast", "fp_shared", "fair_fast", "ref_reuseport", 1, "%.2f")
 info("fast p99 ms, forkpool shared vs shared reference", "fair_fast", "fp_shared", "fair_fast", "ref_shared", 1, "%.2f")

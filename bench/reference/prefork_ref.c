@@ -8,12 +8,21 @@
  * EAGAIN, TCP_NODELAY, one epoll registration removed before close, a FIONREAD
  * probe before a server-side close), so that a ratio against it measures what forkpool adds.
  *
- *   prefork_ref --listen 127.0.0.1:PORT --workers N --mode reuseport|shared
+ *   prefork_ref --listen 127.0.0.1:PORT --workers N --mode reuseport|shared|fdpass
+ *               [--max-inflight N]
  *
  * reuseport: every child opens its own SO_REUSEPORT listener and the kernel
  *            spreads connections over them by a hash of the 4-tuple.
  * shared:    the parent binds one listener and the children inherit it; each
  *            child watches it with EPOLLEXCLUSIVE, as forkpool-hello does.
+ * fdpass:    the C limit of forkpool's master dispatch. The parent alone owns the
+ *            (non-blocking) listener, accepts in batches from an epoll loop and passes
+ *            each connection over a SOCK_SEQPACKET socketpair with SCM_RIGHTS (an
+ *            FP_MSG_CONN record of worker/protocol.h) to the least-busy child, ties to
+ *            the one that became idle most recently; the child answers with an
+ *            FP_MSG_DONE record once it has closed the connection. When every child
+ *            has --max-inflight (default 1) connections, new ones wait in a FIFO in
+ *            the parent. Children are blocking and serve one connection at a time.
  *
  * PORT may be 0: the parent picks a free port and prints it. The parent
  * prints "prefork_ref: listening on HOST:PORT" once every child is set up,
@@ -38,6 +47,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../worker/protocol.h"
+
 #define MAX_WORKERS 256
 #define BACKLOG 1024
 #define MAX_EVENTS 128
@@ -48,7 +59,8 @@
 #define SLEEP_MAX_MS 600000u
 #define BODY "Hello, world\n"
 
-enum mode { MODE_REUSEPORT, MODE_SHARED };
+enum mode { MODE_REUSEPORT, MODE_SHARED, MODE_FDPASS };
+static const char* const mode_names[] = {"reuseport", "shared", "fdpass"};
 
 struct conn {
   int kind; /* first member: epoll data.ptr points at it */
@@ -435,8 +447,254 @@ static _Noreturn void child_main(int worker) {
   _exit(0);
 }
 
+/* ---- fdpass mode ------------------------------------------------------------------ */
+
+#define QUEUE_CAP 8192 /* connections waiting for a child; the listener pauses when full */
+#define ACCEPT_BATCH 64
+
+struct worker_state {
+  int chan;           /* parent's end of the child's socketpair (reads use MSG_DONTWAIT) */
+  int inflight;       /* CONN sent minus DONE received */
+  uint64_t idle_tick; /* when its in-flight count last dropped (larger = more recent) */
+  bool dead;
+};
+
+static struct worker_state pool[MAX_WORKERS];
+static int pool_size;
+static int max_inflight = 1;
+static uint64_t idle_clock;
+static int queue[QUEUE_CAP];
+static size_t queue_head, queue_len;
+static bool listener_paused;
+static uint64_t next_conn_id = 1;
+
+/* One 16-byte record over a SOCK_SEQPACKET channel, with fd in SCM_RIGHTS if fd >= 0. */
+static bool send_record(int chan, uint16_t type, uint64_t id, int fd) {
+  struct fp_msg msg = {.type = type, .arg = 0, .reserved = 0, .id = id};
+  struct iovec iov = {.iov_base = &msg, .iov_len = sizeof msg};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (fd >= 0) {
+    memset(&control, 0, sizeof control);
+    mh.msg_control = control.buf;
+    mh.msg_controllen = sizeof control.buf;
+    struct cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+  }
+  for (;;) {
+    ssize_t n = sendmsg(chan, &mh, MSG_NOSIGNAL);
+    if (n == (ssize_t)sizeof msg) return true;
+    if (n < 0 && errno == EINTR) continue;
+    return false;
+  }
+}
+
+/* Least busy live child below max_inflight, ties to the most recently idle; -1 if none. */
+static int pick_worker(void) {
+  int best = -1;
+  for (int w = 0; w < pool_size; w++) {
+    const struct worker_state* s = &pool[w];
+    if (s->dead || s->inflight >= max_inflight) continue;
+    if (best < 0 || s->inflight < pool[best].inflight ||
+        (s->inflight == pool[best].inflight && s->idle_tick > pool[best].idle_tick)) {
+      best = w;
+    }
+  }
+  return best;
+}
+
+/* Passes fd to a child and closes the parent's copy; false (fd kept) if every child is full. */
+static bool dispatch(int fd) {
+  for (;;) {
+    int w = pick_worker();
+    if (w < 0) return false;
+    if (send_record(pool[w].chan, FP_MSG_CONN, next_conn_id++, fd)) {
+      pool[w].inflight++;
+      close(fd);
+      return true;
+    }
+    /* The channel is broken: that child takes nothing more. */
+    pool[w].dead = true;
+  }
+}
+
+static void set_listener_paused(bool paused) {
+  if (listener_paused == paused) return;
+  struct epoll_event ev = {.events = paused ? 0 : EPOLLIN, .data.u32 = MAX_WORKERS};
+  if (epoll_ctl(epfd, EPOLL_CTL_MOD, listen_fd, &ev) == 0) listener_paused = paused;
+}
+
+static void drain_queue(void) {
+  while (queue_len > 0 && dispatch(queue[queue_head])) {
+    queue_head = (queue_head + 1) % QUEUE_CAP;
+    queue_len--;
+  }
+  if (queue_len < QUEUE_CAP) set_listener_paused(false);
+}
+
+static void accept_batch(void) {
+  for (int i = 0; i < ACCEPT_BATCH; i++) {
+    if (queue_len == QUEUE_CAP) {
+      set_listener_paused(true);
+      return;
+    }
+    /* No SOCK_NONBLOCK: the children serve the connection with blocking calls. */
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (queue_len == 0 && dispatch(fd)) continue;
+    queue[(queue_head + queue_len) % QUEUE_CAP] = fd;
+    queue_len++;
+  }
+}
+
+/* Reads every DONE record a child has sent: recvmmsg takes up to DONE_BATCH records in
+ * one call and returns as soon as none is left, so a wake-up costs one syscall. */
+#define DONE_BATCH 16
+static void on_channel(int w, uint32_t events) {
+  struct fp_msg msgs[DONE_BATCH];
+  struct mmsghdr vec[DONE_BATCH];
+  struct iovec iov[DONE_BATCH];
+  for (;;) {
+    memset(vec, 0, sizeof vec);
+    for (int i = 0; i < DONE_BATCH; i++) {
+      iov[i].iov_base = &msgs[i];
+      iov[i].iov_len = sizeof msgs[i];
+      vec[i].msg_hdr.msg_iov = &iov[i];
+      vec[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n = recvmmsg(pool[w].chan, vec, DONE_BATCH, MSG_DONTWAIT, NULL);
+    for (int i = 0; i < n; i++) {
+      if (vec[i].msg_len == 0) { /* EOF: the child is gone */
+        n = 0;
+        break;
+      }
+      if (vec[i].msg_len == sizeof msgs[i] && msgs[i].type == FP_MSG_DONE && pool[w].inflight > 0) {
+        pool[w].inflight--;
+        pool[w].idle_tick = ++idle_clock;
+      }
+    }
+    if (n == DONE_BATCH) continue;
+    if (n > 0) return;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && (events & (EPOLLHUP | EPOLLERR)) == 0) {
+      return;
+    }
+    /* EOF, error or hang-up: the child is gone. */
+    if (!stop_requested) fprintf(stderr, "prefork_ref: child %d exited unexpectedly\n", w);
+    pool[w].dead = true;
+    epoll_ctl(epfd, EPOLL_CTL_DEL, pool[w].chan, NULL);
+    return;
+  }
+}
+
+static void parent_fdpass_loop(void) {
+  epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (epfd < 0) die("epoll_create1");
+  struct epoll_event ev = {.events = EPOLLIN, .data.u32 = MAX_WORKERS};
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, listen_fd, &ev) != 0) die("epoll_ctl(listener)");
+  for (int w = 0; w < pool_size; w++) {
+    struct epoll_event cev = {.events = EPOLLIN, .data.u32 = (uint32_t)w};
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, pool[w].chan, &cev) != 0) die("epoll_ctl(channel)");
+  }
+  struct epoll_event events[MAX_EVENTS];
+  while (!stop_requested) {
+    int n = epoll_wait(epfd, events, MAX_EVENTS, -1);
+    if (n < 0 && errno != EINTR) die("epoll_wait");
+    /* DONE records first, so that the queue goes out before newly accepted connections. */
+    bool listener_ready = false, done = false;
+    for (int i = 0; i < n; i++) {
+      if (events[i].data.u32 == MAX_WORKERS) {
+        listener_ready = true;
+      } else {
+        on_channel((int)events[i].data.u32, events[i].events);
+        done = true;
+      }
+    }
+    if (done) drain_queue();
+    if (listener_ready) accept_batch();
+  }
+}
+
+/* Child: serves one blocking connection to its end, then closes it. */
+static void serve_blocking(int fd) {
+  static char in[IN_CAP];
+  static struct conn c;
+  c.kind = KIND_CONN;
+  c.fd = fd;
+  c.close_after = false;
+  c.want_out = false;
+  c.body_left = 0;
+  c.in_len = 0;
+  c.out_off = c.out_len = 0;
+  c.in = in;
+  for (;;) {
+    ssize_t n = recv(fd, c.in + c.in_len, IN_CAP - c.in_len, 0);
+    if (n < 0 && errno == EINTR && !stop_requested) continue;
+    if (n <= 0) break;
+    c.in_len += (size_t)n;
+    update_date();
+    /* Blocking sends drain the output, so process() only stops for a partial head. */
+    bool progress = true;
+    while (progress) {
+      size_t before = c.in_len;
+      process(&c);
+      if (flush(&c) < 0) {
+        close(fd);
+        return;
+      }
+      if (c.close_after) {
+        int unread = 0;
+        if (ioctl(fd, FIONREAD, &unread) == 0 && unread > 0) shutdown(fd, SHUT_WR);
+        close(fd);
+        return;
+      }
+      progress = c.in_len != before && c.in_len > 0;
+    }
+  }
+  close(fd);
+}
+
+static _Noreturn void child_fdpass_main(int worker, int chan) {
+  responses_init(worker);
+  while (!stop_requested) {
+    struct fp_msg msg;
+    struct iovec iov = {.iov_base = &msg, .iov_len = sizeof msg};
+    union {
+      char buf[CMSG_SPACE(sizeof(int))];
+      struct cmsghdr align;
+    } control;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                        .msg_controllen = sizeof control.buf};
+    ssize_t n = recvmsg(chan, &mh, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break; /* the parent is gone */
+    struct cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+    if (n != (ssize_t)sizeof msg || msg.type != FP_MSG_CONN || cm == NULL ||
+        cm->cmsg_type != SCM_RIGHTS) {
+      continue;
+    }
+    int fd;
+    memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+    serve_blocking(fd);
+    if (!send_record(chan, FP_MSG_DONE, msg.id, -1)) break;
+  }
+  _exit(0);
+}
+
 static void usage(FILE* f) {
-  fprintf(f, "usage: prefork_ref --listen HOST:PORT [--workers N] [--mode reuseport|shared]\n");
+  fprintf(f, "usage: prefork_ref --listen HOST:PORT [--workers N] [--mode reuseport|shared|fdpass]\n"
+             "                   [--max-inflight N]\n");
 }
 
 int main(int argc, char** argv) {
@@ -462,16 +720,20 @@ int main(int argc, char** argv) {
         mode = MODE_REUSEPORT;
       } else if (strcmp(m, "shared") == 0) {
         mode = MODE_SHARED;
+      } else if (strcmp(m, "fdpass") == 0) {
+        mode = MODE_FDPASS;
       } else {
         usage(stderr);
         return 2;
       }
+    } else if (strcmp(argv[i], "--max-inflight") == 0) {
+      max_inflight = atoi(argv[++i]);
     } else {
       usage(stderr);
       return 2;
     }
   }
-  if (listen_spec == NULL || workers < 1 || workers > MAX_WORKERS) {
+  if (listen_spec == NULL || workers < 1 || workers > MAX_WORKERS || max_inflight < 1) {
     usage(stderr);
     return 2;
   }
@@ -496,7 +758,7 @@ int main(int argc, char** argv) {
   int parent_fd = open_listener(&addr, mode == MODE_REUSEPORT);
   socklen_t alen = sizeof addr;
   if (getsockname(parent_fd, (struct sockaddr*)&addr, &alen) != 0) die("getsockname");
-  if (mode == MODE_SHARED) {
+  if (mode != MODE_REUSEPORT) {
     if (listen(parent_fd, BACKLOG) != 0) die("listen");
     listen_fd = parent_fd;
   }
@@ -514,6 +776,11 @@ int main(int argc, char** argv) {
   int ready_pipe[2];
   if (pipe(ready_pipe) != 0) die("pipe");
   for (int w = 0; w < workers; w++) {
+    int pair[2] = {-1, -1};
+    if (mode == MODE_FDPASS) {
+      if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) die("socketpair");
+      pool[w].chan = pair[0];
+    }
     pids[w] = fork();
     if (pids[w] < 0) die("fork");
     if (pids[w] == 0) {
@@ -527,9 +794,16 @@ int main(int argc, char** argv) {
       ssize_t ignored = write(ready_pipe[1], "r", 1);
       (void)ignored;
       close(ready_pipe[1]);
+      if (mode == MODE_FDPASS) {
+        close(parent_fd);
+        for (int j = 0; j <= w; j++) close(pool[j].chan);
+        child_fdpass_main(w, pair[1]);
+      }
       child_main(w);
     }
+    if (mode == MODE_FDPASS) close(pair[1]);
   }
+  pool_size = workers;
   close(ready_pipe[1]);
   for (int w = 0; w < workers; w++) {
     char b;
@@ -538,8 +812,10 @@ int main(int argc, char** argv) {
   close(ready_pipe[0]);
   if (mode == MODE_REUSEPORT) close(parent_fd);
   printf("prefork_ref: listening on %s:%u (%d workers, %s)\n", host, (unsigned)ntohs(addr.sin_port),
-         workers, mode == MODE_REUSEPORT ? "reuseport" : "shared");
+         workers, mode_names[mode]);
   fflush(stdout);
+
+  if (mode == MODE_FDPASS) parent_fdpass_loop(); /* returns on SIGTERM/SIGINT */
 
   int alive = workers;
   bool signalled = false;
