@@ -117,6 +117,11 @@ std::string render_pool(const nlohmann::json& pool, bool colour) {
         "  conns     accepted {}  dispatched {}  completed {}  in flight {}  lost {}  closed {}\n",
         count_text(c, "accepted"), count_text(c, "dispatched"), count_text(c, "completed"),
         count_text(c, "in_flight"), count_text(c, "lost"), count_text(c, "closed"));
+    // keepalive = "master": idle keep-alive connections wait in the master between requests.
+    if (str_field(pool, "keepalive") == "master")
+      out += fmt::format("  parked    {} now  parked {}  resumed {}  timed out {}  closed by client {}\n",
+                         count_text(c, "parked_now"), count_text(c, "parked"), count_text(c, "resumed"),
+                         count_text(c, "keepalive_timeouts"), count_text(c, "keepalive_closed"));
   }
   const auto crashed = u64_field(c, "crashed");
   const auto spawn_failed = u64_field(c, "spawn_failed");
