@@ -3,16 +3,12 @@
 // each is dispatched again with the same id when its next request arrives, and closed
 // after keepalive_timeout or when the client goes. Counted exactly (docs/protocol.md).
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <future>
 #include <thread>
 
 #include "integration/test_common.hpp"
+#include "support/http_connection.hpp"
 #include "support/run_command.hpp"
 
 using namespace forkpool::test;
@@ -21,68 +17,22 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// One keep-alive HTTP/1.1 connection to 127.0.0.1:port, request after request.
+// One keep-alive connection, request after request: GET bodies of 200 answers.
 class KeepAliveClient {
  public:
-  explicit KeepAliveClient(const std::string& address) {
-    const int port = std::stoi(address.substr(address.rfind(':') + 1));
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-  }
-  ~KeepAliveClient() { close(); }
-  KeepAliveClient(const KeepAliveClient&) = delete;
-  KeepAliveClient& operator=(const KeepAliveClient&) = delete;
-
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
-  // The body of the answer to GET `path`, or nothing (closed, timed out, not 200).
+  explicit KeepAliveClient(const std::string& address) : conn_(std::make_unique<HttpConnection>(address)) {}
+  void close() { conn_.reset(); }
   std::optional<std::string> get(const std::string& path = "/") {
-    if (fd_ < 0) return std::nullopt;
-    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: test\r\n\r\n";
-    if (::send(fd_, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
-      return std::nullopt;
-    std::string in;
-    std::size_t head_end = std::string::npos;
-    std::size_t length = 0;
-    while (head_end == std::string::npos || in.size() < head_end + 4 + length) {
-      if (!wait_readable(10s)) return std::nullopt;
-      char buf[4096];
-      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) return std::nullopt;
-      in.append(buf, static_cast<std::size_t>(n));
-      if (head_end == std::string::npos && (head_end = in.find("\r\n\r\n")) != std::string::npos) {
-        const auto cl = in.find("Content-Length: ");
-        if (cl == std::string::npos || cl > head_end) return std::nullopt;
-        length = std::stoul(in.substr(cl + 16));
-      }
-    }
-    if (!in.starts_with("HTTP/1.1 200")) return std::nullopt;
-    return in.substr(head_end + 4, length);
+    if (!conn_ || !conn_->request("GET", path)) return std::nullopt;
+    const auto r = conn_->read_response();
+    if (!r || r->status != 200) return std::nullopt;
+    return r->body;
   }
-
-  // The server closed the connection (EOF) within `deadline`.
-  bool closed_by_server(std::chrono::milliseconds deadline) {
-    if (!wait_readable(deadline)) return false;
-    char b;
-    return ::recv(fd_, &b, 1, 0) == 0;
-  }
+  // The server closed the connection (within the connection's 10 s timeout).
+  bool closed_by_server() { return conn_ && conn_->closed_by_peer(); }
 
  private:
-  bool wait_readable(std::chrono::milliseconds deadline) {
-    pollfd p{fd_, POLLIN, 0};
-    return ::poll(&p, 1, static_cast<int>(deadline.count())) == 1;
-  }
-  int fd_ = -1;
+  std::unique_ptr<HttpConnection> conn_;
 };
 
 std::uint64_t c(const json& pool, const char* name) { return counter(pool, name); }
@@ -135,7 +85,7 @@ TEST_CASE("keepalive = master: one max_inflight = 1 worker serves many keep-aliv
   for (int i = 0; i < 4; ++i) clients[static_cast<std::size_t>(i)]->close();
   REQUIRE(wait_until([&] { return c(pool_status(ctl, "web"), "keepalive_closed") == 4; }));
   // The other four are closed by the master once idle for keepalive_timeout.
-  for (int i = 4; i < 8; ++i) CHECK(clients[static_cast<std::size_t>(i)]->closed_by_server(10s));
+  for (int i = 4; i < 8; ++i) CHECK(clients[static_cast<std::size_t>(i)]->closed_by_server());
   REQUIRE(wait_until([&] { return c(pool_status(ctl, "web"), "keepalive_timeouts") == 4; }));
   p = pool_status(ctl, "web");
   CHECK(c(p, "parked_now") == 0);
@@ -280,13 +230,13 @@ TEST_CASE("PARKs that break the rules are counted as protocol errors, closed, an
   for (int i = 0; i < 3; ++i) {
     KeepAliveClient client(garbage_address);
     CHECK(client.get().has_value());
-    CHECK(client.closed_by_server(10s));
+    CHECK(client.closed_by_server());
   }
   // PARK from a pool without keepalive = "master".
   for (int i = 0; i < 2; ++i) {
     KeepAliveClient client(plain_address);
     CHECK(client.get().has_value());
-    CHECK(client.closed_by_server(10s));
+    CHECK(client.closed_by_server());
   }
   REQUIRE(wait_until([&] {
     return c(pool_status(ctl, "py"), "protocol_errors") == 3 && c(pool_status(ctl, "plain"), "protocol_errors") == 2;

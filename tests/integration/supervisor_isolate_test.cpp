@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <set>
 
 #include "integration/test_common.hpp"
 #include "support/http_client.hpp"
@@ -23,42 +22,6 @@ using namespace forkpool::test::reliability;
 namespace fs = std::filesystem;
 
 namespace {
-
-// Parent pid from /proc/PID/stat (0 when the process is gone). The command name may hold
-// spaces and parentheses, so fields are counted from the last ')'.
-pid_t parent_of(pid_t pid) {
-  const std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
-  const auto close = stat.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream rest(stat.substr(close + 1));
-  std::string state;
-  pid_t ppid = 0;
-  rest >> state >> ppid;
-  return ppid;
-}
-
-// Every live process below `root`, in the master's (this test's) pid numbers.
-std::vector<pid_t> descendants_of(pid_t root) {
-  std::vector<std::pair<pid_t, pid_t>> all;  // pid, parent
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-    const pid_t pid = static_cast<pid_t>(std::stol(name));
-    if (const pid_t ppid = parent_of(pid); ppid > 0) all.emplace_back(pid, ppid);
-  }
-  std::vector<pid_t> found;
-  std::set<pid_t> frontier{root};
-  while (!frontier.empty()) {
-    std::set<pid_t> next;
-    for (const auto& [pid, ppid] : all)
-      if (frontier.count(ppid) != 0 && process_alive(pid)) {
-        found.push_back(pid);
-        next.insert(pid);
-      }
-    frontier = std::move(next);
-  }
-  return found;
-}
 
 // The "NSpid:" line of /proc/PID/status: the pid in each namespace, outermost first.
 std::vector<long> namespace_pids(pid_t pid) {
@@ -103,8 +66,8 @@ pid_t wait_grandchild(const fs::path& file, pid_t worker) {
   pid_t found = 0;
   wait_until([&] {
     if (read_pid(file) <= 0) return false;
-    for (pid_t p : descendants_of(worker))
-      if (parent_of(p) == worker) found = p;
+    const std::vector<pid_t> children = children_of(worker);
+    found = children.empty() ? 0 : children.front();
     return found > 0;
   });
   return found;

@@ -112,13 +112,6 @@ std::string proc_status(pid_t pid, const std::string& key) {
   return "";
 }
 
-std::vector<pid_t> children_of(pid_t parent) {
-  std::vector<pid_t> out;
-  for (pid_t pid : all_pids())
-    if (proc_status(pid, "PPid") == std::to_string(parent) && process_alive(pid)) out.push_back(pid);
-  return out;
-}
-
 std::string unique_tag(const std::string& what) {
   std::random_device rd;
   return "fp-" + what + "-" + std::to_string(::getpid()) + "-" + std::to_string(rd());

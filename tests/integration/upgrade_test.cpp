@@ -459,30 +459,6 @@ TEST_CASE("an upgrade is refused while the config file differs from the running 
   CHECK(m.upgrades() == 0);
 }
 
-namespace {
-
-// The host pid of the only child of `parent` (the master that `unshare --fork` started).
-pid_t only_child_of(pid_t parent) {
-  pid_t found = -1;
-  int count = 0;
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(e.path() / "status");
-    std::string line;
-    while (std::getline(in, line))
-      if (line.starts_with("PPid:")) {
-        if (std::stoi(line.substr(5)) == parent && process_alive(std::stoi(name))) {
-          found = std::stoi(name);
-          ++count;
-        }
-        break;
-      }
-  }
-  return count == 1 ? found : -1;
-}
-
-}  // namespace
 
 TEST_CASE("the master as PID 1 of a PID namespace upgrades in place and keeps reaping",
           "[upgrade][pid1]") {

@@ -139,6 +139,54 @@ pid_t MasterProcess::wait_worker_started_after(const std::string& pool, unsigned
   return found;
 }
 
+namespace {
+
+// Parent pid from /proc/PID/stat (0 when the process is gone). The command name may hold
+// spaces and parentheses, so fields are counted from the last ')'.
+pid_t parent_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(in, line);
+  const auto close = line.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(line.substr(close + 1));
+  std::string state;
+  pid_t ppid = 0;
+  rest >> state >> ppid;
+  return ppid;
+}
+
+}  // namespace
+
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(name));
+    if (parent_of(pid) == parent && process_alive(pid)) out.push_back(pid);
+  }
+  return out;
+}
+
+std::vector<pid_t> descendants_of(pid_t root) {
+  std::vector<pid_t> out;
+  std::vector<pid_t> frontier{root};
+  while (!frontier.empty()) {
+    std::vector<pid_t> next;
+    for (pid_t p : frontier)
+      for (pid_t child : children_of(p)) next.push_back(child);
+    out.insert(out.end(), next.begin(), next.end());
+    frontier = std::move(next);
+  }
+  return out;
+}
+
+pid_t only_child_of(pid_t parent) {
+  const std::vector<pid_t> children = children_of(parent);
+  return children.size() == 1 ? children.front() : -1;
+}
+
 bool process_alive(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   if (!in) return false;

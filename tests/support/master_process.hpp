@@ -54,6 +54,12 @@ class MasterProcess {
 
 // True while `pid` exists and is not a zombie.
 bool process_alive(pid_t pid);
+// Live processes whose parent is `parent`, and all live processes below `root`
+// (from /proc, in this process's pid numbers).
+std::vector<pid_t> children_of(pid_t parent);
+std::vector<pid_t> descendants_of(pid_t root);
+// The only live child of `parent`; -1 when there is none or more than one.
+pid_t only_child_of(pid_t parent);
 // Reads key=value lines of a file written by fp-testworker --report.
 std::vector<std::pair<std::string, std::string>> read_report(const std::filesystem::path& file);
 std::optional<std::string> report_value(const std::filesystem::path& file, const std::string& key);
