@@ -379,9 +379,8 @@ class Load {
   void run() {
     const auto start = std::chrono::steady_clock::now();
     while (!stop_ && std::chrono::steady_clock::now() < until_) {
-      errno = 0;
-      const auto r = http_get(address_, "/", 10s);
-      const int err = errno;
+      std::string why;
+      const auto r = http_get(address_, "/", 10s, &why);
       if (r && r->status == 200 && r->body == kHelloBody) {
         ++answered_;
         continue;
@@ -391,7 +390,7 @@ class Load {
           std::chrono::steady_clock::now() - start);
       std::string what =
           r ? "status " + std::to_string(r->status) + " body \"" + r->body.substr(0, 80) + "\""
-            : std::string("no response (last errno: ") + std::strerror(err) + ")";
+            : "no response (" + why + ")";
       std::lock_guard lock(mutex_);
       if (failures_.size() < 20)
         failures_.push_back("at +" + std::to_string(at.count()) + " ms: " + what);

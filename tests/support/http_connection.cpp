@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -20,16 +21,36 @@ std::string lower(std::string s) {
   return s;
 }
 
+// connect(2) that a signal does not cut short: after EINTR the connection goes on in the
+// kernel, so wait for it to finish and take its result. Returns 0 or an errno value.
+int connect_fully(int fd, const sockaddr* a, socklen_t len) {
+  if (::connect(fd, a, len) == 0) return 0;
+  if (errno != EINTR) return errno;
+  pollfd p{fd, POLLOUT, 0};
+  while (::poll(&p, 1, -1) < 0)
+    if (errno != EINTR) return errno;
+  int err = 0;
+  socklen_t n = sizeof err;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &n) != 0) return errno;
+  return err;
+}
+
+// Returns the connected fd, or -1 with errno set.
 int connect_to(const std::string& address) {
   if (address.starts_with("unix:")) {
     const std::string path = address.substr(5);
     sockaddr_un a{};
-    if (path.size() >= sizeof a.sun_path) return -1;
+    if (path.size() >= sizeof a.sun_path) {
+      errno = ENAMETOOLONG;
+      return -1;
+    }
     a.sun_family = AF_UNIX;
     std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
     const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    if (fd < 0) return -1;
+    if (const int err = connect_fully(fd, reinterpret_cast<sockaddr*>(&a), sizeof a); err != 0) {
       ::close(fd);
+      errno = err;
       return -1;
     }
     return fd;
@@ -47,16 +68,17 @@ int connect_to(const std::string& address) {
     a.sin6_family = AF_INET6;
     a.sin6_port = htons(static_cast<std::uint16_t>(port));
     ::inet_pton(AF_INET6, host.c_str(), &a.sin6_addr);
-    rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    rc = connect_fully(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
   } else {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<std::uint16_t>(port));
     ::inet_pton(AF_INET, host.c_str(), &a.sin_addr);
-    rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    rc = connect_fully(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
   }
   if (rc != 0) {
     ::close(fd);
+    errno = rc;
     return -1;
   }
   return fd;
@@ -66,7 +88,10 @@ int connect_to(const std::string& address) {
 
 HttpConnection::HttpConnection(const std::string& address, std::chrono::milliseconds timeout)
     : fd_(connect_to(address)), address_(address) {
-  if (fd_ < 0) return;
+  if (fd_ < 0) {
+    failure_ = std::string("connect: ") + std::strerror(errno);
+    return;
+  }
   timeval tv{};
   tv.tv_sec = timeout.count() / 1000;
   tv.tv_usec = (timeout.count() % 1000) * 1000;
@@ -81,7 +106,11 @@ HttpConnection::~HttpConnection() {
 bool HttpConnection::send(std::string_view bytes) {
   while (!bytes.empty()) {
     const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n <= 0) return false;
+    if (n < 0 && errno == EINTR) continue;  // a signal (or SIGSTOP/SIGCONT of this process)
+    if (n <= 0) {
+      failure_ = std::string("send: ") + std::strerror(errno);
+      return false;
+    }
     bytes.remove_prefix(static_cast<std::size_t>(n));
   }
   return true;
@@ -99,8 +128,22 @@ bool HttpConnection::request(const std::string& method, const std::string& path,
 
 bool HttpConnection::fill() {
   char buf[65536];
-  const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-  if (n <= 0) return false;
+  ssize_t n;
+  // With SO_RCVTIMEO set, recv is not restarted after a signal, not even one without a
+  // handler that only stopped and continued the process: retry.
+  do n = ::recv(fd_, buf, sizeof buf, 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    failure_ = errno == EAGAIN || errno == EWOULDBLOCK ? std::string("recv: timed out")
+                                                        : std::string("recv: ") + std::strerror(errno);
+    return false;
+  }
+  if (n == 0) {
+    failure_ = "closed by the server after " + std::to_string(received_) + " bytes" +
+               (in_.empty() ? std::string() : ": \"" + in_.substr(0, 80) + "\"");
+    return false;
+  }
+  received_ += static_cast<std::size_t>(n);
   in_.append(buf, static_cast<std::size_t>(n));
   return true;
 }
@@ -118,7 +161,10 @@ std::optional<HttpResponse> HttpConnection::read_response(bool head) {
   while (true) {
     while ((head_end = in_.find("\r\n\r\n")) == std::string::npos)
       if (!fill()) return std::nullopt;
-    if (!in_.starts_with("HTTP/1.") || in_.size() < 12) return std::nullopt;
+    if (!in_.starts_with("HTTP/1.") || in_.size() < 12) {
+      failure_ = "not an HTTP response: \"" + in_.substr(0, 80) + "\"";
+      return std::nullopt;
+    }
     r.status = std::atoi(in_.c_str() + 9);
     if (r.status >= 200 || r.status < 100) break;
     in_.erase(0, head_end + 4);  // 100 Continue: the final answer follows
@@ -174,6 +220,7 @@ bool HttpConnection::closed_by_peer() {
   char buf[4096];
   while (true) {
     const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
     if (n == 0) return true;
     if (n < 0) return errno == ECONNRESET;
     in_.append(buf, static_cast<std::size_t>(n));

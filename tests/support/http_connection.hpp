@@ -38,6 +38,9 @@ class HttpConnection {
   bool closed_by_peer();
   // Everything received and not yet taken by read_response().
   const std::string& buffered() const { return in_; }
+  // Why the last call that failed did ("connect: Connection refused", "recv: timed out",
+  // "closed by the server after 0 bytes", ...).
+  const std::string& failure() const { return failure_; }
 
  private:
   bool fill();  // one recv into in_; false on EOF, error or timeout
@@ -46,6 +49,8 @@ class HttpConnection {
   int fd_ = -1;
   std::string in_;
   std::string address_;
+  std::string failure_;
+  std::size_t received_ = 0;  // bytes received on the connection in all
 };
 
 }  // namespace forkpool::test
