@@ -271,12 +271,6 @@ ScoreboardFds fetch_scoreboard(Client& client, Timeout timeout) {
     for (const auto& p : b["pools"])
       out.pools.push_back(p.is_string() ? p.get<std::string>() : p.dump());
   }
-  if (b.contains("pool_bounds") && b["pool_bounds"].is_array()) {
-    for (const auto& p : b["pool_bounds"]) {
-      const bool pair = p.is_array() && p.size() == 2 && p[0].is_number_integer() && p[1].is_number_integer();
-      out.bounds.push_back(pair ? std::pair<int, int>{p[0].get<int>(), p[1].get<int>()} : std::pair<int, int>{0, 0});
-    }
-  }
   std::vector<shm::OwnedFd> fds = std::move(first.fds);
   while (fds.size() < fd_count) {
     Line more = client.read_line(timeout);

@@ -98,7 +98,6 @@ struct ScoreboardFds {
   std::vector<std::uint64_t> epochs;
   std::vector<std::string> pools;
   // min_workers..max_workers by pool index ({0, 0}: not known, an older master).
-  std::vector<std::pair<int, int>> bounds;
 };
 
 // Sends {"cmd":"scoreboard"} and collects the reply and its descriptors. Throws

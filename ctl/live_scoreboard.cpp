@@ -11,7 +11,7 @@ LiveScoreboard attach_live_scoreboard(Client& client, Timeout timeout) {
   for (const auto& fd : fds.slots) slot_fds.push_back(fd.get());
   try {
     auto board = shm::AttachedScoreboard::attach(fds.region.get(), slot_fds, fds.epochs);
-    return LiveScoreboard{std::move(board), std::move(fds.pools), std::move(fds.epochs), std::move(fds.bounds)};
+    return LiveScoreboard{std::move(board), std::move(fds.pools), std::move(fds.epochs)};
   } catch (const shm::AttachError& e) {
     throw ConnectionError("control socket " + client.path() + ": " + e.what());
   }

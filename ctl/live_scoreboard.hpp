@@ -15,7 +15,6 @@ struct LiveScoreboard {
   shm::AttachedScoreboard board;
   std::vector<std::string> pools;     // names by pool index
   std::vector<std::uint64_t> epochs;  // per slot, the epoch of the page attached
-  std::vector<std::pair<int, int>> bounds;  // min..max by pool index, as of the attach
 };
 
 // Attaches to what `client` is sent. Throws ConnectionError (including for a scoreboard

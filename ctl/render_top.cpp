@@ -36,11 +36,9 @@ std::string pool_line(const TopFrame& f, const shm::PoolSnapshot& p) {
   const auto state = std::string(shm::to_string(p.state));
   const PoolRates r = f.rates != nullptr ? f.rates->rates(p.pool) : PoolRates{};
   const auto pct = shm::histogram_percentiles(p.duration);
+  // A dynamic pool: the bounds of its size (a fixed pool has both equal to the size).
   std::string bounds;
-  if (f.pool_bounds != nullptr && p.pool < f.pool_bounds->size()) {
-    const auto [min, max] = (*f.pool_bounds)[p.pool];
-    if (max > 0 && min != max) bounds = fmt::format(" ({}..{})", min, max);
-  }
+  if (p.max_workers > 0 && p.min_workers != p.max_workers) bounds = fmt::format(" (min {}, max {})", p.min_workers, p.max_workers);
   return fmt::format(
       "{} {}  size {}{}  idle {} busy {} starting {} stopping {}  queue {} (peak {})  "
       "conn/s {} (accepted {})  done {}  crashed {}  p50 {} p90 {} p99 {}",
@@ -52,6 +50,15 @@ std::string pool_line(const TopFrame& f, const shm::PoolSnapshot& p) {
       paint(std::to_string(p.crashed), p.crashed > 0 ? Colour::Red : Colour::None, f.colour),
       format_ms(ms_from_us(pct.p50_us)), format_ms(ms_from_us(pct.p90_us)),
       format_ms(ms_from_us(pct.p99_us)));
+}
+
+// Why a dynamic pool last changed size, and how long ago ("" if it never scaled).
+std::string last_scale_line(const shm::ScoreboardSnapshot& s, const shm::PoolSnapshot& p) {
+  const auto& d = p.last_scale;
+  if (d.reason == shm::ScaleReason::None) return {};
+  const std::int64_t ago = d.at_ns > 0 && s.taken_monotonic_ns > d.at_ns ? s.taken_monotonic_ns - d.at_ns : 0;
+  return fmt::format("  last scale: {} from {} to {}: {}, {} ago ({} decisions)", d.to >= d.from ? "up" : "down",
+                     d.from, d.to, shm::to_string(d.reason), format_duration(seconds(ago)), p.scale_decisions);
 }
 
 void add_worker_row(Table& t, const shm::ScoreboardSnapshot& s, const shm::WorkerSnapshot& w) {
@@ -145,6 +152,7 @@ std::vector<std::string> render_top_frame(const TopFrame& f) {
     if (!p.in_use) continue;  // a free block: no pool there
     lines.emplace_back();
     lines.push_back(pool_line(f, p));
+    if (auto scale = last_scale_line(s, p); !scale.empty()) lines.push_back(std::move(scale));
     Table t({"SLOT", "W", "PID", "STATE", "INFL", "CURRENT", "HANDLED", "UPTIME", "RSS", "CPU",
              "RESTARTS", "NOTE"},
             {Align::Right, Align::Right, Align::Right, Align::Left, Align::Right, Align::Right,

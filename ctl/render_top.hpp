@@ -38,7 +38,6 @@ class RateTracker {
 struct TopFrame {
   const shm::ScoreboardSnapshot* snapshot = nullptr;
   const std::vector<std::string>* pool_names = nullptr;
-  const std::vector<std::pair<int, int>>* pool_bounds = nullptr;  // min..max by pool index
   const RateTracker* rates = nullptr;
   std::string notice;      // second header line: refresh problems, master gone, ...
   std::string clock;       // wall-clock time for the header, e.g. "12:03:04"

@@ -109,7 +109,6 @@ class TopState {
     TopFrame f;
     f.snapshot = &snapshot_;
     f.pool_names = &live_.pools;
-    f.pool_bounds = &live_.bounds;
     f.rates = &rates_;
     f.notice = notice_;
     f.clock = wall_clock();

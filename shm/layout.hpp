@@ -26,8 +26,8 @@
 namespace forkpool::shm {
 
 // Bump on any change to a struct in this file or to the numeric values of WorkerState,
-// PoolState or the histogram buckets.
-inline constexpr std::uint32_t kLayoutVersion = 6;
+// PoolState, ScaleReason or the histogram buckets.
+inline constexpr std::uint32_t kLayoutVersion = 7;
 // "FPSCORE" followed by a format byte; spelled so a hex dump of the region reads it.
 inline constexpr std::uint64_t kMagic = 0x0145524f43535046ull;  // bytes: F P S C O R E 0x01
 inline constexpr std::size_t kCacheLine = 64;
@@ -123,6 +123,13 @@ struct alignas(kCacheLine) PoolBlock {
   AtomicU64 parked_closed;       // master: parked connections closed at a stop or shutdown
   AtomicU64 parked_now;          // master: connections parked at this moment
   AtomicU64 protocol_errors;     // master: worker messages refused (malformed, or a PARK that breaks the rules)
+  AtomicU32 min_workers;         // master: lower bound of the size (= size for a fixed pool)
+  AtomicU32 max_workers;         // master: upper bound of the size (= size for a fixed pool)
+  AtomicU32 last_scale_reason;   // master: ScaleReason of the last scale decision, 0 if none
+  AtomicU32 last_scale_from;     // master: size before the last scale decision
+  AtomicU32 last_scale_to;       // master: size after it
+  AtomicU32 scale_decisions;     // master: scale decisions since the pool was added
+  AtomicI64 last_scale_ns;       // master: CLOCK_MONOTONIC of the last scale decision, 0 if none
   HistogramBlock duration;    // master: connection duration, dispatch to DONE
   HistogramBlock queue_wait;  // master: time a connection waited in the master's queue
 };

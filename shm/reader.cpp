@@ -108,6 +108,7 @@ PoolSnapshot Reader::read_pool(std::uint32_t pool) const {
   const PoolBlock& b = pools_[pool];
   std::uint32_t state = 0;
   std::uint32_t in_use = 0;
+  std::uint32_t scale_reason = 0;
   char name[kPoolNameWords * 8 + 1] = {};
   seqlock_read(b.seq, [&] {
     state = b.state.load(kRelaxed);
@@ -118,6 +119,13 @@ PoolSnapshot Reader::read_pool(std::uint32_t pool) const {
       std::memcpy(name + i * 8, &word, 8);
     }
     p.size = b.size.load(kRelaxed);
+    p.min_workers = b.min_workers.load(kRelaxed);
+    p.max_workers = b.max_workers.load(kRelaxed);
+    scale_reason = b.last_scale_reason.load(kRelaxed);
+    p.last_scale.from = b.last_scale_from.load(kRelaxed);
+    p.last_scale.to = b.last_scale_to.load(kRelaxed);
+    p.last_scale.at_ns = b.last_scale_ns.load(kRelaxed);
+    p.scale_decisions = b.scale_decisions.load(kRelaxed);
     p.accepted = b.accepted.load(kRelaxed);
     p.dispatched = b.dispatched.load(kRelaxed);
     p.completed = b.completed.load(kRelaxed);
@@ -144,6 +152,7 @@ PoolSnapshot Reader::read_pool(std::uint32_t pool) const {
   });
   p.state = pool_state_from_raw(state).value_or(PoolState::Failed);
   p.in_use = in_use != 0;
+  p.last_scale.reason = scale_reason_from_raw(scale_reason);
   name[kPoolNameBytes] = '\0';
   p.name = name;
   return p;

@@ -98,6 +98,10 @@ std::optional<std::uint32_t> Scoreboard::add_pool(std::string_view name, std::ui
     }
     b.state.store(static_cast<std::uint32_t>(PoolState::Stopped), kRelaxed);
     b.size.store(0, kRelaxed);
+    for (AtomicU32* f : {&b.min_workers, &b.max_workers, &b.last_scale_reason, &b.last_scale_from,
+                         &b.last_scale_to, &b.scale_decisions})
+      f->store(0, kRelaxed);
+    b.last_scale_ns.store(0, kRelaxed);
     b.generation.store(generation, kRelaxed);
     b.in_use.store(1, kRelaxed);
     return i;
@@ -275,6 +279,24 @@ void Scoreboard::set_pool_size(std::uint32_t pool, std::uint32_t size) {
   PoolBlock& b = pool_block(pool);
   SeqlockWrite w(b.seq);
   b.size.store(size, kRelaxed);
+}
+
+void Scoreboard::set_pool_bounds(std::uint32_t pool, std::uint32_t min, std::uint32_t max) {
+  PoolBlock& b = pool_block(pool);
+  SeqlockWrite w(b.seq);
+  b.min_workers.store(min, kRelaxed);
+  b.max_workers.store(max, kRelaxed);
+}
+
+void Scoreboard::record_scale(std::uint32_t pool, ScaleReason reason, std::uint32_t from, std::uint32_t to,
+                              std::int64_t at_ns) {
+  PoolBlock& b = pool_block(pool);
+  SeqlockWrite w(b.seq);
+  b.last_scale_reason.store(static_cast<std::uint32_t>(reason), kRelaxed);
+  b.last_scale_from.store(from, kRelaxed);
+  b.last_scale_to.store(to, kRelaxed);
+  b.last_scale_ns.store(at_ns, kRelaxed);
+  b.scale_decisions.store(b.scale_decisions.load(kRelaxed) + 1, kRelaxed);
 }
 
 void Scoreboard::count(std::uint32_t pool, PoolCounter counter, std::uint64_t n) {

@@ -122,6 +122,11 @@ class Scoreboard {
   // --- Pool counters (all master-written) ---
   void set_pool_state(std::uint32_t pool, PoolState state);
   void set_pool_size(std::uint32_t pool, std::uint32_t size);
+  void set_pool_bounds(std::uint32_t pool, std::uint32_t min, std::uint32_t max);
+  // One scale decision of a dynamic pool: why, the size before and after, and when
+  // (CLOCK_MONOTONIC).
+  void record_scale(std::uint32_t pool, ScaleReason reason, std::uint32_t from, std::uint32_t to,
+                    std::int64_t at_ns);
   void count(std::uint32_t pool, PoolCounter counter, std::uint64_t n = 1);
   void set_queued(std::uint32_t pool, std::uint64_t queued_now);  // raises queue_peak too
   void set_in_flight(std::uint32_t pool, std::uint64_t in_flight);

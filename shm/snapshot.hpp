@@ -11,6 +11,7 @@
 
 #include "shm/histogram.hpp"
 #include "shm/pool_state.hpp"
+#include "shm/scale_reason.hpp"
 #include "shm/worker_state.hpp"
 
 namespace forkpool::shm {
@@ -88,13 +89,24 @@ struct WorkerSnapshot {
   std::uint32_t anomalies = 0;
 };
 
+struct ScaleDecision {
+  ScaleReason reason = ScaleReason::None;
+  std::uint32_t from = 0;
+  std::uint32_t to = 0;
+  std::int64_t at_ns = 0;  // CLOCK_MONOTONIC
+};
+
 struct PoolSnapshot {
   std::uint32_t pool = 0;
   bool in_use = true;  // false for a free block (no pool there): readers skip it
   std::string name;
   std::uint32_t generation = 0;
   PoolState state = PoolState::Stopped;
-  std::uint32_t size = 0;
+  std::uint32_t size = 0;         // the target: workers the pool wants now
+  std::uint32_t min_workers = 0;  // bounds of the target (both = size for a fixed pool)
+  std::uint32_t max_workers = 0;
+  ScaleDecision last_scale;       // reason None: never scaled
+  std::uint32_t scale_decisions = 0;
   std::uint64_t accepted = 0;
   std::uint64_t dispatched = 0;
   std::uint64_t completed = 0;

@@ -11,6 +11,7 @@
 #include "config/diagnostics.hpp"
 #include "config/load.hpp"
 #include "config/print.hpp"
+#include "shm/version.hpp"
 #include "supervisor/run.hpp"
 #include "supervisor/upgrade/state_format.hpp"
 #include "supervisor/version.hpp"
@@ -73,7 +74,9 @@ int main(int argc, char** argv) {
     std::string formats;
     for (auto f : forkpool::supervisor::upgrade::kReadableStateFormats)
       formats += (formats.empty() ? "" : ",") + std::to_string(f);
-    std::cout << "{\"version\":\"" << forkpool::kVersion << "\",\"state_formats\":[" << formats << "]}\n";
+    // The scoreboard is handed over whole: an upgrade needs the same layout on both sides.
+    std::cout << "{\"version\":\"" << forkpool::kVersion << "\",\"state_formats\":[" << formats
+              << "],\"scoreboard_layout\":\"" << forkpool::shm::layout_version_string() << "\"}\n";
     return 0;
   }
   if (check_only) restore();

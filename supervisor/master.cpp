@@ -189,11 +189,6 @@ std::vector<shm::OwnedFd> Master::scoreboard_fds(nlohmann::json& info) {
   for (std::uint32_t i = 0; i < scoreboard_->pool_count(); ++i) names.push_back("");
   for_each_pool([&](Pool& p) { names[p.index()] = p.name(); });
   info["pools"] = std::move(names);
-  // min..max by pool block: the shared layout has the size, not its bounds (master-side).
-  nlohmann::json bounds = nlohmann::json::array();
-  for (std::uint32_t i = 0; i < scoreboard_->pool_count(); ++i) bounds.push_back(nullptr);
-  for_each_pool([&](Pool& p) { bounds[p.index()] = {p.min_workers(), p.max_workers()}; });
-  info["pool_bounds"] = std::move(bounds);
   return fds;
 }
 

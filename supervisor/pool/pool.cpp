@@ -36,8 +36,14 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, unsigned generation, std::v
   want_first(target_);
   update_dispatcher();
   arm_memory_sampler();
-  ctx_.scoreboard->set_pool_size(index_, static_cast<std::uint32_t>(target_));
+  publish_size();
   ctx_.scoreboard->set_pool_state(index_, state_);
+}
+
+void Pool::publish_size() {
+  ctx_.scoreboard->set_pool_size(index_, static_cast<std::uint32_t>(target_));
+  ctx_.scoreboard->set_pool_bounds(index_, static_cast<std::uint32_t>(min_workers()),
+                                   static_cast<std::uint32_t>(max_workers()));
 }
 
 Pool::~Pool() {
@@ -157,7 +163,7 @@ void Pool::start() {
   if (dynamic()) {
     target_ = config_->min_workers;
     spawn_rate_ = SpawnRate();
-    ctx_.scoreboard->set_pool_size(index_, static_cast<std::uint32_t>(target_));
+    publish_size();
   }
   want_first(target_);
   rescaling_ = true;  // the ready events of these first workers size nothing yet

@@ -166,6 +166,8 @@ class Pool {
   void arm_idle_timer(const SizingCounts& c);
   void watch_demand(const SizingCounts& c);
   void note_scale(int from, ScaleReason reason, const SizingCounts& c);
+  // The target and its bounds into the scoreboard (top reads them there).
+  void publish_size();
   // A reload moved min/max: the target moves inside them.
   void apply_bounds();
   void stop_scaling();

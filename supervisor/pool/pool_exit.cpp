@@ -175,7 +175,7 @@ bool Pool::resize(int target) {
   if (target < 0 || target > max_size()) return false;
   const int old = target_;
   target_ = target;
-  ctx_.scoreboard->set_pool_size(index_, static_cast<std::uint32_t>(target_));
+  publish_size();
   report(ctx_, spdlog::level::info, "pool.scale", {config_->name, {}, 0},
          fmt::format("pool {} scales from {} to {} workers", config_->name, old, target_),
          {{"from", old}, {"to", target_}});

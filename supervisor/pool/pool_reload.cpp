@@ -15,6 +15,7 @@ void Pool::keep(PoolConfigRef config, std::vector<ListenerRef> listeners) {
   listeners_ = std::move(listeners);
   if (dispatcher_) dispatcher_->set_config(config_);
   rescale();
+  publish_size();
 }
 
 void Pool::reconfigure(PoolConfigRef config, unsigned generation, std::vector<ListenerRef> listeners,
@@ -63,6 +64,7 @@ void Pool::reconfigure(PoolConfigRef config, unsigned generation, std::vector<Li
     start();
     continue_rolling();
   }
+  publish_size();  // min/max may have moved even where the target did not
   if (ctx_.changed) ctx_.changed();
 }
 

@@ -106,7 +106,7 @@ void Pool::grow(int n, ScaleReason reason, const SizingCounts& before) {
     chosen.push_back(&s);
     ++target_;
   }
-  ctx_.scoreboard->set_pool_size(index_, static_cast<std::uint32_t>(target_));
+  publish_size();
   note_scale(from, reason, before);
   const bool guard = rescaling_;
   rescaling_ = true;  // each start's ready event must not size the pool again half-way
@@ -159,7 +159,7 @@ void Pool::shrink(int n, ScaleReason reason, const SizingCounts& before) {
     if (s == nullptr) break;
     retire_slot(*s);
   }
-  ctx_.scoreboard->set_pool_size(index_, static_cast<std::uint32_t>(target_));
+  publish_size();
   note_scale(from, reason, before);
   if (dispatcher_) dispatcher_->pump();
   update_running();
@@ -234,6 +234,8 @@ void Pool::note_scale(int from, ScaleReason reason, const SizingCounts& c) {
   if (from == target_) return;
   const bool up = target_ > from;
   last_scale_ = fmt::format("{} from {} to {}: {}", up ? "up" : "down", from, target_, to_string(reason));
+  ctx_.scoreboard->record_scale(index_, reason, static_cast<std::uint32_t>(from),
+                                static_cast<std::uint32_t>(target_), shm::monotonic_ns());
   report(ctx_, spdlog::level::info, up ? "scale.up" : "scale.down", {config_->name, {}, 0},
          fmt::format("pool {} {} from {} to {} workers: {} (idle {}, busy {}, starting {}, waiting {}; min {}, max {})",
                      config_->name, up ? "grows" : "shrinks", from, target_, to_string(reason), c.idle, c.busy,

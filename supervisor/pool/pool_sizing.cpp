@@ -9,19 +9,6 @@ int spare_wanted(const SizingCounts& c) {
   return c.spare;
 }
 
-std::string_view to_string(ScaleReason reason) {
-  switch (reason) {
-    case ScaleReason::None: return "";
-    case ScaleReason::BelowMin: return "below min_workers";
-    case ScaleReason::SpareShort: return "idle workers below spare_workers";
-    case ScaleReason::Waiting: return "connections waiting";
-    case ScaleReason::IdleTimeout: return "idle longer than idle_timeout";
-    case ScaleReason::Operator: return "operator";
-    case ScaleReason::Reload: return "reload";
-  }
-  return "";
-}
-
 Growth growth(const SizingCounts& c) {
   if (c.held || c.target >= c.max) return {};
   if (c.target < c.min) return {c.min - c.target, ScaleReason::BelowMin};

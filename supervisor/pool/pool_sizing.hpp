@@ -7,6 +7,8 @@
 #include <chrono>
 #include <string_view>
 
+#include "shm/scale_reason.hpp"
+
 namespace forkpool::supervisor {
 
 struct SizingCounts {
@@ -28,8 +30,9 @@ struct SizingCounts {
 // in use, so that at rest it returns to zero workers.
 int spare_wanted(const SizingCounts& c);
 
-enum class ScaleReason { None, BelowMin, SpareShort, Waiting, IdleTimeout, Operator, Reload };
-std::string_view to_string(ScaleReason reason);
+// The reasons are shared with readers of the scoreboard (shm/scale_reason.hpp).
+using shm::ScaleReason;
+using shm::to_string;
 
 struct Growth {
   int add = 0;  // workers to start now (before the spawn rate), 0 = none

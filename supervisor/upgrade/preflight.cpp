@@ -16,6 +16,7 @@
 
 #include "base/owned_fd.hpp"
 #include "supervisor/process/exit_status.hpp"
+#include "shm/version.hpp"
 #include "supervisor/upgrade/state_format.hpp"
 
 extern char** environ;
@@ -149,6 +150,17 @@ NewBinary preflight(const std::string& resolved, const std::filesystem::path& co
     throw UpgradeRefused("forkpool " + b.version + " at " + b.path +
                          " does not read state format " + std::to_string(kStateFormat) +
                          " (it reads " + formats.dump() + ")");
+  // The new image adopts the scoreboard memory as it is: it must read the same layout.
+  const std::string layout = shm::layout_version_string();
+  const auto theirs = j.find("scoreboard_layout");
+  if (theirs == j.end() || !theirs->is_string())
+    throw UpgradeRefused("forkpool " + b.version + " at " + b.path +
+                         " does not say which scoreboard layout it uses (this master's is " + layout +
+                         "): restart instead of upgrading");
+  if (theirs->get<std::string>() != layout)
+    throw UpgradeRefused("forkpool " + b.version + " at " + b.path + " uses scoreboard layout " +
+                         theirs->get<std::string>() + ", this master " + layout +
+                         ": restart instead of upgrading");
 
   const std::vector<std::string> check_args{b.path, "--check", "-c", config_file.string()};
   const ProbeResult check = probe(check_args);

@@ -10,6 +10,7 @@
 #include "support/master_process.hpp"
 #include "support/run_command.hpp"
 #include "support/temp_dir.hpp"
+#include "support/tmux.hpp"
 #include "support/wait_until.hpp"
 
 using namespace forkpool::test;
@@ -29,22 +30,6 @@ std::string config(int workers) {
   return "[supervisor]\ncontrol_socket = \"ctl.sock\"\n\n[pools.web]\ncommand = [\"" + hello_binary().string() +
          "\"]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = " + std::to_string(workers) + "\n";
 }
-
-// A private tmux server, killed with everything in it when the test ends.
-class Tmux {
- public:
-  Tmux() : name_("forkpool-test-" + std::to_string(::getpid())) {}
-  ~Tmux() { run({"kill-server"}); }
-  RunResult run(std::vector<std::string> args) {
-    std::vector<std::string> argv = {"/usr/bin/tmux", "-L", name_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run_command(argv, 10s);
-  }
-  std::string screen() { return run({"capture-pane", "-p", "-t", "t"}).out; }
-
- private:
-  std::string name_;
-};
 
 }  // namespace
 
@@ -117,7 +102,7 @@ TEST_CASE("forkpoolctl top shows a row per worker in tmux and q restores the ter
   const std::string command = ctl_binary() + " -s " + (dir / "ctl.sock").string() +
                               " top; echo TOP-EXIT=$?; stty -a | tr ' ;' '\\n\\n' | grep -E '^-?(icanon|echo)$' "
                               "| tr '\\n' ' '; echo; sleep 30";
-  REQUIRE(tmux.run({"new-session", "-d", "-s", "t", "-x", "160", "-y", "40", command}).exit_code == 0);
+  REQUIRE(tmux.start(command).exit_code == 0);
   std::string screen;
   const bool shown = wait_until([&] {
     screen = tmux.screen();
@@ -128,7 +113,7 @@ TEST_CASE("forkpoolctl top shows a row per worker in tmux and q restores the ter
   });
   INFO(screen);
   CHECK(shown);
-  tmux.run({"send-keys", "-t", "t", "q"});
+  tmux.keys("q");
   const bool quit = wait_until([&] {
     screen = tmux.screen();
     return screen.find("TOP-EXIT=0") != std::string::npos && screen.find("icanon echo") != std::string::npos;

@@ -17,6 +17,7 @@
 
 #include "support/http_client.hpp"
 #include "support/run_command.hpp"
+#include "support/tmux.hpp"
 #include "test_common.hpp"
 
 using namespace forkpool::test;
@@ -315,6 +316,53 @@ TEST_CASE("a reload that changes min_workers and max_workers applies in place", 
     const json p = pool_status(c, "web");
     return p.value("target", 0) == 2 && p.value("live", 0) == 2;
   }));
+  stop_master(*s.master);
+}
+
+TEST_CASE("forkpoolctl top shows a dynamic pool's bounds and why it last scaled, live through a scale and a reload",
+          "[dynamic][top]") {
+  const auto config = [](int min, int max) {
+    return supervisor_section() + dynamic_hello("web", "min_workers = " + std::to_string(min) + "\nmax_workers = " +
+                                                           std::to_string(max) + "\nspare_workers = 0\nidle_timeout = \"0\"");
+  };
+  Setup s(config(1, 4));
+  REQUIRE(!s.master->wait_log("every pool has its workers ready").empty());
+  auto c = s.client();
+
+  // One top for the whole test: what it shows after the scale and the reload is read live
+  // from the scoreboard, not from what it was told when it attached.
+  Tmux tmux;
+  REQUIRE(tmux.start(std::string(FORKPOOL_BINARY_DIR) + "/ctl/forkpoolctl -s " + s.socket().string() +
+                     " top --interval 100; sleep 30").exit_code == 0);
+  std::string screen;
+  const auto shows = [&](const std::vector<std::string>& texts) {
+    return wait_until([&] {
+      screen = tmux.screen();
+      for (const auto& t : texts)
+        if (screen.find(t) == std::string::npos) return false;
+      return true;
+    });
+  };
+  CHECK(shows({"web running  size 1 (min 1, max 4)"}));
+  INFO(screen);
+  CHECK(screen.find("last scale") == std::string::npos);  // it never scaled
+
+  REQUIRE(c.request({{"cmd", "scale"}, {"pool", "web"}, {"workers", 3}})["ok"] == true);
+  CHECK(shows({"size 3 (min 1, max 4)", "last scale: up from 1 to 3: operator", "(1 decisions)"}));
+  INFO(screen);
+
+  // min 2..5 keeps the target of 3 (no worker starts, so top has no reason to attach again).
+  write_file(s.dir / "f.toml", config(2, 5));
+  REQUIRE(c.request({{"cmd", "reload"}})["ok"] == true);
+  CHECK(shows({"size 3 (min 2, max 5)", "last scale: up from 1 to 3: operator"}));
+  INFO(screen);
+
+  // A reload whose max is below the target shrinks the pool, for that reason.
+  write_file(s.dir / "f.toml", config(1, 2));
+  REQUIRE(c.request({{"cmd", "reload"}})["ok"] == true);
+  CHECK(shows({"size 2 (min 1, max 2)", "last scale: down from 3 to 2: reload", "(2 decisions)"}));
+  INFO(screen);
+  tmux.keys("q");
   stop_master(*s.master);
 }
 

@@ -8,6 +8,7 @@
 #include <future>
 
 #include "reload_support.hpp"
+#include "shm/version.hpp"
 #include "support/fake_systemd.hpp"
 #include "support/skip.hpp"
 
@@ -15,6 +16,11 @@ using namespace forkpool::test;
 using namespace forkpool::test::reload_support;
 
 namespace {
+
+// What a forkpool 9.0.0 says to --upgrade-info, as a shell-quoted JSON line.
+std::string info_line(const std::string& formats, const std::string& layout = forkpool::shm::layout_version_string()) {
+  return "'{\"version\":\"9.0.0\",\"state_formats\":[" + formats + "],\"scoreboard_layout\":\"" + layout + "\"}'";
+}
 
 // The master, started from `bin/forkpool` in its own folder.
 struct UpgradeMaster {
@@ -286,17 +292,23 @@ TEST_CASE("a broken, a missing and a config-rejecting new binary are refused and
       {"a binary that rejects the config",
        [&] {
          m.install_script(
-             "#!/bin/sh\nif [ \"$1\" = --upgrade-info ]; then echo "
-             "'{\"version\":\"9.0.0\",\"state_formats\":[1]}'; "
-             "exit 0; fi\necho 'f.toml:5:1: pools.web.fancy: unknown key' >&2\nexit 2\n");
+             "#!/bin/sh\nif [ \"$1\" = --upgrade-info ]; then echo " + info_line("1") +
+             "; exit 0; fi\necho 'f.toml:5:1: pools.web.fancy: unknown key' >&2\nexit 2\n");
        },
        "--check -c " + m.config_path().string() +
            " exited with status 2: f.toml:5:1: pools.web.fancy: unknown key"},
       {"a binary that cannot read this state format",
        [&] {
-         m.install_script("#!/bin/sh\necho '{\"version\":\"9.0.0\",\"state_formats\":[99]}'\n");
+         m.install_script("#!/bin/sh\necho " + info_line("99") + "\n");
        },
        "does not read state format 1"},
+      {"a binary with another scoreboard layout",
+       [&] { m.install_script("#!/bin/sh\necho " + info_line("1", "99.1.2") + "\n"); },
+       "uses scoreboard layout 99.1.2, this master " + forkpool::shm::layout_version_string() +
+           ": restart instead of upgrading"},
+      {"a binary that does not name its scoreboard layout",
+       [&] { m.install_script("#!/bin/sh\necho '{\"version\":\"9.0.0\",\"state_formats\":[1]}'\n"); },
+       "does not say which scoreboard layout it uses"},
   };
   for (const auto& k : cases) {
     INFO(k.what);
@@ -361,9 +373,8 @@ TEST_CASE("a failed execve leaves the old image running with its descriptors clo
   const std::set<int> inheritable = inheritable_fds(m.process->pid());
   // Passes both checks, then takes its own execute permission away: the exec fails.
   m.install_script(
-      "#!/bin/sh\nif [ \"$1\" = --upgrade-info ]; then echo "
-      "'{\"version\":\"9.0.0\",\"state_formats\":[1]}'; "
-      "exit 0; fi\nchmod a-x \"$0\"\nexit 0\n");
+      "#!/bin/sh\nif [ \"$1\" = --upgrade-info ]; then echo " + info_line("1") +
+      "; exit 0; fi\nchmod a-x \"$0\"\nexit 0\n");
   const RunResult r = m.ctl({"upgrade"});
   INFO(r.out << r.err);
   CHECK(r.exit_code == 1);

@@ -304,11 +304,24 @@ TEST_CASE("ctl top frame: header, pool line with rates and percentiles, one line
   CHECK(lines[5].find("12.5 MiB") != std::string::npos);
   CHECK(lines[5].find("1.50s") != std::string::npos);
   CHECK(lines[6].find("restarted, refreshing") != std::string::npos);
-  // A dynamic pool shows the bounds of its size.
-  const std::vector<std::pair<int, int>> bounds{{1, 8}};
-  f.pool_bounds = &bounds;
-  CHECK(render_top_frame(f)[3].find("web running  size 2 (1..8)  idle 1 busy 1") != std::string::npos);
-  f.pool_bounds = nullptr;
+  // A dynamic pool shows the bounds of its size, as the scoreboard has them now, and why
+  // and when it last scaled.
+  s.pools[0].min_workers = 1;
+  s.pools[0].max_workers = 8;
+  s.pools[0].last_scale = {forkpool::shm::ScaleReason::Waiting, 1, 2, s.taken_monotonic_ns - 4'000'000'000};
+  s.pools[0].scale_decisions = 3;
+  lines = render_top_frame(f);
+  REQUIRE(lines.size() == 8);
+  CHECK(lines[3].find("web running  size 2 (min 1, max 8)  idle 1 busy 1") != std::string::npos);
+  CHECK(lines[4] == "  last scale: up from 1 to 2: connections waiting, 4.0s ago (3 decisions)");
+  s.pools[0].last_scale = {forkpool::shm::ScaleReason::IdleTimeout, 2, 1, s.taken_monotonic_ns};
+  CHECK(render_top_frame(f)[4].find("down from 2 to 1: idle longer than idle_timeout") != std::string::npos);
+  // A fixed pool: bounds equal to the size are not shown, and it never scaled.
+  s.pools[0].min_workers = s.pools[0].max_workers = 2;
+  s.pools[0].last_scale = {};
+  lines = render_top_frame(f);
+  REQUIRE(lines.size() == 7);
+  CHECK(lines[3].find("web running  size 2  idle 1 busy 1") != std::string::npos);
   f.width = 30;
   f.height = 4;
   f.colour = true;

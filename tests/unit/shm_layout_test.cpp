@@ -40,8 +40,8 @@ shm::Header& header(AlignedBuffer& b) {
 TEST_CASE("shm layout version string is pinned", "[shm][layout]") {
   // If this fails you changed the shared layout. Bump kLayoutVersion in shm/layout.hpp,
   // then update the expected string here (and docs/scoreboard.md).
-  CHECK(shm::kLayoutVersion == 6);
-  CHECK(shm::layout_version_string() == "6.192.640");
+  CHECK(shm::kLayoutVersion == 7);
+  CHECK(shm::layout_version_string() == "7.192.704");
 }
 
 TEST_CASE("shm field offsets are pinned", "[shm][layout]") {
@@ -73,11 +73,17 @@ TEST_CASE("shm field offsets are pinned", "[shm][layout]") {
   CHECK(offsetof(shm::PoolBlock, spawn_failed) == 192);
   CHECK(offsetof(shm::PoolBlock, parked) == 200);
   CHECK(offsetof(shm::PoolBlock, protocol_errors) == 248);
-  CHECK(offsetof(shm::PoolBlock, duration) == 256);
-  CHECK(offsetof(shm::PoolBlock, queue_wait) == 448);
+  CHECK(offsetof(shm::PoolBlock, min_workers) == 256);
+  CHECK(offsetof(shm::PoolBlock, max_workers) == 260);
+  CHECK(offsetof(shm::PoolBlock, last_scale_reason) == 264);
+  CHECK(offsetof(shm::PoolBlock, last_scale_to) == 272);
+  CHECK(offsetof(shm::PoolBlock, scale_decisions) == 276);
+  CHECK(offsetof(shm::PoolBlock, last_scale_ns) == 280);
+  CHECK(offsetof(shm::PoolBlock, duration) == 320);
+  CHECK(offsetof(shm::PoolBlock, queue_wait) == 512);
   CHECK(sizeof(shm::HistogramBlock) == 192);
   CHECK(offsetof(shm::HistogramBlock, count) == 152);
-  CHECK(sizeof(shm::PoolBlock) == 640);
+  CHECK(sizeof(shm::PoolBlock) == 704);
 
   CHECK(offsetof(shm::SlotRecord, epoch) == 8);
   CHECK(offsetof(shm::SlotRecord, pid) == 16);
