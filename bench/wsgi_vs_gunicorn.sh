@@ -24,6 +24,7 @@ LUA=$ROOT/bench/lua
 APPS=$ROOT/tests/integration/wsgi_apps
 PYTHON=${PYTHON:-/usr/bin/python3}
 BUILD=${BUILD:-$ROOT/build/release}
+[[ $BUILD == /* ]] || BUILD=$PWD/$BUILD
 
 APP=${APP:-flask}
 WORKERS=${WORKERS:-4}

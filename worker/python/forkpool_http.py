@@ -103,10 +103,57 @@ def _parse_content_length(values):
     return lengths.pop()
 
 
+_DEFAULT_LIMITS = Limits()
+
+# The fast path: one regular expression checks a whole head that is well formed (as
+# latin-1 text: the request line, header fields without folding, whitespace before the
+# colon or control characters, the blank line) and captures its parts; anything it does
+# not match goes through the line-by-line checks of _parse_head_carefully, which find the
+# refusal. tests/python/test_forkpool_wsgi.py checks that both agree on mutated heads.
+_FIELD_TEXT = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[ \t]*[^\x00-\x08\x0a-\x1f\x7f]*\r?\n"
+_HEAD_FAST = re.compile(
+    r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^\x00-\x20\x7f]+) HTTP/1\.([01])\r?\n"
+    r"((?:" + _FIELD_TEXT + r")*)\r?\n")
+_FIELD = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*\r?\n")
+# Header fields the parser acts on; any other name is only kept.
+_FRAMING = frozenset(("content-length", "transfer-encoding", "connection", "expect"))
+
+
 def parse_request_head(head, limits=None):
     """Parses one request head (``head`` ends with its blank line, as ``find_head_end``
     finds it) into a RequestHead. Raises HeadError for anything refused."""
-    limits = limits or Limits()
+    limits = limits or _DEFAULT_LIMITS
+    text = head.decode("latin-1")
+    m = _HEAD_FAST.fullmatch(text)
+    if m is None:
+        return _parse_head_carefully(head, limits)
+    method, target, minor, block = m.groups()
+    if (m.start(4) > limits.request_line or len(block) > limits.field_size
+            or block.count("\n") > limits.fields):
+        return _parse_head_carefully(head, limits)  # near a limit: which one, line by line
+    req = RequestHead()
+    req.headers = headers = _FIELD.findall(block)
+    lengths = encodings = connection = expect = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname in _FRAMING:
+            if lname == "content-length":
+                lengths = (lengths or []) + [value]
+            elif lname == "transfer-encoding":
+                encodings = (encodings or []) + [e.strip().lower() for e in value.split(",") if e.strip()]
+            elif lname == "connection":
+                connection = (connection or []) + [t.strip().lower() for t in value.split(",")]
+            else:
+                expect = value.strip().lower()
+    req.method = method
+    req.target = target
+    _finish_head(req, minor == "1", lengths, encodings, connection or (), expect)
+    return req
+
+
+def _parse_head_carefully(head, limits):
+    """parse_request_head line by line: finds the refusal of a head the fast path did
+    not match (or one near a limit)."""
     lines = head.split(b"\n")
     # The head ends with an empty line; split() leaves an empty string after it.
     if len(lines) < 3 or lines[-1] != b"" or lines[-2] not in (b"", b"\r"):
@@ -164,13 +211,19 @@ def parse_request_head(head, limits=None):
 
     req.method = method.decode("ascii")
     req.target = target.decode("latin-1")
-    req.version = "HTTP/1.%d" % minor
-    if minor == 0:
+    _finish_head(req, minor == 1, lengths, encodings, connection, expect)
+    return req
+
+
+def _finish_head(req, http11, lengths, encodings, connection, expect):
+    """Version, keep-alive, framing and target of a head whose fields are checked."""
+    req.version = "HTTP/1.1" if http11 else "HTTP/1.0"
+    if not http11:
         req.keep_alive = "keep-alive" in connection
     else:
         req.keep_alive = "close" not in connection
     if encodings:
-        if minor == 0:
+        if not http11:
             raise HeadError(400, "Transfer-Encoding in an HTTP/1.0 request")
         if encodings != ["chunked"]:
             raise HeadError(501, "unsupported Transfer-Encoding")
@@ -181,7 +234,7 @@ def parse_request_head(head, limits=None):
             req.keep_alive = False
     elif lengths:
         req.content_length = _parse_content_length(lengths)
-    req.expect_continue = minor == 1 and expect == "100-continue"
+    req.expect_continue = http11 and expect == "100-continue"
 
     t = req.target
     if t.startswith("/"):
@@ -196,7 +249,6 @@ def parse_request_head(head, limits=None):
         path, _, query = ("/" if slash < 0 else rest[slash:]).partition("?")
     req.path, _, _ = path.partition("#")
     req.query = query.partition("#")[0]
-    return req
 
 
 # A read that timed out: socket.timeout (TimeoutError) with a Python-level timeout, or
@@ -208,7 +260,8 @@ def set_io_timeout(sock, seconds):
     """Bounds every recv and send on a blocking socket by ``seconds``, in the kernel
     (SO_RCVTIMEO, SO_SNDTIMEO). Python's own socket timeout would poll() before every
     recv and send; this costs nothing per call. A timeout then raises BlockingIOError."""
-    sock.settimeout(None)
+    if sock.gettimeout() is not None:
+        sock.settimeout(None)  # blocking (a connection from the master already is)
     whole = int(seconds)
     tv = struct.pack("ll", whole, int((seconds - whole) * 1e6))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
