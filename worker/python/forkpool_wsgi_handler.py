@@ -120,6 +120,7 @@ class Handler(BaseHandler):
         no_body = self.status_code < 200 or self.status_code in (204, 304)
         length = None
         self._has_date = self._has_server = False
+        hop_by_hop = False  # only if the app changed its list after start_response
         for name, value in headers._headers:
             lname = name.lower()
             if lname == "content-length":
@@ -129,6 +130,11 @@ class Handler(BaseHandler):
                 self._has_date = True
             elif lname == "server":
                 self._has_server = True
+            elif lname in _HOP_BY_HOP:
+                hop_by_hop = True
+        # Connection and Transfer-Encoding are added here: appended, or set (replacing
+        # what the app put there) in the odd case above.
+        add = headers.__setitem__ if hop_by_hop else lambda name, value: headers._headers.append((name, value))
         if length is None and not no_body:
             self.set_content_length()
             length = headers.get("Content-Length")
@@ -140,7 +146,7 @@ class Handler(BaseHandler):
                 self.keep_alive = False
         elif not no_body and not self.head_only:
             if self._req.version == "HTTP/1.1":
-                headers["Transfer-Encoding"] = "chunked"
+                add("Transfer-Encoding", "chunked")
                 self.chunked = True
             else:
                 self.keep_alive = False  # the end of the body is the end of the connection
@@ -150,9 +156,9 @@ class Handler(BaseHandler):
             # and drop after this response: the connection ends with this response.
             self.keep_alive = False
         if not self.keep_alive:
-            headers["Connection"] = "close"
+            add("Connection", "close")
         elif self._req.version == "HTTP/1.0":
-            headers["Connection"] = "keep-alive"
+            add("Connection", "keep-alive")
 
     def send_headers(self):
         # wsgiref's send_headers and send_preamble, as one block of bytes.
