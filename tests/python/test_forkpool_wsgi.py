@@ -175,6 +175,9 @@ class HeadMutationTest(unittest.TestCase):
             fast = answer(http.parse_request_head, head, limits)
             fast_hits += fast[0] != "refused"
             self.assertEqual(fast, answer(http._parse_head_carefully, head, limits), head)
+            for cut in (head[:-1], head[:-2], head + b"\n"):  # not ending as find_head_end cuts
+                self.assertEqual(answer(http.parse_request_head, cut, limits),
+                                 answer(http._parse_head_carefully, cut, limits), cut)
         self.assertGreater(fast_hits, 100)  # the comparison covered accepted heads too
 
 

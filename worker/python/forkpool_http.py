@@ -105,16 +105,17 @@ def _parse_content_length(values):
 
 _DEFAULT_LIMITS = Limits()
 
-# The fast path: one regular expression checks a whole head that is well formed (as
-# latin-1 text: the request line, header fields without folding, whitespace before the
-# colon or control characters, the blank line) and captures its parts; anything it does
-# not match goes through the line-by-line checks of _parse_head_carefully, which find the
-# refusal. tests/python/test_forkpool_wsgi.py checks that both agree on mutated heads.
-_FIELD_TEXT = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[ \t]*[^\x00-\x08\x0a-\x1f\x7f]*\r?\n"
-_HEAD_FAST = re.compile(
-    r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^\x00-\x20\x7f]+) HTTP/1\.([01])\r?\n"
-    r"((?:" + _FIELD_TEXT + r")*)\r?\n")
-_FIELD = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*\r?\n")
+# The fast path: a well-formed head (as latin-1 text: the request line, header fields
+# without folding, whitespace before the colon or control characters) is checked and
+# taken apart by two regular expressions, one match for the request line and one
+# findall over the fields: all the fields are well formed when findall finds one on
+# every line. Anything else goes through the line-by-line checks of
+# _parse_head_carefully, which find the refusal. tests/python/test_forkpool_wsgi.py
+# checks that both agree on mutated heads.
+_TOKEN_TEXT = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_REQUEST_LINE = re.compile("(" + _TOKEN_TEXT + r") ([^\x00-\x20\x7f]+) HTTP/1\.([01])\r?\n")
+_FIELD = re.compile("^(" + _TOKEN_TEXT + r"):[ \t]*((?:[^\x00-\x08\x0a-\x1f\x7f]*[^\x00-\x20\x7f])?)[ \t]*\r?\n",
+                    re.MULTILINE)
 # Header fields the parser acts on; any other name is only kept.
 _FRAMING = frozenset(("content-length", "transfer-encoding", "connection", "expect"))
 
@@ -124,15 +125,24 @@ def parse_request_head(head, limits=None):
     finds it) into a RequestHead. Raises HeadError for anything refused."""
     limits = limits or _DEFAULT_LIMITS
     text = head.decode("latin-1")
-    m = _HEAD_FAST.fullmatch(text)
-    if m is None:
+    m = _REQUEST_LINE.match(text)
+    if m is None or m.end() > limits.request_line:
         return _parse_head_carefully(head, limits)
-    method, target, minor, block = m.groups()
-    if (m.start(4) > limits.request_line or len(block) > limits.field_size
-            or block.count("\n") > limits.fields):
-        return _parse_head_carefully(head, limits)  # near a limit: which one, line by line
+    # The fields, each with its line end, without the blank line that ends the head.
+    rest = text[m.end():]
+    if rest.endswith("\n\r\n") or rest == "\r\n":
+        fields = rest[:-2]
+    elif rest.endswith("\n\n") or rest == "\n":
+        fields = rest[:-1]
+    else:
+        return _parse_head_carefully(head, limits)  # no blank line at the end
+    if len(fields) > limits.field_size:
+        return _parse_head_carefully(head, limits)  # a field may be over the limit
+    headers = _FIELD.findall(fields)
+    if len(headers) != fields.count("\n") or len(headers) > limits.fields:
+        return _parse_head_carefully(head, limits)  # a malformed line, or too many
     req = RequestHead()
-    req.headers = headers = _FIELD.findall(block)
+    req.headers = headers
     lengths = encodings = connection = expect = None
     for name, value in headers:
         lname = name.lower()
@@ -145,8 +155,7 @@ def parse_request_head(head, limits=None):
                 connection = (connection or []) + [t.strip().lower() for t in value.split(",")]
             else:
                 expect = value.strip().lower()
-    req.method = method
-    req.target = target
+    req.method, req.target, minor = m.groups()
     _finish_head(req, minor == "1", lengths, encodings, connection or (), expect)
     return req
 
