@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/wsgi_cpu_per_request.sh: CPU time per request of forkpool-wsgi and of gunicorn's
-# sync worker, one worker each, the same app. CPU time (the scheduler's count in /proc/PID/schedstat,
+# sync worker, one worker each (WORKERS=N: N each), the same app. CPU time (the scheduler's count in /proc/PID/schedstat,
 # worker and master apart) is what a request costs the server, and unlike req/s it hardly
 # depends on what else runs on the machine. By hand; never from CI or ctest.
 #
@@ -23,6 +23,7 @@ BUILD=${BUILD:-$ROOT/build/release}
 APP=${APP:-flask}
 DURATION=${DURATION:-5}
 CONNS=${CONNS:-16}
+WORKERS=${WORKERS:-1}  # worker processes of each server; their CPU times are added
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 FORKPOOL=${FORKPOOL:-$BUILD/supervisor/forkpool}
@@ -62,7 +63,7 @@ cpu_ns() { # PID...: nanoseconds on a CPU, all threads (the scheduler's own coun
 
 declare -A PORT MASTER
 port=$(free_port)
-taskset -c "$SERVER_CPU" "$PYTHON" -m gunicorn -w 1 -k sync -b "127.0.0.1:$port" --backlog 1024 \
+taskset -c "$SERVER_CPU" "$PYTHON" -m gunicorn -w "$WORKERS" -k sync -b "127.0.0.1:$port" --backlog 1024 \
   --pythonpath "$APPS,$TMP" --log-level warning "$APP_SPEC" >"$TMP/gunicorn.log" 2>&1 &
 PIDS+=($!); PORT[gunicorn]=$port; MASTER[gunicorn]=$!
 for name in fp fp_park; do
@@ -74,7 +75,7 @@ log_level = "warn"
 [pools.app]
 command = ["$WSGI", "--pythonpath", "$APPS", "--pythonpath", "$TMP", "$APP_SPEC"]
 listen = ["tcp://127.0.0.1:$port"]
-workers = 1
+workers = $WORKERS
 ready = "notify"
 $([[ $name == fp_park ]] && echo 'keepalive = "master"')
 TOML
@@ -86,13 +87,13 @@ for s in gunicorn fp fp_park; do wait_http "${PORT[$s]}"; done
 printf '%-10s %-10s %10s %14s %14s %8s\n' server scenario requests "worker us/req" "master us/req" errors
 for scen in close keepalive; do
   for s in gunicorn fp fp_park; do
-    w=$(pgrep -P "${MASTER[$s]}" | head -1)
+    w=$(pgrep -P "${MASTER[$s]}" | tr '\n' ' ')
     script=close.lua conns=$CONNS
     [[ $scen == keepalive ]] && script=keepalive.lua conns=1
-    w0=$(cpu_ns "$w"); m0=$(cpu_ns "${MASTER[$s]}")
+    w0=$(cpu_ns $w); m0=$(cpu_ns "${MASTER[$s]}")
     taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"$DURATION"s --timeout 10s -s "$LUA/$script" \
       "http://127.0.0.1:${PORT[$s]}/" >"$TMP/out" 2>&1 || true
-    w1=$(cpu_ns "$w"); m1=$(cpu_ns "${MASTER[$s]}")
+    w1=$(cpu_ns $w); m1=$(cpu_ns "${MASTER[$s]}")
     n=$(sed -nE 's/^RESULT .*requests=([0-9]+) errors=([0-9]+) status=([0-9]+).*/\1/p' "$TMP/out")
     e=$(sed -nE 's/^RESULT .*errors=([0-9]+) status=([0-9]+).*/\1+\2/p' "$TMP/out")
     ((n > 0)) || { cat "$TMP/out" >&2; n=1; }
