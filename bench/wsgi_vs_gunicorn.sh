@@ -24,6 +24,7 @@ LUA=$ROOT/bench/lua
 APPS=$ROOT/tests/integration/wsgi_apps
 PYTHON=${PYTHON:-/usr/bin/python3}
 BUILD=${BUILD:-$ROOT/build/release}
+[[ $BUILD == /* ]] || BUILD=$PWD/$BUILD
 
 APP=${APP:-flask}
 WORKERS=${WORKERS:-4}
@@ -124,6 +125,7 @@ log_level = "warn"
 command = ["$WSGI", "--pythonpath", "$APPS", "--pythonpath", "$TMP", "$APP_SPEC"]
 listen = ["tcp://127.0.0.1:$port"]
 workers = $WORKERS
+max_inflight = 1
 ready = "notify"
 queue_timeout = "30s"
 $([[ $2 == master ]] && echo 'keepalive = "master"')
@@ -153,7 +155,8 @@ record() { # SCENARIO SERVER OUTFILE
   printf '%s\t%s\t%s\n' "$1" "$2" "$(sed -E 's/.*rps=([0-9.]+) p99_us=([0-9]+).* errors=([0-9]+) status=([0-9]+).*/\1\t\2\t\3\t\4/' <<<"$line")" >>"$RESULTS"
 }
 
-log "warming up"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "warming up (load average $LOAD_START)"
 for s in "${SERVERS[@]}"; do wrk_run "$TMP/warm" "$CONNS" 1 close.lua "http://127.0.0.1:${PORT[$s]}/"; done
 
 for ((run = 1; run <= RUNS; run++)); do
@@ -176,6 +179,7 @@ for ((run = 1; run <= RUNS; run++)); do
   log "run $run/$RUNS done"
 done
 
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 "$PYTHON" - "$RESULTS" "$APP" "$WORKERS" "$CONNS" "$FAST_CONNS" "$SLOW_CONNS" "$SLEEP_MS" "$RUNS" "$DURATION" <<'EOF'
 import collections, statistics, sys
 path, app, workers, conns, fast, slow, sleep_ms, runs, duration = sys.argv[1:]
@@ -186,17 +190,22 @@ for line in open(path):
 servers = [s for s in ("gunicorn", "fp_wsgi", "fp_wsgi_park") if ("close", s) in data]
 print("app %s, %s workers, %s runs of %ss (medians); close: wrk -c%s; keepalive: wrk -c%s; "
       "slow mix: %s fast + %s slow (/sleep?ms=%s)" % (app, workers, runs, duration, conns, workers, fast, slow, sleep_ms))
-print("%-26s" % "" + "".join("%22s" % s for s in servers))
+print("median (lowest-highest of the runs)")
+print("%-26s" % "" + "".join("%24s" % s for s in servers))
 def med(scen, server, i):
     return statistics.median(r[i] for r in data[scen, server])
+def cell(scen, server, i):
+    v = [r[i] for r in data[scen, server]]
+    return "%.1f (%.1f-%.1f)" % (statistics.median(v), min(v), max(v))
 for scen, label in (("close", "req/s, close"), ("keepalive", "req/s, keep-alive"), ("slowmix_fast", "slow mix: fast p99 ms")):
     i = 1 if scen == "slowmix_fast" else 0
-    print("%-26s" % label + "".join("%22.1f" % med(scen, s, i) for s in servers))
+    print("%-26s" % label + "".join("%24s" % cell(scen, s, i) for s in servers))
 print("%-26s" % "errors (all scenarios)" + "".join(
-    "%22d" % sum(r[2] for k, v in data.items() if k[1] == s for r in v) for s in servers))
+    "%24d" % sum(r[2] for k, v in data.items() if k[1] == s for r in v) for s in servers))
 g = lambda scen, i: med(scen, "gunicorn", i)
 for s in servers[1:]:
     print("%s vs gunicorn: close req/s x%.2f (target >= 1.0), keep-alive req/s x%.2f, slow-mix fast p99 x%.2f (target <= 0.5)"
           % (s, med("close", s, 0) / g("close", 0), med("keepalive", s, 0) / g("keepalive", 0),
              med("slowmix_fast", s, 1) / max(g("slowmix_fast", 1), 1e-9)))
 EOF
+echo "load average (1, 5, 15 min): $LOAD_START at the start, $LOAD_END at the end"

@@ -146,6 +146,41 @@ class HeadMutationTest(unittest.TestCase):
             self.assertEqual(whole, bytewise, data)
 
 
+    def test_the_fast_path_agrees_with_the_careful_parser(self):
+        """parse_request_head matches a well-formed head with one regular expression and
+        leaves the rest to the line-by-line parser: both give the same answer."""
+        import random
+        rng = random.Random(2606)
+
+        def answer(parse, data, limits):
+            try:
+                req = parse(data, limits)
+            except http.HeadError as e:
+                return ("refused", e.status)
+            return (req.method, req.target, req.path, req.query, req.version, req.headers,
+                    req.content_length, req.chunked, req.keep_alive, req.expect_continue)
+
+        fast_hits = 0
+        for _ in range(10000):
+            data = bytearray(rng.choice(self.SEEDS))
+            for _ in range(rng.randint(0, 3)):
+                at = rng.randrange(len(data) + 1)
+                data[at:at] = bytes([rng.choice(self.ALPHABET)]) * rng.randint(1, 3)
+            end = http.find_head_end(bytes(data))
+            if end < 0:
+                continue
+            head = bytes(data[:end])
+            limits = http.Limits(request_line=rng.randint(8, 40), fields=rng.randint(0, 4),
+                                 field_size=rng.randint(4, 60))
+            fast = answer(http.parse_request_head, head, limits)
+            fast_hits += fast[0] != "refused"
+            self.assertEqual(fast, answer(http._parse_head_carefully, head, limits), head)
+            for cut in (head[:-1], head[:-2], head + b"\n"):  # not ending as find_head_end cuts
+                self.assertEqual(answer(http.parse_request_head, cut, limits),
+                                 answer(http._parse_head_carefully, cut, limits), cut)
+        self.assertGreater(fast_hits, 100)  # the comparison covered accepted heads too
+
+
 class FakeSocket:
     """Just enough of a socket for ConnReader: recv() hands out prepared pieces."""
 

@@ -103,10 +103,66 @@ def _parse_content_length(values):
     return lengths.pop()
 
 
+_DEFAULT_LIMITS = Limits()
+
+# The fast path: a well-formed head (as latin-1 text: the request line, header fields
+# without folding, whitespace before the colon or control characters) is checked and
+# taken apart by two regular expressions, one match for the request line and one
+# findall over the fields: all the fields are well formed when findall finds one on
+# every line. Anything else goes through the line-by-line checks of
+# _parse_head_carefully, which find the refusal. tests/python/test_forkpool_wsgi.py
+# checks that both agree on mutated heads.
+_TOKEN_TEXT = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_REQUEST_LINE = re.compile("(" + _TOKEN_TEXT + r") ([^\x00-\x20\x7f]+) HTTP/1\.([01])\r?\n")
+_FIELD = re.compile("^(" + _TOKEN_TEXT + r"):[ \t]*((?:[^\x00-\x08\x0a-\x1f\x7f]*[^\x00-\x20\x7f])?)[ \t]*\r?\n",
+                    re.MULTILINE)
+# Header fields the parser acts on; any other name is only kept.
+_FRAMING = frozenset(("content-length", "transfer-encoding", "connection", "expect"))
+
+
 def parse_request_head(head, limits=None):
     """Parses one request head (``head`` ends with its blank line, as ``find_head_end``
     finds it) into a RequestHead. Raises HeadError for anything refused."""
-    limits = limits or Limits()
+    limits = limits or _DEFAULT_LIMITS
+    text = head.decode("latin-1")
+    m = _REQUEST_LINE.match(text)
+    if m is None or m.end() > limits.request_line:
+        return _parse_head_carefully(head, limits)
+    # The fields, each with its line end, without the blank line that ends the head.
+    rest = text[m.end():]
+    if rest.endswith("\n\r\n") or rest == "\r\n":
+        fields = rest[:-2]
+    elif rest.endswith("\n\n") or rest == "\n":
+        fields = rest[:-1]
+    else:
+        return _parse_head_carefully(head, limits)  # no blank line at the end
+    if len(fields) > limits.field_size:
+        return _parse_head_carefully(head, limits)  # a field may be over the limit
+    headers = _FIELD.findall(fields)
+    if len(headers) != fields.count("\n") or len(headers) > limits.fields:
+        return _parse_head_carefully(head, limits)  # a malformed line, or too many
+    req = RequestHead()
+    req.headers = headers
+    lengths = encodings = connection = expect = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname in _FRAMING:
+            if lname == "content-length":
+                lengths = (lengths or []) + [value]
+            elif lname == "transfer-encoding":
+                encodings = (encodings or []) + [e.strip().lower() for e in value.split(",") if e.strip()]
+            elif lname == "connection":
+                connection = (connection or []) + [t.strip().lower() for t in value.split(",")]
+            else:
+                expect = value.strip().lower()
+    req.method, req.target, minor = m.groups()
+    _finish_head(req, minor == "1", lengths, encodings, connection or (), expect)
+    return req
+
+
+def _parse_head_carefully(head, limits):
+    """parse_request_head line by line: finds the refusal of a head the fast path did
+    not match (or one near a limit)."""
     lines = head.split(b"\n")
     # The head ends with an empty line; split() leaves an empty string after it.
     if len(lines) < 3 or lines[-1] != b"" or lines[-2] not in (b"", b"\r"):
@@ -164,13 +220,19 @@ def parse_request_head(head, limits=None):
 
     req.method = method.decode("ascii")
     req.target = target.decode("latin-1")
-    req.version = "HTTP/1.%d" % minor
-    if minor == 0:
+    _finish_head(req, minor == 1, lengths, encodings, connection, expect)
+    return req
+
+
+def _finish_head(req, http11, lengths, encodings, connection, expect):
+    """Version, keep-alive, framing and target of a head whose fields are checked."""
+    req.version = "HTTP/1.1" if http11 else "HTTP/1.0"
+    if not http11:
         req.keep_alive = "keep-alive" in connection
     else:
         req.keep_alive = "close" not in connection
     if encodings:
-        if minor == 0:
+        if not http11:
             raise HeadError(400, "Transfer-Encoding in an HTTP/1.0 request")
         if encodings != ["chunked"]:
             raise HeadError(501, "unsupported Transfer-Encoding")
@@ -181,7 +243,7 @@ def parse_request_head(head, limits=None):
             req.keep_alive = False
     elif lengths:
         req.content_length = _parse_content_length(lengths)
-    req.expect_continue = minor == 1 and expect == "100-continue"
+    req.expect_continue = http11 and expect == "100-continue"
 
     t = req.target
     if t.startswith("/"):
@@ -196,7 +258,6 @@ def parse_request_head(head, limits=None):
         path, _, query = ("/" if slash < 0 else rest[slash:]).partition("?")
     req.path, _, _ = path.partition("#")
     req.query = query.partition("#")[0]
-    return req
 
 
 # A read that timed out: socket.timeout (TimeoutError) with a Python-level timeout, or
@@ -208,7 +269,8 @@ def set_io_timeout(sock, seconds):
     """Bounds every recv and send on a blocking socket by ``seconds``, in the kernel
     (SO_RCVTIMEO, SO_SNDTIMEO). Python's own socket timeout would poll() before every
     recv and send; this costs nothing per call. A timeout then raises BlockingIOError."""
-    sock.settimeout(None)
+    if sock.gettimeout() is not None:
+        sock.settimeout(None)  # blocking (a connection from the master already is)
     whole = int(seconds)
     tv = struct.pack("ll", whole, int((seconds - whole) * 1e6))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)

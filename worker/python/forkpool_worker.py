@@ -185,6 +185,10 @@ class Worker:
         self._master_gone = False  # a send failed with EPIPE/ECONNRESET
         self.in_flight = 0
         self.rejected = 0  # malformed messages dropped (their fds closed)
+        self._cmsg_space = socket.CMSG_SPACE(_MAX_FDS * array.array("i").itemsize)
+        # (family, type, proto) of each listener's connections, learnt from its first one:
+        # socket(fileno=fd) without them asks the kernel with three system calls each time.
+        self._conn_kind = {}
         self._slot = _NoSlot()
         slot_fd = _env_int(env, "FORKPOOL_SCOREBOARD_FD")
         if slot_fd is not None and _scoreboard_supported():
@@ -265,10 +269,9 @@ class Worker:
     def _receive_one(self, block):
         """A Connection, None at end of work, or False for a message without one."""
         flags = socket.MSG_CMSG_CLOEXEC | (0 if block else socket.MSG_DONTWAIT)
-        space = socket.CMSG_SPACE(_MAX_FDS * array.array("i").itemsize)
         while True:
             try:
-                data, ancdata, msg_flags, _ = self._sock.recvmsg(_MSG.size, space, flags)
+                data, ancdata, msg_flags, _ = self._sock.recvmsg(_MSG.size, self._cmsg_space, flags)
                 break
             except ConnectionResetError:
                 continue  # reported once; the master's earlier records are still queued
@@ -307,7 +310,12 @@ class Worker:
             self._refuse(ident)
             return False
         try:
-            conn = Connection(fileno=fds[0])
+            kind = self._conn_kind.get(arg)
+            if kind is None:
+                conn = Connection(fileno=fds[0])
+                self._conn_kind[arg] = (conn.family, conn.type, conn.proto)
+            else:
+                conn = Connection(*kind, fileno=fds[0])
             conn.setblocking(True)
         except OSError:
             os.close(fds[0])

@@ -277,14 +277,16 @@ class Server:
 
     def _next_conn(self, poller):
         """The next connection; None at end of work. After SIGTERM, only what the master
-        has already sent is served."""
+        has already sent is served. The channel is polled first: with max_inflight = 1
+        the master sends the next connection only after our DONE, so a receive right
+        away would find nothing."""
         while True:
+            poller.poll()
             try:
                 return self.worker.next_conn(block=False)
             except BlockingIOError:
                 if self.drain.is_set:
                     return None
-            poller.poll()
 
     def _run_threads(self):
         """--threads N: the main thread owns the channel; N threads serve connections and

@@ -9,7 +9,8 @@ import threading
 import time
 import urllib.parse
 from wsgiref.handlers import BaseHandler, format_date_time
-from wsgiref.util import is_hop_by_hop
+from wsgiref.headers import Headers
+from wsgiref.util import FileWrapper, is_hop_by_hop
 
 __all__ = ["Handler", "Listener", "connection_vars", "build_environ", "error_response", "AccessLog",
            "SERVER_SOFTWARE", "BODY_DRAIN_LIMIT"]
@@ -62,8 +63,19 @@ class Handler(BaseHandler):
     def get_stderr(self):
         return sys.stderr
 
-    def add_cgi_vars(self):
-        self.environ.update(self._base_environ)
+    def setup_environ(self):
+        # wsgiref's setup_environ, in one step: build_environ made a fresh dict with the
+        # CGI variables (nothing of os.environ, so no HTTPS there: the scheme is http).
+        env = self.environ = self._base_environ
+        env["wsgi.input"] = self._body
+        env["wsgi.errors"] = sys.stderr
+        env["wsgi.version"] = (1, 0)
+        env["wsgi.run_once"] = False
+        env["wsgi.url_scheme"] = "http"
+        env["wsgi.multithread"] = self.wsgi_multithread
+        env["wsgi.multiprocess"] = True
+        env["wsgi.file_wrapper"] = FileWrapper
+        env["SERVER_SOFTWARE"] = SERVER_SOFTWARE
 
     def _write(self, data):
         self.out.append(data)
@@ -78,6 +90,20 @@ class Handler(BaseHandler):
     def start_response(self, status, headers, exc_info=None):
         # Hop-by-hop fields are the server's (PEP 3333); as gunicorn does, they are dropped
         # rather than refused, and an app's "Connection: close" is honoured.
+        if exc_info is None and self.headers is None and type(headers) is list:
+            # The usual call, checked as wsgiref checks it, in one pass over the fields.
+            for field in headers:
+                name, value = field
+                if type(name) is not str or type(value) is not str or name.lower() in _HOP_BY_HOP:
+                    break
+            else:
+                if type(status) is not str:
+                    raise AssertionError("Status must be of type str (got %r)" % (status,))
+                if len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
+                    raise AssertionError("Status must be a 3-digit code, a space and a reason: %r" % status)
+                self.status = status
+                self.headers = _headers_unchecked(headers)
+                return self.write
         if any(is_hop_by_hop(name) for name, _ in headers):
             kept = []
             for name, value in headers:
@@ -92,9 +118,26 @@ class Handler(BaseHandler):
         headers = self.headers
         self.status_code = int(self.status[:3])
         no_body = self.status_code < 200 or self.status_code in (204, 304)
-        if "Content-Length" not in headers and not no_body:
+        length = None
+        self._has_date = self._has_server = False
+        hop_by_hop = False  # only if the app changed its list after start_response
+        for name, value in headers._headers:
+            lname = name.lower()
+            if lname == "content-length":
+                if length is None:
+                    length = value
+            elif lname == "date":
+                self._has_date = True
+            elif lname == "server":
+                self._has_server = True
+            elif lname in _HOP_BY_HOP:
+                hop_by_hop = True
+        # Connection and Transfer-Encoding are added here: appended, or set (replacing
+        # what the app put there) in the odd case above.
+        add = headers.__setitem__ if hop_by_hop else lambda name, value: headers._headers.append((name, value))
+        if length is None and not no_body:
             self.set_content_length()
-        length = headers.get("Content-Length")
+            length = headers.get("Content-Length")
         if length is not None:
             try:
                 self.declared_length = int(length)
@@ -103,7 +146,7 @@ class Handler(BaseHandler):
                 self.keep_alive = False
         elif not no_body and not self.head_only:
             if self._req.version == "HTTP/1.1":
-                headers["Transfer-Encoding"] = "chunked"
+                add("Transfer-Encoding", "chunked")
                 self.chunked = True
             else:
                 self.keep_alive = False  # the end of the body is the end of the connection
@@ -113,18 +156,23 @@ class Handler(BaseHandler):
             # and drop after this response: the connection ends with this response.
             self.keep_alive = False
         if not self.keep_alive:
-            headers["Connection"] = "close"
+            add("Connection", "close")
         elif self._req.version == "HTTP/1.0":
-            headers["Connection"] = "keep-alive"
+            add("Connection", "keep-alive")
 
-    def send_preamble(self):
-        headers = self.headers
-        line = "HTTP/1.1 %s\r\n" % self.status
-        if "Date" not in headers:
-            line += "Date: %s\r\n" % _http_date()
-        if "Server" not in headers:
-            line += "Server: %s\r\n" % SERVER_SOFTWARE
-        self._write(line.encode("iso-8859-1"))
+    def send_headers(self):
+        # wsgiref's send_headers and send_preamble, as one block of bytes.
+        self.cleanup_headers()
+        self.headers_sent = True
+        parts = ["HTTP/1.1 ", self.status, "\r\n"]
+        if not self._has_date:
+            parts += ("Date: ", _http_date(), "\r\n")
+        if not self._has_server:
+            parts.append("Server: " + SERVER_SOFTWARE + "\r\n")
+        for name, value in self.headers._headers:
+            parts += (name, ": ", value, "\r\n")
+        parts.append("\r\n")
+        self._write("".join(parts).encode("iso-8859-1"))
 
     # The body.
     def write(self, data):
@@ -201,6 +249,17 @@ class Handler(BaseHandler):
             self.keep_alive = False
         self.out = []
         super().handle_error()
+
+
+_HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+                         "te", "trailers", "transfer-encoding", "upgrade"))  # wsgiref.util's
+
+
+def _headers_unchecked(fields):
+    """wsgiref's Headers over ``fields``, whose types start_response has checked."""
+    headers = Headers.__new__(Headers)
+    headers._headers = fields
+    return headers
 
 
 class Listener:
