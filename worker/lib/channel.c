@@ -46,10 +46,11 @@ static int wait_for(int fd, short events) {
 }
 
 /* Sends one record (and the descriptor `fd` with it, when fd >= 0). */
-static int send_record(fp_worker* w, unsigned type, unsigned long long id, int fd) {
+static int send_record(fp_worker* w, unsigned type, unsigned long long id, int fd, uint32_t fd_flags) {
   struct fp_msg m;
   memset(&m, 0, sizeof m);
   m.type = (uint16_t)type;
+  m.reserved = fd_flags;
   m.id = (uint64_t)id;
   struct iovec iov = {.iov_base = &m, .iov_len = sizeof m};
   union {
@@ -86,10 +87,10 @@ static int send_record(fp_worker* w, unsigned type, unsigned long long id, int f
   }
 }
 
-int fp_channel_send(fp_worker* w, unsigned type, unsigned long long id) { return send_record(w, type, id, -1); }
+int fp_channel_send(fp_worker* w, unsigned type, unsigned long long id) { return send_record(w, type, id, -1, 0); }
 
-int fp_channel_send_fd(fp_worker* w, unsigned type, unsigned long long id, int fd) {
-  return send_record(w, type, id, fd);
+int fp_channel_send_fd(fp_worker* w, unsigned type, unsigned long long id, int fd, uint32_t fd_flags) {
+  return send_record(w, type, id, fd, fd_flags);
 }
 
 /* recvmsg returns 0 both at EOF and for an empty record. Only a peer that is gone (or
@@ -174,8 +175,11 @@ static enum receive_result receive_one(fp_worker* w, int flags, fp_conn* conn) {
     return RECEIVED_OTHER;
   }
 
+  /* The mode is set only when the record does not say it is the one wanted already: an
+   * event loop pays nothing for a connection the master accepted non-blocking. */
+  bool known_nonblocking = (m.reserved & FP_FD_NONBLOCK) != 0;
   int on = w->nonblocking_conns ? 1 : 0;
-  if (ioctl(fds[0], FIONBIO, &on) != 0) {
+  if (!(known_nonblocking && w->nonblocking_conns) && ioctl(fds[0], FIONBIO, &on) != 0) {
     /* Not something a socket refuses: the descriptor is not what the master meant. */
     close(fds[0]);
     w->rejected++;
@@ -251,7 +255,11 @@ int fp_worker_park(fp_worker* w, fp_conn* conn) {
   int saved = 0;
   /* After end of work the master still reads the channel (it shut down only its sending
    * side), so a park still reaches it; a master that is gone makes the send fail. */
-  if (!w->master_gone && fp_channel_send_fd(w, FP_MSG_PARK, conn->id, conn->fd) != 0 && !w->master_gone) {
+  /* A program that asked for non-blocking connections hands them back that way (the
+   * contract of fp_worker_park), so the next worker that wants them so need not set it. */
+  uint32_t fd_flags = w->nonblocking_conns ? FP_FD_NONBLOCK : 0;
+  if (!w->master_gone && fp_channel_send_fd(w, FP_MSG_PARK, conn->id, conn->fd, fd_flags) != 0 &&
+      !w->master_gone) {
     result = -1;
     saved = errno;
   }
@@ -269,7 +277,9 @@ int fp_worker_keepalive_master(const fp_worker* w) { return w->keepalive_master 
 int fp_worker_ready(fp_worker* w) {
   int result = 0;
   int saved = 0;
-  if (!w->end_of_work && !w->master_gone && fp_channel_send(w, FP_MSG_READY, 0) != 0 &&
+  /* Asking for non-blocking connections lets the master accept them so: no ioctl here. */
+  uint32_t fd_flags = w->nonblocking_conns ? FP_FD_NONBLOCK : 0;
+  if (!w->end_of_work && !w->master_gone && send_record(w, FP_MSG_READY, 0, -1, fd_flags) != 0 &&
       !w->master_gone) {
     result = -1;
     saved = errno;

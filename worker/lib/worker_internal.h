@@ -35,7 +35,8 @@ struct fp_worker {
 
 /* channel.c */
 int fp_channel_send(fp_worker* w, unsigned type, unsigned long long id);
-/* The same record with one descriptor attached (SCM_RIGHTS). */
-int fp_channel_send_fd(fp_worker* w, unsigned type, unsigned long long id, int fd);
+/* The same record with one descriptor attached (SCM_RIGHTS); fd_flags (FP_FD_*) go in
+ * `reserved`. */
+int fp_channel_send_fd(fp_worker* w, unsigned type, unsigned long long id, int fd, uint32_t fd_flags);
 
 #endif
