@@ -6,6 +6,7 @@
 #   bench/syscall_budget.sh                  # uses build/default (needs -DFORKPOOL_BENCH=ON)
 #   BUILD=build/release bench/syscall_budget.sh
 #   SCENARIOS="close" DURATION=5 bench/syscall_budget.sh
+#   STRACE=0 REF=0 bench/syscall_budget.sh   # CPU time only, forkpool only (A/B runs)
 #
 # Scenarios (wrk -t1 -cCONNS against 4 workers):
 #   close       Connection: close, max_inflight 1 (per connection)
@@ -22,6 +23,8 @@ BUILD=${BUILD:-$ROOT/build/default}
 DURATION=${DURATION:-3}
 CONNS=${CONNS:-16}
 SCENARIOS=${SCENARIOS:-close ka_worker ka_master}
+STRACE=${STRACE:-1}  # 0: only the CPU time
+REF=${REF:-1}        # 0: no prefork_ref runs
 FORKPOOL=$BUILD/supervisor/forkpool
 HELLO=$BUILD/worker/hello/forkpool-hello
 REF=$BUILD/bench/prefork_ref
@@ -105,6 +108,8 @@ measure() { # LABEL LUA PARENT_PID
   local kids
   kids=$(pgrep -P "$parent" | tr '\n' ' ')
   run_wrk "$lua" >/dev/null  # warm-up
+  local res n
+  if [[ $STRACE == 1 ]]; then
   local pargs=() p
   for p in $kids; do pargs+=(-p "$p"); done
   strace -c -f -o "$TMP/parent.strace" -p "$parent" 2>/dev/null &
@@ -112,14 +117,16 @@ measure() { # LABEL LUA PARENT_PID
   strace -c -f -o "$TMP/kids.strace" "${pargs[@]}" 2>/dev/null &
   local s2=$!
   sleep 0.5
-  local res
   res=$(run_wrk "$lua")
   kill -INT $s1 $s2
   wait $s1 $s2 2>/dev/null || true
-  local n=${res% *}
+  n=${res% *}
   echo "### $label: $n requests (errors ${res#* }) under strace"
   echo " parent:"; per_request "$TMP/parent.strace" "$n"
   echo " children:"; per_request "$TMP/kids.strace" "$n"
+  else
+    echo "### $label"
+  fi
   # CPU time without strace.
   local all
   all=$(echo "$parent $kids" | tr ' ' ',' | sed 's/,*$//')
@@ -149,7 +156,7 @@ for s in $SCENARIOS; do
   start_forkpool $mi $ka
   measure "forkpool $s (max_inflight $mi, keepalive $ka)" $lua "$SERVER"
   stop_server
-  if [[ $s != ka_master ]]; then
+  if [[ $s != ka_master && $REF == 1 ]]; then
     start_ref
     measure "prefork_ref fdpass $s (max_inflight 1)" $lua "$SERVER"
     stop_server
