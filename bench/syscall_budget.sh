@@ -24,19 +24,20 @@ DURATION=${DURATION:-3}
 CONNS=${CONNS:-16}
 SCENARIOS=${SCENARIOS:-close ka_worker ka_master}
 STRACE=${STRACE:-1}  # 0: only the CPU time
-REF=${REF:-1}        # 0: no prefork_ref runs
+REF=${REF:-1}  # 0: no prefork_ref runs
 FORKPOOL=$BUILD/supervisor/forkpool
 HELLO=$BUILD/worker/hello/forkpool-hello
-REF=$BUILD/bench/prefork_ref
+REF_BIN=$BUILD/bench/prefork_ref
 LUA=$ROOT/bench/lua
-for b in "$FORKPOOL" "$HELLO" "$REF"; do [[ -x $b ]] || { echo "$b is missing" >&2; exit 1; }; done
+for b in "$FORKPOOL" "$HELLO" "$REF_BIN"; do [[ -x $b ]] || { echo "$b is missing" >&2; exit 1; }; done
 for t in wrk strace perf; do command -v $t >/dev/null || { echo "$t is missing" >&2; exit 1; }; done
 
 TMP=$(mktemp -d /tmp/forkpool-budget.XXXXXX)
 SERVER=
 cleanup() {
-  [[ -n $SERVER ]] && kill -TERM "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
+  if [[ -n $SERVER ]]; then kill -TERM "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; fi
   rm -rf "$TMP"
+  true
 }
 trap cleanup EXIT
 
@@ -75,7 +76,7 @@ EOF
 }
 
 start_ref() {
-  "$REF" --listen 127.0.0.1:0 --workers 4 --mode fdpass --max-inflight 1 >"$TMP/server.log" 2>&1 &
+  "$REF_BIN" --listen 127.0.0.1:0 --workers 4 --mode fdpass --max-inflight 1 >"$TMP/server.log" 2>&1 &
   SERVER=$!
   PORT=$(wait_port "$TMP/server.log" 's/.*listening on [0-9.]*:\([0-9]*\).*/\1/p')
 }
