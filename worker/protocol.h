@@ -18,10 +18,18 @@ enum fp_msg_type {
 
 struct fp_msg {
   uint16_t type;
-  uint16_t arg; /* CONN: listener index */
-  uint32_t reserved;
-  uint64_t id; /* connection id */
+  uint16_t arg;      /* CONN: listener index */
+  uint32_t reserved; /* READY, CONN, PARK: FP_FD_* flags; otherwise 0 */
+  uint64_t id;       /* connection id */
 };
+
+/* In `reserved`. READY: the worker wants its connections non-blocking. CONN and PARK: the
+ * descriptor's O_NONBLOCK is known to be set (the master accepted it with SOCK_NONBLOCK
+ * for a worker that asked, or the worker that parked it kept it non-blocking), so a
+ * receiver that wants it so need not set it; clear means unknown. Older receivers ignore
+ * it, as they ignore `reserved`, and a worker that does not ask gets no connection the
+ * master made non-blocking. */
+#define FP_FD_NONBLOCK 0x1u
 
 #ifdef __cplusplus
 static_assert(sizeof(struct fp_msg) == 16, "the wire record is 16 bytes");

@@ -2,6 +2,7 @@
 #include "supervisor/dispatch/dispatcher.hpp"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -97,7 +98,9 @@ void Dispatcher::accept_from(std::size_t listener) {
   for (int n = 0; n < kAcceptBatch && !shut_; ++n) {
     sockaddr_storage peer{};
     socklen_t len = sizeof peer;
-    const int fd = ::accept4(listener_fds_[listener], reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
+    // Non-blocking when the workers asked for it (event loops): then they need not set it.
+    const int fd = ::accept4(listener_fds_[listener], reinterpret_cast<sockaddr*>(&peer), &len,
+                             SOCK_CLOEXEC | (accept_nonblocking_ ? SOCK_NONBLOCK : 0));
     if (fd < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -109,7 +112,8 @@ void Dispatcher::accept_from(std::size_t listener) {
       continue;  // ECONNABORTED and friends: that client is gone, the next one may not be
     }
     ctx_.scoreboard->count(index_, shm::PoolCounter::Accepted);
-    queue_.push_back(Pending{OwnedFd(fd), static_cast<std::uint16_t>(listener), ++next_id_, Clock::now(), peer, len});
+    queue_.push_back(Pending{OwnedFd(fd), static_cast<std::uint16_t>(listener), ++next_id_, Clock::now(), peer, len,
+                             accept_nonblocking_ ? FP_FD_NONBLOCK : 0u});
     pump();
     if (queue_.size() >= static_cast<std::size_t>(pool_->queue_limit)) break;
     // accept returns the lowest free descriptor, so every one below `fd` is in use.
@@ -176,13 +180,31 @@ void Dispatcher::pump() {
     const std::vector<WorkerProcess*>& workers = workers_scratch_;
     std::vector<Candidate>& candidates = candidates_;
     candidates.clear();
-    for (WorkerProcess* w : workers) candidates.push_back({w->accepts_work(), w->in_flight(), w->idle_order()});
+    bool any = false, all_nonblocking = true;
+    for (WorkerProcess* w : workers) {
+      candidates.push_back({w->accepts_work(), w->in_flight(), w->idle_order()});
+      if (w->accepts_work()) {
+        any = true;
+        all_nonblocking = all_nonblocking && w->wants_nonblocking();
+      }
+    }
+    // The next connections are accepted in the mode the workers that can take them asked
+    // for; a pool of both kinds (a reload from one program to another) gets blocking ones.
+    if (any) accept_nonblocking_ = all_nonblocking;
     while (!queue_.empty()) {
       const auto pick = choice_.pick(candidates);
       if (!pick) break;
       WorkerProcess& w = *workers[*pick];
       Pending& p = queue_.front();
-      if (w.send_connection(p.fd.get(), p.listener, p.id, p.peer, p.peer_len, p.accepted) == SendResult::Sent) {
+      if ((p.fd_flags & FP_FD_NONBLOCK) != 0 && !w.wants_nonblocking()) {
+        // A worker that did not ask gets no connection the master made non-blocking (the
+        // protocol before FP_FD_NONBLOCK, for workers that never set the mode).
+        int off = 0;
+        ::ioctl(p.fd.get(), FIONBIO, &off);
+        p.fd_flags &= ~FP_FD_NONBLOCK;
+      }
+      if (w.send_connection(p.fd.get(), p.listener, p.id, p.peer, p.peer_len, p.accepted, p.fd_flags) ==
+          SendResult::Sent) {
         const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.accepted);
         ctx_.scoreboard->record_queue_wait(index_, static_cast<std::uint64_t>(waited.count()));
         ctx_.scoreboard->count(index_, shm::PoolCounter::Dispatched);
@@ -228,7 +250,7 @@ ParkedConnections& Dispatcher::parked_connections() {
   return *parked_;
 }
 
-void Dispatcher::on_parked(std::uint64_t id, const HeldConnection& held, base::OwnedFd fd) {
+void Dispatcher::on_parked(std::uint64_t id, const HeldConnection& held, base::OwnedFd fd, std::uint32_t fd_flags) {
   ctx_.scoreboard->count(index_, shm::PoolCounter::Parked);
   ctx_.scoreboard->record_duration(
       index_, static_cast<std::uint64_t>(
@@ -243,7 +265,8 @@ void Dispatcher::on_parked(std::uint64_t id, const HeldConnection& held, base::O
       ParkedConnections& parked = parked_connections();
       // Descriptors short: the oldest parked connection makes room, so the reserve stays.
       if (fd.get() >= fd_limit_ - ctx_.fd_reserve) parked.evict_oldest();
-      parked.park(ParkedConnections::Connection{std::move(fd), id, held.listener, held.peer, held.peer_len, {}});
+      parked.park(
+          ParkedConnections::Connection{std::move(fd), id, held.listener, held.peer, held.peer_len, {}, fd_flags});
     } catch (const std::system_error& e) {
       // No epoll set (out of descriptors or memory): the connection cannot wait here.
       ctx_.scoreboard->count(index_, shm::PoolCounter::KeepaliveTimeouts);
@@ -256,7 +279,7 @@ void Dispatcher::on_parked(std::uint64_t id, const HeldConnection& held, base::O
 
 void Dispatcher::resume_parked(ParkedConnections::Connection c) {
   ctx_.scoreboard->count(index_, shm::PoolCounter::Resumed);
-  queue_.push_back(Pending{std::move(c.fd), c.listener, c.id, Clock::now(), c.peer, c.peer_len});
+  queue_.push_back(Pending{std::move(c.fd), c.listener, c.id, Clock::now(), c.peer, c.peer_len, c.fd_flags});
   pump();
   if (accept_hook_) accept_hook_();
 }

@@ -44,7 +44,7 @@ class Dispatcher {
   void on_lost(std::size_t count);
   // keepalive = "master": a worker handed connection `id` back idle (PARK). The master
   // watches it and queues it again when the client's next request arrives.
-  void on_parked(std::uint64_t id, const HeldConnection& held, base::OwnedFd fd);
+  void on_parked(std::uint64_t id, const HeldConnection& held, base::OwnedFd fd, std::uint32_t fd_flags);
   std::size_t parked() const { return parked_ ? parked_->size() : 0; }
   // Stops accepting and closes every queued connection (shutdown).
   void shut();
@@ -77,6 +77,7 @@ class Dispatcher {
     Clock::time_point accepted;
     sockaddr_storage peer;
     socklen_t peer_len;
+    std::uint32_t fd_flags = 0;  // FP_FD_* known of `fd` (accepted here: non-blocking)
   };
 
   void accept_from(std::size_t listener);
@@ -114,6 +115,7 @@ class Dispatcher {
   std::vector<WorkerProcess*> workers_scratch_;
   std::vector<Candidate> candidates_;
   std::uint64_t next_id_ = 0;
+  bool accept_nonblocking_ = false;  // the workers that can take work asked for it (READY)
   std::uint64_t in_flight_ = 0;
   Timer queue_timer_;
   Timer emfile_pause_;           // try again after a pause (system-wide), or look now and then

@@ -2,11 +2,20 @@
 // descriptors, ids and accept times, so they are dispatched (or time out) as if nothing
 // had happened; connection ids go on from where they were.
 
+#include <fcntl.h>
+
 #include "supervisor/dispatch/dispatcher.hpp"
 #include "supervisor/upgrade/state_clock.hpp"
 
 namespace forkpool::supervisor {
 namespace {
+
+// The state does not say how the previous image left a carried connection's O_NONBLOCK
+// (FP_FD_NONBLOCK); one look per connection, once, keeps what the workers are told true.
+std::uint32_t fd_flags_of(int fd) {
+  const int fl = ::fcntl(fd, F_GETFL);
+  return fl >= 0 && (fl & O_NONBLOCK) != 0 ? FP_FD_NONBLOCK : 0u;
+}
 
 // One carried connection: its descriptor (claimed), id, listener, a time and the peer.
 struct CarriedConnection {
@@ -61,12 +70,14 @@ void Dispatcher::adopt_state(const nlohmann::json& state, upgrade::AdoptedFds& f
   in_flight_ = upgrade::need(state, "in_flight").get<std::uint64_t>();
   for (const auto& q : upgrade::need(state, "queue")) {
     CarriedConnection c = carried(q, "accepted", "queued", pool_->name, fds);
-    queue_.push_back(Pending{std::move(c.fd), c.listener, c.id, c.at, c.peer, c.peer_len});
+    const std::uint32_t flags = fd_flags_of(c.fd.get());
+    queue_.push_back(Pending{std::move(c.fd), c.listener, c.id, c.at, c.peer, c.peer_len, flags});
   }
   if (state.contains("parked")) {
     for (const auto& q : state["parked"]) {
       CarriedConnection c = carried(q, "parked_at", "parked", pool_->name, fds);
-      parked_connections().adopt({std::move(c.fd), c.id, c.listener, c.peer, c.peer_len, c.at});
+      const std::uint32_t flags = fd_flags_of(c.fd.get());
+      parked_connections().adopt({std::move(c.fd), c.id, c.listener, c.peer, c.peer_len, c.at, flags});
     }
   }
   publish();

@@ -96,13 +96,22 @@ void ParkedConnections::on_events() {
   for (int i = 0; i < n; ++i) {
     auto it = parked_.find(events[i].data.u64);
     if (it == parked_.end()) continue;  // handled earlier in this batch
-    char byte;
-    const ssize_t got = ::recv(it->second.fd.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;  // spurious
-    if (got <= 0) {  // 0: the client closed; < 0: reset or another error on its side
-      end(it, Ending::PeerClosed);
-      continue;
+    // Readable without a hang-up or error: bytes of the next request, nothing to ask.
+    // With one, a peek tells a request sent before the client's FIN from a plain close.
+    if ((events[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
+      char byte;
+      const ssize_t got = ::recv(it->second.fd.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;  // spurious
+      if (got <= 0) {  // 0: the client closed; < 0: reset or another error on its side
+        end(it, Ending::PeerClosed);
+        continue;
+      }
     }
+    // The master's copy closes once the worker has it, but the worker's keeps the
+    // registration alive: it must go first. (EPOLLONESHOT instead would leave a disabled
+    // registration per fd number the connection ever had in the master until it closes,
+    // since the number changes with every round trip; with thousands of parked
+    // connections that grows without bound.)
     ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.fd.get(), nullptr);
     Connection c = std::move(it->second);
     parked_.erase(it);

@@ -33,6 +33,7 @@ class ParkedConnections {
     sockaddr_storage peer{};
     socklen_t peer_len = 0;
     Clock::time_point parked_at;
+    std::uint32_t fd_flags = 0;  // FP_FD_* the worker's PARK gave, passed on at the resume
   };
 
   // Why the master closed a parked connection.

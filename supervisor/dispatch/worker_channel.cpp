@@ -70,9 +70,10 @@ void WorkerChannel::rewatch() {
   });
 }
 
-SendResult WorkerChannel::send_connection(int fd, std::uint16_t listener, std::uint64_t id) {
+SendResult WorkerChannel::send_connection(int fd, std::uint16_t listener, std::uint64_t id,
+                                          std::uint32_t fd_flags) {
   if (!can_send()) return state_ == State::Blocked ? SendResult::WouldBlock : SendResult::Gone;
-  fp_msg m{FP_MSG_CONN, listener, 0, id};
+  fp_msg m{FP_MSG_CONN, listener, fd_flags, id};
   base::UnixMessage<CMSG_SPACE(sizeof(int))> out(&m, sizeof m);
   out.attach_fd(fd);
   ssize_t n;
@@ -146,6 +147,7 @@ WorkerChannel::Received WorkerChannel::receive(fp_msg& out, Passed& passed) {
     ++malformed_;
     return Received::Malformed;
   }
+  passed.fd_flags = out.reserved & FP_FD_NONBLOCK;  // the only flag this master knows
   return Received::Record;
 }
 

@@ -38,6 +38,7 @@ class WorkerChannel {
   struct Passed {
     base::OwnedFd first;
     int count = 0;
+    std::uint32_t fd_flags = 0;  // FP_FD_* from the record's `reserved` (PARK)
   };
 
   WorkerChannel(uv_loop_t* loop, base::OwnedFd fd);
@@ -54,7 +55,8 @@ class WorkerChannel {
 
   // Calls `readable` when records wait and `writable` once a Blocked channel drains.
   void watch(std::function<void()> readable, std::function<void()> writable);
-  SendResult send_connection(int fd, std::uint16_t listener, std::uint64_t id);
+  // `fd_flags`: FP_FD_* (worker/protocol.h) that are true of `fd`, sent in `reserved`.
+  SendResult send_connection(int fd, std::uint16_t listener, std::uint64_t id, std::uint32_t fd_flags);
   // One record, if there is one. Descriptors that come with it are closed.
   // An empty record is Malformed; the end of the channel is EndOfFile.
   Received receive(fp_msg& out);

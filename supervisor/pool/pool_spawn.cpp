@@ -70,9 +70,10 @@ WorkerEvents Pool::worker_events(Slot& slot, const std::shared_ptr<WorkerProcess
     maybe_finish_retiring();
     rescale();
   };
-  events.parked = [this, self, recycle_if_due](std::uint64_t id, const HeldConnection& held, base::OwnedFd fd) {
+  events.parked = [this, self, recycle_if_due](std::uint64_t id, const HeldConnection& held, base::OwnedFd fd,
+                                               std::uint32_t fd_flags) {
     recycle_if_due(*self);
-    if (dispatcher_) dispatcher_->on_parked(id, held, std::move(fd));  // else `fd` closes here
+    if (dispatcher_) dispatcher_->on_parked(id, held, std::move(fd), fd_flags);  // else `fd` closes here
     maybe_finish_retiring();
     rescale();
   };

@@ -186,8 +186,8 @@ bool WorkerProcess::accepts_work() const {
 
 SendResult WorkerProcess::send_connection(int fd, std::uint16_t listener, std::uint64_t id,
                                           const sockaddr_storage& peer, socklen_t peer_len,
-                                          Clock::time_point accepted) {
-  const SendResult r = channel_->send_connection(fd, listener, id);
+                                          Clock::time_point accepted, std::uint32_t fd_flags) {
+  const SendResult r = channel_->send_connection(fd, listener, id, fd_flags);
   if (r != SendResult::Sent) return r;
   const bool start_timer = held_.empty();
   held_[id] = HeldConnection{Clock::now(), accepted, peer, peer_len, listener};
@@ -244,7 +244,7 @@ bool WorkerProcess::park_connection(std::uint64_t id, WorkerChannel::Passed pass
       idle_since_ = Clock::now();
     }
     arm_request_timer();
-    if (events_.parked) events_.parked(id, held, std::move(passed.first));
+    if (events_.parked) events_.parked(id, held, std::move(passed.first), passed.fd_flags);
     return true;
   }
   if (!bad_parks_) bad_parks_ = std::make_unique<log::RepeatedWarning>(ctx_.loop, "channel.bad_park");
@@ -367,6 +367,7 @@ void WorkerProcess::read_channel(bool until_empty) {
       case WorkerChannel::Received::Record: break;
     }
     if (m.type == FP_MSG_READY && !until_empty) {  // a reaped worker is not becoming ready
+      wants_nonblocking_ = (m.reserved & FP_FD_NONBLOCK) != 0;
       mark_ready();
       return;  // its handler may have changed the pool; read on next time
     }

@@ -56,8 +56,10 @@ struct WorkerEvents {
   std::function<void()> protocol_errors;
   // One message refused (malformed, or a PARK against the rules): counted per pool.
   std::function<void()> protocol_error;
-  // keepalive = "master": the worker handed connection `id` back idle (PARK) with `fd`.
-  std::function<void(std::uint64_t id, const struct HeldConnection& held, base::OwnedFd fd)> parked;
+  // keepalive = "master": the worker handed connection `id` back idle (PARK) with `fd`;
+  // `fd_flags`: the FP_FD_* flags the worker's record gave for it.
+  std::function<void(std::uint64_t id, const struct HeldConnection& held, base::OwnedFd fd, std::uint32_t fd_flags)>
+      parked;
 };
 
 // A worker is taken for broken and replaced once it has sent this many malformed channel
@@ -125,6 +127,8 @@ class WorkerProcess {
   bool accepts_work() const;
   std::size_t in_flight() const { return held_.size(); }
   std::uint64_t idle_order() const { return idle_order_; }  // larger = idle more recently
+  // Its READY asked for non-blocking connections (FP_FD_NONBLOCK).
+  bool wants_nonblocking() const { return wants_nonblocking_; }
   // Since when it has held nothing (master dispatch), or was last seen working (shared
   // dispatch, from observe_activity): what a dynamic pool retires by.
   Clock::time_point idle_since() const { return idle_since_; }
@@ -137,8 +141,9 @@ class WorkerProcess {
   std::chrono::microseconds oldest_held() const;
   // pool, worker, pid, generation: the fields of a JSON log line about this worker.
   nlohmann::json log_fields() const;
+  // `fd_flags`: FP_FD_* that are true of `fd` (worker/protocol.h), told to the worker.
   SendResult send_connection(int fd, std::uint16_t listener, std::uint64_t id, const sockaddr_storage& peer,
-                             socklen_t peer_len, Clock::time_point accepted);
+                             socklen_t peer_len, Clock::time_point accepted, std::uint32_t fd_flags);
   // Connections after which the pool replaces this worker (0 = never).
   std::uint64_t recycle_after() const { return recycle_after_; }
   void set_recycle_after(std::uint64_t n) { recycle_after_ = n; }
@@ -200,6 +205,7 @@ class WorkerProcess {
   Timer stop_timer_;
   Timer request_timer_;
   Clock::time_point watchdog_due_{};
+  bool wants_nonblocking_ = false;
   std::map<std::uint64_t, HeldConnection> held_;
   std::uint64_t handed_ = 0;
   std::uint64_t completed_ = 0;

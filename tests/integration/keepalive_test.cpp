@@ -130,9 +130,10 @@ namespace {
 
 // A worker written from docs/protocol.md alone: READY, then for each CONN one request
 // answered with the connection's id, and PARK (or, in "garbage" mode, PARKs that break
-// the rules, one kind per connection).
+// the rules, one kind per connection). Its READY does not ask for non-blocking
+// connections, so every CONN must bring a blocking one (it exits if not).
 constexpr const char* kProtocolWorker = R"(
-import array, os, socket, struct, sys
+import array, fcntl, os, socket, struct, sys
 MSG = struct.Struct("=HHIQ")
 chan = socket.socket(fileno=int(os.environ["FORKPOOL_CHANNEL_FD"]))
 mode = sys.argv[1]
@@ -148,6 +149,8 @@ while True:
         fds.frombytes(cdata[: len(cdata) - len(cdata) % 4])
     if kind != 1 or len(fds) != 1:
         continue
+    if fcntl.fcntl(fds[0], fcntl.F_GETFL) & os.O_NONBLOCK:
+        sys.exit(3)
     conn = socket.socket(fileno=fds[0])
     head = b""
     while b"\r\n\r\n" not in head:

@@ -156,9 +156,9 @@ class FakeMaster {
 
   // Sends `size` bytes of a record (16 normally) with `fds` attached.
   bool send(std::uint16_t type, std::uint16_t arg, std::uint64_t id,
-            const std::vector<int>& fds = {}, std::size_t size = sizeof(fp_msg)) {
+            const std::vector<int>& fds = {}, std::size_t size = sizeof(fp_msg), std::uint32_t reserved = 0) {
     unsigned char buf[64] = {};
-    fp_msg m{type, arg, 0, id};
+    fp_msg m{type, arg, reserved, id};
     std::memcpy(buf, &m, sizeof m);
     iovec iov{buf, size};
     msghdr msg{};
@@ -191,9 +191,10 @@ class FakeMaster {
   }
 
   // Passes a new connection as CONN `id` and returns the client's end.
-  int pass_connection(std::uint64_t id, std::uint16_t listener = 0) {
+  // `reserved`: the record's FP_FD_* flags (the descriptor itself is blocking).
+  int pass_connection(std::uint64_t id, std::uint16_t listener = 0, std::uint32_t reserved = 0) {
     auto [client, accepted] = connect_pair();
-    const bool ok = send(FP_MSG_CONN, listener, id, {accepted});
+    const bool ok = send(FP_MSG_CONN, listener, id, {accepted}, sizeof(fp_msg), reserved);
     ::close(accepted);  // the worker holds it now; the master keeps no copy
     if (!ok) std::abort();
     return client;

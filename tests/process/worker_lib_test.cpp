@@ -112,6 +112,7 @@ TEST_CASE("worker lib: READY, CONN served, DONE with the same id, scoreboard, en
   auto ready = master.receive();
   REQUIRE(ready);
   CHECK(ready->type == FP_MSG_READY);
+  CHECK(ready->reserved == 0);  // a blocking worker does not ask for non-blocking connections
   CHECK(notify.receive() == "READY=1");
   master.scoreboard().mark_ready(0);
 
@@ -197,6 +198,44 @@ TEST_CASE("worker lib: malformed records are dropped and their descriptors close
   REQUIRE(done);
   CHECK(done->id == 200);
   ::close(client);
+  master.close_master();
+  CHECK(exit_code(master.wait_exit()) == 0);
+}
+
+TEST_CASE("worker lib: a non-blocking worker asks for non-blocking connections and sets the mode only when the CONN does not say it is",
+          "[worker][process]") {
+  FakeMaster master;
+  master.fork_worker([]() -> int {
+    fp_worker* w = fp_worker_open();
+    if (w == nullptr) return 10;
+    fp_worker_set_nonblocking(w, 1);
+    if (fp_worker_ready(w) != 0) return 11;
+    fp_conn c;
+    // CONN 1 without FP_FD_NONBLOCK: its mode is unknown, so the library sets it.
+    if (fp_worker_next(w, &c) != 0 || c.id != 1) return 12;
+    if ((::fcntl(c.fd, F_GETFL) & O_NONBLOCK) == 0) return 13;
+    if (::write(c.fd, "one!", 4) != 4 || fp_worker_done(w, &c) != 0) return 14;
+    // CONN 2 says FP_FD_NONBLOCK: the library believes it and leaves the descriptor as
+    // it came (the fake master's is blocking, so the skipped ioctl shows).
+    if (fp_worker_next(w, &c) != 0 || c.id != 2) return 15;
+    if ((::fcntl(c.fd, F_GETFL) & O_NONBLOCK) != 0) return 16;
+    if (::write(c.fd, "two!", 4) != 4 || fp_worker_done(w, &c) != 0) return 17;
+    if (fp_worker_next(w, &c) != FP_WORKER_END) return 18;
+    fp_worker_close(w);
+    return 0;
+  });
+  const auto ready = master.receive();
+  REQUIRE(ready);
+  CHECK(ready->type == FP_MSG_READY);
+  CHECK(ready->reserved == FP_FD_NONBLOCK);
+  const int a = master.pass_connection(1);
+  CHECK(exchange(a, "", 4) == "one!");
+  REQUIRE(master.receive());  // DONE 1
+  const int b = master.pass_connection(2, 0, FP_FD_NONBLOCK);
+  CHECK(exchange(b, "", 4) == "two!");
+  REQUIRE(master.receive());  // DONE 2
+  ::close(a);
+  ::close(b);
   master.close_master();
   CHECK(exit_code(master.wait_exit()) == 0);
 }

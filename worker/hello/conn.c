@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "http_parse.h"
+#include "log.h"
 #include "routes.h"
 
 #define IN_INITIAL 4096
@@ -33,6 +34,7 @@ struct hello_conn* hello_conn_create(int fd, int64_t now_ms) {
   c->prev = c->next = NULL;
   c->fd = fd;
   c->interest = EPOLLIN;
+  c->registered = false;
   c->close_after = false;
   c->lingering = false;
   c->served = false;
@@ -53,10 +55,24 @@ void hello_conn_destroy(struct hello_conn* c) {
   free(c);
 }
 
-static void set_interest(struct hello_loop* loop, struct hello_conn* c, uint32_t events) {
-  if (c->interest == events) return;
+static int set_interest(struct hello_loop* loop, struct hello_conn* c, uint32_t events) {
+  if (c->registered && c->interest == events) return 0;
   struct epoll_event ev = {.events = events, .data.ptr = c};
-  if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0) c->interest = events;
+  if (epoll_ctl(loop->epfd, c->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &ev) != 0) return -1;
+  c->interest = events;
+  c->registered = true;
+  return 0;
+}
+
+int hello_conn_watch(struct hello_loop* loop, struct hello_conn* c) { return set_interest(loop, c, EPOLLIN); }
+
+/* Waits for `events`; a connection that cannot be watched at all is closed rather than
+ * left to the idle sweep. */
+static void wait_or_close(struct hello_loop* loop, struct hello_conn* c, uint32_t events) {
+  if (set_interest(loop, c, events) != 0 && !c->registered) {
+    hello_log("epoll_ctl(connection fd %d): %s", c->fd, strerror(errno));
+    hello_loop_close_conn(loop, c);
+  }
 }
 
 /* Sends pending output. Returns 1 when all is sent, 0 when the socket is
@@ -115,7 +131,7 @@ static void finish(struct hello_loop* loop, struct hello_conn* c) {
   }
   c->lingering = true;
   c->last_active_ms = loop->now_ms;
-  set_interest(loop, c, EPOLLIN);
+  wait_or_close(loop, c, EPOLLIN);
 }
 
 static void linger_read(struct hello_loop* loop, struct hello_conn* c) {
@@ -198,7 +214,7 @@ static void run(struct hello_loop* loop, struct hello_conn* c) {
       return;
     }
     if (sent == 0) {
-      set_interest(loop, c, EPOLLOUT);
+      wait_or_close(loop, c, EPOLLOUT);
       return;
     }
     if (c->close_after) {
@@ -213,7 +229,7 @@ static void run(struct hello_loop* loop, struct hello_conn* c) {
     hello_loop_park_conn(loop, c);
     return;
   }
-  set_interest(loop, c, EPOLLIN);
+  wait_or_close(loop, c, EPOLLIN);
 }
 
 static void on_readable(struct hello_loop* loop, struct hello_conn* c) {
@@ -234,7 +250,8 @@ static void on_readable(struct hello_loop* loop, struct hello_conn* c) {
     c->last_active_ms = loop->now_ms;
     run(loop, c);
   } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-    return;
+    /* Nothing yet: wait for it (a no-op for a connection watched already). */
+    wait_or_close(loop, c, EPOLLIN);
   } else {
     /* EOF or error: nothing more can be answered on this connection. */
     hello_loop_close_conn(loop, c);
@@ -251,6 +268,8 @@ void hello_conn_handle(struct hello_loop* loop, struct hello_conn* c, uint32_t e
     on_readable(loop, c);
   }
 }
+
+void hello_conn_start(struct hello_loop* loop, struct hello_conn* c) { on_readable(loop, c); }
 
 void hello_conn_drain(struct hello_conn* c) {
   if (c->lingering) return;

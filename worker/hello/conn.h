@@ -18,6 +18,7 @@ struct hello_conn {
   struct hello_conn *prev, *next;
   int fd;
   uint32_t interest; /* EPOLLIN or EPOLLOUT, as registered */
+  bool registered;   /* in the loop's epoll set (a passed connection joins it only to wait) */
   bool close_after;  /* close once the pending output is sent */
   bool lingering;    /* write side shut down; discarding input until EOF */
   bool served;       /* answered at least one request (so it can be idle) */
@@ -38,6 +39,13 @@ struct hello_conn* hello_conn_create(int fd, int64_t now_ms);
 void hello_conn_destroy(struct hello_conn* c);
 
 void hello_conn_handle(struct hello_loop* loop, struct hello_conn* c, uint32_t events);
+/* Watches the connection for input (registers it if it is not yet): 0, or -1 with errno. */
+int hello_conn_watch(struct hello_loop* loop, struct hello_conn* c);
+/* Reads and answers what has arrived on a connection not yet watched; it is watched only
+ * if it must wait. A passed connection's request has usually arrived by the time the
+ * master hands it over (always, for a parked one), so most are answered and closed or
+ * parked without an epoll registration. */
+void hello_conn_start(struct hello_loop* loop, struct hello_conn* c);
 
 /* Drain: every connection closes after its next response (Connection: close); one
  * idle between requests waits a short grace for that request, then closes. */

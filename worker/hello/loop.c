@@ -85,8 +85,9 @@ static void set_listeners_armed(struct hello_loop* loop, bool armed) {
   loop->listeners_armed = armed;
 }
 
-/* Returns the new connection, or NULL after closing fd. */
-static struct hello_conn* adopt(struct hello_loop* loop, int fd) {
+/* Returns the new connection, or NULL after closing fd. `watch`: register it for input
+ * now; otherwise the caller reads it first (hello_conn_start). */
+static struct hello_conn* adopt(struct hello_loop* loop, int fd, bool watch) {
   /* Small responses must not wait for Nagle's algorithm. On a Unix socket
    * this fails harmlessly, which costs less than finding out the family. */
   int one = 1;
@@ -98,8 +99,7 @@ static struct hello_conn* adopt(struct hello_loop* loop, int fd) {
     close(fd);
     return NULL;
   }
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-  if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+  if (watch && hello_conn_watch(loop, c) != 0) {
     hello_log("epoll_ctl(connection fd %d): %s", fd, strerror(errno));
     hello_conn_destroy(c);
     return NULL;
@@ -112,7 +112,8 @@ static struct hello_conn* adopt(struct hello_loop* loop, int fd) {
 }
 
 int hello_adopt_connection(struct hello_loop* loop, int fd) {
-  struct hello_conn* c = adopt(loop, fd);
+  /* A connection this worker accepted has rarely received its request yet: watch it. */
+  struct hello_conn* c = adopt(loop, fd, true);
   if (c == NULL) return -1;
   if (loop->worker != NULL) {
     /* Shared dispatch under forkpool: the scoreboard shows this worker busy. */
@@ -123,7 +124,7 @@ int hello_adopt_connection(struct hello_loop* loop, int fd) {
 }
 
 int hello_adopt_passed(struct hello_loop* loop, fp_conn* passed) {
-  struct hello_conn* c = adopt(loop, passed->fd);
+  struct hello_conn* c = adopt(loop, passed->fd, false);
   passed->fd = -1; /* the loop owns it now, or adopt() closed it */
   if (c == NULL) {
     fp_worker_done(loop->worker, passed);
@@ -131,6 +132,7 @@ int hello_adopt_passed(struct hello_loop* loop, fp_conn* passed) {
   }
   c->passed = true;
   c->master = *passed;
+  hello_conn_start(loop, c); /* may answer and close or park it before returning */
   return 0;
 }
 
@@ -151,7 +153,7 @@ void hello_loop_close_conn(struct hello_loop* loop, struct hello_conn* c) {
   /* Closing an fd drops its epoll registration only when no other reference to the
    * socket is left (a forked child that has not exec'd yet holds one, say); a stale
    * registration would later report events for the freed connection. */
-  epoll_ctl(loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+  if (c->registered) epoll_ctl(loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
   hello_conn_destroy(c); /* closes the fd before the master hears it is done */
   if (passed && fp_worker_done(loop->worker, &master) != 0) {
     hello_log("sending DONE to the master: %s", strerror(errno));
@@ -161,7 +163,7 @@ void hello_loop_close_conn(struct hello_loop* loop, struct hello_conn* c) {
 
 void hello_loop_park_conn(struct hello_loop* loop, struct hello_conn* c) {
   unlink_conn(loop, c);
-  epoll_ctl(loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+  if (c->registered) epoll_ctl(loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
   fp_conn master = c->master;
   master.fd = c->fd;
   c->fd = -1;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -18,13 +19,13 @@
  * still received whole and each of them closed; beyond this the kernel sets MSG_CTRUNC
  * and closes the rest itself. */
 #define MAX_FDS 8
+/* Records one read takes at most. */
+#define RECV_BATCH 8
 
 enum receive_result {
   RECEIVED_CONN,
   RECEIVED_OTHER, /* a message without a connection, or one rejected: read on */
   RECEIVED_EOF,
-  RECEIVED_NOTHING, /* EAGAIN */
-  RECEIVED_ERROR,
 };
 
 static bool is_would_block(int err) {
@@ -46,10 +47,11 @@ static int wait_for(int fd, short events) {
 }
 
 /* Sends one record (and the descriptor `fd` with it, when fd >= 0). */
-static int send_record(fp_worker* w, unsigned type, unsigned long long id, int fd) {
+static int send_record(fp_worker* w, unsigned type, unsigned long long id, int fd, uint32_t fd_flags) {
   struct fp_msg m;
   memset(&m, 0, sizeof m);
   m.type = (uint16_t)type;
+  m.reserved = fd_flags;
   m.id = (uint64_t)id;
   struct iovec iov = {.iov_base = &m, .iov_len = sizeof m};
   union {
@@ -86,10 +88,10 @@ static int send_record(fp_worker* w, unsigned type, unsigned long long id, int f
   }
 }
 
-int fp_channel_send(fp_worker* w, unsigned type, unsigned long long id) { return send_record(w, type, id, -1); }
+int fp_channel_send(fp_worker* w, unsigned type, unsigned long long id) { return send_record(w, type, id, -1, 0); }
 
-int fp_channel_send_fd(fp_worker* w, unsigned type, unsigned long long id, int fd) {
-  return send_record(w, type, id, fd);
+int fp_channel_send_fd(fp_worker* w, unsigned type, unsigned long long id, int fd, uint32_t fd_flags) {
+  return send_record(w, type, id, fd, fd_flags);
 }
 
 /* recvmsg returns 0 both at EOF and for an empty record. Only a peer that is gone (or
@@ -109,28 +111,76 @@ static void refuse_conn(fp_worker* w, uint64_t id) {
   if (!w->master_gone) fp_channel_send(w, FP_MSG_DONE, id);
 }
 
-static enum receive_result receive_one(fp_worker* w, int flags, fp_conn* conn) {
-  struct fp_msg m;
-  union {
-    struct cmsghdr align;
-    char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
-  } control;
-  struct iovec iov = {.iov_base = &m, .iov_len = sizeof m};
-  struct msghdr msg;
-  ssize_t n;
+/* Records read ahead by one recvmmsg and not yet handed out. */
+struct fp_batch {
+  struct mmsghdr hdr[RECV_BATCH];
+  struct iovec iov[RECV_BATCH];
+  struct fp_msg rec[RECV_BATCH];
+  _Alignas(struct cmsghdr) char control[RECV_BATCH][CMSG_SPACE(sizeof(int) * MAX_FDS)];
+  unsigned len, next;
+  /* The last read stopped short of RECV_BATCH: it took everything pending then. */
+  bool drained;
+};
+
+/* Reads what is pending, up to RECV_BATCH records in one call; with `wait`, blocks for the
+ * first (MSG_WAITFORONE). Returns the number read, 0 for EAGAIN, -1 on error. */
+static int fill(fp_worker* w, bool wait) {
+  struct fp_batch* b = w->batch;
+  if (b == NULL) {
+    b = w->batch = calloc(1, sizeof *b);
+    if (b == NULL) return -1;
+  }
+  for (unsigned i = 0; i < RECV_BATCH; i++) {
+    b->iov[i] = (struct iovec){.iov_base = &b->rec[i], .iov_len = sizeof b->rec[i]};
+    memset(&b->hdr[i], 0, sizeof b->hdr[i]);
+    b->hdr[i].msg_hdr.msg_iov = &b->iov[i];
+    b->hdr[i].msg_hdr.msg_iovlen = 1;
+    b->hdr[i].msg_hdr.msg_control = b->control[i];
+    b->hdr[i].msg_hdr.msg_controllen = sizeof b->control[i];
+  }
+  int n;
   for (;;) {
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof control.buf;
-    n = recvmsg(w->channel_fd, &msg, flags | MSG_CMSG_CLOEXEC);
+    n = recvmmsg(w->channel_fd, b->hdr, RECV_BATCH, (wait ? MSG_WAITFORONE : MSG_DONTWAIT) | MSG_CMSG_CLOEXEC, NULL);
     if (n >= 0) break;
     /* ECONNRESET is reported once when the master closed with our records unread; the
      * records it sent before closing are still queued, so read on. */
     if (errno == EINTR || errno == ECONNRESET) continue;
-    return is_would_block(errno) ? RECEIVED_NOTHING : RECEIVED_ERROR;
+    return is_would_block(errno) ? 0 : -1;
   }
+  b->len = (unsigned)n;
+  b->next = 0;
+  b->drained = n < RECV_BATCH;
+  return n;
+}
+
+/* Closes the descriptors of records read ahead and not handed out (fp_worker_close). Their
+ * connections end as if the records had stayed unread in the channel. */
+void fp_channel_discard(fp_worker* w) {
+  struct fp_batch* b = w->batch;
+  if (b == NULL) return;
+  for (; b->next < b->len; b->next++) {
+    struct msghdr* msg = &b->hdr[b->next].msg_hdr;
+    for (struct cmsghdr* c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) continue;
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; i++) {
+        int fd;
+        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        close(fd);
+      }
+    }
+  }
+  free(b);
+  w->batch = NULL;
+}
+
+/* Takes the next record read ahead, checking it before it is believed. */
+static enum receive_result receive_one(fp_worker* w, fp_conn* conn) {
+  struct fp_batch* b = w->batch;
+  unsigned at = b->next++;
+  struct fp_msg m = b->rec[at];
+  struct msghdr msg = b->hdr[at].msg_hdr;
+  ssize_t n = (ssize_t)b->hdr[at].msg_len;
 
   int fds[MAX_FDS];
   size_t nfds = 0;
@@ -174,8 +224,11 @@ static enum receive_result receive_one(fp_worker* w, int flags, fp_conn* conn) {
     return RECEIVED_OTHER;
   }
 
+  /* The mode is set only when the record does not say it is the one wanted already: an
+   * event loop pays nothing for a connection the master accepted non-blocking. */
+  bool known_nonblocking = (m.reserved & FP_FD_NONBLOCK) != 0;
   int on = w->nonblocking_conns ? 1 : 0;
-  if (ioctl(fds[0], FIONBIO, &on) != 0) {
+  if (!(known_nonblocking && w->nonblocking_conns) && ioctl(fds[0], FIONBIO, &on) != 0) {
     /* Not something a socket refuses: the descriptor is not what the master meant. */
     close(fds[0]);
     w->rejected++;
@@ -191,24 +244,34 @@ static enum receive_result receive_one(fp_worker* w, int flags, fp_conn* conn) {
   return RECEIVED_CONN;
 }
 
-/* Reads records until a connection, EOF, an error or (with MSG_DONTWAIT) nothing more. */
+/* Hands out records until a connection, EOF, an error or (without `wait`) nothing more.
+ * After a read that took everything pending, "nothing more" is said once without asking
+ * the kernel: the channel's readiness (level- or edge-triggered) tells of newer records. */
 static int next(fp_worker* w, fp_conn* conn, bool wait) {
   if (w->end_of_work) return FP_WORKER_END;
   for (;;) {
-    switch (receive_one(w, wait ? 0 : MSG_DONTWAIT, conn)) {
+    struct fp_batch* b = w->batch;
+    if (b == NULL || b->next == b->len) {
+      if (!wait && b != NULL && b->drained) {
+        b->drained = false;
+        return FP_WORKER_PENDING;
+      }
+      int got = fill(w, wait);
+      if (got < 0) return -1;
+      if (got == 0) {
+        if (!wait) return FP_WORKER_PENDING;
+        /* A blocking call on a channel the program made non-blocking. */
+        if (wait_for(w->channel_fd, POLLIN) != 0) return -1;
+        continue;
+      }
+    }
+    switch (receive_one(w, conn)) {
       case RECEIVED_CONN:
         return 0;
       case RECEIVED_OTHER:
         continue;
       case RECEIVED_EOF:
         return FP_WORKER_END;
-      case RECEIVED_NOTHING:
-        if (!wait) return FP_WORKER_PENDING;
-        /* A blocking call on a channel the program made non-blocking. */
-        if (wait_for(w->channel_fd, POLLIN) != 0) return -1;
-        continue;
-      case RECEIVED_ERROR:
-        return -1;
     }
   }
 }
@@ -251,7 +314,11 @@ int fp_worker_park(fp_worker* w, fp_conn* conn) {
   int saved = 0;
   /* After end of work the master still reads the channel (it shut down only its sending
    * side), so a park still reaches it; a master that is gone makes the send fail. */
-  if (!w->master_gone && fp_channel_send_fd(w, FP_MSG_PARK, conn->id, conn->fd) != 0 && !w->master_gone) {
+  /* A program that asked for non-blocking connections hands them back that way (the
+   * contract of fp_worker_park), so the next worker that wants them so need not set it. */
+  uint32_t fd_flags = w->nonblocking_conns ? FP_FD_NONBLOCK : 0;
+  if (!w->master_gone && fp_channel_send_fd(w, FP_MSG_PARK, conn->id, conn->fd, fd_flags) != 0 &&
+      !w->master_gone) {
     result = -1;
     saved = errno;
   }
@@ -269,7 +336,9 @@ int fp_worker_keepalive_master(const fp_worker* w) { return w->keepalive_master 
 int fp_worker_ready(fp_worker* w) {
   int result = 0;
   int saved = 0;
-  if (!w->end_of_work && !w->master_gone && fp_channel_send(w, FP_MSG_READY, 0) != 0 &&
+  /* Asking for non-blocking connections lets the master accept them so: no ioctl here. */
+  uint32_t fd_flags = w->nonblocking_conns ? FP_FD_NONBLOCK : 0;
+  if (!w->end_of_work && !w->master_gone && send_record(w, FP_MSG_READY, 0, -1, fd_flags) != 0 &&
       !w->master_gone) {
     result = -1;
     saved = errno;

@@ -119,6 +119,7 @@ nomem:
 
 void fp_worker_close(fp_worker* w) {
   if (w == NULL) return;
+  fp_channel_discard(w);
   close(w->channel_fd);
   if (w->notify_fd >= 0) close(w->notify_fd);
   fp_slot_writer_detach(&w->slot);

@@ -20,6 +20,7 @@ struct fp_worker {
   bool keepalive_master;  /* FORKPOOL_KEEPALIVE=master: idle connections may be parked */
   unsigned in_flight;
   unsigned long rejected;
+  struct fp_batch* batch; /* channel.c: records read ahead, made on the first read */
   fp_slot_writer slot; /* no-op when the scoreboard is absent */
 
   char* pool;
@@ -35,7 +36,10 @@ struct fp_worker {
 
 /* channel.c */
 int fp_channel_send(fp_worker* w, unsigned type, unsigned long long id);
-/* The same record with one descriptor attached (SCM_RIGHTS). */
-int fp_channel_send_fd(fp_worker* w, unsigned type, unsigned long long id, int fd);
+/* Closes the descriptors of records read and not handed out, and frees the read buffer. */
+void fp_channel_discard(fp_worker* w);
+/* The same record with one descriptor attached (SCM_RIGHTS); fd_flags (FP_FD_*) go in
+ * `reserved`. */
+int fp_channel_send_fd(fp_worker* w, unsigned type, unsigned long long id, int fd, uint32_t fd_flags);
 
 #endif

@@ -111,11 +111,17 @@ FP_WORKER_API int fp_worker_keepalive_master(const fp_worker* w);
  * connection finished on the scoreboard; no fp_worker_done follows. Returns 0; -1 with
  * EINVAL (not a live connection), EOPNOTSUPP (the pool does not have
  * keepalive = "master"; the connection is untouched then) or the send's errno (the fd is
- * closed even then, and the client sees the connection end). */
+ * closed even then, and the client sees the connection end). After
+ * fp_worker_set_nonblocking(w, 1) the descriptor must still be non-blocking, as it was
+ * delivered: the master tells the next worker so. */
 FP_WORKER_API int fp_worker_park(fp_worker* w, fp_conn* conn);
 
 /* Connections delivered are in blocking mode by default (simple read/write workers); an
- * event loop asks for non-blocking ones here. Costs one ioctl per connection. */
+ * event loop asks for non-blocking ones here, before fp_worker_ready: READY then asks the
+ * master to accept them non-blocking (docs/protocol.md, FP_FD_NONBLOCK). A blocking
+ * worker pays one ioctl per connection; a non-blocking one only for a connection the
+ * master does not say is non-blocking (an older master, a pool that also runs blocking
+ * workers, one parked by a worker that did not say). */
 FP_WORKER_API void fp_worker_set_nonblocking(fp_worker* w, int nonblocking);
 
 /* The channel fd, to watch for readability with poll/epoll. Owned by the library. */
