@@ -184,6 +184,7 @@ class WorkerProcess {
   void run_stop_steps();
   void arm_watchdog();
   void make_notify_socket(std::optional<shm::OwnedFd> adopted);
+  void note_status(const std::string& s);  // STATUS= from the worker: reported when it changes
 
   MasterContext& ctx_;
   PoolConfigRef pool_;
