@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """bench/smaps_breakdown.py PID: the PSS of one process by category, from /proc/PID/smaps.
 
-Used by bench/master_memory.sh. Prints one line per category (KiB of PSS, RSS,
-private dirty) and the total, which equals /proc/PID/smaps_rollup's Pss.
+Used by bench/master_memory.sh. Prints one line per category (KiB of PSS, USS,
+RSS) and the total, which equals /proc/PID/smaps_rollup's Pss.
 """
 import os
 import re
@@ -80,25 +80,28 @@ def main():
             if m:
                 start, end, path = int(m.group(1), 16), int(m.group(2), 16), m.group(3).strip()
                 cur = totals.setdefault(category(path, start, end, binary, stacks),
-                                        {"Pss": 0, "Rss": 0, "Private_Dirty": 0, "maps": 0})
+                                        {"Pss": 0, "Rss": 0, "Private_Clean": 0, "Private_Dirty": 0, "maps": 0})
                 cur["maps"] += 1
                 continue
             key, _, rest = line.partition(":")
-            if cur is not None and key in ("Pss", "Rss", "Private_Dirty"):
+            if cur is not None and key in ("Pss", "Rss", "Private_Clean", "Private_Dirty"):
                 cur[key] += int(rest.split()[0])
     total = sum(v["Pss"] for v in totals.values())
-    print(f"  {'category':28} {'PSS KiB':>8} {'RSS KiB':>8} {'priv.dirty':>10} {'maps':>5}")
+    uss = sum(v["Private_Clean"] + v["Private_Dirty"] for v in totals.values())
+    # USS (private pages: mapped by this process only) does not depend on what else runs
+    # on the machine; PSS shares each shared page among the processes that map it.
+    print(f"  {'category':28} {'PSS KiB':>8} {'USS KiB':>8} {'RSS KiB':>8} {'maps':>5}")
     for name, v in sorted(totals.items(), key=lambda kv: -kv[1]["Pss"]):
         if v["Pss"] == 0 and v["Rss"] == 0:
             continue
-        print(f"  {name:28} {v['Pss']:8} {v['Rss']:8} {v['Private_Dirty']:10} {v['maps']:5}")
+        print(f"  {name:28} {v['Pss']:8} {v['Private_Clean'] + v['Private_Dirty']:8} {v['Rss']:8} {v['maps']:5}")
     rollup = {}
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
             key, _, rest = line.partition(":")
             if rest.strip().endswith("kB"):
                 rollup[key] = int(rest.split()[0])
-    print(f"  {'total':28} {total:8} (smaps_rollup Pss {rollup.get('Pss', 0)} kB = "
+    print(f"  {'total':28} {total:8} {uss:8} (smaps_rollup Pss {rollup.get('Pss', 0)} kB = "
           f"{rollup.get('Pss', 0) / 1024:.2f} MiB, Rss {rollup.get('Rss', 0)} kB), threads {threads}")
 
 

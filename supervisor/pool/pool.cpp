@@ -187,7 +187,9 @@ void Pool::start_batch(int count) {
   rescaling_ = false;
   if (state_ == shm::PoolState::Failed) return;  // its program cannot be started
   if (more && (state_ == shm::PoolState::Starting || state_ == shm::PoolState::Running)) {
-    start_next_.start(std::chrono::milliseconds(0), [this] { start_batch(kStartBatch); });
+    // 1 ms, not 0: libuv runs a 0 ms timer armed inside a timer callback in the same
+    // pass, without polling, so the ready workers would not be heard in between.
+    start_next_.start(std::chrono::milliseconds(1), [this] { start_batch(kStartBatch); });
     update_running();
     return;
   }
