@@ -28,7 +28,7 @@ die() { printf '[memory] error: %s\n' "$*" >&2; exit 1; }
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   cd "$ROOT"
   log "building the release preset"
-  cmake --preset release -DFORKPOOL_WERROR=ON >/dev/null
+  cmake --preset release >/dev/null
   cmake --build --preset release -j2 --target forkpool forkpool-hello forkpoolctl >/dev/null
 fi
 FORKPOOL=$BUILD/supervisor/forkpool
