@@ -53,16 +53,14 @@ std::error_code make_sealed_memfd(const char* name, std::size_t size, OwnedFd& o
 
 void format_region(std::byte* base, const HeaderSpec& spec) {
   const RegionGeometry g = region_geometry(spec.pool_count, spec.slot_count);
-  // Starting the objects' lifetimes explicitly; the memory is already zero, which is the
-  // initial value of every counter.
+  // Only the header is written. The pool blocks and slot records are left as the zero
+  // bytes the memory already holds, which is the value of every counter at 0 (readers
+  // take them as they are, std::launder'ed); a region has room for at least 64 pools and
+  // 1024 slots, and writing them all would make every page of it resident in the master
+  // even for a pool of 4 workers. A slot record's one non-zero initial value is set by
+  // format_slot_record when the slot is first used.
+  (void)g;
   auto* h = new (base) Header{};
-  for (std::uint32_t i = 0; i < spec.pool_count; ++i) {
-    new (base + g.pools_offset + i * sizeof(PoolBlock)) PoolBlock{};
-  }
-  for (std::uint32_t i = 0; i < spec.slot_count; ++i) {
-    auto* r = new (base + g.slots_offset + i * sizeof(SlotRecord)) SlotRecord{};
-    r->last_exit_status.store(-1, std::memory_order_relaxed);
-  }
   constexpr auto r = std::memory_order_relaxed;
   h->layout_version.store(kLayoutVersion, r);
   h->header_size.store(sizeof(Header), r);
@@ -81,6 +79,12 @@ void format_region(std::byte* base, const HeaderSpec& spec) {
   h->start_monotonic_ns.store(spec.start_monotonic_ns, r);
   // The magic goes in last, with release: a reader that sees it sees a complete header.
   h->magic.store(kMagic, std::memory_order_release);
+}
+
+void format_slot_record(std::byte* base, std::uint32_t pool_count, std::uint32_t slot_count, std::uint32_t slot) {
+  const RegionGeometry g = region_geometry(pool_count, slot_count);
+  auto* r = new (base + g.slots_offset + slot * sizeof(SlotRecord)) SlotRecord{};
+  r->last_exit_status.store(-1, std::memory_order_relaxed);
 }
 
 std::string check_header(const std::byte* base, std::size_t available) {

@@ -40,9 +40,14 @@ struct HeaderSpec {
   std::int64_t start_monotonic_ns = 0;
 };
 
-// Constructs every block of the main region in `base` (which holds at least
-// region_geometry(...).size zeroed bytes) and fills in the header.
+// Fills in the header of the main region in `base` (which holds at least
+// region_geometry(...).size zeroed bytes). Pool blocks and slot records stay zero bytes,
+// untouched, so that the pages nobody uses are never made resident.
 void format_region(std::byte* base, const HeaderSpec& spec);
+
+// Starts slot record `slot` (zero bytes until now): every field 0, last_exit_status -1
+// ("none"). The master calls it once per record, before the record's first write.
+void format_slot_record(std::byte* base, std::uint32_t pool_count, std::uint32_t slot_count, std::uint32_t slot);
 
 // Checks a header before anything else of the region is read. `available` is how many bytes
 // are really mapped at `base`. Returns "" when the header is usable, else a message that

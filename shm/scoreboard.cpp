@@ -178,6 +178,9 @@ PoolBlock& Scoreboard::pool_block(std::uint32_t pool) {
 
 SlotRecord& Scoreboard::record(std::uint32_t slot) {
   require(slot < slot_count(), "slot index");
+  // Records are started when first written, a prefix at a time (slots are handed out
+  // lowest first), so the pages of the records nobody uses stay untouched.
+  for (; formatted_ <= slot; ++formatted_) format_slot_record(region_.data(), pool_count_, slot_count(), formatted_);
   return records_[slot];
 }
 

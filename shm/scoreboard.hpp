@@ -148,6 +148,7 @@ class Scoreboard {
 
   std::uint32_t pool_count_ = 0;
   std::uint32_t paged_ = 0;
+  std::uint32_t formatted_ = 0;  // slot records [0, formatted_) are started (record())
   std::vector<bool> slot_used_;
   std::vector<bool> pool_used_;
   OwnedFd region_fd_;

@@ -35,6 +35,14 @@ Scoreboard Scoreboard::adopt(OwnedFd region, std::vector<OwnedFd> slot_fds,
   const RegionGeometry g = region_geometry(s.pool_count_, slots);
   s.pools_ = std::launder(reinterpret_cast<PoolBlock*>(s.region_.data() + g.pools_offset));
   s.records_ = std::launder(reinterpret_cast<SlotRecord*>(s.region_.data() + g.slots_offset));
+  // The previous image started a prefix of the records (record()); the rest are zero
+  // bytes. A started record has an epoch or a last exit status (-1 when none), so the
+  // first record with neither is where the prefix ends, found without touching the rest.
+  while (s.formatted_ < slots) {
+    const SlotRecord& r = s.records_[s.formatted_];
+    if (r.epoch.load(std::memory_order_relaxed) == 0 && r.last_exit_status.load(std::memory_order_relaxed) == 0) break;
+    ++s.formatted_;
+  }
   s.slot_used_ = std::move(slots_used);
   s.pool_used_ = std::move(pools_used);
   const std::size_t page = h->activity_page_size.load(std::memory_order_relaxed);

@@ -1,7 +1,5 @@
 #include "supervisor/systemd_notify.hpp"
 
-#include <systemd/sd-daemon.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -9,19 +7,19 @@
 #include <string>
 
 #include "supervisor/observe/log.hpp"
+#include "supervisor/systemd_protocol.hpp"
 
 namespace forkpool::supervisor {
 
 SystemdNotify::SystemdNotify(uv_loop_t* loop) {
   const char* socket = std::getenv("NOTIFY_SOCKET");
   enabled_ = socket != nullptr && *socket != '\0';
-  std::uint64_t usec = 0;
   // Ping at half the interval, as sd_watchdog_enabled(3) recommends. This is the only
   // periodic timer of an idle master, and only when systemd asked for it.
-  if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+  if (const std::uint64_t usec = systemd::watchdog_usec(); usec > 0) {
     watchdog_ = std::make_unique<Timer>(loop);
     const auto every = std::chrono::milliseconds(std::max<std::uint64_t>(1, usec / 2000));
-    watchdog_->start_repeating(every, [] { sd_notify(0, "WATCHDOG=1"); });
+    watchdog_->start_repeating(every, [] { systemd::notify("WATCHDOG=1"); });
     log::info("systemd.watchdog", "pinging the systemd watchdog every {}ms", every.count());
   }
 }
@@ -29,18 +27,18 @@ SystemdNotify::SystemdNotify(uv_loop_t* loop) {
 void SystemdNotify::ready() {
   if (!enabled_ || ready_sent_) return;
   ready_sent_ = true;
-  sd_notify(0, "READY=1");
+  systemd::notify("READY=1");
   log::info("systemd.ready", "told systemd the service is ready");
 }
 
 void SystemdNotify::status(const std::string& text) {
   if (!enabled_ || text == last_status_) return;
   last_status_ = text;
-  sd_notify(0, ("STATUS=" + text).c_str());
+  systemd::notify("STATUS=" + text);
 }
 
 void SystemdNotify::stopping() {
-  if (enabled_) sd_notify(0, "STOPPING=1");
+  if (enabled_) systemd::notify("STOPPING=1");
 }
 
 void SystemdNotify::reloading() {
@@ -48,11 +46,11 @@ void SystemdNotify::reloading() {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
   const std::uint64_t usec = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000;
-  sd_notify(0, ("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(usec)).c_str());
+  systemd::notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(usec));
 }
 
 void SystemdNotify::reloaded() {
-  if (enabled_ && ready_sent_) sd_notify(0, "READY=1");
+  if (enabled_ && ready_sent_) systemd::notify("READY=1");
 }
 
 void SystemdNotify::stop_watchdog() {

@@ -6,13 +6,14 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+
+#include "supervisor/systemd_protocol.hpp"
 
 namespace forkpool::supervisor {
 namespace {
@@ -106,9 +107,9 @@ void prepare_socket_path(const std::filesystem::path& path) {
 
 InheritedSockets InheritedSockets::from_environment() {
   InheritedSockets s;
-  const int n = sd_listen_fds(1);
+  const int n = systemd::take_listen_fds();
   for (int i = 0; i < n; ++i) {
-    const int fd = SD_LISTEN_FDS_START + i;
+    const int fd = systemd::kListenFdsStart + i;
     ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     s.fds_.emplace_back(fd);
   }

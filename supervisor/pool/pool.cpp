@@ -24,6 +24,7 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, unsigned generation, std::v
       generation_(generation),
       worker_generation_(generation),
       rolling_next_(ctx.loop),
+      start_next_(ctx.loop),
       idle_timer_(ctx.loop),
       spawn_retry_(ctx.loop),
       demand_sample_(ctx.loop) {
@@ -166,16 +167,38 @@ void Pool::start() {
     publish_size();
   }
   want_first(target_);
-  rescaling_ = true;  // the ready events of these first workers size nothing yet
   for (int i = 0; i < target_; ++i) {
     Slot& slot = slot_at(static_cast<unsigned>(i));
     slot.backoff.reset();
     slot.starts.reset();
-    if (!slot.process) spawn(slot);
-    if (state_ == shm::PoolState::Failed) break;  // its program cannot be started
   }
+  // A dynamic pool starts its min_workers in one batch: its sizing looks at every wanted
+  // slot and must not see a start half done.
+  start_batch(dynamic() ? target_ : kFirstStartBatch);
+}
+
+void Pool::start_batch(int count) {
+  std::vector<Slot*> batch;
+  bool more = false;
+  for (auto& s : slots_) {
+    if (!s->wanted || s->process || s->restart_timer.active()) continue;
+    if (static_cast<int>(batch.size()) == count) {
+      more = true;
+      break;
+    }
+    batch.push_back(s.get());
+  }
+  rescaling_ = true;  // the ready events of these first workers size nothing yet
+  spawn_batch(batch);
   rescaling_ = false;
-  if (state_ == shm::PoolState::Failed) return;
+  if (state_ == shm::PoolState::Failed) return;  // its program cannot be started
+  if (more && (state_ == shm::PoolState::Starting || state_ == shm::PoolState::Running)) {
+    // 1 ms, not 0: libuv runs a 0 ms timer armed inside a timer callback in the same
+    // pass, without polling, so the ready workers would not be heard in between.
+    start_next_.start(std::chrono::milliseconds(1), [this] { start_batch(kStartBatch); });
+    update_running();
+    return;
+  }
   update_running();
   rescale();
 }

@@ -31,6 +31,12 @@ namespace forkpool::supervisor {
 // The most workers one pool may have (config's own limit for `workers`).
 inline constexpr int kMaxPoolWorkers = 4096;
 
+// A fixed pool starts this many workers at once, then the rest kStartBatch at a time on
+// later loop turns (Pool::start_batch): the first ones are ready and serving while the
+// others are still being forked (docs/performance.md, start-up).
+inline constexpr int kFirstStartBatch = 2;
+inline constexpr int kStartBatch = 16;
+
 class Pool {
  public:
   // Takes a scoreboard block named after the pool; throws std::runtime_error when the
@@ -121,6 +127,17 @@ class Pool {
   WorkerEvents worker_events(Slot& slot, const std::shared_ptr<WorkerProcess*>& self);
   void handle_exit_of(pid_t pid, int wait_status);
   std::unique_ptr<WorkerProcess> launch(Slot& slot);
+  // launch in two steps: fork (the child execs on its own), then wait for the exec and
+  // account for the worker. finish_launch throws SpawnFailure with `p` destroyed.
+  std::unique_ptr<WorkerProcess> begin_launch(Slot& slot);
+  void finish_launch(Slot& slot, std::unique_ptr<WorkerProcess>& p);
+  // spawn() for several slots: every child is forked first, then each exec is awaited, so
+  // the children exec side by side instead of one after the other. Skips slots that have
+  // a worker or a respawn scheduled.
+  void spawn_batch(const std::vector<Slot*>& slots);
+  // A fixed pool's start: the first kFirstStartBatch workers at once, the rest in batches
+  // of kStartBatch on later loop turns, so that the first ones serve meanwhile.
+  void start_batch(int count);
   std::unique_ptr<WorkerProcess> adopt_worker(Slot& slot, const nlohmann::json& state, upgrade::AdoptedFds& fds);
   void spawn(Slot& slot);
   void spawn_replacement(Slot& slot);
@@ -191,6 +208,7 @@ class Pool {
   std::string last_exit_line_;  // the latest unplanned exit, as logged; "" after a failed start
   std::string failed_reason_;   // why the pool is failed, with the exit that failed it
   Timer rolling_next_;  // the next batch starts on a later loop turn, never recursively
+  Timer start_next_;    // a fixed pool's start: the next batch of workers (start_batch)
   // Dynamic pools. No timer runs at rest: idle_timer_ only while a worker above the minimum
   // is idle, spawn_retry_ only while the spawn rate holds back needed workers, and (shared
   // dispatch) demand_sample_ only while a worker is busy or a connection waits; otherwise the

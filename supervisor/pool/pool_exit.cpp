@@ -145,6 +145,7 @@ void Pool::after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime, bo
 
 void Pool::fail(const std::string& why) {
   for (auto& s : slots_) s->restart_timer.stop();
+  start_next_.stop();
   report(ctx_, spdlog::level::err, "pool.failed", {config_->name, {}, 0},
          fmt::format("pool {} failed: {}; no more restarts until it is started again", config_->name, why),
          {{"reason", why}});
@@ -159,6 +160,7 @@ void Pool::stop(bool fast) {
   stop_scaling();
   rolling_.clear();
   rolling_next_.stop();
+  start_next_.stop();
   if (dispatcher_) dispatcher_->set_paused(true);
   auto plan = [fast](const WorkerProcess& p) { return fast ? immediate_kill() : graceful_stop(p.config()); };
   for (auto& s : slots_) {

@@ -51,6 +51,7 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> li
       generation_(need(state, "generation").get<unsigned>()),
       worker_generation_(need(state, "worker_generation").get<unsigned>()),
       rolling_next_(ctx.loop),
+      start_next_(ctx.loop),
       idle_timer_(ctx.loop),
       spawn_retry_(ctx.loop),
       demand_sample_(ctx.loop) {

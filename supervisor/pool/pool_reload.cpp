@@ -73,6 +73,7 @@ void Pool::retire() {
   stop_scaling();
   rolling_.clear();
   rolling_next_.stop();
+  start_next_.stop();
   update_dispatcher();  // accepts nothing more; the kernel backlog keeps new clients
   maybe_finish_retiring();
 }

@@ -2,6 +2,8 @@
 // what happens when a start fails; stopping one worker on the pool's behalf.
 
 #include <csignal>
+#include <optional>
+#include <vector>
 
 #include "base/resources.hpp"
 #include "supervisor/observe/events.hpp"
@@ -108,6 +110,12 @@ WorkerEvents Pool::worker_events(Slot& slot, const std::shared_ptr<WorkerProcess
 }
 
 std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
+  std::unique_ptr<WorkerProcess> p = begin_launch(slot);
+  finish_launch(slot, p);
+  return p;
+}
+
+std::unique_ptr<WorkerProcess> Pool::begin_launch(Slot& slot) {
   auto self = std::make_shared<WorkerProcess*>(nullptr);
   WorkerEvents events = worker_events(slot, self);
   const std::uint32_t sb = acquire_scoreboard_slot(slot.index);
@@ -120,6 +128,18 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
     throw;
   }
   *self = p.get();
+  return p;
+}
+
+void Pool::finish_launch(Slot& slot, std::unique_ptr<WorkerProcess>& p) {
+  const std::uint32_t sb = p->identity().scoreboard_slot;
+  try {
+    p->finish_start();
+  } catch (...) {
+    p.reset();
+    ctx_.scoreboard->release_slot(sb);
+    throw;
+  }
   if (config_->max_requests > 0) {
     std::uniform_int_distribution<std::uint64_t> jitter(0, config_->max_requests_jitter);
     p->set_recycle_after(config_->max_requests + jitter(ctx_.rng));
@@ -132,7 +152,47 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
   slot.last_error.clear();
   report(ctx_, spdlog::level::info, "worker.spawn", {config_->name, slot.index, p->pid(), generation_},
          fmt::format("worker {}[{}] pid {} started", config_->name, slot.index, p->pid()));
-  return p;
+}
+
+void Pool::spawn_batch(const std::vector<Slot*>& slots) {
+  struct Start {
+    Slot* slot;
+    std::unique_ptr<WorkerProcess> process;
+    std::optional<SpawnFailure> failure;
+  };
+  std::vector<Start> starts;
+  starts.reserve(slots.size());
+  for (Slot* s : slots) {
+    if (state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running) break;
+    if (!s->wanted || s->process || s->restart_timer.active()) continue;
+    Start& st = starts.emplace_back(Start{s, nullptr, std::nullopt});
+    try {
+      st.process = begin_launch(*s);
+    } catch (const SpawnFailure& e) {
+      st.failure = e;
+    }
+  }
+  // Every exec is awaited (failed children reaped) before any event can run.
+  for (Start& st : starts) {
+    if (!st.process) continue;
+    try {
+      finish_launch(*st.slot, st.process);
+    } catch (const SpawnFailure& e) {
+      st.failure = e;
+    }
+  }
+  for (Start& st : starts) {
+    if (!st.process) continue;
+    st.slot->process = std::move(st.process);
+    if (config_->ready == config::Readiness::Exec) st.slot->process->mark_ready();
+  }
+  // As spawn() does, in slot order; a pool that failed stops counting.
+  for (Start& st : starts) {
+    if (!st.failure || state_ == shm::PoolState::Failed) continue;
+    if (after_spawn_failure(*st.slot, *st.failure, false))
+      schedule_respawn(*st.slot, st.slot->backoff.next(ctx_.rng));
+    if (ctx_.changed) ctx_.changed();
+  }
 }
 
 void Pool::spawn(Slot& slot) {

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <utility>
 
 #include "supervisor/process/child_exec.hpp"
 
@@ -73,8 +74,35 @@ class PidNamespaceForChild {
 
 }  // namespace
 
-SpawnResult spawn(const SpawnPlan& plan) {
-  SpawnResult result;
+StartedChild::StartedChild(StartedChild&& o) noexcept
+    : pid(std::exchange(o.pid, -1)), report_fd(std::exchange(o.report_fd, -1)), failed(std::move(o.failed)) {}
+
+StartedChild& StartedChild::operator=(StartedChild&& o) noexcept {
+  if (this != &o) {
+    abandon();
+    pid = std::exchange(o.pid, -1);
+    report_fd = std::exchange(o.report_fd, -1);
+    failed = std::move(o.failed);
+  }
+  return *this;
+}
+
+StartedChild::~StartedChild() { abandon(); }
+
+void StartedChild::abandon() noexcept {
+  if (report_fd >= 0) ::close(std::exchange(report_fd, -1));
+  // Never finished (its owner gave up on it): nobody would ever account for it.
+  if (pid > 0) {
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    pid = -1;
+  }
+}
+
+StartedChild spawn_begin(const SpawnPlan& plan) {
+  StartedChild child;
+  SpawnResult& result = child.failed;
   std::optional<PidNamespaceForChild> pid_namespace;
   if (plan.new_pid_namespace) {
     const char* what = "";
@@ -82,14 +110,14 @@ SpawnResult spawn(const SpawnPlan& plan) {
       pid_namespace.reset();
       result.error = error;
       result.what = what;
-      return result;
+      return child;
     }
   }
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) {
     result.error = errno;
     result.what = "pipe2";
-    return result;
+    return child;
   }
   sigset_t all, old;
   sigfillset(&all);
@@ -107,15 +135,26 @@ SpawnResult spawn(const SpawnPlan& plan) {
     ::close(pipefd[0]);
     result.error = fork_errno;
     result.what = "fork";
-    return result;
+    return child;
   }
+  child.pid = pid;
+  child.report_fd = pipefd[0];
+  child.failed.what = plan.executable;  // named by an exec failure
+  return child;
+}
+
+SpawnResult spawn_finish(StartedChild& child) {
+  SpawnResult result;
+  if (child.pid <= 0) return std::move(child.failed);
+  const std::string executable = std::move(child.failed.what);
   // The pipe closes at exec (success) or carries a ChildFailure.
   ChildFailure failure{};
   ssize_t n;
   do {
-    n = ::read(pipefd[0], &failure, sizeof failure);
+    n = ::read(child.report_fd, &failure, sizeof failure);
   } while (n < 0 && errno == EINTR);
-  ::close(pipefd[0]);
+  ::close(std::exchange(child.report_fd, -1));
+  const pid_t pid = std::exchange(child.pid, -1);
   if (n == 0) {
     result.pid = pid;
     return result;
@@ -127,12 +166,17 @@ SpawnResult spawn(const SpawnPlan& plan) {
     result.error = failure.error;
     const auto step = static_cast<ChildStep>(failure.step);
     result.what = to_string(step);
-    if (step == ChildStep::Exec) result.what += " " + plan.executable;
+    if (step == ChildStep::Exec) result.what += " " + executable;
   } else {
     result.error = EIO;
     result.what = "the child's report";
   }
   return result;
+}
+
+SpawnResult spawn(const SpawnPlan& plan) {
+  StartedChild child = spawn_begin(plan);
+  return spawn_finish(child);
 }
 
 }  // namespace forkpool::supervisor

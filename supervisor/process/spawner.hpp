@@ -18,9 +18,33 @@ struct SpawnResult {
   std::string message() const;
 };
 
+// A child forked by spawn_begin that has not been seen to exec yet: its pid and the read
+// end of the pipe that closes at its exec or carries its ChildFailure.
+struct StartedChild {
+  pid_t pid = -1;
+  int report_fd = -1;  // owned; closed by spawn_finish
+  // Destroyed unfinished, the child is killed and reaped.
+  SpawnResult failed;  // set when the fork itself (or what precedes it) failed
+
+  StartedChild() = default;
+  StartedChild(StartedChild&& o) noexcept;
+  StartedChild& operator=(StartedChild&& o) noexcept;
+  ~StartedChild();
+
+ private:
+  void abandon() noexcept;
+};
+
 // Blocks every signal around fork so that no handler runs in the child before it
-// resets them. Waits (briefly) for the child to exec or fail; a failed child is reaped
-// here, so the caller never sees its pid.
+// resets them. Does not wait for the child: several children can be forked in a row and
+// exec at the same time (a pool's start), then each is finished with spawn_finish.
+StartedChild spawn_begin(const SpawnPlan& plan);
+
+// Waits (briefly) for the child to exec or fail; a failed child is reaped here, so the
+// caller never sees its pid. Call it before the event loop can reap children.
+SpawnResult spawn_finish(StartedChild& child);
+
+// spawn_begin then spawn_finish.
 SpawnResult spawn(const SpawnPlan& plan);
 
 }  // namespace forkpool::supervisor

@@ -123,15 +123,26 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, Identity id
   } catch (const std::exception& e) {
     throw SpawnFailure(e.what(), false);
   }
-  const SpawnResult r = spawn(plan);
+  starting_ = spawn_begin(plan);
+  if (starting_.pid <= 0) {
+    const SpawnResult r = spawn_finish(starting_);
+    throw SpawnFailure(r.message(), out_of_resources(r.error));
+  }
+  // The child has its copies: the master's copies of the worker's descriptors close now.
+  if (stdout_capture_) stdout_capture_->close_write_end();
+  if (stderr_capture_) stderr_capture_->close_write_end();
+  starting_channel_ = std::move(master_end);
+}
+
+void WorkerProcess::finish_start() {
+  const config::PoolConfig& cfg = *pool_;
+  const SpawnResult r = spawn_finish(starting_);
   if (!r.ok()) throw SpawnFailure(r.message(), out_of_resources(r.error));
   pid_ = r.pid;
   started_ = Clock::now();
-  if (stdout_capture_) stdout_capture_->close_write_end();
-  if (stderr_capture_) stderr_capture_->close_write_end();
   ctx_.scoreboard->set_pid(id_.scoreboard_slot, pid_, base::monotonic_ns());
 
-  channel_ = std::make_unique<WorkerChannel>(ctx_.loop, std::move(master_end));
+  channel_ = std::make_unique<WorkerChannel>(ctx_.loop, std::move(starting_channel_));
   channel_->watch([this] { read_channel(); },
                   [this] {
                     if (events_.writable) events_.writable();

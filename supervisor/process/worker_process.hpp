@@ -21,6 +21,7 @@
 #include "supervisor/observe/access_log.hpp"
 #include "supervisor/process/notify_socket.hpp"
 #include "supervisor/process/output_capture.hpp"
+#include "supervisor/process/spawner.hpp"
 #include "supervisor/process/stop_plan.hpp"
 #include "supervisor/process/worker_phase.hpp"
 #include "supervisor/upgrade/state_reader.hpp"
@@ -90,11 +91,16 @@ class WorkerProcess {
     std::uint32_t scoreboard_slot;
   };
 
-  // Throws SpawnFailure. `pool` is the configuration the worker is started with; it
+  // Forks the worker (throws SpawnFailure when that fails) but does not wait for its
+  // exec: finish_start() does, so that a pool can fork many workers in a row and let them
+  // exec at the same time. `pool` is the configuration the worker is started with; it
   // keeps it (and so its generation's settings) until it exits or adopts newer
   // master-side settings.
   WorkerProcess(MasterContext& ctx, PoolConfigRef pool, Identity id, const std::vector<ListenerRef>& listeners,
                 WorkerEvents events);
+  // Waits for the exec (throws SpawnFailure when the child could not run the program; it
+  // is reaped then), then watches the worker. Called once, before the loop runs again.
+  void finish_start();
   // A binary upgrade (worker_process_state.cpp): the process the previous image started,
   // with its channel, notify socket, output pipes, held connections and timers as
   // export_state described them. Throws upgrade::StateError.
@@ -190,6 +196,8 @@ class WorkerProcess {
   PoolConfigRef pool_;
   Identity id_;
   WorkerEvents events_;
+  StartedChild starting_;       // between the constructor and finish_start
+  shm::OwnedFd starting_channel_;  // the master's end of the channel, until finish_start
   pid_t pid_ = -1;
   Clock::time_point started_;
   WorkerPhase phase_ = WorkerPhase::Starting;

@@ -83,8 +83,14 @@ TEST_CASE("exit 78 (EX_CONFIG) at start marks the pool failed at once", "[superv
   REQUIRE(!master.wait_log("pool web failed: worker [0-9] exited with status 78 \\(EX_CONFIG\\)").empty());
   CHECK(master.all_matches("(starts again in)").empty());
   // The workers already started may exit too, but nothing is started after the failure.
-  master.wait_log("worker web\\[2\\] pid [0-9]+ exited");
-  CHECK(master.all_matches("pid [0-9]+ (started)").size() == 3);
+  // A pool starts its workers in batches (Pool::start_batch: 2, then more on a later loop
+  // turn), so a worker of a later batch may never have been started.
+  const std::size_t started = master.all_matches("pid [0-9]+ (started)").size();
+  CHECK(started >= 1);
+  CHECK(started <= 3);
+  for (std::size_t i = 0; i < started; ++i)
+    CHECK(!master.wait_log("worker web\\[" + std::to_string(i) + "\\] pid [0-9]+ exited").empty());
+  CHECK(master.all_matches("pid [0-9]+ (started)").size() == started);
   // With ready = "exec" they counted as ready from the start, but an EX_CONFIG exit in
   // the first second is one "before it was ready": none was ever logged as ready.
   CHECK(master.all_matches("(is ready)").empty());
