@@ -9,6 +9,8 @@ packages=(
   libuv1-dev libtomlplusplus-dev libspdlog-dev libfmt-dev catch2
   nlohmann-json3-dev libcli11-dev libsystemd-dev
   scdoc groff-base man-db  # man pages (docs/man), rendered by the packaging tests
+  # the Debian packages (scripts/build-deb.sh; built, installed and purged by deb_tests)
+  dpkg-dev debhelper fakeroot lintian python3-yaml
   # tests: real clients and real peers
   curl apache2-utils python3 tmux prometheus systemd util-linux procps iproute2
   python3-gunicorn  # a real program that forks its own workers (isolate tests, bench)
