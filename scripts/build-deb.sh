@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the Debian packages of forkpool from this tree with Debian's own tools
 # (dpkg-buildpackage, debhelper compat 13, dh --buildsystem=cmake) and checks them:
 # lintian without errors or unexplained warnings, the expected contents, the packaged
@@ -94,7 +95,7 @@ expect=(
   ./usr/share/man/man8/forkpool.8.gz ./usr/share/man/man8/forkpoolctl.8.gz
   ./usr/share/man/man5/forkpool.toml.5.gz ./usr/share/man/man7/forkpool-protocol.7.gz
   ./usr/share/man/man1/forkpool-hello.1.gz
-  ./usr/share/bash-completion/completions/forkpoolctl
+  ./usr/share/bash-completion/completions/forkpoolctl ./usr/share/zsh/vendor-completions/_forkpoolctl
   ./usr/share/doc/forkpool/copyright ./usr/share/doc/forkpool/configuration.md.gz
   ./usr/share/doc/forkpool/examples/hello.toml
 )
