@@ -50,11 +50,18 @@ std::string read_text(const fs::path& path) {
   return s.str();
 }
 
-// The end of a long output (the build's log), for failure messages.
+// For failure messages on the build's long log: its own lines and lintian's errors and
+// warnings, then the end of the output.
 std::string tail(const RunResult& r) {
-  auto last = [](const std::string& s) { return s.size() > 6000 ? "..." + s.substr(s.size() - 6000) : s; };
-  return "exit code " + std::to_string(r.exit_code) + (r.timed_out ? " (timed out)" : "") + "\n--- stdout ---\n" +
-         last(r.out) + "\n--- stderr ---\n" + last(r.err);
+  auto last = [](const std::string& s) { return s.size() > 4000 ? "..." + s.substr(s.size() - 4000) : s; };
+  std::string notable;
+  for (const auto* text : {&r.out, &r.err}) {
+    std::istringstream in(*text);
+    for (std::string line; std::getline(in, line);)
+      if (line.starts_with("build-deb:") || line.starts_with("E: ") || line.starts_with("W: ")) notable += line + "\n";
+  }
+  return "exit code " + std::to_string(r.exit_code) + (r.timed_out ? " (timed out)" : "") + "\n--- notable ---\n" +
+         notable + "--- stdout ---\n" + last(r.out) + "\n--- stderr ---\n" + last(r.err);
 }
 
 RunResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 120s) {
