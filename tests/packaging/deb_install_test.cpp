@@ -174,13 +174,14 @@ TEST_CASE("the Debian packages build lintian-clean, install, work from the insta
     REQUIRE(matches.size() == 1);
     debs.push_back(matches[0]);
   }
-  // dh_installsystemd --no-enable --no-start: nothing in the maintainer scripts starts
-  // or enables a unit (policy-rc.d below is the second line of defence).
+  // dh_installsystemd --no-enable --no-start: the postinst starts nothing (policy-rc.d
+  // below is the second line of defence), and enables a unit only when it was enabled
+  // before an upgrade ("was-enabled"; checked after the install below).
   const auto postinst = run({"/usr/bin/dpkg-deb", "-I", debs[0].string(), "postinst"}, 30s);
   INFO(postinst.describe());
   REQUIRE(postinst.exit_code == 0);
-  CHECK_THAT(postinst.out, !Catch::Contains("deb-systemd-invoke") && !Catch::Contains("systemctl start") &&
-                               !Catch::Contains("deb-systemd-helper enable"));
+  CHECK_THAT(postinst.out, !Catch::Contains("deb-systemd-invoke") && !Catch::Contains("invoke-rc.d") &&
+                               !Catch::Contains("systemctl"));
 
   // Every path the packages create, and which of them exist before the install.
   std::vector<fs::path> shipped;
@@ -217,6 +218,11 @@ TEST_CASE("the Debian packages build lintian-clean, install, work from the insta
   REQUIRE(installed.exit_code == 0);
   for (const auto& p : kPackages) CHECK(package_state(p) == "installed");
   CHECK_FALSE(any_process_runs("/usr/bin/forkpool"));
+  for (const char* unit : {"forkpool.service", "forkpool.socket"}) {
+    INFO(unit << " was enabled by the install");
+    CHECK_FALSE(fs::exists(fs::symlink_status(fs::path("/etc/systemd/system/multi-user.target.wants") / unit)));
+    CHECK_FALSE(fs::exists(fs::symlink_status(fs::path("/etc/systemd/system/sockets.target.wants") / unit)));
+  }
 
   // --- the installed files work ---------------------------------------------------------
   const auto check = run({"/usr/bin/forkpool", "--check", "-c", "/etc/forkpool/forkpool.toml"}, 30s);
