@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Clock readings as the scoreboard stores them: signed nanoseconds since the clock's
 // epoch, so they fit the shared layout's fixed-width fields and subtract safely.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // An owned file descriptor: closed when the owner goes. Move-only. Used by every folder
 // that holds a descriptor (scoreboard memfds, listeners, channels, control clients).

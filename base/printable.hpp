@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Text from outside (a worker's STATUS=, its captured output) on its way to a terminal or
 // a text log: control characters are escaped so that it cannot move the cursor, retitle

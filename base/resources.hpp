@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // One answer to "did this fail because the system is short of something?": processes,
 // memory or descriptors. Such a failure is the machine's state, not the program's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // recvmsg/sendmsg boilerplate for one data buffer plus ancillary data (SCM_RIGHTS,
 // SCM_CREDENTIALS), shared by the worker channel and the notify sockets.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/dynamic_step.sh: how fast a dynamic pool catches up with a step in load, side by
 # side with a fixed pool of the size the step needs (the ideal). Run by hand on a quiet
 # machine; never from CI or ctest (docs/performance.md).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/run.sh: forkpool against a plain C prefork reference server, side by side, in
 # one run. Run by hand on a quiet machine; never from CI or ctest (docs/performance.md).
 #

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scoreboard costs on the hot paths: what a worker pays per connection, and what the
 // master (or forkpoolctl top) pays per full snapshot.
 

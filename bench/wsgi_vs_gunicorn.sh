@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/wsgi_vs_gunicorn.sh: forkpool-wsgi against gunicorn's sync workers, the same WSGI
 # app and the same number of worker processes, side by side. By hand on a quiet machine;
 # never from CI or ctest (docs/performance.md, docs/wsgi.md).

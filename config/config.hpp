@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The effective configuration as plain typed structs. Nothing here depends on
 // toml++; load.cpp is the only file that sees TOML.

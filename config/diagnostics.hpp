@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Config errors that point at the place in the file: "file:line:col: key: message".
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What a configuration reload changes: each pool compared with its running self, by name,
 // and every changed key classed by how the change reaches the running pool (SPEC section 7).

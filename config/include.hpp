@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `include = ["conf.d/*.toml"]` in [supervisor]: which files a pattern names.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Environment interpolation in string values (SPEC section 2): ${NAME} and
 // ${NAME:-default} from the master's environment, $$ for a literal $. A $ followed by

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Listener addresses: tcp://HOST:PORT, tcp://[V6]:PORT, unix:PATH (or unix:@abstract).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Only the control socket of a config file, for forkpoolctl: it must find a running
 // master even when the file has errors elsewhere (a master runs on its last good
 // configuration), or names programs and users this host or this user cannot see.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The words the config file uses for enums, signals and resource limits, in one place.
 

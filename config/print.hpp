@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The effective configuration as TOML: every key, defaults filled in, paths resolved.
 // Loading the printed text and printing it again yields the same text.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "config/syntax_error.hpp"
 
 namespace forkpool::config::detail {

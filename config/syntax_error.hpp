@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Internal to config/: a TOML syntax error as a located diagnostic, with a hint where the
 // usual cause is known.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Internal to config/: typed reads of one TOML table that remember where every value
 // came from, so each problem is reported as file:line:column with its dotted key.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Checks of config values against the system and each other. Each returns the problem
 // phrased as a message, or nothing; the loader attaches the location.

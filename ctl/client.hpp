@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The client side of the control socket: connect, send one JSON request line, read reply
 // lines (split across reads or not, up to kMaxLineBytes), with the descriptors that came

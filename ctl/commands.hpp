@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Running one forkpoolctl command once the command line is parsed: pick the socket, talk
 // to the master, print the outcome, and map it to an exit status (client.hpp, wait.hpp).

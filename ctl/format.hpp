@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Text formatting shared by every forkpoolctl view: human units, colour, and tables whose
 // columns line up even when cells carry ANSI colour.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Lenient reads from the master's replies, for display: a missing or mistyped field
 // renders as a default instead of aborting the whole table (an older or newer master may

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The master's scoreboard attached read-only in this process: one `scoreboard` request on
 // a fresh connection, then reads from shared memory with no further traffic.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // forkpoolctl: the command line only; commands.cpp does the work.
 
 #include <CLI/CLI.hpp>

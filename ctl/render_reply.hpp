@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Human text for the replies that are not tables: events and the acknowledgements of
 // commands (scale, restart, ...), metrics and version.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The `status` reply as text for people: a master line, per pool a few summary lines and a
 // worker table. Reads only the reply; any field may be missing.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "ctl/render_top.hpp"
 
 #include <fmt/format.h>

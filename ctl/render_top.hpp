@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // One frame of `forkpoolctl top`, rendered from a scoreboard snapshot (no terminal I/O
 // here), and the connection rates computed from successive snapshots.

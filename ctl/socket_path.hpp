@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Which control socket forkpoolctl talks to: -s SOCKET, else the control_socket of
 // -c CONFIG, else $FORKPOOL_SOCKET, else that of ./forkpool.toml, else that of

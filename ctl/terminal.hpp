@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The terminal for `forkpoolctl top`: raw mode and the alternate screen as one RAII object,
 // plus the few ANSI sequences the screen loop needs.

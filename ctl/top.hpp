@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `forkpoolctl top`: attach to the scoreboard once, then redraw from shared memory several
 // times a second until `q`, SIGINT or SIGTERM, restoring the terminal however it ends.

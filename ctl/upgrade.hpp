@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `forkpoolctl upgrade`: the master answers "upgrading" just before it execs the new
 // binary, which ends the connection; this then reconnects and waits until the new image

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Waiting for a change the master accepted (restart, stop, start, scale, reload, ...)
 // to be done: status is asked again and again on one connection (a master that moved its

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What "done" means for each command that changes something, read from status replies
 // (wait.hpp). A new waiting command (upgrade) adds its plan to wait_plan().

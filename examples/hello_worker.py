@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """A tiny HTTP/1.1 worker in Python for forkpool's master dispatch.
 
 Every connection gets one answer, "Hello from Python", and is closed

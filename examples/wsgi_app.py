@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A WSGI application with no dependencies, for examples/wsgi.toml and docs/wsgi.md.
 
 Any WSGI callable runs the same way: a Flask app (`app:app`), a Django project

@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the Debian packages of forkpool from this tree with Debian's own tools
 # (dpkg-buildpackage, debhelper compat 13, dh --buildsystem=cmake) and checks them:
 # lintian without errors or unexplained warnings, the expected contents, the packaged
 # config passes --check, the man pages render, the systemd units verify.
 #
 #   scripts/build-deb.sh            # -> dist/forkpool_<version>_<arch>.deb and the library packages
+#   DIST_DIR=/tmp/x scripts/build-deb.sh   # the packages go to /tmp/x instead of dist/
+#   JOBS=4 ...                      # parallel compile jobs (default 2)
 #
 # The version is project(VERSION) of CMakeLists.txt; debian/changelog is written from it.
 # Installs what it needs (devscripts debhelper lintian scdoc ...) like install-deps.sh.
-# Slow (a full release build): not part of ctest; see packaging/README.md.
+# Slow (a full release build): in ctest only as deb_tests (label deb, default preset),
+# which runs this with DIST_DIR in a temporary folder, then installs and purges the
+# packages; see packaging/README.md.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# Where the packages go (a relative DIST_DIR is taken from the caller's folder).
+dist="$(realpath -m "${DIST_DIR:-$root/dist}")"
 cd "$root"
 
 # --- what the build needs -----------------------------------------------------------
-packages=(dpkg-dev devscripts debhelper fakeroot lintian scdoc groff-base man-db systemd python3-yaml curl
+packages=(dpkg-dev debhelper fakeroot lintian scdoc groff-base man-db systemd python3-yaml curl
           cmake g++ pkg-config libuv1-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
           nlohmann-json3-dev libcli11-dev libsystemd-dev)
 missing=()
@@ -61,10 +68,10 @@ CHANGELOG
 
 # --- build --------------------------------------------------------------------------
 (cd "$src" && DEB_BUILD_OPTIONS="parallel=${JOBS:-2} nocheck" dpkg-buildpackage -b -us -uc)
-mkdir -p dist
+mkdir -p "$dist"
 debs=("$work"/*.deb)
-cp "${debs[@]}" dist/
-deb="dist/forkpool_${version}_${arch}.deb"
+cp "${debs[@]}" "$dist/"
+deb="$dist/forkpool_${version}_${arch}.deb"
 [ -f "$deb" ] || { echo "build-deb: $deb was not built" >&2; exit 1; }
 
 # --- lintian: no errors, no warning without an override -----------------------------
@@ -73,7 +80,7 @@ echo "build-deb: lintian"
 lintian --fail-on error,warning --info --display-info "${changes[@]}"
 
 # --- contents -----------------------------------------------------------------------
-contents="$(for d in dist/*_"${version}"_"${arch}".deb; do dpkg-deb -c "$d"; done)"
+contents="$(for d in "$dist"/*_"${version}"_"${arch}".deb; do dpkg-deb -c "$d"; done)"
 expect=(
   ./usr/bin/forkpool ./usr/bin/forkpoolctl ./usr/bin/forkpool-hello
   ./usr/lib/python3/dist-packages/forkpool_worker.py
@@ -88,7 +95,7 @@ expect=(
   ./usr/share/man/man8/forkpool.8.gz ./usr/share/man/man8/forkpoolctl.8.gz
   ./usr/share/man/man5/forkpool.toml.5.gz ./usr/share/man/man7/forkpool-protocol.7.gz
   ./usr/share/man/man1/forkpool-hello.1.gz
-  ./usr/share/bash-completion/completions/forkpoolctl
+  ./usr/share/bash-completion/completions/forkpoolctl ./usr/share/zsh/vendor-completions/_forkpoolctl
   ./usr/share/doc/forkpool/copyright ./usr/share/doc/forkpool/configuration.md.gz
   ./usr/share/doc/forkpool/examples/hello.toml
 )
@@ -101,7 +108,7 @@ dpkg-deb -I "$deb" conffiles | grep -qx /etc/forkpool/forkpool.toml ||
 
 # --- the unpacked packages work from a scratch root ---------------------------------
 scratch="$work/root"
-for d in dist/*_"${version}"_"${arch}".deb; do dpkg-deb -x "$d" "$scratch"; done
+for d in "$dist"/*_"${version}"_"${arch}".deb; do dpkg-deb -x "$d" "$scratch"; done
 multiarch="$(dpkg-architecture -qDEB_HOST_MULTIARCH)"
 export LD_LIBRARY_PATH="$scratch/usr/lib/$multiarch"
 "$scratch/usr/bin/forkpool" --version | grep -qx "forkpool $version (worker protocol 1)"
@@ -175,4 +182,4 @@ else
   echo "build-deb: not root: the container entry command was not run (needs unshare --pid)"
 fi
 
-echo "build-deb: ok: $(cd dist && ls ./*_"${version}"_"${arch}".deb | tr '\n' ' ')"
+echo "build-deb: ok: $(cd "$dist" && ls "$PWD"/*_"${version}"_"${arch}".deb | tr '\n' ' ')"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs what is missing, builds the libFuzzer targets (the fuzz preset) and runs each
 # for SECONDS (default 60) over a fresh copy of its seed corpus, tests/fuzz/corpus/NAME/,
 # so a run never changes the repository. Prints one line per target,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs what forkpool needs to build and test on Debian 12, and nothing that is
 # already there. Idempotent: a second run installs nothing and does not touch apt.
 set -euo pipefail
@@ -9,6 +10,9 @@ packages=(
   libuv1-dev libtomlplusplus-dev libspdlog-dev libfmt-dev catch2
   nlohmann-json3-dev libcli11-dev libsystemd-dev
   scdoc groff-base man-db  # man pages (docs/man), rendered by the packaging tests
+  # the Debian packages (scripts/build-deb.sh; built, installed and purged by deb_tests)
+  dpkg-dev debhelper fakeroot lintian python3-yaml
+  zsh  # the zsh completion of forkpoolctl is loaded by a real zsh (packaging_tests)
   # tests: real clients and real peers
   curl apache2-utils python3 tmux prometheus systemd util-linux procps iproute2
   python3-gunicorn  # a real program that forks its own workers (isolate tests, bench)

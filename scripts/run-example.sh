@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs what is missing, builds, and runs the example pool in the foreground:
 # four forkpool-hello workers behind 127.0.0.1:8080. Stop it with Ctrl-C.
 set -euo pipefail

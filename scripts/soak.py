@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Chaos soak: forkpool under load while its workers are killed, stopped, scaled,
 restarted and reloaded, the master upgrades its binary in place, and its descriptors
 run short. At the end the master's

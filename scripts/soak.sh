@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Chaos soak (scripts/soak.py): forkpool under load while workers are killed, stopped,
 # scaled, restarted and reloaded and descriptors run short; then the accounting must
 # balance. Usage: scripts/soak.sh [SECONDS] [PRESET]   (default 60 s, preset default)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs what is missing, builds the default preset and runs the whole test suite.
 # Pass "asan" to do the same under AddressSanitizer + UndefinedBehaviorSanitizer.
 set -euo pipefail

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Read-only access to a running master's scoreboard from another process (forkpoolctl
 // top): given the region fd and the slot page fds (received over the control socket),

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Latency histograms with round bounds: the master records into a HistogramBlock in shared
 // memory, readers copy it into a HistogramSnapshot and compute percentiles from the copy.

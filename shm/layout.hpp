@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The shared-memory layout of the scoreboard. Read this file before changing anything:
 // every struct here is read by other processes (workers, forkpoolctl, possibly an older or

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Owning wrapper for the scoreboard's memory mappings (and, from base/, its descriptors).
 // Move-only; released in the destructor.

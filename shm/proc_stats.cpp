@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "shm/proc_stats.hpp"
 
 #include <fcntl.h>

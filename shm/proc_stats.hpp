@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Resource use of a process, read from /proc: the source of the RSS and CPU time the
 // scoreboard and status show.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Takes snapshots of a scoreboard whose header has already been validated: the master's
 // own view and forkpoolctl's read-only view both read through this class, so the

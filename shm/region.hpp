@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Memory for the scoreboard: sealed memfds, the main region's header (formatting and
 // validation), and a contiguous window of per-slot pages. Knows nothing about what the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The master's side of the scoreboard: creates the shared memory, writes every
 // master-owned field (slot lifecycle, pool counters, histograms) and reads snapshots.

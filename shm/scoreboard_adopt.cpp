@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scoreboard::adopt: the scoreboard handed over by the previous image of the master in a
 // binary upgrade. The memory is the same, so every counter and slot carries on.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A single-writer sequence lock over blocks whose fields are all std::atomic, so there is
 // no data race even when a reader overlaps a writer; the counter only tells the reader

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The worker-writable part of a scoreboard slot, as C sees it.
  *
  * Each worker receives one memfd of one page (FORKPOOL_SCOREBOARD_FD) whose first

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Worker-side scoreboard writer. See slot_writer.h. */
 #define _GNU_SOURCE
 #include "shm/slot_writer.h"

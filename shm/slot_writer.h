@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The worker's side of the scoreboard, in C11 for the C worker library.
  *
  * A worker gets FORKPOOL_SCOREBOARD_FD: a memfd of one page that holds its slot's

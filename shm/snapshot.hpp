@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What readers get out of the scoreboard: plain copies, taken once and then rendered (text,
 // JSON, Prometheus) without touching shared memory again. Worker-written values in here

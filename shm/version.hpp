@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The layout version as one string, "<layout_version>.<slot bytes>.<pool block bytes>",
 // where slot bytes = sizeof(SlotRecord) + sizeof(SlotActivity). A unit test pins it, so a

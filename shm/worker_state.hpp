@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The one list of worker states and their names. Logs, status output, `forkpoolctl top`
 // and tests all print states through to_string() so the spelling never diverges.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // forkpool: the master. Parses the command line and hands over to check or run.
 
 #include <pthread.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The master: wires the current configuration generation, the scoreboard, signals,
 // systemd and the control and metrics sockets together and runs the loop. Policy lives

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What every pool shares with the master: the loop, the scoreboard, the live pids.
 

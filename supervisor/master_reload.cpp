@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Master: a configuration reload (SIGHUP, `forkpoolctl reload`), as SPEC section 7 says.
 // Everything that can fail happens before anything changes; then the next generation
 // takes over and the [supervisor] settings follow.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Master: a binary upgrade in place (SIGUSR2, `forkpoolctl upgrade`), as SPEC section 7
 // and docs/upgrade.md say. The old image checks the new binary, writes its state and
 // execs it; the new image (the constructor below) takes everything over and resumes.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The master as a systemd Type=notify service: READY=1, STATUS=, STOPPING=1 and
 // WATCHDOG=1 pings. Does nothing when NOTIFY_SOCKET is not set.

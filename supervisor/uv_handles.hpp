@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Owning wrappers for the few libuv handles the master uses. Each handle lives on the
 // heap and is freed in its close callback, so an owner may be destroyed at any time,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* forkpool worker protocol, version 1 (SPEC section 4), shared by the master (C++) and
  * the worker library (C). Messages on the channel are fixed 16-byte records in host
  * byte order, one per SOCK_SEQPACKET datagram; a CONN message carries one fd. */

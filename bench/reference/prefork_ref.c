@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* prefork_ref: the reference server the forkpool benchmarks compare against.
  *
  * A plain C prefork HTTP/1.1 "Hello, world" server with no supervisor, no

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The commands of the control socket (SPEC section 6): argument checks, the action, the
 // reply. What they act on is reached through ControlTarget, which the master provides.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "supervisor/control/control_server.hpp"
 
 #include <grp.h>

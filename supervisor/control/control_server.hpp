@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The control socket: a Unix stream socket speaking one JSON object per line each way.
 // It owns framing, limits and peer checks; what a command does is the handler's business.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The master's descriptors as a budget: how many starting a worker takes, how many a
 // running worker keeps, how many accepting must leave free, and whether RLIMIT_NOFILE can

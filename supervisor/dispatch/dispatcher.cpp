@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "base/resources.hpp"
 #include "supervisor/dispatch/dispatcher.hpp"
 

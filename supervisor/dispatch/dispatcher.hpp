@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Master dispatch for one pool: accepts on the pool's listeners, queues connections
 // FIFO, and hands each to the worker chosen by WorkerChoice over its channel.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Dispatcher across a binary upgrade (docs/upgrade.md): queued connections keep their
 // descriptors, ids and accept times, so they are dispatched (or time out) as if nothing
 // had happened; connection ids go on from where they were.

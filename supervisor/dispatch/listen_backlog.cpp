@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "supervisor/dispatch/listen_backlog.hpp"
 
 #include <linux/inet_diag.h>

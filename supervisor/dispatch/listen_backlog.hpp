@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // How many connections wait in a listening socket's accept queue: what the master of a
 // shared-dispatch pool, which never accepts, knows of connections its workers have not

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "supervisor/dispatch/parked_connections.hpp"
 
 #include <sys/epoll.h>

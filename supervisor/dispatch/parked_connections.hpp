@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // keepalive = "master": idle keep-alive connections that workers handed back (PARK),
 // held by the master until the client's next request arrives, the client closes, or

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The master's end of one worker's channel: a SOCK_SEQPACKET socket carrying fixed-size
 // records (worker/protocol.h). Sends CONN with the connection's descriptor,

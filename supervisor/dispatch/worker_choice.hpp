@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Which worker gets the next connection. Pure policy over a list of candidates, so it
 // is tested without processes.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // One configuration generation (nginx calls it a cycle): the configuration, read once
 // and shared read-only with every pool and worker started under it, the listeners it

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The listening sockets of one configuration generation, keyed by their address as
 // written. A new generation adopts the previous one's sockets for every address that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The listening sockets of every pool: bound here, or adopted from systemd socket
 // activation (LISTEN_FDS) when a passed socket has the configured address.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Reload in two steps (SPEC section 7). prepare_reload does everything that can fail
 // (read and validate the whole file, compare it with the running configuration, bind

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "supervisor/observe/access_log.hpp"
 
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The access log of master dispatch: one line per connection the master handed out (or
 // closed without handing it out), from what the master knows: when, pool, worker, pid,

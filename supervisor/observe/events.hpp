@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Things that happen to pools and workers. Each is logged once, with its stable event
 // name, and streamed as one JSON object to `forkpoolctl events` subscribers.

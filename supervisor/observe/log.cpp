@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "supervisor/observe/log.hpp"
 
 #include <spdlog/logger.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The master's log: one line per event, as text or one JSON object a line.
 // Every line carries a stable event name ("worker.exit") that operators can grep for.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Repeated warnings from one source (one worker's malformed channel records, one uid's
 // refused control connections): the first few are logged in full, the rest are counted

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The `metrics_listen` HTTP endpoint: GET (or HEAD) /metrics, /healthz and /status, one
 // request per connection, answered on the loop from the caller's handler, then closed.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The Prometheus text exposition (format 0.0.4) of a StatusModel: GET /metrics and the
 // `metrics` control command.

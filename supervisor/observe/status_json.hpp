@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The JSON form of a StatusModel: the `status` reply of the control socket, GET /status,
 // and what forkpoolctl parses back. This header is shared with forkpoolctl, so it pulls in

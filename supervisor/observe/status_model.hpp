@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // One snapshot of everything status output shows, taken once by the master and then
 // rendered as JSON (control socket, /status), Prometheus text (/metrics) or tables

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // One pool: its slots, the policy that keeps them filled (backoff, flapping, EX_CONFIG),
 // replacements that take over before the worker they replace stops (recycling, rolling

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Pool: what happens when a worker exits, and stopping or resizing the pool.
 
 #include <sys/wait.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Pool across a binary upgrade (docs/upgrade.md): export_state in the previous image,
 // the adopting constructor and resume_adopted in the new one. The workers run on
 // untouched; only the master's bookkeeping of them is carried.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Pool: what a configuration reload does to a running pool.
 
 #include "supervisor/observe/events.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Pool: the size of a dynamic pool (SPEC section 3a). The decision is pool_sizing's; this
 // file gathers its counts, starts and retires workers, and keeps the few timers it needs
 // armed only while something happens, so a pool at rest costs no wake-ups.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // How many workers a dynamic pool wants (SPEC section 3a), as pure functions of counts the
 // pool takes from its workers, its dispatcher's queue or its listeners' backlog. The pool

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Internal to pool*.cpp: one worker number of a pool and the processes that serve it.
 

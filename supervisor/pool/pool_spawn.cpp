@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Pool: starting workers (a slot's worker and replacements), what their events do, and
 // what happens when a start fails; stopping one worker on the pool's behalf.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Pool: what `status` shows of a pool and its workers, from one scoreboard read plus
 // what only the master knows (roles, connections it handed out, STATUS= texts).
 

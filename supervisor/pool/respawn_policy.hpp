@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // When to start a crashed worker again, and when a pool is flapping. Pure logic:
 // the caller supplies the clock and the random source, so tests drive it directly.

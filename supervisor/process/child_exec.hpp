@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The code that runs in a forked child between fork() and execve(). Async-signal-safe
 // only: no allocation, no locks, no logging, no exceptions; it never returns.

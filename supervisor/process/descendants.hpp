@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The processes below a process: the children a master is left with besides its workers
 // (re-parented to it as a child subreaper), and a worker's own process tree (a worker

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What a worker's wait status means for its pool, decided in exactly one place.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The text of one sd_notify(3) datagram, turned into the facts the master acts on. Pure
 // parsing, no socket: the notify socket calls it, and a fuzz target feeds it any bytes.

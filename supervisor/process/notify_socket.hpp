@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A worker's sd_notify(3) endpoint: a datagram socket in the abstract namespace, one per
 // worker process, so whatever arrives on it came from that worker or its descendants

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // stdout/stderr = "log": a pipe whose lines go into the master's log, prefixed by the
 // pool and worker ("web[3] stderr: ...").

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Everything a worker's child process needs, computed before fork so that the child
 // only applies it (no allocation, no lookups, no logging between fork and exec).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // How a worker is asked to stop, as data: send each step's signal at its time.
 

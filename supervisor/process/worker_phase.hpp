@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The lifecycle of one worker process, in one place: its names are the ones status,
 // logs and tests use.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "supervisor/process/worker_process.hpp"
 
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // One running worker process: spawned with its channel, notify socket and output pipes,
 // watched for readiness and watchdog pings, and stopped by a StopPlan. Its lifecycle is

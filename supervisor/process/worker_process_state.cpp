@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // WorkerProcess across a binary upgrade (docs/upgrade.md): what the previous image writes
 // about one worker, and the constructor that takes the worker over in the new image. The
 // process itself never notices: its pid, channel, notify socket and pipes stay the same.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The pre-flight of a binary upgrade: nothing changes while it runs. The new binary must
 // run, describe itself (--upgrade-info), read this image's state format and accept the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Steady-clock instants in the upgrade state: CLOCK_MONOTONIC nanoseconds (what
 // std::chrono::steady_clock reads on Linux), which an execve does not reset.

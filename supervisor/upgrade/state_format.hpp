@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The framing of the upgrade state (docs/upgrade.md, "The state"): a fixed 24-byte header,
 // then one JSON object. Shared by the writer (the old image) and the reader (the new one).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "supervisor/upgrade/state_reader.hpp"
 
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The new image's side of the hand-over: reads and validates the state, and takes
 // ownership of each descriptor it names after checking that it is what the state says.

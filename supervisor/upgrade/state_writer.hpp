@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The old image's side of the hand-over: the state as a memfd, and the list of exactly
 // the descriptors it names, whose close-on-exec flag is cleared for the execve (and set

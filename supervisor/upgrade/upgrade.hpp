@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The exec step of a binary upgrade: the one moment the old image hands everything over.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target: the config loader. Any bytes, read as the TOML text of a config file,
 // give a Config or a ConfigError; nothing else may escape. An error lists at least one
 // diagnostic, each naming the file, a place inside the text and (unless the TOML itself

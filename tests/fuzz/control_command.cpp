@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target: the control socket's commands, run_command, behind a real ControlServer.
 //
 // ControlClient cannot be made outside the server (its handle and server are private,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target: forkpool-hello's HTTP/1.x request-head parser. The input is what a client
 // sends on one connection, read as conn.c reads it: heads one after another, each
 // followed by the body its Content-Length announces. Every head is parsed twice: as the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target: the sd_notify message parser, parse_notify_message. Any datagram text the
 // notify socket would pass on (at most 4096 bytes) gives the facts of its lines; they
 // are compared with a second, deliberately different reading of the same text: every

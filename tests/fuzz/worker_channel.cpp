@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target: the master's channel receiver, WorkerChannel::receive, on a real
 // SOCK_SEQPACKET socketpair. The input plays a worker: it is cut into records, some with
 // descriptors attached (SCM_RIGHTS), sent from the worker's end, which then stays open,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fp-testworker: a worker with misbehaviour modes for the supervisor's
  * integration tests. Options combine; the startup steps run in this order:
  *   --stdout/--stderr, --pidfile, --report, --orphan/--orphan-and-exit,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The access log of master dispatch (issue 14): one line per connection, from what the
 // master knows, in text and JSON, reopened on SIGUSR1.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A worker that misbehaves on its channel, against the real master: an empty record is
 // malformed, not the end of the channel; malformed records are named by their size; and
 // a flood of them is logged a few times and then summed up, not line by line.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `forkpool --check` and the other command-line paths that never start a pool, driven
 // through the real binary. Every bad input must end in a clear message naming the file
 // and exit code 2, never in a signal.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The control socket under abuse, against the real master: clients that drip a request a
 // byte at a time (slowloris) are closed at a whole-request deadline, one user cannot take
 // every place, the operator always gets in, forkpoolctl says why it was turned away, and

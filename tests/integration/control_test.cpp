@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The control socket end to end against the real master: every command, the event
 // stream, scale and restart under load, the metrics HTTP listener, peer checks and
 // misbehaving clients.

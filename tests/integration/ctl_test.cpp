@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // forkpoolctl against the real master: tables, --json, exit statuses, and `top` in a
 // real terminal (tmux): one row per worker, `q` quits, the terminal is restored.
 

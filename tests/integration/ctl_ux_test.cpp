@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // forkpoolctl as an operator uses it (issue 14): it finds the master like the master finds
 // its config, commands that change something wait until it is done and say how it went,
 // `all` acts on every pool, unknown commands get a suggestion, and its help lists exactly

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Master dispatch with the real binary, real clients and real workers: every connection
 // accounted for, least-busy choice, the queue, per-connection policies, recycling,
 // resource exhaustion, and a worker in Python.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Dynamic pools (SPEC section 3a) through the real binary: growth under a burst, retirement
 // after idle_timeout, start on demand, growth of a shared-dispatch pool from its listener's
 // backlog, no wake-ups at rest, the operator's scale within min..max, and the scale events.

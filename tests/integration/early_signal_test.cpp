@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Signals that reach the master while it is still starting (reading its config, binding
 // its sockets) must wait for the loop's handlers, not take their default action: SIGHUP
 // and SIGUSR1 would kill the master, SIGTTIN would stop it. The moment is caught exactly:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Issue 13: keepalive = "master". Idle keep-alive connections wait in the master
 // (PARK), not in a worker, so a max_inflight = 1 worker serves many keep-alive clients;
 // each is dispatched again with the same id when its next request arrives, and closed

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Configuration reload end to end, the parts reload_test.cpp leaves out (SPEC sections 2,
 // 6 and 7; issue 9): the [supervisor] settings that a reload applies (log level, log
 // file, metrics address, control socket path and mode) or refuses as a whole, systemd's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Helpers of the reload integration tests (reload_test.cpp, reload_supervisor_test.cpp):
 // configuration text, reading status and reload replies, HTTP load with an exact account

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Configuration reload end to end against the real master (SPEC sections 2, 6 and 7;
 // issue 9): `{"cmd":"reload"}`, `forkpoolctl reload` and SIGHUP re-read the file the
 // master was started with. Every test runs its own master in its own folder, binds port 0,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The scoreboard descriptors the master hands to readers (forkpoolctl top) are read-only,
 // and must stay so for whoever holds them: a reader of another uid (a control_group
 // member) must not reopen them read-write through /proc/self/fd/N and scribble over every

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Backoff and flapping rules that only show over a worker's history: the doubling starts
 // over after a healthy run, and replacements that keep failing make the pool fail.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Issue 10, defects 11 and 8 (the master's part): a worker that closed its channel, or
 // that keeps sending malformed records, is taken out of dispatch and replaced; a worker
 // stopped with SIGSTOP still gets its stop signal at shutdown.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Issue 10, defect 1: at a low descriptor limit the master must serve (its reserve sized
 // from what it needs), refuse to start when the limit cannot hold the pools, say when a
 // pool cannot accept, and accept again as soon as a descriptor is freed.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Issue 10, defect 3, the kernel-enforced part: with isolate = "pid" each worker is PID 1
 // of a PID namespace of its own, so whatever it forks ends with it, even when the master
 // is SIGKILLed. Without it, only direct workers die with a SIGKILLed master (the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The master's own lifecycle with real processes: dying by SIGKILL, graceful and fast
 // stops, escalation to SIGKILL, an idle loop with no timers, log reopening and JSON logs.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Issue 10, defect 3: processes a worker forks must not outlive it, nor the master: a
 // shared-mode grandchild that inherited the listener would keep the port.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Readiness and liveness of workers under the real master: ready = "notify" with an
 // unmodified program (systemd-notify), ready_timeout, STATUS= with READY=1, and the
 // WATCHDOG=1 deadline.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Crash recovery of the real master: respawn in the same slot, exponential backoff,
 // flapping, EX_CONFIG, resizing with TTIN/TTOU, and worker output into the log.
 

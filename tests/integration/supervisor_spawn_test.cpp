@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What a worker receives from the real master at exec (descriptors, environment, ids,
 // folder, umask, limits), the master as PID 1, socket activation in both directions
 // (forkpool under systemd-socket-activate, an unmodified socket-activated program under

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Issue 10, defect 2: a pool whose program cannot be started, or whose workers die before
 // they are ready, must fail instead of retrying for ever, whatever the backoff delays;
 // the master's readiness must not wait for it; spawns that never ran are counted apart

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The master as a systemd Type=notify service: READY=1 once every worker is ready,
 // STATUS= summaries, WATCHDOG=1 at half of WATCHDOG_USEC, STOPPING=1 on SIGTERM. The
 // test plays systemd's part with a datagram socket of its own.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Text a worker controls (its STATUS= and its captured output) reaches operators'
 // terminals through forkpoolctl and the text log. Control characters in it must arrive
 // escaped, never raw, so a worker cannot retitle, clear or rewrite an operator's terminal.

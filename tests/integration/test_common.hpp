@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Small helpers shared by the reliability tests (issue 10): a master with a control
 // socket in its own folder, status replies, pools written as TOML.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Issue 11: the binary upgrade in place (SIGUSR2, `forkpoolctl upgrade`, SPEC section 7,
 // docs/upgrade.md). Each test starts the master from a copy of the built binary in its own
 // folder, so it can replace that file (and /proc/PID/exe then names the new one) or break it.

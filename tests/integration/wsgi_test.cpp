@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // forkpool-wsgi (SPEC section 1, issue 13) through the real master: a real Flask app, a
 // minimal Django project and plain WSGI callables, served over TCP and Unix listeners,
 // with keep-alive, bodies both ways, errors, and the pool's lifecycle (graceful stop,

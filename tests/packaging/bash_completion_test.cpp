@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The bash completion of forkpoolctl (packaging/completion/forkpoolctl.bash), sourced in
 // a real bash and asked for completions the way bash-completion asks (COMP_WORDS,
 // COMP_CWORD), with pool names and worker numbers coming from a real running master.

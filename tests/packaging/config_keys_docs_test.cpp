@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Every key the config loader knows (the reload rules of config/diff.cpp list each pool
 // and [supervisor] key once) must be documented in both docs/configuration.md and the
 // forkpool.toml(5) man page, so neither can drift from the loader.

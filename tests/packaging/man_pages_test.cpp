@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The man pages built by scdoc render without a single groff warning (what `man -l` and
 // lintian would complain about), carry the project version, and each names itself.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // systemd-analyze verify on the units of packaging/, in a scratch root laid out as the
 // package installs them (/usr/bin/forkpool, /bin/kill, the man pages Documentation=
 // names, the host's targets), so a typo in a directive, a wrong path or a missing man

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One version in one place: project(VERSION) in the top-level CMakeLists.txt. Every
 // binary and the control socket's `version` command must print exactly that one.
 

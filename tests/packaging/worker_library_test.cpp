@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libforkpool-worker.so.1 as shipped: the SONAME, exactly the functions forkpool/worker.h
 // marks FP_WORKER_API exported (nothing internal leaks, nothing public is missing),
 // forkpool-hello running on the shared library, and a pkg-config file that finds it.

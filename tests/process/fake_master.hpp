@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A stand-in for forkpool's master in process tests of the worker side: the channel
 // socketpair, a real scoreboard with one slot, a TCP listener to make connections with,

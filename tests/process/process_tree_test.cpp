@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A worker's process tree as the master reads it from /proc: real processes, forked here.
 // The children never assert; they wait to be killed.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Eight worker processes hammer their own slots while the parent snapshots continuously:
 // no snapshot may show a torn slot, and the totals must be exact at the end.
 

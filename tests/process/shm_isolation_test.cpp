@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A worker can write its own slot page and nothing else, and whatever it writes there
 // cannot make the master crash or report values out of range.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The master's side of the scoreboard under a concurrent reader in another process: a
 // slot record the master is rewriting is never seen half old, half new. (The worker-side
 // pages have their own test, shm_concurrency_test.cpp.)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Exec'd workers against a fake master: forkpool-hello in master dispatch and the Python
 // module (worker/python/forkpool_worker.py). The end-to-end tests with the real master
 // live in tests/integration.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libforkpool-worker against a fake master: a forked child runs a worker loop with the
 // library (it never asserts, it _exit()s a code), the test plays the master with raw
 // protocol records and checks what comes back, the scoreboard and the exit code.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Unit tests of forkpool-wsgi's pure parts (the request head, chunked bodies, the step
 after a response) and of its parking decision against a fake master: forkpool_wsgi runs
 as a real process on a SOCK_SEQPACKET channel this test holds, as the master would.

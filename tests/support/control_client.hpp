@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A small blocking client of the master's control socket for tests: one JSON object per
 // line each way. Every wait has a deadline; nothing here can hang a test.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // systemd's side of sd_notify(3) for tests: a datagram socket the test owns, whose path the
 // process under test gets as NOTIFY_SOCKET (env()). Every wait has a deadline.

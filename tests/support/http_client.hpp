@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A minimal blocking HTTP/1.1 client for tests: one request per connection (built on
 // HttpConnection, support/http_connection.hpp).

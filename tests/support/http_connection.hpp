@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // One HTTP/1.1 client connection kept open across requests (keep-alive, pipelining,
 // bodies), for tests: responses are read by their framing (Content-Length, chunked, or

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Runs the real `forkpool` binary for an integration test: stdout and stderr go to a log
 // file in the test's folder; the process is killed and reaped when the test ends.

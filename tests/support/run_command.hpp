@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Runs a program to completion with a deadline, capturing stdout and stderr through files
 // (not pipes, so a chatty child can never block on a full pipe while we wait).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A test that cannot run here (not root, a program not installed) says why and ends its
 // process with kSkipExitCode, which CTest reports as "Skipped" (SKIP_RETURN_CODE in

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Deadline-bounded waiting on an observable condition, instead of sleeping.
 

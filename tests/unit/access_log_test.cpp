@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The access log's two line formats, from records as the master makes them.
 
 #include "supervisor/observe/access_log.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What a reload changes: every key of the printed schema has a class, each key changed alone
 // is reported alone with that class, and pools are matched by name.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Bad configs: each must produce a diagnostic at the exact line and column, naming the
 // dotted key and saying what was expected. Positions point at the offending value, or at
 // the key itself for unknown keys and bad names.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `include` in [supervisor]: more pool files, globbed, sorted, relative to the including
 // file; duplicates and errors located in the file where they are.
 

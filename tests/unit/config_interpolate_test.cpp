@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ${NAME}, ${NAME:-default} and $$ in string values (SPEC section 2).
 
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Every key of SPEC section 2: its default when absent, its value when present, and
 // paths resolved against the config file's folder.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The effective config as TOML: loading what to_toml printed and printing it again must
 // give the same text, so `forkpool --check` output is itself a valid config.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Durations, sizes, octal modes, listen addresses, signal names and typo suggestions:
 // the small parsers the config loader is built from.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // forkpoolctl's client against a fake master on a Unix socket in a temp dir: request
 // framing, ok/error and exit statuses, replies split across writes, huge replies, and the
 // scoreboard descriptors attached read-only.

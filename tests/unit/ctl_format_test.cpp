@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // forkpoolctl's text output: units, colour-aware widths, tables, and the status, event and
 // top renderings from canned input.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A master that turns a client away (too many control clients) writes why and closes at
 // once, often before forkpoolctl has sent its request. forkpoolctl must then print that
 // reply, not "the master closed the connection before reading the request".

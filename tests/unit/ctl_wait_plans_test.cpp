@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What "done" means for the commands forkpoolctl waits for, read from status replies.
 
 #include <catch2/catch.hpp>

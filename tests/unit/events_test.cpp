@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One event, two readers: the log line (text or JSON with fields) and the streamed object.
 
 #include <catch2/catch.hpp>

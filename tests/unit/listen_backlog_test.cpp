@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // listen_backlog on real listening sockets: TCP (TCP_INFO) and Unix (sock_diag UNIX_DIAG).
 
 #include <netinet/in.h>

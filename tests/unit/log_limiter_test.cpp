@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The repeated-warning limiter: its policy on a made-up clock, then the real thing on a
 // libuv loop writing to a log file.
 

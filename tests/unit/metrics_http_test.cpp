@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The metrics HTTP server on a real libuv loop in a thread, driven by raw sockets so that
 // malformed, oversized, stalled and excess connections can be made on purpose.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests of the dynamic pool's sizing decision and spawn rate (pool_sizing.hpp).
 
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Escaping untrusted text for terminals and text logs (base/printable.hpp), and the text
 // log using it.
 

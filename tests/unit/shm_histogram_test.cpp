@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Histogram buckets and percentiles against an exact reference from sorted samples.
 
 #include <algorithm>

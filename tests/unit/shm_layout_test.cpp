@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Layout, version pin and header validation of the scoreboard, on a heap buffer.
 
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The master-side Scoreboard on real memfds, and the read-only attach path, in one process.
 
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Validation of worker-written fields, and snapshots over a heap-buffer scoreboard written
 // through the C worker API.
 

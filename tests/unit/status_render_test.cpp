@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests of the status renderers: one synthetic StatusModel rendered as JSON (and
 // parsed back) and as Prometheus text (checked by promtool and by a small parser here).
 

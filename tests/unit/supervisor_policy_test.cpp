@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests of the master's pure policies: no processes, no loop.
 
 #include <sys/wait.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The upgrade state's framing (supervisor/upgrade, docs/upgrade.md "The state"): what the
 // writer produces reads back, and the reader refuses anything else with a clear message.
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
 /* One HTTP connection: non-blocking reads into a per-connection buffer,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* forkpool-hello: the example worker. A minimal HTTP/1.1 "Hello, world"
  * server, one single-threaded epoll loop per process, for the quick start,
  * the integration tests and the benchmarks. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
 /* An HTTP/1.x request-head parser: no allocation, no copies; the request's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
 /* One line on stderr, prefixed with the program name and pid, so that lines of

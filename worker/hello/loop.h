@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
 /* The single-threaded epoll loop of one worker process: listeners, the signal

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
 /* What the server answers: GET / and GET /sleep?ms=N; 404 otherwise. */

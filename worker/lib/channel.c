@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The channel to the master: receiving CONN messages with their descriptor, sending
  * READY and DONE. Every received message is checked before it is believed (STYLE 12):
  * size, truncation of data or control, the control message's level and type, and the

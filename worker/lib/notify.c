@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sd_notify(3) without libsystemd: one datagram to NOTIFY_SOCKET, a path or, with a
  * leading '@', a name in the abstract namespace. */
 #define _GNU_SOURCE /* MSG_CMSG_CLOEXEC, POLLRDHUP, strtok_r, strdup */

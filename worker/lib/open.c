@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fp_worker_open/close and the accessors: everything that comes from the environment. */
 #define _GNU_SOURCE /* MSG_CMSG_CLOEXEC, POLLRDHUP, strtok_r, strdup */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The fp_worker object, shared by the library's source files and nothing else. */
 #ifndef FORKPOOL_WORKER_INTERNAL_H
 #define FORKPOOL_WORKER_INTERNAL_H

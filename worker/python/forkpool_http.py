@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """HTTP/1.1 request side for forkpool-wsgi: the request head as a pure function, the
 connection's read buffer, and the request body readers (Content-Length and chunked).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """forkpool worker protocol, version 1, for Python workers (standard library only).
 
 A worker started by forkpool with ``dispatch = "master"`` receives its connections

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """forkpool-wsgi: runs a Python WSGI application as a forkpool master-dispatch worker.
 
     [pools.app]

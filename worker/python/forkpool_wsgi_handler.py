@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """One request of forkpool-wsgi: the environ, wsgiref's handler writing HTTP/1.1, the
 answers to refused heads, and the access log. The connection loop is forkpool_wsgi.py."""
 

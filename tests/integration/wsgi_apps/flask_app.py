@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A real Flask application for tests/integration/wsgi_test.cpp and bench/wsgi_vs_gunicorn."""
 
 import hashlib

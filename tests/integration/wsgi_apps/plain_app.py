@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Plain WSGI callables for the cases Flask hides: iterables with close(), file_wrapper,
 write(), an app that fails after its response began."""
 

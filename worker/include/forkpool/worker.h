@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libforkpool-worker: the worker's side of forkpool's protocol, version 1.
  *
  * A worker started by forkpool finds its channel to the master, its scoreboard slot and

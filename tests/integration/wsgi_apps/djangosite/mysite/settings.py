@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The smallest Django project that serves a view: no database, no apps."""
 
 SECRET_KEY = "forkpool-wsgi-test-only"
