@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/master_memory.sh: the master's memory (PSS) by category, for pools of 4, 64 and
 # 1000 forkpool-hello workers (master dispatch) after a warm-up. Run by hand; never from
 # CI or ctest (docs/performance.md).

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """bench/smaps_breakdown.py PID: the PSS of one process by category, from /proc/PID/smaps.
 
 Used by bench/master_memory.sh. Prints one line per category (KiB of PSS, USS,

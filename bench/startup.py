@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """bench/startup.py: how fast a pool of N workers starts, forkpool against prefork_ref.
 
 Used by bench/startup.sh (which builds and passes the binaries). For each run it starts

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/startup.sh: time from exec to the first HTTP response and to every worker ready,
 # for forkpool with WORKERS (64) forkpool-hello workers against prefork_ref forking as many
 # children. Run by hand; never from CI or ctest (docs/performance.md).

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """bench/status_scale.py FORKPOOL HELLO: how long `status` of one pool of WORKERS (1000)
 forkpool-hello workers takes. Run by hand (never from CI or ctest).
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/syscall_budget.sh: the per-connection syscall budget and CPU time of the master
 # and of its forkpool-hello workers, against prefork_ref --mode fdpass, for the
 # "Per-connection syscall budget" section of docs/performance.md. By hand only.

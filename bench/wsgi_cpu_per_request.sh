@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/wsgi_cpu_per_request.sh: CPU time per request of forkpool-wsgi and of gunicorn's
 # sync worker, one worker each (WORKERS=N: N each), the same app. CPU time (the scheduler's count in /proc/PID/schedstat,
 # worker and master apart) is what a request costs the server, and unlike req/s it hardly

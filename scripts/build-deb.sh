@@ -24,7 +24,7 @@ cd "$root"
 # --- what the build needs -----------------------------------------------------------
 packages=(dpkg-dev debhelper fakeroot lintian scdoc groff-base man-db systemd python3-yaml curl
           cmake g++ pkg-config libuv1-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
-          nlohmann-json3-dev libcli11-dev libsystemd-dev)
+          nlohmann-json3-dev libcli11-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,7 +8,7 @@ packages=(
   # build
   cmake g++ make pkg-config
   libuv1-dev libtomlplusplus-dev libspdlog-dev libfmt-dev catch2
-  nlohmann-json3-dev libcli11-dev libsystemd-dev
+  nlohmann-json3-dev libcli11-dev
   scdoc groff-base man-db  # man pages (docs/man), rendered by the packaging tests
   # the Debian packages (scripts/build-deb.sh; built, installed and purged by deb_tests)
   dpkg-dev debhelper fakeroot lintian python3-yaml

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Why a dynamic pool's target last changed: the one list, master-written into each pool
 // block (so `forkpoolctl top` can show it) and named in `status` and the scale events.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "supervisor/systemd_protocol.hpp"
 
 #include <sys/socket.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The three parts of systemd's service protocol the master speaks, written out instead of
 // linking libsystemd (which brings libgcrypt, liblzma, liblz4, libzstd and libcap into the

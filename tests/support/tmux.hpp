@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A private tmux server for tests that need a real terminal (forkpoolctl top): killed with
 // everything in it when the test ends. Its one session is "t".

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // supervisor/systemd_protocol: the parts of sd_notify(3), sd_listen_fds(3) and
 // sd_watchdog_enabled(3) the master speaks without libsystemd. (The master under a fake
 // systemd and under systemd-socket-activate: tests/integration.)
