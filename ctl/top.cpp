@@ -23,13 +23,24 @@ namespace forkpool::ctl {
 namespace {
 
 // The master samples RSS and CPU time only when max_memory asks it to; top reads them
-// from /proc itself, which costs the master nothing.
-void fill_usage(shm::ScoreboardSnapshot& snapshot) {
-  for (auto& w : snapshot.workers) {
-    if (w.pid <= 0 || (w.rss_bytes > 0 && w.cpu_time_us > 0)) continue;
-    if (auto stats = shm::read_proc_stats(w.pid)) {
-      w.rss_bytes = stats->rss_bytes;
-      w.cpu_time_us = stats->cpu_time_us;
+// from /proc itself, which costs the master nothing. Only for the rows a terminal of
+// `height` lines shows (0: every row): /proc/PID/stat is most of a frame's cost with
+// many workers. The rows are counted as render_top_frame lays them out (two header lines;
+// per pool a blank line, its line, perhaps a scale line, the table header).
+void fill_usage(shm::ScoreboardSnapshot& snapshot, std::size_t height) {
+  std::size_t row = 2;
+  for (const auto& p : snapshot.pools) {
+    if (!p.in_use) continue;
+    row += 3 + (p.last_scale.reason != shm::ScaleReason::None ? 1 : 0);
+    for (auto& w : snapshot.workers) {
+      if (w.pool != p.pool || w.state == shm::WorkerState::Empty) continue;
+      if (height > 0 && row >= height) return;
+      ++row;
+      if (w.pid <= 0 || (w.rss_bytes > 0 && w.cpu_time_us > 0)) continue;
+      if (auto stats = shm::read_proc_stats(w.pid)) {
+        w.rss_bytes = stats->rss_bytes;
+        w.cpu_time_us = stats->cpu_time_us;
+      }
     }
   }
 }
@@ -92,9 +103,10 @@ class TopState {
  public:
   explicit TopState(const TopOptions& o) : options_(o), live_(open_live_scoreboard(o.socket)) {}
 
-  const shm::ScoreboardSnapshot& take() {
+  // `height`: the terminal's lines, 0 for no limit.
+  const shm::ScoreboardSnapshot& take(std::size_t height = 0) {
     snapshot_ = live_.board.snapshot();
-    fill_usage(snapshot_);
+    fill_usage(snapshot_, height);
     const bool gone = !master_alive(snapshot_.master_pid);
     if ((gone || has_stale_pages(snapshot_, live_.epochs.size())) &&
         snapshot_.taken_monotonic_ns - last_refresh_ns_ >= kMinRefreshNs) {
@@ -172,7 +184,7 @@ int run_top(const TopOptions& options) {
   WindowSize size = window_size(STDOUT_FILENO);
   const int interval_ms = static_cast<int>(options.interval.count());
   for (;;) {
-    state.take();
+    state.take(size.rows);
     if (!write_all(STDOUT_FILENO, compose(state.frame(size.cols, size.rows, options.colour))))
       return 1;
 
