@@ -11,32 +11,17 @@ which machine load affects far less).
 import os
 import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
-
-def cpu_ms(pid):
-    with open(f"/proc/{pid}/schedstat") as f:
-        return int(f.read().split()[0]) / 1e6
+from hello_master import cpu_ms, hello_master
 
 
 def main():
     forkpool, hello = sys.argv[1:3]
     workers = int(os.environ.get("WORKERS", "1000"))
     runs = int(os.environ.get("RUNS", "21"))
-    with tempfile.TemporaryDirectory() as tmp:
-        config = os.path.join(tmp, "forkpool.toml")
-        sock = os.path.join(tmp, "forkpool.sock")
-        with open(config, "w") as f:
-            f.write(f'[supervisor]\ncontrol_socket = "{sock}"\nshutdown_timeout = "20s"\n\n'
-                    f'[pools.web]\ncommand = ["{hello}"]\nlisten = ["tcp://127.0.0.1:0"]\nworkers = {workers}\n')
-        proc = subprocess.Popen([forkpool, "-c", config], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for line in proc.stdout:
-            if b"every pool has its workers ready" in line:
-                break
-        subprocess.Popen(["cat"], stdin=proc.stdout, stdout=subprocess.DEVNULL)
+    with hello_master(forkpool, hello, workers) as (proc, sock):
         walls, cpus, size = [], [], 0
         for _ in range(runs):
             s = socket.socket(socket.AF_UNIX)
@@ -53,8 +38,6 @@ def main():
             cpus.append(cpu_ms(proc.pid) - c0)
             size = len(buf)
             s.close()
-        proc.terminate()
-        proc.wait(timeout=60)
     fmt = lambda v: f"{statistics.median(v):.2f} [{min(v):.2f}-{max(v):.2f}]"
     print(f"status of {workers} workers ({size} bytes), {runs} requests, ms: "
           f"round trip {fmt(walls)}, master CPU {fmt(cpus)}; {os.getloadavg()[0]:.2f} load")

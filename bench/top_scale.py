@@ -13,13 +13,9 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-
-def cpu_ms(pid):
-    with open(f"/proc/{pid}/schedstat") as f:
-        return int(f.read().split()[0]) / 1e6
+from hello_master import cpu_ms, hello_master
 
 
 def descendant_named(root, name, deadline):
@@ -48,46 +44,33 @@ def descendant_named(root, name, deadline):
 
 
 def main():
-    forkpool, ctl, hello = (os.path.abspath(a) for a in sys.argv[1:4])
+    forkpool, ctl, hello = sys.argv[1:4]
+    ctl = os.path.abspath(ctl)
     workers = int(os.environ.get("WORKERS", "1000"))
     runs = int(os.environ.get("RUNS", "5"))
     seconds = float(os.environ.get("SECONDS", "5"))
     interval = int(os.environ.get("INTERVAL_MS", "100"))
     rows = int(os.environ.get("ROWS", "60"))  # the terminal's height
-    with tempfile.TemporaryDirectory() as tmp:
-        config = os.path.join(tmp, "forkpool.toml")
-        sock = os.path.join(tmp, "forkpool.sock")
-        with open(config, "w") as f:
-            f.write(f'[supervisor]\ncontrol_socket = "{sock}"\nshutdown_timeout = "20s"\n\n'
-                    f'[pools.web]\ncommand = ["{hello}"]\nlisten = ["tcp://127.0.0.1:0"]\nworkers = {workers}\n')
-        proc = subprocess.Popen([forkpool, "-c", config], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for line in proc.stdout:
-            if b"every pool has its workers ready" in line:
-                break
-        subprocess.Popen(["cat"], stdin=proc.stdout, stdout=subprocess.DEVNULL)
+    with hello_master(forkpool, hello, workers) as (proc, sock):
         tops, masters = [], []
-        try:
-            for _ in range(runs):
-                term = subprocess.Popen(
-                    ["script", "-qfc", f"stty rows {rows} cols 200; exec {ctl} -s {sock} top --interval {interval}",
-                     "/dev/null"],
-                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                top = descendant_named(term.pid, "forkpoolctl", time.monotonic() + 10)
-                time.sleep(1.0)  # attached, a few frames drawn
-                t0, m0 = cpu_ms(top), cpu_ms(proc.pid)
-                time.sleep(seconds)
-                frames = seconds * 1000 / interval
-                tops.append((cpu_ms(top) - t0) / frames)
-                masters.append((cpu_ms(proc.pid) - m0) / frames)
-                term.terminate()
-                os.kill(top, 15)
-                term.wait(timeout=10)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+        for _ in range(runs):
+            term = subprocess.Popen(
+                ["script", "-qfc", f"stty rows {rows} cols 200; exec {ctl} -s {sock} top --interval {interval}",
+                 "/dev/null"],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            top = descendant_named(term.pid, "forkpoolctl", time.monotonic() + 10)
+            time.sleep(1.0)  # attached, a few frames drawn
+            t0, m0 = cpu_ms(top), cpu_ms(proc.pid)
+            time.sleep(seconds)
+            frames = seconds * 1000 / interval
+            tops.append((cpu_ms(top) - t0) / frames)
+            masters.append((cpu_ms(proc.pid) - m0) / frames)
+            term.terminate()
+            os.kill(top, 15)
+            term.wait(timeout=10)
     fmt = lambda v: f"{statistics.median(v):.3f} [{min(v):.3f}-{max(v):.3f}]"
-    print(f"top refresh of {workers} workers on a 200x{rows} terminal, every {interval} ms, {runs} runs of {seconds:.0f} s, CPU ms per "
-          f"frame: top {fmt(tops)}, master {fmt(masters)}; {os.getloadavg()[0]:.2f} load")
+    print(f"top refresh of {workers} workers on a 200x{rows} terminal, every {interval} ms, "
+          f"{runs} runs of {seconds:.0f} s, CPU ms per frame: top {fmt(tops)}, master {fmt(masters)}; {os.getloadavg()[0]:.2f} load")
 
 
 if __name__ == "__main__":

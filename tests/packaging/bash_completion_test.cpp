@@ -22,37 +22,22 @@ namespace {
 const std::string kScript = FORKPOOL_SOURCE_DIR "/packaging/completion/forkpoolctl.bash";
 const std::string kCtl = FORKPOOL_BINARY_DIR "/ctl/forkpoolctl";
 
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-std::vector<std::string> lines_sorted(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) lines.push_back(line);
-  std::sort(lines.begin(), lines.end());
-  return lines;
-}
-
 // Runs `script` in a fresh bash after sourcing the completion file.
 RunResult in_bash(const TempDir& dir, const std::string& script) {
-  write_file(dir / "complete.sh", "set -u\nsource " + quoted(kScript) + "\n" + script);
+  write_file(dir / "complete.sh", "set -u\nsource " + shell_quoted(kScript) + "\n" + script);
   return run_command({"/bin/bash", "--norc", "--noprofile", (dir / "complete.sh").string()}, 30s);
 }
 
 // What bash would offer for the command line `forkpoolctl words...` with the cursor on
 // the last word.
 std::vector<std::string> complete(const TempDir& dir, const std::vector<std::string>& words) {
-  std::string script = "COMP_WORDS=(" + quoted(kCtl);
-  for (const auto& w : words) script += " " + quoted(w);
+  std::string script = "COMP_WORDS=(" + shell_quoted(kCtl);
+  for (const auto& w : words) script += " " + shell_quoted(w);
   script += ")\nCOMP_CWORD=" + std::to_string(words.size()) + "\n_forkpoolctl\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n";
   const auto r = in_bash(dir, script);
   INFO(r.describe());
   REQUIRE(r.exit_code == 0);
-  return lines_sorted(r.out);
+  return sorted_lines(r.out);
 }
 
 using Words = std::vector<std::string>;
@@ -104,7 +89,7 @@ TEST_CASE("every signal name the completion offers is accepted by forkpool", "[p
   TempDir dir;
   const auto r = in_bash(dir, "printf '%s\\n' $_forkpoolctl_signals\n");
   REQUIRE(r.exit_code == 0);
-  const auto names = lines_sorted(r.out);
+  const auto names = sorted_lines(r.out);
   REQUIRE(names.size() >= 10);
   for (const auto& name : names) {
     INFO(name);

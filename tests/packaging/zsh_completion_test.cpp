@@ -26,17 +26,11 @@ const std::string kCompletionDir = FORKPOOL_SOURCE_DIR "/packaging/completion";
 const std::string kCtl = FORKPOOL_BINARY_DIR "/ctl/forkpoolctl";
 using Words = std::vector<std::string>;
 
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
 // Runs `script` in `zsh -f` after compinit has read the completion's folder.
 RunResult in_zsh(const TempDir& dir, const std::string& script) {
   if (!std::filesystem::exists("/usr/bin/zsh")) skip_test("zsh is not installed (apt-get install zsh)");
   write_file(dir / "complete.zsh",
-             "fpath=(" + quoted(kCompletionDir) + " $fpath)\nautoload -Uz compinit && compinit -u -D\n"
+             "fpath=(" + shell_quoted(kCompletionDir) + " $fpath)\nautoload -Uz compinit && compinit -u -D\n"
              "compadd() { [[ $1 == -- ]] && shift; local w; for w in \"$@\"; do "
              "[[ $w == ${words[CURRENT]}* ]] && print -r -- $w; done; return 0 }\n" +
                  script);
@@ -46,19 +40,14 @@ RunResult in_zsh(const TempDir& dir, const std::string& script) {
 }
 
 Words complete(const TempDir& dir, const Words& words) {
-  std::string script = "words=(" + quoted(kCtl);
-  for (const auto& w : words) script += " " + quoted(w);
+  std::string script = "words=(" + shell_quoted(kCtl);
+  for (const auto& w : words) script += " " + shell_quoted(w);
   // A completion function returns 1 when it offers nothing.
   script += ")\nCURRENT=" + std::to_string(words.size() + 1) + "\n_forkpoolctl || true\n";
   const auto r = in_zsh(dir, script);
   INFO(r.describe());
   REQUIRE(r.exit_code == 0);
-  Words out;
-  std::istringstream in(r.out);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) out.push_back(line);
-  std::sort(out.begin(), out.end());
-  return out;
+  return sorted_lines(r.out);
 }
 
 }  // namespace

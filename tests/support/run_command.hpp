@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -119,6 +120,23 @@ inline RunResult run_command(const std::vector<std::string>& argv, std::chrono::
   result.out = detail::slurp(out_path);
   result.err = detail::slurp(err_path);
   return result;
+}
+
+// `s` as one word for sh, bash or zsh: in single quotes, each ' written as '\''.
+inline std::string shell_quoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// The non-empty lines of `text`, sorted (a program's output compared as a set).
+inline std::vector<std::string> sorted_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) lines.push_back(line);
+  std::sort(lines.begin(), lines.end());
+  return lines;
 }
 
 }  // namespace forkpool::test

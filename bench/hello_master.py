@@ -1,0 +1,41 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What bench/status_scale.py and bench/top_scale.py share: one master with one pool of
+forkpool-hello workers in a temporary folder, started and waited for, and a process's
+CPU time."""
+import contextlib
+import os
+import subprocess
+import tempfile
+
+
+def cpu_ms(pid):
+    """CPU time of a process so far (/proc/PID/schedstat), in milliseconds."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0]) / 1e6
+
+
+@contextlib.contextmanager
+def hello_master(forkpool, hello, workers):
+    """Yields (master process, control socket path) once every worker is ready; the
+    master is stopped at the end. Paths are made absolute (the master resolves a relative
+    command against the config's folder)."""
+    forkpool, hello = os.path.abspath(forkpool), os.path.abspath(hello)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = os.path.join(tmp, "forkpool.toml")
+        sock = os.path.join(tmp, "forkpool.sock")
+        with open(config, "w") as f:
+            f.write(f'[supervisor]\ncontrol_socket = "{sock}"\nshutdown_timeout = "20s"\n\n'
+                    f'[pools.web]\ncommand = ["{hello}"]\nlisten = ["tcp://127.0.0.1:0"]\nworkers = {workers}\n')
+        proc = subprocess.Popen([forkpool, "-c", config], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for line in proc.stdout:
+            if b"every pool has its workers ready" in line:
+                break
+        else:
+            raise SystemExit(f"{forkpool} exited before its workers were ready")
+        # Keeps reading the log so the master never blocks on a full pipe.
+        subprocess.Popen(["cat"], stdin=proc.stdout, stdout=subprocess.DEVNULL)
+        try:
+            yield proc, sock
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
