@@ -32,7 +32,7 @@ WorkerState combine(std::uint32_t lifecycle_raw, WorkerState activity) {
 }  // namespace
 
 Reader::Reader(const std::byte* region, std::vector<const SlotActivity*> pages)
-    : header_(at<Header>(region, 0)), pages_(std::move(pages)), history_(pages_.size()) {
+    : header_(at<Header>(region, 0)), pages_(std::move(pages)) {
   pool_count_ = header_->pool_count.load(kRelaxed);
   pools_ = at<PoolBlock>(region, header_->pools_offset.load(kRelaxed));
   records_ = at<SlotRecord>(region, header_->slots_offset.load(kRelaxed));
@@ -62,8 +62,8 @@ Reader::Copy Reader::copy_worker(std::uint32_t slot) const {
   c.stale = slot < page_epochs_.size() && page_epochs_[slot] != w.epoch;
   if (c.stale || page == nullptr) return c;
   RawActivity raw;
-  const ActivityHistory& h = history_[slot];
-  const bool patient = h.epoch != w.epoch || !h.unsettled;
+  // A slot never validated before has no history yet: a reader is patient with it.
+  const bool patient = slot >= history_.size() || history_[slot].epoch != w.epoch || !history_[slot].unsettled;
   const bool ok = seqlock_read(
       page->seq,
       [&] {
@@ -80,6 +80,9 @@ Reader::Copy Reader::copy_worker(std::uint32_t slot) const {
 
 WorkerSnapshot Reader::finish_worker(Copy& c, std::int64_t now_ns) {
   WorkerSnapshot& w = c.worker;
+  // Grown to the highest slot read, not sized for every slot at once: the master reads the
+  // few slots its workers use out of room for thousands (docs/performance.md, memory).
+  if (w.slot >= history_.size()) history_.resize(w.slot + 1);
   ActivityHistory& h = history_[w.slot];
   if (h.epoch != w.epoch) h = ActivityHistory{w.epoch, 0, {}, false};
   Activity a;
