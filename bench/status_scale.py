@@ -6,7 +6,10 @@ forkpool-hello workers takes. Run by hand (never from CI or ctest).
 Starts the master, waits until every worker is ready, then sends RUNS (21) `status`
 requests on the control socket, one at a time, and prints the median and range of the
 round trip (wall) and of the master's own CPU time per request (/proc/PID/schedstat,
-which machine load affects far less).
+which machine load affects far less). The master reads each worker's /proc/PID/stat at
+most once a second (supervisor/process/worker_usage.hpp), so it prints two lines:
+"fresh", COLD_RUNS (5) requests each more than a second after the previous one (every
+worker's /proc figures are read again), and "within 1 s", RUNS requests back to back.
 """
 import os
 import socket
@@ -21,26 +24,38 @@ def main():
     forkpool, hello = sys.argv[1:3]
     workers = int(os.environ.get("WORKERS", "1000"))
     runs = int(os.environ.get("RUNS", "21"))
-    with hello_master(forkpool, hello, workers) as (proc, sock):
-        walls, cpus, size = [], [], 0
-        for _ in range(runs):
-            s = socket.socket(socket.AF_UNIX)
-            s.connect(sock)
-            c0, t0 = cpu_ms(proc.pid), time.monotonic()
-            s.sendall(b'{"cmd":"status"}\n')
-            buf = b""
-            while not buf.endswith(b"\n"):
-                d = s.recv(1 << 20)
-                if not d:
-                    break
-                buf += d
-            walls.append((time.monotonic() - t0) * 1000)
-            cpus.append(cpu_ms(proc.pid) - c0)
-            size = len(buf)
-            s.close()
+    cold_runs = int(os.environ.get("COLD_RUNS", "5"))
     fmt = lambda v: f"{statistics.median(v):.2f} [{min(v):.2f}-{max(v):.2f}]"
-    print(f"status of {workers} workers ({size} bytes), {runs} requests, ms: "
-          f"round trip {fmt(walls)}, master CPU {fmt(cpus)}; {os.getloadavg()[0]:.2f} load")
+    with hello_master(forkpool, hello, workers) as (proc, sock):
+        # The first status opens every worker's /proc/PID/stat: not counted.
+        size = ask(proc, sock)[2]
+        cold = []
+        for _ in range(cold_runs):
+            time.sleep(1.1)
+            cold.append(ask(proc, sock))
+        warm = [ask(proc, sock) for _ in range(runs)]
+    for name, rows in (("fresh", cold), ("within 1 s", warm)):
+        walls, cpus = [r[0] for r in rows], [r[1] for r in rows]
+        print(f"status of {workers} workers ({size} bytes), {name}: {len(rows)} requests, ms: "
+              f"round trip {fmt(walls)}, master CPU {fmt(cpus)}; {os.getloadavg()[0]:.2f} load")
+
+
+def ask(proc, sock):
+    """One status request: (round trip ms, master CPU ms, reply bytes)."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    c0, t0 = cpu_ms(proc.pid), time.monotonic()
+    s.sendall(b'{"cmd":"status"}\n')
+    buf = b""
+    while not buf.endswith(b"\n"):
+        d = s.recv(1 << 20)
+        if not d:
+            break
+        buf += d
+    wall = (time.monotonic() - t0) * 1000
+    cpu = cpu_ms(proc.pid) - c0
+    s.close()
+    return wall, cpu, len(buf)
 
 
 if __name__ == "__main__":

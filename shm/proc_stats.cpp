@@ -20,12 +20,18 @@ std::optional<ProcStats> read_proc_stats(pid_t pid) {
   std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
   const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
+  auto stats = read_proc_stats_from(fd);
+  ::close(fd);
+  return stats;
+}
+
+std::optional<ProcStats> read_proc_stats_from(int stat_fd) {
+  // pread at 0: the kernel writes the file afresh for every read from the start.
   char buf[1024];
   ssize_t n;
   do {
-    n = ::read(fd, buf, sizeof buf);
+    n = ::pread(stat_fd, buf, sizeof buf, 0);
   } while (n < 0 && errno == EINTR);
-  ::close(fd);
   if (n <= 0) return std::nullopt;
   const std::string_view line(buf, static_cast<std::size_t>(n));
   // Fields after the parenthesised command name, which may itself hold spaces.

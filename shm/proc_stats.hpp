@@ -17,5 +17,9 @@ struct ProcStats {
 
 // Nothing if the process is gone or /proc cannot be read.
 std::optional<ProcStats> read_proc_stats(pid_t pid);
+// The same from an open /proc/PID/stat: a descriptor that stays with the process it was
+// opened for (reads fail once it is reaped, whatever later takes its pid), and one
+// system call per read instead of three.
+std::optional<ProcStats> read_proc_stats_from(int stat_fd);
 
 }  // namespace forkpool::shm

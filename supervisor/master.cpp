@@ -196,9 +196,7 @@ std::vector<shm::OwnedFd> Master::scoreboard_fds(nlohmann::json& info) {
 MetricsHttpServer::Response Master::serve_http(std::string_view path) {
   if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", prometheus_text(status_model())};
   if (path == "/status") {
-    nlohmann::json j = status_json(status_model());
-    j["ok"] = true;
-    return {200, "application/json", j.dump() + "\n"};
+    return {200, "application/json", status_text(status_model(), true) + "\n"};
   }
   // Healthy when every started pool has at least one ready worker and can accept.
   std::string unhealthy;

@@ -80,7 +80,7 @@ void cmd_status(ControlTarget& t, ControlClient& c, const json& r) {
     const Pool& only = pool_arg(t, r, "status");
     std::erase_if(model.pools, [&](const PoolStatus& p) { return p.name != only.name(); });
   }
-  c.reply(ok(status_json(model)));
+  c.reply_text(status_text(model, true));
 }
 
 void cmd_events(ControlTarget&, ControlClient& c, const json&) {

@@ -84,6 +84,11 @@ void ControlClient::reply(const nlohmann::json& object) {
   write_raw(object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
+void ControlClient::reply_text(std::string json_line) {
+  json_line += '\n';
+  write_raw(std::move(json_line));
+}
+
 void ControlClient::error(const std::string& message) { reply({{"ok", false}, {"error", message}}); }
 
 bool ControlClient::send_fds(const nlohmann::json& first, std::span<const int> fds) {

@@ -33,6 +33,8 @@ class ControlServer;
 class ControlClient {
  public:
   void reply(const nlohmann::json& object);
+  // A reply already written as one line of JSON (without its newline).
+  void reply_text(std::string json_line);
   void error(const std::string& message);
   // From now on the client receives events; further requests are still answered.
   void subscribe() { subscribed_ = true; }

@@ -20,7 +20,8 @@ namespace forkpool::supervisor {
 // pipe pair or file per captured stream.
 int start_descriptors(const config::PoolConfig& pool);
 // Descriptors a running worker keeps open in the master: its channel end and scoreboard
-// page, its notify socket and the read end of each captured stream.
+// page, its /proc/PID/stat once read (process/worker_usage.hpp), its notify socket and
+// the read end of each captured stream.
 int kept_descriptors(const config::PoolConfig& pool);
 
 // Kept free whatever accepting wants, beyond a worker start: a control client and its

@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "supervisor/observe/status_json.hpp"
 
+#include <fmt/format.h>
+
+#include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -71,30 +75,92 @@ json percentiles_json(const Percentiles& p) {
           {"max", p.max_ms}};
 }
 
-json worker_json(const WorkerStatus& w) {
-  return {{"worker", w.worker},
-          {"slot", w.slot},
-          {"pid", w.pid},
-          {"state", text(w.state)},
-          {"role", text(w.role)},
-          {"generation", w.generation},
-          {"uptime_s", w.uptime_s},
-          {"handled", w.handled},
-          {"in_flight", w.in_flight},
-          {"current_ms", w.current_ms},
-          {"restarts", w.restarts},
-          {"last_exit", text_or_null(w.last_exit)},
-          {"rss_bytes", w.rss_bytes},
-          {"cpu_s", w.cpu_s},
-          {"status", text_or_null(w.status_text)},
-          {"last_error", text_or_null(w.last_error)}};
+// The text of one JSON string as nlohmann::json::dump writes it (UTF-8 kept, control
+// characters escaped), after the same repair as text().
+void append_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t n = utf8_sequence(s, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+      continue;
+    }
+    const char c = s[i];
+    if (n > 1) {
+      out.append(s, i, n);
+    } else if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) >= 0x20) {
+      out += c;
+    } else if (c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t') {
+      out += '\\';
+      out += c == '\b' ? 'b' : c == '\f' ? 'f' : c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+    } else {
+      fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned>(c));
+    }
+    i += n;
+  }
+  out += '"';
+}
+
+void append_string_or_null(std::string& out, std::string_view s) {
+  if (s.empty())
+    out += "null";
+  else
+    append_string(out, s);
+}
+
+// A double as nlohmann::json::dump writes it: shortest round trip, a whole number with
+// ".0", and null for what JSON cannot hold.
+void append_double(std::string& out, double v) {
+  if (!std::isfinite(v)) {
+    out += "null";
+    return;
+  }
+  const std::size_t start = out.size();
+  fmt::format_to(std::back_inserter(out), "{}", v);
+  if (out.find_first_of(".e", start) == std::string::npos) out += ".0";
+}
+
+// One worker's object, written straight into the reply: a pool of 1,000 workers is
+// answered without building 1,000 JSON trees (issue 15: `status` in under 5 ms). Keys in
+// the order nlohmann::json (a sorted map) writes them, so the reply reads the same as
+// the rest of it.
+void append_worker(std::string& out, const WorkerStatus& w) {
+  out += "{\"cpu_s\":";
+  append_double(out, w.cpu_s);
+  out += ",\"current_ms\":";
+  append_double(out, w.current_ms);
+  fmt::format_to(std::back_inserter(out), ",\"generation\":{},\"handled\":{},\"in_flight\":{},\"last_error\":",
+                 w.generation, w.handled, w.in_flight);
+  append_string_or_null(out, w.last_error);
+  out += ",\"last_exit\":";
+  append_string_or_null(out, w.last_exit);
+  fmt::format_to(std::back_inserter(out), ",\"pid\":{},\"restarts\":{},\"role\":", w.pid, w.restarts);
+  append_string(out, w.role);
+  fmt::format_to(std::back_inserter(out), ",\"rss_bytes\":{},\"slot\":{},\"state\":", w.rss_bytes, w.slot);
+  append_string(out, w.state);
+  out += ",\"status\":";
+  append_string_or_null(out, w.status_text);
+  out += ",\"uptime_s\":";
+  append_double(out, w.uptime_s);
+  fmt::format_to(std::back_inserter(out), ",\"worker\":{}}}", w.worker);
+}
+
+// `object` dumped, with `key` (which sorts after all its keys) appended holding the text
+// `value`.
+void append_with_last(std::string& out, const json& object, std::string_view key, std::string_view value) {
+  const std::string head = object.dump(-1, ' ', false, json::error_handler_t::replace);
+  out.append(head, 0, head.size() - 1);
+  if (!object.empty()) out += ',';
+  fmt::format_to(std::back_inserter(out), "\"{}\":{}}}", key, value);
 }
 
 json pool_json(const PoolStatus& p) {
   json listeners = json::array();
   for (const auto& l : p.listeners) listeners.push_back(text(l));
-  json workers = json::array();
-  for (const auto& w : p.workers) workers.push_back(worker_json(w));
   return {{"name", text(p.name)},
           {"state", text(p.state)},
           {"dispatch", text(p.dispatch)},
@@ -136,8 +202,7 @@ json pool_json(const PoolStatus& p) {
           {"failed_reason", text_or_null(p.failed_reason)},
           {"accept_paused", text_or_null(p.accept_paused)},
           {"duration_ms", percentiles_json(p.duration)},
-          {"queue_wait_ms", percentiles_json(p.queue_wait)},
-          {"workers", std::move(workers)}};
+          {"queue_wait_ms", percentiles_json(p.queue_wait)}};
 }
 
 // Readers for status_from_json: each leaves `out` alone unless the key holds a value of
@@ -269,20 +334,37 @@ PoolStatus pool_from(const json& j) {
 
 }  // namespace
 
-json status_json(const StatusModel& model) {
-  json pools = json::array();
-  for (const auto& p : model.pools) pools.push_back(pool_json(p));
-  return {{"master",
-           {{"pid", model.master_pid},
-            {"version", text(model.version)},
-            {"config", text(model.config_file)},
-            {"state", text(model.state)},
-            {"uptime_s", model.uptime_s},
-            {"upgrades", model.upgrades},
-            {"last_upgrade", model.last_upgrade}}},
-          {"generation", model.generation},
-          {"pools", std::move(pools)}};
+std::string status_text(const StatusModel& model, bool ok) {
+  std::string pools = "[";
+  std::string workers;
+  for (const auto& p : model.pools) {
+    workers.assign("[");
+    for (const auto& w : p.workers) {
+      if (workers.size() > 1) workers += ',';
+      append_worker(workers, w);
+    }
+    workers += ']';
+    if (pools.size() > 1) pools += ',';
+    append_with_last(pools, pool_json(p), "workers", workers);
+  }
+  pools += ']';
+  json top = {{"master",
+               {{"pid", model.master_pid},
+                {"version", text(model.version)},
+                {"config", text(model.config_file)},
+                {"state", text(model.state)},
+                {"uptime_s", model.uptime_s},
+                {"upgrades", model.upgrades},
+                {"last_upgrade", model.last_upgrade}}},
+              {"generation", model.generation}};
+  if (ok) top["ok"] = true;
+  std::string out;
+  out.reserve(pools.size() + 512);
+  append_with_last(out, top, "pools", pools);
+  return out;
 }
+
+json status_json(const StatusModel& model) { return json::parse(status_text(model)); }
 
 StatusModel status_from_json(const json& j) {
   StatusModel m;

@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <string>
+
 #include "supervisor/observe/status_model.hpp"
 
 namespace forkpool::supervisor {
@@ -14,6 +16,9 @@ namespace forkpool::supervisor {
 // schema. Empty last_exit and status_text become null. Strings that are not valid UTF-8
 // (a worker's STATUS= text is untrusted) are repaired with U+FFFD, so dump() never throws.
 // The raw histograms are not part of the schema; their percentiles are.
+// status_text is that document as text, written directly (a pool of 1,000 workers is
+// answered in a few milliseconds), with "ok": true added when `ok`; status_json parses it.
+std::string status_text(const StatusModel& model, bool ok = false);
 nlohmann::json status_json(const StatusModel& model);
 
 // The inverse. Missing keys, null and values of the wrong type leave the default, so a

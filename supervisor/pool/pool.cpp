@@ -7,6 +7,7 @@
 #include <csignal>
 #include <stdexcept>
 
+#include "base/clock.hpp"
 #include "base/resources.hpp"
 #include "shm/proc_stats.hpp"
 #include "supervisor/process/descendants.hpp"
@@ -292,10 +293,12 @@ void Pool::sample_memory() {
   // Shared and plain pools: the worker's whole process tree (see Pool::status).
   std::optional<ProcessTable> table;
   if (!dispatcher_) table = ProcessTable::read();
+  const std::int64_t now_ns = base::monotonic_ns();
   for (auto& s : slots_) {
     if (!s->process) continue;
     const pid_t pid = s->process->pid();
-    auto stats = table ? tree_stats(pid, *table) : shm::read_proc_stats(pid);
+    // Read now, whatever status read a moment ago: this is what max_memory acts on.
+    auto stats = table ? tree_stats(pid, *table) : s->process->usage(now_ns, std::chrono::nanoseconds(0));
     if (!stats) continue;
     ctx_.scoreboard->set_usage(s->process->identity().scoreboard_slot, stats->rss_bytes, stats->cpu_time_us);
     if (config_->max_memory > 0 && stats->rss_bytes > config_->max_memory && !s->replacement &&

@@ -79,7 +79,7 @@ PoolStatus Pool::status() const {
   // in its process tree. One pass over /proc serves every worker of the pool.
   std::optional<ProcessTable> table;
   if (!master_dispatch) table = ProcessTable::read();
-  auto usage = [&](pid_t pid) { return table ? tree_stats(pid, *table) : shm::read_proc_stats(pid); };
+  auto usage = [&](const WorkerProcess& proc) { return table ? tree_stats(proc.pid(), *table) : proc.usage(now_ns); };
   auto add = [&](const Slot& slot, const WorkerProcess& proc, const char* role) {
     const unsigned worker = slot.index;
     const shm::WorkerSnapshot snap = ctx_.scoreboard->read_worker(proc.identity().scoreboard_slot);
@@ -111,7 +111,7 @@ PoolStatus Pool::status() const {
       w.current_ms = snap.busy_since_ns > 0 ? static_cast<double>(now_ns - snap.busy_since_ns) / 1e6 : 0.0;
       w.state = std::string(shm::to_string(snap.state));
     }
-    if (auto stats = usage(proc.pid())) {
+    if (auto stats = usage(proc)) {
       w.rss_bytes = stats->rss_bytes;
       w.cpu_s = static_cast<double>(stats->cpu_time_us) / 1e6;
     }

@@ -404,6 +404,7 @@ void WorkerProcess::reaped() {
   read_channel(true);
   if (bad_parks_) bad_parks_->flush();
   channel_->close();
+  usage_.forget();
   if (access_log::enabled()) {
     const auto now = Clock::now();
     for (const auto& [id, c] : held_)

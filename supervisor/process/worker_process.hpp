@@ -25,6 +25,7 @@
 #include "supervisor/process/spawner.hpp"
 #include "supervisor/process/stop_plan.hpp"
 #include "supervisor/process/worker_phase.hpp"
+#include "supervisor/process/worker_usage.hpp"
 #include "supervisor/upgrade/state_reader.hpp"
 #include "supervisor/upgrade/state_writer.hpp"
 #include "supervisor/pool/respawn_policy.hpp"
@@ -123,6 +124,10 @@ class WorkerProcess {
   bool exit_expected() const { return exit_expected_; }
   std::chrono::milliseconds uptime() const;
   const std::string& status_text() const { return status_text_; }
+  // RSS and CPU time, at most `max_age` old (worker_usage.hpp).
+  std::optional<shm::ProcStats> usage(std::int64_t now_ns, std::chrono::nanoseconds max_age = kUsageMaxAge) const {
+    return usage_.read(pid_, now_ns, max_age);
+  }
 
   void mark_ready();
   // A reload changed only master-side settings (timeouts, max_inflight...): the worker
@@ -205,6 +210,7 @@ class WorkerProcess {
   std::optional<Clock::time_point> ready_at_;
   bool exit_expected_ = false;
   std::string status_text_;
+  mutable WorkerUsage usage_;
 
   std::unique_ptr<WorkerChannel> channel_;
   std::unique_ptr<NotifySocket> notify_;

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <string>
@@ -295,6 +296,37 @@ TEST_CASE("status_from_json inverts status_json except for the raw histograms", 
   CHECK(back.pools[1].spawn_failed == 3);
   CHECK(back.pools[1].workers[2].last_error == m.pools[1].workers[2].last_error);
   CHECK(back.pools[0].duration_histogram.count == 0);  // not part of the schema
+}
+
+TEST_CASE("status_text writes what nlohmann::json would, byte for byte", "[status][json]") {
+  StatusModel m = make_model();
+  // Worker fields written by hand in status_text: awkward strings and doubles.
+  WorkerStatus& w = m.pools[0].workers[0];
+  w.status_text = "quote \" backslash \\ tab \t nl \n cr \r bs \b ff \f ctl \x01\x1f del \x7f";
+  w.last_exit = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 bad \xff \xc3 end";
+  w.state = "/slash/ and unicode \u2028";
+  w.uptime_s = 3.0;
+  w.current_ms = 1e-7;
+  w.cpu_s = 1e21;
+  m.pools[0].workers[1].uptime_s = std::numeric_limits<double>::quiet_NaN();
+  m.pools[0].workers[1].cpu_s = -std::numeric_limits<double>::infinity();
+  m.pools[0].workers[2].current_ms = 0.1 + 0.2;
+  m.pools[0].workers[2].rss_bytes = std::numeric_limits<std::uint64_t>::max();
+  m.pools[1].workers.clear();  // an empty array
+
+  for (const bool ok : {false, true}) {
+    const std::string text = status_text(m, ok);
+    const json parsed = json::parse(text);
+    CHECK(text == parsed.dump(-1, ' ', false, json::error_handler_t::replace));
+    CHECK(parsed.contains("ok") == ok);
+  }
+  const json j = status_json(m);
+  CHECK(j["pools"][0]["workers"][0]["status"].get<std::string>().find("ctl \x01\x1f del \x7f") != std::string::npos);
+  CHECK(j["pools"][0]["workers"][0]["last_exit"] == "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 bad \xef\xbf\xbd \xef\xbf\xbd end");
+  CHECK(j["pools"][0]["workers"][0]["uptime_s"].is_number_float());
+  CHECK(j["pools"][0]["workers"][1]["uptime_s"].is_null());
+  CHECK(j["pools"][0]["workers"][2]["rss_bytes"] == std::numeric_limits<std::uint64_t>::max());
+  CHECK(j["pools"][1]["workers"] == json::array());
 }
 
 TEST_CASE("status_from_json tolerates missing keys, nulls and wrong types", "[status][json]") {
