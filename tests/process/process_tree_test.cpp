@@ -13,6 +13,7 @@
 
 #include "shm/proc_stats.hpp"
 #include "supervisor/process/descendants.hpp"
+#include "supervisor/process/worker_usage.hpp"
 #include "support/wait_until.hpp"
 
 using forkpool::supervisor::ProcessTable;
@@ -81,4 +82,46 @@ TEST_CASE("a worker's process tree holds its grandchildren and their memory", "[
   guard.child = 0;
   // A process that is gone has no stats, tree or not.
   CHECK_FALSE(tree_stats(child, ProcessTable::read()).has_value());
+}
+
+TEST_CASE("a worker's usage is read through a kept /proc descriptor at most once per max age, and never after its reap",
+          "[process][usage]") {
+  using forkpool::supervisor::WorkerUsage;
+  // A child that spins: its CPU time grows between two real reads.
+  const pid_t child = ::fork();
+  if (child == 0) {
+    volatile unsigned long spins = 0;
+    for (;;) spins = spins + 1;
+  }
+  REQUIRE(child > 0);
+  TreeGuard guard{child};
+
+  WorkerUsage usage;
+  const std::int64_t t0 = 1'000'000'000;
+  const auto first = usage.read(child, t0);
+  REQUIRE(first);
+  CHECK(first->rss_bytes > 0);
+  // Within the max age the figures are not read again, however much the child spun.
+  REQUIRE(wait_until([&] {
+    const auto direct = forkpool::shm::read_proc_stats(child);
+    return direct && direct->cpu_time_us > first->cpu_time_us + 20'000;
+  }, std::chrono::seconds(10)));
+  const auto cached = usage.read(child, t0 + 999'000'000);
+  REQUIRE(cached);
+  CHECK(cached->cpu_time_us == first->cpu_time_us);
+  // Past it, or with a max age of 0, they are.
+  const auto later = usage.read(child, t0 + 1'000'000'000);
+  REQUIRE(later);
+  CHECK(later->cpu_time_us > first->cpu_time_us);
+  const auto now = usage.read(child, t0 + 1'000'000'001, std::chrono::nanoseconds(0));
+  REQUIRE(now);
+  CHECK(now->cpu_time_us >= later->cpu_time_us);
+
+  // Reaped: the kept descriptor reads nothing, even though it was opened for this pid.
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  guard.child = 0;
+  CHECK_FALSE(usage.read(child, t0 + 3'000'000'000, std::chrono::nanoseconds(0)));
+  usage.forget();
+  CHECK_FALSE(usage.read(-1, t0 + 4'000'000'000, std::chrono::nanoseconds(0)));
 }
