@@ -3,7 +3,7 @@
 # bench/run.sh: forkpool against a plain C prefork reference server, side by side, in
 # one run. Run by hand on a quiet machine; never from CI or ctest (docs/performance.md).
 #
-#   bench/run.sh                    # build the release preset, then measure (~7 minutes)
+#   bench/run.sh                    # build the release preset, then measure (~9 minutes)
 #   SKIP_BUILD=1 bench/run.sh       # measure the binaries already in build/release
 #   RUNS=5 DURATION=10 bench/run.sh # more and longer runs
 #
@@ -25,7 +25,10 @@
 #      keep-alive clients (KA_SLOW_CONNS slow, FAST_CONNS fast) on max_inflight = 1
 #      pools, worker-held keep-alive against parked; and plain keep-alive throughput
 #      (CONNS connections, max_inflight MAX_INFLIGHT) parked against worker-held, which
-#      is the price of one PARK and one resume per request.
+#      is the price of one PARK and one resume per request;
+#   5. (EXTRAS=1, the default) a SIGKILLed worker replaced and serving
+#      (bench/respawn.py), 64 workers started (bench/startup.py), each against
+#      prefork_ref, and the master's memory with 4 workers (bench/master_memory.sh).
 # Servers run on SERVER_CPU (forkpool's workers inherit the master's affinity), the
 # load generators on CLIENT_CPU.
 set -euo pipefail
@@ -397,3 +400,18 @@ for l in open(sys.argv[2]):
     name, complete, failed, rps = (l.rstrip("\n").split("\t") + ["", "", ""])[:4]
     print("| %s | %s | %s | %s |" % (label[name], complete or "-", failed or "-", rps or "-"))
 PY
+
+# --- respawn, start-up and memory ---------------------------------------------------
+# The other figures of issue 15's table, each against prefork_ref in the same run (their
+# scripts say how they measure; docs/performance.md). The servers above are stopped first.
+cleanup
+trap - EXIT
+if [[ ${EXTRAS:-1} == 1 ]]; then
+  printf '\n## Respawn (bench/respawn.py)\n\n```\n'
+  RUNS=${RESPAWN_RUNS:-7} python3 "$ROOT/bench/respawn.py" "$FORKPOOL" "$HELLO" "$REF"
+  printf '```\n\n## Start-up of 64 workers (bench/startup.py)\n\n```\n'
+  WORKERS=64 python3 "$ROOT/bench/startup.py" "$FORKPOOL" "$HELLO" "$REF"
+  printf '```\n\n## Master memory, 4 workers (bench/master_memory.sh)\n\n```\n'
+  SKIP_BUILD=1 BUILD=$BUILD SIZES=4 "$ROOT/bench/master_memory.sh" 2>&1 | tail -n +3
+  printf '```\n'
+fi

@@ -10,7 +10,7 @@
  * probe before a server-side close), so that a ratio against it measures what forkpool adds.
  *
  *   prefork_ref --listen 127.0.0.1:PORT --workers N --mode reuseport|shared|fdpass
- *               [--max-inflight N]
+ *               [--max-inflight N] [--respawn]
  *
  * reuseport: every child opens its own SO_REUSEPORT listener and the kernel
  *            spreads connections over them by a hash of the 4-tuple.
@@ -28,8 +28,10 @@
  * PORT may be 0: the parent picks a free port and prints it. The parent
  * prints "prefork_ref: listening on HOST:PORT" once every child is set up,
  * forwards SIGTERM/SIGINT to the children and exits when they are gone.
- * This is a benchmark tool: it does not respawn children and skips request
- * bodies only by Content-Length (no chunked bodies). */
+ * --respawn (shared mode): a child that dies is replaced at once by a fresh fork of
+ * the parent, which is the C limit of "a SIGKILLed worker replaced and serving"
+ * (bench/respawn.py). Without it the parent does not respawn children. It skips
+ * request bodies only by Content-Length (no chunked bodies). */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -463,6 +465,7 @@ struct worker_state {
 static struct worker_state pool[MAX_WORKERS];
 static int pool_size;
 static int max_inflight = 1;
+static bool respawn = false; /* --respawn: replace a child that dies (shared mode) */
 static uint64_t idle_clock;
 static int queue[QUEUE_CAP];
 static size_t queue_head, queue_len;
@@ -695,7 +698,7 @@ static _Noreturn void child_fdpass_main(int worker, int chan) {
 
 static void usage(FILE* f) {
   fprintf(f, "usage: prefork_ref --listen HOST:PORT [--workers N] [--mode reuseport|shared|fdpass]\n"
-             "                   [--max-inflight N]\n");
+             "                   [--max-inflight N] [--respawn (shared mode)]\n");
 }
 
 int main(int argc, char** argv) {
@@ -706,6 +709,10 @@ int main(int argc, char** argv) {
     if (strcmp(argv[i], "--help") == 0) {
       usage(stdout);
       return 0;
+    }
+    if (strcmp(argv[i], "--respawn") == 0) {
+      respawn = true;
+      continue;
     }
     if (i + 1 >= argc) {
       usage(stderr);
@@ -729,12 +736,14 @@ int main(int argc, char** argv) {
       }
     } else if (strcmp(argv[i], "--max-inflight") == 0) {
       max_inflight = atoi(argv[++i]);
+
     } else {
       usage(stderr);
       return 2;
     }
   }
-  if (listen_spec == NULL || workers < 1 || workers > MAX_WORKERS || max_inflight < 1) {
+  if (listen_spec == NULL || workers < 1 || workers > MAX_WORKERS || max_inflight < 1 ||
+      (respawn && mode != MODE_SHARED)) {
     usage(stderr);
     return 2;
   }
@@ -827,7 +836,14 @@ int main(int argc, char** argv) {
     }
     int status;
     pid_t p = wait(&status);
-    if (p > 0) {
+    if (p > 0 && respawn && !stop_requested) {
+      for (int w = 0; w < workers; w++) {
+        if (pids[w] != p) continue;
+        pids[w] = fork();
+        if (pids[w] < 0) die("fork");
+        if (pids[w] == 0) child_main(w);
+      }
+    } else if (p > 0) {
       alive--;
       if (!stop_requested) fprintf(stderr, "prefork_ref: child %ld exited unexpectedly\n", (long)p);
     } else if (errno != EINTR) {
