@@ -73,7 +73,7 @@ def wait_serving(port, deadline):
     while time.monotonic() < deadline:
         if get_ok(port, 1.0):
             return True
-        time.sleep(0.005)
+        time.sleep(0.0002)
     return False
 
 
