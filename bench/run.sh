@@ -407,10 +407,13 @@ PY
 cleanup
 trap - EXIT
 if [[ ${EXTRAS:-1} == 1 ]]; then
+  # Debian's python3, which has python3-gunicorn, even where another python3 comes first.
+  PY=/usr/bin/python3
+  [[ -x $PY ]] || PY=python3
   printf '\n## Respawn (bench/respawn.py)\n\n```\n'
-  RUNS=${RESPAWN_RUNS:-7} python3 "$ROOT/bench/respawn.py" "$FORKPOOL" "$HELLO" "$REF"
+  RUNS=${RESPAWN_RUNS:-7} "$PY" "$ROOT/bench/respawn.py" "$FORKPOOL" "$HELLO" "$REF"
   printf '```\n\n## Start-up of 64 workers (bench/startup.py)\n\n```\n'
-  WORKERS=64 python3 "$ROOT/bench/startup.py" "$FORKPOOL" "$HELLO" "$REF"
+  WORKERS=64 "$PY" "$ROOT/bench/startup.py" "$FORKPOOL" "$HELLO" "$REF"
   printf '```\n\n## Master memory, 4 workers (bench/master_memory.sh)\n\n```\n'
   SKIP_BUILD=1 BUILD=$BUILD SIZES=4 "$ROOT/bench/master_memory.sh" 2>&1 | tail -n +3
   printf '```\n'
