@@ -15,25 +15,31 @@ def cpu_ms(pid):
 
 
 @contextlib.contextmanager
-def hello_master(forkpool, hello, workers):
+def hello_master(forkpool, hello, workers, pool_settings="", prefix=()):
     """Yields (master process, control socket path) once every worker is ready; the
     master is stopped at the end. Paths are made absolute (the master resolves a relative
-    command against the config's folder)."""
+    command against the config's folder). `pool_settings`: more TOML lines for the pool;
+    `prefix`: a command the master runs under (taskset)."""
     forkpool, hello = os.path.abspath(forkpool), os.path.abspath(hello)
     with tempfile.TemporaryDirectory() as tmp:
         config = os.path.join(tmp, "forkpool.toml")
         sock = os.path.join(tmp, "forkpool.sock")
         with open(config, "w") as f:
             f.write(f'[supervisor]\ncontrol_socket = "{sock}"\nshutdown_timeout = "20s"\n\n'
-                    f'[pools.web]\ncommand = ["{hello}"]\nlisten = ["tcp://127.0.0.1:0"]\nworkers = {workers}\n')
-        proc = subprocess.Popen([forkpool, "-c", config], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                    f'[pools.web]\ncommand = ["{hello}"]\nlisten = ["tcp://127.0.0.1:0"]\nworkers = {workers}\n'
+                    f'{pool_settings}')
+        proc = subprocess.Popen([*prefix, forkpool, "-c", config], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        port = None
         for line in proc.stdout:
+            if b"listens on tcp://127.0.0.1:" in line and port is None:
+                port = int(line.split(b"listens on tcp://127.0.0.1:")[1].split()[0])
             if b"every pool has its workers ready" in line:
                 break
         else:
             raise SystemExit(f"{forkpool} exited before its workers were ready")
         # Keeps reading the log so the master never blocks on a full pipe.
         subprocess.Popen(["cat"], stdin=proc.stdout, stdout=subprocess.DEVNULL)
+        proc.port = port
         try:
             yield proc, sock
         finally:
