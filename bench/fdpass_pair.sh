@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# bench/fdpass_pair.sh: forkpool's master dispatch against the C limit of the same design
+# (prefork_ref --mode fdpass), in PAIRS back-to-back pairs, to judge a few per cent where
+# bench/run.sh's three runs cannot. Run by hand on a quiet machine; never from CI or ctest.
+#
+#   bench/fdpass_pair.sh                          # build the release preset, 10 pairs, close
+#   SKIP_BUILD=1 MODE=keepalive PAIRS=20 bench/fdpass_pair.sh
+#
+# Both servers: 4 workers (children), max_inflight 1, on SERVER_CPU (0); wrk -t1 -c64 for
+# DURATION (5) s on CLIENT_CPU (1), one request per connection (MODE=close) or keep-alive.
+# Each pair starts the two servers fresh, in alternating order (forkpool first in odd
+# pairs), so drift and warm-up hit both alike. Prints every pair, then the median, mean and
+# range of the per-pair ratios (forkpool / reference) and the ratio of the medians.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${BUILD:-$ROOT/build/release}
+MODE=${MODE:-close}
+PAIRS=${PAIRS:-10}
+DURATION=${DURATION:-5}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+case $MODE in close | keepalive) ;; *) echo "MODE is close or keepalive" >&2; exit 2 ;; esac
+
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+  (cd "$ROOT" && cmake --preset release -DFORKPOOL_BENCH=ON >/dev/null &&
+    cmake --build --preset release -j2 --target forkpool forkpool-hello prefork_ref >/dev/null)
+fi
+FORKPOOL=$BUILD/supervisor/forkpool
+HELLO=$BUILD/worker/hello/forkpool-hello
+REF=$BUILD/bench/prefork_ref
+for b in "$FORKPOOL" "$HELLO" "$REF"; do [[ -x $b ]] || { echo "$b is missing (build first)" >&2; exit 1; }; done
+
+TMP=$(mktemp -d)
+SERVER=
+cleanup() {
+  [[ -n $SERVER ]] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+wait_port() { # LOG REGEX: prints the port once the line is there
+  local i
+  for i in $(seq 200); do
+    if grep -q "$2" "$1" 2>/dev/null; then
+      sed -n "s/.*127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p" "$1" | head -1
+      return
+    fi
+    sleep 0.05
+  done
+  echo "no '$2' in $1: $(tail -3 "$1")" >&2
+  exit 1
+}
+
+measure() { # PORT: requests/s of one wrk run
+  taskset -c "$CLIENT_CPU" wrk -t1 -c64 -d"${DURATION}s" -s "$ROOT/bench/lua/$MODE.lua" \
+    "http://127.0.0.1:$1/" | sed -n 's/^RESULT rps=\([0-9.]*\).*errors=\([0-9]*\) status=\([0-9]*\)$/\1 \2 \3/p'
+}
+
+run_forkpool() {
+  printf '[supervisor]\ncontrol_socket = "%s/fp.sock"\nlog_level = "info"\n\n[pools.web]\ncommand = ["%s"]\nlisten = ["tcp://127.0.0.1:0"]\nworkers = 4\nmax_inflight = 1\n' \
+    "$TMP" "$HELLO" >"$TMP/fp.toml"
+  taskset -c "$SERVER_CPU" "$FORKPOOL" -c "$TMP/fp.toml" >"$TMP/fp.log" 2>&1 &
+  SERVER=$!
+  wait_port "$TMP/fp.log" 'master.ready' >/dev/null
+  measure "$(wait_port "$TMP/fp.log" 'listens on')"
+  kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
+}
+
+run_reference() {
+  taskset -c "$SERVER_CPU" "$REF" --listen 127.0.0.1:0 --workers 4 --mode fdpass --max-inflight 1 \
+    >"$TMP/ref.log" 2>&1 &
+  SERVER=$!
+  measure "$(wait_port "$TMP/ref.log" 'listening on')"
+  kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
+}
+
+echo "forkpool master dispatch vs prefork_ref fdpass, $MODE, 4 workers, max_inflight 1," \
+  "$PAIRS pairs of ${DURATION}s; $(uptime | sed 's/.*load/load/')"
+: >"$TMP/pairs"
+for ((i = 1; i <= PAIRS; i++)); do
+  if ((i % 2)); then f=$(run_forkpool); r=$(run_reference); else r=$(run_reference); f=$(run_forkpool); fi
+  echo "pair $i: forkpool $f | reference $r (req/s errors non-2xx)"
+  echo "$f $r" >>"$TMP/pairs"
+done
+python3 - "$TMP/pairs" <<'PY'
+import statistics, sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+fp, ref = [r[0] for r in rows], [r[3] for r in rows]
+errors = sum(r[1] + r[2] + r[4] + r[5] for r in rows)
+ratios = [f / x for f, x in zip(fp, ref)]
+print(f"per-pair ratio: median {statistics.median(ratios):.3f}, mean {statistics.mean(ratios):.3f}, "
+      f"range {min(ratios):.3f}-{max(ratios):.3f}; ratio of medians "
+      f"{statistics.median(fp) / statistics.median(ref):.3f}; errors {errors:.0f}")
+PY
+echo "after: $(uptime | sed 's/.*load/load/')"
