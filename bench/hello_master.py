@@ -1,11 +1,37 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What bench/status_scale.py and bench/top_scale.py share: one master with one pool of
-forkpool-hello workers in a temporary folder, started and waited for, and a process's
-CPU time."""
+"""What the Python benchmarks share: one master with one pool of forkpool-hello workers
+in a temporary folder, started and waited for; a process's CPU time; a free port; one
+control-socket request."""
 import contextlib
+import json
 import os
+import socket
 import subprocess
 import tempfile
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def control_request(sock, request):
+    """Sends one request (a dict) on the control socket; returns the raw reply line."""
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(sock)
+    c.sendall(json.dumps(request).encode() + b"\n")
+    buf = b""
+    while not buf.endswith(b"\n"):
+        d = c.recv(1 << 20)
+        if not d:
+            break
+        buf += d
+    c.close()
+    return buf
 
 
 def cpu_ms(pid):

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from hello_master import cpu_ms, hello_master
+from hello_master import control_request, cpu_ms, hello_master
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -91,17 +91,7 @@ def one_request_each(port, n, keep):
 
 
 def parked_now(sock):
-    c = socket.socket(socket.AF_UNIX)
-    c.connect(sock)
-    c.sendall(b'{"cmd":"status"}\n')
-    buf = b""
-    while not buf.endswith(b"\n"):
-        d = c.recv(1 << 20)
-        if not d:
-            break
-        buf += d
-    c.close()
-    return json.loads(buf)["pools"][0]["counters"]["parked_now"]
+    return json.loads(control_request(sock, {"cmd": "status"}))["pools"][0]["counters"]["parked_now"]
 
 
 def wrk_close(port, duration):

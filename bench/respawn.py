@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """bench/respawn.py FORKPOOL HELLO PREFORK_REF: how long a pool goes without a worker
 after one is SIGKILLed, until its replacement has answered a request. Run by hand (never
-from CI or ctest); bench/respawn.sh builds and passes the binaries.
+from CI or ctest); bench/run.sh runs it at its end with the release binaries.
 
 Every server runs ONE worker, so nothing else can answer: the time measured is from the
 kill(2) until the first complete "200 OK" to a client that starts asking right after the
@@ -30,15 +30,9 @@ import sys
 import tempfile
 import time
 
+from hello_master import free_port
+
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def children(pid):

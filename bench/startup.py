@@ -21,19 +21,7 @@ import tempfile
 import threading
 import time
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def cpu_ms(pid):
-    # /proc/PID/schedstat: time spent on a CPU in nanoseconds (the first field); finer
-    # than utime+stime in /proc/PID/stat, which count clock ticks.
-    with open(f"/proc/{pid}/schedstat") as f:
-        return int(f.read().split()[0]) / 1e6
+from hello_master import cpu_ms, free_port
 
 
 def first_response(port, t0, deadline, out):

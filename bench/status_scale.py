@@ -12,12 +12,11 @@ most once a second (supervisor/process/worker_usage.hpp), so it prints two lines
 worker's /proc figures are read again), and "within 1 s", RUNS requests back to back.
 """
 import os
-import socket
 import statistics
 import sys
 import time
 
-from hello_master import cpu_ms, hello_master
+from hello_master import control_request, cpu_ms, hello_master
 
 
 def main():
@@ -42,20 +41,9 @@ def main():
 
 def ask(proc, sock):
     """One status request: (round trip ms, master CPU ms, reply bytes)."""
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(sock)
     c0, t0 = cpu_ms(proc.pid), time.monotonic()
-    s.sendall(b'{"cmd":"status"}\n')
-    buf = b""
-    while not buf.endswith(b"\n"):
-        d = s.recv(1 << 20)
-        if not d:
-            break
-        buf += d
-    wall = (time.monotonic() - t0) * 1000
-    cpu = cpu_ms(proc.pid) - c0
-    s.close()
-    return wall, cpu, len(buf)
+    reply = control_request(sock, {"cmd": "status"})
+    return (time.monotonic() - t0) * 1000, cpu_ms(proc.pid) - c0, len(reply)
 
 
 if __name__ == "__main__":
