@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "supervisor/process/worker_process.hpp"
+#include "supervisor/process/signal_handlers.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -475,6 +476,12 @@ void WorkerProcess::stop(StopPlan plan, bool requested) {
 
 void WorkerProcess::run_stop_steps() {
   const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - stop_began_);
+  // A stop signal sent to an isolated worker (PID 1 of its namespace) before it had a
+  // handler for it was dropped by the kernel: it is sent again once the handler is there.
+  if (undelivered_signal_ != 0 && catches_signal(pid_, undelivered_signal_).value_or(true)) {
+    signal(undelivered_signal_, false);
+    undelivered_signal_ = 0;
+  }
   while (stop_step_ < stop_plan_.size() && stop_plan_[stop_step_].after <= elapsed) {
     const StopStep& step = stop_plan_[stop_step_++];
     if (stop_step_ > 1)
@@ -493,11 +500,19 @@ void WorkerProcess::run_stop_steps() {
     // to a running worker could undo a stop of its own on its way out (a sanitizer's
     // leak check stops it under ptrace, and would wait for ever). SIGKILL needs no help.
     const bool was_stopped = step.signal != SIGKILL && stopped();
+    // Asked before sending: a handler installed in between means at worst a second
+    // delivery, never a lost one.
+    undelivered_signal_ = pool_->isolate == config::Isolation::Pid && step.signal != SIGKILL &&
+                                  step.signal != SIGSTOP && !catches_signal(pid_, step.signal).value_or(true)
+                              ? step.signal
+                              : 0;
     signal(step.signal, step.whole_group);
     if (was_stopped) signal(SIGCONT, step.whole_group);
   }
-  if (stop_step_ < stop_plan_.size())
-    stop_timer_.start(stop_plan_[stop_step_].after - elapsed, [this] { run_stop_steps(); });
+  std::optional<std::chrono::milliseconds> next;
+  if (stop_step_ < stop_plan_.size()) next = stop_plan_[stop_step_].after - elapsed;
+  if (undelivered_signal_ != 0) next = std::min(next.value_or(kUndeliveredRetry), kUndeliveredRetry);
+  if (next) stop_timer_.start(*next, [this] { run_stop_steps(); });
 }
 
 }  // namespace forkpool::supervisor

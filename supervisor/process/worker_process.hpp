@@ -234,6 +234,10 @@ class WorkerProcess {
   Clock::time_point first_protocol_error_;
   StopPlan stop_plan_;
   std::size_t stop_step_ = 0;
+  // isolate = "pid": a stop signal the worker had no handler for yet, so the kernel
+  // dropped it (PID 1 of a namespace); checked again every kUndeliveredRetry.
+  int undelivered_signal_ = 0;
+  static constexpr std::chrono::milliseconds kUndeliveredRetry{10};
   Clock::time_point stop_began_;
 };
 

@@ -10,9 +10,11 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <optional>
 
 #include "shm/proc_stats.hpp"
 #include "supervisor/process/descendants.hpp"
+#include "supervisor/process/signal_handlers.hpp"
 #include "supervisor/process/worker_usage.hpp"
 #include "support/wait_until.hpp"
 
@@ -124,4 +126,25 @@ TEST_CASE("a worker's usage is read through a kept /proc descriptor at most once
   CHECK_FALSE(usage.read(child, t0 + 3'000'000'000, std::chrono::nanoseconds(0)));
   usage.forget();
   CHECK_FALSE(usage.read(-1, t0 + 4'000'000'000, std::chrono::nanoseconds(0)));
+}
+
+TEST_CASE("catches_signal reads whether a process has a handler for a signal", "[process][signals]") {
+  using forkpool::supervisor::catches_signal;
+  struct sigaction handler{}, old_usr1{}, old_usr2{};
+  handler.sa_handler = [](int) {};
+  sigemptyset(&handler.sa_mask);
+  REQUIRE(::sigaction(SIGUSR1, &handler, &old_usr1) == 0);
+  struct sigaction dfl{};
+  dfl.sa_handler = SIG_DFL;
+  REQUIRE(::sigaction(SIGUSR2, &dfl, &old_usr2) == 0);
+  CHECK(catches_signal(::getpid(), SIGUSR1) == std::optional<bool>(true));
+  CHECK(catches_signal(::getpid(), SIGUSR2) == std::optional<bool>(false));
+  ::sigaction(SIGUSR1, &old_usr1, nullptr);
+  ::sigaction(SIGUSR2, &old_usr2, nullptr);
+  // A process that is gone: nothing to say.
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  REQUIRE(child > 0);
+  ::waitpid(child, nullptr, 0);
+  CHECK_FALSE(catches_signal(child, SIGTERM).has_value());
 }
