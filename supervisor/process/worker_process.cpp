@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "supervisor/process/worker_process.hpp"
-#include "supervisor/process/signal_handlers.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -25,6 +24,7 @@
 #include "supervisor/observe/events.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/process/exit_status.hpp"
+#include "supervisor/process/signal_handlers.hpp"
 #include "supervisor/process/spawner.hpp"
 #include "worker/protocol.h"
 
