@@ -61,4 +61,23 @@ std::optional<ProcStats> read_proc_stats_from(int stat_fd) {
   return s;
 }
 
+std::optional<std::uint64_t> read_rss_from_statm(int statm_fd) {
+  char buf[256];
+  ssize_t n;
+  do {
+    n = ::pread(statm_fd, buf, sizeof buf, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return std::nullopt;
+  // "size resident shared text lib data dt", in pages.
+  const char* const end = buf + n;
+  const char* field = static_cast<const char*>(std::memchr(buf, ' ', static_cast<std::size_t>(n)));
+  if (field == nullptr) return std::nullopt;
+  ++field;
+  std::uint64_t pages = 0;
+  const auto [stop, ec] = std::from_chars(field, end, pages);
+  if (ec != std::errc() || stop == end || *stop != ' ') return std::nullopt;
+  static const long page = ::sysconf(_SC_PAGESIZE);
+  return pages * static_cast<std::uint64_t>(page);
+}
+
 }  // namespace forkpool::shm

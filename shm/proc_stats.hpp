@@ -21,5 +21,8 @@ std::optional<ProcStats> read_proc_stats(pid_t pid);
 // opened for (reads fail once it is reaped, whatever later takes its pid), and one
 // system call per read instead of three.
 std::optional<ProcStats> read_proc_stats_from(int stat_fd);
+// The resident set in bytes from an open /proc/PID/statm (the same get_mm_rss figure as
+// stat's rss field, for half the kernel's work: statm formats seven numbers).
+std::optional<std::uint64_t> read_rss_from_statm(int statm_fd);
 
 }  // namespace forkpool::shm

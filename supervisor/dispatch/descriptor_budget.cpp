@@ -36,7 +36,7 @@ int start_descriptors(const config::PoolConfig& pool) {
 }
 
 int kept_descriptors(const config::PoolConfig& pool) {
-  // Channel end, scoreboard page, /proc/PID/stat (once status or the sampler read it).
+  // Channel end, scoreboard page, /proc/PID/statm (once status or the sampler read it).
   return 3 + (uses_notify(pool) ? 1 : 0) + stream_kept(pool.stdout_target) + stream_kept(pool.stderr_target);
 }
 

@@ -100,9 +100,21 @@ TEST_CASE("a worker's usage is read through a kept /proc descriptor at most once
 
   WorkerUsage usage;
   const std::int64_t t0 = 1'000'000'000;
+  const auto before = forkpool::shm::read_proc_stats(child);
   const auto first = usage.read(child, t0);
+  const auto after = forkpool::shm::read_proc_stats(child);
   REQUIRE(first);
+  REQUIRE(before);
+  REQUIRE(after);
+  // The figures /proc/PID/stat gives, from statm and the CPU-time clock: the resident set
+  // in bytes (the kernel's RSS counters are per-CPU and stat may read them unsummed, so
+  // not always to the page), and CPU time in microseconds between the two stat reads
+  // (stat counts in clock ticks, rounded down, so up to a tick under).
   CHECK(first->rss_bytes > 0);
+  CHECK(first->rss_bytes + 1'048'576 > after->rss_bytes);
+  CHECK(first->rss_bytes < after->rss_bytes + 1'048'576);
+  CHECK(first->cpu_time_us + 20'000 >= before->cpu_time_us);
+  CHECK(first->cpu_time_us <= after->cpu_time_us + 20'000);
   // Within the max age the figures are not read again, however much the child spun.
   REQUIRE(wait_until([&] {
     const auto direct = forkpool::shm::read_proc_stats(child);
