@@ -12,6 +12,21 @@
 
 namespace forkpool::shm {
 
+namespace {
+
+// The whole of a /proc file through its open descriptor: pread at 0, since the kernel
+// writes the file afresh for every read from the start. 0 or less: nothing read.
+template <std::size_t N>
+ssize_t read_proc_file(int fd, char (&buf)[N]) {
+  ssize_t n;
+  do {
+    n = ::pread(fd, buf, N, 0);
+  } while (n < 0 && errno == EINTR);
+  return n;
+}
+
+}  // namespace
+
 std::optional<ProcStats> read_proc_stats(pid_t pid) {
   // One open and one read of /proc/PID/stat, into a buffer on the stack: a status of a
   // pool of 1,000 workers calls this 1,000 times (docs/performance.md). Its rss field is
@@ -26,12 +41,8 @@ std::optional<ProcStats> read_proc_stats(pid_t pid) {
 }
 
 std::optional<ProcStats> read_proc_stats_from(int stat_fd) {
-  // pread at 0: the kernel writes the file afresh for every read from the start.
   char buf[1024];
-  ssize_t n;
-  do {
-    n = ::pread(stat_fd, buf, sizeof buf, 0);
-  } while (n < 0 && errno == EINTR);
+  const ssize_t n = read_proc_file(stat_fd, buf);
   if (n <= 0) return std::nullopt;
   const std::string_view line(buf, static_cast<std::size_t>(n));
   // Fields after the parenthesised command name, which may itself hold spaces.
@@ -63,10 +74,7 @@ std::optional<ProcStats> read_proc_stats_from(int stat_fd) {
 
 std::optional<std::uint64_t> read_rss_from_statm(int statm_fd) {
   char buf[256];
-  ssize_t n;
-  do {
-    n = ::pread(statm_fd, buf, sizeof buf, 0);
-  } while (n < 0 && errno == EINTR);
+  const ssize_t n = read_proc_file(statm_fd, buf);
   if (n <= 0) return std::nullopt;
   // "size resident shared text lib data dt", in pages.
   const char* const end = buf + n;
