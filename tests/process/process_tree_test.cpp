@@ -106,13 +106,15 @@ TEST_CASE("a worker's usage is read through a kept /proc descriptor at most once
   REQUIRE(first);
   REQUIRE(before);
   REQUIRE(after);
-  // The figures /proc/PID/stat gives, from statm and the CPU-time clock: the resident set
-  // in bytes (the kernel's RSS counters are per-CPU and stat may read them unsummed, so
-  // not always to the page), and CPU time in microseconds between the two stat reads
-  // (stat counts in clock ticks, rounded down, so up to a tick under).
+  // The figures /proc/PID/stat gives, from statm and the CPU-time clock. The resident set
+  // in bytes: the kernel keeps RSS in per-CPU counters that stat may read unsummed, off
+  // by up to a batch of pages per CPU, so the check is of the field and the unit (statm's
+  // first field, the VM size, or a count of pages would be far off), not of the page.
+  // CPU time in microseconds between the two stat reads (stat counts in clock ticks,
+  // rounded down, so up to a tick under for user and for system time).
   CHECK(first->rss_bytes > 0);
-  CHECK(first->rss_bytes + 1'048'576 > after->rss_bytes);
-  CHECK(first->rss_bytes < after->rss_bytes + 1'048'576);
+  CHECK(first->rss_bytes <= 2 * after->rss_bytes);
+  CHECK(after->rss_bytes <= 2 * first->rss_bytes);
   CHECK(first->cpu_time_us + 20'000 >= before->cpu_time_us);
   CHECK(first->cpu_time_us <= after->cpu_time_us + 20'000);
   // Within the max age the figures are not read again, however much the child spun.
