@@ -25,21 +25,7 @@ ssize_t read_proc_file(int fd, char (&buf)[N]) {
   return n;
 }
 
-}  // namespace
-
-std::optional<ProcStats> read_proc_stats(pid_t pid) {
-  // One open and one read of /proc/PID/stat, into a buffer on the stack: a status of a
-  // pool of 1,000 workers calls this 1,000 times (docs/performance.md). Its rss field is
-  // the resident set statm reports (both are get_mm_rss).
-  char path[32];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  auto stats = read_proc_stats_from(fd);
-  ::close(fd);
-  return stats;
-}
-
+// RSS and CPU time from an open /proc/PID/stat.
 std::optional<ProcStats> read_proc_stats_from(int stat_fd) {
   char buf[1024];
   const ssize_t n = read_proc_file(stat_fd, buf);
@@ -70,6 +56,21 @@ std::optional<ProcStats> read_proc_stats_from(int stat_fd) {
   s.rss_bytes = rss_pages * static_cast<std::uint64_t>(page);
   s.cpu_time_us = (utime + stime) * 1'000'000 / static_cast<std::uint64_t>(ticks > 0 ? ticks : 100);
   return s;
+}
+
+}  // namespace
+
+std::optional<ProcStats> read_proc_stats(pid_t pid) {
+  // One open and one read of /proc/PID/stat, into a buffer on the stack: a status of a
+  // pool of 1,000 workers calls this 1,000 times (docs/performance.md). Its rss field is
+  // the resident set statm reports (both are get_mm_rss).
+  char path[32];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  auto stats = read_proc_stats_from(fd);
+  ::close(fd);
+  return stats;
 }
 
 std::optional<std::uint64_t> read_rss_from_statm(int statm_fd) {

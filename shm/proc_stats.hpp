@@ -17,12 +17,10 @@ struct ProcStats {
 
 // Nothing if the process is gone or /proc cannot be read.
 std::optional<ProcStats> read_proc_stats(pid_t pid);
-// The same from an open /proc/PID/stat: a descriptor that stays with the process it was
-// opened for (reads fail once it is reaped, whatever later takes its pid), and one
-// system call per read instead of three.
-std::optional<ProcStats> read_proc_stats_from(int stat_fd);
-// The resident set in bytes from an open /proc/PID/statm (the same get_mm_rss figure as
-// stat's rss field, for half the kernel's work: statm formats seven numbers).
+// The resident set in bytes from an open /proc/PID/statm: a descriptor that stays with
+// the process it was opened for (reads fail once it is reaped, whatever later takes its
+// pid). The figure stat's rss field gives, for half the kernel's work: statm formats
+// seven numbers.
 std::optional<std::uint64_t> read_rss_from_statm(int statm_fd);
 
 }  // namespace forkpool::shm
