@@ -119,6 +119,7 @@ PoolStatus Pool::status() const {
     if (w.state == "idle") ++s.idle;
     s.workers.push_back(std::move(w));
   };
+  s.workers.reserve(slots_.size());  // more only while replacements or retiring workers run
   for (const auto& slot : slots_) {
     if (!slot->process && !slot->last_error.empty() && slot->wanted) {
       // Its last start failed: no process, but the slot is not forgotten.

@@ -4,13 +4,17 @@
 
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <cstring>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "shm/proc_stats.hpp"
 #include "supervisor/process/descendants.hpp"
@@ -140,6 +144,91 @@ TEST_CASE("a worker's usage is read through a kept /proc descriptor at most once
   CHECK_FALSE(usage.read(child, t0 + 3'000'000'000, std::chrono::nanoseconds(0)));
   usage.forget();
   CHECK_FALSE(usage.read(-1, t0 + 4'000'000'000, std::chrono::nanoseconds(0)));
+}
+
+namespace {
+volatile sig_atomic_t g_touch = 0;
+}  // namespace
+
+TEST_CASE("a worker's resident set is read again when it ran, or after kRssMaxAge when it did not",
+          "[process][usage]") {
+  using forkpool::supervisor::kRssMaxAge;
+  using forkpool::supervisor::WorkerUsage;
+  constexpr std::size_t kRegion = 16u << 20;
+  // Two regions the child maps but does not touch: the first filled from here while the
+  // child sleeps (process_vm_writev faults its pages into the child's memory without the
+  // child running), the second by the child itself once told to.
+  void* written = ::mmap(nullptr, kRegion, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* touched = ::mmap(nullptr, kRegion, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(written != MAP_FAILED);
+  REQUIRE(touched != MAP_FAILED);
+  struct sigaction touch{};
+  touch.sa_handler = [](int) { g_touch = 1; };
+  sigemptyset(&touch.sa_mask);
+  struct sigaction old_usr1{};
+  REQUIRE(::sigaction(SIGUSR1, &touch, &old_usr1) == 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    while (!g_touch) ::pause();
+    std::memset(touched, 1, kRegion);
+    for (;;) ::pause();
+  }
+  ::sigaction(SIGUSR1, &old_usr1, nullptr);
+  ::munmap(written, kRegion);
+  ::munmap(touched, kRegion);
+  REQUIRE(child > 0);
+  TreeGuard guard{child};
+  auto sleeping = [&] {
+    // /proc/PID/stat: "pid (comm) S ..."; the test binary's name has no ')'.
+    FILE* f = std::fopen(("/proc/" + std::to_string(child) + "/stat").c_str(), "r");
+    if (f == nullptr) return false;
+    char buf[256] = {};
+    const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    const char* close = std::strrchr(buf, ')');
+    return n > 0 && close != nullptr && close[1] == ' ' && close[2] == 'S';
+  };
+  auto direct_rss = [&] {
+    const auto d = forkpool::shm::read_proc_stats(child);
+    return d ? d->rss_bytes : 0;
+  };
+  REQUIRE(wait_until(sleeping, std::chrono::seconds(10)));
+
+  WorkerUsage usage;
+  const std::int64_t t0 = 1'000'000'000, second = 1'000'000'000;
+  const auto first = usage.read(child, t0);
+  REQUIRE(first);
+
+  std::vector<char> ones(kRegion, 1);
+  iovec local{ones.data(), kRegion}, remote{written, kRegion};
+  REQUIRE(::process_vm_writev(child, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(kRegion));
+  REQUIRE(direct_rss() >= first->rss_bytes + kRegion / 2);
+
+  // Past the max age, but the child has not run: its CPU time is read again, its
+  // resident set is not.
+  const auto idle = usage.read(child, t0 + 2 * second);
+  REQUIRE(idle);
+  CHECK(idle->cpu_time_us == first->cpu_time_us);
+  CHECK(idle->rss_bytes == first->rss_bytes);
+  // A max age of 0 (the max_memory sampler) reads it whatever the clock says.
+  const auto sampled = usage.read(child, t0 + 2 * second, std::chrono::nanoseconds(0));
+  REQUIRE(sampled);
+  CHECK(sampled->rss_bytes >= first->rss_bytes + kRegion / 2);
+  // Past kRssMaxAge after that read it is read again, run or not.
+  const std::int64_t bound = std::chrono::nanoseconds(kRssMaxAge).count();
+  const auto stale = usage.read(child, t0 + 2 * second + bound);
+  REQUIRE(stale);
+  CHECK(stale->rss_bytes >= first->rss_bytes + kRegion / 2);
+
+  // The child runs and grows: shown at the next read past the max age, well within
+  // kRssMaxAge of the last read of its resident set.
+  REQUIRE(::kill(child, SIGUSR1) == 0);
+  REQUIRE(wait_until([&] { return direct_rss() >= stale->rss_bytes + kRegion / 2 && sleeping(); },
+                     std::chrono::seconds(10)));
+  const auto ran = usage.read(child, t0 + 4 * second + bound);
+  REQUIRE(ran);
+  CHECK(ran->cpu_time_us > stale->cpu_time_us);
+  CHECK(ran->rss_bytes >= stale->rss_bytes + kRegion / 2);
 }
 
 TEST_CASE("catches_signal reads whether a process has a handler for a signal", "[process][signals]") {
