@@ -32,33 +32,6 @@ using detail::TableReader;
   throw ConfigError({Diagnostic{file.string(), 0, 0, "", std::move(message)}});
 }
 
-std::string read_config_file(const std::filesystem::path& file) {
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) fail_whole_file(file, std::string("cannot open: ") + std::strerror(errno));
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) fail_whole_file(file, std::string("cannot stat: ") + std::strerror(errno));
-  if (S_ISDIR(st.st_mode)) fail_whole_file(file, "is a directory, expected a TOML file");
-  if (!S_ISREG(st.st_mode)) fail_whole_file(file, "is not a regular file");
-  if (static_cast<std::size_t>(st.st_size) > kMaxConfigBytes)
-    fail_whole_file(file, "is " + std::to_string(st.st_size) + " bytes; a config file may be at most " +
-                              std::to_string(kMaxConfigBytes) + " bytes");
-  std::string text;
-  char buf[65536];
-  while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail_whole_file(file, std::string("cannot read: ") + std::strerror(errno));
-    if (n == 0) break;
-    text.append(buf, static_cast<std::size_t>(n));
-    if (text.size() > kMaxConfigBytes) fail_whole_file(file, "grew past the size limit while being read");
-  }
-  return text;
-}
-
 SupervisorConfig load_supervisor(TableReader& root, const std::filesystem::path& base_dir, Sink& sink) {
   SupervisorConfig s;
   s.control_socket = base_dir / "forkpool.sock";
@@ -306,6 +279,33 @@ void load_included(const std::filesystem::path& abs, Sink& sink, std::map<std::s
 }
 
 }  // namespace
+
+std::string read_config_file(const std::filesystem::path& file) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) fail_whole_file(file, std::string("cannot open: ") + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) fail_whole_file(file, std::string("cannot stat: ") + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) fail_whole_file(file, "is a directory, expected a TOML file");
+  if (!S_ISREG(st.st_mode)) fail_whole_file(file, "is not a regular file");
+  if (static_cast<std::size_t>(st.st_size) > kMaxConfigBytes)
+    fail_whole_file(file, "is " + std::to_string(st.st_size) + " bytes; a config file may be at most " +
+                              std::to_string(kMaxConfigBytes) + " bytes");
+  std::string text;
+  char buf[65536];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail_whole_file(file, std::string("cannot read: ") + std::strerror(errno));
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+    if (text.size() > kMaxConfigBytes) fail_whole_file(file, "grew past the size limit while being read");
+  }
+  return text;
+}
 
 Config load_string(std::string_view text, const std::filesystem::path& file, Includes includes) {
   Config config;

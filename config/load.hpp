@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <string>
 #include <vector>
 #include <string_view>
 
@@ -21,6 +22,10 @@ inline constexpr std::size_t kMaxIncludedFiles = 1000;
 // Whether `include` in [supervisor] reads the files it names. Skip checks the patterns
 // only (the fuzzer, which must not read whatever a pattern happens to match).
 enum class Includes { Follow, Skip };
+
+// The text of a config file: a regular file of at most kMaxConfigBytes, or ConfigError
+// saying why not ("cannot open: No such file or directory", "is a directory, ...").
+std::string read_config_file(const std::filesystem::path& file);
 
 // Throws ConfigError listing every problem in the file and the files it includes (or the
 // reason one cannot be read).

@@ -7,9 +7,6 @@
 
 #include <toml++/toml.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "config/interpolate.hpp"
 
 namespace forkpool::config {
@@ -18,14 +15,10 @@ std::filesystem::path load_control_socket(const std::filesystem::path& file) {
   const auto fail = [&](std::uint32_t line, std::uint32_t column, std::string key, std::string message) {
     throw ConfigError({Diagnostic{file.string(), line, column, std::move(key), std::move(message)}});
   };
-  std::ifstream in(file, std::ios::binary);
-  if (!in) fail(0, 0, "", "cannot open");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (text.str().size() > kMaxConfigBytes) fail(0, 0, "", "is larger than a config file may be");
+  const std::string text = read_config_file(file);
   toml::table root;
   try {
-    root = toml::parse(text.str(), file.string());
+    root = toml::parse(text, file.string());
   } catch (const toml::parse_error& e) {
     fail(static_cast<std::uint32_t>(e.source().begin.line), static_cast<std::uint32_t>(e.source().begin.column), "",
          "TOML syntax error: " + std::string(e.description()));

@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 #include <iterator>
 
 #include "config/diff.hpp"
@@ -38,9 +37,7 @@ double unix_now() {
 std::string unchanged_config_text(const config::Config& running) {
   std::string why;
   try {
-    std::ifstream in(running.file, std::ios::binary);
-    if (!in) throw upgrade::UpgradeRefused("cannot read " + running.file.string() + ": " + std::strerror(errno));
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string text = config::read_config_file(running.file);
     const config::Config file = config::load_string(text, running.file);
     const config::ConfigDiff diff = config::diff(running, file);
     if (diff.empty()) return text;

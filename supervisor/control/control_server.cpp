@@ -11,13 +11,13 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 
 #include <fmt/format.h>
 
+#include "base/proc_text.hpp"
 #include "supervisor/generation/listeners.hpp"
 #include "supervisor/observe/log.hpp"
 
@@ -38,14 +38,23 @@ struct WriteRequest {
 std::array<char, 65536> g_read_buffer;
 
 bool in_supplementary_groups(pid_t pid, gid_t group) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.starts_with("Groups:")) continue;
-    std::istringstream ss(line.substr(7));
-    gid_t g;
-    while (ss >> g)
-      if (g == group) return true;
+  const auto status = base::read_proc_text("/proc/" + std::to_string(pid) + "/status");
+  if (!status) return false;
+  constexpr std::string_view kKey = "\nGroups:";
+  const auto at = status->find(kKey);
+  if (at == std::string::npos) return false;
+  std::string_view rest(*status);
+  rest = rest.substr(at + kKey.size());
+  rest = rest.substr(0, rest.find('\n'));
+  while (!rest.empty()) {
+    const auto start = rest.find_first_not_of(" \t");
+    if (start == std::string_view::npos) break;
+    rest.remove_prefix(start);
+    gid_t g = 0;
+    const auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), g);
+    if (ec != std::errc()) break;
+    if (g == group) return true;
+    rest.remove_prefix(static_cast<std::size_t>(end - rest.data()));
   }
   return false;
 }

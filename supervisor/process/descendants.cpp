@@ -4,10 +4,11 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <string>
+
+#include "base/proc_text.hpp"
 
 namespace forkpool::supervisor {
 
@@ -25,26 +26,21 @@ void for_each_process(F&& f) {
     char* end = nullptr;
     const long pid = std::strtol(e->d_name, &end, 10);
     if (pid <= 0 || *end != '\0') continue;
-    std::ifstream stat("/proc/" + std::string(e->d_name) + "/stat");
-    std::string line;
-    if (!std::getline(stat, line)) continue;
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read on
-    // from the last ')'.
-    const auto close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(line.substr(close + 1));
-    char state = 0;
+    const auto line = base::read_proc_text("/proc/" + std::string(e->d_name) + "/stat", 1024);
+    if (!line) continue;
+    const auto fields = base::stat_fields(*line);
     long ppid = 0;
-    if (rest >> state >> ppid) f(static_cast<pid_t>(pid), static_cast<pid_t>(ppid));
+    if (fields.size() >= 2 && std::from_chars(fields[1].data(), fields[1].data() + fields[1].size(), ppid).ec == std::errc())
+      f(static_cast<pid_t>(pid), static_cast<pid_t>(ppid));
   }
   ::closedir(proc);
 }
 
 // The pid in the first field of a /proc/PID/stat line.
 long stat_pid(const std::string& path) {
-  std::ifstream in(path);
+  const auto line = base::read_proc_text(path, 1024);
   long pid = 0;
-  in >> pid;
+  if (line) std::from_chars(line->data(), line->data() + line->size(), pid);
   return pid;
 }
 

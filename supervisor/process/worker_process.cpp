@@ -11,14 +11,14 @@
 
 #include <cerrno>
 #include <algorithm>
-#include <fstream>
-#include <sstream>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <system_error>
 
 #include "base/clock.hpp"
+#include "base/proc_text.hpp"
 #include "base/resources.hpp"
 #include "supervisor/observe/access_log.hpp"
 #include "supervisor/observe/events.hpp"
@@ -423,16 +423,11 @@ namespace {
 
 // Field `n` (3 = state, 9 = flags) of /proc/PID/stat; "" when the process is gone.
 std::string stat_field(pid_t pid, int n) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return {};
-  const auto close = line.rfind(')');  // the command name may hold spaces and parentheses
-  if (close == std::string::npos) return {};
-  std::istringstream rest(line.substr(close + 1));
-  std::string field;
-  for (int i = 3; i <= n; ++i)
-    if (!(rest >> field)) return {};
-  return field;
+  const auto line = base::read_proc_text("/proc/" + std::to_string(pid) + "/stat", 1024);
+  if (!line) return {};
+  const auto fields = base::stat_fields(*line);
+  if (n < 3 || static_cast<std::size_t>(n - 3) >= fields.size()) return {};
+  return std::string(fields[static_cast<std::size_t>(n - 3)]);
 }
 
 }  // namespace
