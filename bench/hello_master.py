@@ -34,6 +34,17 @@ def control_request(sock, request):
     return buf
 
 
+def recv_until(sock, marker, chunk=4096):
+    """Reads from `sock` until `marker` has arrived or the peer closed; returns the bytes."""
+    data = b""
+    while marker not in data:
+        more = sock.recv(chunk)
+        if not more:
+            break
+        data += more
+    return data
+
+
 def cpu_ms(pid):
     """CPU time of a process so far (/proc/PID/schedstat), in milliseconds."""
     with open(f"/proc/{pid}/schedstat") as f:

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 
-from hello_master import free_port
+from hello_master import free_port, recv_until
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
@@ -50,12 +50,7 @@ def get_ok(port, timeout):
     try:
         s.connect(("127.0.0.1", port))
         s.sendall(REQUEST)
-        data = b""
-        while b"\r\n" not in data:
-            chunk = s.recv(256)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_until(s, b"\r\n", 256)
         return data.startswith(b"HTTP/1.1 200") or data.startswith(b"HTTP/1.0 200")
     except OSError:
         return False

@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 
-from hello_master import control_request, cpu_ms, hello_master
+from hello_master import control_request, cpu_ms, hello_master, recv_until
 
 
 def main():
@@ -89,12 +89,7 @@ def touch_every_worker(port, count):
     for c in conns:
         c.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
     for c in conns:
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            data = c.recv(4096)
-            if not data:
-                break
-            buf += data
+        recv_until(c, b"\r\n\r\n")
     for c in conns:
         c.close()
 
