@@ -47,6 +47,7 @@ inline std::vector<std::string_view> stat_fields(std::string_view line) {
   std::vector<std::string_view> fields;
   const auto close = line.rfind(')');
   if (close == std::string_view::npos) return fields;
+  fields.reserve(52);  // what a stat line of Linux 6 has
   std::string_view rest = line.substr(close + 1);
   while (!rest.empty()) {
     const auto start = rest.find_first_not_of(" \n");

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "base/proc_text.hpp"
+
 namespace forkpool::shm {
 
 namespace {
@@ -30,26 +32,19 @@ std::optional<ProcStats> read_proc_stats_from(int stat_fd) {
   char buf[1024];
   const ssize_t n = read_proc_file(stat_fd, buf);
   if (n <= 0) return std::nullopt;
-  const std::string_view line(buf, static_cast<std::size_t>(n));
-  // Fields after the parenthesised command name, which may itself hold spaces.
-  const auto close = line.rfind(')');
-  if (close == std::string_view::npos || close + 2 >= line.size()) return std::nullopt;
-  std::string_view rest = line.substr(close + 2);
-  std::uint64_t utime = 0, stime = 0, rss_pages = 0;
-  bool have_rss = false;
-  for (int i = 3; i <= 24 && !rest.empty(); ++i) {
-    const auto space = rest.find(' ');
-    const std::string_view field = rest.substr(0, space);
-    rest = space == std::string_view::npos ? std::string_view() : rest.substr(space + 1);
-    std::uint64_t* target = i == 14 ? &utime : i == 15 ? &stime : i == 24 ? &rss_pages : nullptr;
-    if (target == nullptr) continue;
-    std::int64_t value = 0;  // rss is signed in the kernel's format
+  // Fields 14 (utime), 15 (stime) and 24 (rss, signed in the kernel's format).
+  const auto fields = base::stat_fields(std::string_view(buf, static_cast<std::size_t>(n)));
+  if (fields.size() < 22) return std::nullopt;
+  std::uint64_t values[3] = {};
+  const std::size_t wanted[3] = {14 - 3, 15 - 3, 24 - 3};
+  for (int k = 0; k < 3; ++k) {
+    const std::string_view field = fields[wanted[k]];
+    std::int64_t value = 0;
     const auto [end, ec] = std::from_chars(field.data(), field.data() + field.size(), value);
     if (ec != std::errc() || end != field.data() + field.size()) return std::nullopt;
-    *target = value < 0 ? 0 : static_cast<std::uint64_t>(value);
-    if (i == 24) have_rss = true;
+    values[k] = value < 0 ? 0 : static_cast<std::uint64_t>(value);
   }
-  if (!have_rss) return std::nullopt;
+  const auto [utime, stime, rss_pages] = values;
   static const long ticks = ::sysconf(_SC_CLK_TCK);
   static const long page = ::sysconf(_SC_PAGESIZE);
   ProcStats s;
