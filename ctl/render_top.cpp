@@ -149,6 +149,10 @@ std::vector<std::string> render_top_frame(const TopFrame& f) {
                   format_duration(seconds(up)),
                   std::count_if(s.pools.begin(), s.pools.end(), [](const auto& p) { return p.in_use; }), live, busy, f.clock));
   lines.push_back(f.notice.empty() ? "" : paint(f.notice, Colour::Yellow, f.colour));
+  // Rows below the bottom of the terminal are counted, not built: with 1,000 workers
+  // building them was a third of a frame (docs/performance.md). So a table's columns are
+  // as wide as the rows on screen need.
+  std::size_t unbuilt = 0;
   for (const auto& p : s.pools) {
     if (!p.in_use) continue;  // a free block: no pool there
     lines.emplace_back();
@@ -158,19 +162,26 @@ std::vector<std::string> render_top_frame(const TopFrame& f) {
              "RESTARTS", "NOTE"},
             {Align::Right, Align::Right, Align::Right, Align::Left, Align::Right, Align::Right,
              Align::Right, Align::Right, Align::Right, Align::Right, Align::Right, Align::Left});
+    // Below the table's header line, up to the terminal's last line.
+    const std::size_t room = f.height == 0 ? s.workers.size()
+                             : f.height > lines.size() + unbuilt + 1 ? f.height - lines.size() - unbuilt - 1
+                                                                    : 0;
+    std::size_t rows = 0;
     for (const auto& w : s.workers) {
-      if (w.pool == p.pool && w.state != shm::WorkerState::Empty) add_worker_row(t, s, w);
+      if (w.pool != p.pool || w.state == shm::WorkerState::Empty) continue;
+      if (rows++ < room) add_worker_row(t, s, w);
     }
-    if (t.row_count() == 0) {
+    if (rows == 0) {
       lines.push_back("  (no workers)");
     } else {
       append_lines(lines, t.render(f.colour, "  "));
+      unbuilt += rows - t.row_count();
     }
   }
   for (auto& line : lines) line = truncate_to_width(line, f.width);
-  if (f.height > 0 && lines.size() > f.height) {
+  if (f.height > 0 && lines.size() + unbuilt > f.height) {
     const std::size_t keep = f.height - 1;
-    const std::size_t hidden = lines.size() - keep;
+    const std::size_t hidden = lines.size() + unbuilt - keep;
     lines.resize(keep);
     lines.push_back(
         truncate_to_width(fmt::format("... {} more lines (enlarge the window)", hidden), f.width));

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "ctl/top.hpp"
-#include "shm/proc_stats.hpp"
 
 #include <poll.h>
 #include <signal.h>
@@ -14,6 +13,7 @@
 #include <string>
 
 #include "ctl/live_scoreboard.hpp"
+#include "ctl/proc_stat_files.hpp"
 #include "ctl/render_top.hpp"
 #include "ctl/terminal.hpp"
 #include "shm/region.hpp"
@@ -27,7 +27,7 @@ namespace {
 // `height` lines shows (0: every row): /proc/PID/stat is most of a frame's cost with
 // many workers. The rows are counted as render_top_frame lays them out (two header lines;
 // per pool a blank line, its line, perhaps a scale line, the table header).
-void fill_usage(shm::ScoreboardSnapshot& snapshot, std::size_t height) {
+void fill_usage(shm::ScoreboardSnapshot& snapshot, std::size_t height, ProcStatFiles& files) {
   std::size_t row = 2;
   for (const auto& p : snapshot.pools) {
     if (!p.in_use) continue;
@@ -37,7 +37,7 @@ void fill_usage(shm::ScoreboardSnapshot& snapshot, std::size_t height) {
       if (height > 0 && row >= height) return;
       ++row;
       if (w.pid <= 0 || (w.rss_bytes > 0 && w.cpu_time_us > 0)) continue;
-      if (auto stats = shm::read_proc_stats(w.pid)) {
+      if (auto stats = files.read(w.slot, w.pid)) {
         w.rss_bytes = stats->rss_bytes;
         w.cpu_time_us = stats->cpu_time_us;
       }
@@ -106,7 +106,7 @@ class TopState {
   // `height`: the terminal's lines, 0 for no limit.
   const shm::ScoreboardSnapshot& take(std::size_t height = 0) {
     snapshot_ = live_.board.snapshot();
-    fill_usage(snapshot_, height);
+    fill_usage(snapshot_, height, stat_files_);
     const bool gone = !master_alive(snapshot_.master_pid);
     if ((gone || has_stale_pages(snapshot_, live_.epochs.size())) &&
         snapshot_.taken_monotonic_ns - last_refresh_ns_ >= kMinRefreshNs) {
@@ -150,6 +150,7 @@ class TopState {
   LiveScoreboard live_;
   shm::ScoreboardSnapshot snapshot_;
   RateTracker rates_;
+  ProcStatFiles stat_files_;
   std::string notice_;
   std::int64_t last_refresh_ns_ = 0;
 };

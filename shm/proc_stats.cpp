@@ -27,7 +27,8 @@ ssize_t read_proc_file(int fd, char (&buf)[N]) {
   return n;
 }
 
-// RSS and CPU time from an open /proc/PID/stat.
+}  // namespace
+
 std::optional<ProcStats> read_proc_stats_from(int stat_fd) {
   char buf[1024];
   const ssize_t n = read_proc_file(stat_fd, buf);
@@ -52,8 +53,6 @@ std::optional<ProcStats> read_proc_stats_from(int stat_fd) {
   s.cpu_time_us = (utime + stime) * 1'000'000 / static_cast<std::uint64_t>(ticks > 0 ? ticks : 100);
   return s;
 }
-
-}  // namespace
 
 std::optional<ProcStats> read_proc_stats(pid_t pid) {
   // One open and one read of /proc/PID/stat, into a buffer on the stack: a status of a

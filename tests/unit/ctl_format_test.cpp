@@ -330,6 +330,26 @@ TEST_CASE("ctl top frame: header, pool line with rates and percentiles, one line
   REQUIRE(lines.size() == 4);
   for (const auto& l : lines) CHECK(display_width(l) <= 30);
   CHECK(lines[3].find("more lines") != std::string::npos);
+
+  // Rows below the terminal's bottom are not built, yet counted in what is hidden.
+  for (std::uint32_t i = 3; i < 40; ++i) {
+    w.slot = i;
+    w.worker_index = i;
+    w.pid = static_cast<std::int32_t>(2000 + i);
+    w.state = shm::WorkerState::Idle;
+    w.anomalies = 0;
+    s.workers.push_back(w);
+  }
+  f.width = 0;
+  f.height = 0;
+  f.colour = false;
+  const std::size_t all = render_top_frame(f).size();
+  REQUIRE(all == 7 + 37);
+  f.height = 12;
+  lines = render_top_frame(f);
+  REQUIRE(lines.size() == 12);
+  CHECK(lines[10].find("2006") != std::string::npos);  // the rows up to the last line
+  CHECK(lines[11] == "... " + std::to_string(all - 11) + " more lines (enlarge the window)");
 }
 
 TEST_CASE("ctl socket choice: -s, -c, FORKPOOL_SOCKET, the config files, the packaged default", "[ctl][socket]") {
