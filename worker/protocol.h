@@ -31,6 +31,11 @@ struct fp_msg {
  * it, as they ignore `reserved`, and a worker that does not ask gets no connection the
  * master made non-blocking. */
 #define FP_FD_NONBLOCK 0x1u
+/* In `reserved`. CONN and PARK: a TCP connection with TCP_NODELAY known to be set (the
+ * master sets it on its master-dispatch TCP listeners and accepted connections inherit
+ * it; a worker that parks one it left so says so), so a receiver that wants it need not
+ * set it; clear means unknown (a Unix socket, an older master). Not used in READY. */
+#define FP_FD_NODELAY 0x2u
 
 #ifdef __cplusplus
 static_assert(sizeof(struct fp_msg) == 16, "the wire record is 16 bytes");

@@ -62,11 +62,15 @@ void Dispatcher::set_listeners(const std::vector<ListenerRef>& listeners) {
   // longer hold (and a new watch on the same fd needs the old one gone).
   accept_watches_.clear();
   listener_fds_.clear();
+  listener_nodelay_.clear();
   accepting_ = false;
   if (shut_) return;
   for (const auto& l : listeners) {
     // Only the master accepts in this mode, so the listener may be non-blocking.
     l->set_nonblocking(true);
+    // Connections inherit TCP_NODELAY from the listener: no setsockopt per connection in
+    // the workers, which CONN tells (FP_FD_NODELAY).
+    listener_nodelay_.push_back(l->set_nodelay(true) ? FP_FD_NODELAY : 0u);
     listener_fds_.push_back(l->fd.get());
     accept_watches_.push_back(std::make_unique<FdWatch>(ctx_.loop, l->fd.get()));
   }
@@ -114,7 +118,7 @@ void Dispatcher::accept_from(std::size_t listener) {
     }
     ctx_.scoreboard->count(index_, shm::PoolCounter::Accepted);
     queue_.push_back(Pending{OwnedFd(fd), static_cast<std::uint16_t>(listener), ++next_id_, Clock::now(), peer, len,
-                             accept_nonblocking_ ? FP_FD_NONBLOCK : 0u});
+                             (accept_nonblocking_ ? FP_FD_NONBLOCK : 0u) | listener_nodelay_[listener]});
     pump();
     if (queue_.size() >= static_cast<std::size_t>(pool_->queue_limit)) break;
     // accept returns the lowest free descriptor, so every one below `fd` is in use.

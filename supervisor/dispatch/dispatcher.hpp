@@ -78,7 +78,7 @@ class Dispatcher {
     Clock::time_point accepted;
     sockaddr_storage peer;
     socklen_t peer_len;
-    std::uint32_t fd_flags = 0;  // FP_FD_* known of `fd` (accepted here: non-blocking)
+    std::uint32_t fd_flags = 0;  // FP_FD_* known of `fd` (accepted here: non-blocking, TCP_NODELAY)
   };
 
   void accept_from(std::size_t listener);
@@ -107,6 +107,7 @@ class Dispatcher {
   std::function<void()> accept_hook_;
   WorkerChoice choice_;
   std::vector<int> listener_fds_;
+  std::vector<std::uint32_t> listener_nodelay_;  // per listener: FP_FD_NODELAY if its TCP_NODELAY is set
   std::vector<std::unique_ptr<FdWatch>> accept_watches_;
   bool accepting_ = false;
   bool shut_ = false;

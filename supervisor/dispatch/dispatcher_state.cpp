@@ -4,6 +4,9 @@
 // had happened; connection ids go on from where they were.
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include "supervisor/dispatch/dispatcher.hpp"
 #include "supervisor/upgrade/state_clock.hpp"
@@ -12,10 +15,14 @@ namespace forkpool::supervisor {
 namespace {
 
 // The state does not say how the previous image left a carried connection's O_NONBLOCK
-// (FP_FD_NONBLOCK); one look per connection, once, keeps what the workers are told true.
+// and TCP_NODELAY (FP_FD_NONBLOCK, FP_FD_NODELAY); one look per connection, once, keeps
+// what the workers are told true. getsockopt fails for a Unix socket: no flag.
 std::uint32_t fd_flags_of(int fd) {
   const int fl = ::fcntl(fd, F_GETFL);
-  return fl >= 0 && (fl & O_NONBLOCK) != 0 ? FP_FD_NONBLOCK : 0u;
+  int nodelay = 0;
+  socklen_t len = sizeof nodelay;
+  const bool has_nodelay = ::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) == 0 && nodelay != 0;
+  return (fl >= 0 && (fl & O_NONBLOCK) != 0 ? FP_FD_NONBLOCK : 0u) | (has_nodelay ? FP_FD_NODELAY : 0u);
 }
 
 // One carried connection: its descriptor (claimed), id, listener, a time and the peer.

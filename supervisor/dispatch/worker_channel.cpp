@@ -148,7 +148,7 @@ WorkerChannel::Received WorkerChannel::receive(fp_msg& out, Passed& passed) {
     ++malformed_;
     return Received::Malformed;
   }
-  passed.fd_flags = out.reserved & FP_FD_NONBLOCK;  // the only flag this master knows
+  passed.fd_flags = out.reserved & (FP_FD_NONBLOCK | FP_FD_NODELAY);  // the flags this master knows
   return Received::Record;
 }
 

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -176,6 +177,14 @@ void Listener::close() {
 bool Listener::set_backlog(int n) {
   if (::listen(fd.get(), n) != 0) return false;
   backlog = n;
+  return true;
+}
+
+bool Listener::set_nodelay(bool on) {
+  if (address.kind != config::ListenAddress::Kind::Tcp) return false;
+  const int value = on ? 1 : 0;
+  if (::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &value, sizeof value) != 0) return false;
+  nodelay = on;
   return true;
 }
 

@@ -30,12 +30,17 @@ struct Listener {
   int backlog = 0;         // as last passed to listen(2)
   bool adopted = false;    // passed in by systemd; never unlinked by us
   bool created_file = false;  // a Unix socket file we made and remove when closing
+  bool nodelay = false;    // TCP_NODELAY set by this master (master dispatch)
 
   // Applies a changed backlog to the open socket (listen(2) again); false with errno.
   bool set_backlog(int backlog);
   // Blocking for shared dispatch (socket-activated programs expect it), non-blocking
   // when only the master accepts. The flag belongs to the socket, so it follows the use.
   void set_nonblocking(bool on);
+  // TCP only: sets or clears TCP_NODELAY, which the connections it accepts inherit. Set
+  // for master dispatch (docs/protocol.md, FP_FD_NODELAY); true if the socket now has it
+  // as asked, false for a Unix socket or a failure.
+  bool set_nodelay(bool on);
   // Closes the socket now and removes its file (shutdown).
   void close();
 };

@@ -129,7 +129,10 @@ void Pool::update_dispatcher(bool adopting) {
   // still goes to the workers that read their channels.
   if (dispatcher_) dispatcher_->set_listeners({});
   if (config_->dispatch == config::Dispatch::Shared && !adopting)
-    for (const auto& l : listeners_) l->set_nonblocking(false);
+    for (const auto& l : listeners_) {
+      l->set_nonblocking(false);
+      if (l->nodelay) l->set_nodelay(false);  // as it was before master dispatch set it
+    }
 }
 
 void Pool::arm_memory_sampler() {

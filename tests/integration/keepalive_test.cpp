@@ -213,6 +213,137 @@ TEST_CASE("a worker written from docs/protocol.md parks: each request comes back
   stop_master(master);
 }
 
+namespace {
+
+// Also from docs/protocol.md: answers each request with what its CONN said in `reserved`
+// and whether the socket has TCP_NODELAY, then parks it. The second time a connection
+// comes, the worker clears TCP_NODELAY and its PARK no longer says FP_FD_NODELAY.
+constexpr const char* kFlagsWorker = R"(
+import array, os, socket, struct
+MSG = struct.Struct("=HHIQ")
+chan = socket.socket(fileno=int(os.environ["FORKPOOL_CHANNEL_FD"]))
+chan.send(MSG.pack(16, 0, 0, 0))
+seen = {}
+while True:
+    data, anc, flags, _ = chan.recvmsg(16, socket.CMSG_SPACE(4 * 4))
+    if not data:
+        break
+    kind, listener, reserved, ident = MSG.unpack(data)
+    fds = array.array("i")
+    for level, ctype, cdata in anc:
+        fds.frombytes(cdata[: len(cdata) - len(cdata) % 4])
+    if kind != 1 or len(fds) != 1:
+        continue
+    conn = socket.socket(fileno=fds[0])
+    try:
+        nodelay = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    except OSError:
+        nodelay = -1  # a Unix socket has no such option
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    if not head:
+        chan.send(MSG.pack(17, 0, 0, ident))
+        conn.close()
+        continue
+    body = b"flags %d nodelay %d\n" % (reserved, nodelay)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    seen[ident] = seen.get(ident, 0) + 1
+    park_flags = reserved & 2
+    if seen[ident] == 2 and nodelay == 1:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        park_flags = 0
+    chan.sendmsg([MSG.pack(18, 0, park_flags, ident)],
+                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [conn.fileno()]))])
+    conn.close()
+)";
+
+}  // namespace
+
+TEST_CASE("master dispatch hands out TCP connections with TCP_NODELAY set and says so, and a PARK's word comes back with the resume",
+          "[keepalive][dispatch]") {
+  TempDir dir;
+  write_file(dir / "worker.py", kFlagsWorker);
+  const std::string command = "command = [\"/usr/bin/python3\", " + quoted((dir / "worker.py").string()) + "]\n";
+  const std::string unix_path = (dir / "web.sock").string();
+  write_file(dir / "f.toml", supervisor_section() + "[pools.tcp]\n" + command +
+                                 "listen = [\"tcp://127.0.0.1:0\"]\nmax_inflight = 1\nkeepalive = \"master\"\n\n"
+                                 "[pools.unix]\n" + command + "listen = [\"unix:" + unix_path +
+                                 "\"]\nmax_inflight = 1\nkeepalive = \"master\"\n");
+  MasterProcess master(dir / "f.toml");
+  const std::string address = master.wait_listen_address("tcp");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+
+  KeepAliveClient tcp(address);
+  // Accepted by the master: the option inherited from the listener, FP_FD_NODELAY (2).
+  CHECK(tcp.get() == "flags 2 nodelay 1\n");
+  // Parked with FP_FD_NODELAY and resumed: the master passes on what the PARK said.
+  CHECK(tcp.get() == "flags 2 nodelay 1\n");
+  // Parked after the worker cleared the option, without the flag: the resume says nothing.
+  CHECK(tcp.get() == "flags 0 nodelay 0\n");
+  CHECK(tcp.get() == "flags 0 nodelay 0\n");
+  // A fresh connection still gets it: the listener's option is untouched.
+  KeepAliveClient again(address);
+  CHECK(again.get() == "flags 2 nodelay 1\n");
+  // A Unix socket: no flag.
+  KeepAliveClient local("unix:" + unix_path);
+  CHECK(local.get() == "flags 0 nodelay -1\n");
+  stop_master(master);
+}
+
+TEST_CASE("a pool a reload moves from master to shared dispatch gets its listener back without TCP_NODELAY",
+          "[keepalive][dispatch][reload]") {
+  TempDir dir;
+  write_file(dir / "worker.py", kFlagsWorker);
+  // Shared dispatch: accepts on the inherited listener (fd 3) and answers with the
+  // listener's and the connection's TCP_NODELAY.
+  write_file(dir / "shared.py", R"(
+import socket
+listener = socket.socket(fileno=3)
+while True:
+    conn, _ = listener.accept()
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    body = b"listener %d conn %d\n" % (listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+                                       conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    conn.close()
+)");
+  auto pool = [&](const char* script, const std::string& mode) {
+    return supervisor_section() + "[pools.web]\ncommand = [\"/usr/bin/python3\", " +
+           quoted((dir / script).string()) + "]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 1\n" + mode;
+  };
+  write_file(dir / "f.toml", pool("worker.py", "max_inflight = 1\nkeepalive = \"master\"\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string address = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  {
+    KeepAliveClient tcp(address);
+    CHECK(tcp.get() == "flags 2 nodelay 1\n");
+  }
+  write_file(dir / "f.toml", pool("shared.py", "dispatch = \"shared\"\n"));
+  ControlClient ctl(dir / "ctl.sock", 30s);
+  const json r = ctl.request({{"cmd", "reload"}});
+  INFO(r.dump());
+  REQUIRE(r.value("ok", false));
+  // The port is the same socket; once the new worker serves it, nothing set TCP_NODELAY.
+  std::optional<std::string> answer;
+  REQUIRE(wait_until([&] {
+    KeepAliveClient tcp(address);
+    answer = tcp.get();
+    return answer && answer->rfind("listener", 0) == 0;
+  }));
+  CHECK(*answer == "listener 0 conn 0\n");
+  stop_master(master);
+}
+
 TEST_CASE("PARKs that break the rules are counted as protocol errors, closed, and the worker is kept",
           "[keepalive]") {
   TempDir dir;

@@ -241,6 +241,48 @@ TEST_CASE("worker lib: a non-blocking worker asks for non-blocking connections a
   CHECK(exit_code(master.wait_exit()) == 0);
 }
 
+TEST_CASE("worker lib: fp_conn_nodelay tells what the CONN said of TCP_NODELAY, and a PARK repeats it",
+          "[worker][process]") {
+  FakeMaster master;
+  master.fork_worker(
+      []() -> int {
+        fp_worker* w = fp_worker_open();
+        if (w == nullptr) return 10;
+        if (fp_worker_ready(w) != 0) return 11;
+        if (fp_conn_nodelay(nullptr) != 0) return 12;
+        fp_conn a, b;
+        // CONN 1 without FP_FD_NODELAY: unknown. CONN 2 with it.
+        if (fp_worker_next(w, &a) != 0 || a.id != 1 || fp_conn_nodelay(&a) != 0) return 13;
+        if (fp_worker_next(w, &b) != 0 || b.id != 2 || fp_conn_nodelay(&b) != 1) return 14;
+        // Parked, each says what it was told; a parked conn is no longer live.
+        if (fp_worker_park(w, &a) != 0 || fp_worker_park(w, &b) != 0) return 15;
+        if (fp_conn_nodelay(&b) != 0) return 16;
+        if (fp_worker_next(w, &a) != FP_WORKER_END) return 17;
+        fp_worker_close(w);
+        return 0;
+      },
+      {{"FORKPOOL_KEEPALIVE", "master"}});
+  const auto ready = master.receive();
+  REQUIRE(ready);
+  CHECK(ready->type == FP_MSG_READY);
+  const int a = master.pass_connection(1);
+  const int b = master.pass_connection(2, 0, FP_FD_NODELAY);
+  const auto park_a = master.receive();
+  const auto park_b = master.receive();
+  REQUIRE(park_a);
+  REQUIRE(park_b);
+  CHECK(park_a->type == FP_MSG_PARK);
+  CHECK(park_a->id == 1);
+  CHECK((park_a->reserved & FP_FD_NODELAY) == 0);
+  CHECK(park_b->type == FP_MSG_PARK);
+  CHECK(park_b->id == 2);
+  CHECK((park_b->reserved & FP_FD_NODELAY) == FP_FD_NODELAY);
+  ::close(a);
+  ::close(b);
+  master.close_master();
+  CHECK(exit_code(master.wait_exit()) == 0);
+}
+
 TEST_CASE("worker lib: try_next, and connections held at end of work are finished",
           "[worker][process]") {
   FakeMaster master;

@@ -87,12 +87,15 @@ static void set_listeners_armed(struct hello_loop* loop, bool armed) {
 }
 
 /* Returns the new connection, or NULL after closing fd. `watch`: register it for input
- * now; otherwise the caller reads it first (hello_conn_start). */
-static struct hello_conn* adopt(struct hello_loop* loop, int fd, bool watch) {
+ * now; otherwise the caller reads it first (hello_conn_start). `nodelay`: TCP_NODELAY is
+ * known to be set (the master said so). */
+static struct hello_conn* adopt(struct hello_loop* loop, int fd, bool watch, bool nodelay) {
   /* Small responses must not wait for Nagle's algorithm. On a Unix socket
    * this fails harmlessly, which costs less than finding out the family. */
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (!nodelay) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
 
   struct hello_conn* c = hello_conn_create(fd, loop->now_ms);
   if (c == NULL) {
@@ -114,7 +117,7 @@ static struct hello_conn* adopt(struct hello_loop* loop, int fd, bool watch) {
 
 int hello_adopt_connection(struct hello_loop* loop, int fd) {
   /* A connection this worker accepted has rarely received its request yet: watch it. */
-  struct hello_conn* c = adopt(loop, fd, true);
+  struct hello_conn* c = adopt(loop, fd, true, false);
   if (c == NULL) return -1;
   if (loop->worker != NULL) {
     /* Shared dispatch under forkpool: the scoreboard shows this worker busy. */
@@ -125,7 +128,7 @@ int hello_adopt_connection(struct hello_loop* loop, int fd) {
 }
 
 int hello_adopt_passed(struct hello_loop* loop, fp_conn* passed) {
-  struct hello_conn* c = adopt(loop, passed->fd, false);
+  struct hello_conn* c = adopt(loop, passed->fd, false, fp_conn_nodelay(passed) != 0);
   passed->fd = -1; /* the loop owns it now, or adopt() closed it */
   if (c == NULL) {
     fp_worker_done(loop->worker, passed);

@@ -239,7 +239,7 @@ static enum receive_result receive_one(fp_worker* w, fp_conn* conn) {
   conn->fd = fds[0];
   conn->listener = m.arg;
   conn->id = m.id;
-  conn->flags_ = FP_CONN_LIVE;
+  conn->flags_ = FP_CONN_LIVE | ((m.reserved & FP_FD_NODELAY) != 0 ? FP_CONN_NODELAY : 0u);
   w->in_flight++;
   fp_slot_writer_mark_busy(&w->slot, fp_slot_writer_now_ns());
   return RECEIVED_CONN;
@@ -286,7 +286,7 @@ int fp_worker_try_next(fp_worker* w, fp_conn* conn) {
 }
 
 int fp_worker_done(fp_worker* w, fp_conn* conn) {
-  if (conn == NULL || conn->flags_ != FP_CONN_LIVE) {
+  if (!fp_conn_live(conn)) {
     errno = EINVAL;
     return -1;
   }
@@ -303,7 +303,7 @@ int fp_worker_done(fp_worker* w, fp_conn* conn) {
 }
 
 int fp_worker_park(fp_worker* w, fp_conn* conn) {
-  if (conn == NULL || conn->flags_ != FP_CONN_LIVE || conn->fd < 0) {
+  if (!fp_conn_live(conn) || conn->fd < 0) {
     errno = EINVAL;
     return -1;
   }
@@ -315,9 +315,11 @@ int fp_worker_park(fp_worker* w, fp_conn* conn) {
   int saved = 0;
   /* After end of work the master still reads the channel (it shut down only its sending
    * side), so a park still reaches it; a master that is gone makes the send fail. */
-  /* A program that asked for non-blocking connections hands them back that way (the
-   * contract of fp_worker_park), so the next worker that wants them so need not set it. */
-  uint32_t fd_flags = w->nonblocking_conns ? FP_FD_NONBLOCK : 0;
+  /* A program that asked for non-blocking connections hands them back that way, and one
+   * told TCP_NODELAY is on leaves it on (the contract of fp_worker_park), so the next
+   * worker need not set either. */
+  uint32_t fd_flags = (w->nonblocking_conns ? FP_FD_NONBLOCK : 0u) |
+                      ((conn->flags_ & FP_CONN_NODELAY) != 0 ? FP_FD_NODELAY : 0u);
   if (!w->master_gone && fp_channel_send_fd(w, FP_MSG_PARK, conn->id, conn->fd, fd_flags) != 0 &&
       !w->master_gone) {
     result = -1;
@@ -333,6 +335,8 @@ int fp_worker_park(fp_worker* w, fp_conn* conn) {
 }
 
 int fp_worker_keepalive_master(const fp_worker* w) { return w->keepalive_master ? 1 : 0; }
+
+int fp_conn_nodelay(const fp_conn* conn) { return fp_conn_live(conn) && (conn->flags_ & FP_CONN_NODELAY) != 0 ? 1 : 0; }
 
 int fp_worker_ready(fp_worker* w) {
   int result = 0;

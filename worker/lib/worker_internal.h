@@ -10,8 +10,13 @@
 #include "shm/slot_writer.h"
 
 /* fp_conn.flags_ of a connection delivered and not yet done; a magic value rather than
- * one bit, so done() on an uninitialised fp_conn is very likely refused. */
+ * one bit, so done() on an uninitialised fp_conn is very likely refused. Its lowest bit,
+ * FP_CONN_NODELAY, is set when the CONN said TCP_NODELAY is on (FP_FD_NODELAY). */
 #define FP_CONN_LIVE 0x46504c56u /* "FPLV" */
+#define FP_CONN_NODELAY 0x1u
+static inline bool fp_conn_live(const fp_conn* conn) {
+  return conn != NULL && (conn->flags_ & ~FP_CONN_NODELAY) == FP_CONN_LIVE;
+}
 
 struct fp_worker {
   int channel_fd;

@@ -46,10 +46,11 @@ MSG_READY = 16  # worker -> master: ready for work
 MSG_DONE = 17  # worker -> master: connection `id` finished and closed
 MSG_PARK = 18  # worker -> master: connection `id` idle between requests, its fd handed back
 
-# u16 type, u16 arg, u32 reserved (READY, CONN, PARK: FP_FD_NONBLOCK, bit 0), u64 id;
-# host byte order, no padding: 16 bytes. A Connection is blocking: READY does not ask for
-# non-blocking ones, its mode is still set on receipt (a parked connection comes back as
-# its last worker left it), and a PARK leaves the flag clear.
+# u16 type, u16 arg, u32 reserved (READY, CONN, PARK: FP_FD_NONBLOCK, bit 0;
+# FP_FD_NODELAY, bit 1), u64 id; host byte order, no padding: 16 bytes. A Connection is
+# blocking: READY does not ask for non-blocking ones, its mode is still set on receipt (a
+# parked connection comes back as its last worker left it), and a PARK leaves both flags
+# clear ("unknown": this module does not track what the program did to the socket).
 _MSG = struct.Struct("=HHIQ")
 _MAX_FDS = 8  # room to receive (and close) more fds than a message may carry
 

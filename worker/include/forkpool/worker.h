@@ -114,8 +114,15 @@ FP_WORKER_API int fp_worker_keepalive_master(const fp_worker* w);
  * keepalive = "master"; the connection is untouched then) or the send's errno (the fd is
  * closed even then, and the client sees the connection end). After
  * fp_worker_set_nonblocking(w, 1) the descriptor must still be non-blocking, as it was
- * delivered: the master tells the next worker so. */
+ * delivered, and one fp_conn_nodelay said has TCP_NODELAY must still have it: the master
+ * tells the next worker so. */
 FP_WORKER_API int fp_worker_park(fp_worker* w, fp_conn* conn);
+
+/* 1 when the master said this connection has TCP_NODELAY set (docs/protocol.md,
+ * FP_FD_NODELAY: it sets it on its TCP listeners for master dispatch), so a worker that
+ * wants small responses sent at once need not set it; 0 when unknown (a Unix socket, an
+ * older master) or `conn` is not a live connection. */
+FP_WORKER_API int fp_conn_nodelay(const fp_conn* conn);
 
 /* Connections delivered are in blocking mode by default (simple read/write workers); an
  * event loop asks for non-blocking ones here, before fp_worker_ready: READY then asks the
