@@ -6,8 +6,12 @@
 #
 #   bench/fdpass_pair.sh                          # build the release preset, 10 pairs, close
 #   SKIP_BUILD=1 MODE=keepalive PAIRS=20 bench/fdpass_pair.sh
+#   DESIGN=shared MODE=keepalive bench/fdpass_pair.sh   # shared dispatch vs --mode shared
 #
-# Both servers: 4 workers (children), max_inflight 1, on SERVER_CPU (0); wrk -t1 -c64 for
+# DESIGN=fdpass (the default): master dispatch, max_inflight 1, against prefork_ref's
+# fdpass mode. DESIGN=shared: dispatch = "shared" (the workers accept on the inherited
+# listener) against prefork_ref's shared mode, the same design in C.
+# Both servers: 4 workers (children), on SERVER_CPU (0); wrk -t1 -c64 for
 # DURATION (5) s on CLIENT_CPU (1), one request per connection (MODE=close) or keep-alive.
 # Each pair starts the two servers fresh, in alternating order (forkpool first in odd
 # pairs), so drift and warm-up hit both alike. Prints every pair, then the median, mean and
@@ -21,7 +25,13 @@ PAIRS=${PAIRS:-10}
 DURATION=${DURATION:-5}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
+DESIGN=${DESIGN:-fdpass}
 case $MODE in close | keepalive) ;; *) echo "MODE is close or keepalive" >&2; exit 2 ;; esac
+case $DESIGN in
+  fdpass) POOL_MODE='max_inflight = 1'; REF_MODE=(--mode fdpass --max-inflight 1); LABEL="master dispatch vs prefork_ref fdpass, max_inflight 1" ;;
+  shared) POOL_MODE='dispatch = "shared"'; REF_MODE=(--mode shared); LABEL="shared dispatch vs prefork_ref shared" ;;
+  *) echo "DESIGN is fdpass or shared" >&2; exit 2 ;;
+esac
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   (cd "$ROOT" && cmake --preset release -DFORKPOOL_BENCH=ON >/dev/null &&
@@ -59,8 +69,8 @@ measure() { # PORT: requests/s of one wrk run
 }
 
 run_forkpool() {
-  printf '[supervisor]\ncontrol_socket = "%s/fp.sock"\nlog_level = "info"\n\n[pools.web]\ncommand = ["%s"]\nlisten = ["tcp://127.0.0.1:0"]\nworkers = 4\nmax_inflight = 1\n' \
-    "$TMP" "$HELLO" >"$TMP/fp.toml"
+  printf '[supervisor]\ncontrol_socket = "%s/fp.sock"\nlog_level = "info"\n\n[pools.web]\ncommand = ["%s"]\nlisten = ["tcp://127.0.0.1:0"]\nworkers = 4\n%s\n' \
+    "$TMP" "$HELLO" "$POOL_MODE" >"$TMP/fp.toml"
   taskset -c "$SERVER_CPU" "$FORKPOOL" -c "$TMP/fp.toml" >"$TMP/fp.log" 2>&1 &
   SERVER=$!
   wait_port "$TMP/fp.log" 'master.ready' >/dev/null
@@ -69,14 +79,14 @@ run_forkpool() {
 }
 
 run_reference() {
-  taskset -c "$SERVER_CPU" "$REF" --listen 127.0.0.1:0 --workers 4 --mode fdpass --max-inflight 1 \
+  taskset -c "$SERVER_CPU" "$REF" --listen 127.0.0.1:0 --workers 4 "${REF_MODE[@]}" \
     >"$TMP/ref.log" 2>&1 &
   SERVER=$!
   measure "$(wait_port "$TMP/ref.log" 'listening on')"
   kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
 }
 
-echo "forkpool master dispatch vs prefork_ref fdpass, $MODE, 4 workers, max_inflight 1," \
+echo "forkpool $LABEL, $MODE, 4 workers," \
   "$PAIRS pairs of ${DURATION}s; $(uptime | sed 's/.*load/load/')"
 : >"$TMP/pairs"
 for ((i = 1; i <= PAIRS; i++)); do
