@@ -131,20 +131,49 @@ namespace {
 
 // A worker written from docs/protocol.md alone: READY, then for each CONN one request
 // answered with the connection's id, and PARK (or, in "garbage" mode, PARKs that break
-// the rules, one kind per connection). Its READY does not ask for non-blocking
-// connections, so every CONN must bring a blocking one (it exits if not).
+// the rules, one kind per connection). In "flags" mode the answer is what the CONN said
+// in `reserved` and whether the socket has TCP_NODELAY, and the PARK repeats
+// FP_FD_NODELAY, except the second time a connection comes: then the worker clears the
+// option and its PARK does not say it. Its READY does not ask for non-blocking
+// connections, so every CONN must bring a blocking one (it exits if not). In "shared"
+// mode it is a shared-dispatch worker instead: it accepts on the inherited listener
+// (fd 3) and answers with the listener's and the connection's TCP_NODELAY.
 constexpr const char* kProtocolWorker = R"(
 import array, fcntl, os, socket, struct, sys
 MSG = struct.Struct("=HHIQ")
-chan = socket.socket(fileno=int(os.environ["FORKPOOL_CHANNEL_FD"]))
 mode = sys.argv[1]
+
+def read_head(conn):
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+def answer(conn, body, close=False):
+    extra = b"Connection: close\r\n" if close else b""
+    conn.sendall(b"HTTP/1.1 200 OK\r\n%sContent-Length: %d\r\n\r\n" % (extra, len(body)) + body)
+
+if mode == "shared":
+    listener = socket.socket(fileno=3)
+    nodelay = lambda s: s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    while True:
+        conn, _ = listener.accept()
+        read_head(conn)
+        answer(conn, b"listener %d conn %d\n" % (nodelay(listener), nodelay(conn)), close=True)
+        conn.close()
+
+chan = socket.socket(fileno=int(os.environ["FORKPOOL_CHANNEL_FD"]))
 chan.send(MSG.pack(16, 0, 0, 0))
 served = 0
+seen = {}
 while True:
     data, anc, flags, _ = chan.recvmsg(16, socket.CMSG_SPACE(4 * 4))
     if not data:
         sys.exit(0)
-    kind, listener, _, ident = MSG.unpack(data)
+    kind, listener, reserved, ident = MSG.unpack(data)
     fds = array.array("i")
     for level, ctype, cdata in anc:
         fds.frombytes(cdata[: len(cdata) - len(cdata) % 4])
@@ -153,17 +182,22 @@ while True:
     if fcntl.fcntl(fds[0], fcntl.F_GETFL) & os.O_NONBLOCK:
         sys.exit(3)
     conn = socket.socket(fileno=fds[0])
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        head += chunk
+    try:
+        nodelay = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    except OSError:
+        nodelay = -1  # a Unix socket has no such option
+    head = read_head(conn)
     if head:
-        body = b"connection %d\n" % ident
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        answer(conn, b"flags %d nodelay %d\n" % (reserved, nodelay) if mode == "flags" else b"connection %d\n" % ident)
     rights = lambda *fds: [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
-    if mode == "park" and head:
+    if mode == "flags" and head:
+        seen[ident] = seen.get(ident, 0) + 1
+        park_flags = reserved & 2
+        if seen[ident] == 2 and nodelay == 1:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+            park_flags = 0
+        chan.sendmsg([MSG.pack(18, 0, park_flags, ident)], rights(conn.fileno()))
+    elif mode == "park" and head:
         chan.sendmsg([MSG.pack(18, 0, 0, ident)], rights(conn.fileno()))
     elif mode == "garbage":
         bad = served % 3
@@ -213,61 +247,12 @@ TEST_CASE("a worker written from docs/protocol.md parks: each request comes back
   stop_master(master);
 }
 
-namespace {
-
-// Also from docs/protocol.md: answers each request with what its CONN said in `reserved`
-// and whether the socket has TCP_NODELAY, then parks it. The second time a connection
-// comes, the worker clears TCP_NODELAY and its PARK no longer says FP_FD_NODELAY.
-constexpr const char* kFlagsWorker = R"(
-import array, os, socket, struct
-MSG = struct.Struct("=HHIQ")
-chan = socket.socket(fileno=int(os.environ["FORKPOOL_CHANNEL_FD"]))
-chan.send(MSG.pack(16, 0, 0, 0))
-seen = {}
-while True:
-    data, anc, flags, _ = chan.recvmsg(16, socket.CMSG_SPACE(4 * 4))
-    if not data:
-        break
-    kind, listener, reserved, ident = MSG.unpack(data)
-    fds = array.array("i")
-    for level, ctype, cdata in anc:
-        fds.frombytes(cdata[: len(cdata) - len(cdata) % 4])
-    if kind != 1 or len(fds) != 1:
-        continue
-    conn = socket.socket(fileno=fds[0])
-    try:
-        nodelay = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-    except OSError:
-        nodelay = -1  # a Unix socket has no such option
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    if not head:
-        chan.send(MSG.pack(17, 0, 0, ident))
-        conn.close()
-        continue
-    body = b"flags %d nodelay %d\n" % (reserved, nodelay)
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-    seen[ident] = seen.get(ident, 0) + 1
-    park_flags = reserved & 2
-    if seen[ident] == 2 and nodelay == 1:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
-        park_flags = 0
-    chan.sendmsg([MSG.pack(18, 0, park_flags, ident)],
-                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [conn.fileno()]))])
-    conn.close()
-)";
-
-}  // namespace
-
 TEST_CASE("master dispatch hands out TCP connections with TCP_NODELAY set and says so, and a PARK's word comes back with the resume",
           "[keepalive][dispatch]") {
   TempDir dir;
-  write_file(dir / "worker.py", kFlagsWorker);
-  const std::string command = "command = [\"/usr/bin/python3\", " + quoted((dir / "worker.py").string()) + "]\n";
+  write_file(dir / "worker.py", kProtocolWorker);
+  const std::string command =
+      "command = [\"/usr/bin/python3\", " + quoted((dir / "worker.py").string()) + ", \"flags\"]\n";
   const std::string unix_path = (dir / "web.sock").string();
   write_file(dir / "f.toml", supervisor_section() + "[pools.tcp]\n" + command +
                                  "listen = [\"tcp://127.0.0.1:0\"]\nmax_inflight = 1\nkeepalive = \"master\"\n\n"
@@ -297,30 +282,13 @@ TEST_CASE("master dispatch hands out TCP connections with TCP_NODELAY set and sa
 TEST_CASE("a pool a reload moves from master to shared dispatch gets its listener back without TCP_NODELAY",
           "[keepalive][dispatch][reload]") {
   TempDir dir;
-  write_file(dir / "worker.py", kFlagsWorker);
-  // Shared dispatch: accepts on the inherited listener (fd 3) and answers with the
-  // listener's and the connection's TCP_NODELAY.
-  write_file(dir / "shared.py", R"(
-import socket
-listener = socket.socket(fileno=3)
-while True:
-    conn, _ = listener.accept()
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    body = b"listener %d conn %d\n" % (listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
-                                       conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-    conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-    conn.close()
-)");
-  auto pool = [&](const char* script, const std::string& mode) {
+  write_file(dir / "worker.py", kProtocolWorker);
+  auto pool = [&](const char* mode, const std::string& settings) {
     return supervisor_section() + "[pools.web]\ncommand = [\"/usr/bin/python3\", " +
-           quoted((dir / script).string()) + "]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 1\n" + mode;
+           quoted((dir / "worker.py").string()) + ", " + quoted(mode) +
+           "]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 1\n" + settings;
   };
-  write_file(dir / "f.toml", pool("worker.py", "max_inflight = 1\nkeepalive = \"master\"\n"));
+  write_file(dir / "f.toml", pool("flags", "max_inflight = 1\nkeepalive = \"master\"\n"));
   MasterProcess master(dir / "f.toml");
   const std::string address = master.wait_listen_address("web");
   REQUIRE(!master.wait_log("every pool has its workers ready").empty());
@@ -328,7 +296,7 @@ while True:
     KeepAliveClient tcp(address);
     CHECK(tcp.get() == "flags 2 nodelay 1\n");
   }
-  write_file(dir / "f.toml", pool("shared.py", "dispatch = \"shared\"\n"));
+  write_file(dir / "f.toml", pool("shared", "dispatch = \"shared\"\n"));
   ControlClient ctl(dir / "ctl.sock", 30s);
   const json r = ctl.request({{"cmd", "reload"}});
   INFO(r.dump());
