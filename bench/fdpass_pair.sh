@@ -15,7 +15,9 @@
 # DURATION (5) s on CLIENT_CPU (1), one request per connection (MODE=close) or keep-alive.
 # Each pair starts the two servers fresh, in alternating order (forkpool first in odd
 # pairs), so drift and warm-up hit both alike. Prints every pair, then the median, mean and
-# range of the per-pair ratios (forkpool / reference) and the ratio of the medians.
+# range of the per-pair ratios (forkpool / reference) and the ratio of the medians, and the
+# same for the server CPU's busy time per request (/proc/stat of SERVER_CPU): wrk -t1 on a
+# single CPU saturates it on a small machine, and then req/s tells little of the servers.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -63,9 +65,19 @@ wait_port() { # LOG REGEX: prints the port once the line is there
   exit 1
 }
 
-measure() { # PORT: requests/s of one wrk run
-  taskset -c "$CLIENT_CPU" wrk -t1 -c64 -d"${DURATION}s" -s "$ROOT/bench/lua/$MODE.lua" \
-    "http://127.0.0.1:$1/" | sed -n 's/^RESULT rps=\([0-9.]*\).*errors=\([0-9]*\) status=\([0-9]*\)$/\1 \2 \3/p'
+cpu_busy() { # jiffies SERVER_CPU spent on anything but idle and iowait so far
+  awk -v c="cpu$SERVER_CPU" '$1 == c { print $2 + $3 + $4 + $7 + $8 }' /proc/stat
+}
+
+measure() { # PORT: "req/s errors non-2xx cpu-us-per-request" of one wrk run
+  local before after out
+  before=$(cpu_busy)
+  out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c64 -d"${DURATION}s" -s "$ROOT/bench/lua/$MODE.lua" \
+    "http://127.0.0.1:$1/" | sed -n 's/^RESULT rps=\([0-9.]*\).*requests=\([0-9]*\) errors=\([0-9]*\) status=\([0-9]*\)$/\1 \2 \3 \4/p')
+  after=$(cpu_busy)
+  # The server's CPU (everything on SERVER_CPU: master, workers, their softirqs) per request.
+  echo "$out" | awk -v busy=$((after - before)) -v hz="$(getconf CLK_TCK)" \
+    '{ printf "%s %s %s %.1f\n", $1, $3, $4, ($2 > 0 ? busy / hz * 1e6 / $2 : 0) }'
 }
 
 run_forkpool() {
@@ -91,17 +103,24 @@ echo "forkpool $LABEL, $MODE, 4 workers," \
 : >"$TMP/pairs"
 for ((i = 1; i <= PAIRS; i++)); do
   if ((i % 2)); then f=$(run_forkpool); r=$(run_reference); else r=$(run_reference); f=$(run_forkpool); fi
-  echo "pair $i: forkpool $f | reference $r (req/s errors non-2xx)"
+  echo "pair $i: forkpool $f | reference $r (req/s errors non-2xx server-CPU-us/request)"
   echo "$f $r" >>"$TMP/pairs"
 done
 python3 - "$TMP/pairs" <<'PY'
 import statistics, sys
 rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
-fp, ref = [r[0] for r in rows], [r[3] for r in rows]
-errors = sum(r[1] + r[2] + r[4] + r[5] for r in rows)
+fp, ref = [r[0] for r in rows], [r[4] for r in rows]
+fp_cpu, ref_cpu = [r[3] for r in rows], [r[7] for r in rows]
+errors = sum(r[1] + r[2] + r[5] + r[6] for r in rows)
 ratios = [f / x for f, x in zip(fp, ref)]
 print(f"per-pair ratio: median {statistics.median(ratios):.3f}, mean {statistics.mean(ratios):.3f}, "
       f"range {min(ratios):.3f}-{max(ratios):.3f}; ratio of medians "
       f"{statistics.median(fp) / statistics.median(ref):.3f}; errors {errors:.0f}")
+# When wrk saturates its CPU, req/s says more of wrk than of the servers; the server
+# CPU's time per request (reference / forkpool: above 1.0, forkpool is cheaper) does not.
+cpu = [x / f for f, x in zip(fp_cpu, ref_cpu)]
+print(f"server CPU per request, reference / forkpool, per pair: median {statistics.median(cpu):.3f}, "
+      f"range {min(cpu):.3f}-{max(cpu):.3f}; medians {statistics.median(fp_cpu):.1f} us (forkpool), "
+      f"{statistics.median(ref_cpu):.1f} us (reference)")
 PY
 echo "after: $(uptime | sed 's/.*load/load/')"
