@@ -39,6 +39,23 @@ inline std::optional<std::string> read_proc_text(const std::string& path, std::s
   return text;
 }
 
+// The value of `key` ("SigCgt", "Groups") in the text of a /proc/PID/status: the rest of
+// its line after the colon and the blanks, or nothing when no line has the key.
+inline std::optional<std::string_view> status_value(std::string_view text, std::string_view key) {
+  while (!text.empty()) {
+    const auto eol = text.find('\n');
+    const std::string_view line = text.substr(0, eol);
+    if (line.size() > key.size() && line.starts_with(key) && line[key.size()] == ':') {
+      std::string_view value = line.substr(key.size() + 1);
+      while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+      return value;
+    }
+    if (eol == std::string_view::npos) break;
+    text.remove_prefix(eol + 1);
+  }
+  return std::nullopt;
+}
+
 // The space-separated fields of a /proc/PID/stat line after the command name, which may
 // hold spaces and parentheses itself (so the line is read on from its last ')'):
 // fields[0] is stat's field 3 (state), fields[1] field 4 (ppid), and so on. Empty when

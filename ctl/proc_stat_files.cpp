@@ -1,10 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "ctl/proc_stat_files.hpp"
 
-#include <fcntl.h>
 #include <unistd.h>
-
-#include <cstdio>
 
 namespace forkpool::ctl {
 
@@ -29,9 +26,7 @@ std::optional<shm::ProcStats> ProcStatFiles::read(std::uint32_t slot, pid_t pid)
   }
   // Another worker in the slot, or the one the descriptor was opened for is gone.
   drop(k);
-  char path[32];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  const int fd = shm::open_proc_stat(pid);
   if (fd < 0) return std::nullopt;
   auto stats = shm::read_proc_stats_from(fd);
   if (stats && kept_ < max_open_) {

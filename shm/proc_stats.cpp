@@ -54,13 +54,16 @@ std::optional<ProcStats> read_proc_stats_from(int stat_fd) {
   return s;
 }
 
-std::optional<ProcStats> read_proc_stats(pid_t pid) {
-  // One open and one read of /proc/PID/stat, into a buffer on the stack: a status of a
-  // pool of 1,000 workers calls this 1,000 times (docs/performance.md). Its rss field is
-  // the resident set statm reports (both are get_mm_rss).
+int open_proc_stat(pid_t pid) {
   char path[32];
   std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  return ::open(path, O_RDONLY | O_CLOEXEC);
+}
+
+std::optional<ProcStats> read_proc_stats(pid_t pid) {
+  // One open and one read of /proc/PID/stat, into a buffer on the stack. Its rss field is
+  // the resident set statm reports (both are get_mm_rss).
+  const int fd = open_proc_stat(pid);
   if (fd < 0) return std::nullopt;
   auto stats = read_proc_stats_from(fd);
   ::close(fd);

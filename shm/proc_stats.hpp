@@ -17,8 +17,10 @@ struct ProcStats {
 
 // Nothing if the process is gone or /proc cannot be read.
 std::optional<ProcStats> read_proc_stats(pid_t pid);
-// The same from an open /proc/PID/stat, which stays with the process it was opened for
-// (reads fail once it is reaped, whatever later takes its pid).
+// /proc/PID/stat opened for reading (close-on-exec), or -1 with errno.
+int open_proc_stat(pid_t pid);
+// The same figures from an open /proc/PID/stat, which stays with the process it was
+// opened for (reads fail once it is reaped, whatever later takes its pid).
 std::optional<ProcStats> read_proc_stats_from(int stat_fd);
 // The resident set in bytes from an open /proc/PID/statm: a descriptor that stays with
 // the process it was opened for (reads fail once it is reaped, whatever later takes its

@@ -40,12 +40,9 @@ std::array<char, 65536> g_read_buffer;
 bool in_supplementary_groups(pid_t pid, gid_t group) {
   const auto status = base::read_proc_text("/proc/" + std::to_string(pid) + "/status");
   if (!status) return false;
-  constexpr std::string_view kKey = "\nGroups:";
-  const auto at = status->find(kKey);
-  if (at == std::string::npos) return false;
-  std::string_view rest(*status);
-  rest = rest.substr(at + kKey.size());
-  rest = rest.substr(0, rest.find('\n'));
+  const auto groups = base::status_value(*status, "Groups");
+  if (!groups) return false;
+  std::string_view rest = *groups;
   while (!rest.empty()) {
     const auto start = rest.find_first_not_of(" \t");
     if (start == std::string_view::npos) break;

@@ -1217,10 +1217,11 @@ TEST_CASE("control refuses a client of another user", "[control][peer]") {
       "except OSError:\n"
       "    pass  # a refused client may find the socket shut already; the reply is there\n"
       "print(s.makefile().readline().strip())\n";
-  auto as_nobody = [&](const std::filesystem::path& socket) {
-    return run_command({"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                        "/usr/bin/python3", "-c", client_py, socket.string()},
-                       20s);
+  auto as_nobody = [&](const std::filesystem::path& socket, const std::vector<std::string>& groups = {"--regid=nogroup", "--clear-groups"}) {
+    std::vector<std::string> argv = {"/usr/bin/setpriv", "--reuid=nobody"};
+    argv.insert(argv.end(), groups.begin(), groups.end());
+    argv.insert(argv.end(), {"/usr/bin/python3", "-c", client_py, socket.string()});
+    return run_command(argv, 20s);
   };
   auto run = [&](const std::string& supervisor_extra) {
     auto s = std::make_unique<Setup>(supervisor_section(supervisor_extra) + hello_pool("web", 1));
@@ -1264,6 +1265,21 @@ TEST_CASE("control refuses a client of another user", "[control][peer]") {
     REQUIRE(!reply.is_discarded());
     CHECK(is_ok(reply));
     CHECK(reply["protocol"] == 1);
+  }
+  SECTION("control_group admits a client that has the group only among its supplementary groups") {
+    if (::getgrnam("daemon") == nullptr) skip_test("needs a group daemon as the client's primary group");
+    auto s = run("control_group = \"nogroup\"");
+    REQUIRE(s->ready());
+    // Primary group daemon: only /proc/PID/status's Groups line shows nogroup.
+    const auto r = as_nobody(s->socket(), {"--regid=daemon", "--groups=nogroup"});
+    INFO(r.describe());
+    const json reply = json::parse(r.out, nullptr, false);
+    REQUIRE(!reply.is_discarded());
+    CHECK(is_ok(reply));
+    // Without it, the same client is refused.
+    const auto refused = as_nobody(s->socket(), {"--regid=daemon", "--clear-groups"});
+    INFO(refused.describe());
+    CHECK(refused.out == "CONNECT " + std::to_string(EACCES) + "\n");
   }
 }
 

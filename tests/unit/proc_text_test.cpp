@@ -10,6 +10,18 @@
 
 using forkpool::base::read_proc_text;
 using forkpool::base::stat_fields;
+using forkpool::base::status_value;
+
+TEST_CASE("status_value finds a key at the start of a line only, and gives the rest of that line", "[proc]") {
+  const std::string text = "Name:\tx\nSigCgtX:\t1\nSigCgt:\t0000000000004a02\nGroups:\t4 27 \nNoValue:\n";
+  CHECK(status_value(text, "Name") == "x");
+  CHECK(status_value(text, "SigCgt") == "0000000000004a02");  // not SigCgtX's line
+  CHECK(status_value(text, "Groups") == "4 27 ");
+  CHECK(status_value(text, "NoValue") == "");
+  CHECK_FALSE(status_value(text, "Sig"));
+  CHECK_FALSE(status_value(text, "Missing"));
+  CHECK_FALSE(status_value("", "Name"));
+}
 
 TEST_CASE("stat_fields reads on from the last ')' of the command name", "[proc]") {
   const auto f = stat_fields("4242 (a) b (c) d) S 17 4242 4242 0 -1 4194560\n");
