@@ -190,7 +190,7 @@ bool Listener::set_nodelay(bool on) {
 
 void Listener::set_nonblocking(bool on) {
   const int flags = ::fcntl(fd.get(), F_GETFL);
-  if (flags >= 0) ::fcntl(fd.get(), F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
+  if (flags >= 0 && ::fcntl(fd.get(), F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK) == 0) nonblocking = on;
 }
 
 }  // namespace forkpool::supervisor

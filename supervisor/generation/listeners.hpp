@@ -31,11 +31,15 @@ struct Listener {
   bool adopted = false;    // passed in by systemd; never unlinked by us
   bool created_file = false;  // a Unix socket file we made and remove when closing
   bool nodelay = false;    // TCP_NODELAY set by this master (master dispatch)
+  bool nonblocking = false;  // O_NONBLOCK set by this master (master dispatch)
 
   // Applies a changed backlog to the open socket (listen(2) again); false with errno.
   bool set_backlog(int backlog);
-  // Blocking for shared dispatch (socket-activated programs expect it), non-blocking
-  // when only the master accepts. The flag belongs to the socket, so it follows the use.
+  // Non-blocking while only the master accepts (master dispatch); blocking again when the
+  // workers take over (shared dispatch), as socket-activated programs expect. The flag
+  // belongs to the open file every worker shares, so once they accept the master leaves
+  // it as they set it and only undoes its own setting, `nonblocking` (docs/configuration.md,
+  // "What a worker receives").
   void set_nonblocking(bool on);
   // TCP only: sets or clears TCP_NODELAY, which the connections it accepts inherit. Set
   // for master dispatch (docs/protocol.md, FP_FD_NODELAY); true if the socket now has it

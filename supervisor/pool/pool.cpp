@@ -50,7 +50,7 @@ void Pool::publish_size() {
 }
 
 Pool::~Pool() {
-  demand_watches_.clear();
+  demand_watch_.reset();
   dispatcher_.reset();
   slots_.clear();
   ctx_.scoreboard->remove_pool(index_);
@@ -128,9 +128,12 @@ void Pool::update_dispatcher(bool adopting) {
   // Shared dispatch (or nothing to accept): the master accepts nothing; what it queued
   // still goes to the workers that read their channels.
   if (dispatcher_) dispatcher_->set_listeners({});
+  // Only what master dispatch set is undone: the workers own the listener's flags from
+  // here on, and a reload that keeps the pool shared must not change them under workers
+  // that accept (one that chose O_NONBLOCK would block in accept(2) for good).
   if (config_->dispatch == config::Dispatch::Shared && !adopting)
     for (const auto& l : listeners_) {
-      l->set_nonblocking(false);
+      if (l->nonblocking) l->set_nonblocking(false);
       if (l->nodelay) l->set_nodelay(false);  // as it was before master dispatch set it
     }
 }

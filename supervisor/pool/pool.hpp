@@ -18,6 +18,7 @@
 #include "config/diff.hpp"
 #include "shm/pool_state.hpp"
 #include "supervisor/dispatch/dispatcher.hpp"
+#include "supervisor/dispatch/listener_watch.hpp"
 #include "supervisor/generation/listeners.hpp"
 #include "supervisor/master_context.hpp"
 #include "supervisor/observe/status_model.hpp"
@@ -213,7 +214,7 @@ class Pool {
   // Dynamic pools. No timer runs at rest: idle_timer_ only while a worker above the minimum
   // is idle, spawn_retry_ only while the spawn rate holds back needed workers, and (shared
   // dispatch) demand_sample_ only while a worker is busy or a connection waits; otherwise the
-  // listeners are watched for readability instead (demand_watches_).
+  // listeners are watched for readability instead (demand_watch_).
   SpawnRate spawn_rate_;
   std::string last_scale_;
   bool rescaling_ = false;
@@ -221,7 +222,7 @@ class Pool {
   Timer idle_timer_;
   Timer spawn_retry_;
   Timer demand_sample_;
-  std::vector<std::unique_ptr<FdWatch>> demand_watches_;
+  std::unique_ptr<ListenerWatch> demand_watch_;
 };
 
 }  // namespace forkpool::supervisor

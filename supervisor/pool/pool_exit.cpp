@@ -203,7 +203,7 @@ bool Pool::resize(int target) {
 }
 
 void Pool::close_listeners() {
-  demand_watches_.clear();  // before the sockets close (libuv watches fd numbers)
+  demand_watch_.reset();  // before the sockets close (docs in listener_watch.hpp)
   if (dispatcher_) dispatcher_->shut();
   for (auto& l : listeners_) l->close();
 }

@@ -11,7 +11,7 @@ namespace forkpool::supervisor {
 void Pool::keep(PoolConfigRef config, std::vector<ListenerRef> listeners) {
   // Equal settings, but the new generation's copy, so the old one can be let go; the
   // workers keep theirs until they exit (it is equal too).
-  if (listeners != listeners_) demand_watches_.clear();  // watches name fd numbers: rewatched below
+  if (listeners != listeners_) demand_watch_.reset();  // watches name fd numbers: rewatched below
   config_ = std::move(config);
   listeners_ = std::move(listeners);
   if (dispatcher_) dispatcher_->set_config(config_);
@@ -24,7 +24,7 @@ void Pool::reconfigure(PoolConfigRef config, unsigned generation, std::vector<Li
   const int old_target = target_;
   const bool was_dynamic = config_->dynamic;
   // Watches name fd numbers: gone before the old listeners may close; rewatched by rescale().
-  if (listeners != listeners_) demand_watches_.clear();
+  if (listeners != listeners_) demand_watch_.reset();
   config_ = std::move(config);
   listeners_ = std::move(listeners);
   generation_ = generation;

@@ -3,11 +3,12 @@
 // file gathers its counts, starts and retires workers, and keeps the few timers it needs
 // armed only while something happens, so a pool at rest costs no wake-ups.
 
-#include <fcntl.h>
-
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "supervisor/dispatch/listen_backlog.hpp"
+#include "supervisor/dispatch/listener_watch.hpp"
 #include "supervisor/observe/events.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/pool/pool.hpp"
@@ -193,42 +194,42 @@ void Pool::watch_demand(const SizingCounts& c) {
   if (config_->dispatch != config::Dispatch::Shared || listeners_.empty()) return;
   const bool active = c.busy > 0 || c.waiting > 0 || c.starting > 0;
   if (active) {
-    for (auto& w : demand_watches_) w->stop();
+    if (demand_watch_) demand_watch_->stop();
     if (!demand_sample_.active()) demand_sample_.start(kDemandSample, [this] { rescale(); });
     return;
   }
   demand_sample_.stop();
-  if (demand_watches_.empty()) {
-    for (const auto& l : listeners_) {
-      if (!l->fd) continue;
-      // uv_poll_init makes the socket non-blocking, and that flag belongs to the open file
-      // every worker shares: put back what the workers chose (once per listener, as the
-      // watch is kept and only started and stopped from here on).
-      const int flags = ::fcntl(l->fd.get(), F_GETFL);
-      demand_watches_.push_back(std::make_unique<FdWatch>(ctx_.loop, l->fd.get()));
-      if (flags >= 0) ::fcntl(l->fd.get(), F_SETFL, flags);
+  if (!demand_watch_) {
+    std::vector<int> fds;
+    for (const auto& l : listeners_)
+      if (l->fd) fds.push_back(l->fd.get());
+    demand_watch_ = ListenerWatch::create(ctx_.loop, fds);
+    if (!demand_watch_) {
+      // Out of descriptors: look every kDemandSample instead, until a watch can be made.
+      log::debug("pool.demand_watch", "pool {}: cannot watch its listeners ({}); sampling them instead",
+                 config_->name, std::strerror(errno));
+      demand_sample_.start(kDemandSample, [this] { rescale(); });
+      return;
     }
   }
-  for (auto& w : demand_watches_) {
-    w->start(UV_READABLE, [this](int, int) {
-      for (auto& x : demand_watches_) x->stop();
-      listener_readable_ = true;
-      rescale();
-      listener_readable_ = false;
-      // One wake-up: from here on the sample timer looks, never the watch again at once
-      // (level-triggered, it would fire until a worker accepts).
-      for (auto& x : demand_watches_) x->stop();
-      if (state_ == shm::PoolState::Running || state_ == shm::PoolState::Starting)
-        demand_sample_.start(kDemandSample, [this] { rescale(); });
-    });
-  }
+  demand_watch_->start([this] {
+    demand_watch_->stop();
+    listener_readable_ = true;
+    rescale();
+    listener_readable_ = false;
+    // One wake-up: from here on the sample timer looks, never the watch again at once
+    // (level-triggered, it would fire until a worker accepts).
+    if (demand_watch_) demand_watch_->stop();
+    if (state_ == shm::PoolState::Running || state_ == shm::PoolState::Starting)
+      demand_sample_.start(kDemandSample, [this] { rescale(); });
+  });
 }
 
 void Pool::stop_scaling() {
   idle_timer_.stop();
   spawn_retry_.stop();
   demand_sample_.stop();
-  demand_watches_.clear();
+  demand_watch_.reset();
 }
 
 void Pool::note_scale(int from, ScaleReason reason, const SizingCounts& c) {

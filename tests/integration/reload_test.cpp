@@ -13,10 +13,12 @@
 //   scale); worker-side keys: rolling replacement by generation; added pools start; removed
 //   pools drain, then their listeners close; a listener whose address stays is never closed.
 
+#include <fcntl.h>
 #include <signal.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <fstream>
 #include <future>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -784,4 +786,48 @@ TEST_CASE("reload moves a listener from one pool to another without refusing a c
   CHECK(pool_status(c, "a")["counters"]["lost"] == 0);
   CHECK(pool_status(c, "b")["counters"]["lost"] == 0);
   CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
+}
+
+// The file status flags of a shared listener (O_NONBLOCK above all) belong to the open file
+// every worker shares, and the workers chose them: forkpool-hello makes its inherited
+// listener non-blocking and accepts until EAGAIN. A reload that leaves the pool in shared
+// dispatch must not touch them: a listener made blocking under it leaves each worker stuck
+// in accept(2) with the connections it took unanswered, and deaf to SIGTERM.
+TEST_CASE("an in-place reload of a shared-dispatch pool leaves its listener as the workers set it", "[reload]") {
+  const auto config = [](const std::string& graceful) {
+    return supervisor_section() +
+           hello_pool("web", 2, "dispatch = \"shared\"\ngraceful_timeout = \"" + graceful + "\"\n");
+  };
+  Master m(config("20s"));
+  const std::string addr = m.process->wait_listen_address("web");
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 2); }));
+  const auto before = serving_pids(pool_status(c, "web"));
+  // LISTEN_FDS: the listener is fd 3 in each worker.
+  const auto nonblocking = [](pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/fdinfo/3");
+    const std::string info((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto at = info.find("flags:");
+    return at != std::string::npos && (std::stoul(info.substr(at + 6), nullptr, 8) & O_NONBLOCK) != 0;
+  };
+  for (const auto& [worker, pid] : before) REQUIRE(wait_until([&, pid = pid] { return nonblocking(pid); }));
+
+  m.rewrite(config("21s"));
+  const json r = m.reload();
+  require_reloaded(r, 2);
+  check_change(r, "web", "in-place", {"graceful_timeout"});
+  CHECK(serving_pids(pool_status(c, "web")) == before);
+  for (const auto& [worker, pid] : before) CHECK(nonblocking(pid));
+  for (int i = 0; i < 4; ++i) {
+    const auto reply = http_get(addr, "/", 10s);
+    REQUIRE(reply.has_value());
+    CHECK(reply->status == 200);
+  }
+  // Each worker leaves at SIGTERM, long before graceful_timeout.
+  m.process->signal(SIGTERM);
+  const auto status = m.process->wait_exit(15s);
+  REQUIRE(status.has_value());
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
 }
