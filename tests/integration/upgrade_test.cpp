@@ -11,6 +11,7 @@
 #include "reload_support.hpp"
 #include "shm/version.hpp"
 #include "support/fake_systemd.hpp"
+#include "support/http_connection.hpp"
 #include "support/skip.hpp"
 
 using namespace forkpool::test;
@@ -196,9 +197,12 @@ TEST_CASE("connections queued in the master at the upgrade are all served after 
   UpgradeMaster m(supervisor_section() + hello_pool("web", 1, "queue_limit = 4\n"));
   REQUIRE(m.ready());
   const std::string addr = m.process->wait_listen_address("web");
-  // The only worker holds one slow request; the next four wait in the master's queue and
+  // The only worker holds one request the test has not finished sending (it stays in
+  // flight however long the upgrade takes); the next four wait in the master's queue and
   // the rest in the kernel's backlog.
-  auto slow = std::async(std::launch::async, [&] { return http_get(addr, "/sleep?ms=3000", 60s); });
+  HttpConnection held(addr, 60s);
+  REQUIRE(held.connected());
+  REQUIRE(held.send("GET / HTTP/1.1\r\nHost: x\r\n"));
   REQUIRE(wait_until([&] { return pool_in(m.status(), "web")["counters"]["in_flight"] == 1; }));
   std::vector<std::future<std::optional<HttpResponse>>> waiting;
   for (int i = 0; i < 8; ++i)
@@ -213,7 +217,8 @@ TEST_CASE("connections queued in the master at the upgrade are all served after 
   CHECK(mid["counters"]["in_flight"] == 1);  // carried, not reset
   CHECK(mid["counters"]["closed"] == 0);
 
-  const auto r = slow.get();
+  REQUIRE(held.send("Connection: close\r\n\r\n"));
+  const auto r = held.read_response();
   CHECK((r && r->status == 200));
   for (auto& w : waiting) {
     const auto a = w.get();
