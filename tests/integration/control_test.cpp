@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "support/control_client.hpp"
+#include "support/held_request.hpp"
 #include "support/http_client.hpp"
 #include "support/master_process.hpp"
 #include "support/run_command.hpp"
@@ -762,12 +763,12 @@ TEST_CASE("control log-level changes the level at run time", "[control]") {
   REQUIRE(s.ready());
   auto c = s.client();
   auto time_out_one = [&](std::uint64_t expected_timeouts) {
-    auto slow = std::async(std::launch::async, [&] { return http_get(addr, "/sleep?ms=1500", 10s); });
+    HeldRequest slow(addr);  // the only worker stays busy, however long this takes
     REQUIRE(wait_until([&] { return pool_status(c, "web")["busy"] == 1; }));
     const auto queued = http_get(addr, "/", 10s);
     CHECK(!queued.has_value());
     CHECK(wait_until([&] { return pool_status(c, "web")["counters"]["queue_timeouts"] == expected_timeouts; }));
-    const auto done = slow.get();
+    const auto done = slow.release();
     REQUIRE(done.has_value());
     CHECK(done->status == 200);
   };
@@ -1045,9 +1046,8 @@ TEST_CASE("control status answers quickly while every worker is busy", "[control
   const std::string addr = s.master->wait_listen_address("web");
   REQUIRE(s.ready());
   auto c = s.client();
-  std::vector<std::future<std::optional<HttpResponse>>> slow;
-  for (int i = 0; i < kWorkers; ++i)
-    slow.push_back(std::async(std::launch::async, [&] { return http_get(addr, "/sleep?ms=2000", 20s); }));
+  std::vector<std::unique_ptr<HeldRequest>> slow;  // held until released, whatever the load
+  for (int i = 0; i < kWorkers; ++i) slow.push_back(std::make_unique<HeldRequest>(addr));
   REQUIRE(wait_until([&] { return pool_status(c, "web")["busy"] == kWorkers; }));
   // Answered while every worker is held (how fast is bench/'s business, not a test's).
   json last;
@@ -1072,8 +1072,8 @@ TEST_CASE("control status answers quickly while every worker is busy", "[control
       if (!(w["current_ms"].get<double>() > 0)) return false;
     return true;
   }));
-  for (auto& f : slow) {
-    const auto r = f.get();
+  for (auto& held : slow) {
+    const auto r = held->release();
     REQUIRE(r.has_value());
     CHECK(r->status == 200);
   }

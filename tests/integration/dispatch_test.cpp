@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "support/control_client.hpp"
+#include "support/held_request.hpp"
 #include "support/http_client.hpp"
 #include "support/master_process.hpp"
 #include "support/run_command.hpp"
@@ -51,12 +52,12 @@ json counters(const TempDir& dir) {
   return p.is_object() ? p["counters"] : json();
 }
 
-// Occupies one worker with /sleep?ms=`ms` and returns once the master shows it busy;
-// the future holds the slow request's answer.
-std::future<std::optional<HttpResponse>> occupy_one_worker(const TempDir& dir, const std::string& addr, int ms) {
-  auto slow = std::async(std::launch::async, [addr, ms] { return http_get(addr, "/sleep?ms=" + std::to_string(ms), 20s); });
+// Occupies one worker with a request held until release() (support/held_request.hpp),
+// whatever the machine's load, and returns once the master shows it busy.
+std::unique_ptr<HeldRequest> occupy_one_worker(const TempDir& dir, const std::string& addr) {
+  auto held = std::make_unique<HeldRequest>(addr);
   REQUIRE(wait_until([&] { return pool_status(dir).value("busy", 0) == 1; }));
-  return slow;
+  return held;
 }
 
 // Both accounting identities of the dispatcher hold in `p` (a pool status object).
@@ -162,7 +163,7 @@ void check_fast_requests_pass_the_busy_worker(int max_inflight, bool settle) {
   MasterProcess master(dir / "f.toml");
   const std::string addr = master.wait_listen_address("web");
   REQUIRE(!master.wait_log("every pool has its workers ready").empty());
-  auto slow = occupy_one_worker(dir, addr, 3000);
+  auto slow = occupy_one_worker(dir, addr);
   std::set<std::string> fast_pids;
   for (int i = 0; i < 20; ++i) {
     auto r = http_get(addr, "/", 10s);
@@ -170,7 +171,7 @@ void check_fast_requests_pass_the_busy_worker(int max_inflight, bool settle) {
     fast_pids.insert(r->headers["x-worker-pid"]);
     if (settle) REQUIRE(wait_until([&] { return pool_status(dir)["counters"]["in_flight"] == 1; }));
   }
-  const auto s = slow.get();
+  const auto s = slow->release();
   REQUIRE(s.has_value());
   CHECK(fast_pids.size() == 1);
   CHECK(fast_pids.count(s->headers.at("x-worker-pid")) == 0);
@@ -243,7 +244,7 @@ TEST_CASE("a full queue stops accepting and no accepted connection is dropped", 
   MasterProcess master(dir / "f.toml");
   const std::string addr = master.wait_listen_address("web");
   REQUIRE(!master.wait_log("every pool has its workers ready").empty());
-  auto slow = occupy_one_worker(dir, addr, 1500);
+  auto slow = occupy_one_worker(dir, addr);
   std::vector<std::future<std::optional<HttpResponse>>> waiting;
   for (int i = 0; i < 6; ++i)
     waiting.push_back(std::async(std::launch::async, [&] { return http_get(addr, "/", 20s); }));
@@ -254,7 +255,7 @@ TEST_CASE("a full queue stops accepting and no accepted connection is dropped", 
     return p["queue"]["length"] == 2 && p["counters"]["accepted"] == 3 && backlog_length(port_of(addr)) == 4;
   }));
   CHECK(pool_status(dir)["queue"]["peak"] == 2);
-  REQUIRE(slow.get().has_value());
+  REQUIRE(slow->release().has_value());
   int ok = 0;
   for (auto& f : waiting) {
     auto r = f.get();
@@ -275,10 +276,10 @@ TEST_CASE("queue_timeout closes a connection that waited too long and counts it"
   MasterProcess master(dir / "f.toml");
   const std::string addr = master.wait_listen_address("web");
   REQUIRE(!master.wait_log("every pool has its workers ready").empty());
-  auto slow = occupy_one_worker(dir, addr, 1500);
+  auto slow = occupy_one_worker(dir, addr);
   CHECK(!http_get(addr, "/", 10s).has_value());  // closed by the master, unanswered
   CHECK(counters(dir)["queue_timeouts"] == 1);
-  REQUIRE(slow.get().has_value());
+  REQUIRE(slow->release().has_value());
   check_balanced(pool_status(dir));
 }
 
@@ -326,7 +327,7 @@ TEST_CASE("running out of descriptors pauses accepting without spinning", "[disp
   MasterProcess master(dir / "f.toml", {"prlimit", "--nofile=96:96", "--"});
   const std::string addr = master.wait_listen_address("web");
   REQUIRE(!master.wait_log("every pool has its workers ready").empty());
-  auto slow = occupy_one_worker(dir, addr, 2000);
+  auto slow = occupy_one_worker(dir, addr);
   std::vector<int> held;
   for (int i = 0; i < 80; ++i) {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -349,7 +350,7 @@ TEST_CASE("running out of descriptors pauses accepting without spinning", "[disp
   }
   CHECK(in_wait >= 18);
   for (int fd : held) ::close(fd);
-  REQUIRE(slow.get().has_value());
+  REQUIRE(slow->release().has_value());
   CHECK(wait_until([&] {
     auto r = http_get(addr, "/", 2s);
     return r && r->status == 200;

