@@ -26,7 +26,7 @@ import time
 HELLO_BODY = b"Hello, world\n"
 
 
-def config_text(args, workers, mark):
+def config_text(args, workers, mark, graceful):
     return f"""[supervisor]
 control_socket = "ctl.sock"
 log_level = "info"
@@ -38,7 +38,7 @@ dispatch = "master"
 listen = ["tcp://127.0.0.1:0"]
 workers = {workers}
 queue_timeout = "30s"
-graceful_timeout = "10s"
+graceful_timeout = "{graceful}"
 env = {{ MARK = "{mark}" }}
 
 [pools.sweb]
@@ -46,7 +46,7 @@ command = ["{args.hello}"]
 dispatch = "shared"
 listen = ["tcp://127.0.0.1:0"]
 workers = 3
-graceful_timeout = "10s"
+graceful_timeout = "{graceful}"
 env = {{ MARK = "{mark}" }}
 """
 
@@ -57,15 +57,15 @@ class Master:
         self.dir = workdir
         self.config = os.path.join(workdir, "soak.toml")
         self.log_path = os.path.join(workdir, "master.log")
-        self.write_config(4, "a")
+        self.write_config(4, "a", "10s")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([args.forkpool, "-c", self.config], stdout=self.log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
-    def write_config(self, workers, mark):
+    def write_config(self, workers, mark, graceful):
         tmp = self.config + ".tmp"
         with open(tmp, "w") as f:
-            f.write(config_text(self.args, workers, mark))
+            f.write(config_text(self.args, workers, mark, graceful))
         os.rename(tmp, self.config)
 
     def log_text(self):
@@ -164,7 +164,7 @@ def worker_pids(pool):
 
 def chaos(master, args, stop, counts, rng):
     stopped = []
-    workers, mark = 4, "a"
+    workers, mark, graceful = 4, "a", "10s"
     while not stop.is_set():
         time.sleep(rng.uniform(0.2, 0.6))
         if stop.is_set():
@@ -193,9 +193,15 @@ def chaos(master, args, stop, counts, rng):
                 master.request({"cmd": "restart", "pool": name})
                 counts["restart"] += 1
             elif action == "reload":
+                # Half of them replace every worker (env), half change both pools in place
+                # (graceful_timeout; mweb's size too): shared workers keep accepting on the
+                # listener they set up, which the master must leave as they set it.
                 workers = rng.randint(2, 6)
-                mark = "b" if mark == "a" else "a"
-                master.write_config(workers, mark)
+                if rng.random() < 0.5:
+                    mark = "b" if mark == "a" else "a"
+                else:
+                    graceful = "11s" if graceful == "10s" else "10s"
+                master.write_config(workers, mark, graceful)
                 reply = master.request({"cmd": "reload"})
                 if not reply.get("ok"):
                     raise SystemExit("soak: reload refused: " + json.dumps(reply))
