@@ -3,6 +3,7 @@
 // accounted for, least-busy choice, the queue, per-connection policies, recycling,
 // resource exhaustion, and a worker in Python.
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -425,4 +426,56 @@ TEST_CASE("max_memory replaces a worker whose RSS is over the limit without fail
   }
   CHECK(counters(dir)["recycled"].get<int>() >= 1);
   CHECK(counters(dir)["lost"] == 0);
+}
+
+// A shared listener's O_NONBLOCK belongs to the open file every process holding it shares,
+// so a program other than forkpool may clear it under a worker. forkpool-hello, which
+// accepts until EAGAIN, then blocks in accept(2) after the last waiting connection; a stop
+// signal must still get it out, and it serves what it had accepted before it exits.
+TEST_CASE("forkpool-hello stops at SIGTERM and answers what it accepted when its listener was made blocking under it",
+          "[dispatch][shared]") {
+  TempDir dir;
+  write_file(dir / "f.toml", hello_pool("workers = 1\ndispatch = \"shared\"\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  const pid_t worker = master.wait_worker_started("web", 0);
+  REQUIRE(worker > 0);
+  const auto listener_flags = [&] {
+    std::ifstream in("/proc/" + std::to_string(worker) + "/fdinfo/3");
+    std::string key, value;
+    while (in >> key >> value)
+      if (key == "flags:") return std::stol(value, nullptr, 8);
+    return -1L;
+  };
+  // Once forkpool-hello has made its listener (fd 3, LISTEN_FDS) non-blocking, clear that
+  // through a copy of the same open file.
+  REQUIRE(wait_until([&] { return listener_flags() >= 0 && (listener_flags() & O_NONBLOCK) != 0; }));
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, worker, 0));
+  REQUIRE(pidfd >= 0);
+  const int copy = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, 3, 0));
+  ::close(pidfd);
+  REQUIRE(copy >= 0);
+  REQUIRE(::fcntl(copy, F_SETFL, ::fcntl(copy, F_GETFL) & ~O_NONBLOCK) == 0);
+  ::close(copy);
+  REQUIRE((listener_flags() & O_NONBLOCK) == 0);
+
+  // The worker takes the request, then waits in accept4 for another.
+  auto request = std::async(std::launch::async, [&] { return http_get(addr, "/", 20s); });
+  REQUIRE(wait_until([&] {
+    std::ifstream in("/proc/" + std::to_string(worker) + "/syscall");
+    std::string nr;
+    in >> nr;
+    return nr == std::to_string(SYS_accept4);
+  }));
+  REQUIRE(request.wait_for(200ms) == std::future_status::timeout);  // not answered yet
+
+  ::kill(worker, SIGTERM);
+  const auto answer = request.get();
+  REQUIRE(answer.has_value());
+  CHECK(answer->status == 200);
+  CHECK(!master.wait_log("worker web\\[0\\] pid " + std::to_string(worker) + " exited with status 0").empty());
+  master.signal(SIGTERM);
+  const auto status = master.wait_exit(30s);
+  REQUIRE(status.has_value());
+  CHECK(WIFEXITED(*status));
 }

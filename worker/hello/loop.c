@@ -192,6 +192,13 @@ static void accept_all(struct hello_loop* loop, struct hello_loop_listener* ll) 
 #endif
         return;
       case EINTR:
+        /* A stop signal ends the batch: the drain at the end of this loop turn serves
+         * what was accepted. Only a listener made blocking under us (its O_NONBLOCK
+         * belongs to the open file it shares with others) gets here with nothing left
+         * to accept, and then the signal is what gets us out. */
+        hello_loop_poll_signals(loop);
+        if (loop->drain_requested) return;
+        continue;
       case ECONNABORTED:
       case EPROTO:
       case EPERM: /* refused by a firewall rule */
