@@ -35,6 +35,13 @@ SizingCounts Pool::sizing_counts() {
   c.spare = config_->spare_workers;
   c.target = target_;
   const bool shared = config_->dispatch == config::Dispatch::Shared;
+  // Shared dispatch: what waits in the listeners' accept queues (all the master knows of
+  // connections its workers have not taken yet).
+  std::uint64_t backlog = 0;
+  if (shared && !dispatcher_)
+    for (const auto& l : listeners_)
+      if (l->fd) backlog += listen_backlog(l->fd.get()).value_or(0);
+  const bool demand = backlog > 0 || listener_readable_;
   for (auto& s : slots_) {
     if (!s->wanted) continue;
     if (!s->process) {
@@ -51,7 +58,7 @@ SizingCounts Pool::sizing_counts() {
     if (shared) {
       const shm::WorkerSnapshot w = ctx_.scoreboard->read_worker(p.identity().scoreboard_slot);
       busy = w.state == shm::WorkerState::Busy;
-      p.observe_activity(busy, w.connections_handled);
+      p.observe_activity(busy, w.connections_handled, demand);
     }
     ++(busy ? c.busy : c.idle);
   }
@@ -59,9 +66,6 @@ SizingCounts Pool::sizing_counts() {
     const auto per = static_cast<std::size_t>(std::max(1, config_->max_inflight));
     c.waiting = static_cast<int>((dispatcher_->queued() + per - 1) / per);
   } else if (shared) {
-    std::uint64_t backlog = 0;
-    for (const auto& l : listeners_)
-      if (l->fd) backlog += listen_backlog(l->fd.get()).value_or(0);
     c.waiting = static_cast<int>(std::min<std::uint64_t>(backlog, kMaxPoolWorkers));
     // A readable listener with no worker to accept: a connection waits, even where its
     // accept queue cannot be read.

@@ -353,8 +353,9 @@ void WorkerProcess::mark_ready() {
   }
 }
 
-void WorkerProcess::observe_activity(bool busy, std::uint64_t handled) {
-  if (busy || handled != handled_seen_) idle_since_ = Clock::now();
+void WorkerProcess::observe_activity(bool busy, std::uint64_t handled, bool demand) {
+  if (busy || handled != 0) reported_ = true;
+  if (busy || handled != handled_seen_ || (demand && !reported_)) idle_since_ = Clock::now();
   handled_seen_ = handled;
 }
 

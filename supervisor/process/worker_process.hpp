@@ -146,7 +146,11 @@ class WorkerProcess {
   Clock::time_point idle_since() const { return idle_since_; }
   // Shared dispatch: what the scoreboard shows of it now (busy, connections handled). A
   // change of either moves idle_since to now.
-  void observe_activity(bool busy, std::uint64_t handled);
+  // `demand`: connections arrived or wait on the pool's listeners. It counts as activity
+  // of a worker that never reported any (no library: it never shows busy nor counts a
+  // connection), which may be serving whenever connections come: its idle_timeout then
+  // runs from the last demand the master saw, not from its start.
+  void observe_activity(bool busy, std::uint64_t handled, bool demand);
   std::uint64_t handed() const { return handed_; }          // connections ever sent to it
   std::uint64_t completed() const { return completed_; }    // DONE received
   // Age of the oldest connection it holds; zero when it holds none.
@@ -229,6 +233,7 @@ class WorkerProcess {
   std::uint64_t idle_order_ = 0;
   Clock::time_point idle_since_{};
   std::uint64_t handled_seen_ = 0;  // shared dispatch: connections_handled when last observed
+  bool reported_ = false;           // shared dispatch: it was seen busy or counting connections
   unsigned protocol_errors_ = 0;
   std::unique_ptr<log::RepeatedWarning> bad_parks_;  // made on the first one
   Clock::time_point first_protocol_error_;

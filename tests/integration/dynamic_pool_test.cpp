@@ -524,3 +524,62 @@ TEST_CASE("a dynamic pool whose worker is in crash backoff does not grow for wai
   for (int fd : clients) ::close(fd);
   stop_master(*s.master);
 }
+
+// A program that does not report (no forkpool library: it never shows busy in the
+// scoreboard) looks idle to the master even while it serves. Connections waiting on its
+// listeners count as its activity instead, so a pool that just grew because connections
+// waited does not retire, right away, a worker up for longer than idle_timeout that is
+// serving one of them.
+TEST_CASE("a dynamic shared pool does not retire a non-reporting worker that serves as connections wait",
+          "[dynamic]") {
+  TempDir scripts;
+  // One connection at a time, blocking accept on the inherited listener, the default
+  // SIGTERM (it dies at once, with the request it holds).
+  const auto worker = scripts.path() / "serve.py";
+  write_file(worker,
+             "import socket\n"
+             "listener = socket.socket(fileno=3)\n"
+             "listener.setblocking(True)\n"
+             "while True:\n"
+             "    conn, _ = listener.accept()\n"
+             "    data = b''\n"
+             "    while b'\\r\\n\\r\\n' not in data:\n"
+             "        chunk = conn.recv(4096)\n"
+             "        if not chunk:\n"
+             "            break\n"
+             "        data += chunk\n"
+             "    conn.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\nConnection: close\\r\\n\\r\\nok\\n')\n"
+             "    conn.close()\n");
+  Setup s(supervisor_section() + "[pools.web]\ncommand = [\"/usr/bin/python3\", " + quoted(worker.string()) +
+          "]\nlisten = [\"tcp://127.0.0.1:0\"]\ndispatch = \"shared\"\nmin_workers = 1\nmax_workers = 2\n"
+          "spare_workers = 0\nidle_timeout = \"5s\"\n");
+  const std::string addr = s.master->wait_listen_address("web");
+  auto c = s.client();
+  // The first worker has been up for longer than idle_timeout.
+  REQUIRE(wait_until([&] {
+    const json p = pool_status(c, "web");
+    return p.is_object() && p["workers"].size() == 1 && p["workers"][0].value("uptime_s", 0.0) > 5.5;
+  }, 30s));
+
+  // It takes a request it is still reading; two more connections wait, more than the
+  // workers that look idle (the one, which reports nothing), and the pool grows.
+  HttpConnection held(addr, 30s);
+  REQUIRE(held.connected());
+  REQUIRE(held.send("GET / HTTP/1.1\r\nHost: x\r\n"));
+  std::vector<std::future<std::optional<HttpResponse>>> more;
+  for (int i = 0; i < 2; ++i) more.push_back(std::async(std::launch::async, [&] { return http_get(addr, "/", 20s); }));
+  REQUIRE(!s.master->wait_log("pool web grows from 1 to 2 workers").empty());
+  for (auto& m : more) {
+    const auto answered = m.get();
+    REQUIRE(answered.has_value());
+    CHECK(answered->status == 200);
+  }
+  // The serving worker is not retired as idle: the demand was seen less than idle_timeout ago.
+  CHECK(s.master->wait_log("\\[scale\\.down\\]", 1500ms).empty());
+  REQUIRE(held.send("\r\n"));
+  const auto first = held.read_response();
+  REQUIRE(first.has_value());
+  CHECK(first->status == 200);
+  CHECK(first->body == "ok\n");
+  stop_master(*s.master);
+}
