@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "support/control_client.hpp"
+#include "support/fd_flags.hpp"
 #include "support/held_request.hpp"
 #include "support/http_client.hpp"
 #include "support/master_process.hpp"
@@ -440,16 +441,10 @@ TEST_CASE("forkpool-hello stops at SIGTERM and answers what it accepted when its
   const std::string addr = master.wait_listen_address("web");
   const pid_t worker = master.wait_worker_started("web", 0);
   REQUIRE(worker > 0);
-  const auto listener_flags = [&] {
-    std::ifstream in("/proc/" + std::to_string(worker) + "/fdinfo/3");
-    std::string key, value;
-    while (in >> key >> value)
-      if (key == "flags:") return std::stol(value, nullptr, 8);
-    return -1L;
-  };
+  const auto nonblocking = [&] { return (fd_flags(worker, 3).value_or(0) & O_NONBLOCK) != 0; };
   // Once forkpool-hello has made its listener (fd 3, LISTEN_FDS) non-blocking, clear that
   // through a copy of the same open file.
-  REQUIRE(wait_until([&] { return listener_flags() >= 0 && (listener_flags() & O_NONBLOCK) != 0; }));
+  REQUIRE(wait_until(nonblocking));
   const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, worker, 0));
   REQUIRE(pidfd >= 0);
   const int copy = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, 3, 0));
@@ -457,7 +452,8 @@ TEST_CASE("forkpool-hello stops at SIGTERM and answers what it accepted when its
   REQUIRE(copy >= 0);
   REQUIRE(::fcntl(copy, F_SETFL, ::fcntl(copy, F_GETFL) & ~O_NONBLOCK) == 0);
   ::close(copy);
-  REQUIRE((listener_flags() & O_NONBLOCK) == 0);
+  REQUIRE(fd_flags(worker, 3).has_value());
+  REQUIRE(!nonblocking());
 
   // The worker takes the request, then waits in accept4 for another.
   auto request = std::async(std::launch::async, [&] { return http_get(addr, "/", 20s); });

@@ -18,7 +18,6 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <fstream>
 #include <future>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -28,6 +27,7 @@
 #include <vector>
 
 #include "reload_support.hpp"
+#include "support/fd_flags.hpp"
 
 using namespace forkpool::test;
 using namespace forkpool::test::reload_support;
@@ -805,12 +805,7 @@ TEST_CASE("an in-place reload of a shared-dispatch pool leaves its listener as t
   REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 2); }));
   const auto before = serving_pids(pool_status(c, "web"));
   // LISTEN_FDS: the listener is fd 3 in each worker.
-  const auto nonblocking = [](pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/fdinfo/3");
-    const std::string info((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const auto at = info.find("flags:");
-    return at != std::string::npos && (std::stoul(info.substr(at + 6), nullptr, 8) & O_NONBLOCK) != 0;
-  };
+  const auto nonblocking = [](pid_t pid) { return (fd_flags(pid, 3).value_or(0) & O_NONBLOCK) != 0; };
   for (const auto& [worker, pid] : before) REQUIRE(wait_until([&, pid = pid] { return nonblocking(pid); }));
 
   m.rewrite(config("21s"));

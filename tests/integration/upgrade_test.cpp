@@ -3,6 +3,7 @@
 // docs/upgrade.md). Each test starts the master from a copy of the built binary in its own
 // folder, so it can replace that file (and /proc/PID/exe then names the new one) or break it.
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -11,6 +12,7 @@
 #include "reload_support.hpp"
 #include "shm/version.hpp"
 #include "support/fake_systemd.hpp"
+#include "support/fd_flags.hpp"
 #include "support/http_connection.hpp"
 #include "support/skip.hpp"
 
@@ -357,13 +359,8 @@ std::set<int> inheritable_fds(pid_t pid) {
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     const int fd = std::stoi(e.path().filename().string());
     if (fd < 3) continue;
-    std::ifstream in(e.path());
-    std::string key, flags;
-    while (in >> key >> flags)
-      if (key == "flags:") {
-        if ((std::stoul(flags, nullptr, 8) & 02000000) == 0) out.insert(fd);
-        break;
-      }
+    const auto flags = fd_flags(pid, fd);
+    if (flags && (*flags & O_CLOEXEC) == 0) out.insert(fd);
   }
   return out;
 }
