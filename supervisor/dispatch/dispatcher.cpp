@@ -34,7 +34,7 @@ Dispatcher::Dispatcher(MasterContext& ctx, PoolConfigRef pool, std::uint32_t poo
     : ctx_(ctx),
       pool_(std::move(pool)),
       index_(pool_index),
-      workers_(std::move(workers)),
+      list_workers_(std::move(workers)),
       choice_(pool_->balance),
       queue_timer_(ctx.loop),
       emfile_pause_(ctx.loop),
@@ -46,6 +46,7 @@ Dispatcher::Dispatcher(MasterContext& ctx, PoolConfigRef pool, std::uint32_t poo
 void Dispatcher::set_config(PoolConfigRef pool) {
   if (pool->balance != pool_->balance) choice_ = WorkerChoice(pool->balance);
   pool_ = std::move(pool);
+  workers_stale_ = true;
   if (parked_) parked_->set_limits(pool_->keepalive_timeout, static_cast<std::size_t>(pool_->max_parked));
   arm_queue_timer();
   pump();
@@ -80,10 +81,56 @@ void Dispatcher::set_listeners(const std::vector<ListenerRef>& listeners) {
 Dispatcher::~Dispatcher() { shut(); }
 
 bool Dispatcher::has_capacity() {
-  workers_(workers_scratch_);
-  for (WorkerProcess* w : workers_scratch_)
+  refresh_workers();
+  for (WorkerProcess* w : workers_)
     if (w->accepts_work()) return true;
   return false;
+}
+
+namespace {
+
+// An idle worker's entry still says where it stands: nothing held, able to take work,
+// idle since that moment, and one of those the WorkerList names (Pool::dispatch_candidates).
+bool still_idle(const WorkerProcess* w, std::uint64_t idle_order) {
+  return w->idle_order() == idle_order && w->in_flight() == 0 && w->accepts_work() &&
+         w->config().dispatch == config::Dispatch::Master;
+}
+
+}  // namespace
+
+void Dispatcher::refresh_workers() {
+  if (!workers_stale_ && workers_epoch_ == ctx_.workers_epoch) return;
+  workers_stale_ = false;
+  workers_epoch_ = ctx_.workers_epoch;
+  list_workers_(workers_);
+  std::vector<IdleWorkers<WorkerProcess>::Entry> idle;
+  bool any = false, all_nonblocking = true;
+  for (WorkerProcess* w : workers_) {
+    if (still_idle(w, w->idle_order())) idle.push_back({w, w->idle_order()});
+    if (w->phase() == WorkerPhase::Ready) {
+      any = true;
+      all_nonblocking = all_nonblocking && w->wants_nonblocking();
+    }
+  }
+  idle_.reset(std::move(idle));
+  // The next connections are accepted in the mode the ready workers asked for in READY;
+  // a pool of both kinds (a reload from one program to another) gets blocking ones.
+  if (any) accept_nonblocking_ = all_nonblocking;
+}
+
+WorkerProcess* Dispatcher::choose() {
+  // Least-busy, with an idle worker: the most recently idle one, without looking at the
+  // others (a pool of 1,000 workers costs what a pool of 4 does).
+  if (pool_->balance == config::Balance::LeastBusy) {
+    idle_.compact(2 * workers_.size() + 64, still_idle);
+    if (WorkerProcess* w = idle_.take(still_idle)) return w;
+  }
+  // Every worker busy (or round-robin): WorkerChoice over all of them.
+  const auto pick = choice_.pick(workers_.size(), [this](std::size_t i) {
+    const WorkerProcess* w = workers_[i];
+    return Candidate{w->accepts_work(), w->in_flight(), w->idle_order()};
+  });
+  return pick ? workers_[*pick] : nullptr;
 }
 
 void Dispatcher::update_accepting() {
@@ -181,25 +228,11 @@ void Dispatcher::resume() {
 
 void Dispatcher::pump() {
   if (!queue_.empty()) {
-    workers_(workers_scratch_);
-    const std::vector<WorkerProcess*>& workers = workers_scratch_;
-    std::vector<Candidate>& candidates = candidates_;
-    candidates.clear();
-    bool any = false, all_nonblocking = true;
-    for (WorkerProcess* w : workers) {
-      candidates.push_back({w->accepts_work(), w->in_flight(), w->idle_order()});
-      if (w->accepts_work()) {
-        any = true;
-        all_nonblocking = all_nonblocking && w->wants_nonblocking();
-      }
-    }
-    // The next connections are accepted in the mode the workers that can take them asked
-    // for; a pool of both kinds (a reload from one program to another) gets blocking ones.
-    if (any) accept_nonblocking_ = all_nonblocking;
     while (!queue_.empty()) {
-      const auto pick = choice_.pick(candidates);
-      if (!pick) break;
-      WorkerProcess& w = *workers[*pick];
+      refresh_workers();  // a look at a counter, unless the workers changed
+      WorkerProcess* const chosen = choose();
+      if (chosen == nullptr) break;
+      WorkerProcess& w = *chosen;
       Pending& p = queue_.front();
       if ((p.fd_flags & FP_FD_NONBLOCK) != 0 && !w.wants_nonblocking()) {
         // A worker that did not ask gets no connection the master made non-blocking (the
@@ -216,8 +249,9 @@ void Dispatcher::pump() {
         ++in_flight_;
         queue_.pop_front();  // closes the master's copy: the worker holds the connection now
       }
-      // Sent or not (its channel full or gone), this worker's standing changed.
-      candidates[*pick] = {w.accepts_work(), w.in_flight(), w.idle_order()};
+      // Sent or not (its channel full or gone), this worker's standing changed; if it is
+      // idle still, it gets its entry back at the next refresh (a channel that takes
+      // records again moves the epoch).
     }
   }
   publish();

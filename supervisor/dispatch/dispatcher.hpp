@@ -19,6 +19,7 @@
 #include "supervisor/master_context.hpp"
 #include "supervisor/uv_handles.hpp"
 #include "supervisor/dispatch/descriptor_budget.hpp"
+#include "supervisor/dispatch/idle_workers.hpp"
 #include "supervisor/dispatch/parked_connections.hpp"
 #include "supervisor/dispatch/worker_choice.hpp"
 #include "supervisor/process/worker_process.hpp"
@@ -40,6 +41,9 @@ class Dispatcher {
   // Hands queued connections to workers that can take them; call whenever capacity
   // may have appeared (a worker ready, a DONE, a channel writable again).
   void pump();
+  // `w`, a worker of this pool, became idle (ready, or its last connection DONE or
+  // PARKed): least-busy dispatch picks the most recently idle one from these.
+  void worker_idle(WorkerProcess& w) { idle_.push(&w, w.idle_order()); }
   void on_done(std::chrono::microseconds held);
   // A worker exited (or was retired) holding `count` connections without DONE.
   void on_lost(std::size_t count);
@@ -95,6 +99,12 @@ class Dispatcher {
   void resume();
   bool descriptors_short();
   bool has_capacity();
+  // The pool's workers as the WorkerList gives them, and the idle ones, rebuilt only when
+  // a worker was made, destroyed, changed phase or settings (MasterContext::workers_epoch)
+  // or `workers_stale_` was set.
+  void refresh_workers();
+  // Who gets the next connection (WorkerChoice's rule), or nullptr if nobody can take it.
+  WorkerProcess* choose();
   ParkedConnections& parked_connections();  // made on the first PARK
   void resume_parked(ParkedConnections::Connection c);
   void parked_closed(const ParkedConnections::Connection& c, ParkedConnections::Ending why);
@@ -103,7 +113,7 @@ class Dispatcher {
   MasterContext& ctx_;
   PoolConfigRef pool_;
   std::uint32_t index_;
-  WorkerList workers_;
+  WorkerList list_workers_;
   std::function<void()> accept_hook_;
   WorkerChoice choice_;
   std::vector<int> listener_fds_;
@@ -114,8 +124,10 @@ class Dispatcher {
   bool paused_ = false;
   std::deque<Pending> queue_;
   std::unique_ptr<ParkedConnections> parked_;
-  std::vector<WorkerProcess*> workers_scratch_;
-  std::vector<Candidate> candidates_;
+  std::vector<WorkerProcess*> workers_;       // cached WorkerList, see refresh_workers
+  std::uint64_t workers_epoch_ = 0;
+  bool workers_stale_ = true;
+  IdleWorkers<WorkerProcess> idle_;
   std::uint64_t next_id_ = 0;
   bool accept_nonblocking_ = false;  // the workers that can take work asked for it (READY)
   std::uint64_t in_flight_ = 0;

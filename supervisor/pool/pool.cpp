@@ -214,6 +214,7 @@ void Pool::start_batch(int count) {
 void Pool::promote(Slot& slot) {
   std::unique_ptr<WorkerProcess> old = std::move(slot.process);
   slot.process = std::move(slot.replacement);
+  ++ctx_.workers_epoch;
   if (!old) return;
   report(ctx_, spdlog::level::info, "worker.recycle",
          {config_->name, slot.index, slot.process->pid(), slot.process->identity().generation},

@@ -60,6 +60,7 @@ void Pool::handle_exit_of(pid_t pid, int wait_status) {
   if (was_serving && slot->replacement) {
     // The replacement takes the slot now; it becomes ready in its own time.
     slot->process = std::move(slot->replacement);
+    ++ctx_.workers_epoch;
   }
   if (state_ == shm::PoolState::Stopping) {
     if (live() == 0) set_state(shm::PoolState::Stopped);

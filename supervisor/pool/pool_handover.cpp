@@ -85,6 +85,7 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> li
     if (!js["process"].is_null()) slot.process = adopt_worker(slot, js["process"], fds);
     if (!js["replacement"].is_null()) slot.replacement = adopt_worker(slot, js["replacement"], fds);
     for (const auto& r : need(js, "retiring")) slot.retiring.push_back(adopt_worker(slot, r, fds));
+    ++ctx_.workers_epoch;
   }
 }
 

@@ -137,6 +137,7 @@ void Pool::retire_slot(Slot& slot) {
     slot.retiring.push_back(std::move(p));
   }
   slot.last_error.clear();
+  ++ctx_.workers_epoch;
 }
 
 Pool::Slot* Pool::longest_idle() {

@@ -32,7 +32,10 @@ WorkerEvents Pool::worker_events(Slot& slot, const std::shared_ptr<WorkerProcess
   events.ready = [this, &slot, self] {
     WorkerProcess* p = *self;
     if (p == slot.replacement.get()) promote(slot);
-    if (dispatcher_) dispatcher_->pump();
+    if (dispatcher_) {
+      dispatcher_->worker_idle(*p);
+      dispatcher_->pump();
+    }
     update_running();
     rescale();
   };
@@ -69,6 +72,7 @@ WorkerEvents Pool::worker_events(Slot& slot, const std::shared_ptr<WorkerProcess
   };
   events.done = [this, self, recycle_if_due](std::chrono::microseconds held) {
     recycle_if_due(*self);
+    if (dispatcher_ && (*self)->in_flight() == 0) dispatcher_->worker_idle(**self);
     if (dispatcher_) dispatcher_->on_done(held);
     maybe_finish_retiring();
     rescale();
@@ -76,6 +80,7 @@ WorkerEvents Pool::worker_events(Slot& slot, const std::shared_ptr<WorkerProcess
   events.parked = [this, self, recycle_if_due](std::uint64_t id, const HeldConnection& held, base::OwnedFd fd,
                                                std::uint32_t fd_flags) {
     recycle_if_due(*self);
+    if (dispatcher_ && (*self)->in_flight() == 0) dispatcher_->worker_idle(**self);
     if (dispatcher_) dispatcher_->on_parked(id, held, std::move(fd), fd_flags);  // else `fd` closes here
     maybe_finish_retiring();
     rescale();
@@ -185,6 +190,7 @@ void Pool::spawn_batch(const std::vector<Slot*>& slots) {
   for (Start& st : starts) {
     if (!st.process) continue;
     st.slot->process = std::move(st.process);
+    ++ctx_.workers_epoch;
     if (config_->ready == config::Readiness::Exec) st.slot->process->mark_ready();
   }
   // As spawn() does, in slot order; a pool that failed stops counting.
@@ -201,6 +207,7 @@ void Pool::spawn(Slot& slot) {
   if (!slot.wanted || slot.process) return;
   try {
     slot.process = launch(slot);
+    ++ctx_.workers_epoch;
   } catch (const SpawnFailure& e) {
     if (after_spawn_failure(slot, e, false)) schedule_respawn(slot, slot.backoff.next(ctx_.rng));
     if (ctx_.changed) ctx_.changed();

@@ -68,6 +68,7 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, Identity id
       watchdog_timer_(ctx.loop),
       stop_timer_(ctx.loop),
       request_timer_(ctx.loop) {
+  ++ctx_.workers_epoch;
   const config::PoolConfig& cfg = *pool_;
   if (auto ec = ctx_.scoreboard->start_worker(id_.scoreboard_slot, id_.generation))
     log::warn("scoreboard.renew_failed", "pool {} worker {}: new slot page: {}; reusing the old one",
@@ -147,6 +148,7 @@ void WorkerProcess::finish_start() {
   channel_ = std::make_unique<WorkerChannel>(ctx_.loop, std::move(starting_channel_));
   channel_->watch([this] { read_channel(); },
                   [this] {
+                    ++ctx_.workers_epoch;
                     if (events_.writable) events_.writable();
                   });
 
@@ -155,7 +157,7 @@ void WorkerProcess::finish_start() {
   if (cfg.watchdog.count() > 0) arm_watchdog();
 }
 
-WorkerProcess::~WorkerProcess() = default;
+WorkerProcess::~WorkerProcess() { ++ctx_.workers_epoch; }
 
 void WorkerProcess::make_notify_socket(std::optional<shm::OwnedFd> adopted) {
   NotifyHandlers h;
@@ -185,6 +187,7 @@ void WorkerProcess::transition(WorkerPhase to) {
     std::abort();
   }
   phase_ = to;
+  ++ctx_.workers_epoch;
 }
 
 std::chrono::milliseconds WorkerProcess::uptime() const {
@@ -194,12 +197,8 @@ std::chrono::milliseconds WorkerProcess::uptime() const {
 void WorkerProcess::adopt_settings(PoolConfigRef pool) {
   const bool timeout_changed = pool->request_timeout != pool_->request_timeout;
   pool_ = std::move(pool);
+  ++ctx_.workers_epoch;
   if (timeout_changed) arm_request_timer();
-}
-
-bool WorkerProcess::accepts_work() const {
-  return phase_ == WorkerPhase::Ready && channel_->can_send() &&
-         held_.size() < static_cast<std::size_t>(pool_->max_inflight);
 }
 
 SendResult WorkerProcess::send_connection(int fd, std::uint16_t listener, std::uint64_t id,

@@ -136,7 +136,12 @@ class WorkerProcess {
 
   // --- Master dispatch ---
   // Can take another connection now: ready, not stopping, channel open, below max_inflight.
-  bool accepts_work() const;
+  // Ready, its channel takes records, and below max_inflight. Inline: dispatch asks it
+  // of several workers per connection.
+  bool accepts_work() const {
+    return phase_ == WorkerPhase::Ready && channel_->can_send() &&
+           held_.size() < static_cast<std::size_t>(pool_->max_inflight);
+  }
   std::size_t in_flight() const { return held_.size(); }
   std::uint64_t idle_order() const { return idle_order_; }  // larger = idle more recently
   // Its READY asked for non-blocking connections (FP_FD_NONBLOCK).

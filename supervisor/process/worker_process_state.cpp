@@ -86,6 +86,7 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, const json&
       watchdog_timer_(ctx.loop),
       stop_timer_(ctx.loop),
       request_timer_(ctx.loop) {
+  ++ctx_.workers_epoch;
   pid_ = need(s, "pid").get<pid_t>();
   if (pid_ <= 1) throw upgrade::StateError("upgrade state: worker pid " + std::to_string(pid_));
   const std::string what =
@@ -150,6 +151,7 @@ void WorkerProcess::resume_adopted() {
   // Timers are re-armed from the deadlines they had in the previous image.
   channel_->watch([this] { read_channel(); },
                   [this] {
+                    ++ctx_.workers_epoch;
                     if (events_.writable) events_.writable();
                   });
   const auto left = [](Clock::time_point due) {

@@ -12,6 +12,7 @@
 #include "supervisor/pool/respawn_policy.hpp"
 #include "supervisor/process/spawn_plan.hpp"
 #include "supervisor/process/stop_plan.hpp"
+#include "supervisor/dispatch/idle_workers.hpp"
 #include "supervisor/dispatch/worker_choice.hpp"
 
 using namespace forkpool::supervisor;
@@ -35,6 +36,69 @@ TEST_CASE("round-robin takes accepting workers in turn and skips the others", "[
   CHECK(choice.pick(c) == std::optional<std::size_t>(0));
   CHECK(choice.pick(c) == std::optional<std::size_t>(2));
   CHECK(choice.pick(c) == std::optional<std::size_t>(0));
+}
+
+namespace {
+
+// A worker as least-busy dispatch sees it, for IdleWorkers.
+struct FakeWorker {
+  bool accepting = true;  // ready, channel open
+  std::size_t in_flight = 0;
+  std::uint64_t idle_order = 0;
+};
+
+}  // namespace
+
+TEST_CASE("the idle stack gives what least-busy over every worker gives, whenever a worker is idle", "[policy]") {
+  // Random events against a pool of 12; after each, taking from the stack must give the
+  // worker WorkerChoice picks among all of them, whenever that one is idle.
+  std::mt19937 rng(20261203);
+  std::vector<FakeWorker> w(12);
+  std::uint64_t clock = 0;
+  IdleWorkers<FakeWorker> idle;
+  auto still_idle = [](const FakeWorker* x, std::uint64_t order) {
+    return x->accepting && x->in_flight == 0 && x->idle_order == order;
+  };
+  auto rebuild = [&] {
+    std::vector<IdleWorkers<FakeWorker>::Entry> e;
+    for (auto& x : w)
+      if (still_idle(&x, x.idle_order)) e.push_back({&x, x.idle_order});
+    idle.reset(std::move(e));
+  };
+  for (auto& x : w) x.idle_order = ++clock;
+  rebuild();
+  WorkerChoice choice(cfg::Balance::LeastBusy);
+  int picked_idle = 0;
+  for (int step = 0; step < 20000; ++step) {
+    FakeWorker& x = w[rng() % w.size()];
+    const unsigned event = rng() % 20;
+    if (event < 9) {  // one of its connections finished
+      if (x.in_flight > 0 && --x.in_flight == 0) {
+        x.idle_order = ++clock;
+        idle.push(&x, x.idle_order);
+      }
+    } else if (event == 9) {  // its channel filled up, or took records again (the owner rebuilds then)
+      x.accepting = !x.accepting;
+      if (x.accepting) rebuild();
+    } else {  // one connection to dispatch
+      {
+        std::vector<Candidate> all;
+        for (auto& y : w) all.push_back({y.accepting && y.in_flight < 2, y.in_flight, y.idle_order});  // max_inflight 2
+        const auto want = choice.pick(all);
+        idle.compact(2 * w.size() + 4, still_idle);
+        FakeWorker* got = idle.take(still_idle);
+        if (want && w[*want].in_flight == 0) {
+          REQUIRE(got == &w[*want]);
+          ++picked_idle;
+        } else {
+          REQUIRE(got == nullptr);
+        }
+        if (want) ++w[*want].in_flight;
+      }
+    }
+    REQUIRE(idle.size() <= 2 * w.size() + 4 + 1);
+  }
+  CHECK(picked_idle > 500);
 }
 
 TEST_CASE("backoff doubles from the first delay up to the maximum with 20 percent jitter", "[policy]") {
