@@ -102,6 +102,7 @@ void Dispatcher::refresh_workers() {
   if (!workers_stale_ && workers_epoch_ == ctx_.workers_epoch) return;
   workers_stale_ = false;
   workers_epoch_ = ctx_.workers_epoch;
+  none_accepts_ = false;
   list_workers_(workers_);
   std::vector<IdleWorkers<WorkerProcess>::Entry> idle;
   bool any = false, all_nonblocking = true;
@@ -126,10 +127,12 @@ WorkerProcess* Dispatcher::choose() {
     if (WorkerProcess* w = idle_.take(still_idle)) return w;
   }
   // Every worker busy (or round-robin): WorkerChoice over all of them.
+  if (none_accepts_) return nullptr;
   const auto pick = choice_.pick(workers_.size(), [this](std::size_t i) {
     const WorkerProcess* w = workers_[i];
     return Candidate{w->accepts_work(), w->in_flight(), w->idle_order()};
   });
+  if (!pick) none_accepts_ = true;
   return pick ? workers_[*pick] : nullptr;
 }
 
@@ -263,6 +266,7 @@ void Dispatcher::on_done(std::chrono::microseconds held) {
   ctx_.scoreboard->count(index_, shm::PoolCounter::Completed);
   ctx_.scoreboard->record_duration(index_, static_cast<std::uint64_t>(held.count()));
   if (in_flight_ > 0) --in_flight_;
+  none_accepts_ = false;
   pump();
 }
 
@@ -295,6 +299,7 @@ void Dispatcher::on_parked(std::uint64_t id, const HeldConnection& held, base::O
       index_, static_cast<std::uint64_t>(
                   std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - held.since).count()));
   if (in_flight_ > 0) --in_flight_;
+  none_accepts_ = false;
   if (shut_ || paused_) {
     ctx_.scoreboard->count(index_, shm::PoolCounter::ParkedClosed);  // `fd` closes here
     log::debug("keepalive.closed", "pool {}: closing parked connection {} from {} as the pool stops", pool_->name,

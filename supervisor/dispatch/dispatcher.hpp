@@ -43,7 +43,10 @@ class Dispatcher {
   void pump();
   // `w`, a worker of this pool, became idle (ready, or its last connection DONE or
   // PARKed): least-busy dispatch picks the most recently idle one from these.
-  void worker_idle(WorkerProcess& w) { idle_.push(&w, w.idle_order()); }
+  void worker_idle(WorkerProcess& w) {
+    idle_.push(&w, w.idle_order());
+    none_accepts_ = false;
+  }
   void on_done(std::chrono::microseconds held);
   // A worker exited (or was retired) holding `count` connections without DONE.
   void on_lost(std::size_t count);
@@ -128,6 +131,11 @@ class Dispatcher {
   std::uint64_t workers_epoch_ = 0;
   bool workers_stale_ = true;
   IdleWorkers<WorkerProcess> idle_;
+  // The last look at every worker found none that takes work, and nothing since could
+  // have changed that: a worker takes work again only after a DONE or PARK (on_done,
+  // on_parked) or an event that moves the epoch. Saves a saturated pool that look at each
+  // accept.
+  bool none_accepts_ = false;
   std::uint64_t next_id_ = 0;
   bool accept_nonblocking_ = false;  // the workers that can take work asked for it (READY)
   std::uint64_t in_flight_ = 0;
