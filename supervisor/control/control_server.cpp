@@ -25,7 +25,8 @@ namespace forkpool::supervisor {
 namespace {
 
 constexpr std::size_t kFdsPerMessage = 200;
-// A reply at least this long is followed by malloc_trim once written (ControlClient::write_raw).
+// A reply at least this long is followed by malloc_trim, kTrimAfter after the last one
+// (ControlServer::trim_later).
 constexpr std::size_t kLargeReply = 64 * 1024;
 
 struct WriteRequest {
@@ -67,18 +68,12 @@ void ControlClient::write_raw(std::string data) {
     close();
     return;
   }
+  if (data.size() >= kLargeReply) server_->trim_later();
   auto* w = new WriteRequest{{}, std::move(data), false};
   w->req.data = this;
   uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
   const int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(pipe_), &buf, 1, [](uv_write_t* req, int) {
-    auto* done = reinterpret_cast<WriteRequest*>(req);
-    const bool large = done->data.size() >= kLargeReply;
-    delete done;
-    // A large reply (status of a big pool) was built from many small heap blocks that are
-    // all free again by now, in the middle of the heap where free() cannot give them back:
-    // without this, a status of 1,000 workers leaves ~1.8 MiB resident in the master
-    // (docs/performance.md, master memory).
-    if (large) ::malloc_trim(0);
+    delete reinterpret_cast<WriteRequest*>(req);
   });
   if (rc != 0) {
     delete w;
@@ -160,7 +155,7 @@ void ControlClient::close() {
 // ---- ControlServer ----
 
 ControlServer::ControlServer(uv_loop_t* loop, const config::SupervisorConfig& config, Handler handler)
-    : loop_(loop), config_(config), handler_(std::move(handler)) {
+    : loop_(loop), trim_timer_(loop), config_(config), handler_(std::move(handler)) {
   const std::string path = config_.control_socket.string();
   group_ = resolve_group(config_.control_group);
   prepare_socket_path(config_.control_socket);
@@ -209,7 +204,7 @@ ControlServer::ControlServer(uv_loop_t* loop, const config::SupervisorConfig& co
 
 ControlServer::ControlServer(uv_loop_t* loop, const config::SupervisorConfig& config, Handler handler,
                              int listening_fd)
-    : loop_(loop), config_(config), handler_(std::move(handler)) {
+    : loop_(loop), trim_timer_(loop), config_(config), handler_(std::move(handler)) {
   group_ = resolve_group(config_.control_group);
   listener_ = new uv_pipe_t;
   uv_pipe_init(loop_, listener_, 0);
@@ -231,6 +226,17 @@ int ControlServer::listening_fd() const {
   uv_os_fd_t fd = -1;
   if (listener_ == nullptr || uv_fileno(reinterpret_cast<const uv_handle_t*>(listener_), &fd) != 0) return -1;
   return fd;
+}
+
+void ControlServer::trim_later() {
+  // A large reply (status of a big pool) is built from heap blocks that are all free again
+  // once it is written, in the middle of the heap where free() cannot give them back:
+  // without a trim, a status of 1,000 workers leaves ~1.8 MiB resident in the master
+  // (docs/performance.md, master memory). Trimmed at once, though, every status refaults
+  // those pages (a third of its time with 1,000 workers), so the trim waits until large
+  // replies stop: a dashboard or top polling status keeps its pages, a single request gives
+  // them back 10 s later.
+  trim_timer_.start(kTrimAfter, [] { ::malloc_trim(0); });
 }
 
 ControlServer::~ControlServer() {

@@ -25,6 +25,7 @@
 
 #include "config/config.hpp"
 #include "supervisor/observe/log_limiter.hpp"
+#include "supervisor/uv_handles.hpp"
 
 namespace forkpool::supervisor {
 
@@ -98,6 +99,7 @@ class ControlServer {
   static constexpr std::size_t kMaxPendingWrite = 4 * 1024 * 1024;
   static constexpr std::uint64_t kRequestMs = 5'000;  // from a request's first byte to its newline
   static constexpr std::uint64_t kIdleMs = 60'000;    // after a request (or connecting), no next one
+  static constexpr std::chrono::seconds kTrimAfter{10};
 
  private:
   friend class ControlClient;
@@ -105,6 +107,9 @@ class ControlServer {
   static void on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* buf);
   void start_listening();
   void accept_one();
+  // A large reply was written: the heap it freed goes back to the kernel kTrimAfter after
+  // the last one (control_server.cpp).
+  void trim_later();
   bool peer_allowed(int fd, uid_t& uid) const;
   void handle_input(ControlClient& c);
   void arm_timer(ControlClient& c);
@@ -116,6 +121,7 @@ class ControlServer {
                                 const char* event);
 
   uv_loop_t* loop_;
+  Timer trim_timer_;
   config::SupervisorConfig config_;
   Handler handler_;
   uv_pipe_t* listener_ = nullptr;
