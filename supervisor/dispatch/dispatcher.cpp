@@ -98,6 +98,15 @@ bool still_idle(const WorkerProcess* w, std::uint64_t idle_order) {
 
 }  // namespace
 
+void Dispatcher::worker_idle(WorkerProcess& w) {
+  none_accepts_ = false;
+  // Round-robin never takes from the stack; and once the workers changed (the epoch
+  // moved), its entries may name a destroyed worker and the next refresh rebuilds it
+  // from every idle worker, this one included.
+  if (pool_->balance != config::Balance::LeastBusy || workers_epoch_ != ctx_.workers_epoch || workers_stale_) return;
+  idle_.push(&w, w.idle_order(), 2 * workers_.size() + 64, still_idle);
+}
+
 void Dispatcher::refresh_workers() {
   if (!workers_stale_ && workers_epoch_ == ctx_.workers_epoch) return;
   workers_stale_ = false;
@@ -107,7 +116,8 @@ void Dispatcher::refresh_workers() {
   std::vector<IdleWorkers<WorkerProcess>::Entry> idle;
   bool any = false, all_nonblocking = true;
   for (WorkerProcess* w : workers_) {
-    if (still_idle(w, w->idle_order())) idle.push_back({w, w->idle_order()});
+    if (pool_->balance == config::Balance::LeastBusy && still_idle(w, w->idle_order()))
+      idle.push_back({w, w->idle_order()});
     if (w->phase() == WorkerPhase::Ready) {
       any = true;
       all_nonblocking = all_nonblocking && w->wants_nonblocking();
@@ -123,7 +133,6 @@ WorkerProcess* Dispatcher::choose() {
   // Least-busy, with an idle worker: the most recently idle one, without looking at the
   // others (a pool of 1,000 workers costs what a pool of 4 does).
   if (pool_->balance == config::Balance::LeastBusy) {
-    idle_.compact(2 * workers_.size() + 64, still_idle);
     if (WorkerProcess* w = idle_.take(still_idle)) return w;
   }
   // Every worker busy (or round-robin): WorkerChoice over all of them.

@@ -43,10 +43,7 @@ class Dispatcher {
   void pump();
   // `w`, a worker of this pool, became idle (ready, or its last connection DONE or
   // PARKed): least-busy dispatch picks the most recently idle one from these.
-  void worker_idle(WorkerProcess& w) {
-    idle_.push(&w, w.idle_order());
-    none_accepts_ = false;
-  }
+  void worker_idle(WorkerProcess& w);
   void on_done(std::chrono::microseconds held);
   // A worker exited (or was retired) holding `count` connections without DONE.
   void on_lost(std::size_t count);

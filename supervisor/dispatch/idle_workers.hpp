@@ -29,8 +29,15 @@ class IdleWorkers {
     std::uint64_t idle_order;
   };
 
-  // A worker became idle, more recently than every entry so far.
-  void push(Worker* w, std::uint64_t idle_order) { entries_.push_back({w, idle_order}); }
+  // A worker became idle, more recently than every entry so far. Stale entries are
+  // dropped first once there are `limit` (a pool whose workers go idle far more often than
+  // they are taken keeps a bounded stack).
+  template <class StillIdle>
+  void push(Worker* w, std::uint64_t idle_order, std::size_t limit, StillIdle&& still_idle) {
+    if (entries_.size() >= limit)
+      std::erase_if(entries_, [&](const Entry& e) { return !still_idle(e.worker, e.idle_order); });
+    entries_.push_back({w, idle_order});
+  }
 
   // Starts again from `idle` (any order): the workers that are idle now with their orders.
   void reset(std::vector<Entry> idle) {
@@ -40,7 +47,7 @@ class IdleWorkers {
 
   // The most recently idle worker for which still_idle(worker, idle_order) holds, or
   // nullptr; the stale entries above it are dropped, and so is its own (it is about to get
-  // work). Entries below it that went stale stay until they surface or `compact`.
+  // work). Entries below it that went stale stay until they surface or a push compacts.
   template <class StillIdle>
   Worker* take(StillIdle&& still_idle) {
     while (!entries_.empty()) {
@@ -49,14 +56,6 @@ class IdleWorkers {
       if (still_idle(e.worker, e.idle_order)) return e.worker;
     }
     return nullptr;
-  }
-
-  // Drops stale entries once there are more than `limit`, so a pool whose workers go
-  // idle far more often than they are picked keeps a bounded stack.
-  template <class StillIdle>
-  void compact(std::size_t limit, StillIdle&& still_idle) {
-    if (entries_.size() <= limit) return;
-    std::erase_if(entries_, [&](const Entry& e) { return !still_idle(e.worker, e.idle_order); });
   }
 
   std::size_t size() const { return entries_.size(); }

@@ -75,7 +75,7 @@ TEST_CASE("the idle stack gives what least-busy over every worker gives, wheneve
     if (event < 9) {  // one of its connections finished
       if (x.in_flight > 0 && --x.in_flight == 0) {
         x.idle_order = ++clock;
-        idle.push(&x, x.idle_order);
+        idle.push(&x, x.idle_order, 2 * w.size() + 4, still_idle);
       }
     } else if (event == 9) {  // its channel filled up, or took records again (the owner rebuilds then)
       x.accepting = !x.accepting;
@@ -85,7 +85,6 @@ TEST_CASE("the idle stack gives what least-busy over every worker gives, wheneve
         std::vector<Candidate> all;
         for (auto& y : w) all.push_back({y.accepting && y.in_flight < 2, y.in_flight, y.idle_order});  // max_inflight 2
         const auto want = choice.pick(all);
-        idle.compact(2 * w.size() + 4, still_idle);
         FakeWorker* got = idle.take(still_idle);
         if (want && w[*want].in_flight == 0) {
           REQUIRE(got == &w[*want]);
@@ -99,6 +98,27 @@ TEST_CASE("the idle stack gives what least-busy over every worker gives, wheneve
     REQUIRE(idle.size() <= 2 * w.size() + 4 + 1);
   }
   CHECK(picked_idle > 500);
+}
+
+TEST_CASE("the idle stack stays bounded when workers go idle and nothing is taken", "[policy]") {
+  // Round-robin dispatch, or a pool where DONEs outnumber dispatches for a while: pushes
+  // only. Found by a probe: the stack grew by an entry per request.
+  std::vector<FakeWorker> w(8);
+  std::uint64_t clock = 0;
+  IdleWorkers<FakeWorker> idle;
+  auto still_idle = [](const FakeWorker* x, std::uint64_t order) {
+    return x->accepting && x->in_flight == 0 && x->idle_order == order;
+  };
+  const std::size_t limit = 2 * w.size() + 4;
+  for (int i = 0; i < 100000; ++i) {
+    FakeWorker& x = w[static_cast<std::size_t>(i) % w.size()];
+    x.idle_order = ++clock;  // it took a connection and finished it
+    idle.push(&x, x.idle_order, limit, still_idle);
+    REQUIRE(idle.size() <= limit + 1);
+  }
+  // What is left is every worker, most recently idle on top.
+  for (std::size_t i = w.size(); i-- > 0;) CHECK(idle.take(still_idle) == &w[(100000 - w.size() + i) % w.size()]);
+  CHECK(idle.take(still_idle) == nullptr);
 }
 
 TEST_CASE("backoff doubles from the first delay up to the maximum with 20 percent jitter", "[policy]") {
