@@ -194,6 +194,56 @@ TEST_CASE("least-busy prefers the worker with fewer connections in flight when b
   check_fast_requests_pass_the_busy_worker(4, true);
 }
 
+// The tie-break of least-busy among idle workers (the idle stack, docs/master.md): the
+// worker that finished last takes the next connection, then the one that finished before
+// it. Each step waits for the master to have counted the DONE, so the order is the test's.
+TEST_CASE("least-busy hands the next connection to the worker that became idle last", "[dispatch][balance]") {
+  TempDir dir;
+  write_file(dir / "f.toml", hello_pool("workers = 4\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  auto settled = [&](int completed, int in_flight = 0) {
+    return wait_until([&] {
+      const json c = counters(dir);
+      return c.value("completed", -1) == completed && c.value("in_flight", -1) == in_flight;
+    });
+  };
+  // One held request per worker (max_inflight 1), then released in an order of our own.
+  std::vector<std::unique_ptr<HeldRequest>> held;
+  for (int i = 0; i < 4; ++i) {
+    held.push_back(std::make_unique<HeldRequest>(addr));
+    REQUIRE(wait_until([&] { return pool_status(dir).value("busy", -1) == i + 1; }));
+  }
+  std::vector<std::string> finished;  // worker numbers, in the order they became idle
+  int completed = 0;
+  for (const int i : {2, 0, 3, 1}) {
+    const auto r = held[static_cast<std::size_t>(i)]->release();
+    REQUIRE(r.has_value());
+    finished.push_back(r->headers.at("x-worker"));
+    ++completed;
+    REQUIRE(settled(completed, 4 - completed));
+  }
+  REQUIRE(std::set<std::string>(finished.begin(), finished.end()).size() == 4);
+  // One request at a time: always the worker that finished last (it is again, each time).
+  for (int i = 0; i < 5; ++i) {
+    const auto r = http_get(addr, "/");
+    REQUIRE(r.has_value());
+    CHECK(r->headers.at("x-worker") == finished[3]);
+    REQUIRE(settled(++completed));
+  }
+  // While it is held, the next goes to the one that finished before it.
+  HeldRequest busy(addr);
+  REQUIRE(wait_until([&] { return pool_status(dir).value("busy", -1) == 1; }));
+  const auto r = http_get(addr, "/");
+  REQUIRE(r.has_value());
+  CHECK(r->headers.at("x-worker") == finished[2]);
+  const auto b = busy.release();
+  REQUIRE(b.has_value());
+  CHECK(b->headers.at("x-worker") == finished[3]);
+  check_balanced(pool_status(dir));
+}
+
 TEST_CASE("round-robin hands connections to the workers in turn", "[dispatch][balance]") {
   TempDir dir;
   // Room for more than one connection each: the client's next request may arrive before
