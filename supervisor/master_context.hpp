@@ -25,8 +25,9 @@ struct MasterContext {
   std::unordered_map<pid_t, Pool*> owners;  // every worker pid not yet reaped
   std::uint64_t idle_clock = 0;             // orders workers by when they last became idle
   // Moves whenever a worker is made or destroyed, changes phase or settings, moves within
-  // its pool's slots, or its channel takes records again: dispatchers rebuild what they
-  // keep of their workers then (Dispatcher::refresh_workers).
+  // its pool's slots, asks for another connection mode in READY, or its channel takes
+  // records again: dispatchers rebuild what they keep of their workers then
+  // (Dispatcher::refresh_workers).
   std::uint64_t workers_epoch = 0;
   int fd_reserve = 32;                      // descriptors accepting leaves free (sized at start)
   std::function<void()> changed;            // a pool's state or ready count changed

@@ -159,6 +159,7 @@ void Dispatcher::update_accepting() {
 }
 
 void Dispatcher::accept_from(std::size_t listener) {
+  refresh_workers();  // accept_nonblocking_ as the workers asked, from the first connection
   for (int n = 0; n < kAcceptBatch && !shut_; ++n) {
     sockaddr_storage peer{};
     socklen_t len = sizeof peer;

@@ -134,7 +134,7 @@ class Dispatcher {
   // accept.
   bool none_accepts_ = false;
   std::uint64_t next_id_ = 0;
-  bool accept_nonblocking_ = false;  // the workers that can take work asked for it (READY)
+  bool accept_nonblocking_ = false;  // every ready worker asked for it in READY (refresh_workers)
   std::uint64_t in_flight_ = 0;
   Timer queue_timer_;
   Timer emfile_pause_;           // try again after a pause (system-wide), or look now and then

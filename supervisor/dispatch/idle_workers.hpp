@@ -6,7 +6,7 @@
 //
 // A stack of (worker, idle_order) entries, pushed when a worker becomes idle (ready, its
 // last connection DONE or PARKed), so it is ordered by idle_order. An entry is only a hint:
-// `top` skips and drops entries whose worker no longer stands where the entry says (it
+// `take` skips and drops entries whose worker no longer stands where the entry says (it
 // took work, became idle again later, stopped, its channel filled), judged by the
 // caller's `still_idle`. Every worker that is idle and can take work has an entry with its
 // current idle_order, as long as the owner pushes at each of those moments and rebuilds

@@ -385,7 +385,11 @@ void WorkerProcess::read_channel(bool until_empty) {
       case WorkerChannel::Received::Record: break;
     }
     if (m.type == FP_MSG_READY && !until_empty) {  // a reaped worker is not becoming ready
-      wants_nonblocking_ = (m.reserved & FP_FD_NONBLOCK) != 0;
+      const bool wants = (m.reserved & FP_FD_NONBLOCK) != 0;
+      // With ready = "exec" the worker is ready already and mark_ready moves nothing:
+      // the dispatcher learns the mode it accepts in from the epoch.
+      if (wants != wants_nonblocking_) ++ctx_.workers_epoch;
+      wants_nonblocking_ = wants;
       mark_ready();
       return;  // its handler may have changed the pool; read on next time
     }

@@ -135,9 +135,8 @@ class WorkerProcess {
   void adopt_settings(PoolConfigRef pool);
 
   // --- Master dispatch ---
-  // Can take another connection now: ready, not stopping, channel open, below max_inflight.
-  // Ready, its channel takes records, and below max_inflight. Inline: dispatch asks it
-  // of several workers per connection.
+  // Can take another connection now: ready, channel open, below max_inflight. Inline:
+  // dispatch asks it of several workers per connection.
   bool accepts_work() const {
     return phase_ == WorkerPhase::Ready && channel_->can_send() &&
            held_.size() < static_cast<std::size_t>(pool_->max_inflight);

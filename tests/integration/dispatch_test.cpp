@@ -436,6 +436,72 @@ TEST_CASE("a worker written in Python serves through the master", "[dispatch][py
   check_balanced(pool_status(dir));
 }
 
+// FP_FD_NONBLOCK (docs/protocol.md): a worker that asks in READY gets connections the
+// master accepted non-blocking, and a CONN that says so; one that does not ask gets
+// blocking ones. With ready = "exec" the READY record comes after the worker counts as
+// ready (this worker sends it after serving its first connection), and the master must
+// still take the request into account.
+TEST_CASE("a worker that asks in READY gets non-blocking connections, with ready = \"exec\" too",
+          "[dispatch][python]") {
+  TempDir dir;
+  write_file(dir / "worker.py", R"(import array, os, socket, struct
+ask = int(os.environ["ASK"])
+late = os.environ["READY_LATE"] == "1"
+ch = socket.socket(fileno=int(os.environ["FORKPOOL_CHANNEL_FD"]))
+if not late:
+    ch.send(struct.pack("=HHIQ", 16, 0, ask, 0))  # READY
+while True:
+    msg, anc, _, _ = ch.recvmsg(16, socket.CMSG_SPACE(4))
+    if len(msg) != 16:
+        break
+    kind, _, flags, conn = struct.unpack("=HHIQ", msg)
+    fds = array.array("i")
+    for _, _, data in anc:
+        fds.frombytes(data[:4])
+    nonblocking = not os.get_blocking(fds[0])
+    os.set_blocking(fds[0], True)
+    c = socket.socket(fileno=fds[0])
+    c.recv(65536)
+    body = "flag=%d nonblocking=%d\n" % (flags & 1, nonblocking)
+    c.sendall(("HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)).encode())
+    c.close()
+    ch.send(struct.pack("=HHIQ", 17, 0, 0, conn))  # DONE
+    if late:
+        ch.send(struct.pack("=HHIQ", 16, 0, ask, 0))  # READY
+        late = False
+)");
+  auto pool = [&](const std::string& name, int ask, const std::string& ready) {
+    return "[pools." + name + "]\ncommand = [\"python3\", \"" + (dir / "worker.py").string() +
+           "\"]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 1\nready = \"" + ready + "\"\nenv = { ASK = \"" +
+           std::to_string(ask) + "\", READY_LATE = \"" + (ready == "exec" ? "1" : "0") + "\" }\n";
+  };
+  // The exec pool has a master of its own: another pool's worker becoming ready would
+  // tell its dispatcher to look again, and hide what this test is for.
+  TempDir exec_dir;  // a folder of its own: a master keeps its log next to its config
+  write_file(exec_dir / "f.toml", "[supervisor]\ncontrol_socket = \"ctl.sock\"\n\n" + pool("exec", 1, "exec"));
+  write_file(dir / "f.toml", "[supervisor]\ncontrol_socket = \"ctl.sock\"\n\n" + pool("asks", 1, "protocol") +
+                                 pool("plain", 0, "protocol"));
+  MasterProcess exec_master(exec_dir / "f.toml");
+  MasterProcess master(dir / "f.toml");
+  const std::string exec_addr = exec_master.wait_listen_address("exec");
+  const std::string asks_addr = master.wait_listen_address("asks");
+  const std::string plain_addr = master.wait_listen_address("plain");
+  REQUIRE(!exec_master.wait_log("every pool has its workers ready", 30s).empty());
+  REQUIRE(!master.wait_log("every pool has its workers ready", 30s).empty());
+  auto body = [](const std::string& addr) {
+    const auto r = http_get(addr, "/");
+    return r ? r->body : std::string("no answer");
+  };
+  // The exec pool's first connection comes before its READY record, the next ones after.
+  CHECK(body(exec_addr) == "flag=0 nonblocking=0\n");
+  REQUIRE(wait_until([&] { return body(exec_addr) == "flag=1 nonblocking=1\n"; }, 20s));
+  for (int i = 0; i < 5; ++i) {
+    CHECK(body(exec_addr) == "flag=1 nonblocking=1\n");
+    CHECK(body(asks_addr) == "flag=1 nonblocking=1\n");
+    CHECK(body(plain_addr) == "flag=0 nonblocking=0\n");
+  }
+}
+
 TEST_CASE("master dispatch serves a unix: listener", "[dispatch][unix]") {
   TempDir dir;
   write_file(dir / "f.toml", "[supervisor]\ncontrol_socket = \"ctl.sock\"\n\n[pools.web]\ncommand = [\"" +
