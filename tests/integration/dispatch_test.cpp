@@ -290,6 +290,40 @@ TEST_CASE("a worker killed while holding a connection loses only that connection
   CHECK(p["counters"]["crashed"] == 1);
 }
 
+TEST_CASE("a worker stopped by a SIGTERM from someone else loses no connection under load", "[dispatch][crash]") {
+  // The master did not end the worker's work, so it goes on sending it connections until
+  // the worker's channel refuses them; each must be answered, by it or by another worker.
+  TempDir dir;
+  write_file(dir / "f.toml", hello_pool("workers = 2\nmax_inflight = 1\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  const pid_t worker = master.wait_worker_started("web", 0);
+  REQUIRE(worker > 0);
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::vector<std::future<void>> clients;
+  for (int i = 0; i < 4; ++i)
+    clients.push_back(std::async(std::launch::async, [&] {
+      while (!stop) {
+        auto r = http_get(addr, "/");
+        ++((r && r->status == 200) ? ok : failed);
+      }
+    }));
+  REQUIRE(wait_until([&] { return ok >= 100; }));
+  REQUIRE(::kill(worker, SIGTERM) == 0);
+  CHECK(!master.wait_log("worker web\\[0\\] pid " + std::to_string(worker) + " exited with status 0").empty());
+  const int after_exit = ok;
+  CHECK(wait_until([&] { return ok >= after_exit + 100; }));
+  stop = true;
+  for (auto& c : clients) c.get();
+  CHECK(failed == 0);
+  REQUIRE(wait_until([&] { return counters(dir).value("in_flight", 1) == 0; }));
+  const json p = pool_status(dir);
+  check_balanced(p);
+  CHECK(p["counters"]["lost"] == 0);
+}
+
 TEST_CASE("a full queue stops accepting and no accepted connection is dropped", "[dispatch][queue]") {
   TempDir dir;
   write_file(dir / "f.toml", hello_pool("workers = 1\nmax_inflight = 1\nqueue_limit = 2\nqueue_timeout = \"0\"\n"));

@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "process/fake_master.hpp"
@@ -84,6 +86,89 @@ TEST_CASE("forkpool-hello in master dispatch serves passed connections and exits
   CHECK(last.ends_with("Hello, world\n"));
   ::close(a);
   ::close(b);
+  ::close(held);
+  CHECK(exit_code(master.wait_exit()) == 0);
+}
+
+TEST_CASE("forkpool-hello idle in master dispatch stops at a SIGTERM from outside, whenever it comes",
+          "[worker][hello][process]") {
+  // With no connection held, forkpool-hello sleeps in a read of the channel instead of
+  // epoll_wait. A stop signal must end that read whenever it arrives, also when the master
+  // did not end the work first (someone else sent the signal): the channel stays open here.
+  const std::string close_req = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  for (int round = 0; round < 30; ++round) {
+    FakeMaster master;
+    master.exec_worker({FORKPOOL_BINARY_DIR "/worker/hello/forkpool-hello"});
+    auto ready = master.receive();
+    REQUIRE(ready);
+    REQUIRE(ready->type == FP_MSG_READY);
+    if (round % 2 == 1) {
+      // Back to the wait after a connection.
+      const int client = master.pass_connection(static_cast<std::uint64_t>(round));
+      CHECK(exchange(client, close_req, 1 << 20, std::chrono::seconds(5)).ends_with("Hello, world\n"));
+      ::close(client);
+      auto done = master.receive();
+      REQUIRE(done);
+      CHECK(done->type == FP_MSG_DONE);
+    }
+    // A different moment each round: before the worker is back in its read, or long after.
+    std::this_thread::sleep_for(std::chrono::microseconds(round * 97 % 1500));
+    REQUIRE(::kill(master.pid(), SIGTERM) == 0);
+    INFO("round " << round);
+    CHECK(exit_code(master.wait_exit(std::chrono::seconds(5))) == 0);
+  }
+}
+
+TEST_CASE("forkpool-hello stopped by a signal from outside serves what the master sent and refuses the rest",
+          "[worker][hello][process]") {
+  // No end of work from the master here: someone else sent the signal. A CONN the master
+  // sends while the worker drains must either be served or fail to send (so the master
+  // gives it to another worker); none may wait unread in the channel until the worker
+  // exits.
+  FakeMaster master;
+  master.exec_worker({FORKPOOL_BINARY_DIR "/worker/hello/forkpool-hello"});
+  auto ready = master.receive();
+  REQUIRE(ready);
+  REQUIRE(ready->type == FP_MSG_READY);
+  // A request half sent keeps the worker draining (alive) for a few seconds.
+  const int held = master.pass_connection(1);
+  const std::string head = "GET / HTTP/1.1\r\nHost: x\r\n";
+  REQUIRE(::send(held, head.data(), head.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(head.size()));
+  // The signal comes once the worker holds it: the drain, not the wait in the channel,
+  // must close the channel to the master.
+  const auto taken_by = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (master.scoreboard().read_worker(0).in_flight == 0 && std::chrono::steady_clock::now() < taken_by)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  REQUIRE(master.scoreboard().read_worker(0).in_flight == 1);
+  REQUIRE(::kill(master.pid(), SIGTERM) == 0);
+
+  const std::string close_req = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  bool refused = false;
+  int refused_errno = 0;
+  int served = 0;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  for (std::uint64_t id = 2; !refused && std::chrono::steady_clock::now() < end; ++id) {
+    auto [client, accepted] = master.connect_pair();
+    const bool sent = master.send(FP_MSG_CONN, 0, id, {accepted});
+    refused_errno = errno;
+    ::close(accepted);
+    if (!sent) {
+      refused = true;
+    } else {
+      INFO("connection " << id << " was sent: it must be answered");
+      CHECK(exchange(client, close_req, 1 << 20, std::chrono::seconds(3)).ends_with("Hello, world\n"));
+      ++served;
+    }
+    ::close(client);
+  }
+  INFO(served << " connection(s) served before the channel refused");
+  REQUIRE(refused);
+  CHECK(refused_errno == EPIPE);
+  // Refused while the worker still runs (it holds the half-sent request).
+  int status = 0;
+  CHECK(::waitpid(master.pid(), &status, WNOHANG) == 0);
+  // The held request is still answered, then the worker exits 0.
+  CHECK(exchange(held, "\r\n", 1 << 20, std::chrono::seconds(5)).ends_with("Hello, world\n"));
   ::close(held);
   CHECK(exit_code(master.wait_exit()) == 0);
 }

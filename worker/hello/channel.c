@@ -4,8 +4,10 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 
 #include "log.h"
+#include "signals.h"
 
 int hello_channel_watch(struct hello_loop* loop) {
   fp_worker_set_nonblocking(loop->worker, 1);
@@ -26,6 +28,21 @@ static void unwatch(struct hello_loop* loop) {
   loop->channel_watched = false;
 }
 
+/* After FP_WORKER_END or an error from the library. */
+static void end_of_channel(struct hello_loop* loop, int r) {
+  if (r == FP_WORKER_END) {
+    /* A stop signal that woke hello_channel_wait ends the channel too (it shuts down our
+     * reading side): that is no news from the master. */
+    if (!loop->drain_requested)
+      hello_log("end of work from the master: %zu connection(s) open", loop->n_conns);
+  } else {
+    hello_log("receiving from the master's channel: %s", strerror(errno));
+  }
+  /* EOF and errors stay readable: watching on would spin. */
+  unwatch(loop);
+  loop->drain_requested = true;
+}
+
 void hello_channel_receive(struct hello_loop* loop) {
   for (;;) {
     fp_conn c;
@@ -34,21 +51,46 @@ void hello_channel_receive(struct hello_loop* loop) {
       hello_adopt_passed(loop, &c);
       continue;
     }
-    if (r == FP_WORKER_PENDING) return;
-    if (r == FP_WORKER_END) {
-      hello_log("end of work from the master: %zu connection(s) open", loop->n_conns);
-    } else {
-      hello_log("receiving from the master's channel: %s", strerror(errno));
-    }
-    /* EOF and errors stay readable: watching on would spin. */
-    unwatch(loop);
-    loop->drain_requested = true;
+    if (r != FP_WORKER_PENDING) end_of_channel(loop, r);
     return;
+  }
+}
+
+bool hello_channel_can_wait(const struct hello_loop* loop) {
+  return loop->channel_watched && loop->n_conns == 0 && loop->n_listeners == 0 && !loop->drain_requested &&
+         !loop->draining;
+}
+
+void hello_channel_wait(struct hello_loop* loop) {
+  fp_conn c;
+  int r = FP_WORKER_PENDING;
+  if (hello_signals_block_begin(fp_worker_fd(loop->worker))) {
+    r = fp_worker_next(loop->worker, &c); /* one recvmmsg, which sleeps until a record */
+    hello_signals_block_end();
+  }
+  hello_loop_update_clock(loop);
+  if (hello_signals_stop_pending()) hello_loop_poll_signals(loop);
+  if (r == 0) {
+    hello_adopt_passed(loop, &c);
+    hello_channel_receive(loop); /* the rest of what that read took, without asking the kernel */
+  } else if (r != FP_WORKER_PENDING) {
+    end_of_channel(loop, r);
   }
 }
 
 void hello_channel_stop(struct hello_loop* loop) {
   if (!loop->channel_watched) return;
-  hello_channel_receive(loop);
-  unwatch(loop);
+  /* Shutting down our reading side first leaves no window: what the master sent before is
+   * still read below, and a CONN it sends after fails with EPIPE there, so the master
+   * gives that connection to another worker instead of losing it in a channel nobody
+   * reads (a stop signal from someone else, with no end of work from the master). The
+   * read then ends in end of work. DONE and PARK still go out. */
+  if (shutdown(fp_worker_fd(loop->worker), SHUT_RD) != 0) {
+    hello_channel_receive(loop);
+    unwatch(loop);
+    return;
+  }
+  /* The first call may say "nothing" without reading (the library's last read took
+   * everything then); the reads after it cannot wait, and end at end of work. */
+  while (loop->channel_watched) hello_channel_receive(loop);
 }

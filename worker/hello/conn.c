@@ -23,13 +23,27 @@
 #define IDLE_DRAIN_GRACE_MS 1000
 #define LINGER_TIMEOUT_MS 2000 /* a lingering close waits this long for EOF */
 
+/* Connections closed recently, kept with their input buffer for the next ones: a worker
+ * serving one connection after another then allocates nothing per connection. */
+#define SPARE_MAX 16
+#define SPARE_BUFFER_MAX (64 * 1024) /* a buffer grown beyond this is given back */
+static struct hello_conn* spare;
+static unsigned n_spare;
+
 struct hello_conn* hello_conn_create(int fd, int64_t now_ms) {
-  struct hello_conn* c = malloc(sizeof *c);
-  if (c == NULL) return NULL;
-  c->in = malloc(IN_INITIAL);
-  if (c->in == NULL) {
-    free(c);
-    return NULL;
+  struct hello_conn* c = spare;
+  if (c != NULL) {
+    spare = c->next;
+    n_spare--;
+  } else {
+    c = malloc(sizeof *c);
+    if (c == NULL) return NULL;
+    c->in = malloc(IN_INITIAL);
+    if (c->in == NULL) {
+      free(c);
+      return NULL;
+    }
+    c->in_cap = IN_INITIAL;
   }
   c->src.kind = HELLO_SOURCE_CONN;
   c->prev = c->next = NULL;
@@ -45,15 +59,24 @@ struct hello_conn* hello_conn_create(int fd, int64_t now_ms) {
   c->body_left = 0;
   c->scan = 0;
   c->in_len = 0;
-  c->in_cap = IN_INITIAL;
   c->out_off = c->out_len = 0;
   return c;
 }
 
-void hello_conn_destroy(struct hello_conn* c) {
-  close(c->fd);
+void hello_conn_release(struct hello_conn* c) {
+  if (n_spare < SPARE_MAX && c->in_cap <= SPARE_BUFFER_MAX) {
+    c->next = spare;
+    spare = c;
+    n_spare++;
+    return;
+  }
   free(c->in);
   free(c);
+}
+
+void hello_conn_destroy(struct hello_conn* c) {
+  close(c->fd);
+  hello_conn_release(c);
 }
 
 static int set_interest(struct hello_loop* loop, struct hello_conn* c, uint32_t events) {

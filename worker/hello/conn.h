@@ -37,7 +37,10 @@ struct hello_conn {
 
 /* Returns NULL when out of memory; the fd is then still the caller's. */
 struct hello_conn* hello_conn_create(int fd, int64_t now_ms);
+/* Closes the connection's fd and releases it. */
 void hello_conn_destroy(struct hello_conn* c);
+/* Releases a connection whose fd is closed or handed on already. */
+void hello_conn_release(struct hello_conn* c);
 
 void hello_conn_handle(struct hello_loop* loop, struct hello_conn* c, uint32_t events);
 /* Watches the connection for input (registers it if it is not yet): 0, or -1 with errno. */

@@ -4,8 +4,6 @@
  * the integration tests and the benchmarks. */
 
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,52 +16,10 @@
 #include "log.h"
 #include "loop.h"
 #include "response.h"
+#include "signals.h"
 
 #define EXIT_USAGE 2
 #define EXIT_CONFIG 78 /* EX_CONFIG: the supervisor does not respawn it before ready */
-
-static int signal_pipe[2] = {-1, -1};
-
-/* Only hands the signal number to the loop; all work happens there. */
-static void on_stop_signal(int sig) {
-  int saved = errno;
-  unsigned char b = (unsigned char)sig;
-  ssize_t ignored = write(signal_pipe[1], &b, 1);
-  (void)ignored;
-  errno = saved;
-}
-
-/* SIGQUIT means "now": the loop may be blocked in a /sleep for a long time,
- * so the handler ends the process itself (_exit is async-signal-safe). */
-static void on_quit_signal(int sig) {
-  (void)sig;
-  _exit(0);
-}
-
-static int install_signals(void) {
-  if (pipe2(signal_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
-    hello_log("pipe2: %s", strerror(errno));
-    return -1;
-  }
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sigemptyset(&sa.sa_mask);
-  sa.sa_handler = on_stop_signal;
-  /* No SA_RESTART: a blocked syscall returns EINTR and the caller retries. */
-  if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0) return -1;
-  sa.sa_handler = on_quit_signal;
-  if (sigaction(SIGQUIT, &sa, NULL) != 0) return -1;
-  sa.sa_handler = SIG_IGN;
-  if (sigaction(SIGPIPE, &sa, NULL) != 0) return -1;
-
-  /* The supervisor resets the mask before exec; be robust when run otherwise. */
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGQUIT);
-  return sigprocmask(SIG_UNBLOCK, &set, NULL);
-}
 
 static void usage(FILE* f) {
   fprintf(f,
@@ -139,14 +95,12 @@ int main(int argc, char** argv) {
     return EXIT_USAGE;
   }
 
-  if (install_signals() != 0) {
-    hello_log("installing signal handlers: %s", strerror(errno));
-    return 1;
-  }
+  int signal_fd = hello_signals_install();
+  if (signal_fd < 0) return 1;
   hello_response_init(getpid(), getenv("FORKPOOL_POOL"), getenv("FORKPOOL_WORKER"));
 
   static struct hello_loop loop;
-  if (hello_loop_init(&loop, signal_pipe[0]) != 0) return 1;
+  if (hello_loop_init(&loop, signal_fd) != 0) return 1;
   for (int i = 0; i < n; i++) {
     if (hello_loop_add_listener(&loop, &listeners[i]) != 0) return 1;
     hello_log("listening on %s", listeners[i].name);

@@ -21,9 +21,11 @@
 #define SWEEP_INTERVAL_MS 1000
 #define ACCEPT_PAUSE_MS 100 /* after EMFILE and the like, so the loop does not spin */
 
+/* The coarse clock (a few milliseconds' resolution, no hardware read): the loop's times
+ * are timeouts of a second and more. */
 static int64_t monotonic_ms(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -173,8 +175,7 @@ void hello_loop_park_conn(struct hello_loop* loop, struct hello_conn* c) {
   c->fd = -1;
   /* fp_worker_park sends the fd back and closes our copy, even when the send fails. */
   if (fp_worker_park(loop->worker, &master) != 0) hello_log("sending PARK to the master: %s", strerror(errno));
-  free(c->in);
-  free(c);
+  hello_conn_release(c);
 }
 
 static void accept_all(struct hello_loop* loop, struct hello_loop_listener* ll) {
@@ -272,6 +273,11 @@ static int wait_timeout(const struct hello_loop* loop) {
 int hello_loop_run(struct hello_loop* loop) {
   struct epoll_event events[MAX_EVENTS];
   while (!(loop->draining && loop->n_conns == 0)) {
+    if (hello_channel_can_wait(loop)) {
+      hello_channel_wait(loop);
+      if (loop->drain_requested) hello_loop_begin_drain(loop);
+      continue;
+    }
     int n = epoll_wait(loop->epfd, events, MAX_EVENTS, wait_timeout(loop));
     if (n < 0 && errno != EINTR) {
       hello_log("epoll_wait: %s", strerror(errno));
