@@ -8,12 +8,14 @@ Run: /usr/bin/python3 -m unittest discover -s tests/python (CTest: python_wsgi_u
 
 import array
 import os
+import signal
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -289,9 +291,14 @@ class FakeMaster:
     def send_conn(self, ident):
         """A connection to the worker; returns the client's end."""
         client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.channel.sendmsg([MSG.pack(CONN, 0, 0, ident)],
-                             [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [server.fileno()]))])
-        server.close()
+        try:
+            self.channel.sendmsg([MSG.pack(CONN, 0, 0, ident)],
+                                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [server.fileno()]))])
+        except OSError:
+            client.close()
+            raise
+        finally:
+            server.close()
         client.settimeout(10)
         return client
 
@@ -384,6 +391,63 @@ class ParkingTest(unittest.TestCase):
         finally:
             self.assertEqual(master.stop(), 0)
 
+
+
+class StopSignalTest(unittest.TestCase):
+    def test_with_threads_connections_sent_after_the_drain_are_refused(self):
+        """No end of work from the master: someone else sent SIGTERM. What the master sent
+        is served; once the worker drains, a CONN fails to send (the master then gives
+        it to another worker) instead of waiting unread in the channel until the worker
+        exits. A half-sent request, held by a thread, keeps the worker alive meanwhile."""
+        master = FakeMaster(None, ["--threads", "2"])
+        held = master.send_conn(1)
+        try:
+            held.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n")
+            master.proc.send_signal(signal.SIGTERM)
+            refused, ident = False, 2
+            deadline = time.monotonic() + 5
+            while not refused and time.monotonic() < deadline:
+                try:
+                    client = master.send_conn(ident)
+                except BrokenPipeError:
+                    refused = True
+                    break
+                with client:
+                    client.settimeout(3)
+                    client.sendall(b"GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    self.assertTrue(read_responses(client, 1).endswith(b"/b"),
+                                    "connection %d was sent: it must be answered" % ident)
+                ident += 1
+            self.assertTrue(refused, "the channel never refused a connection")
+            self.assertIsNone(master.proc.poll(), "refused while the worker still runs")
+            held.sendall(b"\r\n")
+            self.assertTrue(read_responses(held, 1).endswith(b"/a"))
+            self.assertEqual(master.proc.wait(10), 0)
+        finally:
+            held.close()
+            if master.proc.poll() is None:
+                master.proc.kill()
+            master.stop()
+
+    def test_one_thread_serves_what_was_sent_before_it_drains(self):
+        """One thread is busy with the half-sent request when the signal comes: the CONN
+        the master sends meanwhile waits in the channel, and is served before the exit."""
+        master = FakeMaster(None)
+        held = master.send_conn(1)
+        try:
+            held.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n")
+            master.proc.send_signal(signal.SIGTERM)
+            with master.send_conn(2) as queued:
+                queued.sendall(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+                held.sendall(b"\r\n")
+                self.assertTrue(read_responses(held, 1).endswith(b"/a"))
+                self.assertTrue(read_responses(queued, 1).endswith(b"/b"))
+            self.assertEqual(master.proc.wait(10), 0)
+        finally:
+            held.close()
+            if master.proc.poll() is None:
+                master.proc.kill()
+            master.stop()
 
 if __name__ == "__main__":
     unittest.main()

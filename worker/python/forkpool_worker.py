@@ -187,6 +187,7 @@ class Worker:
         self._notify_sock = None
         self._ready = False
         self._end = False  # the master closed the channel
+        self._refusing = False  # refuse_more() shut down our reading side
         self._master_gone = False  # a send failed with EPIPE/ECONNRESET
         self.in_flight = 0
         self.rejected = 0  # malformed messages dropped (their fds closed)
@@ -345,6 +346,22 @@ class Worker:
             if conn is not False:
                 return conn
         return None
+
+    def refuse_more(self):
+        """For a worker that stops on its own (a stop signal, no end of work from the
+        master): shuts down the reading side of the channel. What the master sent until
+        now is still read, then next_conn returns None; a CONN the master sends from now
+        on fails there (EPIPE), and the master gives that connection to another worker
+        instead of losing it in a channel nobody reads. DONE and park() still go out.
+        True when it shut the channel down now; False if it was already, or could not."""
+        if self._refusing or self._end or self._sock is None:
+            return False
+        try:
+            self._sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            return False
+        self._refusing = True
+        return True
 
     def done(self, conn):
         """Closes conn (if still open) and reports it finished to the master."""

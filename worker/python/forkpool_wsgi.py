@@ -278,15 +278,17 @@ class Server:
 
     def _next_conn(self, poller):
         """The next connection; None at end of work. After SIGTERM, only what the master
-        has already sent is served. The channel is polled first: with max_inflight = 1
-        the master sends the next connection only after our DONE, so a receive right
-        away would find nothing."""
+        has already sent is served: the channel refuses the rest (refuse_more), which
+        the master then gives to other workers. The channel is polled first: with
+        max_inflight = 1 the master sends the next connection only after our DONE, so a
+        receive right away would find nothing."""
         while True:
             poller.poll()
             try:
                 return self.worker.next_conn(block=False)
             except BlockingIOError:
-                if self.drain.is_set:
+                # Once refused, the channel reads to its end without waiting.
+                if self.drain.is_set and not self.worker.refuse_more():
                     return None
 
     def _run_threads(self):
@@ -342,7 +344,7 @@ class Server:
                         work.put(conn)
                         continue
                 except BlockingIOError:
-                    if self.drain.is_set:
+                    if self.drain.is_set and not self.worker.refuse_more():
                         ended = True
                 if ended:
                     poller.unregister(self.worker)
