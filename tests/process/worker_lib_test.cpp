@@ -322,6 +322,54 @@ TEST_CASE("worker lib: try_next, and connections held at end of work are finishe
   CHECK(exit_code(master.wait_exit()) == 0);
 }
 
+TEST_CASE("worker lib: fp_worker_refuse_more delivers what was sent, then ends, and the master's next send fails",
+          "[worker][process]") {
+  FakeMaster master;
+  int gate[2];
+  REQUIRE(::pipe2(gate, O_CLOEXEC) == 0);
+  master.fork_worker([gate]() -> int {
+    fp_worker* w = fp_worker_open();
+    if (w == nullptr) return 10;
+    if (fp_worker_ready(w) != 0) return 11;
+    fp_conn c;
+    // The read that brings connection 1 takes everything pending: the library would
+    // answer the next try_next "pending" without asking the kernel.
+    if (fp_worker_next(w, &c) != 0 || c.id != 1) return 12;
+    if (fp_worker_done(w, &c) != 0) return 13;
+    // Connection 2 is queued when the worker decides to stop on its own.
+    pollfd p{fp_worker_fd(w), POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1) return 14;
+    if (fp_worker_refuse_more(w) != 0) return 15;
+    if (fp_worker_try_next(w, &c) != 0 || c.id != 2) return 16;
+    if (fp_worker_done(w, &c) != 0) return 17;  // DONE still goes out
+    if (fp_worker_try_next(w, &c) != FP_WORKER_END) return 18;
+    if (fp_worker_refuse_more(w) != 0) return 19;  // again, after the end: nothing to do
+    // Stay until the master has seen its send fail.
+    char byte;
+    if (::read(gate[0], &byte, 1) != 1) return 20;
+    fp_worker_close(w);
+    return 0;
+  });
+  REQUIRE(master.receive());  // READY
+  ::close(master.pass_connection(1));
+  auto done = master.receive();
+  REQUIRE(done);
+  CHECK((done->type == FP_MSG_DONE && done->id == 1));
+  ::close(master.pass_connection(2));
+  done = master.receive();
+  REQUIRE(done);
+  CHECK((done->type == FP_MSG_DONE && done->id == 2));
+  // The worker runs still (it waits in a read of its channel), and refuses a CONN.
+  CHECK(!master.send(FP_MSG_CONN, 0, 3));
+  CHECK(errno == EPIPE);
+  int status = 0;
+  CHECK(::waitpid(master.pid(), &status, WNOHANG) == 0);
+  CHECK(::write(gate[1], "x", 1) == 1);
+  CHECK(exit_code(master.wait_exit()) == 0);
+  ::close(gate[0]);
+  ::close(gate[1]);
+}
+
 TEST_CASE("worker lib: fp_worker_open refuses what is not a forkpool channel", "[worker]") {
   struct Saved {
     std::string channel, protocol;

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 
 #include "log.h"
 #include "signals.h"
@@ -80,17 +79,11 @@ void hello_channel_wait(struct hello_loop* loop) {
 
 void hello_channel_stop(struct hello_loop* loop) {
   if (!loop->channel_watched) return;
-  /* Shutting down our reading side first leaves no window: what the master sent before is
-   * still read below, and a CONN it sends after fails with EPIPE there, so the master
-   * gives that connection to another worker instead of losing it in a channel nobody
-   * reads (a stop signal from someone else, with no end of work from the master). The
-   * read then ends in end of work. DONE and PARK still go out. */
-  if (shutdown(fp_worker_fd(loop->worker), SHUT_RD) != 0) {
-    hello_channel_receive(loop);
-    unwatch(loop);
-    return;
-  }
-  /* The first call may say "nothing" without reading (the library's last read took
-   * everything then); the reads after it cannot wait, and end at end of work. */
-  while (loop->channel_watched) hello_channel_receive(loop);
+  /* Refusing first leaves no window: what the master sent before is still read below,
+   * and a CONN it sends after fails there, so the master gives that connection to another
+   * worker instead of losing it in a channel nobody reads (a stop signal from someone
+   * else, with no end of work from the master). The read then ends in end of work. */
+  if (fp_worker_refuse_more(loop->worker) != 0) hello_log("shutting down the channel's reading side: %s", strerror(errno));
+  hello_channel_receive(loop);
+  unwatch(loop);
 }

@@ -285,6 +285,14 @@ int fp_worker_try_next(fp_worker* w, fp_conn* conn) {
   return next(w, conn, false);
 }
 
+int fp_worker_refuse_more(fp_worker* w) {
+  if (w->end_of_work) return 0;
+  if (shutdown(w->channel_fd, SHUT_RD) != 0) return -1;
+  /* The channel cannot make a reader wait any more: the next try_next reads it. */
+  if (w->batch != NULL) w->batch->drained = false;
+  return 0;
+}
+
 int fp_worker_done(fp_worker* w, fp_conn* conn) {
   if (!fp_conn_live(conn)) {
     errno = EINVAL;

@@ -100,6 +100,14 @@ FP_WORKER_API int fp_worker_try_next(fp_worker* w, fp_conn* conn);
  * (end of work), the DONE is dropped and 0 returned. */
 FP_WORKER_API int fp_worker_done(fp_worker* w, fp_conn* conn);
 
+/* For a stop the worker begins on its own (a stop signal without end of work from the
+ * master): shuts down the channel's reading side. What the master sent until now is still
+ * delivered by next/try_next, which then return FP_WORKER_END without waiting; a CONN the
+ * master sends from now on fails there, and the master gives that connection to another
+ * worker instead of losing it in a channel nobody reads. DONE and PARK still go out.
+ * Returns 0 (also when the work had ended already), or -1 with errno. */
+FP_WORKER_API int fp_worker_refuse_more(fp_worker* w);
+
 /* keepalive = "master" (FORKPOOL_KEEPALIVE=master): 1 when idle keep-alive connections
  * may be handed back to the master with fp_worker_park, else 0. */
 FP_WORKER_API int fp_worker_keepalive_master(const fp_worker* w);
