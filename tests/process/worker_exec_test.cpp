@@ -36,6 +36,14 @@ std::string find_python() {
   return "";
 }
 
+// Starts forkpool-hello against `master` and waits for its READY.
+void start_hello(FakeMaster& master) {
+  master.exec_worker({FORKPOOL_BINARY_DIR "/worker/hello/forkpool-hello"});
+  auto ready = master.receive();
+  REQUIRE(ready);
+  REQUIRE(ready->type == FP_MSG_READY);
+}
+
 }  // namespace
 
 TEST_CASE("forkpool-hello in master dispatch serves passed connections and exits at end of work",
@@ -98,10 +106,7 @@ TEST_CASE("forkpool-hello idle in master dispatch stops at a SIGTERM from outsid
   const std::string close_req = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
   for (int round = 0; round < 30; ++round) {
     FakeMaster master;
-    master.exec_worker({FORKPOOL_BINARY_DIR "/worker/hello/forkpool-hello"});
-    auto ready = master.receive();
-    REQUIRE(ready);
-    REQUIRE(ready->type == FP_MSG_READY);
+    start_hello(master);
     if (round % 2 == 1) {
       // Back to the wait after a connection.
       const int client = master.pass_connection(static_cast<std::uint64_t>(round));
@@ -126,10 +131,7 @@ TEST_CASE("forkpool-hello stopped by a signal from outside serves what the maste
   // gives it to another worker); none may wait unread in the channel until the worker
   // exits.
   FakeMaster master;
-  master.exec_worker({FORKPOOL_BINARY_DIR "/worker/hello/forkpool-hello"});
-  auto ready = master.receive();
-  REQUIRE(ready);
-  REQUIRE(ready->type == FP_MSG_READY);
+  start_hello(master);
   // A request half sent keeps the worker draining (alive) for a few seconds.
   const int held = master.pass_connection(1);
   const std::string head = "GET / HTTP/1.1\r\nHost: x\r\n";

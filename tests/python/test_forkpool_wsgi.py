@@ -302,6 +302,12 @@ class FakeMaster:
         client.settimeout(10)
         return client
 
+    def abandon(self):
+        """For a worker meant to exit on its own: kills it if it did not, then cleans up."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.stop()
+
     def stop(self):
         self.channel.shutdown(socket.SHUT_WR)  # end of work
         code = self.proc.wait(10)
@@ -425,9 +431,7 @@ class StopSignalTest(unittest.TestCase):
             self.assertEqual(master.proc.wait(10), 0)
         finally:
             held.close()
-            if master.proc.poll() is None:
-                master.proc.kill()
-            master.stop()
+            master.abandon()
 
     def test_one_thread_serves_what_was_sent_before_it_drains(self):
         """One thread is busy with the half-sent request when the signal comes: the CONN
@@ -445,9 +449,8 @@ class StopSignalTest(unittest.TestCase):
             self.assertEqual(master.proc.wait(10), 0)
         finally:
             held.close()
-            if master.proc.poll() is None:
-                master.proc.kill()
-            master.stop()
+            master.abandon()
+
 
 if __name__ == "__main__":
     unittest.main()
