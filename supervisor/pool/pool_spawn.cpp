@@ -106,7 +106,9 @@ WorkerEvents Pool::worker_events(Slot& slot, const std::shared_ptr<WorkerProcess
     // In shared dispatch the channel is optional (a program may close every descriptor
     // it does not know); in master dispatch it is the only way work arrives.
     if (!dispatcher_ || p->config().dispatch != config::Dispatch::Master || p->exiting()) return;
-    stop_broken(slot, *p, "closed its channel and can get no more work");
+    stop_broken(slot, *p,
+                "closed its channel and still runs " + format_uptime(kChannelClosedGrace) +
+                    " later, so it can get no more work");
   };
   events.protocol_errors = [this, &slot, self] {
     stop_broken(slot, **self, "kept sending malformed channel records (" + std::to_string(kProtocolErrorLimit) +

@@ -375,7 +375,12 @@ void WorkerProcess::read_channel(bool until_empty) {
     switch (channel_->receive(m, passed)) {
       case WorkerChannel::Received::Nothing: return;
       case WorkerChannel::Received::EndOfFile:
-        if (!until_empty && phase_ != WorkerPhase::Stopping && events_.channel_closed) events_.channel_closed();
+        // The channel is Gone now: no more work goes to it. Whether the program is broken
+        // or on its way out shows in the grace (the stop timer is idle until a stop).
+        if (!until_empty && phase_ != WorkerPhase::Stopping && events_.channel_closed)
+          stop_timer_.start(kChannelClosedGrace, [this] {
+            if (phase_ != WorkerPhase::Stopping && phase_ != WorkerPhase::Reaped) events_.channel_closed();
+          });
         return;
       case WorkerChannel::Received::Malformed:
         channel_->warn_malformed(pool_->name, id_.worker, pid_);
@@ -465,6 +470,7 @@ void WorkerProcess::stop(StopPlan plan, bool requested) {
   ready_timer_.stop();
   watchdog_timer_.stop();
   request_timer_.stop();
+  stop_timer_.stop();  // a closed channel's grace (read_channel) ends here
   end_work();
   ctx_.scoreboard->mark_stopping(id_.scoreboard_slot);
   stop_plan_ = std::move(plan);

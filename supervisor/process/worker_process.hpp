@@ -53,7 +53,8 @@ struct WorkerEvents {
   std::function<void()> writable;
   // A connection has been held longer than request_timeout; `peer` names its client.
   std::function<void(const std::string& peer)> request_timeout;
-  // The worker closed its end of the channel while it runs (it can get no more work).
+  // The worker closed its end of the channel, and still runs kChannelClosedGrace later (it
+  // can get no more work).
   std::function<void()> channel_closed;
   // The worker keeps breaking the protocol (see kProtocolErrorLimit; once per worker).
   std::function<void()> protocol_errors;
@@ -68,6 +69,10 @@ struct WorkerEvents {
 // A worker is taken for broken and replaced once it has sent this many malformed channel
 // records over at least kProtocolErrorSpan: it keeps doing it. A burst (a library that
 // misbehaved once while starting) only costs rate-limited warnings.
+// A worker that closed its channel while it runs is broken only if it still runs this long
+// after: a program on its way out (a stop signal someone else sent it) closes its channel
+// before it exits, and an interpreter's teardown can take seconds on a loaded machine.
+inline constexpr std::chrono::seconds kChannelClosedGrace{5};
 inline constexpr unsigned kProtocolErrorLimit = 16;
 inline constexpr std::chrono::seconds kProtocolErrorSpan{10};
 // Records read from a reaped worker's channel at most (a full socket buffer of 16-byte

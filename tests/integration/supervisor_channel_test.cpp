@@ -33,10 +33,25 @@ TEST_CASE("a worker that closed its channel is stopped and replaced instead of s
   const pid_t first = s.master->wait_worker_started("web", 0);
   REQUIRE(first > 0);
   CHECK(!s.master->wait_log("\\[worker.broken\\] worker web\\[0\\] pid " + std::to_string(first) +
-                            " closed its channel and can get no more work; stopping it")
+                                " closed its channel and still runs 5.0s later, so it can get no more work; "
+                                "stopping it",
+                            30s)
              .empty());
   CHECK(!s.master->wait_log("worker web\\[0\\] pid " + std::to_string(first) + " exited").empty());
   CHECK(s.master->wait_worker_started_after("web", 0, first) > 0);
+  stop_master(*s.master);
+}
+
+TEST_CASE("a worker that closes its channel on its way out is not taken for broken", "[supervisor][channel]") {
+  // As a program does that stops on a signal someone else sent it: it closes its channel,
+  // finishes, and exits 0 within kChannelClosedGrace. That is an ordinary exit.
+  Setup s(dispatched_testworker(", \"--close-channel\", \"--exit-after-ms\", \"1000\""));
+  const pid_t first = s.master->wait_worker_started("web", 0);
+  REQUIRE(first > 0);
+  CHECK(!s.master->wait_log("worker web\\[0\\] pid " + std::to_string(first) + " exited with status 0", 30s)
+             .empty());
+  CHECK(s.master->wait_worker_started_after("web", 0, first) > 0);
+  CHECK(s.master->all_matches("(\\[worker.broken\\][^\n]*)").empty());
   stop_master(*s.master);
 }
 
