@@ -196,7 +196,9 @@ TEST_CASE("forkpoolctl upgrade twice in a row under load, confirmed by the new i
 }
 
 TEST_CASE("connections queued in the master at the upgrade are all served after it", "[upgrade]") {
-  UpgradeMaster m(supervisor_section() + hello_pool("web", 1, "queue_limit = 4\n"));
+  // queue_timeout well beyond the test's time: on a loaded machine, copying the build and
+  // the upgrade itself took more than the default 10 s, and the queued four timed out.
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 1, "queue_limit = 4\nqueue_timeout = \"5m\"\n"));
   REQUIRE(m.ready());
   const std::string addr = m.process->wait_listen_address("web");
   // The only worker holds one request the test has not finished sending (it stays in
