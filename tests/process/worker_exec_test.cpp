@@ -175,6 +175,36 @@ TEST_CASE("forkpool-hello stopped by a signal from outside serves what the maste
   CHECK(exit_code(master.wait_exit()) == 0);
 }
 
+TEST_CASE("forkpool-hello draining gives an idle keep-alive connection its whole grace, however long it was idle",
+          "[worker][hello][process]") {
+  // docs/protocol.md section 3: an idle keep-alive connection is read on for a grace
+  // (forkpool-hello: 1 s) from the moment the drain begins. Counted from its last request
+  // instead, a connection idle for longer was closed at the loop's next sweep, anywhere
+  // in the first second, and a request on its way met a closed connection.
+  FakeMaster master;
+  start_hello(master);
+  const std::string req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  const int asks = master.pass_connection(1);   // sends a request 300 ms into the drain
+  const int waits = master.pass_connection(2);  // sends nothing: when does it close?
+  CHECK(exchange(asks, req, 1).rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(exchange(waits, req, 1).rfind("HTTP/1.1 200", 0) == 0);
+  // Idle longer than the grace (and the loop's sweep interval) before the stop.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const auto stop = std::chrono::steady_clock::now();
+  REQUIRE(::kill(master.pid(), SIGTERM) == 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::string answer = exchange(asks, req, 1 << 20, std::chrono::seconds(5));
+  CHECK(answer.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(answer.find("Connection: close") != std::string::npos);
+  CHECK(exchange(waits, "", 1 << 20, std::chrono::seconds(5)).empty());  // until EOF
+  const auto closed_after = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - stop);
+  INFO("the idle connection closed " << closed_after.count() << " ms after the stop signal");
+  CHECK(closed_after >= std::chrono::milliseconds(950));
+  ::close(asks);
+  ::close(waits);
+  CHECK(exit_code(master.wait_exit()) == 0);
+}
+
 TEST_CASE("the Python module receives a connection, sends DONE and ends with the channel",
           "[worker][python][process]") {
   const std::string python = find_python();

@@ -295,13 +295,15 @@ void hello_conn_handle(struct hello_loop* loop, struct hello_conn* c, uint32_t e
 
 void hello_conn_start(struct hello_loop* loop, struct hello_conn* c) { on_readable(loop, c); }
 
-void hello_conn_drain(struct hello_conn* c) {
+void hello_conn_drain(struct hello_loop* loop, struct hello_conn* c) {
   if (c->lingering) return;
   if (c->out_off < c->out_len) c->close_after = true; /* a response is on its way: send it, then close */
   /* Otherwise the connection is idle between requests, a request is partly received,
    * or the first one is yet to come on a connection just accepted: the next answer
    * says Connection: close, and IDLE_DRAIN_GRACE_MS or DRAIN_TIMEOUT_MS bound the
-   * wait for it. */
+   * wait for it. Both count from now: a connection idle for a while already gets the
+   * whole grace, or a request on its way would meet a closed connection. */
+  c->last_active_ms = loop->now_ms;
 }
 
 void hello_conn_check_timeout(struct hello_loop* loop, struct hello_conn* c) {

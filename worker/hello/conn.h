@@ -53,7 +53,7 @@ void hello_conn_start(struct hello_loop* loop, struct hello_conn* c);
 
 /* Drain: every connection closes after its next response (Connection: close); one
  * idle between requests waits a short grace for that request, then closes. */
-void hello_conn_drain(struct hello_conn* c);
+void hello_conn_drain(struct hello_loop* loop, struct hello_conn* c);
 
 /* Closes the connection if it has been inactive too long. */
 void hello_conn_check_timeout(struct hello_loop* loop, struct hello_conn* c);

@@ -246,7 +246,7 @@ void hello_loop_begin_drain(struct hello_loop* loop) {
   struct hello_conn* next;
   for (struct hello_conn* c = loop->conns; c != NULL; c = next) {
     next = c->next;
-    hello_conn_drain(c);
+    hello_conn_drain(loop, c);
   }
 }
 
