@@ -3,6 +3,7 @@
 // module (worker/python/forkpool_worker.py). The end-to-end tests with the real master
 // live in tests/integration.
 
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <cerrno>
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -136,12 +138,21 @@ TEST_CASE("forkpool-hello stopped by a signal from outside serves what the maste
   const int held = master.pass_connection(1);
   const std::string head = "GET / HTTP/1.1\r\nHost: x\r\n";
   REQUIRE(::send(held, head.data(), head.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(head.size()));
-  // The signal comes once the worker holds it: the drain, not the wait in the channel,
-  // must close the channel to the master.
+  // The signal comes once the worker holds it and waits in epoll_wait: the drain, not the
+  // stop signal's wake-up of a read of the channel, must close the channel to the master.
+  // (The slot shows the connection from inside that read already.)
+  const auto in_epoll = [pid = master.pid()] {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/syscall");
+    long nr = -1;
+    in >> nr;
+    return nr == SYS_epoll_wait || nr == SYS_epoll_pwait;
+  };
   const auto taken_by = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (master.scoreboard().read_worker(0).in_flight == 0 && std::chrono::steady_clock::now() < taken_by)
+  while (!(master.scoreboard().read_worker(0).in_flight == 1 && in_epoll()) &&
+         std::chrono::steady_clock::now() < taken_by)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   REQUIRE(master.scoreboard().read_worker(0).in_flight == 1);
+  REQUIRE(in_epoll());
   REQUIRE(::kill(master.pid(), SIGTERM) == 0);
 
   const std::string close_req = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
@@ -200,6 +211,7 @@ TEST_CASE("forkpool-hello draining gives an idle keep-alive connection its whole
   const auto closed_after = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - stop);
   INFO("the idle connection closed " << closed_after.count() << " ms after the stop signal");
   CHECK(closed_after >= std::chrono::milliseconds(950));
+  CHECK(closed_after < std::chrono::milliseconds(4000));  // the grace and a sweep, not for ever
   ::close(asks);
   ::close(waits);
   CHECK(exit_code(master.wait_exit()) == 0);

@@ -359,7 +359,7 @@ TEST_CASE("worker lib: fp_worker_refuse_more delivers what was sent, then ends, 
   done = master.receive();
   REQUIRE(done);
   CHECK((done->type == FP_MSG_DONE && done->id == 2));
-  // The worker runs still (it waits in a read of its channel), and refuses a CONN.
+  // The worker runs still (it waits on the gate), and its channel refuses a CONN.
   CHECK(!master.send(FP_MSG_CONN, 0, 3));
   CHECK(errno == EPIPE);
   int status = 0;

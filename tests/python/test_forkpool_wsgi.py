@@ -245,7 +245,11 @@ class AfterResponseTest(unittest.TestCase):
 
 
 APP = textwrap.dedent("""
+    import time
+
     def application(environ, start_response):
+        if environ["PATH_INFO"] == "/sleep":
+            time.sleep(0.5)
         body = environ["PATH_INFO"].encode()
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
         return [body]
@@ -431,6 +435,47 @@ class StopSignalTest(unittest.TestCase):
             self.assertEqual(master.proc.wait(10), 0)
         finally:
             held.close()
+            master.abandon()
+
+    def test_one_thread_refuses_more_while_connections_are_still_queued(self):
+        """The channel never runs empty here (a master that refills it after each DONE):
+        the worker must refuse more work once it drains anyway, before it takes the next
+        queued connection, or it would go on serving for as long as work comes."""
+        master = FakeMaster(None)
+        busy = master.send_conn(1)
+        stalled = master.send_conn(2)  # queued; its request comes only at the end
+        later = []
+        try:
+            busy.sendall(b"GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.1)  # the worker is in the request when the signal comes
+            master.proc.send_signal(signal.SIGTERM)
+            self.assertTrue(read_responses(busy, 1).endswith(b"/sleep"))
+            master.expect(DONE, 1)
+            # The worker now takes connection 2 and waits for its request: sends must
+            # start failing although nothing told the worker the channel was empty.
+            refused, ident = False, 3
+            deadline = time.monotonic() + 5
+            while not refused and time.monotonic() < deadline:
+                try:
+                    client = master.send_conn(ident)
+                except BrokenPipeError:
+                    refused = True
+                    break
+                client.sendall(b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                later.append(client)
+                ident += 1
+                time.sleep(0.05)
+            self.assertTrue(refused, "the channel never refused a connection")
+            self.assertIsNone(master.proc.poll(), "refused while the worker still runs")
+            # What was queued before the refusal is still served, then it exits 0.
+            stalled.sendall(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(read_responses(stalled, 1).endswith(b"/b"))
+            for client in later:
+                self.assertTrue(read_responses(client, 1).endswith(b"/c"))
+            self.assertEqual(master.proc.wait(10), 0)
+        finally:
+            for client in [busy, stalled, *later]:
+                client.close()
             master.abandon()
 
     def test_one_thread_serves_what_was_sent_before_it_drains(self):

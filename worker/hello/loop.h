@@ -40,7 +40,7 @@ struct hello_loop {
   bool accept_failing;      /* logged once until an accept succeeds again */
   bool drain_requested;     /* set from the signal pipe, acted on after the event batch */
   bool draining;
-  int64_t now_ms; /* CLOCK_MONOTONIC, refreshed once per wake-up */
+  int64_t now_ms; /* CLOCK_MONOTONIC_COARSE, refreshed once per wake-up */
   int64_t next_sweep_ms;
   struct hello_conn* conns; /* all open connections, a doubly linked list */
   size_t n_conns;

@@ -283,11 +283,17 @@ class Server:
         max_inflight = 1 the master sends the next connection only after our DONE, so a
         receive right away would find nothing."""
         while True:
+            if self.drain.is_set:
+                # Before the next read, even with records queued (a master that refills
+                # the channel after each DONE would otherwise keep this worker busy).
+                # Once refused, the channel reads to its end without waiting.
+                self.worker.refuse_more()
             poller.poll()
             try:
                 return self.worker.next_conn(block=False)
             except BlockingIOError:
-                # Once refused, the channel reads to its end without waiting.
+                # The signal came during the poll: refuse now and read on, or stop reading
+                # if the channel could not be refused.
                 if self.drain.is_set and not self.worker.refuse_more():
                     return None
 
@@ -334,6 +340,8 @@ class Server:
             if ended and not held:
                 break
             if not ended:
+                if self.drain.is_set:
+                    self.worker.refuse_more()  # before the next read, as in _next_conn
                 try:
                     conn = self.worker.next_conn(block=False)
                     if conn is None:
