@@ -306,6 +306,24 @@ class FakeMaster:
         client.settimeout(10)
         return client
 
+    def send_until_refused(self, first_ident, within=5.0):
+        """Sends a CONN every 50 ms, each client sending one request with Connection: close,
+        until a send fails with EPIPE (the worker refused more work). Returns whether one
+        did within `within` seconds, and the clients sent before it."""
+        sent, ident = [], first_ident
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                client = self.send_conn(ident)
+            except BrokenPipeError:
+                return True, sent
+            client.settimeout(3)
+            client.sendall(b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            sent.append(client)
+            ident += 1
+            time.sleep(0.05)
+        return False, sent
+
     def abandon(self):
         """For a worker meant to exit on its own: kills it if it did not, then cleans up."""
         if self.proc.poll() is None:
@@ -414,22 +432,12 @@ class StopSignalTest(unittest.TestCase):
         try:
             held.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n")
             master.proc.send_signal(signal.SIGTERM)
-            refused, ident = False, 2
-            deadline = time.monotonic() + 5
-            while not refused and time.monotonic() < deadline:
-                try:
-                    client = master.send_conn(ident)
-                except BrokenPipeError:
-                    refused = True
-                    break
-                with client:
-                    client.settimeout(3)
-                    client.sendall(b"GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    self.assertTrue(read_responses(client, 1).endswith(b"/b"),
-                                    "connection %d was sent: it must be answered" % ident)
-                ident += 1
+            refused, sent = master.send_until_refused(2)
             self.assertTrue(refused, "the channel never refused a connection")
             self.assertIsNone(master.proc.poll(), "refused while the worker still runs")
+            for client in sent:  # sent before the refusal: each must be answered
+                with client:
+                    self.assertTrue(read_responses(client, 1).endswith(b"/c"))
             held.sendall(b"\r\n")
             self.assertTrue(read_responses(held, 1).endswith(b"/a"))
             self.assertEqual(master.proc.wait(10), 0)
@@ -447,24 +455,12 @@ class StopSignalTest(unittest.TestCase):
         later = []
         try:
             busy.sendall(b"GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n")
-            time.sleep(0.1)  # the worker is in the request when the signal comes
             master.proc.send_signal(signal.SIGTERM)
             self.assertTrue(read_responses(busy, 1).endswith(b"/sleep"))
             master.expect(DONE, 1)
             # The worker now takes connection 2 and waits for its request: sends must
             # start failing although nothing told the worker the channel was empty.
-            refused, ident = False, 3
-            deadline = time.monotonic() + 5
-            while not refused and time.monotonic() < deadline:
-                try:
-                    client = master.send_conn(ident)
-                except BrokenPipeError:
-                    refused = True
-                    break
-                client.sendall(b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                later.append(client)
-                ident += 1
-                time.sleep(0.05)
+            refused, later = master.send_until_refused(3)
             self.assertTrue(refused, "the channel never refused a connection")
             self.assertIsNone(master.proc.poll(), "refused while the worker still runs")
             # What was queued before the refusal is still served, then it exits 0.
