@@ -83,7 +83,8 @@ void hello_channel_stop(struct hello_loop* loop) {
    * and a CONN it sends after fails there, so the master gives that connection to another
    * worker instead of losing it in a channel nobody reads (a stop signal from someone
    * else, with no end of work from the master). The read then ends in end of work. */
-  if (fp_worker_refuse_more(loop->worker) != 0) hello_log("shutting down the channel's reading side: %s", strerror(errno));
+  if (fp_worker_refuse_more(loop->worker) != 0)
+    hello_log("shutting down the channel's reading side: %s", strerror(errno));
   hello_channel_receive(loop);
   unwatch(loop);
 }

@@ -22,7 +22,7 @@
 #define ACCEPT_PAUSE_MS 100 /* after EMFILE and the like, so the loop does not spin */
 
 /* The coarse clock (a few milliseconds' resolution, no hardware read): the loop's times
- * are timeouts of a second and more. */
+ * are timeouts, the shortest of them 100 ms. */
 static int64_t monotonic_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
