@@ -107,8 +107,7 @@ void Dispatcher::worker_idle(WorkerProcess& w) {
   idle_.push(&w, w.idle_order(), 2 * workers_.size() + 64, still_idle);
 }
 
-void Dispatcher::refresh_workers() {
-  if (!workers_stale_ && workers_epoch_ == ctx_.workers_epoch) return;
+void Dispatcher::rebuild_workers() {
   workers_stale_ = false;
   workers_epoch_ = ctx_.workers_epoch;
   none_accepts_ = false;
@@ -179,7 +178,7 @@ void Dispatcher::accept_from(std::size_t listener) {
     ctx_.scoreboard->count(index_, shm::PoolCounter::Accepted);
     queue_.push_back(Pending{OwnedFd(fd), static_cast<std::uint16_t>(listener), ++next_id_, Clock::now(), peer, len,
                              (accept_nonblocking_ ? FP_FD_NONBLOCK : 0u) | listener_nodelay_[listener]});
-    pump();
+    dispatch_queued();  // each at once; the scoreboard and the timer once the batch is in
     if (queue_.size() >= static_cast<std::size_t>(pool_->queue_limit)) break;
     // accept returns the lowest free descriptor, so every one below `fd` is in use.
     if (fd >= fd_limit_ - ctx_.fd_reserve) {
@@ -196,6 +195,7 @@ void Dispatcher::accept_from(std::size_t listener) {
     }
   }
   publish();
+  arm_queue_timer();
   update_accepting();
   if (accept_hook_) accept_hook_();
 }
@@ -240,36 +240,39 @@ void Dispatcher::resume() {
 }
 
 void Dispatcher::pump() {
-  if (!queue_.empty()) {
-    while (!queue_.empty()) {
-      refresh_workers();  // a look at a counter, unless the workers changed
-      WorkerProcess* const chosen = choose();
-      if (chosen == nullptr) break;
-      WorkerProcess& w = *chosen;
-      Pending& p = queue_.front();
-      if ((p.fd_flags & FP_FD_NONBLOCK) != 0 && !w.wants_nonblocking()) {
-        // A worker that did not ask gets no connection the master made non-blocking (the
-        // protocol before FP_FD_NONBLOCK, for workers that never set the mode).
-        int off = 0;
-        ::ioctl(p.fd.get(), FIONBIO, &off);
-        p.fd_flags &= ~FP_FD_NONBLOCK;
-      }
-      if (w.send_connection(p.fd.get(), p.listener, p.id, p.peer, p.peer_len, p.accepted, p.fd_flags) ==
-          SendResult::Sent) {
-        const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.accepted);
-        ctx_.scoreboard->record_queue_wait(index_, static_cast<std::uint64_t>(waited.count()));
-        ctx_.scoreboard->count(index_, shm::PoolCounter::Dispatched);
-        ++in_flight_;
-        queue_.pop_front();  // closes the master's copy: the worker holds the connection now
-      }
-      // Sent or not (its channel full or gone), this worker's standing changed; if it is
-      // idle still, it gets its entry back at the next refresh (a channel that takes
-      // records again moves the epoch).
-    }
-  }
+  dispatch_queued();
   publish();
   arm_queue_timer();
   update_accepting();
+}
+
+void Dispatcher::dispatch_queued() {
+  while (!queue_.empty()) {
+    refresh_workers();  // a look at a counter, unless the workers changed
+    WorkerProcess* const chosen = choose();
+    if (chosen == nullptr) break;
+    WorkerProcess& w = *chosen;
+    Pending& p = queue_.front();
+    if ((p.fd_flags & FP_FD_NONBLOCK) != 0 && !w.wants_nonblocking()) {
+      // A worker that did not ask gets no connection the master made non-blocking (the
+      // protocol before FP_FD_NONBLOCK, for workers that never set the mode).
+      int off = 0;
+      ::ioctl(p.fd.get(), FIONBIO, &off);
+      p.fd_flags &= ~FP_FD_NONBLOCK;
+    }
+    const Clock::time_point now = Clock::now();
+    if (w.send_connection(p.fd.get(), p.listener, p.id, p.peer, p.peer_len, p.accepted, p.fd_flags, now) ==
+        SendResult::Sent) {
+      const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(now - p.accepted);
+      ctx_.scoreboard->record_queue_wait(index_, static_cast<std::uint64_t>(waited.count()));
+      ctx_.scoreboard->count(index_, shm::PoolCounter::Dispatched);
+      ++in_flight_;
+      queue_.pop_front();  // closes the master's copy: the worker holds the connection now
+    }
+    // Sent or not (its channel full or gone), this worker's standing changed; if it is
+    // idle still, it gets its entry back at the next refresh (a channel that takes
+    // records again moves the epoch).
+  }
 }
 
 void Dispatcher::on_done(std::chrono::microseconds held) {
@@ -358,12 +361,21 @@ void Dispatcher::close_parked(const char* why) {
 }
 
 void Dispatcher::arm_queue_timer() {
+  if (pool_->queue_timeout.count() == 0) {
+    queue_timer_.stop();
+    return;
+  }
   // A timer runs only while something waits, so an idle master sleeps without one.
-  if (pool_->queue_timeout.count() == 0 || queue_.empty()) {
+  if (queue_.empty()) {
     queue_timer_.stop();
     return;
   }
   const auto due = queue_.front().accepted + pool_->queue_timeout;
+  // Armed for this deadline or an earlier one: it stands (restarting it at every
+  // connection cost a clock read and two heap operations in libuv). Firing early, as the
+  // connection it was armed for left the queue, it finds nothing expired and arms again.
+  if (queue_timer_.active() && queue_timer_due_ <= due) return;
+  queue_timer_due_ = due;
   const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(due - Clock::now());
   queue_timer_.start(wait + std::chrono::milliseconds(1), [this] { expire_queue(); });
 }

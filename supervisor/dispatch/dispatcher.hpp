@@ -86,6 +86,9 @@ class Dispatcher {
   };
 
   void accept_from(std::size_t listener);
+  // Hands queued connections to workers while one can take them; pump() is this plus the
+  // scoreboard, the queue timer and whether to accept.
+  void dispatch_queued();
   void update_accepting();
   void expire_queue();
   void arm_queue_timer();
@@ -102,7 +105,10 @@ class Dispatcher {
   // The pool's workers as the WorkerList gives them, and the idle ones, rebuilt only when
   // a worker was made, destroyed, changed phase or settings (MasterContext::workers_epoch)
   // or `workers_stale_` was set.
-  void refresh_workers();
+  void refresh_workers() {
+    if (workers_stale_ || workers_epoch_ != ctx_.workers_epoch) rebuild_workers();
+  }
+  void rebuild_workers();
   // Who gets the next connection (WorkerChoice's rule), or nullptr if nobody can take it.
   WorkerProcess* choose();
   ParkedConnections& parked_connections();  // made on the first PARK
@@ -137,6 +143,7 @@ class Dispatcher {
   bool accept_nonblocking_ = false;  // every ready worker asked for it in READY (refresh_workers)
   std::uint64_t in_flight_ = 0;
   Timer queue_timer_;
+  Clock::time_point queue_timer_due_{};  // the deadline queue_timer_ was armed for
   Timer emfile_pause_;           // try again after a pause (system-wide), or look now and then
   AfterEachTurn freed_;          // own shortage: look again after every loop turn
   std::string paused_reason_;    // non-empty while accepting waits for descriptors

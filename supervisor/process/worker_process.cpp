@@ -203,14 +203,34 @@ void WorkerProcess::adopt_settings(PoolConfigRef pool) {
 
 SendResult WorkerProcess::send_connection(int fd, std::uint16_t listener, std::uint64_t id,
                                           const sockaddr_storage& peer, socklen_t peer_len,
-                                          Clock::time_point accepted, std::uint32_t fd_flags) {
+                                          Clock::time_point accepted, std::uint32_t fd_flags,
+                                          Clock::time_point now) {
   const SendResult r = channel_->send_connection(fd, listener, id, fd_flags);
   if (r != SendResult::Sent) return r;
   const bool start_timer = held_.empty();
-  held_[id] = HeldConnection{Clock::now(), accepted, peer, peer_len, listener};
+  hold(id, HeldConnection{now, accepted, peer, peer_len, listener});
   ++handed_;
   if (start_timer) arm_request_timer();
   return r;
+}
+
+void WorkerProcess::hold(std::uint64_t id, const HeldConnection& c) {
+  if (spare_held_.empty()) {
+    held_[id] = c;
+    return;
+  }
+  spare_held_.key() = id;
+  spare_held_.mapped() = c;
+  auto placed = held_.insert(std::move(spare_held_));
+  if (!placed.inserted) {  // an id it holds already (not sent twice by the dispatcher)
+    placed.position->second = c;
+    spare_held_ = std::move(placed.node);
+  }
+}
+
+void WorkerProcess::forget_held(std::map<std::uint64_t, HeldConnection>::iterator it) {
+  if (spare_held_.empty()) spare_held_ = held_.extract(it);
+  else held_.erase(it);
 }
 
 void WorkerProcess::finish_connection(std::uint64_t id) {
@@ -226,13 +246,14 @@ void WorkerProcess::finish_connection(std::uint64_t id) {
         "worker {}[{}] pid {} reported DONE for connection {} it does not hold", pool_->name, id_.worker, pid_, id);
     return;
   }
-  const auto held = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - it->second.since);
+  const Clock::time_point now = Clock::now();
+  const auto held = std::chrono::duration_cast<std::chrono::microseconds>(now - it->second.since);
   if (access_log::enabled()) log_access(it->first, it->second, held, access_log::Outcome::Done);
-  held_.erase(it);
+  forget_held(it);
   ++completed_;
   if (held_.empty()) {
     idle_order_ = ++ctx_.idle_clock;
-    idle_since_ = Clock::now();
+    idle_since_ = now;
   }
   arm_request_timer();
   if (events_.done) events_.done(held);
@@ -255,7 +276,7 @@ bool WorkerProcess::park_connection(std::uint64_t id, WorkerChannel::Passed pass
     if (access_log::enabled())
       log_access(id, held, std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - held.since),
                  access_log::Outcome::Parked);
-    held_.erase(it);
+    forget_held(it);
     if (held_.empty()) {
       idle_order_ = ++ctx_.idle_clock;
       idle_since_ = Clock::now();

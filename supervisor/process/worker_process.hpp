@@ -166,9 +166,11 @@ class WorkerProcess {
   std::chrono::microseconds oldest_held() const;
   // pool, worker, pid, generation: the fields of a JSON log line about this worker.
   nlohmann::json log_fields() const;
-  // `fd_flags`: FP_FD_* that are true of `fd` (worker/protocol.h), told to the worker.
+  // `fd_flags`: FP_FD_* that are true of `fd` (worker/protocol.h), told to the worker;
+  // `now`: the caller's clock reading, the start of the connection's time held.
   SendResult send_connection(int fd, std::uint16_t listener, std::uint64_t id, const sockaddr_storage& peer,
-                             socklen_t peer_len, Clock::time_point accepted, std::uint32_t fd_flags);
+                             socklen_t peer_len, Clock::time_point accepted, std::uint32_t fd_flags,
+                             Clock::time_point now);
   // Connections after which the pool replaces this worker (0 = never).
   std::uint64_t recycle_after() const { return recycle_after_; }
   void set_recycle_after(std::uint64_t n) { recycle_after_ = n; }
@@ -193,6 +195,8 @@ class WorkerProcess {
   // (its handler may change the pool); `until_empty` reads everything there is.
   void read_channel(bool until_empty = false);
   void finish_connection(std::uint64_t id);
+  void hold(std::uint64_t id, const HeldConnection& c);
+  void forget_held(std::map<std::uint64_t, HeldConnection>::iterator it);
   // PARK: hands the connection to the pool if the message keeps the rules
   // (docs/protocol.md); false when it broke them (counted and logged).
   bool park_connection(std::uint64_t id, WorkerChannel::Passed passed);
@@ -236,6 +240,9 @@ class WorkerProcess {
   Clock::time_point watchdog_due_{};
   bool wants_nonblocking_ = false;
   std::map<std::uint64_t, HeldConnection> held_;
+  // The node of the last connection to leave held_, kept for the next one: holding a
+  // connection allocates nothing once the worker has held one (forget_held, hold).
+  std::map<std::uint64_t, HeldConnection>::node_type spare_held_;
   std::uint64_t handed_ = 0;
   std::uint64_t completed_ = 0;
   std::uint64_t recycle_after_ = 0;

@@ -64,14 +64,15 @@ void hello_channel_wait(struct hello_loop* loop) {
   fp_conn c;
   int r = FP_WORKER_PENDING;
   if (hello_signals_block_begin(fp_worker_fd(loop->worker))) {
-    r = fp_worker_next(loop->worker, &c); /* one recvmmsg, which sleeps until a record */
+    r = fp_worker_next(loop->worker, &c); /* one read of one record, which sleeps until it comes */
     hello_signals_block_end();
   }
   hello_loop_update_clock(loop);
   if (hello_signals_stop_pending()) hello_loop_poll_signals(loop);
   if (r == 0) {
+    /* Records behind this one (max_inflight > 1) are still in the channel, which the loop
+     * watches (level-triggered): no read here that would find nothing at every connection. */
     hello_adopt_passed(loop, &c);
-    hello_channel_receive(loop); /* the rest of what that read took, without asking the kernel */
   } else if (r != FP_WORKER_PENDING) {
     end_of_channel(loop, r);
   }

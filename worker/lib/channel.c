@@ -123,15 +123,19 @@ struct fp_batch {
   bool drained;
 };
 
-/* Reads what is pending, up to RECV_BATCH records in one call; with `wait`, blocks for the
- * first (MSG_WAITFORONE). Returns the number read, 0 for EAGAIN, -1 on error. */
+/* Reads what is pending, up to RECV_BATCH records in one call; with `wait`, blocks for one
+ * record and reads only that. A blocking read is made by a program that holds nothing to
+ * do, and the master, with max_inflight = 1, never has a second record queued then:
+ * reading a batch (MSG_WAITFORONE) would make the kernel try for a second record, and fail,
+ * at every connection. Returns the number read, 0 for EAGAIN, -1 on error. */
 static int fill(fp_worker* w, bool wait) {
   struct fp_batch* b = w->batch;
   if (b == NULL) {
     b = w->batch = calloc(1, sizeof *b);
     if (b == NULL) return -1;
   }
-  for (unsigned i = 0; i < RECV_BATCH; i++) {
+  const unsigned want = wait ? 1 : RECV_BATCH;
+  for (unsigned i = 0; i < want; i++) {
     b->iov[i] = (struct iovec){.iov_base = &b->rec[i], .iov_len = sizeof b->rec[i]};
     memset(&b->hdr[i], 0, sizeof b->hdr[i]);
     b->hdr[i].msg_hdr.msg_iov = &b->iov[i];
@@ -141,7 +145,7 @@ static int fill(fp_worker* w, bool wait) {
   }
   int n;
   for (;;) {
-    n = recvmmsg(w->channel_fd, b->hdr, RECV_BATCH, (wait ? MSG_WAITFORONE : MSG_DONTWAIT) | MSG_CMSG_CLOEXEC, NULL);
+    n = recvmmsg(w->channel_fd, b->hdr, want, (wait ? 0 : MSG_DONTWAIT) | MSG_CMSG_CLOEXEC, NULL);
     if (n >= 0) break;
     /* ECONNRESET is reported once when the master closed with our records unread; the
      * records it sent before closing are still queued, so read on. */
@@ -150,7 +154,7 @@ static int fill(fp_worker* w, bool wait) {
   }
   b->len = (unsigned)n;
   b->next = 0;
-  b->drained = n < RECV_BATCH;
+  b->drained = (unsigned)n < want;
   return n;
 }
 
