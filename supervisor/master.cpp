@@ -198,18 +198,25 @@ MetricsHttpServer::Response Master::serve_http(std::string_view path) {
   if (path == "/status") {
     return {200, "application/json", status_text(status_model(), true) + "\n"};
   }
-  // Healthy when every started pool has at least one ready worker and can accept.
+  // Healthy when every started pool has at least one ready worker, can accept and has
+  // not failed: a failed pool may still serve with workers of the generation before a
+  // broken deploy, and that is what a health check must see.
   std::string unhealthy;
+  std::string failed;
   std::string paused;
   for (const auto& pool : generation_->pools()) {
     if (pool->state() != shm::PoolState::Stopped && pool->ready_count() == 0)
       unhealthy += (unhealthy.empty() ? "" : ", ") + pool->name();
+    else if (pool->state() == shm::PoolState::Failed)
+      failed += (failed.empty() ? "" : ", ") + pool->name();
     if (std::string why = pool->accept_paused_reason(); !why.empty())
       paused += "pool " + pool->name() + " cannot accept: " + why + "\n";
   }
-  if (unhealthy.empty() && paused.empty()) return {200, "text/plain", "ok\n"};
-  if (unhealthy.empty()) return {503, "text/plain", paused};
-  return {503, "text/plain", "no ready worker in pool(s): " + unhealthy + "\n" + paused};
+  if (unhealthy.empty() && failed.empty() && paused.empty()) return {200, "text/plain", "ok\n"};
+  std::string body;
+  if (!unhealthy.empty()) body += "no ready worker in pool(s): " + unhealthy + "\n";
+  if (!failed.empty()) body += "failed pool(s), serving with the workers they had: " + failed + "\n";
+  return {503, "text/plain", body + paused};
 }
 
 int Master::run() {

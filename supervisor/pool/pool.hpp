@@ -133,6 +133,8 @@ class Pool {
   // account for the worker. finish_launch throws SpawnFailure with `p` destroyed.
   std::unique_ptr<WorkerProcess> begin_launch(Slot& slot);
   void finish_launch(Slot& slot, std::unique_ptr<WorkerProcess>& p);
+  // A worker's max_requests: the setting plus its random jitter (0: never recycled).
+  std::uint64_t recycle_limit();
   // spawn() for several slots: every child is forked first, then each exec is awaited, so
   // the children exec side by side instead of one after the other. Skips slots that have
   // a worker or a respawn scheduled.

@@ -23,6 +23,8 @@ void Pool::reconfigure(PoolConfigRef config, unsigned generation, std::vector<Li
                        config::PoolChange change) {
   const int old_target = target_;
   const bool was_dynamic = config_->dynamic;
+  const bool recycling_changed = config->max_requests != config_->max_requests ||
+                                 config->max_requests_jitter != config_->max_requests_jitter;
   // Watches name fd numbers: gone before the old listeners may close; rewatched by rescale().
   if (listeners != listeners_) demand_watch_.reset();
   config_ = std::move(config);
@@ -43,8 +45,13 @@ void Pool::reconfigure(PoolConfigRef config, unsigned generation, std::vector<Li
   } else {
     // Master-side settings: the running workers go on under them.
     for (auto& s : slots_) {
-      for (WorkerProcess* p : {s->process.get(), s->replacement.get()})
-        if (p != nullptr && !outdated(*p)) p->adopt_settings(config_);
+      for (WorkerProcess* p : {s->process.get(), s->replacement.get()}) {
+        if (p == nullptr || outdated(*p)) continue;
+        p->adopt_settings(config_);
+        // A new max_requests counts the connections it has had since it started: one
+        // past the new limit is replaced after its next connection.
+        if (recycling_changed) p->set_recycle_after(recycle_limit());
+      }
     }
   }
   update_dispatcher();

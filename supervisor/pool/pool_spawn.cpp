@@ -139,6 +139,12 @@ std::unique_ptr<WorkerProcess> Pool::begin_launch(Slot& slot) {
   return p;
 }
 
+std::uint64_t Pool::recycle_limit() {
+  if (config_->max_requests == 0) return 0;
+  std::uniform_int_distribution<std::uint64_t> jitter(0, config_->max_requests_jitter);
+  return static_cast<std::uint64_t>(config_->max_requests) + jitter(ctx_.rng);
+}
+
 void Pool::finish_launch(Slot& slot, std::unique_ptr<WorkerProcess>& p) {
   const std::uint32_t sb = p->identity().scoreboard_slot;
   try {
@@ -148,10 +154,7 @@ void Pool::finish_launch(Slot& slot, std::unique_ptr<WorkerProcess>& p) {
     ctx_.scoreboard->release_slot(sb);
     throw;
   }
-  if (config_->max_requests > 0) {
-    std::uniform_int_distribution<std::uint64_t> jitter(0, config_->max_requests_jitter);
-    p->set_recycle_after(config_->max_requests + jitter(ctx_.rng));
-  }
+  p->set_recycle_after(recycle_limit());
   ctx_.owners[p->pid()] = this;
   ++slot.launches;
   ctx_.scoreboard->set_restarts(sb, slot.launches - 1);  // what forkpoolctl top shows

@@ -703,6 +703,36 @@ TEST_CASE("control start clears a failed pool and it fails again", "[control]") 
   CHECK(unexpected_log_lines(s.master->log(), {"master.ready", "worker.exit"}, {"pool.failed", "worker.exit"}) == std::vector<std::string>{});
 }
 
+TEST_CASE("a pool failed by a reload to a broken command is unhealthy while its old workers still serve",
+          "[control]") {
+  Setup s(supervisor_section("metrics_listen = \"127.0.0.1:0\"") + hello_pool("web", 2));
+  const auto metrics = s.master->wait_log("\\[metrics.listen\\] metrics on http://([^/]+)/metrics");
+  REQUIRE(metrics.size() > 1);
+  const std::string maddr = metrics[1].str();
+  const std::string addr = s.master->wait_listen_address("web");
+  REQUIRE(s.ready());
+  auto c = s.client();
+  auto health = http_get(maddr, "/healthz");
+  REQUIRE(health.has_value());
+  CHECK(health->status == 200);
+
+  // The deploy's new command exits 78 (EX_CONFIG): the pool fails, and the workers it had
+  // stay and serve.
+  write_file(s.dir / "f.toml", supervisor_section("metrics_listen = \"127.0.0.1:0\"") +
+                                   testworker_pool("web", 2, ", \"--exit\", \"78\"",
+                                                   "listen = [\"tcp://127.0.0.1:0\"]"));
+  c.request({{"cmd", "reload"}});
+  REQUIRE(wait_until([&] { return pool_status(c, "web")["state"] == "failed"; }));
+  CHECK(pool_status(c, "web").value("ready", 0) >= 1);
+  const auto served = http_get(addr, "/");
+  REQUIRE(served.has_value());
+  CHECK(served->status == 200);
+  health = http_get(maddr, "/healthz");
+  REQUIRE(health.has_value());
+  CHECK(health->status == 503);
+  CHECK_THAT(health->body, Catch::Contains("failed pool(s)") && Catch::Contains("web"));
+}
+
 TEST_CASE("control kill signals one worker which is then replaced", "[control]") {
   Setup s(supervisor_section() + hello_pool("web", 2));
   REQUIRE(s.ready());

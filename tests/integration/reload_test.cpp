@@ -159,6 +159,47 @@ TEST_CASE("reload scales a pool from 4 to 6 to 3 workers in place", "[reload]") 
   check_came_through(load, c, "web", *m.process);
 }
 
+TEST_CASE("reload of max_requests applies to the running workers, and of 0 stops recycling them",
+          "[reload]") {
+  Master m(supervisor_section() + hello_pool("web", 2));
+  const std::string addr = m.process->wait_listen_address("web");
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 2); }));
+  auto serve = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      const auto r = http_get(addr, "/");
+      REQUIRE(r.has_value());
+      REQUIRE(r->status == 200);
+    }
+  };
+  auto recycled = [&] { return pool_status(c, "web")["counters"].value("recycled", -1); };
+  serve(30);  // 30 connections between the two workers, no limit yet
+  CHECK(recycled() == 0);
+
+  // Both workers are past the new limit: each is replaced after its next connection.
+  m.rewrite(supervisor_section() + hello_pool("web", 2, "max_requests = 10"));
+  const json on = m.reload();
+  require_reloaded(on, 2);
+  check_change(on, "web", "in-place", {"max_requests"});
+  CHECK(wait_until([&] {
+    serve(1);
+    return recycled() >= 2;
+  }, kSettle));
+
+  // 0 turns recycling off for the running workers too.
+  m.rewrite(supervisor_section() + hello_pool("web", 2));
+  const json off = m.reload();
+  require_reloaded(off, 3);
+  check_change(off, "web", "in-place", {"max_requests"});
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 2); }, kSettle));
+  const auto pids = serving_pids(pool_status(c, "web"));
+  const int before = recycled();
+  serve(40);  // more than 10 each
+  CHECK(recycled() == before);
+  CHECK(serving_pids(pool_status(c, "web")) == pids);
+}
+
 TEST_CASE("reload of a changed env replaces every worker in a rolling restart", "[reload]") {
   constexpr int kWorkers = 4;
   Master m(supervisor_section() + hello_pool("web", kWorkers, env_mark("one")));
