@@ -7,9 +7,51 @@
 
 #include <toml++/toml.h>
 
+#include <string>
+#include <string_view>
+
 #include "config/interpolate.hpp"
 
 namespace forkpool::config {
+
+namespace {
+
+// A line that opens a table ([name] or [[name]]), and whether that table is [supervisor].
+bool table_header(std::string_view line, bool& supervisor) {
+  const auto start = line.find_first_not_of(" \t");
+  if (start == std::string_view::npos || line[start] != '[') return false;
+  std::string_view name = line.substr(start);
+  const auto close = name.find(']');
+  if (close == std::string_view::npos) return true;  // a broken header still ends a table
+  name = name.substr(1, close - 1);
+  const auto first = name.find_first_not_of(" \t");
+  const auto last = name.find_last_not_of(" \t");
+  supervisor = first != std::string_view::npos && name.substr(first, last - first + 1) == "supervisor";
+  return true;
+}
+
+// The file with every line blanked but those of its root and [supervisor] tables, so a
+// syntax error in another table (a half-written pool) does not hide the control socket.
+// Lines keep their numbers, so an error in what is left is placed where it is.
+std::string root_and_supervisor(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  bool keep = true;  // the root table comes first
+  std::size_t at = 0;
+  while (at < text.size()) {
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    const std::string_view line(text.data() + at, end - at);
+    bool supervisor = false;
+    if (table_header(line, supervisor)) keep = supervisor;
+    if (keep) out.append(line);
+    out.push_back('\n');
+    at = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
 
 std::filesystem::path load_control_socket(const std::filesystem::path& file) {
   const auto fail = [&](std::uint32_t line, std::uint32_t column, std::string key, std::string message) {
@@ -20,8 +62,14 @@ std::filesystem::path load_control_socket(const std::filesystem::path& file) {
   try {
     root = toml::parse(text, file.string());
   } catch (const toml::parse_error& e) {
-    fail(static_cast<std::uint32_t>(e.source().begin.line), static_cast<std::uint32_t>(e.source().begin.column), "",
-         "TOML syntax error: " + std::string(e.description()));
+    // Only control_socket matters here: an error outside the tables that can hold it
+    // (the file being edited for a reload, say) must not keep forkpoolctl from the master.
+    try {
+      root = toml::parse(root_and_supervisor(text), file.string());
+    } catch (const toml::parse_error&) {
+      fail(static_cast<std::uint32_t>(e.source().begin.line), static_cast<std::uint32_t>(e.source().begin.column),
+           "", "TOML syntax error: " + std::string(e.description()));
+    }
   }
   const std::filesystem::path base_dir = std::filesystem::absolute(file).lexically_normal().parent_path();
   const toml::node* node = root["supervisor"]["control_socket"].node();

@@ -398,6 +398,26 @@ TEST_CASE("ctl socket choice: -s, -c, FORKPOOL_SOCKET, the config files, the pac
   search.socket.clear();
   ::unsetenv("FORKPOOL_SOCKET");
 
+  // A TOML syntax error in another table (a pool being edited for a reload) does not
+  // hide the socket: that is when the operator needs `forkpoolctl reload` to list it.
+  for (const std::string tail : {"[pools.web\n", "[pools.web]\nx = \"unterminated\n",
+                                 "[pools.web]\nenv = {}\nenv = {}\n", "[[pools.web.listen]]]\n"}) {
+    {
+      std::ofstream f(etc);
+      f << "# comment\n[supervisor]\ncontrol_socket = \"etc.sock\"\n\n" << tail;
+    }
+    INFO(tail);
+    const auto editing = choose_socket(search);
+    CHECK(std::filesystem::weakly_canonical(editing.path) == std::filesystem::weakly_canonical(dir / "etc.sock"));
+  }
+  // No [supervisor] table and an error elsewhere: the default socket beside the file.
+  {
+    std::ofstream f(etc);
+    f << "[pools.web]\ncommand = [\"/bin/true\"\n";
+  }
+  CHECK(std::filesystem::weakly_canonical(choose_socket(search).path) ==
+        std::filesystem::weakly_canonical(dir / "forkpool.sock"));
+
   // A broken file is reported, not passed over for the next one.
   {
     std::ofstream f(etc);
@@ -406,4 +426,13 @@ TEST_CASE("ctl socket choice: -s, -c, FORKPOOL_SOCKET, the config files, the pac
   const auto broken = choose_socket(search);
   CHECK(broken.path.empty());
   CHECK(broken.problem.find("supervisor.control_socket") != std::string::npos);
+  // So is a syntax error in the [supervisor] table itself, with its place.
+  {
+    std::ofstream f(etc);
+    f << "[pools.web]\ncommand = [\"/bin/true\"]\n[supervisor]\ncontrol_socket = \"a.sock\nx = 1\n";
+  }
+  const auto syntax = choose_socket(search);
+  CHECK(syntax.path.empty());
+  CHECK(syntax.problem.find(":4:") != std::string::npos);
+  CHECK(syntax.problem.find("TOML syntax error") != std::string::npos);
 }
