@@ -26,6 +26,9 @@ struct ListenAddress {
   std::uint16_t port = 0;          // Tcp: 0 lets the kernel choose
   std::filesystem::path path;      // Unix: absolute after resolution
   std::string text;                // as written in `listen`, canonical form
+  // "file:line:col: pools.NAME.listen[i]", where the entry stands, so that a bind that
+  // fails (at start or in a reload) names it as config errors do. Not compared by reload.
+  std::string place;
 };
 
 enum class Dispatch { Master, Shared };

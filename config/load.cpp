@@ -122,6 +122,19 @@ void check_listen_conflicts(const Config& config, const std::vector<detail::Pool
   }
 }
 
+// Each listen entry's place, for errors found only when it is bound.
+void note_listen_places(Config& config, const std::vector<detail::PoolSource>& sources) {
+  for (std::size_t p = 0; p < config.pools.size() && p < sources.size(); ++p) {
+    PoolConfig& pool = config.pools[p];
+    for (std::size_t i = 0; i < pool.listen.size() && i < sources[p].listen.size(); ++i) {
+      const detail::ListenSource& where = sources[p].listen[i];
+      pool.listen[i].place = sources[p].file + ":" + std::to_string(where.at.line) + ":" +
+                             std::to_string(where.at.column) + ": pools." + pool.name + ".listen[" +
+                             std::to_string(where.index) + "]";
+    }
+  }
+}
+
 // toml++ keeps table keys sorted by name; status output and --check follow the file instead.
 void sort_in_file_order(std::vector<PoolConfig>& pools, std::vector<detail::PoolSource>& sources) {
   std::vector<std::size_t> order(pools.size());
@@ -369,6 +382,7 @@ Config load_string(std::string_view text, const std::filesystem::path& file, Inc
     else sink.error({1, 1}, "pools", message);
   }
   check_listen_conflicts(config, sources, sink);
+  note_listen_places(config, sources);
 
   if (!sink.empty()) throw ConfigError(sink.take());
   return config;

@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 
 namespace forkpool::supervisor {
 namespace {
@@ -34,7 +35,12 @@ ListenerSet ListenerSet::build(const config::Config& config, const ListenerSet* 
         }
       }
       // Throws; `set` goes out of scope and closes what it bound (unlinking socket files).
-      set.by_address_.emplace(key, open_listener(pool.listen[i], pool.backlog, inherited));
+      try {
+        set.by_address_.emplace(key, open_listener(pool.listen[i], pool.backlog, inherited));
+      } catch (const std::runtime_error& e) {
+        if (pool.listen[i].place.empty()) throw;
+        throw std::runtime_error(pool.listen[i].place + ": " + e.what());
+      }
     }
   }
   return set;

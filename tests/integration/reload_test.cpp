@@ -559,6 +559,26 @@ TEST_CASE("reload of an invalid file changes nothing and reports every error wit
   CHECK(alarming_log_lines(m.process->log(), true) == std::vector<std::string>{});
 }
 
+TEST_CASE("reload of a pool whose port is taken is refused with the listen entry's place", "[reload]") {
+  Master m(supervisor_section() + hello_pool("web", 1));
+  REQUIRE(m.ready());
+  HeldPort held;
+  REQUIRE(held.port() > 0);
+  m.rewrite(supervisor_section() + hello_pool("web", 1) +
+            hello_pool("b", 1, "", "tcp://127.0.0.1:" + std::to_string(held.port())));
+  const json r = m.reload();
+  INFO(r.dump());
+  REQUIRE(r.is_object());
+  CHECK(r["ok"] == false);
+  std::string all = r.value("error", "");
+  for (const auto& e : r.value("errors", json::array())) all += "\n" + e.get<std::string>();
+  // [supervisor] takes 3 lines, web's table 5: b's listen entry is on line 11.
+  CHECK_THAT(all, Catch::Contains(m.config_path().filename().string() + ":11:11: pools.b.listen[0]: bind tcp://127.0.0.1:" +
+                                  std::to_string(held.port()) + ": Address already in use"));
+  auto c = m.client();
+  CHECK(pool_status(c, "b").is_null());
+}
+
 TEST_CASE("SIGHUP reloads like the control command", "[reload]") {
   Master m(supervisor_section() + hello_pool("web", 2));
   const std::string addr = m.process->wait_listen_address("web");

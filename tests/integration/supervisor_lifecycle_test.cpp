@@ -307,6 +307,10 @@ TEST_CASE("a listener that cannot be bound stops the master before it starts any
   ::close(taken);
   REQUIRE(status.has_value());
   CHECK(WEXITSTATUS(*status) == 1);
-  CHECK(!master.wait_log("bind tcp://127.0.0.1:" + std::to_string(port) + ": Address already in use").empty());
+  // Named as a config error is: file, line, column and key.
+  CHECK(!master
+             .wait_log("f\\.toml:4:11: pools\\.web\\.listen\\[0\\]: bind tcp://127\\.0\\.0\\.1:" + std::to_string(port) +
+                       ": Address already in use")
+             .empty());
   CHECK(master.all_matches("(started)").empty());
 }
