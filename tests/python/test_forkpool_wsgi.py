@@ -221,6 +221,27 @@ class BodyTest(unittest.TestCase):
         with self.assertRaises(http.HeadError):
             body.read()
 
+    def test_a_client_gone_in_the_body_gives_a_short_read(self):
+        """The connection ends in the body (EOF before its end): every way of reading it
+        gives what came, then b"", and no exception; the body is not complete."""
+        reads = {
+            "read": lambda b: [b.read(), b.read()],
+            "read(n)": lambda b: [b.read(100), b.read(1)],
+            "readline": lambda b: [b.readline(), b.readline(), b.readline()],
+            "readlines": lambda b: [b.readlines(), b.readlines()],
+            "iteration": lambda b: [list(b), list(b)],
+        }
+        whole = {"read": [b"a\nbb\nc", b""], "read(n)": [b"a\nbb\nc", b""], "readline": [b"a\n", b"bb\n", b"c"],
+                 "readlines": [[b"a\n", b"bb\n", b"c"], []], "iteration": [[b"a\n", b"bb\n", b"c"], []]}
+        for kind, read in reads.items():
+            for body in (http.LengthBody(http.ConnReader(FakeSocket([b"a\nbb", b"\nc"])), 100),
+                         http.ChunkedBody(http.ConnReader(FakeSocket([b"64\r\na\nbb", b"\nc"])))):
+                with self.subTest(kind=kind, body=type(body).__name__):
+                    self.assertEqual(read(body), whole[kind])
+                    self.assertEqual(body.gone, "connection closed in a request body")
+                    self.assertTrue(body.has_unread())
+                    self.assertFalse(body.discard(1000))
+
     def test_continue_is_sent_on_the_first_read_only(self):
         calls = []
         body = http.LengthBody(http.ConnReader(FakeSocket([b"abcdef"])), 6, lambda: calls.append(1))

@@ -383,13 +383,18 @@ class Body:
     """wsgi.input: read(), readline(), readlines() and iteration over the request body.
 
     Subclasses provide ``_next(limit)``: up to ``limit`` bytes of the body, b"" at its
-    end. ``on_first_read`` is called before the first read (100 Continue)."""
+    end. ``on_first_read`` is called before the first read (100 Continue).
+
+    A client that goes away in the middle of the body (closes, resets, or lets a read
+    time out) gives a short read, then b"", as gunicorn's wsgi.input does: no exception
+    reaches the app. ``gone`` then says why, and the connection is not kept."""
 
     def __init__(self, reader, on_first_read=None):
         self._reader = reader
         self._on_first_read = on_first_read
         self._pending = b""  # read past a line end by readline()
         self.finished = False
+        self.gone = None
 
     def _start(self):
         if self._on_first_read is not None:
@@ -402,8 +407,12 @@ class Body:
             return data
         if self.finished:
             return b""
-        self._start()
-        data = self._next(limit)
+        try:
+            self._start()
+            data = self._next(limit)
+        except ConnectionError as e:  # ClientGone included
+            self.gone = str(e) or type(e).__name__
+            data = b""
         if not data:
             self.finished = True
         return data
@@ -465,13 +474,13 @@ class Body:
         while most > 0:
             data = self._take(min(most, 65536))
             if not data:
-                return True
+                break
             most -= len(data)
-        return self.finished and not self._pending
+        return not self.has_unread()
 
     def has_unread(self):
         """True when the body is not read to its end (bytes of it may still come)."""
-        return not (self.finished and not self._pending)
+        return not (self.finished and not self._pending) or self.gone is not None
 
     def awaits_continue(self):
         """True when the client waits for 100 Continue before it sends the body."""

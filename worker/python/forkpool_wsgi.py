@@ -134,6 +134,10 @@ class Server:
         self.access = AccessLog(opts.access_log) if opts.access_log else None
         self.multithread = opts.threads > 1
         self._listeners = {}
+        # A response's headers say Connection: close once the work ends; with
+        # keepalive = "master" the connection is parked instead (serve_connection).
+        self._ending = None if worker.keepalive_master else self.ending
+        self._channel_poll = None
 
     def _listener(self, conn):
         address = getattr(conn, "forkpool_address", None)
@@ -186,6 +190,18 @@ class Server:
                 _close(conn, reader, body_left)
                 return CLOSE
 
+    def ending(self):
+        """True once the work ends. With one thread nothing reads the channel during a
+        request, and the master's stop signal comes up to 1 s after its end of work: the
+        channel is looked at here (with --threads the main thread watches it)."""
+        if not self.drain.is_set and not self.multithread:
+            if self._channel_poll is None:
+                self._channel_poll = select.poll()
+                self._channel_poll.register(self.worker, select.POLLRDHUP)
+            if self._channel_poll.poll(0):
+                self.drain.set()
+        return self.drain.is_set
+
     def _send_quietly(self, conn, data):
         try:
             conn.sendall(data)
@@ -232,8 +248,13 @@ class Server:
         else:
             body = http.LengthBody(reader, req.content_length, on_first)
         env = build_environ(req, conn_vars)
-        handler = Handler(conn, req, env, body, self.multithread, req.method == "HEAD", self.opts.read_timeout)
+        handler = Handler(conn, req, env, body, self.multithread, req.method == "HEAD", self.opts.read_timeout,
+                          self._ending)
         handler.run(self.app)
+        if body.gone is not None:
+            # wsgi.input gave the app a short read (no exception): this line says why.
+            print("forkpool-wsgi[%d]: client gone in the body of %s %s: %s"
+                  % (os.getpid(), req.method, req.target, body.gone), file=sys.stderr)
         if not handler.completed:
             # The client went away, or the app failed after its response had begun.
             return False, body.has_unread()

@@ -40,8 +40,9 @@ class Handler(BaseHandler):
     wsgi_multiprocess = True
     wsgi_run_once = False
 
-    def __init__(self, conn, req, environ, body, multithread, head_only, send_timeout=30.0):
+    def __init__(self, conn, req, environ, body, multithread, head_only, send_timeout=30.0, ending=None):
         self._conn = conn
+        self._ending = ending  # a callable: True once the worker is finishing (Connection: close)
         self._send_timeout = send_timeout
         self._req = req
         self._base_environ = environ
@@ -136,7 +137,9 @@ class Handler(BaseHandler):
         # Connection and Transfer-Encoding are added here: appended, or set (replacing
         # what the app put there) in the odd case above.
         add = headers.__setitem__ if hop_by_hop else lambda name, value: headers._headers.append((name, value))
-        if length is None and not no_body:
+        if length is None and not no_body and (self.bytes_sent or not self.head_only):
+            # wsgiref's rule: a single block gives the length. Not an empty one for HEAD:
+            # frameworks (Werkzeug) return no body for HEAD, whatever the GET would send.
             self.set_content_length()
             length = headers.get("Content-Length")
         if length is not None:
@@ -145,17 +148,21 @@ class Handler(BaseHandler):
             except ValueError:
                 self.declared_length = None
                 self.keep_alive = False
-        elif not no_body and not self.head_only:
+        elif not no_body:
             if self._req.version == "HTTP/1.1":
+                # HEAD too: the GET's framing (RFC 9112 section 6.1), no body follows.
                 add("Transfer-Encoding", "chunked")
-                self.chunked = True
-            else:
+                self.chunked = not self.head_only
+            elif not self.head_only:
                 self.keep_alive = False  # the end of the body is the end of the connection
         body = self._body
-        if body.has_unread() and (body.awaits_continue() or body.known_left() > BODY_DRAIN_LIMIT):
-            # The client was never asked for its body, or too much of it is left to read
-            # and drop after this response: the connection ends with this response.
+        if body.has_unread() and (body.gone is not None or body.awaits_continue()
+                                  or body.known_left() > BODY_DRAIN_LIMIT):
+            # The client went away in its body, was never asked for it, or too much of it
+            # is left to read and drop after this response: the connection ends with it.
             self.keep_alive = False
+        if self.keep_alive and self._ending is not None and self._ending():
+            self.keep_alive = False  # the worker is finishing: this is the last answer
         if not self.keep_alive:
             add("Connection", "close")
         elif self._req.version == "HTTP/1.0":
@@ -199,7 +206,7 @@ class Handler(BaseHandler):
     def finish_content(self):
         if not self.headers_sent:
             code = int(self.status[:3])
-            if code >= 200 and code not in (204, 304):
+            if code >= 200 and code not in (204, 304) and not self.head_only:
                 self.headers.setdefault("Content-Length", "0")
             self.send_headers()
         elif self.chunked:

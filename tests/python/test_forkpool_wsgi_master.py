@@ -1,0 +1,305 @@
+# SPDX-License-Identifier: Apache-2.0
+"""forkpool-wsgi under the real forkpool master, through real sockets, with the Flask app
+of the integration tests (tests/integration/wsgi_apps/flask_app.py): the answer to a
+request in progress when the work ends, HEAD of a streamed response, a client that goes
+away in the middle of its request body.
+
+Needs the built master: FORKPOOL_BINARY_DIR, else the build tree CTest runs this from
+(or build/default in the source tree); skipped without it or without Flask.
+Run: /usr/bin/python3 -m unittest discover -s tests/python (CTest: python_wsgi_unit).
+"""
+
+import importlib.util
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.normpath(os.path.join(HERE, "..", ".."))
+APPS = os.path.join(SOURCE, "tests", "integration", "wsgi_apps")
+
+
+def binary_dir():
+    candidates = [os.environ.get("FORKPOOL_BINARY_DIR", ""), os.path.join(os.getcwd(), ".."), os.getcwd(),
+                  os.path.join(SOURCE, "build", "default")]
+    for folder in candidates:
+        if folder and os.access(os.path.join(folder, "supervisor", "forkpool"), os.X_OK) \
+                and os.access(os.path.join(folder, "forkpool-wsgi"), os.X_OK):
+            return os.path.abspath(folder)
+    return None
+
+
+def wait_until(condition, within=10.0):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.02)
+    return condition()
+
+
+class Master:
+    """The real master running one forkpool-wsgi pool "app" of one worker; its log
+    (the workers' stdout and stderr included) in a temporary directory."""
+
+    def __init__(self, test, threads=1):
+        build = binary_dir()
+        if build is None:
+            test.skipTest("the forkpool binaries are not built (set FORKPOOL_BINARY_DIR)")
+        if importlib.util.find_spec("flask") is None:
+            test.skipTest("python3-flask is not installed")
+        self.build = build
+        self.dir = tempfile.TemporaryDirectory()
+        test.addCleanup(self.cleanup)
+        args = ["--threads", str(threads)] if threads > 1 else []
+        command = [os.path.join(build, "forkpool-wsgi"), *args, "--access-log", "-", "--pythonpath", APPS,
+                   "flask_app:app"]
+        config = os.path.join(self.dir.name, "forkpool.toml")
+        with open(config, "w") as f:
+            f.write('[supervisor]\ncontrol_socket = "ctl.sock"\nlog_level = "debug"\n\n'
+                    "[pools.app]\ncommand = [%s]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 1\n"
+                    'ready = "notify"\nmax_inflight = %d\n' % (", ".join('"%s"' % a for a in command), threads))
+        self.log_path = os.path.join(self.dir.name, "forkpool.log")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen([os.path.join(build, "supervisor", "forkpool"), "-c", config],
+                                         stdout=log, stderr=subprocess.STDOUT, cwd=self.dir.name)
+        found = self.wait_log(r"pool app listens on tcp://([0-9.]+):([0-9]+)")
+        test.assertIsNotNone(found, self.log())
+        self.address = (found.group(1), int(found.group(2)))
+        test.assertIsNotNone(self.wait_log("every pool has its workers ready", 60), self.log())
+
+    def log(self):
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, pattern, within=10.0):
+        return wait_until(lambda: re.search(pattern, self.log()), within)
+
+    def connect(self):
+        conn = socket.create_connection(self.address, timeout=10)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
+
+    def worker_pid(self):
+        found = re.findall(r"worker app\[0\] pid ([0-9]+) started", self.log())
+        return int(found[-1])
+
+    def ctl(self, *args):
+        return subprocess.run([os.path.join(self.build, "ctl", "forkpoolctl"), "-s",
+                               os.path.join(self.dir.name, "ctl.sock"), *args],
+                              capture_output=True, text=True, timeout=30)
+
+    def stop(self):
+        """A graceful stop; its exit status."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+    def cleanup(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)  # fast stop: the workers are killed
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.dir.cleanup()
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+
+class Client:
+    """One HTTP/1.1 connection; responses read as a client must frame them."""
+
+    def __init__(self, master):
+        self.sock = master.connect()
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def _more(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("connection closed; got %r" % self.buf[:200])
+        self.buf += data
+
+    def _until(self, marker):
+        while marker not in self.buf:
+            self._more()
+        line, self.buf = self.buf.split(marker, 1)
+        return line
+
+    def _take(self, n):
+        while len(self.buf) < n:
+            self._more()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read_head(self):
+        lines = self._until(b"\r\n\r\n").decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return int(lines[0].split()[1]), headers
+
+    def read_response(self, head_only=False):
+        status, headers = self.read_head()
+        while 100 <= status < 200:
+            status, headers = self.read_head()
+        if head_only:
+            return Response(status, headers, b"")
+        if headers.get("transfer-encoding") == "chunked":
+            body = b""
+            while True:
+                size = int(self._until(b"\r\n").split(b";")[0], 16)
+                if size == 0:
+                    self._until(b"\r\n")
+                    break
+                body += self._take(size)
+                self._take(2)
+        elif "content-length" in headers:
+            body = self._take(int(headers["content-length"]))
+        else:
+            while True:
+                try:
+                    self._more()
+                except EOFError:
+                    break
+            body, self.buf = self.buf, b""
+        return Response(status, headers, body)
+
+    def at_eof(self):
+        """True when the server closed the connection with nothing more sent."""
+        try:
+            return self.buf == b"" and self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+
+def get_pid(master):
+    client = Client(master)
+    try:
+        client.sock.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return int(client.read_response().body)
+    finally:
+        client.close()
+
+
+class GracefulStopTest(unittest.TestCase):
+    def test_a_request_in_progress_when_the_work_ends_is_answered_with_connection_close(self):
+        """The app is inside the request (it asked for the body: 100 Continue) when the
+        work ends; the answer's headers go out after that, so they say Connection: close
+        and the connection then ends. By the master (its end of work comes first, its
+        stop signal 1 s later, after the answer) and by TERM to the worker alone; one
+        thread and --threads 2."""
+        for by_master in (True, False):
+            for threads in (1, 2):
+                with self.subTest(by_master=by_master, threads=threads):
+                    self.check_stop(by_master, threads)
+
+    def check_stop(self, by_master, threads):
+        master = Master(self, threads)
+        client = Client(master)
+        self.addCleanup(client.close)
+        client.sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                            b"Expect: 100-continue\r\n\r\n")
+        self.assertEqual(client.read_head()[0], 100)  # the app is reading the body
+        if by_master:
+            master.proc.send_signal(signal.SIGTERM)
+            self.assertIsNotNone(master.wait_log("pool app is stopping"), master.log())
+        else:
+            pid = master.worker_pid()
+            self.assertEqual(master.ctl("kill", "app", "0", "TERM").returncode, 0)
+            self.assertTrue(wait_until(lambda: term_delivered(pid)), "TERM not delivered")
+        client.sock.sendall(b"hello")
+        response = client.read_response()
+        self.assertEqual((response.status, response.body), (200, b"hello"))
+        self.assertEqual(response.headers.get("connection"), "close", response.headers)
+        self.assertTrue(client.at_eof())
+        if by_master:
+            self.assertEqual(master.proc.wait(30), 0)
+        else:
+            self.assertIsNotNone(master.wait_log("pid %d exited with status 0" % pid), master.log())
+            self.assertEqual(master.stop(), 0)
+
+
+def term_delivered(pid):
+    """True once the process has no SIGTERM pending (or is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            status = f.read()
+    except OSError:
+        return True
+    pending = [int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigPnd", "ShdPnd"))]
+    return not any(p & (1 << (signal.SIGTERM - 1)) for p in pending)
+
+
+class HeadTest(unittest.TestCase):
+    def test_head_of_a_streamed_response_claims_no_length(self):
+        """Flask streams /stream (a generator, no length: the GET is chunked) and returns
+        no body for HEAD. The HEAD answer has the GET's framing, not Content-Length: 0,
+        and no body: the next answer on the connection is read intact."""
+        master = Master(self)
+        client = Client(master)
+        self.addCleanup(client.close)
+        client.sock.sendall(b"GET /stream?n=3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        get = client.read_response()
+        self.assertEqual(get.headers.get("transfer-encoding"), "chunked")
+        self.assertEqual(get.body, b"part 0\npart 1\npart 2\n")
+        client.sock.sendall(b"HEAD /stream?n=3 HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = client.read_response(head_only=True)
+        self.assertEqual(head.status, 200)
+        self.assertNotIn("content-length", head.headers)
+        self.assertEqual(head.headers.get("transfer-encoding"), "chunked")
+        self.assertNotIn("connection", head.headers)  # kept alive
+        after = client.read_response()
+        self.assertEqual((after.status, after.body), (200, b"Hello from Flask\n"))
+        # A response whose length Flask knows keeps it for HEAD.
+        client.sock.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(client.read_response(head_only=True).headers.get("content-length"), "17")
+        self.assertEqual(master.stop(), 0)
+
+
+class ClientGoneTest(unittest.TestCase):
+    def test_a_client_gone_in_its_body_gives_the_app_a_short_read(self):
+        """The client sends 300 KB of a longer body (by length, chunked) and closes its
+        sending side: wsgi.input gives Flask a short read and then b"" (as gunicorn's),
+        so no exception reaches the app: no 500, no traceback. The connection is closed
+        after the answer, and the worker goes on serving."""
+        master = Master(self)
+        pid = get_pid(master)
+        part = b"x" * (300 * 1024)
+        heads = {
+            "length": b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + part,
+            "chunked": b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       b"f4240\r\n" + part,  # a chunk of 1,000,000 bytes, cut short
+        }
+        for answered, (kind, request) in enumerate(heads.items(), start=2):
+            with self.subTest(kind=kind):
+                client = Client(master)
+                self.addCleanup(client.close)
+                client.sock.sendall(request)
+                client.sock.shutdown(socket.SHUT_WR)
+                response = client.read_response()
+                self.assertNotEqual(response.status, 500)
+                self.assertEqual(response.headers.get("connection"), "close", response.headers)
+                self.assertTrue(client.at_eof())
+                # The same worker answers the next request; its access log line comes after
+                # whatever it wrote for the one above.
+                self.assertEqual(get_pid(master), pid)
+                self.assertTrue(wait_until(lambda: master.log().count('"GET /pid HTTP/1.1" 200') == answered))
+        log = master.log()
+        self.assertEqual(log.count("client gone in the body of POST /echo"), 2, log)
+        for bad in ("Traceback", "ERROR in app", "ClientGone", "error handling"):
+            self.assertNotIn(bad, log)
+        self.assertEqual(master.stop(), 0)
