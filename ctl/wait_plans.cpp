@@ -109,7 +109,8 @@ WaitPlan start_plan(const std::string& name) {
             const json& pool = pool_of(status, name);
             if (auto b = broken(what, name, pool)) return *b;
             const PoolCounts c = counts(pool, kStartupGraceSeconds);
-            if (str_field(pool, "state") == "running" && c.ready == c.target)
+            // Replacements (a failed deploy tried again) must take over, or fail it again.
+            if (str_field(pool, "state") == "running" && c.ready == c.target && c.changing == 0)
               return done(fmt::format("{}: done, {} worker{} ready", what, c.ready, c.ready == 1 ? "" : "s"));
             return pending(fmt::format("{}: {} of {} workers ready", what, c.ready, c.target));
           }};

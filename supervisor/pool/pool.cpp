@@ -183,6 +183,9 @@ void Pool::start() {
   // A dynamic pool starts its min_workers in one batch: its sizing looks at every wanted
   // slot and must not see a start half done.
   start_batch(dynamic() ? target_ : kFirstStartBatch);
+  // Workers that a failed deploy left running (a reload whose new program failed) run
+  // the settings before it: starting the pool tries the deploy again, not only clears it.
+  if (state_ != shm::PoolState::Failed) continue_rolling();
 }
 
 void Pool::start_batch(int count) {

@@ -703,7 +703,7 @@ TEST_CASE("control start clears a failed pool and it fails again", "[control]") 
   CHECK(unexpected_log_lines(s.master->log(), {"master.ready", "worker.exit"}, {"pool.failed", "worker.exit"}) == std::vector<std::string>{});
 }
 
-TEST_CASE("a pool failed by a reload to a broken command is unhealthy while its old workers still serve",
+TEST_CASE("a pool failed by a reload to a broken command is unhealthy while its old workers serve, and start tries again",
           "[control]") {
   Setup s(supervisor_section("metrics_listen = \"127.0.0.1:0\"") + hello_pool("web", 2));
   const auto metrics = s.master->wait_log("\\[metrics.listen\\] metrics on http://([^/]+)/metrics");
@@ -731,6 +731,17 @@ TEST_CASE("a pool failed by a reload to a broken command is unhealthy while its 
   REQUIRE(health.has_value());
   CHECK(health->status == 503);
   CHECK_THAT(health->body, Catch::Contains("failed pool(s)") && Catch::Contains("web"));
+
+  // start tries the deploy again (the broken command, still in the file): it fails again,
+  // and the old workers go on serving.
+  REQUIRE(s.master->all_matches("(pool web failed)").size() == 1);
+  const json start = c.request({{"cmd", "start"}, {"pool", "web"}});
+  CHECK(is_ok(start));
+  CHECK(wait_until([&] { return s.master->all_matches("(pool web failed)").size() == 2; }));
+  CHECK(wait_until([&] { return pool_status(c, "web")["state"] == "failed"; }));
+  const auto still = http_get(addr, "/");
+  REQUIRE(still.has_value());
+  CHECK(still->status == 200);
 }
 
 TEST_CASE("control kill signals one worker which is then replaced", "[control]") {

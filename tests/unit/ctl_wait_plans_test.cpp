@@ -53,6 +53,10 @@ TEST_CASE("ctl wait: a started worker counts once it lived through its first sec
   CHECK(plan->check(status(pool("running", 1, {worker(0, 1, "idle", "serving", 1, 0.2)}))).outcome ==
         Outcome::Pending);
   CHECK(plan->check(status(pool("running", 1, {worker(0, 1, "idle", "serving", 1, 1.2)}))).outcome == Outcome::Done);
+  // A failed deploy tried again: the old workers are ready, their replacements are not yet.
+  const json retry = status(pool("running", 1, {worker(0, 1, "idle", "serving", 1, 30.0),
+                                                worker(0, 2, "starting", "replacement", 2, 0.1)}));
+  CHECK(plan->check(retry).outcome == Outcome::Pending);
 }
 
 TEST_CASE("ctl wait: a reload waits for replaced pools but not for a failed pool changed in place", "[ctl][wait]") {
