@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -47,6 +48,7 @@ void Dispatcher::set_config(PoolConfigRef pool) {
   if (pool->balance != pool_->balance) choice_ = WorkerChoice(pool->balance);
   pool_ = std::move(pool);
   workers_stale_ = true;
+  defer_accepts();
   if (parked_) parked_->set_limits(pool_->keepalive_timeout, static_cast<std::size_t>(pool_->max_parked));
   arm_queue_timer();
   pump();
@@ -56,6 +58,8 @@ void Dispatcher::set_listeners(const std::vector<ListenerRef>& listeners) {
   std::vector<int> fds;
   for (const auto& l : listeners) fds.push_back(l->fd.get());
   if (fds == listener_fds_ && !accept_watches_.empty()) {  // the same sockets: nothing to rewire
+    listeners_ = listeners;
+    defer_accepts();
     update_accepting();
     return;
   }
@@ -64,8 +68,11 @@ void Dispatcher::set_listeners(const std::vector<ListenerRef>& listeners) {
   accept_watches_.clear();
   listener_fds_.clear();
   listener_nodelay_.clear();
+  listeners_.clear();
   accepting_ = false;
   if (shut_) return;
+  listeners_ = listeners;
+  defer_accepts();
   for (const auto& l : listeners) {
     // Only the master accepts in this mode, so the listener may be non-blocking.
     l->set_nonblocking(true);
@@ -79,6 +86,19 @@ void Dispatcher::set_listeners(const std::vector<ListenerRef>& listeners) {
 }
 
 Dispatcher::~Dispatcher() { shut(); }
+
+void Dispatcher::defer_accepts() {
+  // keepalive = "master": a worker is taken only when a request has come, for a new
+  // connection too. The kernel holds one whose first bytes have not come for up to
+  // keepalive_timeout (30 s when that is 0), then hands it over as it is.
+  int seconds = 0;
+  if (pool_->keepalive == config::KeepAlive::Master) {
+    const auto ms = pool_->keepalive_timeout.count() > 0 ? pool_->keepalive_timeout.count() : 30'000;
+    seconds = static_cast<int>(std::max<std::int64_t>(1, (ms + 999) / 1000));
+  }
+  for (const auto& l : listeners_)
+    if (l->defer_accept != seconds) l->set_defer_accept(seconds);
+}
 
 bool Dispatcher::has_capacity() {
   refresh_workers();

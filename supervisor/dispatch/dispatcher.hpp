@@ -86,6 +86,8 @@ class Dispatcher {
   };
 
   void accept_from(std::size_t listener);
+  // TCP_DEFER_ACCEPT on the listeners as keepalive and keepalive_timeout say.
+  void defer_accepts();
   // Hands queued connections to workers while one can take them; pump() is this plus the
   // scoreboard, the queue timer and whether to accept.
   void dispatch_queued();
@@ -122,6 +124,7 @@ class Dispatcher {
   WorkerList list_workers_;
   std::function<void()> accept_hook_;
   WorkerChoice choice_;
+  std::vector<ListenerRef> listeners_;  // what set_listeners was given (TCP_DEFER_ACCEPT)
   std::vector<int> listener_fds_;
   std::vector<std::uint32_t> listener_nodelay_;  // per listener: FP_FD_NODELAY if its TCP_NODELAY is set
   std::vector<std::unique_ptr<FdWatch>> accept_watches_;

@@ -188,6 +188,13 @@ bool Listener::set_nodelay(bool on) {
   return true;
 }
 
+bool Listener::set_defer_accept(int seconds) {
+  if (address.kind != config::ListenAddress::Kind::Tcp) return false;
+  if (::setsockopt(fd.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds) != 0) return false;
+  defer_accept = seconds;
+  return true;
+}
+
 void Listener::set_nonblocking(bool on) {
   const int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags >= 0 && ::fcntl(fd.get(), F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK) == 0) nonblocking = on;

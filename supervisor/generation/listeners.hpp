@@ -32,6 +32,7 @@ struct Listener {
   bool created_file = false;  // a Unix socket file we made and remove when closing
   bool nodelay = false;    // TCP_NODELAY set by this master (master dispatch)
   bool nonblocking = false;  // O_NONBLOCK set by this master (master dispatch)
+  int defer_accept = 0;    // TCP_DEFER_ACCEPT seconds set by this master (keepalive = "master")
 
   // Applies a changed backlog to the open socket (listen(2) again); false with errno.
   bool set_backlog(int backlog);
@@ -45,6 +46,10 @@ struct Listener {
   // for master dispatch (docs/protocol.md, FP_FD_NODELAY); true if the socket now has it
   // as asked, false for a Unix socket or a failure.
   bool set_nodelay(bool on);
+  // TCP only: TCP_DEFER_ACCEPT, so a client that connects and sends nothing stays in the
+  // kernel, not in the master's queue or a worker, for up to `seconds` (0: off). Set for
+  // keepalive = "master", whose pools wait for a request before taking a worker.
+  bool set_defer_accept(int seconds);
   // Closes the socket now and removes its file (shutdown).
   void close();
 };

@@ -135,6 +135,7 @@ void Pool::update_dispatcher(bool adopting) {
     for (const auto& l : listeners_) {
       if (l->nonblocking) l->set_nonblocking(false);
       if (l->nodelay) l->set_nodelay(false);  // as it was before master dispatch set it
+      if (l->defer_accept != 0) l->set_defer_accept(0);
     }
 }
 

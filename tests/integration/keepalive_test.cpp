@@ -5,6 +5,11 @@
 // after keepalive_timeout or when the client goes. Counted exactly (docs/protocol.md).
 
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <future>
 #include <thread>
 
@@ -277,6 +282,63 @@ TEST_CASE("master dispatch hands out TCP connections with TCP_NODELAY set and sa
   KeepAliveClient local("unix:" + unix_path);
   CHECK(local.get() == "flags 0 nodelay -1\n");
   stop_master(master);
+}
+
+namespace {
+
+// A TCP connection to 127.0.0.1:PORT of `address` that sends nothing (a browser's
+// preconnect, a health check that only connects).
+int connect_silently(const std::string& address) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1))));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+TEST_CASE("keepalive = master: clients that connect and send nothing take no worker until they send",
+          "[keepalive]") {
+  Setup s(supervisor_section() + hello_keepalive_pool(1, "keepalive_timeout = \"20s\"\n") +
+          "[pools.plain]\ncommand = [" + quoted(hello_binary().string()) +
+          "]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 1\nmax_inflight = 1\n");
+  const std::string address = s.master->wait_listen_address("web");
+  const std::string plain = s.master->wait_listen_address("plain");
+  REQUIRE(!s.master->wait_log("every pool has its workers ready").empty());
+  auto ctl = s.client();
+
+  std::vector<int> silent;
+  for (int i = 0; i < 3; ++i) silent.push_back(connect_silently(address));
+  for (const int fd : silent) REQUIRE(fd >= 0);
+  // The one worker serves another client at once: the silent ones wait in the kernel
+  // (TCP_DEFER_ACCEPT), not in the worker or the master's queue.
+  KeepAliveClient client(address);
+  CHECK(client.get() == "Hello, world\n");
+  CHECK(c(pool_status(ctl, "web"), "accepted") == 1);
+  // One of them sends its request: it is accepted and answered like any other.
+  const std::string request = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  REQUIRE(::write(silent[0], request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+  std::string answer;
+  char buf[512];
+  for (ssize_t n; (n = ::read(silent[0], buf, sizeof buf)) > 0;) answer.append(buf, static_cast<std::size_t>(n));
+  CHECK(answer.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(c(pool_status(ctl, "web"), "accepted") == 2);
+
+  // keepalive = "worker" (the default) keeps the plain behaviour: the master takes a
+  // connection as soon as it is made.
+  const int idle = connect_silently(plain);
+  REQUIRE(idle >= 0);
+  CHECK(wait_until([&] { return c(pool_status(ctl, "plain"), "accepted") == 1; }));
+  ::close(idle);
+  for (const int fd : silent) ::close(fd);
+  check_identities(pool_status(ctl, "web"));
+  stop_master(*s.master);
 }
 
 TEST_CASE("a pool a reload moves from master to shared dispatch gets its listener back without TCP_NODELAY",
