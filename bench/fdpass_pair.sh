@@ -9,7 +9,9 @@
 #   DESIGN=shared MODE=keepalive bench/fdpass_pair.sh   # shared dispatch vs --mode shared
 #
 # DESIGN=fdpass (the default): master dispatch, max_inflight 1, against prefork_ref's
-# fdpass mode. DESIGN=shared: dispatch = "shared" (the workers accept on the inherited
+# fdpass mode; queue_timeout 0, as the reference's queue has no timeout (with keep-alive,
+# 60 of wrk's 64 connections wait for a worker the whole run, and runs of 10 s or more
+# had the default 10 s close them as errors). DESIGN=shared: dispatch = "shared" (the workers accept on the inherited
 # listener) against prefork_ref's shared mode, the same design in C.
 # Both servers: 4 workers (children), on SERVER_CPU (0); wrk -t1 -c64 for
 # DURATION (5) s on CLIENT_CPU (1), one request per connection (MODE=close) or keep-alive.
@@ -30,7 +32,7 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 DESIGN=${DESIGN:-fdpass}
 case $MODE in close | keepalive) ;; *) echo "MODE is close or keepalive" >&2; exit 2 ;; esac
 case $DESIGN in
-  fdpass) POOL_MODE='max_inflight = 1'; REF_MODE=(--mode fdpass --max-inflight 1); LABEL="master dispatch vs prefork_ref fdpass, max_inflight 1" ;;
+  fdpass) POOL_MODE=$'max_inflight = 1\nqueue_timeout = "0"'; REF_MODE=(--mode fdpass --max-inflight 1); LABEL="master dispatch vs prefork_ref fdpass, max_inflight 1" ;;
   shared) POOL_MODE='dispatch = "shared"'; REF_MODE=(--mode shared); LABEL="shared dispatch vs prefork_ref shared" ;;
   *) echo "DESIGN is fdpass or shared" >&2; exit 2 ;;
 esac
