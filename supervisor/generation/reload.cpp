@@ -52,6 +52,16 @@ std::unique_ptr<Generation> commit_reload(MasterContext& ctx, Generation& curren
     (*it)->retire();
     removed.push_back(std::move(*it));
   }
+  // A listener may change pools (ports swapped, or given to a pool earlier in the file):
+  // every pool whose listeners change drops its watches of them before any pool watches
+  // again, since libuv refuses a second watch of one descriptor (the master aborted).
+  for (const auto& p : old) {
+    if (!p) continue;
+    std::vector<ListenerRef> to;
+    for (const config::PoolConfig& pc : next->config().pools)
+      if (pc.name == p->name()) to = next->listeners().for_pool(pc);
+    if (to != p->listeners()) p->release_listener_watches();
+  }
   // Pools in the new file's order, so status lists them as the file does.
   for (const config::PoolConfig& pc : next->config().pools) {
     const config::PoolDiff* d = nullptr;

@@ -72,6 +72,9 @@ class Pool {
   // Removed by a reload, draining; destroyed once it has stopped.
   bool removed() const { return removed_; }
   const std::vector<ListenerRef>& listeners() const { return listeners_; }
+  // A reload moves listeners: stops watching them (accepts, demand) until the pool is
+  // given its new ones, so another pool may watch them first.
+  void release_listener_watches();
   // Why the master cannot accept for it now ("" if it can, or does not accept).
   std::string accept_paused_reason() const { return dispatcher_ ? dispatcher_->accept_paused_reason() : std::string(); }
   // The pool and each of its processes as status shows them (pool_status.cpp).

@@ -8,13 +8,21 @@
 
 namespace forkpool::supervisor {
 
+void Pool::release_listener_watches() {
+  demand_watch_.reset();
+  if (dispatcher_) dispatcher_->set_listeners({});
+}
+
 void Pool::keep(PoolConfigRef config, std::vector<ListenerRef> listeners) {
   // Equal settings, but the new generation's copy, so the old one can be let go; the
   // workers keep theirs until they exit (it is equal too).
   if (listeners != listeners_) demand_watch_.reset();  // watches name fd numbers: rewatched below
   config_ = std::move(config);
   listeners_ = std::move(listeners);
-  if (dispatcher_) dispatcher_->set_config(config_);
+  if (dispatcher_) {
+    dispatcher_->set_config(config_);
+    dispatcher_->set_listeners(listeners_);  // nothing to do unless they were released
+  }
   rescale();
   publish_size();
 }

@@ -854,6 +854,38 @@ TEST_CASE("reload moves a listener from one pool to another without refusing a c
 // listener non-blocking and accepts until EAGAIN. A reload that leaves the pool in shared
 // dispatch must not touch them: a listener made blocking under it leaves each worker stuck
 // in accept(2) with the connections it took unanswered, and deaf to SIGTERM.
+TEST_CASE("reload that swaps two pools' ports, each to a pool earlier or later in the file, serves on both",
+          "[reload]") {
+  const std::string p1 = std::to_string(free_port());
+  std::string p2 = std::to_string(free_port());
+  while (p2 == p1) p2 = std::to_string(free_port());
+  const std::string one = "127.0.0.1:" + p1, two = "127.0.0.1:" + p2;
+  Master m(supervisor_section() + hello_pool("a", 1, "", "tcp://" + one) + hello_pool("b", 1, "", "tcp://" + two));
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "a"), 1) && settled(pool_status(c, "b"), 1); }));
+  auto served_by = [](const std::string& address) -> std::string {
+    const auto r = http_get(address, "/");
+    if (!r || r->headers.count("x-worker") == 0) return "";
+    return r->headers.at("x-worker").substr(0, 2);
+  };
+  CHECK(served_by(one) == "a-");
+  CHECK(served_by(two) == "b-");
+
+  // b's port goes to a, which comes first in the file (the master aborted here: a's
+  // watch of the socket was made while b's still stood).
+  m.rewrite(supervisor_section() + hello_pool("a", 1, "", "tcp://" + two) + hello_pool("b", 1, "", "tcp://" + one));
+  const json r = m.reload();
+  require_reloaded(r, 2);
+  CHECK(wait_until([&] { return served_by(two) == "a-" && served_by(one) == "b-"; }, kSettle));
+  // And a new pool, first in the file, takes a's port.
+  m.rewrite(supervisor_section() + hello_pool("n", 1, "", "tcp://" + two) + hello_pool("a", 1) +
+            hello_pool("b", 1, "", "tcp://" + one));
+  require_reloaded(m.reload(), 3);
+  CHECK(wait_until([&] { return served_by(two) == "n-" && served_by(one) == "b-"; }, kSettle));
+  CHECK(process_alive(m.process->pid()));
+}
+
 TEST_CASE("an in-place reload of a shared-dispatch pool leaves its listener as the workers set it", "[reload]") {
   const auto config = [](const std::string& graceful) {
     return supervisor_section() +
