@@ -26,14 +26,16 @@ bool table_header(std::string_view line, bool& supervisor) {
   name = name.substr(1, close - 1);
   const auto first = name.find_first_not_of(" \t");
   const auto last = name.find_last_not_of(" \t");
-  supervisor = first != std::string_view::npos && name.substr(first, last - first + 1) == "supervisor";
+  if (first != std::string_view::npos) name = name.substr(first, last - first + 1);
+  supervisor = name == "supervisor" || name == "\"supervisor\"" || name == "'supervisor'";
   return true;
 }
 
 // The file with every line blanked but those of its root and [supervisor] tables, so a
 // syntax error in another table (a half-written pool) does not hide the control socket.
 // Lines keep their numbers, so an error in what is left is placed where it is.
-std::string root_and_supervisor(const std::string& text) {
+std::string root_and_supervisor(const std::string& text, bool& saw_supervisor) {
+  saw_supervisor = false;
   std::string out;
   out.reserve(text.size());
   bool keep = true;  // the root table comes first
@@ -44,6 +46,7 @@ std::string root_and_supervisor(const std::string& text) {
     const std::string_view line(text.data() + at, end - at);
     bool supervisor = false;
     if (table_header(line, supervisor)) keep = supervisor;
+    saw_supervisor = saw_supervisor || supervisor;
     if (keep) out.append(line);
     out.push_back('\n');
     at = end + 1;
@@ -64,12 +67,22 @@ std::filesystem::path load_control_socket(const std::filesystem::path& file) {
   } catch (const toml::parse_error& e) {
     // Only control_socket matters here: an error outside the tables that can hold it
     // (the file being edited for a reload, say) must not keep forkpoolctl from the master.
-    try {
-      root = toml::parse(root_and_supervisor(text), file.string());
-    } catch (const toml::parse_error&) {
+    const auto syntax_error = [&] {
       fail(static_cast<std::uint32_t>(e.source().begin.line), static_cast<std::uint32_t>(e.source().begin.column),
            "", "TOML syntax error: " + std::string(e.description()));
+    };
+    bool saw_supervisor = false;
+    try {
+      root = toml::parse(root_and_supervisor(text, saw_supervisor), file.string());
+    } catch (const toml::parse_error&) {
+      syntax_error();
     }
+    // The default socket only when the file has no supervisor table, or the scan saw it:
+    // one it missed (a header written in an unusual way) must not lead to the default,
+    // which may be another master's socket.
+    if (!saw_supervisor && root["supervisor"]["control_socket"].node() == nullptr &&
+        text.find("supervisor") != std::string::npos)
+      syntax_error();
   }
   const std::filesystem::path base_dir = std::filesystem::absolute(file).lexically_normal().parent_path();
   const toml::node* node = root["supervisor"]["control_socket"].node();

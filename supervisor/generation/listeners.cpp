@@ -171,6 +171,14 @@ Listener::~Listener() { close(); }
 
 void Listener::close() {
   if (fd && created_file) ::unlink(address.path.c_str());
+  // A socket systemd passed outlives this master (the socket unit keeps it for the next
+  // start, which may be configured otherwise): what master dispatch set on it is undone,
+  // so the next program finds it as systemd made it (DeferAcceptSec= and all).
+  if (fd && adopted) {
+    if (defer_accept != 0) set_defer_accept(0);
+    if (nodelay) set_nodelay(false);
+    if (nonblocking) set_nonblocking(false);
+  }
   fd.reset();
 }
 

@@ -410,6 +410,31 @@ TEST_CASE("ctl socket choice: -s, -c, FORKPOOL_SOCKET, the config files, the pac
     const auto editing = choose_socket(search);
     CHECK(std::filesystem::weakly_canonical(editing.path) == std::filesystem::weakly_canonical(dir / "etc.sock"));
   }
+  // A quoted header is the same table; one the scan cannot read is an error, never the
+  // default socket (which may be another master's).
+  for (const std::string header : {"[\"supervisor\"]", "['supervisor'] # the master", "[ supervisor ]"}) {
+    {
+      std::ofstream f(etc);
+      f << header << "\ncontrol_socket = \"etc.sock\"\n[pools.web]\nworkers = \n";
+    }
+    INFO(header);
+    CHECK(std::filesystem::weakly_canonical(choose_socket(search).path) ==
+          std::filesystem::weakly_canonical(dir / "etc.sock"));
+  }
+  {
+    std::ofstream f(etc);
+    f << "[pools.web]\nworkers = \n[supervisor\ncontrol_socket = \"etc.sock\"\n";
+  }
+  const auto unread = choose_socket(search);
+  CHECK(unread.path.empty());
+  CHECK(unread.problem.find("TOML syntax error") != std::string::npos);
+  // A [supervisor] table without control_socket: the default, as for a file that parses.
+  {
+    std::ofstream f(etc);
+    f << "[supervisor]\nlog_level = \"info\"\n[pools.web]\nworkers = \n";
+  }
+  CHECK(std::filesystem::weakly_canonical(choose_socket(search).path) ==
+        std::filesystem::weakly_canonical(dir / "forkpool.sock"));
   // No [supervisor] table and an error elsewhere: the default socket beside the file.
   {
     std::ofstream f(etc);

@@ -5,15 +5,18 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include <catch2/catch.hpp>
+#include <memory>
 #include <vector>
 
 #include "base/owned_fd.hpp"
 #include "supervisor/dispatch/listener_watch.hpp"
+#include "supervisor/generation/listeners.hpp"
 
 using forkpool::base::OwnedFd;
 using forkpool::supervisor::ListenerWatch;
@@ -98,4 +101,42 @@ TEST_CASE("a listener watch wakes when a connection waits and leaves each listen
 TEST_CASE("no listener watch is made of a descriptor that is not open", "[listener_watch]") {
   Loop l;
   CHECK(ListenerWatch::create(&l.loop, {-1}) == nullptr);
+}
+
+TEST_CASE("a listener systemd passed gets back what master dispatch set on it when the master lets it go",
+          "[listener]") {
+  TcpListener socket_unit(false);  // the socket unit's own copy, which outlives the master
+  auto l = std::make_unique<forkpool::supervisor::Listener>();
+  l->address.kind = forkpool::config::ListenAddress::Kind::Tcp;
+  l->fd.reset(::fcntl(socket_unit.fd.get(), F_DUPFD_CLOEXEC, 3));
+  REQUIRE(l->fd);
+  l->adopted = true;
+  REQUIRE(l->set_defer_accept(5));
+  REQUIRE(l->set_nodelay(true));
+  l->set_nonblocking(true);
+  auto option = [&](int name) {
+    int value = -1;
+    socklen_t len = sizeof value;
+    REQUIRE(::getsockopt(socket_unit.fd.get(), IPPROTO_TCP, name, &value, &len) == 0);
+    return value;
+  };
+  CHECK(option(TCP_DEFER_ACCEPT) > 0);
+  CHECK(option(TCP_NODELAY) != 0);
+  CHECK(socket_unit.nonblocking());
+  l.reset();  // the master exits, or a reload drops the listener
+  CHECK(option(TCP_DEFER_ACCEPT) == 0);
+  CHECK(option(TCP_NODELAY) == 0);
+  CHECK(!socket_unit.nonblocking());
+
+  // One the master bound itself is closed as it is (nobody else holds it).
+  TcpListener own(false);
+  auto mine = std::make_unique<forkpool::supervisor::Listener>();
+  mine->address.kind = forkpool::config::ListenAddress::Kind::Tcp;
+  mine->fd.reset(::fcntl(own.fd.get(), F_DUPFD_CLOEXEC, 3));
+  REQUIRE(mine->set_defer_accept(5));
+  mine.reset();
+  int value = -1;
+  socklen_t len = sizeof value;
+  REQUIRE(::getsockopt(own.fd.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &value, &len) == 0);
+  CHECK(value > 0);
 }
