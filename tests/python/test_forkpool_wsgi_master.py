@@ -48,7 +48,7 @@ class Master:
     """The real master running one forkpool-wsgi pool "app" of one worker; its log
     (the workers' stdout and stderr included) in a temporary directory."""
 
-    def __init__(self, test, threads=1):
+    def __init__(self, test, threads=1, app="flask_app:app"):
         build = binary_dir()
         if build is None:
             test.skipTest("the forkpool binaries are not built (set FORKPOOL_BINARY_DIR)")
@@ -59,7 +59,7 @@ class Master:
         test.addCleanup(self.cleanup)
         args = ["--threads", str(threads)] if threads > 1 else []
         command = [os.path.join(build, "forkpool-wsgi"), *args, "--access-log", "-", "--pythonpath", APPS,
-                   "flask_app:app"]
+                   app]
         config = os.path.join(self.dir.name, "forkpool.toml")
         with open(config, "w") as f:
             f.write('[supervisor]\ncontrol_socket = "ctl.sock"\nlog_level = "debug"\n\n'
@@ -267,6 +267,21 @@ class HeadTest(unittest.TestCase):
         # A response whose length Flask knows keeps it for HEAD.
         client.sock.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertEqual(client.read_response(head_only=True).headers.get("content-length"), "17")
+        self.assertEqual(master.stop(), 0)
+
+    def test_head_of_a_single_empty_block_says_what_the_get_says(self):
+        """An app that answers HEAD as GET with one empty block ([b""]): both get
+        Content-Length: 0 (wsgiref's rule), not chunked framing for the HEAD."""
+        master = Master(self, app="plain_app:application")
+        client = Client(master)
+        self.addCleanup(client.close)
+        client.sock.sendall(b"GET /empty HTTP/1.1\r\nHost: x\r\n\r\n")
+        get = client.read_response()
+        self.assertEqual((get.status, get.headers.get("content-length"), get.body), (200, "0", b""))
+        client.sock.sendall(b"HEAD /empty HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = client.read_response(head_only=True)
+        self.assertEqual(head.headers.get("content-length"), "0")
+        self.assertNotIn("transfer-encoding", head.headers)
         self.assertEqual(master.stop(), 0)
 
 

@@ -137,9 +137,10 @@ class Handler(BaseHandler):
         # Connection and Transfer-Encoding are added here: appended, or set (replacing
         # what the app put there) in the odd case above.
         add = headers.__setitem__ if hop_by_hop else lambda name, value: headers._headers.append((name, value))
-        if length is None and not no_body and (self.bytes_sent or not self.head_only):
-            # wsgiref's rule: a single block gives the length. Not an empty one for HEAD:
-            # frameworks (Werkzeug) return no body for HEAD, whatever the GET would send.
+        if length is None and not no_body:
+            # wsgiref's rule: a single block gives the length, for HEAD as for GET (an app
+            # that answers HEAD as GET gets the GET's length, an empty block 0); frameworks
+            # (Werkzeug) return no block at all for HEAD, which gives no length here.
             self.set_content_length()
             length = headers.get("Content-Length")
         if length is not None:

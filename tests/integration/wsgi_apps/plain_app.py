@@ -39,6 +39,9 @@ def application(environ, start_response):
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write(b"written ")
         return [b"and returned\n"]
+    if path == "/empty":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b""]
     if path == "/pid":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"%d\n" % os.getpid()]
