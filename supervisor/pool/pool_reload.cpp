@@ -52,15 +52,25 @@ void Pool::reconfigure(PoolConfigRef config, unsigned generation, std::vector<Li
     worker_generation_ = generation_;
   } else {
     // Master-side settings: the running workers go on under them.
+    bool past_limit = false;
     for (auto& s : slots_) {
       for (WorkerProcess* p : {s->process.get(), s->replacement.get()}) {
         if (p == nullptr || outdated(*p)) continue;
         p->adopt_settings(config_);
-        // A new max_requests counts the connections it has had since it started: one
-        // past the new limit is replaced after its next connection.
-        if (recycling_changed) p->set_recycle_after(recycle_limit());
+        if (!recycling_changed) continue;
+        // A new max_requests counts the connections it has had since it started. Those
+        // already past it are replaced as a rolling restart is, a batch at a time, not
+        // all at their next connection.
+        p->set_recycle_after(recycle_limit());
+        if (p == s->process.get() && p->recycle_after() > 0 && p->handed() >= p->recycle_after()) {
+          p->set_recycle_after(0);  // its replacement, below, gets a limit of its own
+          if (rolling_.empty()) rolling_reason_ = "(max_requests lowered by a reload)";
+          rolling_.push_back(s->index);
+          past_limit = true;
+        }
       }
     }
+    if (past_limit && (state_ == shm::PoolState::Running || state_ == shm::PoolState::Starting)) continue_rolling();
   }
   update_dispatcher();
   if (config_->dynamic) {

@@ -173,11 +173,27 @@ TEST_CASE("reload of max_requests applies to the running workers, and of 0 stops
       REQUIRE(r->status == 200);
     }
   };
+  // Two clients at once, so that both workers get connections (one client alone would
+  // get the most recently idle worker every time).
+  auto serve_both = [&](int n) {
+    auto other = std::async(std::launch::async, [&] {
+      int ok = 0;
+      for (int i = 0; i < n / 2; ++i) ok += http_get(addr, "/").has_value() ? 1 : 0;
+      return ok;
+    });
+    serve(n - n / 2);
+    CHECK(other.get() == n / 2);
+  };
   auto recycled = [&] { return pool_status(c, "web")["counters"].value("recycled", -1); };
-  serve(30);  // 30 connections between the two workers, no limit yet
+  serve_both(60);  // between the two workers, no limit yet
   CHECK(recycled() == 0);
+  for (const auto& w : pool_status(c, "web")["workers"]) {
+    INFO(w.dump());
+    CHECK(w.value("handled", 0) > 10);
+  }
 
-  // Both workers are past the new limit: each is replaced after its next connection.
+  // Both workers are past the new limit: they are replaced, one at a time (a rolling
+  // restart's batch is a quarter of the pool, at least one).
   m.rewrite(supervisor_section() + hello_pool("web", 2, "max_requests = 10"));
   const json on = m.reload();
   require_reloaded(on, 2);
@@ -186,6 +202,7 @@ TEST_CASE("reload of max_requests applies to the running workers, and of 0 stops
     serve(1);
     return recycled() >= 2;
   }, kSettle));
+  CHECK(wait_until([&] { return m.process->all_matches("(max_requests lowered by a reload)").size() == 2; }));
 
   // 0 turns recycling off for the running workers too.
   m.rewrite(supervisor_section() + hello_pool("web", 2));
