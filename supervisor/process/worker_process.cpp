@@ -277,6 +277,7 @@ bool WorkerProcess::park_connection(std::uint64_t id, WorkerChannel::Passed pass
       log_access(id, held, std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - held.since),
                  access_log::Outcome::Parked);
     forget_held(it);
+    ++completed_;  // a request served: status shows it as handled, as a DONE
     if (held_.empty()) {
       idle_order_ = ++ctx_.idle_clock;
       idle_since_ = Clock::now();

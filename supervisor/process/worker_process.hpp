@@ -161,7 +161,7 @@ class WorkerProcess {
   // runs from the last demand the master saw, not from its start.
   void observe_activity(bool busy, std::uint64_t handled, bool demand);
   std::uint64_t handed() const { return handed_; }          // connections ever sent to it
-  std::uint64_t completed() const { return completed_; }    // DONE received
+  std::uint64_t completed() const { return completed_; }    // DONE or PARK received (handed back)
   // Age of the oldest connection it holds; zero when it holds none.
   std::chrono::microseconds oldest_held() const;
   // pool, worker, pid, generation: the fields of a JSON log line about this worker.

@@ -85,6 +85,9 @@ TEST_CASE("keepalive = master: one max_inflight = 1 worker serves many keep-aliv
   CHECK(c(p, "parked_now") == 8);
   CHECK(c(p, "completed") == 0);
   CHECK(c(p, "protocol_errors") == 0);
+  // The worker handled every request, each one handed back with PARK.
+  REQUIRE(p["workers"].size() == 1);
+  CHECK(p["workers"][0]["handled"] == 24);
   check_identities(p);
 
   // Four clients leave: the master sees them go.
