@@ -427,6 +427,7 @@ void Dispatcher::shut() {
   // The listeners close after this; their watches must be gone first (libuv removes a
   // closing watch's fd number from epoll, whatever it refers to by then).
   accept_watches_.clear();
+  listeners_.clear();  // nor does the dispatcher keep them open
   accepting_ = false;
   emfile_pause_.stop();
   freed_.stop();
