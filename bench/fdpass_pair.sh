@@ -11,8 +11,9 @@
 # DESIGN=fdpass (the default): master dispatch, max_inflight 1, against prefork_ref's
 # fdpass mode; queue_timeout 0, as the reference's queue has no timeout (with keep-alive,
 # 60 of wrk's 64 connections wait for a worker the whole run, and runs of 10 s or more
-# had the default 10 s close them as errors). DESIGN=shared: dispatch = "shared" (the workers accept on the inherited
-# listener) against prefork_ref's shared mode, the same design in C.
+# had the default 10 s close them as errors). DESIGN=shared: dispatch = "shared" (the
+# workers accept on the inherited listener) against prefork_ref's shared mode, the same
+# design in C.
 # Both servers: 4 workers (children), on SERVER_CPU (0); wrk -t1 -c64 for
 # DURATION (5) s on CLIENT_CPU (1), one request per connection (MODE=close) or keep-alive.
 # Each pair starts the two servers fresh, in alternating order (forkpool first in odd

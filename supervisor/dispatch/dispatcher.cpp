@@ -25,6 +25,9 @@ constexpr std::chrono::milliseconds kEmfilePause{100};
 // Paused for its own descriptors, the master also looks this often, for the one change no
 // loop event reports: its limit raised from outside (prlimit --pid).
 constexpr std::chrono::seconds kLimitRecheck{1};
+// keepalive = "master" with keepalive_timeout = "0" (parked connections kept until the
+// client closes): how long the kernel holds a new connection that has sent nothing.
+constexpr std::chrono::seconds kDeferAcceptUntimed{30};
 
 using base::out_of_resources;
 
@@ -89,12 +92,13 @@ Dispatcher::~Dispatcher() { shut(); }
 
 void Dispatcher::defer_accepts() {
   // keepalive = "master": a worker is taken only when a request has come, for a new
-  // connection too. The kernel holds one whose first bytes have not come for up to
-  // keepalive_timeout (30 s when that is 0), then hands it over as it is.
+  // connection too. The kernel holds one whose first bytes have not come for about
+  // keepalive_timeout, then hands it over as it is.
   int seconds = 0;
   if (pool_->keepalive == config::KeepAlive::Master) {
-    const auto ms = pool_->keepalive_timeout.count() > 0 ? pool_->keepalive_timeout.count() : 30'000;
-    seconds = static_cast<int>(std::max<std::int64_t>(1, (ms + 999) / 1000));
+    const config::Duration hold =
+        pool_->keepalive_timeout.count() > 0 ? pool_->keepalive_timeout : config::Duration(kDeferAcceptUntimed);
+    seconds = static_cast<int>(std::max<std::int64_t>(1, std::chrono::ceil<std::chrono::seconds>(hold).count()));
   }
   for (const auto& l : listeners_)
     if (l->defer_accept != seconds) l->set_defer_accept(seconds);
@@ -381,12 +385,8 @@ void Dispatcher::close_parked(const char* why) {
 }
 
 void Dispatcher::arm_queue_timer() {
-  if (pool_->queue_timeout.count() == 0) {
-    queue_timer_.stop();
-    return;
-  }
   // A timer runs only while something waits, so an idle master sleeps without one.
-  if (queue_.empty()) {
+  if (pool_->queue_timeout.count() == 0 || queue_.empty()) {
     queue_timer_.stop();
     return;
   }

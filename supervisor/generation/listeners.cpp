@@ -174,12 +174,14 @@ void Listener::close() {
   // A socket systemd passed outlives this master (the socket unit keeps it for the next
   // start, which may be configured otherwise): what master dispatch set on it is undone,
   // so the next program finds it as systemd made it (DeferAcceptSec= and all).
-  if (fd && adopted) {
-    if (defer_accept != 0) set_defer_accept(0);
-    if (nodelay) set_nodelay(false);
-    if (nonblocking) set_nonblocking(false);
-  }
+  if (fd && adopted) undo_master_settings();
   fd.reset();
+}
+
+void Listener::undo_master_settings() {
+  if (nonblocking) set_nonblocking(false);
+  if (nodelay) set_nodelay(false);
+  if (defer_accept != 0) set_defer_accept(0);
 }
 
 bool Listener::set_backlog(int n) {

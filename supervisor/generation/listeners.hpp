@@ -47,9 +47,12 @@ struct Listener {
   // as asked, false for a Unix socket or a failure.
   bool set_nodelay(bool on);
   // TCP only: TCP_DEFER_ACCEPT, so a client that connects and sends nothing stays in the
-  // kernel, not in the master's queue or a worker, for up to `seconds` (0: off). Set for
+  // kernel, not in the master's queue or a worker, for about `seconds` (0: off). Set for
   // keepalive = "master", whose pools wait for a request before taking a worker.
   bool set_defer_accept(int seconds);
+  // Clears what master dispatch set (`nonblocking`, `nodelay`, `defer_accept`): when the
+  // workers take the socket over (shared dispatch), and when a socket systemd passed is let go.
+  void undo_master_settings();
   // Closes the socket now and removes its file (shutdown).
   void close();
 };

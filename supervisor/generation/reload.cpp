@@ -57,10 +57,9 @@ std::unique_ptr<Generation> commit_reload(MasterContext& ctx, Generation& curren
   // again, since libuv refuses a second watch of one descriptor (the master aborted).
   for (const auto& p : old) {
     if (!p) continue;
-    std::vector<ListenerRef> to;
-    for (const config::PoolConfig& pc : next->config().pools)
-      if (pc.name == p->name()) to = next->listeners().for_pool(pc);
-    if (to != p->listeners()) p->release_listener_watches();
+    const config::PoolConfig* pc = next->config().find_pool(p->name());
+    if ((pc != nullptr ? next->listeners().for_pool(*pc) : std::vector<ListenerRef>{}) != p->listeners())
+      p->release_listener_watches();
   }
   // Pools in the new file's order, so status lists them as the file does.
   for (const config::PoolConfig& pc : next->config().pools) {

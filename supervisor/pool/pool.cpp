@@ -132,11 +132,7 @@ void Pool::update_dispatcher(bool adopting) {
   // here on, and a reload that keeps the pool shared must not change them under workers
   // that accept (one that chose O_NONBLOCK would block in accept(2) for good).
   if (config_->dispatch == config::Dispatch::Shared && !adopting)
-    for (const auto& l : listeners_) {
-      if (l->nonblocking) l->set_nonblocking(false);
-      if (l->nodelay) l->set_nodelay(false);  // as it was before master dispatch set it
-      if (l->defer_accept != 0) l->set_defer_accept(0);
-    }
+    for (const auto& l : listeners_) l->undo_master_settings();  // as before master dispatch set them
 }
 
 void Pool::arm_memory_sampler() {

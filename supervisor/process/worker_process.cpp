@@ -222,7 +222,7 @@ void WorkerProcess::hold(std::uint64_t id, const HeldConnection& c) {
   spare_held_.key() = id;
   spare_held_.mapped() = c;
   auto placed = held_.insert(std::move(spare_held_));
-  if (!placed.inserted) {  // an id it holds already (not sent twice by the dispatcher)
+  if (!placed.inserted) {  // an id it holds already: overwritten, as held_[id] = c does
     placed.position->second = c;
     spare_held_ = std::move(placed.node);
   }

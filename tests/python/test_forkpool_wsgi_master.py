@@ -217,6 +217,10 @@ class GracefulStopTest(unittest.TestCase):
         if by_master:
             master.proc.send_signal(signal.SIGTERM)
             self.assertIsNotNone(master.wait_log("pool app is stopping"), master.log())
+            # The end of work goes out in the loop turn that logged that line: a control
+            # round trip after it comes after the end of work too (no race with the body).
+            reply = master.ctl("status")
+            self.assertIn("app", reply.stdout + reply.stderr, reply)
         else:
             pid = master.worker_pid()
             self.assertEqual(master.ctl("kill", "app", "0", "TERM").returncode, 0)

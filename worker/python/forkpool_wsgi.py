@@ -134,8 +134,9 @@ class Server:
         self.access = AccessLog(opts.access_log) if opts.access_log else None
         self.multithread = opts.threads > 1
         self._listeners = {}
-        # A response's headers say Connection: close once the work ends; with
-        # keepalive = "master" the connection is parked instead (serve_connection).
+        # A response's headers say Connection: close once the work ends (looked at when
+        # they are written); with keepalive = "master" the connection is parked instead,
+        # and its next request goes to another worker.
         self._ending = None if worker.keepalive_master else self.ending
         self._channel_poll = None
 
@@ -174,10 +175,6 @@ class Server:
                 return CLOSE
             except (http.ClientGone, OSError):
                 return CLOSE
-            if self.drain.is_set and not self.worker.keepalive_master:
-                # Ending: the last answer says Connection: close. With keepalive = "master"
-                # the connection is parked instead, and its next request goes to another worker.
-                req.keep_alive = False
             try:
                 keep, body_left = self._serve_request(conn, reader, req, conn_vars)
             except (http.ClientGone, OSError):
