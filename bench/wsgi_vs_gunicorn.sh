@@ -16,7 +16,10 @@
 #      still closes; forkpool-wsgi keeps the connection;
 #   3. slow mix: SLOW_CONNS clients keep /sleep?ms=SLEEP_MS in flight while FAST_CONNS
 #      clients GET /; the fast requests' p99. With keepalive = "master" (when the master
-#      supports it) the fast clients also run with keep-alive.
+#      supports it) and in shared dispatch the fast clients also run with keep-alive.
+# forkpool-wsgi runs three ways: master dispatch (fp_wsgi), master dispatch with
+# keepalive = "master" (fp_wsgi_park), shared dispatch (fp_wsgi_shared: the workers
+# accept, as gunicorn's do).
 # Servers run on SERVER_CPU, wrk on CLIENT_CPU.
 set -euo pipefail
 
@@ -114,8 +117,14 @@ start_gunicorn() {
   PIDS+=($!)
   PORT[gunicorn]=$port
 }
-start_forkpool() { # NAME KEEPALIVE
-  local port dir=$TMP/$1
+start_forkpool() { # NAME KEEPALIVE|shared
+  local port dir=$TMP/$1 how
+  case $2 in
+    master) how='max_inflight = 1
+keepalive = "master"' ;;
+    worker) how='max_inflight = 1' ;;
+    shared) how='dispatch = "shared"' ;;
+  esac
   port=$(free_port)
   mkdir -p "$dir"
   cat >"$dir/f.toml" <<EOF
@@ -126,13 +135,12 @@ log_level = "warn"
 command = ["$WSGI", "--pythonpath", "$APPS", "--pythonpath", "$TMP", "$APP_SPEC"]
 listen = ["tcp://127.0.0.1:$port"]
 workers = $WORKERS
-max_inflight = 1
 ready = "notify"
 queue_timeout = "30s"
-$([[ $2 == master ]] && echo 'keepalive = "master"')
+$how
 EOF
   if ! "$FORKPOOL" --check -c "$dir/f.toml" >/dev/null 2>&1; then
-    log "$1: this forkpool does not accept the configuration (keepalive = \"$2\"?); skipped"
+    log "$1: this forkpool does not accept the configuration ($2); skipped"
     return 1
   fi
   "${ON_SERVER[@]}" "$FORKPOOL" -c "$dir/f.toml" >"$dir/log" 2>&1 &
@@ -144,6 +152,7 @@ start_gunicorn
 start_forkpool fp_wsgi worker
 SERVERS=(gunicorn fp_wsgi)
 start_forkpool fp_wsgi_park master && SERVERS+=(fp_wsgi_park)
+start_forkpool fp_wsgi_shared shared && SERVERS+=(fp_wsgi_shared)
 for s in "${SERVERS[@]}"; do wait_http "${PORT[$s]}"; done
 
 wrk_run() { # OUT CONNS SECONDS SCRIPT URL
@@ -172,7 +181,7 @@ for ((run = 1; run <= RUNS; run++)); do
     slow=$!
     sleep 1
     fast_script=close.lua
-    [[ $s == fp_wsgi_park ]] && fast_script=keepalive.lua
+    [[ $s == fp_wsgi_park || $s == fp_wsgi_shared ]] && fast_script=keepalive.lua
     wrk_run "$TMP/out" "$FAST_CONNS" "$DURATION" "$fast_script" "$url/"
     wait "$slow"
     record slowmix_fast "$s" "$TMP/out"
@@ -188,7 +197,7 @@ data = collections.defaultdict(list)
 for line in open(path):
     scen, server, rps, p99, errors, status = line.split("\t")
     data[scen, server].append((float(rps), int(p99) / 1000.0, int(errors) + int(status)))
-servers = [s for s in ("gunicorn", "fp_wsgi", "fp_wsgi_park") if ("close", s) in data]
+servers = [s for s in ("gunicorn", "fp_wsgi", "fp_wsgi_park", "fp_wsgi_shared") if ("close", s) in data]
 print("app %s, %s workers, %s runs of %ss (medians); close: wrk -c%s; keepalive: wrk -c%s; "
       "slow mix: %s fast + %s slow (/sleep?ms=%s)" % (app, workers, runs, duration, conns, workers, fast, slow, sleep_ms))
 print("median (lowest-highest of the runs)")

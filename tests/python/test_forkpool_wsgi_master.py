@@ -6,7 +6,7 @@ away in the middle of its request body.
 
 Needs the built master: FORKPOOL_BINARY_DIR, else the build tree CTest runs this from
 (or build/default in the source tree); skipped without it or without Flask.
-Run: /usr/bin/python3 -m unittest discover -s tests/python (CTest: python_wsgi_unit).
+Run: /usr/bin/python3 -m unittest discover -s tests/python (CTest: python_wsgi_master).
 """
 
 import importlib.util
@@ -45,10 +45,10 @@ def wait_until(condition, within=10.0):
 
 
 class Master:
-    """The real master running one forkpool-wsgi pool "app" of one worker; its log
-    (the workers' stdout and stderr included) in a temporary directory."""
+    """The real master running one forkpool-wsgi pool "app" (one worker unless told);
+    its log (the workers' stdout and stderr included) in a temporary directory."""
 
-    def __init__(self, test, threads=1, app="flask_app:app"):
+    def __init__(self, test, threads=1, app="flask_app:app", dispatch="master", workers=1, args=()):
         build = binary_dir()
         if build is None:
             test.skipTest("the forkpool binaries are not built (set FORKPOOL_BINARY_DIR)")
@@ -57,14 +57,15 @@ class Master:
         self.build = build
         self.dir = tempfile.TemporaryDirectory()
         test.addCleanup(self.cleanup)
-        args = ["--threads", str(threads)] if threads > 1 else []
+        args = (["--threads", str(threads)] if threads > 1 else []) + list(args)
         command = [os.path.join(build, "forkpool-wsgi"), *args, "--access-log", "-", "--pythonpath", APPS,
                    app]
         config = os.path.join(self.dir.name, "forkpool.toml")
         with open(config, "w") as f:
             f.write('[supervisor]\ncontrol_socket = "ctl.sock"\nlog_level = "debug"\n\n'
-                    "[pools.app]\ncommand = [%s]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 1\n"
-                    'ready = "notify"\nmax_inflight = %d\n' % (", ".join('"%s"' % a for a in command), threads))
+                    "[pools.app]\ncommand = [%s]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = %d\n"
+                    'ready = "notify"\nmax_inflight = %d\ndispatch = "%s"\n'
+                    % (", ".join('"%s"' % a for a in command), workers, threads, dispatch))
         self.log_path = os.path.join(self.dir.name, "forkpool.log")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen([os.path.join(build, "supervisor", "forkpool"), "-c", config],

@@ -13,7 +13,9 @@ counterpart of libforkpool-worker (docs/protocol.md)::
             worker.done(conn)           # closes it and tells the master
 
 The iteration ends when the master closes the channel ("finish what you hold and
-exit"). Each connection carries ``forkpool_id`` (the master's connection id) and
+exit"). In shared dispatch (``LISTEN_FDS``) the worker accepts by itself:
+``listen_sockets()`` gives the listeners, ``accept()`` one connection counted on the
+scoreboard, ``done()`` ends it; the channel then only tells the end of work (EOF). Each connection carries ``forkpool_id`` (the master's connection id) and
 ``forkpool_listener`` (index into ``Worker.listeners``).
 
 Not thread-safe: one Worker is used by one thread at a time. Blocking and
@@ -52,6 +54,7 @@ MSG_PARK = 18  # worker -> master: connection `id` idle between requests, its fd
 # parked connection comes back as its last worker left it), and a PARK leaves both flags
 # clear ("unknown": this module does not track what the program did to the socket).
 _MSG = struct.Struct("=HHIQ")
+_LISTEN_FDS_START = 3  # sd_listen_fds(3)
 _MAX_FDS = 8  # room to receive (and close) more fds than a message may carry
 
 # Scoreboard slot page (shm/slot_layout.h).
@@ -152,6 +155,15 @@ def _env_int(environ, name):
     return int(text)
 
 
+def _listen_fds(environ):
+    """The descriptors passed by socket activation (sd_listen_fds(3)): LISTEN_FDS of them
+    from fd 3, when LISTEN_PID is this process; [] otherwise."""
+    count = _env_int(environ, "LISTEN_FDS")
+    if not count or _env_int(environ, "LISTEN_PID") != os.getpid():
+        return []
+    return list(range(_LISTEN_FDS_START, _LISTEN_FDS_START + count))
+
+
 def _scoreboard_supported():
     return platform.machine().lower() in ("x86_64", "amd64")
 
@@ -165,18 +177,25 @@ class Worker:
         if proto and proto != str(PROTOCOL_VERSION):
             raise ProtocolError("FORKPOOL_PROTOCOL=%s is not supported (this module speaks %d)"
                                 % (proto, PROTOCOL_VERSION))
-        if not env.get("FORKPOOL_CHANNEL_FD"):
+        self._environ = env
+        self._listen_fds = _listen_fds(env)
+        sock = None
+        if env.get("FORKPOOL_CHANNEL_FD"):
+            fd = _env_int(env, "FORKPOOL_CHANNEL_FD")
+            if fd is None:
+                raise ProtocolError("FORKPOOL_CHANNEL_FD=%r is not a descriptor number"
+                                    % env["FORKPOOL_CHANNEL_FD"])
+            sock = socket.socket(fileno=fd)  # raises OSError (EBADF, ENOTSOCK) on a bad fd
+            if sock.type != socket.SOCK_SEQPACKET:
+                sock.detach()
+                raise ProtocolError("FORKPOOL_CHANNEL_FD=%d is not a SOCK_SEQPACKET socket" % fd)
+            sock.set_inheritable(False)
+        elif not self._listen_fds:
             raise ProtocolError("FORKPOOL_CHANNEL_FD is not set: not running under forkpool")
-        fd = _env_int(env, "FORKPOOL_CHANNEL_FD")
-        if fd is None:
-            raise ProtocolError("FORKPOOL_CHANNEL_FD=%r is not a descriptor number"
-                                % env["FORKPOOL_CHANNEL_FD"])
-        sock = socket.socket(fileno=fd)  # raises OSError (EBADF, ENOTSOCK) on a bad fd
-        if sock.type != socket.SOCK_SEQPACKET:
-            sock.detach()
-            raise ProtocolError("FORKPOOL_CHANNEL_FD=%d is not a SOCK_SEQPACKET socket" % fd)
-        sock.set_inheritable(False)
         self._sock = sock
+        # Shared dispatch (or socket activation without forkpool): listeners were passed
+        # (listen_sockets()). Without forkpool there is no channel either.
+        self.has_channel = sock is not None
         self.pool = env.get("FORKPOOL_POOL", "")
         self.worker = _env_int(env, "FORKPOOL_WORKER")
         self.generation = _env_int(env, "FORKPOOL_GENERATION") or 0
@@ -223,14 +242,67 @@ class Worker:
             yield conn
 
     def fileno(self):
-        """The channel fd, for select/poll/selectors."""
-        return self._sock.fileno()
+        """The channel fd, for select/poll/selectors (-1 without a channel)."""
+        return -1 if self._sock is None else self._sock.fileno()
+
+    # --- shared dispatch: the worker accepts ---
+
+    def listen_sockets(self):
+        """The listening sockets passed to this process (``dispatch = "shared"``, or
+        systemd's socket activation), as (index, address, socket) in ``listen`` order;
+        [] in master dispatch. ``address`` is the listener as ``Worker.listeners`` has it
+        (None without forkpool). Call it once: LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES
+        are then removed from the environment, so a program the app runs does not take
+        the sockets for its own, and the sockets are not inherited across exec. They are
+        made non-blocking, for accept()."""
+        found = []
+        try:
+            for index, fd in enumerate(self._listen_fds):
+                sock = socket.socket(fileno=fd)  # OSError (EBADF, ENOTSOCK) on a bad fd
+                found.append(sock)
+                if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                    raise ProtocolError("LISTEN_FDS: fd %d is not a listening stream socket" % fd)
+                sock.set_inheritable(False)
+                # accept() must not block when another worker took the connection. The
+                # flag belongs to the open file every worker of the pool shares.
+                sock.setblocking(False)
+        except OSError:
+            for sock in found:
+                sock.detach()
+            raise
+        self._listen_fds = []
+        for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+            self._environ.pop(name, None)
+        return [(i, self.listeners[i] if i < len(self.listeners) else None, sock) for i, sock in enumerate(found)]
+
+    def accept(self, listener, index=0, address=None):
+        """Shared dispatch: accepts one connection on ``listener`` (a socket from
+        listen_sockets(), non-blocking) and counts it on the scoreboard as the master
+        counts one it sends. A blocking Connection, or None when another worker took it
+        (EAGAIN) or the client left first (ECONNABORTED). Other errors (EMFILE...) are
+        raised. End it with done(), which sends no DONE for it."""
+        try:
+            fd, _ = listener._accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return None
+        try:
+            conn = Connection(listener.family, listener.type, listener.proto, fileno=fd)
+        except OSError:
+            os.close(fd)
+            return None
+        conn.forkpool_id = None  # not the master's: no DONE
+        conn.forkpool_listener = index
+        conn.forkpool_address = address
+        conn._forkpool_live = True
+        self.in_flight += 1
+        self._slot.mark_busy()
+        return conn
 
     # --- messages ---
 
     def _send(self, mtype, ident):
         # After end of work the master still reads DONE and PARK (docs/protocol.md section 3).
-        if self._master_gone:
+        if self._master_gone or self._sock is None:
             return
         record = _MSG.pack(mtype, 0, 0, ident)
         while True:
@@ -339,7 +411,7 @@ class Worker:
         """The next connection, or None at end of work (and from then on).
 
         With block=False, raises BlockingIOError when nothing is pending."""
-        while not self._end:
+        while not self._end and self._sock is not None:
             conn = self._receive_one(block)
             if conn is None:
                 return None
@@ -364,7 +436,8 @@ class Worker:
         return True
 
     def done(self, conn):
-        """Closes conn (if still open) and reports it finished to the master."""
+        """Closes conn (if still open) and reports it finished to the master (a
+        connection from accept() is the worker's own: no DONE)."""
         if not getattr(conn, "_forkpool_live", False):
             raise ValueError("done(): not a live connection from this worker")
         conn._forkpool_live = False
@@ -375,7 +448,8 @@ class Worker:
         if self.in_flight > 0:
             self.in_flight -= 1
         self._slot.mark_idle()
-        self._send(MSG_DONE, conn.forkpool_id)
+        if conn.forkpool_id is not None:
+            self._send(MSG_DONE, conn.forkpool_id)
 
     def park(self, conn):
         """Hands an idle keep-alive connection back to the master (PARK).
@@ -388,6 +462,8 @@ class Worker:
             raise ValueError("park(): not a live connection from this worker")
         if not self.keepalive_master:
             raise ValueError('park(): the pool does not have keepalive = "master"')
+        if conn.forkpool_id is None:
+            raise ValueError("park(): a connection this worker accepted itself is not the master's")
         conn._forkpool_live = False
         fd = conn.detach()
         try:

@@ -36,10 +36,12 @@ __all__ = ["main", "load_app", "after_response", "CLOSE", "SERVE", "PARK", "WAIT
 EX_CONFIG = 78  # sysexits.h: the pool is marked failed instead of restarted
 DRAIN_GRACE = 1.0  # seconds an idle keep-alive connection waits for its next request at end of work
 LINGER = 2.0  # seconds a closing connection keeps reading what the client still sends
+GIVE_WAY_AFTER = 0.2  # shared dispatch: an idle keep-alive connection gives way to a waiting one after this
 LINGER_QUIET = 0.2  # ... but no longer than this after the client stopped sending
 
 # What to do with a connection once a response is complete (after_response).
 CLOSE, SERVE, PARK, WAIT = "close", "serve", "park", "wait"
+GIVE_WAY = "give way"
 
 
 def after_response(keep_alive, buffered, keepalive_master):
@@ -134,11 +136,28 @@ class Server:
         self.access = AccessLog(opts.access_log) if opts.access_log else None
         self.multithread = opts.threads > 1
         self._listeners = {}
+        # dispatch = "shared" (LISTEN_FDS): this worker accepts, and keeps its keep-alive
+        # connections (a connection is parked only in master dispatch).
+        self.sockets = worker.listen_sockets()
+        self.park_idle = worker.keepalive_master and not self.sockets
+        for _, _, sock in self.sockets:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                # Set once on the listener, inherited by every connection accepted from it
+                # (as gunicorn does, and the master in master dispatch): small responses
+                # are not held back by Nagle's algorithm.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # A response's headers say Connection: close once the work ends (looked at when
         # they are written); with keepalive = "master" the connection is parked instead,
         # and its next request goes to another worker.
-        self._ending = None if worker.keepalive_master else self.ending
+        self._ending = None if self.park_idle else self.ending
+        # Shared dispatch: a keep-alive connection ends after its response when another
+        # client waits on a listener for this worker (that response says so), so
+        # keep-alive clients cannot keep others waiting while this worker serves them.
+        self._held = 0  # --threads: connections the threads hold (the main thread counts)
+        if self.sockets:
+            self._ending = self.ending_or_others_wait
         self._channel_poll = None
+        self._accept_error_logged = -10.0
 
     def _listener(self, conn):
         address = getattr(conn, "forkpool_address", None)
@@ -157,12 +176,16 @@ class Server:
         first = True
         while True:
             if not first:
-                step = after_response(True, reader.buffered(), self.worker.keepalive_master)
+                step = after_response(True, reader.buffered(), self.park_idle)
                 if step == PARK:
                     return PARK
-                if step == WAIT and not self._wait_next_request(conn):
-                    _close(conn, reader, False)
-                    return CLOSE
+                if step == WAIT:
+                    waited = self._wait_next_request(conn)
+                    if waited is not True:
+                        # Giving way, the client may be sending its next request right
+                        # now: it gets our FIN, not a reset, and retries on a new connection.
+                        _close(conn, reader, waited == GIVE_WAY)
+                        return CLOSE
             first = False
             try:
                 head = reader.read_head(self.opts.limits)
@@ -191,13 +214,29 @@ class Server:
         """True once the work ends. With one thread nothing reads the channel during a
         request, and the master's stop signal comes up to 1 s after its end of work: the
         channel is looked at here (with --threads the main thread watches it)."""
-        if not self.drain.is_set and not self.multithread:
+        if not self.drain.is_set and not self.multithread and self.worker.has_channel:
             if self._channel_poll is None:
                 self._channel_poll = select.poll()
                 self._channel_poll.register(self.worker, select.POLLRDHUP)
             if self._channel_poll.poll(0):
                 self.drain.set()
         return self.drain.is_set
+
+    def ending_or_others_wait(self):
+        """ending(), or a connection waits on a listener that only this worker's end of a
+        connection would let it accept (shared dispatch)."""
+        return self.ending() or (self._all_held() and self._others_wait())
+
+    def _all_held(self):
+        """Whether this worker accepts nothing more until a connection ends (with
+        --threads, the main thread accepts while a thread is free)."""
+        return not self.multithread or self._held >= self.opts.threads
+
+    def _others_wait(self):
+        poller = select.poll()  # one each time: a poll object is not for two threads
+        for _, _, sock in self.sockets:
+            poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
 
     def _send_quietly(self, conn, data):
         try:
@@ -208,24 +247,49 @@ class Server:
     def _wait_next_request(self, conn):
         """Waits for the next request's first bytes on an idle keep-alive connection held
         by this worker (keepalive = "worker"): up to keepalive_timeout, or DRAIN_GRACE
-        once the work ends. True when bytes (or EOF) arrived."""
+        once the work ends. True when bytes (or EOF) arrived, False when it is to be closed.
+
+        In shared dispatch, a connection idle for GIVE_WAY_AFTER also gives way to a new
+        one waiting on a listener when this worker accepts nothing else until then (one
+        thread, or every thread holding a connection): GIVE_WAY then, and the worker
+        closes it and accepts, so a keep-alive client that pauses does not keep others
+        waiting (it opens a new connection for its next request)."""
         poller = select.poll()
         poller.register(conn, select.POLLIN | select.POLLRDHUP)
         poller.register(self.drain, select.POLLIN)
-        poller.register(self.worker, select.POLLRDHUP)  # the master ended our work
-        deadline = time.monotonic() + self.opts.keepalive_timeout
+        if self.worker.has_channel:
+            poller.register(self.worker, select.POLLRDHUP)  # the master ended our work
+        give_way = set()
+        now = time.monotonic()
+        deadline = now + self.opts.keepalive_timeout
+        give_way_at = now + GIVE_WAY_AFTER if self.sockets else None
         while True:
+            now = time.monotonic()
             if self.drain.is_set:
                 deadline = min(deadline, self.drain.since + DRAIN_GRACE)
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if give_way_at is not None and now >= give_way_at:
+                give_way_at = None
+                for _, _, sock in self.sockets:
+                    poller.register(sock, select.POLLIN)
+                    give_way.add(sock.fileno())
+            until = deadline if give_way_at is None else min(deadline, give_way_at)
+            left = until - now
+            if now >= deadline:
                 return False
-            for fd, events in poller.poll(left * 1000):
-                if fd == conn.fileno():
-                    return True
-                if fd == self.worker.fileno():
-                    poller.unregister(self.worker)
-                    self.drain.set()
+            ready = [fd for fd, _ in poller.poll(max(left, 0) * 1000)]
+            if conn.fileno() in ready:
+                return True
+            if give_way.intersection(ready):
+                if self._all_held():
+                    return GIVE_WAY
+                # A free thread's main loop accepts it: look again a while later.
+                for fd in give_way:
+                    poller.unregister(fd)
+                give_way.clear()
+                give_way_at = time.monotonic() + GIVE_WAY_AFTER
+            if self.worker.fileno() in ready:
+                poller.unregister(self.worker)
+                self.drain.set()
             if self.drain.is_set:
                 poller.modify(self.drain, 0)  # stays readable; the deadline covers it now
 
@@ -277,6 +341,8 @@ class Server:
 
     def run(self):
         self.worker.ready()
+        if self.sockets:
+            return self._run_shared()
         if self.opts.threads > 1:
             return self._run_threads()
         poller = select.poll()
@@ -318,29 +384,7 @@ class Server:
     def _run_threads(self):
         """--threads N: the main thread owns the channel; N threads serve connections and
         hand them back through a queue (the Worker object is not thread-safe)."""
-        work = queue.Queue()
-        results = queue.Queue()
-        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-
-        def serve_loop():
-            # Stop signals go to the main thread, which owns the channel.
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-            while True:
-                conn = work.get()
-                if conn is None:
-                    return
-                try:
-                    step = self.serve_connection(conn)
-                except Exception:
-                    traceback.print_exc(file=sys.stderr)
-                    step = CLOSE
-                results.put((conn, step))
-                os.write(wake_w, b"x")
-
-        threads = [threading.Thread(target=serve_loop, name="wsgi-%d" % i, daemon=True)
-                   for i in range(self.opts.threads)]
-        for t in threads:
-            t.start()
+        work, results, wake_r, threads = self._start_threads()
         poller = select.poll()
         poller.register(self.worker, select.POLLIN)
         poller.register(self.drain, select.POLLIN)
@@ -348,13 +392,7 @@ class Server:
         held = 0
         ended = False
         while True:
-            while True:
-                try:
-                    conn, step = results.get_nowait()
-                except queue.Empty:
-                    break
-                held -= 1
-                self.finish(conn, step)
+            held -= self._finish_results(results)
             if ended and not held:
                 break
             if not ended:
@@ -378,15 +416,168 @@ class Server:
                     continue
             for fd, _ in poller.poll():
                 if fd == wake_r:
-                    try:
-                        os.read(wake_r, 4096)
-                    except BlockingIOError:
-                        pass
+                    _empty_pipe(wake_r)
+        self._stop_threads(work, threads)
+
+    def _finish_results(self, results):
+        """Ends the connections the threads are done with; how many."""
+        count = 0
+        while True:
+            try:
+                conn, step = results.get_nowait()
+            except queue.Empty:
+                return count
+            count += 1
+            self.finish(conn, step)
+
+    def _stop_threads(self, work, threads):
         self.drain.set()
         for _ in threads:
             work.put(None)
         for t in threads:
             t.join()
+
+    def _start_threads(self):
+        """The --threads N serving threads: connections go in through ``work``, and come
+        back with their last step through ``results``, a byte on ``wake_r`` each."""
+        work = queue.Queue()
+        results = queue.Queue()
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+        def serve_loop():
+            # Stop signals go to the main thread, which owns the channel.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+            while True:
+                conn = work.get()
+                if conn is None:
+                    return
+                try:
+                    step = self.serve_connection(conn)
+                except Exception:
+                    traceback.print_exc(file=sys.stderr)
+                    step = CLOSE
+                results.put((conn, step))
+                os.write(wake_w, b"x")
+
+        threads = [threading.Thread(target=serve_loop, name="wsgi-%d" % i, daemon=True)
+                   for i in range(self.opts.threads)]
+        for t in threads:
+            t.start()
+        return work, results, wake_r, threads
+
+    # --- dispatch = "shared": the worker accepts ---
+
+    def _run_shared(self):
+        """Accepts on the inherited listeners until the work ends (the master closes the
+        channel, or SIGTERM/SIGINT), one connection at a time per thread. A connection
+        whose wake-up this worker took is always served, even if the work ended at that
+        moment: with EPOLLEXCLUSIVE no other worker was woken for it."""
+        accepting = _SharedPoller(self)
+        if self.opts.threads > 1:
+            return self._run_shared_threads(accepting)
+        while not self.drain.is_set:
+            for index, address, sock in accepting.wait():
+                # A worker done with a connection takes the next one waiting without
+                # polling first, as long as there is one (and the work goes on).
+                conn = self._accept(sock, index, address)
+                while conn is not None:
+                    self._serve_own(conn)
+                    conn = None if self.drain.is_set else self._accept(sock, index, address)
+        accepting.close()
+
+    def _serve_own(self, conn):
+        try:
+            self.serve_connection(conn)
+        except Exception:  # a bug here must not take the worker down
+            traceback.print_exc(file=sys.stderr)
+        self.worker.done(conn)
+
+    def _run_shared_threads(self, accepting):
+        """--threads N in shared dispatch: the main thread accepts while a thread is free
+        (it polls the listeners only then) and hands the connection to the threads."""
+        work, results, wake_r, threads = self._start_threads()
+        busy = _SharedPoller(self, listeners=False)
+        busy.add(wake_r)
+        accepting.add(wake_r)
+        while not self.drain.is_set:
+            self._held -= self._finish_results(results)
+            poller = accepting if self._held < self.opts.threads else busy
+            for index, address, sock in poller.wait():
+                while self._held < self.opts.threads:
+                    conn = self._accept(sock, index, address)
+                    if conn is None:
+                        break
+                    self._held += 1
+                    work.put(conn)
+                    if self.drain.is_set:
+                        break  # served: its wake-up was ours
+            _empty_pipe(wake_r)
+        accepting.close()
+        busy.close()
+        while self._held:
+            self._held -= self._finish_results(results)
+            if self._held:
+                select.select([wake_r], [], [])
+                _empty_pipe(wake_r)
+        self._stop_threads(work, threads)
+
+    def _accept(self, sock, index, address):
+        try:
+            return self.worker.accept(sock, index, address)
+        except OSError as e:
+            # EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection waits in the backlog; retry
+            # after a pause rather than spin on a listener that stays readable.
+            now = time.monotonic()
+            if now - self._accept_error_logged >= 10:
+                self._accept_error_logged = now
+                print("forkpool-wsgi[%d]: accept: %s (retrying every 0.1 s)" % (os.getpid(), e), file=sys.stderr)
+            select.select([self.drain], [], [], 0.1)
+            return None
+
+
+def _empty_pipe(fd):
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+class _SharedPoller:
+    """An epoll set for shared dispatch: the listeners (EPOLLEXCLUSIVE: a new connection
+    wakes one waiting worker of the pool, not all of them), the drain pipe, and the
+    channel's hang-up (the master's end of work)."""
+
+    def __init__(self, server, listeners=True):
+        self.server = server
+        self.ep = select.epoll()
+        self.by_fd = {}
+        if listeners:
+            for index, address, sock in server.sockets:
+                self.ep.register(sock.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+                self.by_fd[sock.fileno()] = (index, address, sock)
+        self.ep.register(server.drain.fileno(), select.EPOLLIN)
+        self.channel = server.worker.fileno() if server.worker.has_channel else -1
+        if self.channel >= 0:
+            self.ep.register(self.channel, select.EPOLLRDHUP)  # EPOLLHUP is always reported
+
+    def add(self, fd):
+        self.ep.register(fd, select.EPOLLIN)
+
+    def wait(self):
+        """The listeners with a connection waiting; sets the drain at end of work."""
+        ready = []
+        for fd, _ in self.ep.poll():
+            found = self.by_fd.get(fd)
+            if found is not None:
+                ready.append(found)
+            elif fd == self.channel:
+                self.ep.unregister(fd)
+                self.server.drain.set()
+        return ready
+
+    def close(self):
+        self.ep.close()
 
 
 def load_app(spec):
