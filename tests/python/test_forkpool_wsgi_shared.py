@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import unittest
@@ -153,6 +154,50 @@ class SharedDispatchTest(unittest.TestCase):
             self.assertIn("Failed requests:        0", out)
             self.assertNotIn("Non-2xx", out)
         self.assertEqual(master.stop(), 0)
+
+
+class BadListenFdsTest(unittest.TestCase):
+    def run_wsgi(self, fd_sock, pid_is_ours=True):
+        """forkpool-wsgi with LISTEN_FDS=1 and fd 3 set to ``fd_sock`` (a socket, or None for
+        /dev/null); its exit status and stderr."""
+        build = binary_dir()
+        if build is None:
+            self.skipTest("the forkpool build is missing")
+        env = dict(os.environ, LISTEN_FDS="1")
+        env.pop("FORKPOOL_CHANNEL_FD", None)
+        # A launcher puts the descriptor at 3 and LISTEN_PID (its own pid, which the exec
+        # keeps) in place, as socket activation does.
+        launch = ("import os, sys\n"
+                  "os.dup2(int(sys.argv[1]), 3)\n"
+                  "os.environ['LISTEN_PID'] = str(os.getpid()) if sys.argv[2] == 'ours' else '1'\n"
+                  "os.execv(sys.argv[3], sys.argv[3:])\n")
+        with open(os.devnull) as null:
+            source = fd_sock.fileno() if fd_sock is not None else null.fileno()
+            proc = subprocess.run([sys.executable, "-c", launch, str(source), "ours" if pid_is_ours else "other",
+                                   os.path.join(build, "forkpool-wsgi"), "--pythonpath", APPS, "flask_app:app"],
+                                  env=env, pass_fds=(source,), capture_output=True, text=True, timeout=30)
+        return proc.returncode, proc.stderr
+
+    def test_unusable_listeners_exit_78_with_one_line(self):
+        """Not a socket, a UDP socket, a TCP socket that does not listen, another
+        process's LISTEN_PID: exit 78 (the pool is marked failed) with one line that
+        names the problem, no traceback."""
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(udp.close)
+        udp.bind(("127.0.0.1", 0))
+        tcp = socket.socket()
+        self.addCleanup(tcp.close)
+        tcp.bind(("127.0.0.1", 0))
+        cases = [(None, True, "LISTEN_FDS: fd 3: Socket operation on non-socket"),
+                 (udp, True, "fd 3 is not a listening stream socket"),
+                 (tcp, True, "fd 3 is not a listening stream socket"),
+                 (None, False, "not for this process")]
+        for sock, ours, message in cases:
+            with self.subTest(message=message, sock=sock):
+                status, err = self.run_wsgi(sock, ours)
+                self.assertEqual(status, 78, err)
+                self.assertIn(message, err)
+                self.assertNotIn("Traceback", err)
 
 
 class SocketActivationTest(unittest.TestCase):

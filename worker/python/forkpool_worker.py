@@ -191,6 +191,10 @@ class Worker:
                 raise ProtocolError("FORKPOOL_CHANNEL_FD=%d is not a SOCK_SEQPACKET socket" % fd)
             sock.set_inheritable(False)
         elif not self._listen_fds:
+            if env.get("LISTEN_FDS"):
+                raise ProtocolError("LISTEN_FDS=%s with LISTEN_PID=%s: not for this process (pid %d), "
+                                    "and FORKPOOL_CHANNEL_FD is not set"
+                                    % (env.get("LISTEN_FDS"), env.get("LISTEN_PID", ""), os.getpid()))
             raise ProtocolError("FORKPOOL_CHANNEL_FD is not set: not running under forkpool")
         self._sock = sock
         # Shared dispatch (or socket activation without forkpool): listeners were passed
@@ -258,7 +262,10 @@ class Worker:
         found = []
         try:
             for index, fd in enumerate(self._listen_fds):
-                sock = socket.socket(fileno=fd)  # OSError (EBADF, ENOTSOCK) on a bad fd
+                try:
+                    sock = socket.socket(fileno=fd)
+                except OSError as e:  # EBADF, ENOTSOCK
+                    raise ProtocolError("LISTEN_FDS: fd %d: %s" % (fd, e.strerror or e)) from None
                 found.append(sock)
                 if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
                     raise ProtocolError("LISTEN_FDS: fd %d is not a listening stream socket" % fd)

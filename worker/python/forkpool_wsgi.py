@@ -128,7 +128,7 @@ def _close(conn, reader, lingering):
 class Server:
     """Serves the connections the master sends, one at a time per thread."""
 
-    def __init__(self, worker, app, opts, drain):
+    def __init__(self, worker, app, opts, drain, sockets=()):
         self.worker = worker
         self.app = app
         self.opts = opts
@@ -138,7 +138,7 @@ class Server:
         self._listeners = {}
         # dispatch = "shared" (LISTEN_FDS): this worker accepts, and keeps its keep-alive
         # connections (a connection is parked only in master dispatch).
-        self.sockets = worker.listen_sockets()
+        self.sockets = list(sockets)  # worker.listen_sockets()
         self.park_idle = worker.keepalive_master and not self.sockets
         for _, _, sock in self.sockets:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -636,6 +636,7 @@ def main(argv=None):
             sys.path.insert(0, folder)
     try:
         worker = forkpool_worker.Worker()
+        sockets = worker.listen_sockets()  # shared dispatch, or socket activation
     except OSError as e:
         print("forkpool-wsgi: %s" % e, file=sys.stderr)
         return EX_CONFIG
@@ -653,7 +654,7 @@ def main(argv=None):
         print("forkpool-wsgi: %s" % e, file=sys.stderr)
         return EX_CONFIG
     with worker:
-        Server(worker, app, opts, drain).run()
+        Server(worker, app, opts, drain, sockets).run()
     return 0
 
 
