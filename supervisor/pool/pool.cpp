@@ -110,6 +110,10 @@ void Pool::dispatch_candidates(std::vector<WorkerProcess*>& out) const {
     if (s->process && s->process->config().dispatch == config::Dispatch::Master) out.push_back(s->process.get());
 }
 
+bool Pool::master_dispatched(const WorkerProcess& p) const {
+  return dispatcher_ && p.config().dispatch == config::Dispatch::Master;
+}
+
 void Pool::update_dispatcher(bool adopting) {
   const bool master = config_->dispatch == config::Dispatch::Master && !listeners_.empty() && !removed_;
   if (master) {
@@ -299,13 +303,14 @@ bool Pool::signal_worker(unsigned worker, int signo) {
 void Pool::sample_memory() {
   // Shared and plain pools: the worker's whole process tree (see Pool::status).
   std::optional<ProcessTable> table;
-  if (!dispatcher_) table = ProcessTable::read();
   const std::int64_t now_ns = base::monotonic_ns();
   for (auto& s : slots_) {
     if (!s->process) continue;
     const pid_t pid = s->process->pid();
+    if (!master_dispatched(*s->process) && !table) table = ProcessTable::read();
     // Read now, whatever status read a moment ago: this is what max_memory acts on.
-    auto stats = table ? tree_stats(pid, *table) : s->process->usage(now_ns, std::chrono::nanoseconds(0));
+    auto stats = !master_dispatched(*s->process) ? tree_stats(pid, *table)
+                                                 : s->process->usage(now_ns, std::chrono::nanoseconds(0));
     if (!stats) continue;
     ctx_.scoreboard->set_usage(s->process->identity().scoreboard_slot, stats->rss_bytes, stats->cpu_time_us);
     if (config_->max_memory > 0 && stats->rss_bytes > config_->max_memory && !s->replacement &&

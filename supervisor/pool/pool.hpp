@@ -175,6 +175,10 @@ class Pool {
   // `adopting`: a binary upgrade took the listeners over as the workers use them (a
   // shared listener's blocking mode is theirs to keep: they may have changed it).
   void update_dispatcher(bool adopting = false);
+  // Whether the master passes this worker its connections (and so knows what it holds).
+  // After a reload from master to shared dispatch, older workers still are until they
+  // are replaced; the newer ones accept by themselves and report on the scoreboard.
+  bool master_dispatched(const WorkerProcess& p) const;
   void maybe_finish_retiring();
   std::uint32_t acquire_scoreboard_slot(unsigned worker);
   // Fixed sizing: slots 0..target-1 are wanted, the rest not.

@@ -36,9 +36,10 @@ SizingCounts Pool::sizing_counts() {
   c.target = target_;
   const bool shared = config_->dispatch == config::Dispatch::Shared;
   // Shared dispatch: what waits in the listeners' accept queues (all the master knows of
-  // connections its workers have not taken yet).
+  // connections its workers have not taken yet). After a reload from master dispatch, the
+  // master's queue for the older workers counts too (below).
   std::uint64_t backlog = 0;
-  if (shared && !dispatcher_)
+  if (shared)
     for (const auto& l : listeners_)
       if (l->fd) backlog += listen_backlog(l->fd.get()).value_or(0);
   const bool demand = backlog > 0 || listener_readable_;
@@ -55,7 +56,7 @@ SizingCounts Pool::sizing_counts() {
     }
     if (p.phase() != WorkerPhase::Ready) continue;  // killed by a timeout: it is respawned
     bool busy = p.in_flight() > 0;
-    if (shared) {
+    if (p.config().dispatch == config::Dispatch::Shared) {  // it accepts: the scoreboard knows
       const shm::WorkerSnapshot w = ctx_.scoreboard->read_worker(p.identity().scoreboard_slot);
       busy = w.state == shm::WorkerState::Busy;
       p.observe_activity(busy, w.connections_handled, demand);
@@ -65,8 +66,9 @@ SizingCounts Pool::sizing_counts() {
   if (dispatcher_) {
     const auto per = static_cast<std::size_t>(std::max(1, config_->max_inflight));
     c.waiting = static_cast<int>((dispatcher_->queued() + per - 1) / per);
-  } else if (shared) {
-    c.waiting = static_cast<int>(std::min<std::uint64_t>(backlog, kMaxPoolWorkers));
+  }
+  if (shared) {
+    c.waiting += static_cast<int>(std::min<std::uint64_t>(backlog, kMaxPoolWorkers));
     // A readable listener with no worker to accept: a connection waits, even where its
     // accept queue cannot be read.
     if (listener_readable_ && c.waiting == 0 && c.idle == 0 && c.starting == 0) c.waiting = 1;

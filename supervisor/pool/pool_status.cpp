@@ -73,13 +73,15 @@ PoolStatus Pool::status() const {
   s.duration_histogram = p.duration;
   s.queue_wait_histogram = p.queue_wait;
 
-  const bool master_dispatch = dispatcher_ != nullptr;
   const std::int64_t now_ns = base::monotonic_ns();
   // A shared or plain pool's worker may be a master of its own (gunicorn): its memory is
   // in its process tree. One pass over /proc serves every worker of the pool.
   std::optional<ProcessTable> table;
-  if (!master_dispatch) table = ProcessTable::read();
-  auto usage = [&](const WorkerProcess& proc) { return table ? tree_stats(proc.pid(), *table) : proc.usage(now_ns); };
+  auto usage = [&](const WorkerProcess& proc) {
+    if (master_dispatched(proc)) return proc.usage(now_ns);
+    if (!table) table = ProcessTable::read();
+    return tree_stats(proc.pid(), *table);
+  };
   auto add = [&](const Slot& slot, const WorkerProcess& proc, const char* role) {
     const unsigned worker = slot.index;
     const shm::WorkerSnapshot snap = ctx_.scoreboard->read_worker(proc.identity().scoreboard_slot);
@@ -95,7 +97,7 @@ PoolStatus Pool::status() const {
     w.restarts = slot.launches > 0 ? slot.launches - 1 : 0;
     w.status_text = proc.status_text();
     if (snap.last_exit_status >= 0) w.last_exit = describe_wait_status(snap.last_exit_status);
-    if (master_dispatch) {
+    if (master_dispatched(proc)) {
       // The master's own accounting: exact, and not up to the worker.
       w.handled = proc.completed();
       w.in_flight = proc.in_flight();

@@ -936,3 +936,47 @@ TEST_CASE("an in-place reload of a shared-dispatch pool leaves its listener as t
   CHECK(WIFEXITED(*status));
   CHECK(WEXITSTATUS(*status) == 0);
 }
+
+// After a reload from master to shared dispatch the master keeps its dispatcher for what
+// the older workers still read from their channels; the workers started since accept by
+// themselves, and only the scoreboard knows what they hold. Status once showed them idle
+// with nothing handled, and an on-demand pool counted no waiting client (the master's
+// queue, empty, instead of the listener's backlog), so a client waited for good.
+TEST_CASE("after a reload to shared dispatch, an on-demand pool starts a worker for a waiting client and status shows it busy",
+          "[reload]") {
+  const auto config = [](const std::string& dispatch) {
+    return supervisor_section() + "[pools.web]\ncommand = [\"" + hello_binary().string() +
+           "\"]\nlisten = [\"tcp://127.0.0.1:0\"]\ndispatch = \"" + dispatch +
+           "\"\nmin_workers = 0\nmax_workers = 2\nidle_timeout = \"1s\"\n";
+  };
+  Master m(config("master"));
+  const std::string addr = m.process->wait_listen_address("web");
+  REQUIRE(m.ready());
+  auto c = m.client();
+  const auto first = http_get(addr, "/", 15s);  // starts a worker on demand
+  REQUIRE(first.has_value());
+  CHECK(first->status == 200);
+  REQUIRE(wait_until([&] { return pool_status(c, "web").value("live", -1) == 0; }, 15s));
+
+  m.rewrite(config("shared"));
+  require_reloaded(m.reload(), 2);
+  auto slow = std::async(std::launch::async, [&] { return http_get(addr, "/sleep?ms=1500", 30s); });
+  const auto busy_worker = [&] {
+    const json p = pool_status(c, "web");
+    if (!p.is_object() || p.value("busy", 0) != 1) return false;
+    for (const auto& w : p["workers"])
+      if (w.value("state", "") == "busy" && w.value("in_flight", 0) == 1) return true;
+    return false;
+  };
+  CHECK(wait_until(busy_worker, 15s));
+  const auto reply = slow.get();
+  REQUIRE(reply.has_value());
+  CHECK(reply->status == 200);
+  CHECK(wait_until([&] {
+    const json p = pool_status(c, "web");
+    for (const auto& w : p["workers"])
+      if (w.value("handled", 0) == 1) return true;
+    return false;
+  }, 5s));
+  CHECK(process_alive(m.process->pid()));
+}
