@@ -48,7 +48,8 @@ class Master:
     """The real master running one forkpool-wsgi pool "app" (one worker unless told);
     its log (the workers' stdout and stderr included) in a temporary directory."""
 
-    def __init__(self, test, threads=1, app="flask_app:app", dispatch="master", workers=1, args=()):
+    def __init__(self, test, threads=1, app="flask_app:app", dispatch="master", workers=1, args=(),
+                 listen=("tcp://127.0.0.1:0",)):
         build = binary_dir()
         if build is None:
             test.skipTest("the forkpool binaries are not built (set FORKPOOL_BINARY_DIR)")
@@ -63,9 +64,10 @@ class Master:
         config = os.path.join(self.dir.name, "forkpool.toml")
         with open(config, "w") as f:
             f.write('[supervisor]\ncontrol_socket = "ctl.sock"\nlog_level = "debug"\n\n'
-                    "[pools.app]\ncommand = [%s]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = %d\n"
+                    "[pools.app]\ncommand = [%s]\nlisten = [%s]\nworkers = %d\n"
                     'ready = "notify"\nmax_inflight = %d\ndispatch = "%s"\n'
-                    % (", ".join('"%s"' % a for a in command), workers, threads, dispatch))
+                    % (", ".join('"%s"' % a for a in command), ", ".join('"%s"' % a for a in listen), workers,
+                       threads, dispatch))
         self.log_path = os.path.join(self.dir.name, "forkpool.log")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen([os.path.join(build, "supervisor", "forkpool"), "-c", config],

@@ -91,6 +91,62 @@ class SharedDispatchTest(unittest.TestCase):
         self.assertTrue(second.at_eof())
         self.assertEqual(master.stop(), 0)
 
+    def test_one_idle_connection_gives_way_per_waiting_client(self):
+        """--threads 2, both threads holding an idle keep-alive connection: a third client
+        is served, and exactly one of the two connections was closed for it (each thread
+        sees the client; the one that accepts it gives way)."""
+        master = Master(self, threads=2, dispatch="shared", args=("--keepalive-timeout", "60"))
+        held = []
+        for _ in range(2):
+            client = Client(master)
+            self.addCleanup(client.close)
+            client.sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(client.read_response().status, 200)
+            held.append(client)
+        self.assertTrue(wait_until(lambda: status_workers(master)[0]["in_flight"] == 2), status_workers(master))
+        third = Client(master)
+        self.addCleanup(third.close)
+        third.sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(third.read_response().status, 200)
+        answered = 0
+        for client in held:
+            try:
+                client.sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                answered += client.read_response().status == 200
+            except (EOFError, ConnectionResetError, BrokenPipeError):
+                pass
+        self.assertEqual(answered, 1)
+        self.assertEqual(master.stop(), 0)
+
+    def test_a_busy_listener_does_not_starve_another(self):
+        """One worker with a TCP and a Unix listener; four clients keep the TCP listener's
+        backlog full. A request on the Unix socket is answered while that goes on."""
+        folder = tempfile.TemporaryDirectory()
+        self.addCleanup(folder.cleanup)
+        path = os.path.join(folder.name, "app.sock")
+        master = Master(self, dispatch="shared", listen=("tcp://127.0.0.1:0", "unix:" + path))
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+
+        def hammer():
+            while not stop.is_set():
+                get(master, "/sleep?ms=5")
+
+        load = [threading.Thread(target=hammer, daemon=True) for _ in range(4)]
+        for t in load:
+            t.start()
+        self.assertTrue(wait_until(lambda: status_workers(master)[0]["handled"] > 20))
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)  # the load runs until this request is answered
+            s.connect(path)
+            s.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 200"))
+            self.assertFalse(stop.is_set())
+        stop.set()
+        for t in load:
+            t.join(30)
+        self.assertEqual(master.stop(), 0)
+
     def test_threads_serve_connections_of_one_worker_at_once(self):
         """--threads 2: two slow requests on one worker are in flight together (the
         scoreboard says 2), both answered."""
@@ -191,7 +247,7 @@ class BadListenFdsTest(unittest.TestCase):
         cases = [(None, True, "LISTEN_FDS: fd 3: Socket operation on non-socket"),
                  (udp, True, "fd 3 is not a listening stream socket"),
                  (tcp, True, "fd 3 is not a listening stream socket"),
-                 (None, False, "not for this process")]
+                 (None, False, "not this process")]
         for sock, ours, message in cases:
             with self.subTest(message=message, sock=sock):
                 status, err = self.run_wsgi(sock, ours)

@@ -179,6 +179,13 @@ class Worker:
                                 % (proto, PROTOCOL_VERSION))
         self._environ = env
         self._listen_fds = _listen_fds(env)
+        if _env_int(env, "LISTEN_FDS") and not self._listen_fds:
+            # Passed to another process: a wrapper that runs this program as its child
+            # instead of exec'ing it. Without its listeners the worker would wait for
+            # ever on a channel that never brings a connection.
+            raise ProtocolError("LISTEN_FDS=%s is for pid %s, not this process (pid %d): a wrapper must "
+                                "exec this program (exec forkpool-wsgi ...), not run it as a child"
+                                % (env.get("LISTEN_FDS"), env.get("LISTEN_PID", "?"), os.getpid()))
         sock = None
         if env.get("FORKPOOL_CHANNEL_FD"):
             fd = _env_int(env, "FORKPOOL_CHANNEL_FD")
@@ -191,10 +198,6 @@ class Worker:
                 raise ProtocolError("FORKPOOL_CHANNEL_FD=%d is not a SOCK_SEQPACKET socket" % fd)
             sock.set_inheritable(False)
         elif not self._listen_fds:
-            if env.get("LISTEN_FDS"):
-                raise ProtocolError("LISTEN_FDS=%s with LISTEN_PID=%s: not for this process (pid %d), "
-                                    "and FORKPOOL_CHANNEL_FD is not set"
-                                    % (env.get("LISTEN_FDS"), env.get("LISTEN_PID", ""), os.getpid()))
             raise ProtocolError("FORKPOOL_CHANNEL_FD is not set: not running under forkpool")
         self._sock = sock
         # Shared dispatch (or socket activation without forkpool): listeners were passed
@@ -292,6 +295,11 @@ class Worker:
             fd, _ = listener._accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return None
+        return self.accepted(fd, listener, index, address)
+
+    def accepted(self, fd, listener, index=0, address=None):
+        """What accept() does with a descriptor it got from ``listener``, for one accepted
+        elsewhere (by another thread: the Worker object itself is not thread-safe)."""
         try:
             conn = Connection(listener.family, listener.type, listener.proto, fileno=fd)
         except OSError:

@@ -37,6 +37,7 @@ EX_CONFIG = 78  # sysexits.h: the pool is marked failed instead of restarted
 DRAIN_GRACE = 1.0  # seconds an idle keep-alive connection waits for its next request at end of work
 LINGER = 2.0  # seconds a closing connection keeps reading what the client still sends
 GIVE_WAY_AFTER = 0.2  # shared dispatch: an idle keep-alive connection gives way to a waiting one after this
+GIVE_WAY_LOOK = 0.01  # ... when no idle worker has taken that one within this
 LINGER_QUIET = 0.2  # ... but no longer than this after the client stopped sending
 
 # What to do with a connection once a response is complete (after_response).
@@ -106,10 +107,10 @@ class Options:
             self.access_log = open(args.access_log, "a", buffering=1, encoding="utf-8")
 
 
-def _close(conn, reader, lingering):
+def _close(conn, reader, lingering, quiet=LINGER_QUIET):
     """Ends the connection. With ``lingering``, the client may still be sending: the write
-    side is shut first and input read for a moment, so the last response is not destroyed
-    by a reset (closing with unread input sends RST)."""
+    side is shut first and input read for a moment (until ``quiet`` seconds of silence), so
+    the last response is not destroyed by a reset (closing with unread input sends RST)."""
     if lingering or reader.buffered():
         try:
             conn.shutdown(socket.SHUT_WR)
@@ -118,7 +119,7 @@ def _close(conn, reader, lingering):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                conn.settimeout(min(left, LINGER_QUIET))
+                conn.settimeout(min(left, quiet))
                 if not conn.recv(65536):
                     break
         except OSError:  # socket.timeout included: the client has gone quiet
@@ -154,6 +155,8 @@ class Server:
         # client waits on a listener for this worker (that response says so), so
         # keep-alive clients cannot keep others waiting while this worker serves them.
         self._held = 0  # --threads: connections the threads hold (the main thread counts)
+        self._handoff = threading.local()  # a client accepted by a thread that gave way
+        self._next_listener = 0  # where the next round of accepts starts
         if self.sockets:
             self._ending = self.ending_or_others_wait
         self._channel_poll = None
@@ -181,10 +184,14 @@ class Server:
                     return PARK
                 if step == WAIT:
                     waited = self._wait_next_request(conn)
+                    if waited is GIVE_WAY:
+                        # A client waits, accepted already: this one gets our FIN (it
+                        # opens a new connection for its next request). The waiting one
+                        # is served next, so the linger is short.
+                        _close(conn, reader, True, GIVE_WAY_LOOK)
+                        return CLOSE
                     if waited is not True:
-                        # Giving way, the client may be sending its next request right
-                        # now: it gets our FIN, not a reset, and retries on a new connection.
-                        _close(conn, reader, waited == GIVE_WAY)
+                        _close(conn, reader, False)
                         return CLOSE
             first = False
             try:
@@ -249,49 +256,74 @@ class Server:
         by this worker (keepalive = "worker"): up to keepalive_timeout, or DRAIN_GRACE
         once the work ends. True when bytes (or EOF) arrived, False when it is to be closed.
 
-        In shared dispatch, a connection idle for GIVE_WAY_AFTER also gives way to a new
-        one waiting on a listener when this worker accepts nothing else until then (one
-        thread, or every thread holding a connection): GIVE_WAY then, and the worker
-        closes it and accepts, so a keep-alive client that pauses does not keep others
-        waiting (it opens a new connection for its next request)."""
+        In shared dispatch a connection idle for GIVE_WAY_AFTER also gives way to a client
+        that waits on a listener, when this worker accepts nothing else until then (one
+        thread, or every thread holding a connection) and no idle worker has taken the
+        client within GIVE_WAY_LOOK: this thread accepts it itself (so of the workers
+        that might give way, one does, and only for a client that is really there),
+        leaves it in self._handoff for the loop to serve next, and returns GIVE_WAY."""
         poller = select.poll()
         poller.register(conn, select.POLLIN | select.POLLRDHUP)
         poller.register(self.drain, select.POLLIN)
         if self.worker.has_channel:
             poller.register(self.worker, select.POLLRDHUP)  # the master ended our work
-        give_way = set()
+        give_way = {}
         now = time.monotonic()
         deadline = now + self.opts.keepalive_timeout
-        give_way_at = now + GIVE_WAY_AFTER if self.sockets else None
+        look_at = now + GIVE_WAY_AFTER if self.sockets else None  # when to watch the listeners
         while True:
             now = time.monotonic()
             if self.drain.is_set:
                 deadline = min(deadline, self.drain.since + DRAIN_GRACE)
-            if give_way_at is not None and now >= give_way_at:
-                give_way_at = None
-                for _, _, sock in self.sockets:
-                    poller.register(sock, select.POLLIN)
-                    give_way.add(sock.fileno())
-            until = deadline if give_way_at is None else min(deadline, give_way_at)
-            left = until - now
+                look_at = None
             if now >= deadline:
                 return False
-            ready = [fd for fd, _ in poller.poll(max(left, 0) * 1000)]
+            if look_at is not None and now >= look_at:
+                look_at = None
+                if give_way:  # a client waited GIVE_WAY_LOOK: take it, unless another did
+                    if self._all_held() and self._take_waiting(give_way):
+                        return GIVE_WAY
+                    give_way.clear()
+                    look_at = now + GIVE_WAY_LOOK  # then watch the listeners again
+                else:
+                    for _, _, sock in self.sockets:
+                        poller.register(sock, select.POLLIN)
+                        give_way[sock.fileno()] = sock
+            until = deadline if look_at is None else min(deadline, look_at)
+            ready = [fd for fd, _ in poller.poll(max(until - now, 0) * 1000)]
             if conn.fileno() in ready:
                 return True
-            if give_way.intersection(ready):
-                if self._all_held():
-                    return GIVE_WAY
-                # A free thread's main loop accepts it: look again a while later.
+            if give_way and look_at is None and any(fd in give_way for fd in ready):
+                # Leave an idle worker (woken for it, exclusively) the time to take it;
+                # the listeners are not watched meanwhile (they would stay readable).
                 for fd in give_way:
                     poller.unregister(fd)
-                give_way.clear()
-                give_way_at = time.monotonic() + GIVE_WAY_AFTER
+                look_at = time.monotonic() + GIVE_WAY_LOOK
             if self.worker.fileno() in ready:
                 poller.unregister(self.worker)
                 self.drain.set()
             if self.drain.is_set:
                 poller.modify(self.drain, 0)  # stays readable; the deadline covers it now
+
+    def _take_waiting(self, listeners):
+        """Accepts a client still waiting on one of ``listeners`` (fd -> socket), for
+        this thread to serve once it closed its idle connection; False when none is."""
+        for fd, sock in list(listeners.items()):
+            try:
+                accepted, _ = sock._accept()
+            except OSError:  # EAGAIN: taken by another worker; EMFILE: keep ours
+                continue
+            entry = next(e for e in self.sockets if e[2] is sock)
+            self._handoff.value = (accepted, entry)
+            return True
+        return False
+
+    def take_handoff(self):
+        """The client this thread accepted when it gave way, as (fd, (index, address,
+        listener)), or None. Thread-local."""
+        value = getattr(self._handoff, "value", None)
+        self._handoff.value = None
+        return value
 
     def _serve_request(self, conn, reader, req, conn_vars):
         """Runs the app for one request. Returns (keep, body_left): whether the connection
@@ -419,16 +451,21 @@ class Server:
                     _empty_pipe(wake_r)
         self._stop_threads(work, threads)
 
-    def _finish_results(self, results):
-        """Ends the connections the threads are done with; how many."""
+    def _finish_results(self, results, work=None):
+        """Ends the connections the threads are done with; how many fewer they hold (a
+        thread that gave way hands back the client it accepted, which goes to ``work``)."""
         count = 0
         while True:
             try:
-                conn, step = results.get_nowait()
+                conn, step, handoff = results.get_nowait()
             except queue.Empty:
                 return count
-            count += 1
             self.finish(conn, step)
+            taken = self._adopt(handoff)
+            if taken is not None:
+                work.put(taken)
+            else:
+                count += 1
 
     def _stop_threads(self, work, threads):
         self.drain.set()
@@ -456,7 +493,7 @@ class Server:
                 except Exception:
                     traceback.print_exc(file=sys.stderr)
                     step = CLOSE
-                results.put((conn, step))
+                results.put((conn, step, self.take_handoff()))
                 os.write(wake_w, b"x")
 
         threads = [threading.Thread(target=serve_loop, name="wsgi-%d" % i, daemon=True)
@@ -476,21 +513,33 @@ class Server:
         if self.opts.threads > 1:
             return self._run_shared_threads(accepting)
         while not self.drain.is_set:
-            for index, address, sock in accepting.wait():
-                # A worker done with a connection takes the next one waiting without
-                # polling first, as long as there is one (and the work goes on).
-                conn = self._accept(sock, index, address)
-                while conn is not None:
-                    self._serve_own(conn)
-                    conn = None if self.drain.is_set else self._accept(sock, index, address)
+            for entry in accepting.wait():
+                self._serve_own(self._accept(entry))
+            # A worker done with a connection takes the next one waiting without polling
+            # first, from each listener in turn, as long as there is one.
+            while not self.drain.is_set:
+                conn = self._accept_next()
+                if conn is None:
+                    break
+                self._serve_own(conn)
         accepting.close()
 
     def _serve_own(self, conn):
-        try:
-            self.serve_connection(conn)
-        except Exception:  # a bug here must not take the worker down
-            traceback.print_exc(file=sys.stderr)
-        self.worker.done(conn)
+        """Serves a connection this worker accepted, then the client it accepted when that
+        connection gave way (and so on)."""
+        while conn is not None:
+            try:
+                self.serve_connection(conn)
+            except Exception:  # a bug here must not take the worker down
+                traceback.print_exc(file=sys.stderr)
+            self.worker.done(conn)
+            conn = self._adopt(self.take_handoff())
+
+    def _adopt(self, handoff):
+        if handoff is None:
+            return None
+        fd, (index, address, sock) = handoff
+        return self.worker.accepted(fd, sock, index, address)
 
     def _run_shared_threads(self, accepting):
         """--threads N in shared dispatch: the main thread accepts while a thread is free
@@ -499,29 +548,47 @@ class Server:
         busy = _SharedPoller(self, listeners=False)
         busy.add(wake_r)
         accepting.add(wake_r)
+        limit = self.opts.threads
         while not self.drain.is_set:
-            self._held -= self._finish_results(results)
-            poller = accepting if self._held < self.opts.threads else busy
-            for index, address, sock in poller.wait():
-                while self._held < self.opts.threads:
-                    conn = self._accept(sock, index, address)
-                    if conn is None:
-                        break
-                    self._held += 1
-                    work.put(conn)
-                    if self.drain.is_set:
-                        break  # served: its wake-up was ours
+            self._held -= self._finish_results(results, work)
+            ready = (accepting if self._held < limit else busy).wait()
+            for entry in ready:
+                if self._held < limit or self.drain.is_set:  # a wake-up taken is served
+                    self._hand_over(self._accept(entry), work)
+            while ready and self._held < limit and not self.drain.is_set:
+                if not self._hand_over(self._accept_next(), work):
+                    break
             _empty_pipe(wake_r)
         accepting.close()
         busy.close()
         while self._held:
-            self._held -= self._finish_results(results)
+            self._held -= self._finish_results(results, work)
             if self._held:
                 select.select([wake_r], [], [])
                 _empty_pipe(wake_r)
         self._stop_threads(work, threads)
 
-    def _accept(self, sock, index, address):
+    def _hand_over(self, conn, work):
+        if conn is None:
+            return False
+        self._held += 1
+        work.put(conn)
+        return True
+
+    def _accept_next(self):
+        """One connection from the listeners, each asked in turn (a busy listener cannot
+        starve another); None when none has one waiting."""
+        count = len(self.sockets)
+        for i in range(count):
+            at = (self._next_listener + i) % count
+            conn = self._accept(self.sockets[at])
+            if conn is not None:
+                self._next_listener = (at + 1) % count
+                return conn
+        return None
+
+    def _accept(self, entry):
+        index, address, sock = entry
         try:
             return self.worker.accept(sock, index, address)
         except OSError as e:
