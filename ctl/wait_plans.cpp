@@ -126,9 +126,18 @@ WaitPlan scale_plan(const std::string& name, std::uint64_t to) {
               return done(fmt::format("{}: pool {} is stopped; it starts {} workers when started", what, name, to));
             const PoolCounts c = counts(pool);
             const auto live = u64_field(pool, "live");
-            if (static_cast<std::uint64_t>(c.target) == to && live == to && c.ready == c.target && c.changing == 0)
+            // A dynamic pool's own rules (spare_workers above all) may move the target on
+            // from the number asked for: done once the pool has settled where they put it.
+            const bool dynamic = field(pool, "dynamic").is_boolean() && field(pool, "dynamic").get<bool>();
+            const auto target = static_cast<std::uint64_t>(c.target);
+            const bool settled = live == target && c.ready == c.target && c.changing == 0;
+            if (settled && target == to)
               return done(fmt::format("{}: done, {} worker{} ready", what, to, to == 1 ? "" : "s"));
-            return pending(fmt::format("{}: {} running, {} of {} ready", what, live, c.ready, to));
+            if (settled && dynamic)
+              return done(fmt::format("{}: done, {} worker{} ready (the pool's target after its spare_workers, "
+                                      "min_workers and max_workers)",
+                                      what, target, target == 1 ? "" : "s"));
+            return pending(fmt::format("{}: {} running, {} of {} ready", what, live, c.ready, dynamic ? target : to));
           }};
 }
 

@@ -213,6 +213,20 @@ TEST_CASE("forkpoolctl says when a change is not done in --timeout and exits 3",
   stop_master(*slow.master);
 }
 
+TEST_CASE("scale of a dynamic pool is done where its spare_workers put the target", "[ctl][ux][wait]") {
+  // Asked for 1, the pool keeps 2 (spare_workers = 2 idle ones): forkpoolctl once waited
+  // for a target of 1 that never came, until --timeout.
+  Setup s(supervisor_section() + "[pools.web]\ncommand = [" + quoted(hello_binary().string()) +
+          "]\nlisten = [\"tcp://127.0.0.1:0\"]\nmin_workers = 1\nmax_workers = 4\nspare_workers = 2\n");
+  auto c = s.client();
+  REQUIRE(wait_until([&] { return running_and_ready(c, "web", 2); }));
+  const auto r = ctl(s, {"--timeout", "20", "scale", "web", "1"});
+  INFO(r.describe());
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("scale web 1: done, 2 workers ready (the pool's target after its spare_workers"));
+  stop_master(*s.master);
+}
+
 TEST_CASE("restart of a worker in a pool scaled to 0 says the pool has no workers", "[ctl][ux]") {
   Setup s(supervisor_section() + hello_pool("web", 1));
   auto c = s.client();
