@@ -147,6 +147,19 @@ class SharedDispatchTest(unittest.TestCase):
             t.join(30)
         self.assertEqual(master.stop(), 0)
 
+    def test_a_silent_client_takes_no_worker(self):
+        """One worker, one thread: a client that connects and sends nothing (a browser's
+        preconnect) waits in the kernel (TCP_DEFER_ACCEPT), so the next client is served
+        at once instead of after --read-timeout (30 s)."""
+        master = Master(self, dispatch="shared")
+        silent = socket.create_connection(master.address, timeout=10)
+        self.addCleanup(silent.close)
+        self.assertEqual(get(master, "/").status, 200)  # its socket times out after 10 s
+        self.assertEqual(status_workers(master)[0]["handled"], 1)
+        silent.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertTrue(silent.recv(100).startswith(b"HTTP/1.1 200"))  # once it speaks, it is served
+        self.assertEqual(master.stop(), 0)
+
     def test_threads_serve_connections_of_one_worker_at_once(self):
         """--threads 2: two slow requests on one worker are in flight together (the
         scoreboard says 2), both answered."""

@@ -147,6 +147,11 @@ class Server:
                 # (as gunicorn does, and the master in master dispatch): small responses
                 # are not held back by Nagle's algorithm.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                # A client that connects and sends nothing (a browser's preconnect) waits
+                # in the kernel, not in a worker: the connection is accepted once its first
+                # bytes come, or after about --read-timeout (as the master does for
+                # keepalive = "master").
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, max(1, int(opts.read_timeout)))
         # A response's headers say Connection: close once the work ends (looked at when
         # they are written); with keepalive = "master" the connection is parked instead,
         # and its next request goes to another worker.
