@@ -34,11 +34,14 @@ struct PoolCounts {
 PoolCounts counts(const json& pool, double min_uptime = 0.0) {
   PoolCounts c;
   c.target = static_cast<int>(u64_field(pool, "target"));
+  // A fixed pool's workers are numbered 0..target-1 (those above are leaving); a dynamic
+  // pool retires whichever worker was idle longest, so its numbers have gaps.
+  const bool dynamic = field(pool, "dynamic").is_boolean() && field(pool, "dynamic").get<bool>();
   if (const auto& ws = field(pool, "workers"); ws.is_array()) {
     for (const auto& w : ws) {
       const std::string role = str_field(w, "role");
-      if (role == "serving" && serving_ready(w) && static_cast<int>(u64_field(w, "worker")) < c.target &&
-          num_field(w, "uptime_s") >= min_uptime)
+      if (role == "serving" && serving_ready(w) &&
+          (dynamic || static_cast<int>(u64_field(w, "worker")) < c.target) && num_field(w, "uptime_s") >= min_uptime)
         ++c.ready;
       if (role == "replacement" || role == "retiring") ++c.changing;
     }

@@ -148,7 +148,7 @@ Pool::Slot* Pool::longest_idle() {
     if (!s->wanted || !s->process || s->replacement) continue;
     const WorkerProcess& p = *s->process;
     if (p.phase() != WorkerPhase::Ready || p.in_flight() > 0) continue;
-    if (config_->dispatch == config::Dispatch::Shared &&
+    if (p.config().dispatch == config::Dispatch::Shared &&  // it accepts: the scoreboard knows
         ctx_.scoreboard->read_worker(p.identity().scoreboard_slot).state == shm::WorkerState::Busy)
       continue;
     if (best == nullptr || p.idle_since() < best->process->idle_since()) best = s.get();

@@ -227,6 +227,25 @@ TEST_CASE("scale of a dynamic pool is done where its spare_workers put the targe
   stop_master(*s.master);
 }
 
+TEST_CASE("scale down of a dynamic pool is done although the worker it retired was not the highest-numbered",
+          "[ctl][ux][wait]") {
+  // Scaling down retires the worker idle longest (here worker 0), so the ready workers are
+  // numbered 1 and 2: forkpoolctl once counted only those below the target, and waited.
+  Setup s(supervisor_section() + "[pools.web]\ncommand = [" + quoted(hello_binary().string()) +
+          "]\nlisten = [\"tcp://127.0.0.1:0\"]\nmin_workers = 1\nmax_workers = 4\nspare_workers = 0\n"
+          "idle_timeout = \"0\"\n");
+  auto c = s.client();
+  REQUIRE(wait_until([&] { return running_and_ready(c, "web", 1); }));
+  const auto up = ctl(s, {"--timeout", "20", "scale", "web", "3"});
+  INFO(up.describe());
+  REQUIRE(up.exit_code == 0);
+  const auto down = ctl(s, {"--timeout", "20", "scale", "web", "2"});
+  INFO(down.describe());
+  CHECK(down.exit_code == 0);
+  CHECK_THAT(down.out, Catch::Contains("scale web 2: done, 2 workers ready"));
+  stop_master(*s.master);
+}
+
 TEST_CASE("restart of a worker in a pool scaled to 0 says the pool has no workers", "[ctl][ux]") {
   Setup s(supervisor_section() + hello_pool("web", 1));
   auto c = s.client();

@@ -16,6 +16,7 @@ keepalive = "master". See docs/wsgi.md.
 
 import argparse
 import importlib
+import math
 import os
 import queue
 import select
@@ -37,6 +38,7 @@ EX_CONFIG = 78  # sysexits.h: the pool is marked failed instead of restarted
 DRAIN_GRACE = 1.0  # seconds an idle keep-alive connection waits for its next request at end of work
 LINGER = 2.0  # seconds a closing connection keeps reading what the client still sends
 GIVE_WAY_AFTER = 0.2  # shared dispatch: an idle keep-alive connection gives way to a waiting one after this
+MAX_DEFER_ACCEPT = 3600  # seconds: TCP_DEFER_ACCEPT for a --read-timeout beyond it
 GIVE_WAY_LOOK = 0.01  # ... when no idle worker has taken that one within this
 LINGER_QUIET = 0.2  # ... but no longer than this after the client stopped sending
 
@@ -151,7 +153,8 @@ class Server:
                 # in the kernel, not in a worker: the connection is accepted once its first
                 # bytes come, or after about --read-timeout (as the master does for
                 # keepalive = "master").
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, max(1, int(opts.read_timeout)))
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT,
+                                min(max(1, int(opts.read_timeout)), MAX_DEFER_ACCEPT))
         # A response's headers say Connection: close once the work ends (looked at when
         # they are written); with keepalive = "master" the connection is parked instead,
         # and its next request goes to another worker.
@@ -694,6 +697,10 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.threads < 1:
         p.error("--threads must be at least 1")
+    if not (math.isfinite(args.read_timeout) and args.read_timeout > 0):
+        p.error("--read-timeout must be a positive number of seconds")
+    if not (math.isfinite(args.keepalive_timeout) and args.keepalive_timeout >= 0):
+        p.error("--keepalive-timeout must be 0 or a positive number of seconds")
     return args
 
 
