@@ -39,6 +39,12 @@ inline double num_field(const nlohmann::json& j, std::string_view key, double fa
   return v.is_number() ? v.get<double>() : fallback;
 }
 
+// True only for a JSON true (absent, null or another type: false).
+inline bool bool_field(const nlohmann::json& j, std::string_view key) {
+  const auto& v = field(j, key);
+  return v.is_boolean() && v.get<bool>();
+}
+
 inline std::uint64_t u64_field(const nlohmann::json& j, std::string_view key) {
   const auto& v = field(j, key);
   if (v.is_number_unsigned()) return v.get<std::uint64_t>();

@@ -102,7 +102,7 @@ std::string render_pool(const nlohmann::json& pool, bool colour) {
   if (const auto why = str_field(pool, "failed_reason"); !why.empty())
     out += "  failed    " + paint(why, Colour::Red, colour) + "\n";
   std::string bounds;
-  if (const auto& d = field(pool, "dynamic"); d.is_boolean() && d.get<bool>())
+  if (bool_field(pool, "dynamic"))
     bounds = fmt::format(" (min {}, max {})", count_text(pool, "min_workers"), count_text(pool, "max_workers"));
   out += fmt::format("  workers   target {}{}  live {}  ready {}  busy {}  idle {}\n",
                      count_text(pool, "target"), bounds, count_text(pool, "live"),

@@ -36,7 +36,7 @@ PoolCounts counts(const json& pool, double min_uptime = 0.0) {
   c.target = static_cast<int>(u64_field(pool, "target"));
   // A fixed pool's workers are numbered 0..target-1 (those above are leaving); a dynamic
   // pool retires whichever worker was idle longest, so its numbers have gaps.
-  const bool dynamic = field(pool, "dynamic").is_boolean() && field(pool, "dynamic").get<bool>();
+  const bool dynamic = bool_field(pool, "dynamic");
   if (const auto& ws = field(pool, "workers"); ws.is_array()) {
     for (const auto& w : ws) {
       const std::string role = str_field(w, "role");
@@ -131,7 +131,7 @@ WaitPlan scale_plan(const std::string& name, std::uint64_t to) {
             const auto live = u64_field(pool, "live");
             // A dynamic pool's own rules (spare_workers above all) may move the target on
             // from the number asked for: done once the pool has settled where they put it.
-            const bool dynamic = field(pool, "dynamic").is_boolean() && field(pool, "dynamic").get<bool>();
+            const bool dynamic = bool_field(pool, "dynamic");
             const auto target = static_cast<std::uint64_t>(c.target);
             const bool settled = live == target && c.ready == c.target && c.changing == 0;
             if (settled && target == to)

@@ -114,6 +114,8 @@ bool Pool::master_dispatched(const WorkerProcess& p) const {
   return dispatcher_ && p.config().dispatch == config::Dispatch::Master;
 }
 
+bool Pool::accepts_itself(const WorkerProcess& p) { return p.config().dispatch == config::Dispatch::Shared; }
+
 void Pool::update_dispatcher(bool adopting) {
   const bool master = config_->dispatch == config::Dispatch::Master && !listeners_.empty() && !removed_;
   if (master) {
@@ -307,10 +309,14 @@ void Pool::sample_memory() {
   for (auto& s : slots_) {
     if (!s->process) continue;
     const pid_t pid = s->process->pid();
-    if (!master_dispatched(*s->process) && !table) table = ProcessTable::read();
     // Read now, whatever status read a moment ago: this is what max_memory acts on.
-    auto stats = !master_dispatched(*s->process) ? tree_stats(pid, *table)
-                                                 : s->process->usage(now_ns, std::chrono::nanoseconds(0));
+    std::optional<shm::ProcStats> stats;
+    if (master_dispatched(*s->process)) {
+      stats = s->process->usage(now_ns, std::chrono::nanoseconds(0));
+    } else {
+      if (!table) table = ProcessTable::read();
+      stats = tree_stats(pid, *table);
+    }
     if (!stats) continue;
     ctx_.scoreboard->set_usage(s->process->identity().scoreboard_slot, stats->rss_bytes, stats->cpu_time_us);
     if (config_->max_memory > 0 && stats->rss_bytes > config_->max_memory && !s->replacement &&

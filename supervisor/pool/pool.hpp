@@ -179,6 +179,9 @@ class Pool {
   // After a reload from master to shared dispatch, older workers still are until they
   // are replaced; the newer ones accept by themselves and report on the scoreboard.
   bool master_dispatched(const WorkerProcess& p) const;
+  // Whether the worker accepts by itself (shared dispatch): only its scoreboard page says
+  // whether it is busy.
+  static bool accepts_itself(const WorkerProcess& p);
   void maybe_finish_retiring();
   std::uint32_t acquire_scoreboard_slot(unsigned worker);
   // Fixed sizing: slots 0..target-1 are wanted, the rest not.

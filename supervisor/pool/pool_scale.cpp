@@ -56,7 +56,7 @@ SizingCounts Pool::sizing_counts() {
     }
     if (p.phase() != WorkerPhase::Ready) continue;  // killed by a timeout: it is respawned
     bool busy = p.in_flight() > 0;
-    if (p.config().dispatch == config::Dispatch::Shared) {  // it accepts: the scoreboard knows
+    if (accepts_itself(p)) {
       const shm::WorkerSnapshot w = ctx_.scoreboard->read_worker(p.identity().scoreboard_slot);
       busy = w.state == shm::WorkerState::Busy;
       p.observe_activity(busy, w.connections_handled, demand);
@@ -148,7 +148,7 @@ Pool::Slot* Pool::longest_idle() {
     if (!s->wanted || !s->process || s->replacement) continue;
     const WorkerProcess& p = *s->process;
     if (p.phase() != WorkerPhase::Ready || p.in_flight() > 0) continue;
-    if (p.config().dispatch == config::Dispatch::Shared &&  // it accepts: the scoreboard knows
+    if (accepts_itself(p) &&
         ctx_.scoreboard->read_worker(p.identity().scoreboard_slot).state == shm::WorkerState::Busy)
       continue;
     if (best == nullptr || p.idle_since() < best->process->idle_since()) best = s.get();

@@ -432,7 +432,7 @@ class Server:
         held = 0
         ended = False
         while True:
-            held -= self._finish_results(results)
+            held -= self._finish_results(results, work)
             if ended and not held:
                 break
             if not ended:
@@ -459,7 +459,7 @@ class Server:
                     _empty_pipe(wake_r)
         self._stop_threads(work, threads)
 
-    def _finish_results(self, results, work=None):
+    def _finish_results(self, results, work):
         """Ends the connections the threads are done with; how many fewer they hold (a
         thread that gave way hands back the client it accepted, which goes to ``work``)."""
         count = 0
