@@ -223,8 +223,9 @@ void WorkerProcess::hold(std::uint64_t id, const HeldConnection& c) {
   spare_held_.mapped() = c;
   auto placed = held_.insert(std::move(spare_held_));
   if (!placed.inserted) {  // an id it holds already: overwritten, as held_[id] = c does
-    placed.position->second = c;
+    // (From the node, not `c`: GCC 12 at -O3 warns of an overflow, a false positive.)
     spare_held_ = std::move(placed.node);
+    placed.position->second = spare_held_.mapped();
   }
 }
 
