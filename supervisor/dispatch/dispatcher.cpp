@@ -157,6 +157,15 @@ WorkerProcess* Dispatcher::choose() {
   // others (a pool of 1,000 workers costs what a pool of 4 does).
   if (pool_->balance == config::Balance::LeastBusy) {
     if (WorkerProcess* w = idle_.take(still_idle)) return w;
+    // With max_inflight = 1 only an idle worker takes work, and every idle one is in the
+    // stack: pushed when it went idle (ready, DONE, PARK), or put back by the rebuild
+    // that follows whatever else can make it able to take work again (a writable
+    // channel, a phase, a reload: each moves the epoch). Nobody, then, without a look at
+    // every worker (a saturated pool of 1,000 looked at all of them at each connection).
+    if (pool_->max_inflight == 1) {
+      none_accepts_ = true;
+      return nullptr;
+    }
   }
   // Every worker busy (or round-robin): WorkerChoice over all of them.
   if (none_accepts_) return nullptr;
