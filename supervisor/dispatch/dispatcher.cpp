@@ -280,6 +280,7 @@ void Dispatcher::pump() {
 }
 
 void Dispatcher::dispatch_queued() {
+  if (queue_.empty()) return;
   while (!queue_.empty()) {
     refresh_workers();  // a look at a counter, unless the workers changed
     WorkerProcess* const chosen = choose();
@@ -306,6 +307,7 @@ void Dispatcher::dispatch_queued() {
     // idle still, it gets its entry back at the next refresh (a channel that takes
     // records again moves the epoch).
   }
+  if (queue_.empty() && drained_hook_) drained_hook_();
 }
 
 void Dispatcher::on_done(std::chrono::microseconds held) {
@@ -410,6 +412,7 @@ void Dispatcher::arm_queue_timer() {
 }
 
 void Dispatcher::expire_queue() {
+  const bool had = !queue_.empty();
   const auto now = Clock::now();
   while (!queue_.empty() && now - queue_.front().accepted >= pool_->queue_timeout) {
     const Pending& p = queue_.front();
@@ -424,6 +427,7 @@ void Dispatcher::expire_queue() {
     log_unserved(p, access_log::Outcome::QueueTimeout);
     queue_.pop_front();
   }
+  if (had && queue_.empty() && drained_hook_) drained_hook_();
   publish();
   arm_queue_timer();
   update_accepting();

@@ -62,6 +62,14 @@ class Dispatcher {
   // Called after each batch of accepted connections and each resumed parked one (a
   // dynamic pool sizes itself by its idle workers and the queue).
   void set_accept_hook(std::function<void()> hook) { accept_hook_ = std::move(hook); }
+  // Runs when the queue has just emptied (its connections dispatched, timed out or closed).
+  void set_drained_hook(std::function<void()> hook) { drained_hook_ = std::move(hook); }
+  // Closes every parked connection now: no worker of the pool reads a channel any more
+  // (a reload switched it to shared dispatch).
+  void close_parked_connections(const char* why) {
+    close_parked(why);
+    publish();
+  }
   // A reload changed master-side settings (queue limits, balance...): they apply from now.
   void set_config(PoolConfigRef pool);
   // A reload changed the pool's listeners: accept on these from now (none: accept
@@ -123,6 +131,7 @@ class Dispatcher {
   std::uint32_t index_;
   WorkerList list_workers_;
   std::function<void()> accept_hook_;
+  std::function<void()> drained_hook_;
   WorkerChoice choice_;
   std::vector<ListenerRef> listeners_;  // what set_listeners was given (TCP_DEFER_ACCEPT)
   std::vector<int> listener_fds_;

@@ -25,6 +25,7 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, unsigned generation, std::v
       flap_(config_->flap_restarts, config_->flap_window),
       generation_(generation),
       worker_generation_(generation),
+      drained_(ctx.loop),
       rolling_next_(ctx.loop),
       start_next_(ctx.loop),
       idle_timer_(ctx.loop),
@@ -105,9 +106,11 @@ void Pool::want_first(int target) {
 void Pool::dispatch_candidates(std::vector<WorkerProcess*>& out) const {
   out.clear();
   // After a reload that moved the pool to shared dispatch, its older workers still read
-  // their channels until they are replaced; the newer ones never do.
+  // their channels until they are replaced (the last one until the queue is empty); the
+  // newer ones never do.
   for (const auto& s : slots_)
     if (s->process && s->process->config().dispatch == config::Dispatch::Master) out.push_back(s->process.get());
+  out.insert(out.end(), queue_drainers_.begin(), queue_drainers_.end());
 }
 
 bool Pool::master_dispatched(const WorkerProcess& p) const {
@@ -118,27 +121,82 @@ bool Pool::accepts_itself(const WorkerProcess& p) { return p.config().dispatch =
 
 void Pool::update_dispatcher(bool adopting) {
   const bool master = config_->dispatch == config::Dispatch::Master && !listeners_.empty() && !removed_;
-  if (master) {
-    if (!dispatcher_) {
-      dispatcher_ = std::make_unique<Dispatcher>(ctx_, config_, index_, listeners_,
-                                                 [this](std::vector<WorkerProcess*>& out) { dispatch_candidates(out); });
-      dispatcher_->set_accept_hook([this] { rescale(); });
-      dispatcher_->set_paused(state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running &&
-                              state_ != shm::PoolState::Stopped);
-    } else {
-      dispatcher_->set_config(config_);
-      dispatcher_->set_listeners(listeners_);
-    }
+  if (master && !dispatcher_) {
+    dispatcher_ = std::make_unique<Dispatcher>(
+        ctx_, config_, index_, master_accepts(false) ? listeners_ : std::vector<ListenerRef>{},
+        [this](std::vector<WorkerProcess*>& out) { dispatch_candidates(out); });
+    dispatcher_->set_accept_hook([this] { rescale(); });
+    dispatcher_->set_drained_hook([this] {
+      if (!queue_drainers_.empty()) drained_.start(std::chrono::milliseconds(0), [this] { finish_draining(); });
+    });
+    dispatcher_->set_paused(state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running &&
+                            state_ != shm::PoolState::Stopped);
+  } else if (master) {
+    dispatcher_->set_config(config_);
+  }
+  if (dispatcher_) {
+    update_master_accepting(false, adopting);
     return;
   }
-  // Shared dispatch (or nothing to accept): the master accepts nothing; what it queued
-  // still goes to the workers that read their channels.
-  if (dispatcher_) dispatcher_->set_listeners({});
   // Only what master dispatch set is undone: the workers own the listener's flags from
   // here on, and a reload that keeps the pool shared must not change them under workers
   // that accept (one that chose O_NONBLOCK would block in accept(2) for good).
   if (config_->dispatch == config::Dispatch::Shared && !adopting)
     for (const auto& l : listeners_) l->undo_master_settings();  // as before master dispatch set them
+}
+
+bool Pool::master_worker_ready() const {
+  for (const auto& s : slots_)
+    for (const WorkerProcess* p : {s->process.get(), s->replacement.get()})
+      if (p != nullptr && p->config().dispatch == config::Dispatch::Master && p->phase() == WorkerPhase::Ready)
+        return true;
+  return false;
+}
+
+bool Pool::master_accepts(bool self_acceptor_starting) const {
+  const bool master_ready = !queue_drainers_.empty() || master_worker_ready();
+  bool self_alive = self_acceptor_starting;
+  for (const auto& s : slots_)
+    for (const WorkerProcess* p : {s->process.get(), s->replacement.get()})
+      if (p != nullptr && accepts_itself(*p) && p->phase() != WorkerPhase::Stopping &&
+          p->phase() != WorkerPhase::Reaped)
+        self_alive = true;
+  // Master dispatch: the master accepts once a worker that reads its channel is ready, and
+  // until then only if no worker accepts by itself (a pool starting: connections queue).
+  // After a reload to shared dispatch: while workers that read their channels are ready
+  // and none that accepts by itself has started yet (or every one of those failed).
+  if (config_->dispatch == config::Dispatch::Master) return master_ready || !self_alive;
+  return master_ready && !self_alive;
+}
+
+void Pool::update_master_accepting(bool self_acceptor_starting, bool adopting) {
+  if (!dispatcher_) return;
+  const bool accept = !removed_ && !listeners_.empty() && master_accepts(self_acceptor_starting);
+  // Accepting on none keeps the queue: it still goes to the workers that read their
+  // channels. The watches go with it (libuv's poll makes a watched socket non-blocking).
+  dispatcher_->set_listeners(accept ? listeners_ : std::vector<ListenerRef>{});
+  if (config_->dispatch != config::Dispatch::Shared) return;
+  // Shared dispatch: the listeners as they were before master dispatch set them, before a
+  // worker that accepts starts with them (see update_dispatcher).
+  if (!accept && !adopting)
+    for (const auto& l : listeners_) l->undo_master_settings();
+  // A parked connection waits for a worker that reads its channel: none is left.
+  if (dispatcher_->parked() > 0 && queue_drainers_.empty() && !master_worker_ready())
+    dispatcher_->close_parked_connections("as the pool's workers now accept by themselves");
+}
+
+void Pool::finish_draining() {
+  if (queue_drainers_.empty() || (dispatcher_ && dispatcher_->queued() > 0)) return;
+  std::vector<WorkerProcess*> drainers;
+  drainers.swap(queue_drainers_);
+  for (WorkerProcess* p : drainers) {
+    log::at_with(spdlog::level::info, "worker.queue_drained",
+                 [&] { return nlohmann::json{{"pool", config_->name}, {"pid", p->pid()}}; },
+                 "pool {}: the master's queue is empty; worker pid {} (master dispatch) stops", config_->name,
+                 p->pid());
+    p->stop(graceful_stop(p->config()), true);
+  }
+  update_master_accepting();
 }
 
 void Pool::arm_memory_sampler() {
@@ -228,8 +286,17 @@ void Pool::promote(Slot& slot) {
                      old->pid(), slot.replace_reason),
          {{"replaced_pid", old->pid()}});
   ctx_.scoreboard->count(index_, shm::PoolCounter::Recycled);
-  old->stop(graceful_stop(old->config()), true);
+  // A reload to shared dispatch replaced the last worker that reads its channel: what the
+  // master still queued is served by it first (nobody else would take it).
+  if (config_->dispatch == config::Dispatch::Shared && master_dispatched(*old) && dispatcher_->queued() > 0 &&
+      queue_drainers_.empty() && !master_worker_ready()) {
+    queue_drainers_.push_back(old.get());
+    ++ctx_.workers_epoch;  // the dispatcher's list of workers changed
+  } else {
+    old->stop(graceful_stop(old->config()), true);
+  }
   slot.retiring.push_back(std::move(old));
+  update_master_accepting();
   // With ready = "exec" a replacement is ready inside spawn_replacement, so continuing
   // here would replace the whole pool in one recursive sweep.
   rolling_next_.start(std::chrono::milliseconds(0), [this] { continue_rolling(); });

@@ -175,6 +175,18 @@ class Pool {
   // `adopting`: a binary upgrade took the listeners over as the workers use them (a
   // shared listener's blocking mode is theirs to keep: they may have changed it).
   void update_dispatcher(bool adopting = false);
+  // Who accepts follows who is ready (docs/master.md, "A reload that switches dispatch"):
+  // whether the master accepts for the pool now. `self_acceptor_starting`: a worker that
+  // accepts by itself is about to be started (its listener must be the workers' first).
+  bool master_accepts(bool self_acceptor_starting) const;
+  // A worker that reads its channel is ready (a queue drainer included).
+  bool master_worker_ready() const;
+  // Starts or stops the master's accepting as master_accepts says; with shared dispatch
+  // now, also gives the listeners back and, once no worker reads a channel, closes the
+  // parked connections.
+  void update_master_accepting(bool self_acceptor_starting = false, bool adopting = false);
+  // The queue emptied: the drainers stop.
+  void finish_draining();
   // Whether the master passes this worker its connections (and so knows what it holds).
   // After a reload from master to shared dispatch, older workers still are until they
   // are replaced; the newer ones accept by themselves and report on the scoreboard.
@@ -216,6 +228,11 @@ class Pool {
   unsigned worker_generation_;  // workers started before this one run outdated settings
   bool removed_ = false;
   std::unique_ptr<Dispatcher> dispatcher_;
+  // A reload to shared dispatch replaced the last worker that reads its channel while the
+  // master still queued connections: it stays (in its slot's `retiring`), serving them,
+  // until the queue is empty.
+  std::vector<WorkerProcess*> queue_drainers_;
+  Timer drained_;  // finish_draining, on the loop turn after the queue emptied
   std::unique_ptr<Timer> memory_sampler_;
   std::deque<unsigned> rolling_;  // workers still to be replaced by a rolling restart
   std::string rolling_reason_;

@@ -55,6 +55,7 @@ void Pool::handle_exit_of(pid_t pid, int wait_status) {
     ctx_.scoreboard->count(index_, shm::PoolCounter::Crashed);
   p->reaped();
   if (dispatcher_) dispatcher_->on_lost(p->in_flight());
+  if (std::erase(queue_drainers_, p.get()) > 0) ++ctx_.workers_epoch;
   p.reset();
 
   if (was_serving && slot->replacement) {
@@ -62,6 +63,7 @@ void Pool::handle_exit_of(pid_t pid, int wait_status) {
     slot->process = std::move(slot->replacement);
     ++ctx_.workers_epoch;
   }
+  update_master_accepting();  // a worker of one kind or the other is gone
   if (state_ == shm::PoolState::Stopping) {
     if (live() == 0) set_state(shm::PoolState::Stopped);
     return;
@@ -164,6 +166,7 @@ void Pool::stop(bool fast) {
   rolling_next_.stop();
   start_next_.stop();
   if (dispatcher_) dispatcher_->set_paused(true);
+  queue_drainers_.clear();  // stopped below with every retiring worker
   auto plan = [fast](const WorkerProcess& p) { return fast ? immediate_kill() : graceful_stop(p.config()); };
   for (auto& s : slots_) {
     s->restart_timer.stop();

@@ -51,6 +51,7 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> li
       flap_(config_->flap_restarts, config_->flap_window),
       generation_(need(state, "generation").get<unsigned>()),
       worker_generation_(need(state, "worker_generation").get<unsigned>()),
+      drained_(ctx.loop),
       rolling_next_(ctx.loop),
       start_next_(ctx.loop),
       idle_timer_(ctx.loop),
@@ -120,6 +121,9 @@ void Pool::resume_adopted() {
       });
     }
   }
+  // Who accepts, now that the workers are known (a reload switching dispatch may have been
+  // half done); the listeners stay as the workers use them.
+  update_master_accepting(false, true);
   // A rolling restart goes on where it was; the queue goes to whoever can take it.
   rolling_next_.start(std::chrono::milliseconds(0), [this] { continue_rolling(); });
   if (dispatcher_) dispatcher_->pump();

@@ -32,6 +32,7 @@ WorkerEvents Pool::worker_events(Slot& slot, const std::shared_ptr<WorkerProcess
   events.ready = [this, &slot, self] {
     WorkerProcess* p = *self;
     if (p == slot.replacement.get()) promote(slot);
+    update_master_accepting();
     if (dispatcher_) {
       dispatcher_->worker_idle(*p);
       dispatcher_->pump();
@@ -124,6 +125,9 @@ std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
 }
 
 std::unique_ptr<WorkerProcess> Pool::begin_launch(Slot& slot) {
+  // A worker that accepts by itself gets the listeners as the workers have them, and the
+  // master stops accepting before it starts (docs/master.md, "A reload that switches dispatch").
+  if (dispatcher_ && config_->dispatch == config::Dispatch::Shared) update_master_accepting(true);
   auto self = std::make_shared<WorkerProcess*>(nullptr);
   WorkerEvents events = worker_events(slot, self);
   const std::uint32_t sb = acquire_scoreboard_slot(slot.index);

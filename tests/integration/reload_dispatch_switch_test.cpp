@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: Apache-2.0
+// A reload that switches a pool between master and shared dispatch (docs/master.md, "A
+// reload that switches dispatch"): who accepts follows who is ready. The master accepts
+// while a worker that reads its channel is ready and none that accepts by itself runs; what
+// it queued goes to the workers that read their channels, the last of them staying for it;
+// a deploy that fails leaves the old workers serving as the old design did. Each test would
+// hang until its deadline without that (the clients waited in a queue nobody read, or in
+// a backlog nobody accepted from).
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "reload_support.hpp"
+#include "support/held_request.hpp"
+#include "support/http_connection.hpp"
+
+using namespace forkpool::test;
+using namespace forkpool::test::reload_support;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+std::uint64_t counter_of(const json& pool, const char* name) {
+  if (!pool.is_object() || !pool.contains("counters") || !pool["counters"].contains(name)) return ~0ull;
+  return pool["counters"][name].get<std::uint64_t>();
+}
+
+// A pool whose program never starts: it exits 78 (EX_CONFIG) before it is ready, which
+// fails the pool at once. (Not ready = "exec", which takes a program for ready once it
+// runs, and so replaces the old workers before it exits.)
+std::string broken_pool(const std::string& dispatch, const std::string& listen) {
+  return "[pools.web]\ncommand = [\"/bin/sh\", \"-c\", \"exit 78\"]\nlisten = [\"" + listen + "\"]\nworkers = 1\n" +
+         "dispatch = \"" + dispatch + "\"\n" + (dispatch == "shared" ? "ready = \"notify\"\n\n" : "\n");
+}
+
+bool served(const std::string& address) {
+  const auto r = http_get(address, "/", 20s);
+  return r.has_value() && r->status == 200 && r->body == kHelloBody;
+}
+
+}  // namespace
+
+TEST_CASE("a reload from master to shared dispatch serves what the master queued, then closes what it parked",
+          "[reload][dispatch]") {
+  const auto config = [](const std::string& dispatch) {
+    const std::string master_only =
+        dispatch == "master" ? "max_inflight = 1\nkeepalive = \"master\"\nqueue_timeout = \"120s\"\n" : "";
+    return supervisor_section() + hello_pool("web", 1, "dispatch = \"" + dispatch + "\"\n" + master_only);
+  };
+  Master m(config("master"));
+  const std::string addr = m.process->wait_listen_address("web");
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 1); }));
+
+  // A keep-alive connection that waits in the master between requests.
+  HttpConnection parked(addr, 20s);
+  REQUIRE(parked.request("GET", "/"));
+  const auto first = parked.read_response();
+  REQUIRE(first.has_value());
+  CHECK(first->status == 200);
+  REQUIRE(wait_until([&] { return counter_of(pool_status(c, "web"), "parked_now") == 1; }));
+
+  // The only worker holds a request; two more clients wait in the master's queue.
+  HeldRequest held(addr);
+  REQUIRE(wait_until([&] { return pool_status(c, "web").value("busy", 0) == 1; }));
+  auto queued_a = std::async(std::launch::async, [&] { return http_get(addr, "/", 60s); });
+  auto queued_b = std::async(std::launch::async, [&] { return http_get(addr, "/", 60s); });
+  REQUIRE(wait_until([&] {
+    const json p = pool_status(c, "web");
+    return p.is_object() && p["queue"]["length"] == 2;
+  }));
+
+  m.rewrite(config("shared"));
+  require_reloaded(m.reload(), 2);
+  // The new worker accepts by itself; the old one, still holding the request, stays for
+  // the queue.
+  REQUIRE(wait_until([&] {
+    const json p = pool_status(c, "web");
+    if (!p.is_object()) return false;
+    bool retiring = false, serving_ready = false;
+    for (const auto& w : p["workers"]) {
+      if (w["role"] == "retiring") retiring = true;
+      if (w["role"] == "serving" && w["state"] != "starting") serving_ready = true;
+    }
+    return retiring && serving_ready;
+  }, kSettle));
+  CHECK(served(addr));  // a new client goes to the new worker meanwhile
+
+  const auto held_reply = held.release();
+  REQUIRE(held_reply.has_value());
+  CHECK(held_reply->status == 200);
+  for (auto* queued : {&queued_a, &queued_b}) {
+    const auto r = queued->get();
+    REQUIRE(r.has_value());
+    CHECK(r->status == 200);
+    CHECK(r->body == kHelloBody);
+  }
+  // Then the old worker goes, and with it the last reader of a channel: the parked
+  // connection is closed (cleanly, as at shutdown), not left waiting for nobody.
+  CHECK(parked.closed_by_peer());
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 1); }, kSettle));
+  const json p = pool_status(c, "web");
+  INFO(p.dump());
+  CHECK(counter_of(p, "queue_timeouts") == 0);
+  CHECK(counter_of(p, "lost") == 0);
+  CHECK(counter_of(p, "parked_closed") == 1);
+  CHECK(m.log_count("queue\\.timeout") == 0);
+  CHECK(served(addr));
+}
+
+TEST_CASE("a reload from master to shared dispatch whose program fails leaves the old workers serving",
+          "[reload][dispatch]") {
+  // A port of its own: the reload names the same address, which the master keeps open.
+  const std::string addr = "127.0.0.1:" + std::to_string(free_port());
+  Master m(supervisor_section() + hello_pool("web", 1, "dispatch = \"master\"\n", "tcp://" + addr));
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 1); }));
+  const auto before = serving_pids(pool_status(c, "web"));
+
+  m.rewrite(supervisor_section() + broken_pool("shared", "tcp://" + addr));
+  require_reloaded(m.reload(), 2);
+  REQUIRE(wait_until([&] { return pool_status(c, "web").value("state", "") == "failed"; }, kSettle));
+  CHECK(serving_pids(pool_status(c, "web")) == before);
+  for (int i = 0; i < 3; ++i) CHECK(served(addr));
+}
+
+TEST_CASE("a reload from shared to master dispatch whose program fails leaves the old workers serving",
+          "[reload][dispatch]") {
+  // A port of its own: the reload names the same address, which the master keeps open.
+  const std::string addr = "127.0.0.1:" + std::to_string(free_port());
+  Master m(supervisor_section() + hello_pool("web", 1, "dispatch = \"shared\"\n", "tcp://" + addr));
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 1); }));
+  const auto before = serving_pids(pool_status(c, "web"));
+
+  m.rewrite(supervisor_section() + broken_pool("master", "tcp://" + addr));
+  require_reloaded(m.reload(), 2);
+  REQUIRE(wait_until([&] { return pool_status(c, "web").value("state", "") == "failed"; }, kSettle));
+  CHECK(serving_pids(pool_status(c, "web")) == before);
+  for (int i = 0; i < 3; ++i) CHECK(served(addr));
+  const json p = pool_status(c, "web");
+  CHECK(p["queue"]["length"] == 0);  // the master queued nothing for workers that never came
+}
+
+TEST_CASE("a reload from shared to master dispatch leaves the old workers accepting until a new one is ready",
+          "[reload][dispatch]") {
+  // A port of its own: the reload names the same address, which the master keeps open.
+  const std::string addr = "127.0.0.1:" + std::to_string(free_port());
+  Master m(supervisor_section() + hello_pool("web", 1, "dispatch = \"shared\"\n", "tcp://" + addr));
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 1); }));
+
+  // The new program waits for a file before it becomes forkpool-hello: it cannot be
+  // ready before the test says so, however fast the machine.
+  const auto gate = m.dir / "gate";
+  m.rewrite(supervisor_section() + "[pools.web]\ncommand = [\"/bin/sh\", \"-c\", \"while [ ! -e " + gate.string() +
+            " ]; do sleep 0.02; done; exec " + hello_binary().string() + "\"]\nlisten = [\"tcp://" + addr +
+            "\"]\nworkers = 1\ndispatch = \"master\"\n\n");
+  require_reloaded(m.reload(), 2);
+  REQUIRE(wait_until([&] {
+    const json p = pool_status(c, "web");
+    return p.is_object() && p["workers"].size() == 2;  // the replacement has started
+  }));
+  // By the old worker: the master takes none of them (it did, and queued them for a
+  // worker that was not ready, when it raced the old worker for every connection).
+  for (int i = 0; i < 20; ++i) CHECK(served(addr));
+  CHECK(counter_of(pool_status(c, "web"), "accepted") == 0);
+
+  replace_file(gate, "");
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 1); }, kSettle));
+  CHECK(served(addr));
+  CHECK(counter_of(pool_status(c, "web"), "dispatched") >= 1);  // the master's turn now
+}
