@@ -202,6 +202,18 @@ class SharedDispatchTest(unittest.TestCase):
                 self.assertTrue(idle.at_eof())
                 self.assertEqual(master.proc.wait(30), 0)
 
+    def test_restarted_workers_exit_0_not_on_the_stop_signal(self):
+        """The master's TERM follows its end of work at once in shared dispatch. A worker
+        already on its way out (Python's shutdown puts back the default action of the
+        signals it handles) was killed by it now and then: "exited on signal 15", for a
+        stop that went as planned."""
+        master = Master(self, dispatch="shared", workers=2)
+        for _ in range(6):
+            self.assertEqual(master.ctl("restart", "app").returncode, 0)
+        self.assertTrue(wait_until(lambda: master.log().count("exited with status 0") >= 12, 30), master.log())
+        self.assertNotIn("exited on signal", master.log())
+        self.assertEqual(master.stop(), 0)
+
     def test_rolling_restarts_under_load_lose_no_request(self):
         """ab with and without keep-alive while the pool is restarted twice and a worker
         gets a TERM of its own: every request answered."""

@@ -734,6 +734,11 @@ def main(argv=None):
         return EX_CONFIG
     with worker:
         Server(worker, app, opts, drain, sockets).run()
+        # The work is over and the process is on its way out: a stop signal from now on
+        # (the master's TERM after its end of work) must not kill it. Python's shutdown
+        # puts back the default action of the signals it handles, but leaves ignored ones.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0
 
 
