@@ -325,3 +325,20 @@ class ClientGoneTest(unittest.TestCase):
         for bad in ("Traceback", "ERROR in app", "ClientGone", "error handling"):
             self.assertNotIn(bad, log)
         self.assertEqual(master.stop(), 0)
+
+    def test_a_client_that_stops_reading_is_not_an_error_of_the_app(self):
+        """A streamed response the client stops reading: once a send waits --read-timeout,
+        the request ends as for a client gone (one line), not as an error of the app with
+        a traceback; the worker goes on serving."""
+        master = Master(self, args=("--read-timeout", "1"))
+        pid = get_pid(master)
+        client = Client(master)
+        self.addCleanup(client.close)
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.sock.sendall(b"GET /stream?n=2000000 HTTP/1.1\r\nHost: x\r\n\r\n")  # and read nothing
+        self.assertTrue(master.wait_log("client stopped reading the response of GET /stream", 30), master.log())
+        self.assertEqual(get_pid(master), pid)
+        log = master.log()
+        for bad in ("Traceback", "error handling", "BlockingIOError"):
+            self.assertNotIn(bad, log)
+        self.assertEqual(master.stop(), 0)

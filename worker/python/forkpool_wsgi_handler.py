@@ -13,6 +13,8 @@ from wsgiref.handlers import BaseHandler, format_date_time
 from wsgiref.headers import Headers
 from wsgiref.util import FileWrapper, is_hop_by_hop
 
+import forkpool_http as http
+
 __all__ = ["Handler", "Listener", "connection_vars", "build_environ", "error_response", "AccessLog",
            "SERVER_SOFTWARE", "BODY_DRAIN_LIMIT"]
 
@@ -86,7 +88,20 @@ class Handler(BaseHandler):
         if self.out:
             data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
             self.out = []
-            self._conn.sendall(data)
+            try:
+                self._conn.sendall(data)
+            except (TimeoutError, BlockingIOError) as e:
+                raise self._stopped_reading() from e
+
+    def _stopped_reading(self):
+        """A send that timed out: the client stopped reading the response. That is the
+        client going away (wsgiref ends the request quietly on ConnectionAbortedError), not
+        an error of the app: one line, no traceback."""
+        env = self.environ or {}
+        print("forkpool-wsgi[%d]: client stopped reading the response of %s %s (nothing taken for %gs)"
+              % (os.getpid(), env.get("REQUEST_METHOD", "?"), env.get("RAW_URI", "?"), self._send_timeout),
+              file=sys.stderr)
+        return http.ClientGone("the client stopped reading")
 
     # Headers.
     def start_response(self, status, headers, exc_info=None):
@@ -233,6 +248,8 @@ class Handler(BaseHandler):
         self._conn.settimeout(self._send_timeout)
         try:
             sent = self._conn.sendfile(filelike, offset=filelike.tell(), count=self.declared_length)
+        except (TimeoutError, BlockingIOError) as e:
+            raise self._stopped_reading() from e
         finally:
             self._conn.settimeout(None)
         self.body_sent += sent
