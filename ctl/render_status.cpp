@@ -110,8 +110,12 @@ std::string render_pool(const nlohmann::json& pool, bool colour) {
   if (const auto scale = str_field(pool, "last_scale"); !scale.empty())
     out += "  scaled    " + scale + "\n";
   const auto& c = field(pool, "counters");
-  if (master_dispatch) {
-    const auto& q = field(pool, "queue");
+  const auto& q = field(pool, "queue");
+  // A pool switched to shared dispatch by a reload still shows what the master holds for
+  // its older workers until that is served (docs/master.md, "A reload that switches dispatch").
+  const bool master_holds =
+      u64_field(q, "length") > 0 || u64_field(c, "in_flight") > 0 || u64_field(c, "parked_now") > 0;
+  if (master_dispatch || master_holds) {
     out += fmt::format("  queue     {} (peak {}, limit {})  timeouts {}\n", count_text(q, "length"),
                        count_text(q, "peak"), count_text(q, "limit"), count_text(c, "queue_timeouts"));
     out += fmt::format(
@@ -119,7 +123,7 @@ std::string render_pool(const nlohmann::json& pool, bool colour) {
         count_text(c, "accepted"), count_text(c, "dispatched"), count_text(c, "completed"),
         count_text(c, "in_flight"), count_text(c, "lost"), count_text(c, "closed"));
     // keepalive = "master": idle keep-alive connections wait in the master between requests.
-    if (str_field(pool, "keepalive") == "master")
+    if (str_field(pool, "keepalive") == "master" || u64_field(c, "parked_now") > 0)
       out += fmt::format("  parked    {} now  parked {}  resumed {}  timed out {}  closed by client {}\n",
                          count_text(c, "parked_now"), count_text(c, "parked"), count_text(c, "resumed"),
                          count_text(c, "keepalive_timeouts"), count_text(c, "keepalive_closed"));

@@ -205,6 +205,20 @@ TEST_CASE("ctl status renders a summary per pool and an aligned worker table", "
     CHECK(display_width(clines[i]) == display_width(lines[i]));
 }
 
+TEST_CASE("ctl status of a pool switched to shared dispatch shows what the master still holds", "[ctl][status]") {
+  // A reload from master to shared dispatch: the older worker serves what the master
+  // queued and parked before it goes (docs/master.md); until then status says so.
+  const auto reply = nlohmann::json::parse(R"({"ok":true,"pools":[{"name":"web","state":"running",
+    "dispatch":"shared","listeners":["tcp://127.0.0.1:8080"],"target":1,"live":2,"ready":2,"busy":1,"idle":1,
+    "queue":{"length":2,"peak":2,"limit":1024},
+    "counters":{"accepted":9,"dispatched":7,"completed":5,"in_flight":1,"parked_now":1,"parked":3,"resumed":2},
+    "workers":[]}]})");
+  const std::string text = render_status(reply, false);
+  CHECK(text.find("queue     2 (peak 2, limit 1024)") != std::string::npos);
+  CHECK(text.find("accepted 9  dispatched 7  completed 5  in flight 1") != std::string::npos);
+  CHECK(text.find("  parked    1 now  parked 3  resumed 2") != std::string::npos);
+}
+
 TEST_CASE("ctl status tolerates missing fields", "[ctl][status]") {
   CHECK(render_status(nlohmann::json::parse(R"({"ok":true})"), false).find("no pools") !=
         std::string::npos);
