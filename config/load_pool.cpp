@@ -227,6 +227,10 @@ PoolConfig load_pool(const std::string& name, const toml::table& table,
   assign(pool.ready_timeout, r.duration("ready_timeout"));
   assign(pool.watchdog, r.duration("watchdog"));
   assign(pool.request_timeout, r.duration("request_timeout"));
+  if (pool.request_timeout.count() > 0 && pool.dispatch != Dispatch::Master)
+    r.error("request_timeout",
+            "needs dispatch = \"master\" (in shared dispatch the master never holds a connection, so it cannot time "
+            "one; `watchdog` stops a worker that hangs)");
   assign(pool.timeout_signal, load_signal(r, "timeout_signal"));
   if (auto v = r.integer("max_requests", 0, 1'000'000'000'000)) pool.max_requests = static_cast<std::uint64_t>(*v);
   if (auto v = r.integer("max_requests_jitter", 0, 1'000'000'000'000))

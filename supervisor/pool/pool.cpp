@@ -40,6 +40,7 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, unsigned generation, std::v
   want_first(target_);
   update_dispatcher();
   arm_memory_sampler();
+  arm_shared_recycling();
   publish_size();
   ctx_.scoreboard->set_pool_state(index_, state_);
 }

@@ -38,6 +38,9 @@ inline constexpr int kMaxPoolWorkers = 4096;
 // others are still being forked (docs/performance.md, start-up).
 inline constexpr int kFirstStartBatch = 2;
 inline constexpr int kStartBatch = 16;
+// Shared dispatch: how often max_requests is looked at (the master sees no connection of
+// these workers; their scoreboard pages count them).
+inline constexpr std::chrono::milliseconds kSharedRecyclingCheck{1000};
 
 class Pool {
  public:
@@ -168,6 +171,10 @@ class Pool {
   void update_running();
   void sample_memory();
   void arm_memory_sampler();
+  // Shared dispatch (pool_shared_recycling.cpp): max_requests from the connections each
+  // worker counts on its scoreboard page, looked at every kSharedRecyclingCheck while set.
+  void arm_shared_recycling();
+  void recycle_shared_workers();
   void continue_rolling();
   bool start_replacement(Slot& slot);  // true if one started (or already took over)
   bool outdated(const WorkerProcess& p) const;
@@ -234,6 +241,7 @@ class Pool {
   std::vector<WorkerProcess*> queue_drainers_;
   Timer drained_;  // finish_draining, on the loop turn after the queue emptied
   std::unique_ptr<Timer> memory_sampler_;
+  std::unique_ptr<Timer> shared_recycling_;  // arm_shared_recycling
   std::deque<unsigned> rolling_;  // workers still to be replaced by a rolling restart
   std::string rolling_reason_;
   std::string last_exit_line_;  // the latest unplanned exit, as logged; "" after a failed start

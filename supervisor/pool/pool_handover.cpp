@@ -72,6 +72,7 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> li
   if (dispatcher_ && state.contains("dispatcher") && !state["dispatcher"].is_null())
     dispatcher_->adopt_state(state["dispatcher"], fds);
   arm_memory_sampler();
+  arm_shared_recycling();
   for (const auto& js : need(state, "slots")) {
     const unsigned i = need(js, "index").get<unsigned>();
     if (i >= static_cast<unsigned>(kMaxPoolWorkers))

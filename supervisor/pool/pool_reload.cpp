@@ -43,6 +43,7 @@ void Pool::reconfigure(PoolConfigRef config, unsigned generation, std::vector<Li
   flap_.set_limits(config_->flap_restarts, config_->flap_window);
   for (auto& s : slots_) s->backoff.set_delays(config_->restart_delay, config_->restart_delay_max);
   arm_memory_sampler();
+  arm_shared_recycling();
 
   if (change == config::PoolChange::Replace) {
     // Every worker started before now runs outdated settings: replace them all, a

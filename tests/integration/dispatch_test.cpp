@@ -407,6 +407,27 @@ TEST_CASE("max_requests recycles workers under load with zero failed requests", 
   CHECK(p["counters"]["crashed"] == 0);
 }
 
+// Shared dispatch: the master passes no connection, so max_requests reads what each worker
+// counted on its scoreboard page (it was silently ignored there).
+TEST_CASE("max_requests recycles shared-dispatch workers from their scoreboard counts with zero failed requests",
+          "[dispatch][recycle][shared]") {
+  TempDir dir;
+  write_file(dir / "f.toml", hello_pool("workers = 2\ndispatch = \"shared\"\nmax_requests = 100\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  const std::string out = ab_output({"-n", "2000", "-c", "4", "http://" + addr + "/"});
+  INFO(out);
+  CHECK(out.find("Failed requests:        0") != std::string::npos);
+  CHECK(!master.wait_log("replaces pid [0-9]+ after [0-9]+ connections \\(max_requests\\)").empty());
+  REQUIRE(wait_until([&] { return pool_status(dir)["counters"].value("recycled", 0) >= 2; }));
+  const json p = pool_status(dir);
+  CHECK(p["counters"]["crashed"] == 0);
+  // Each replacement starts counting afresh: a worker far past the limit would be one the
+  // master never looked at.
+  for (const auto& w : p["workers"]) CHECK(w.value("handled", 0) < 1000);
+}
+
 TEST_CASE("running out of descriptors pauses accepting without spinning", "[dispatch][emfile]") {
   TempDir dir;
   write_file(dir / "f.toml", hello_pool("workers = 1\nmax_inflight = 1\nqueue_timeout = \"0\"\n"));

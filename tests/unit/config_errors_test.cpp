@@ -90,6 +90,8 @@ const std::vector<BadConfig>& pool_cases() {
       {"ready misspelt", kPool + "ready = \"notfy\"\n", 3, 9, "pools.web.ready", "did you mean \"notify\"?"},
       {"keepalive master in shared dispatch", kPool + "dispatch = \"shared\"\nkeepalive = \"master\"\n", 4, 13,
        "pools.web.keepalive", "needs dispatch = \"master\""},
+      {"request_timeout in shared dispatch", kPool + "dispatch = \"shared\"\nrequest_timeout = \"30s\"\n", 4, 19,
+       "pools.web.request_timeout", "needs dispatch = \"master\" (in shared dispatch the master never holds a connection"},
       {"max_parked zero", kPool + "max_parked = 0\n", 3, 14, "pools.web.max_parked", "from 1 to"},
       {"isolate unknown", kPool + "isolate = \"cgroup\"\n", 3, 11, "pools.web.isolate",
        "expected one of \"none\", \"pid\", got \"cgroup\""},

@@ -167,7 +167,7 @@ TEST_CASE("config load: every pool key when present", "[config][load]") {
   std::filesystem::create_directory(dir / "out");
   const auto c = load(R"([pools.web]
 command = ["/bin/sh", "-c", "exec app --name {pool}-{worker}"]
-dispatch = "shared"
+dispatch = "master"
 listen = ["tcp://127.0.0.1:8080", "tcp://[::1]:0", "unix:web.sock", "unix:@web"]
 workers = 7
 max_inflight = 16
@@ -202,7 +202,7 @@ stderr = "log"
                       dir / "forkpool.toml");
   const auto& p = only_pool(c);
   CHECK(p.command == std::vector<std::string>{"/bin/sh", "-c", "exec app --name {pool}-{worker}"});
-  CHECK(p.dispatch == cfg::Dispatch::Shared);
+  CHECK(p.dispatch == cfg::Dispatch::Master);
   REQUIRE(p.listen.size() == 4);
   CHECK(p.listen[0].text == "tcp://127.0.0.1:8080");
   CHECK(p.listen[0].port == 8080);
