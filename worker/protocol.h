@@ -36,6 +36,11 @@ struct fp_msg {
  * it; a worker that parks one it left so says so), so a receiver that wants it need not
  * set it; clear means unknown (a Unix socket, an older master). Not used in READY. */
 #define FP_FD_NODELAY 0x2u
+/* In `reserved`. CONN only: the master will not hold this connection again (a reload took
+ * its pool out of master dispatch): answer what the client sends now and close it, with
+ * "Connection: close", instead of parking it or keeping it for more requests. Older
+ * workers ignore it; a connection they park anyway waits in the master as any other. */
+#define FP_FD_LAST 0x4u
 
 #ifdef __cplusplus
 static_assert(sizeof(struct fp_msg) == 16, "the wire record is 16 bytes");

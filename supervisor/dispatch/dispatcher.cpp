@@ -280,7 +280,6 @@ void Dispatcher::pump() {
 }
 
 void Dispatcher::dispatch_queued() {
-  if (queue_.empty()) return;
   while (!queue_.empty()) {
     refresh_workers();  // a look at a counter, unless the workers changed
     WorkerProcess* const chosen = choose();
@@ -295,7 +294,8 @@ void Dispatcher::dispatch_queued() {
       p.fd_flags &= ~FP_FD_NONBLOCK;
     }
     const Clock::time_point now = Clock::now();
-    if (w.send_connection(p.fd.get(), p.listener, p.id, p.peer, p.peer_len, p.accepted, p.fd_flags, now) ==
+    if (w.send_connection(p.fd.get(), p.listener, p.id, p.peer, p.peer_len, p.accepted,
+                          p.fd_flags | (last_connections_ ? FP_FD_LAST : 0u), now) ==
         SendResult::Sent) {
       const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(now - p.accepted);
       ctx_.scoreboard->record_queue_wait(index_, static_cast<std::uint64_t>(waited.count()));
@@ -307,7 +307,6 @@ void Dispatcher::dispatch_queued() {
     // idle still, it gets its entry back at the next refresh (a channel that takes
     // records again moves the epoch).
   }
-  if (queue_.empty() && drained_hook_) drained_hook_();
 }
 
 void Dispatcher::on_done(std::chrono::microseconds held) {
@@ -412,7 +411,6 @@ void Dispatcher::arm_queue_timer() {
 }
 
 void Dispatcher::expire_queue() {
-  const bool had = !queue_.empty();
   const auto now = Clock::now();
   while (!queue_.empty() && now - queue_.front().accepted >= pool_->queue_timeout) {
     const Pending& p = queue_.front();
@@ -427,7 +425,6 @@ void Dispatcher::expire_queue() {
     log_unserved(p, access_log::Outcome::QueueTimeout);
     queue_.pop_front();
   }
-  if (had && queue_.empty() && drained_hook_) drained_hook_();
   publish();
   arm_queue_timer();
   update_accepting();
@@ -492,6 +489,7 @@ void Dispatcher::publish() {
   ctx_.scoreboard->set_queued(index_, queue_.size());
   ctx_.scoreboard->set_in_flight(index_, in_flight_);
   ctx_.scoreboard->set_parked(index_, parked_ ? parked_->size() : 0);
+  if (held_hook_) held_hook_();
 }
 
 }  // namespace forkpool::supervisor

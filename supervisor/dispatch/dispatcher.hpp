@@ -62,8 +62,14 @@ class Dispatcher {
   // Called after each batch of accepted connections and each resumed parked one (a
   // dynamic pool sizes itself by its idle workers and the queue).
   void set_accept_hook(std::function<void()> hook) { accept_hook_ = std::move(hook); }
-  // Runs when the queue has just emptied (its connections dispatched, timed out or closed).
-  void set_drained_hook(std::function<void()> hook) { drained_hook_ = std::move(hook); }
+  // Runs whenever what the master holds may have changed (queued, in flight, parked: after
+  // each dispatch, DONE, PARK, timeout or close); null: nothing runs.
+  void set_held_hook(std::function<void()> hook) { held_hook_ = std::move(hook); }
+  // Connections handed out from now on are the last the master holds (FP_FD_LAST): a reload
+  // took the pool out of master dispatch, and the worker closes them after answering.
+  void set_last_connections(bool last) { last_connections_ = last; }
+  // Connections handed to workers and not yet DONE or PARKed.
+  std::uint64_t in_flight() const { return in_flight_; }
   // Closes every parked connection now: no worker of the pool reads a channel any more
   // (a reload switched it to shared dispatch).
   void close_parked_connections(const char* why) {
@@ -131,7 +137,8 @@ class Dispatcher {
   std::uint32_t index_;
   WorkerList list_workers_;
   std::function<void()> accept_hook_;
-  std::function<void()> drained_hook_;
+  std::function<void()> held_hook_;
+  bool last_connections_ = false;
   WorkerChoice choice_;
   std::vector<ListenerRef> listeners_;  // what set_listeners was given (TCP_DEFER_ACCEPT)
   std::vector<int> listener_fds_;

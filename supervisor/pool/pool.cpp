@@ -26,6 +26,7 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, unsigned generation, std::v
       generation_(generation),
       worker_generation_(generation),
       drained_(ctx.loop),
+      drain_deadline_(ctx.loop),
       rolling_next_(ctx.loop),
       start_next_(ctx.loop),
       idle_timer_(ctx.loop),
@@ -127,9 +128,6 @@ void Pool::update_dispatcher(bool adopting) {
         ctx_, config_, index_, master_accepts(false) ? listeners_ : std::vector<ListenerRef>{},
         [this](std::vector<WorkerProcess*>& out) { dispatch_candidates(out); });
     dispatcher_->set_accept_hook([this] { rescale(); });
-    dispatcher_->set_drained_hook([this] {
-      if (!queue_drainers_.empty()) drained_.start(std::chrono::milliseconds(0), [this] { finish_draining(); });
-    });
     dispatcher_->set_paused(state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running &&
                             state_ != shm::PoolState::Stopped);
   } else if (master) {
@@ -176,6 +174,8 @@ void Pool::update_master_accepting(bool self_acceptor_starting, bool adopting) {
   // Accepting on none keeps the queue: it still goes to the workers that read their
   // channels. The watches go with it (libuv's poll makes a watched socket non-blocking).
   dispatcher_->set_listeners(accept ? listeners_ : std::vector<ListenerRef>{});
+  // Out of master dispatch: each connection handed out is the last (FP_FD_LAST).
+  dispatcher_->set_last_connections(config_->dispatch == config::Dispatch::Shared);
   if (config_->dispatch != config::Dispatch::Shared) return;
   // Shared dispatch: the listeners as they were before master dispatch set them, before a
   // worker that accepts starts with them (see update_dispatcher).
@@ -186,18 +186,45 @@ void Pool::update_master_accepting(bool self_acceptor_starting, bool adopting) {
     dispatcher_->close_parked_connections("as the pool's workers now accept by themselves");
 }
 
-void Pool::finish_draining() {
-  if (queue_drainers_.empty() || (dispatcher_ && dispatcher_->queued() > 0)) return;
+void Pool::start_draining(std::unique_ptr<WorkerProcess>& old) {
+  queue_drainers_.push_back(old.get());
+  ++ctx_.workers_epoch;  // the dispatcher's list of workers changed
+  // Looked at after whatever changes what the master holds, on the next loop turn.
+  dispatcher_->set_held_hook([this] {
+    if (!drained_.active()) drained_.start(std::chrono::milliseconds(0), [this] { finish_draining(false); });
+  });
+  // A keep-alive client that never sends again, with keepalive_timeout "0", would keep
+  // the drainer for good: graceful_timeout bounds the drain, as it bounds a worker's.
+  if (config_->graceful_timeout.count() > 0)
+    drain_deadline_.start(config_->graceful_timeout, [this] { finish_draining(true); });
+}
+
+void Pool::finish_draining(bool deadline) {
+  if (queue_drainers_.empty()) return;
+  // Done when nothing the master holds can still need a worker that reads its channel:
+  // nothing queued, nothing parked (each comes back once with FP_FD_LAST and is closed
+  // after its answer), and nothing in flight (a worker may still park it).
+  if (!deadline && dispatcher_ &&
+      (dispatcher_->queued() > 0 || dispatcher_->parked() > 0 || dispatcher_->in_flight() > 0))
+    return;
   std::vector<WorkerProcess*> drainers;
   drainers.swap(queue_drainers_);
+  end_draining();
   for (WorkerProcess* p : drainers) {
-    log::at_with(spdlog::level::info, "worker.queue_drained",
+    log::at_with(spdlog::level::info, "worker.drained",
                  [&] { return nlohmann::json{{"pool", config_->name}, {"pid", p->pid()}}; },
-                 "pool {}: the master's queue is empty; worker pid {} (master dispatch) stops", config_->name,
-                 p->pid());
+                 "pool {}: the master holds no connection for a worker that reads its channel{}; worker pid {} "
+                 "(master dispatch) stops",
+                 config_->name, deadline ? " after graceful_timeout" : "", p->pid());
     p->stop(graceful_stop(p->config()), true);
   }
-  update_master_accepting();
+  update_master_accepting();  // closes what is still parked, if anything
+}
+
+void Pool::end_draining() {
+  drain_deadline_.stop();
+  drained_.stop();
+  if (dispatcher_) dispatcher_->set_held_hook(nullptr);
 }
 
 void Pool::arm_memory_sampler() {
@@ -288,11 +315,12 @@ void Pool::promote(Slot& slot) {
          {{"replaced_pid", old->pid()}});
   ctx_.scoreboard->count(index_, shm::PoolCounter::Recycled);
   // A reload to shared dispatch replaced the last worker that reads its channel: what the
-  // master still queued is served by it first (nobody else would take it).
-  if (config_->dispatch == config::Dispatch::Shared && master_dispatched(*old) && dispatcher_->queued() > 0 &&
-      queue_drainers_.empty() && !master_worker_ready()) {
-    queue_drainers_.push_back(old.get());
-    ++ctx_.workers_epoch;  // the dispatcher's list of workers changed
+  // master still holds (queued, parked, in flight with workers that may park it) is
+  // served by it first (nobody else would take it).
+  if (config_->dispatch == config::Dispatch::Shared && master_dispatched(*old) && queue_drainers_.empty() &&
+      !master_worker_ready() &&
+      (dispatcher_->queued() > 0 || dispatcher_->parked() > 0 || dispatcher_->in_flight() > 0)) {
+    start_draining(old);
   } else {
     old->stop(graceful_stop(old->config()), true);
   }

@@ -192,8 +192,11 @@ class Pool {
   // now, also gives the listeners back and, once no worker reads a channel, closes the
   // parked connections.
   void update_master_accepting(bool self_acceptor_starting = false, bool adopting = false);
-  // The queue emptied: the drainers stop.
-  void finish_draining();
+  // The last worker that reads its channel stays for what the master holds (promote).
+  void start_draining(std::unique_ptr<WorkerProcess>& old);
+  // The master holds nothing more for it (or graceful_timeout passed): the drainers stop.
+  void finish_draining(bool deadline);
+  void end_draining();
   // Whether the master passes this worker its connections (and so knows what it holds).
   // After a reload from master to shared dispatch, older workers still are until they
   // are replaced; the newer ones accept by themselves and report on the scoreboard.
@@ -239,7 +242,8 @@ class Pool {
   // master still queued connections: it stays (in its slot's `retiring`), serving them,
   // until the queue is empty.
   std::vector<WorkerProcess*> queue_drainers_;
-  Timer drained_;  // finish_draining, on the loop turn after the queue emptied
+  Timer drained_;         // finish_draining, on the loop turn after what the master holds changed
+  Timer drain_deadline_;  // finish_draining at graceful_timeout
   std::unique_ptr<Timer> memory_sampler_;
   std::unique_ptr<Timer> shared_recycling_;  // arm_shared_recycling
   std::deque<unsigned> rolling_;  // workers still to be replaced by a rolling restart

@@ -55,7 +55,10 @@ void Pool::handle_exit_of(pid_t pid, int wait_status) {
     ctx_.scoreboard->count(index_, shm::PoolCounter::Crashed);
   p->reaped();
   if (dispatcher_) dispatcher_->on_lost(p->in_flight());
-  if (std::erase(queue_drainers_, p.get()) > 0) ++ctx_.workers_epoch;
+  if (std::erase(queue_drainers_, p.get()) > 0) {
+    ++ctx_.workers_epoch;
+    if (queue_drainers_.empty()) end_draining();
+  }
   p.reset();
 
   if (was_serving && slot->replacement) {
@@ -167,6 +170,7 @@ void Pool::stop(bool fast) {
   start_next_.stop();
   if (dispatcher_) dispatcher_->set_paused(true);
   queue_drainers_.clear();  // stopped below with every retiring worker
+  end_draining();
   auto plan = [fast](const WorkerProcess& p) { return fast ? immediate_kill() : graceful_stop(p.config()); };
   for (auto& s : slots_) {
     s->restart_timer.stop();

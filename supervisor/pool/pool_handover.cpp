@@ -52,6 +52,7 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> li
       generation_(need(state, "generation").get<unsigned>()),
       worker_generation_(need(state, "worker_generation").get<unsigned>()),
       drained_(ctx.loop),
+      drain_deadline_(ctx.loop),
       rolling_next_(ctx.loop),
       start_next_(ctx.loop),
       idle_timer_(ctx.loop),

@@ -83,6 +83,8 @@ WorkerEvents Pool::worker_events(Slot& slot, const std::shared_ptr<WorkerProcess
     recycle_if_due(*self);
     if (dispatcher_ && (*self)->in_flight() == 0) dispatcher_->worker_idle(**self);
     if (dispatcher_) dispatcher_->on_parked(id, held, std::move(fd), fd_flags);  // else `fd` closes here
+    // Out of master dispatch, parked once no worker reads its channel: closed at once.
+    if (config_->dispatch == config::Dispatch::Shared) update_master_accepting();
     maybe_finish_retiring();
     rescale();
   };

@@ -55,6 +55,7 @@ struct hello_conn* hello_conn_create(int fd, int64_t now_ms) {
   c->served = false;
   c->counted = false;
   c->passed = false;
+  c->last = false;
   c->last_active_ms = now_ms;
   c->body_left = 0;
   c->scan = 0;
@@ -171,7 +172,7 @@ static void linger_read(struct hello_loop* loop, struct hello_conn* c) {
 
 /* keepalive = "master": idle connections go back to the master between requests. */
 static bool parks(const struct hello_loop* loop, const struct hello_conn* c) {
-  return c->passed && loop->worker != NULL && fp_worker_keepalive_master(loop->worker);
+  return c->passed && !c->last && loop->worker != NULL && fp_worker_keepalive_master(loop->worker);
 }
 
 /* Answers the complete requests in the input buffer, in order. Returns true
@@ -209,8 +210,8 @@ static bool process(struct hello_loop* loop, struct hello_conn* c) {
     pos += req.head_len;
     c->body_left = req.content_length;
     /* Draining, a connection is kept only if it can be parked: the master then hands its
-     * next request to another worker. */
-    bool keep = req.keep_alive && (!loop->draining || parks(loop, c));
+     * next request to another worker. One the master will not hold again is closed. */
+    bool keep = req.keep_alive && !c->last && (!loop->draining || parks(loop, c));
     enum hello_conn_header ch = !keep                    ? HELLO_CONN_CLOSE
                                 : req.version_minor == 0 ? HELLO_CONN_KEEP_ALIVE
                                                          : HELLO_CONN_DEFAULT;

@@ -25,6 +25,7 @@ struct hello_conn {
   bool served;       /* answered at least one request (so it can be idle) */
   bool counted;      /* on the scoreboard as busy (shared dispatch under forkpool) */
   bool passed;       /* came from the master; `master` must be reported done */
+  bool last;         /* the master will not hold it again (fp_conn_last): close after answering */
   fp_conn master;
   int64_t last_active_ms;
   uint64_t body_left; /* request body bytes still to skip */

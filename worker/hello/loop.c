@@ -137,6 +137,7 @@ int hello_adopt_passed(struct hello_loop* loop, fp_conn* passed) {
     return -1;
   }
   c->passed = true;
+  c->last = fp_conn_last(passed) != 0;
   c->master = *passed;
   hello_conn_start(loop, c); /* may answer and close or park it before returning */
   return 0;

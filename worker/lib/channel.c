@@ -243,7 +243,8 @@ static enum receive_result receive_one(fp_worker* w, fp_conn* conn) {
   conn->fd = fds[0];
   conn->listener = m.arg;
   conn->id = m.id;
-  conn->flags_ = FP_CONN_LIVE | ((m.reserved & FP_FD_NODELAY) != 0 ? FP_CONN_NODELAY : 0u);
+  conn->flags_ = FP_CONN_LIVE | ((m.reserved & FP_FD_NODELAY) != 0 ? FP_CONN_NODELAY : 0u) |
+                 ((m.reserved & FP_FD_LAST) != 0 ? FP_CONN_LAST : 0u);
   w->in_flight++;
   fp_slot_writer_mark_busy(&w->slot, fp_slot_writer_now_ns());
   return RECEIVED_CONN;
@@ -349,6 +350,8 @@ int fp_worker_park(fp_worker* w, fp_conn* conn) {
 int fp_worker_keepalive_master(const fp_worker* w) { return w->keepalive_master ? 1 : 0; }
 
 int fp_conn_nodelay(const fp_conn* conn) { return fp_conn_live(conn) && (conn->flags_ & FP_CONN_NODELAY) != 0 ? 1 : 0; }
+
+int fp_conn_last(const fp_conn* conn) { return fp_conn_live(conn) && (conn->flags_ & FP_CONN_LAST) != 0 ? 1 : 0; }
 
 int fp_worker_ready(fp_worker* w) {
   int result = 0;

@@ -14,8 +14,10 @@
  * FP_CONN_NODELAY, is set when the CONN said TCP_NODELAY is on (FP_FD_NODELAY). */
 #define FP_CONN_LIVE 0x46504c56u /* "FPLV" */
 #define FP_CONN_NODELAY 0x1u
+/* Bit 3 (clear in FP_CONN_LIVE): the CONN said FP_FD_LAST. */
+#define FP_CONN_LAST 0x8u
 static inline bool fp_conn_live(const fp_conn* conn) {
-  return conn != NULL && (conn->flags_ & ~FP_CONN_NODELAY) == FP_CONN_LIVE;
+  return conn != NULL && (conn->flags_ & ~(FP_CONN_NODELAY | FP_CONN_LAST)) == FP_CONN_LIVE;
 }
 
 struct fp_worker {

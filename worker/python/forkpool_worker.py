@@ -47,9 +47,10 @@ MSG_CONN = 1  # master -> worker: one connection, its fd by SCM_RIGHTS
 MSG_READY = 16  # worker -> master: ready for work
 MSG_DONE = 17  # worker -> master: connection `id` finished and closed
 MSG_PARK = 18  # worker -> master: connection `id` idle between requests, its fd handed back
+FD_LAST = 0x4  # CONN's reserved: the master will not hold the connection again (FP_FD_LAST)
 
 # u16 type, u16 arg, u32 reserved (READY, CONN, PARK: FP_FD_NONBLOCK, bit 0;
-# FP_FD_NODELAY, bit 1), u64 id; host byte order, no padding: 16 bytes. A Connection is
+# FP_FD_NODELAY, bit 1; CONN: FP_FD_LAST, bit 2), u64 id; host byte order, no padding: 16 bytes. A Connection is
 # blocking: READY does not ask for non-blocking ones, its mode is still set on receipt (a
 # parked connection comes back as its last worker left it), and a PARK leaves both flags
 # clear ("unknown": this module does not track what the program did to the socket).
@@ -70,7 +71,7 @@ class ProtocolError(OSError):
 class Connection(socket.socket):
     """A socket.socket passed by the master, with its forkpool id and listener."""
 
-    __slots__ = ("forkpool_id", "forkpool_listener", "forkpool_address", "_forkpool_live")
+    __slots__ = ("forkpool_id", "forkpool_listener", "forkpool_address", "forkpool_last", "_forkpool_live")
 
 
 class _SlotWriter:
@@ -308,6 +309,7 @@ class Worker:
         conn.forkpool_id = None  # not the master's: no DONE
         conn.forkpool_listener = index
         conn.forkpool_address = address
+        conn.forkpool_last = False
         conn._forkpool_live = True
         self.in_flight += 1
         self._slot.mark_busy()
@@ -390,7 +392,7 @@ class Worker:
                 os.close(fd)
             self.rejected += 1
             return False
-        mtype, arg, _, ident = _MSG.unpack(data)
+        mtype, arg, reserved, ident = _MSG.unpack(data)
         if mtype != MSG_CONN:
             if fds:  # READY, DONE and unknown types carry no descriptor
                 for fd in fds:
@@ -417,6 +419,8 @@ class Worker:
         conn.forkpool_id = ident
         conn.forkpool_listener = arg
         conn.forkpool_address = self.listeners[arg] if arg < len(self.listeners) else None
+        # FP_FD_LAST: the master will not hold it again; answer, then close (not park()).
+        conn.forkpool_last = bool(reserved & FD_LAST)
         conn._forkpool_live = True
         self.in_flight += 1
         self._slot.mark_busy()

@@ -63,6 +63,10 @@ def after_response(keep_alive, buffered, keepalive_master):
     return WAIT
 
 
+def _always():
+    return True
+
+
 class Drain:
     """End of work: set once (the channel's end, SIGTERM/SIGINT), seen by every poll.
 
@@ -349,8 +353,10 @@ class Server:
         else:
             body = http.LengthBody(reader, req.content_length, on_first)
         env = build_environ(req, conn_vars)
+        # A connection the master will not hold again (FP_FD_LAST) ends after this response.
+        ending = _always if getattr(conn, "forkpool_last", False) else self._ending
         handler = Handler(conn, req, env, body, self.multithread, req.method == "HEAD", self.opts.read_timeout,
-                          self._ending)
+                          ending)
         handler.run(self.app)
         if body.gone is not None:
             # wsgi.input gave the app a short read (no exception): this line says why.

@@ -132,6 +132,12 @@ FP_WORKER_API int fp_worker_park(fp_worker* w, fp_conn* conn);
  * older master) or `conn` is not a live connection. */
 FP_WORKER_API int fp_conn_nodelay(const fp_conn* conn);
 
+/* 1 when the master will not hold this connection again (FP_FD_LAST: a reload took the
+ * pool out of master dispatch): answer the requests the client sends now with
+ * "Connection: close" and close it (fp_worker_done), rather than fp_worker_park or
+ * keeping it; 0 otherwise or when `conn` is not a live connection. */
+FP_WORKER_API int fp_conn_last(const fp_conn* conn);
+
 /* Connections delivered are in blocking mode by default (simple read/write workers); an
  * event loop asks for non-blocking ones here, before fp_worker_ready: READY then asks the
  * master to accept them non-blocking (docs/protocol.md, FP_FD_NONBLOCK). A blocking
