@@ -121,40 +121,38 @@ TEST_CASE("a reload from master to shared dispatch serves what the master queued
   CHECK(served(addr));
 }
 
-TEST_CASE("a reload from master to shared dispatch whose program fails leaves the old workers serving",
-          "[reload][dispatch]") {
+namespace {
+
+// A pool in dispatch `from` reloaded to a program that fails in dispatch `to`: the pool is
+// failed, its old workers run on, and they still get every client.
+void check_failed_switch_keeps_old_workers(const std::string& from, const std::string& to) {
   // A port of its own: the reload names the same address, which the master keeps open.
   const std::string addr = "127.0.0.1:" + std::to_string(free_port());
-  Master m(supervisor_section() + hello_pool("web", 1, "dispatch = \"master\"\n", "tcp://" + addr));
+  Master m(supervisor_section() + hello_pool("web", 1, "dispatch = \"" + from + "\"\n", "tcp://" + addr));
   REQUIRE(m.ready());
   auto c = m.client();
   REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 1); }));
   const auto before = serving_pids(pool_status(c, "web"));
 
-  m.rewrite(supervisor_section() + broken_pool("shared", "tcp://" + addr));
+  m.rewrite(supervisor_section() + broken_pool(to, "tcp://" + addr));
   require_reloaded(m.reload(), 2);
   REQUIRE(wait_until([&] { return pool_status(c, "web").value("state", "") == "failed"; }, kSettle));
   CHECK(serving_pids(pool_status(c, "web")) == before);
   for (int i = 0; i < 3; ++i) CHECK(served(addr));
+  // Nothing queued for workers that never came.
+  CHECK(pool_status(c, "web")["queue"]["length"] == 0);
+}
+
+}  // namespace
+
+TEST_CASE("a reload from master to shared dispatch whose program fails leaves the old workers serving",
+          "[reload][dispatch]") {
+  check_failed_switch_keeps_old_workers("master", "shared");
 }
 
 TEST_CASE("a reload from shared to master dispatch whose program fails leaves the old workers serving",
           "[reload][dispatch]") {
-  // A port of its own: the reload names the same address, which the master keeps open.
-  const std::string addr = "127.0.0.1:" + std::to_string(free_port());
-  Master m(supervisor_section() + hello_pool("web", 1, "dispatch = \"shared\"\n", "tcp://" + addr));
-  REQUIRE(m.ready());
-  auto c = m.client();
-  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 1); }));
-  const auto before = serving_pids(pool_status(c, "web"));
-
-  m.rewrite(supervisor_section() + broken_pool("master", "tcp://" + addr));
-  require_reloaded(m.reload(), 2);
-  REQUIRE(wait_until([&] { return pool_status(c, "web").value("state", "") == "failed"; }, kSettle));
-  CHECK(serving_pids(pool_status(c, "web")) == before);
-  for (int i = 0; i < 3; ++i) CHECK(served(addr));
-  const json p = pool_status(c, "web");
-  CHECK(p["queue"]["length"] == 0);  // the master queued nothing for workers that never came
+  check_failed_switch_keeps_old_workers("shared", "master");
 }
 
 TEST_CASE("a reload from shared to master dispatch leaves the old workers accepting until a new one is ready",
