@@ -10,6 +10,7 @@ Run: /usr/bin/python3 -m unittest discover -s tests/python (CTest: python_wsgi_m
 """
 
 import importlib.util
+import json
 import os
 import re
 import signal
@@ -249,6 +250,21 @@ def term_delivered(pid):
         return True
     pending = [int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigPnd", "ShdPnd"))]
     return not any(p & (1 << (signal.SIGTERM - 1)) for p in pending)
+
+
+class GarbageCollectionTest(unittest.TestCase):
+    def test_what_the_import_made_is_frozen_out_of_the_collector(self):
+        """The app's modules and objects, made once at import, are out of the cyclic
+        collector's sight (gc.freeze) when requests run, so its full collections do not
+        walk them at every turn; what requests make is still collected."""
+        master = Master(self)
+        client = Client(master)
+        self.addCleanup(client.close)
+        client.sock.sendall(b"GET /gc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        state = json.loads(client.read_response().body)
+        self.assertGreater(state["frozen"], 10000, state)  # Flask and its imports
+        self.assertLess(state["tracked"], state["frozen"], state)
+        self.assertEqual(master.stop(), 0)
 
 
 class HeadTest(unittest.TestCase):

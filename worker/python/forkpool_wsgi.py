@@ -15,6 +15,7 @@ keepalive = "master". See docs/wsgi.md.
 """
 
 import argparse
+import gc
 import importlib
 import math
 import os
@@ -697,6 +698,7 @@ def parse_args(argv):
     p.add_argument("--pythonpath", action="append", default=[], metavar="DIR", help="a folder to put first on sys.path (repeatable)")
     p.add_argument("--keepalive-timeout", type=float, default=5.0, metavar="SECONDS", help="an idle keep-alive connection held by the worker is closed after this (default 5)")
     p.add_argument("--read-timeout", type=float, default=30.0, metavar="SECONDS", help="a client silent this long within a request is dropped (default 30)")
+    p.add_argument("--no-gc-freeze", action="store_true", help="leave what the app's import made to the garbage collector (by default it is frozen out of its sight: gc.freeze)")
     p.add_argument("--limit-request-line", type=int, default=4094, metavar="BYTES")
     p.add_argument("--limit-request-fields", type=int, default=100, metavar="N")
     p.add_argument("--limit-request-field-size", type=int, default=8190, metavar="BYTES")
@@ -733,6 +735,12 @@ def main(argv=None):
         traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
         print("forkpool-wsgi: cannot load %s: %s" % (args.app, e), file=sys.stderr)
         return EX_CONFIG
+    # What the import made (modules, routes, templates) lives as long as the worker: moved
+    # out of the cyclic garbage collector's sight, so its full collections stop walking it
+    # again and again while requests run (docs/wsgi.md, "Garbage collection").
+    if not args.no_gc_freeze:
+        gc.collect()
+        gc.freeze()
     try:
         opts = Options(args)
     except OSError as e:

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """A real Flask application for tests/integration/wsgi_test.cpp and bench/wsgi_vs_gunicorn."""
 
+import gc
 import hashlib
 import os
 import time
@@ -43,6 +44,12 @@ def stream():
 def sleep():
     time.sleep(request.args.get("ms", default=100, type=int) / 1000.0)
     return "slept\n"
+
+
+@app.get("/gc")
+def gc_state():
+    # What the server left to the garbage collector: frozen objects are out of its sight.
+    return {"frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects())}
 
 
 @app.get("/fail")
