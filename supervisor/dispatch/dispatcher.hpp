@@ -70,6 +70,8 @@ class Dispatcher {
   void set_last_connections(bool last) { last_connections_ = last; }
   // Connections handed to workers and not yet DONE or PARKed.
   std::uint64_t in_flight() const { return in_flight_; }
+  // Closes every queued connection now (counted closed): nobody will take them.
+  void close_queued(const char* why) { close_queue(why); }
   // Closes every parked connection now: no worker of the pool reads a channel any more
   // (a reload switched it to shared dispatch).
   void close_parked_connections(const char* why) {

@@ -180,8 +180,17 @@ void Listener::close() {
 
 void Listener::undo_master_settings() {
   if (nonblocking) set_nonblocking(false);
+  undo_master_options();
+}
+
+void Listener::undo_master_options() {
   if (nodelay) set_nodelay(false);
   if (defer_accept != 0) set_defer_accept(0);
+}
+
+bool Listener::is_nonblocking() const {
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  return flags >= 0 && (flags & O_NONBLOCK) != 0;
 }
 
 bool Listener::set_backlog(int n) {
@@ -207,7 +216,10 @@ bool Listener::set_defer_accept(int seconds) {
 
 void Listener::set_nonblocking(bool on) {
   const int flags = ::fcntl(fd.get(), F_GETFL);
-  if (flags >= 0 && ::fcntl(fd.get(), F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK) == 0) nonblocking = on;
+  if (flags < 0) return;
+  // Non-blocking already (the workers that accept chose it): not this master's to undo.
+  if (on && (flags & O_NONBLOCK) != 0) return;
+  if (::fcntl(fd.get(), F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK) == 0) nonblocking = on;
 }
 
 }  // namespace forkpool::supervisor

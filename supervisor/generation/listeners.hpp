@@ -53,6 +53,11 @@ struct Listener {
   // Clears what master dispatch set (`nonblocking`, `nodelay`, `defer_accept`): when the
   // workers take the socket over (shared dispatch), and when a socket systemd passed is let go.
   void undo_master_settings();
+  // The same but O_NONBLOCK, which a worker that accepts may depend on: what may be undone
+  // while such workers run.
+  void undo_master_options();
+  // Whether the open file has O_NONBLOCK now (whoever set it).
+  bool is_nonblocking() const;
   // Closes the socket now and removes its file (shutdown).
   void close();
 };

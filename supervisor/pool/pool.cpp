@@ -124,8 +124,9 @@ bool Pool::accepts_itself(const WorkerProcess& p) { return p.config().dispatch =
 void Pool::update_dispatcher(bool adopting) {
   const bool master = config_->dispatch == config::Dispatch::Master && !listeners_.empty() && !removed_;
   if (master && !dispatcher_) {
+    // Adopting (a binary upgrade), the workers are not known yet: resume_adopted decides.
     dispatcher_ = std::make_unique<Dispatcher>(
-        ctx_, config_, index_, master_accepts(false) ? listeners_ : std::vector<ListenerRef>{},
+        ctx_, config_, index_, !adopting && master_accepts(false) ? listeners_ : std::vector<ListenerRef>{},
         [this](std::vector<WorkerProcess*>& out) { dispatch_candidates(out); });
     dispatcher_->set_accept_hook([this] { rescale(); });
     dispatcher_->set_paused(state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running &&
@@ -152,20 +153,38 @@ bool Pool::master_worker_ready() const {
   return false;
 }
 
-bool Pool::master_accepts(bool self_acceptor_starting) const {
-  const bool master_ready = !queue_drainers_.empty() || master_worker_ready();
-  bool self_alive = self_acceptor_starting;
-  for (const auto& s : slots_)
+bool Pool::self_acceptor_alive() const {
+  for (const auto& s : slots_) {
     for (const WorkerProcess* p : {s->process.get(), s->replacement.get()})
-      if (p != nullptr && accepts_itself(*p) && p->phase() != WorkerPhase::Stopping &&
-          p->phase() != WorkerPhase::Reaped)
-        self_alive = true;
-  // Master dispatch: the master accepts once a worker that reads its channel is ready, and
-  // until then only if no worker accepts by itself (a pool starting: connections queue).
-  // After a reload to shared dispatch: while workers that read their channels are ready
-  // and none that accepts by itself has started yet (or every one of those failed).
-  if (config_->dispatch == config::Dispatch::Master) return master_ready || !self_alive;
-  return master_ready && !self_alive;
+      if (p != nullptr && accepts_itself(*p) && p->phase() != WorkerPhase::Reaped) return true;
+    for (const auto& r : s->retiring)
+      if (accepts_itself(*r) && r->phase() != WorkerPhase::Reaped) return true;
+  }
+  return false;
+}
+
+bool Pool::listeners_nonblocking() const {
+  for (const auto& l : listeners_)
+    if (!l->is_nonblocking()) return false;
+  return true;
+}
+
+bool Pool::master_accepts(bool self_acceptor_starting) const {
+  // The master needs its listeners non-blocking, and O_NONBLOCK belongs to the open file
+  // every process that accepts shares: beside such a process (stopping ones included) it
+  // accepts only if that process made them non-blocking itself, never changing the flag
+  // under it (one that accepts in blocking mode would fail, one that set the flag would
+  // block once the master gave it back). Before one starts, the master lets go.
+  if (self_acceptor_starting) return false;
+  const bool others = self_acceptor_alive();
+  if (others && !listeners_nonblocking()) return false;
+  // Master dispatch: whenever nothing else accepts (a pool starting: connections queue),
+  // else once a worker that reads its channel is ready. After a reload to shared dispatch:
+  // while workers that read their channels are ready (not the last one draining: what the
+  // master holds must come to an end), which also keeps the old design serving when
+  // every worker of the new program failed.
+  if (config_->dispatch == config::Dispatch::Master) return !others || master_worker_ready();
+  return master_worker_ready();
 }
 
 void Pool::update_master_accepting(bool self_acceptor_starting, bool adopting) {
@@ -178,25 +197,28 @@ void Pool::update_master_accepting(bool self_acceptor_starting, bool adopting) {
   dispatcher_->set_last_connections(config_->dispatch == config::Dispatch::Shared);
   if (config_->dispatch != config::Dispatch::Shared) return;
   // Shared dispatch: the listeners as they were before master dispatch set them, before a
-  // worker that accepts starts with them (see update_dispatcher).
-  if (!accept && !adopting)
-    for (const auto& l : listeners_) l->undo_master_settings();
+  // worker that accepts starts with them (see update_dispatcher); O_NONBLOCK never under
+  // one that runs (see master_accepts).
+  if (!accept && !adopting) {
+    const bool others = self_acceptor_alive();
+    for (const auto& l : listeners_) others ? l->undo_master_options() : l->undo_master_settings();
+  }
   // A parked connection waits for a worker that reads its channel: none is left.
   if (dispatcher_->parked() > 0 && queue_drainers_.empty() && !master_worker_ready())
     dispatcher_->close_parked_connections("as the pool's workers now accept by themselves");
 }
 
-void Pool::start_draining(std::unique_ptr<WorkerProcess>& old) {
-  queue_drainers_.push_back(old.get());
+void Pool::start_draining(WorkerProcess* old) {
+  queue_drainers_.push_back(old);
   ++ctx_.workers_epoch;  // the dispatcher's list of workers changed
   // Looked at after whatever changes what the master holds, on the next loop turn.
   dispatcher_->set_held_hook([this] {
     if (!drained_.active()) drained_.start(std::chrono::milliseconds(0), [this] { finish_draining(false); });
   });
   // A keep-alive client that never sends again, with keepalive_timeout "0", would keep
-  // the drainer for good: graceful_timeout bounds the drain, as it bounds a worker's.
-  if (config_->graceful_timeout.count() > 0)
-    drain_deadline_.start(config_->graceful_timeout, [this] { finish_draining(true); });
+  // the drainer for good: graceful_timeout bounds the drain, as it bounds a worker's
+  // ("0": no grace, as for a stop).
+  drain_deadline_.start(config_->graceful_timeout, [this] { finish_draining(true); });
 }
 
 void Pool::finish_draining(bool deadline) {
@@ -210,6 +232,8 @@ void Pool::finish_draining(bool deadline) {
   std::vector<WorkerProcess*> drainers;
   drainers.swap(queue_drainers_);
   end_draining();
+  // At the deadline, what still waits for a worker that reads its channel has none left.
+  if (deadline && dispatcher_) dispatcher_->close_queued("as no worker that reads its channel is left");
   for (WorkerProcess* p : drainers) {
     log::at_with(spdlog::level::info, "worker.drained",
                  [&] { return nlohmann::json{{"pool", config_->name}, {"pid", p->pid()}}; },
@@ -320,7 +344,7 @@ void Pool::promote(Slot& slot) {
   if (config_->dispatch == config::Dispatch::Shared && master_dispatched(*old) && queue_drainers_.empty() &&
       !master_worker_ready() &&
       (dispatcher_->queued() > 0 || dispatcher_->parked() > 0 || dispatcher_->in_flight() > 0)) {
-    start_draining(old);
+    start_draining(old.get());
   } else {
     old->stop(graceful_stop(old->config()), true);
   }

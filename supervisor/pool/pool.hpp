@@ -186,14 +186,18 @@ class Pool {
   // whether the master accepts for the pool now. `self_acceptor_starting`: a worker that
   // accepts by itself is about to be started (its listener must be the workers' first).
   bool master_accepts(bool self_acceptor_starting) const;
-  // A worker that reads its channel is ready (a queue drainer included).
+  // A worker that reads its channel is ready (a queue drainer not included).
   bool master_worker_ready() const;
+  // A process of the pool that accepts by itself has not been reaped (stopping included).
+  bool self_acceptor_alive() const;
+  // Every listener of the pool has O_NONBLOCK now.
+  bool listeners_nonblocking() const;
   // Starts or stops the master's accepting as master_accepts says; with shared dispatch
   // now, also gives the listeners back and, once no worker reads a channel, closes the
   // parked connections.
   void update_master_accepting(bool self_acceptor_starting = false, bool adopting = false);
   // The last worker that reads its channel stays for what the master holds (promote).
-  void start_draining(std::unique_ptr<WorkerProcess>& old);
+  void start_draining(WorkerProcess* old);
   // The master holds nothing more for it (or graceful_timeout passed): the drainers stop.
   void finish_draining(bool deadline);
   void end_draining();
@@ -242,6 +246,7 @@ class Pool {
   // master still queued connections: it stays (in its slot's `retiring`), serving them,
   // until the queue is empty.
   std::vector<WorkerProcess*> queue_drainers_;
+  std::vector<WorkerProcess*> adopted_drainers_;  // a binary upgrade: drainers until resume_adopted
   Timer drained_;         // finish_draining, on the loop turn after what the master holds changed
   Timer drain_deadline_;  // finish_draining at graceful_timeout
   std::unique_ptr<Timer> memory_sampler_;

@@ -3,6 +3,9 @@
 // the adopting constructor and resume_adopted in the new one. The workers run on
 // untouched; only the master's bookkeeping of them is carried.
 
+#include <algorithm>
+
+#include "config/names.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/pool/pool.hpp"
 #include "supervisor/pool/pool_slot.hpp"
@@ -14,18 +17,26 @@ using nlohmann::json;
 using upgrade::need;
 
 json Pool::export_state(upgrade::FdList& fds) const {
+  // Each worker with the dispatch it runs (a reload may have switched the pool's while it
+  // runs on) and whether it stays for what the master holds (a drainer).
+  const auto worker_state = [&](const WorkerProcess& p) {
+    json j = p.export_state(fds);
+    j["dispatch"] = std::string(config::to_string(p.config().dispatch));
+    j["drainer"] = std::find(queue_drainers_.begin(), queue_drainers_.end(), &p) != queue_drainers_.end();
+    return j;
+  };
   json slots = json::array();
   for (const auto& s : slots_) {
     json retiring = json::array();
-    for (const auto& r : s->retiring) retiring.push_back(r->export_state(fds));
+    for (const auto& r : s->retiring) retiring.push_back(worker_state(*r));
     slots.push_back(
         {{"index", s->index},
          {"wanted", s->wanted},
          {"replace_reason", s->replace_reason},
          {"last_error", s->last_error},
          {"restart_due", s->restart_timer.active() ? upgrade::to_ns(s->restart_due) : 0},
-         {"process", s->process ? s->process->export_state(fds) : json()},
-         {"replacement", s->replacement ? s->replacement->export_state(fds) : json()},
+         {"process", s->process ? worker_state(*s->process) : json()},
+         {"replacement", s->replacement ? worker_state(*s->replacement) : json()},
          {"retiring", std::move(retiring)}});
   }
   return {{"name", config_->name},
@@ -70,8 +81,15 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> li
   rolling_reason_ = state.value("rolling_reason", "");
   last_scale_ = state.value("last_scale", "");
   update_dispatcher(true);
-  if (dispatcher_ && state.contains("dispatcher") && !state["dispatcher"].is_null())
-    dispatcher_->adopt_state(state["dispatcher"], fds);
+  const bool dispatcher_state = state.contains("dispatcher") && !state["dispatcher"].is_null();
+  if (!dispatcher_ && dispatcher_state && !listeners_.empty()) {
+    // Shared dispatch now, with what the master held for older workers (a reload switched
+    // it): a dispatcher for them, accepting nothing.
+    dispatcher_ = std::make_unique<Dispatcher>(ctx_, config_, index_, std::vector<ListenerRef>{},
+                                               [this](std::vector<WorkerProcess*>& out) { dispatch_candidates(out); });
+    dispatcher_->set_accept_hook([this] { rescale(); });
+  }
+  if (dispatcher_ && dispatcher_state) dispatcher_->adopt_state(state["dispatcher"], fds);
   arm_memory_sampler();
   arm_shared_recycling();
   for (const auto& js : need(state, "slots")) {
@@ -95,7 +113,15 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> li
 std::unique_ptr<WorkerProcess> Pool::adopt_worker(Slot& slot, const json& state,
                                                   upgrade::AdoptedFds& fds) {
   auto self = std::make_shared<WorkerProcess*>(nullptr);
-  auto p = std::make_unique<WorkerProcess>(ctx_, config_, state, fds, worker_events(slot, self));
+  // A worker started before a reload switched the pool's dispatch runs the other one: it
+  // keeps it (an image before this key was exported: the pool's).
+  PoolConfigRef config = config_;
+  if (const auto d = config::dispatch_from_string(state.value("dispatch", "")); d && *d != config_->dispatch) {
+    auto own = std::make_shared<config::PoolConfig>(*config_);
+    own->dispatch = *d;
+    config = std::move(own);
+  }
+  auto p = std::make_unique<WorkerProcess>(ctx_, std::move(config), state, fds, worker_events(slot, self));
   *self = p.get();
   if (p->identity().worker != slot.index ||
       !ctx_.scoreboard->slot_used(p->identity().scoreboard_slot))
@@ -104,6 +130,7 @@ std::unique_ptr<WorkerProcess> Pool::adopt_worker(Slot& slot, const json& state,
   if (!ctx_.owners.emplace(p->pid(), this).second)
     throw upgrade::StateError("upgrade state: worker pid " + std::to_string(p->pid()) +
                               " is named twice");
+  if (state.value("drainer", false)) adopted_drainers_.push_back(p.get());
   return p;
 }
 
@@ -123,6 +150,10 @@ void Pool::resume_adopted() {
       });
     }
   }
+  // A drain a reload to shared dispatch began goes on (its deadline starts again).
+  for (WorkerProcess* p : adopted_drainers_)
+    if (dispatcher_) start_draining(p);
+  adopted_drainers_.clear();
   // Who accepts, now that the workers are known (a reload switching dispatch may have been
   // half done); the listeners stay as the workers use them.
   update_master_accepting(false, true);

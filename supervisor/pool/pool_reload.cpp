@@ -20,8 +20,8 @@ void Pool::keep(PoolConfigRef config, std::vector<ListenerRef> listeners) {
   config_ = std::move(config);
   listeners_ = std::move(listeners);
   if (dispatcher_) {
-    dispatcher_->set_config(config_);
-    dispatcher_->set_listeners(listeners_);  // nothing to do unless they were released
+    if (config_->dispatch == config::Dispatch::Master) dispatcher_->set_config(config_);
+    update_master_accepting();  // its listeners again if they were released, and only if it accepts
   }
   rescale();
   publish_size();

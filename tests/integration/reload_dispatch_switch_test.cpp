@@ -13,7 +13,10 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include <fcntl.h>
+
 #include "reload_support.hpp"
+#include "support/fd_flags.hpp"
 #include "support/held_request.hpp"
 #include "support/http_connection.hpp"
 
@@ -41,6 +44,28 @@ bool served(const std::string& address) {
   const auto r = http_get(address, "/", 20s);
   return r.has_value() && r->status == 200 && r->body == kHelloBody;
 }
+
+// A command for a pool of forkpool-hello whose processes wait for `gate` to exist before
+// they become forkpool-hello; the first one started (the one that makes `first`) does not.
+std::string gated_hello(const std::filesystem::path& gate, const std::filesystem::path& first) {
+  return "command = [\"/bin/sh\", \"-c\", \"if mkdir " + first.string() + " 2>/dev/null; then exec " +
+         hello_binary().string() + "; fi; while [ ! -e " + gate.string() + " ]; do sleep 0.02; done; exec " +
+         hello_binary().string() + "\"]\n";
+}
+
+// A shared-dispatch program that accepts in blocking mode, as a simple server does: an
+// accept(2) that fails with EAGAIN (the listener made non-blocking under it) ends it with
+// status 1.
+const char* kBlockingServer =
+    "import socket\n"
+    "s = socket.socket(fileno=3)\n"
+    "while True:\n"
+    "    c, _ = s.accept()\n"
+    "    c.recv(65536)\n"
+    "    c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 13\\r\\nConnection: close\\r\\n\\r\\nHello, world\\n')\n"
+    "    c.close()\n";
+
+bool nonblocking(pid_t pid, int fd) { return (fd_flags(pid, fd).value_or(0) & O_NONBLOCK) != 0; }
 
 }  // namespace
 
@@ -184,4 +209,99 @@ TEST_CASE("a reload from shared to master dispatch leaves the old workers accept
   REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 1); }, kSettle));
   CHECK(served(addr));
   CHECK(counter_of(pool_status(c, "web"), "dispatched") >= 1);  // the master's turn now
+}
+
+TEST_CASE("an unchanged reload after a switch to shared dispatch leaves the workers accepting", "[reload][dispatch]") {
+  const std::string addr = "127.0.0.1:" + std::to_string(free_port());
+  const auto config = [&](const std::string& dispatch) {
+    return supervisor_section() + hello_pool("web", 2, "dispatch = \"" + dispatch + "\"\n", "tcp://" + addr);
+  };
+  Master m(config("master"));
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 2); }));
+  m.rewrite(config("shared"));
+  require_reloaded(m.reload(), 2);
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 2); }, kSettle));
+  const auto accepted = counter_of(pool_status(c, "web"), "accepted");
+  // The pool is unchanged by this one: the master took its listeners up again.
+  require_reloaded(m.reload(), 3);
+  for (int i = 0; i < 6; ++i) CHECK(served(addr));
+  const json p = pool_status(c, "web");
+  CHECK(counter_of(p, "accepted") == accepted);
+  CHECK(p["queue"]["length"] == 0);
+}
+
+TEST_CASE("switching back to shared dispatch halfway leaves the listener non-blocking under the workers that set it",
+          "[reload][dispatch]") {
+  const std::string addr = "127.0.0.1:" + std::to_string(free_port());
+  const auto shared = supervisor_section() + hello_pool("web", 2, "dispatch = \"shared\"\n", "tcp://" + addr);
+  Master m(shared);
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 2); }));
+  // To master dispatch: one new worker becomes ready at once, the other waits at a gate,
+  // so one old shared worker (forkpool-hello: it made the listener non-blocking) runs on.
+  m.rewrite(supervisor_section() + "[pools.web]\n" + gated_hello(m.dir / "gate", m.dir / "first") +
+            "listen = [\"tcp://" + addr + "\"]\nworkers = 2\ndispatch = \"master\"\n\n");
+  require_reloaded(m.reload(), 2);
+  pid_t old_shared = 0;
+  REQUIRE(wait_until([&] {
+    const json p = pool_status(c, "web");
+    int master_ready = 0;
+    old_shared = 0;
+    for (const auto& w : p["workers"]) {
+      if (w.value("generation", 0u) == 2 && w["state"] != "starting" && w["role"] == "serving") ++master_ready;
+      if (w.value("generation", 0u) == 1 && w["role"] == "serving") old_shared = w["pid"].get<pid_t>();
+    }
+    return master_ready == 1 && old_shared > 0;
+  }, kSettle));
+  REQUIRE(nonblocking(old_shared, 3));
+  // And back to shared before the switch is done: the master gives back what it set, not
+  // the flag the old worker accepts by.
+  m.rewrite(shared);
+  require_reloaded(m.reload(), 3);
+  CHECK(nonblocking(old_shared, 3));
+  for (int i = 0; i < 6; ++i) CHECK(served(addr));
+  replace_file(m.dir / "gate", "");
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 2); }, kSettle));
+  for (int i = 0; i < 4; ++i) CHECK(served(addr));
+  CHECK(counter_of(pool_status(c, "web"), "crashed") == 0);
+}
+
+TEST_CASE("a switch to master dispatch leaves the listener blocking while a worker that accepts in blocking mode runs",
+          "[reload][dispatch]") {
+  const std::string addr = "127.0.0.1:" + std::to_string(free_port());
+  Master m(supervisor_section() + "[pools.web]\ncommand = [\"python3\", \"-c\", " + json(kBlockingServer).dump() +
+           "]\nlisten = [\"tcp://" + addr + "\"]\nworkers = 2\ndispatch = \"shared\"\n\n");
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 2); }));
+  CHECK(served(addr));
+  // The new workers: the first ready at once, the second at the gate. The master may not
+  // accept (its listener would be non-blocking) while the other old worker runs.
+  m.rewrite(supervisor_section() + "[pools.web]\n" + gated_hello(m.dir / "gate", m.dir / "first") +
+            "listen = [\"tcp://" + addr + "\"]\nworkers = 2\ndispatch = \"master\"\n\n");
+  require_reloaded(m.reload(), 2);
+  pid_t old_shared = 0;
+  REQUIRE(wait_until([&] {
+    const json p = pool_status(c, "web");
+    bool master_ready = false;
+    old_shared = 0;
+    for (const auto& w : p["workers"]) {
+      if (w.value("generation", 0u) == 2 && w["state"] != "starting" && w["role"] == "serving") master_ready = true;
+      if (w.value("generation", 0u) == 1 && w["role"] == "serving") old_shared = w["pid"].get<pid_t>();
+    }
+    return master_ready && old_shared > 0;
+  }, kSettle));
+  for (int i = 0; i < 6; ++i) CHECK(served(addr));  // the old worker accepts them
+  CHECK_FALSE(nonblocking(old_shared, 3));
+  CHECK(counter_of(pool_status(c, "web"), "accepted") == 0);
+  // Once it is gone, the master accepts for the new workers.
+  replace_file(m.dir / "gate", "");
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 2); }, kSettle));
+  for (int i = 0; i < 4; ++i) CHECK(served(addr));
+  CHECK(wait_until([&] { return counter_of(pool_status(c, "web"), "accepted") >= 1; }));
+  CHECK(counter_of(pool_status(c, "web"), "crashed") == 0);
+  CHECK(m.log_count("exited with status 1") == 0);
 }

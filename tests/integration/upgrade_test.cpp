@@ -541,3 +541,71 @@ TEST_CASE("a dynamic pool keeps its target, bounds and workers across an upgrade
   CHECK(after["last_scale"] == before["last_scale"]);
   CHECK(all_pids(after) == workers);
 }
+
+// A binary upgrade in the middle of a reload that switched a pool's dispatch: each adopted
+// worker keeps the dispatch it runs (the old shared ones were taken for master-dispatch
+// workers and sent connections they never read), and a drain under way goes on (its
+// worker was adopted as retiring and never stopped, and the parked connections were lost).
+TEST_CASE("an upgrade halfway through a switch to master dispatch leaves the old shared workers accepting",
+          "[upgrade][dispatch]") {
+  const std::string addr = "127.0.0.1:" + std::to_string(free_port());
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 2, "dispatch = \"shared\"\n", "tcp://" + addr));
+  REQUIRE(m.ready());
+  REQUIRE(wait_until([&] { return settled(pool_in(m.status(), "web"), 2); }));
+  const auto gate = m.dir / "gate";
+  replace_file(m.config_path(), supervisor_section() + "[pools.web]\ncommand = [\"/bin/sh\", \"-c\", \"while [ ! -e " +
+                                    gate.string() + " ]; do sleep 0.02; done; exec " + hello_binary().string() +
+                                    "\"]\nlisten = [\"tcp://" + addr + "\"]\nworkers = 2\ndispatch = \"master\"\n\n");
+  REQUIRE(m.ctl({"reload", "--no-wait"}).exit_code == 0);
+  REQUIRE(wait_until([&] { return pool_in(m.status(), "web")["workers"].size() == 3; }));
+  m.install_new_build();
+  REQUIRE(m.ctl({"upgrade"}).exit_code == 0);
+  REQUIRE(m.wait_upgrades(1));
+  for (int i = 0; i < 6; ++i) {
+    const auto r = http_get(addr, "/", 20s);
+    REQUIRE(r.has_value());
+    CHECK(r->status == 200);
+  }
+  CHECK(pool_in(m.status(), "web")["counters"]["accepted"] == 0);
+  replace_file(gate, "");
+  REQUIRE(wait_until([&] { return settled(pool_in(m.status(), "web"), 2); }, 60s));
+  const auto r = http_get(addr, "/", 20s);
+  REQUIRE(r.has_value());
+  CHECK(r->status == 200);
+}
+
+TEST_CASE("an upgrade during the drain of a switch to shared dispatch serves the parked connection and ends the drain",
+          "[upgrade][dispatch]") {
+  const std::string addr = "127.0.0.1:" + std::to_string(free_port());
+  const std::string times = "graceful_timeout = \"20s\"\n";
+  UpgradeMaster m(supervisor_section() +
+                  hello_pool("web", 1, "dispatch = \"master\"\nkeepalive = \"master\"\nkeepalive_timeout = \"0\"\n" + times,
+                             "tcp://" + addr));
+  REQUIRE(m.ready());
+  REQUIRE(wait_until([&] { return settled(pool_in(m.status(), "web"), 1); }));
+  HttpConnection parked(addr, 20s);
+  REQUIRE(parked.request("GET", "/"));
+  REQUIRE(parked.read_response().has_value());
+  REQUIRE(wait_until([&] { return pool_in(m.status(), "web")["counters"].value("parked_now", 0) == 1; }));
+
+  replace_file(m.config_path(), supervisor_section() + hello_pool("web", 1, "dispatch = \"shared\"\n" + times, "tcp://" + addr));
+  REQUIRE(m.ctl({"reload", "--no-wait"}).exit_code == 0);
+  // The old worker stays for the parked connection (retiring, not stopping).
+  REQUIRE(wait_until([&] {
+    const json p = pool_in(m.status(), "web");
+    for (const auto& w : p["workers"])
+      if (w["role"] == "retiring" && w["state"] != "stopping") return true;
+    return false;
+  }));
+  m.install_new_build();
+  REQUIRE(m.ctl({"upgrade"}).exit_code == 0);
+  REQUIRE(m.wait_upgrades(1));
+  REQUIRE(parked.request("GET", "/"));
+  const auto again = parked.read_response();
+  REQUIRE(again.has_value());
+  CHECK(again->status == 200);
+  CHECK(parked.closed_by_peer());
+  // Then the drain ends, long before graceful_timeout.
+  REQUIRE(wait_until([&] { return settled(pool_in(m.status(), "web"), 1); }, 15s));
+  CHECK(m.process->all_matches("worker\\.drained").size() == 1);
+}
