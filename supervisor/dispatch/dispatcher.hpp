@@ -68,8 +68,8 @@ class Dispatcher {
   // Connections handed out from now on are the last the master holds (FP_FD_LAST): a reload
   // took the pool out of master dispatch, and the worker closes them after answering.
   void set_last_connections(bool last) { last_connections_ = last; }
-  // Connections handed to workers and not yet DONE or PARKed.
-  std::uint64_t in_flight() const { return in_flight_; }
+  // Any connection queued, parked or in flight with a worker (which may park it).
+  bool holds_connections() const { return !queue_.empty() || parked() > 0 || in_flight_ > 0; }
   // Closes every queued connection now (counted closed): nobody will take them.
   void close_queued(const char* why) { close_queue(why); }
   // Closes every parked connection now: no worker of the pool reads a channel any more

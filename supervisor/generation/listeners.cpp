@@ -217,8 +217,8 @@ bool Listener::set_defer_accept(int seconds) {
 void Listener::set_nonblocking(bool on) {
   const int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags < 0) return;
-  // Non-blocking already (the workers that accept chose it): not this master's to undo.
-  if (on && (flags & O_NONBLOCK) != 0) return;
+  // Recorded even when it was set already (by an earlier image of this master, or by
+  // workers that accept): clearing it is for when no such worker runs (Pool::update_master_accepting).
   if (::fcntl(fd.get(), F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK) == 0) nonblocking = on;
 }
 

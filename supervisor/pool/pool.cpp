@@ -125,12 +125,7 @@ void Pool::update_dispatcher(bool adopting) {
   const bool master = config_->dispatch == config::Dispatch::Master && !listeners_.empty() && !removed_;
   if (master && !dispatcher_) {
     // Adopting (a binary upgrade), the workers are not known yet: resume_adopted decides.
-    dispatcher_ = std::make_unique<Dispatcher>(
-        ctx_, config_, index_, !adopting && master_accepts(false) ? listeners_ : std::vector<ListenerRef>{},
-        [this](std::vector<WorkerProcess*>& out) { dispatch_candidates(out); });
-    dispatcher_->set_accept_hook([this] { rescale(); });
-    dispatcher_->set_paused(state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running &&
-                            state_ != shm::PoolState::Stopped);
+    make_dispatcher(!adopting && master_accepts(false));
   } else if (master) {
     dispatcher_->set_config(config_);
   }
@@ -143,6 +138,15 @@ void Pool::update_dispatcher(bool adopting) {
   // that accept (one that chose O_NONBLOCK would block in accept(2) for good).
   if (config_->dispatch == config::Dispatch::Shared && !adopting)
     for (const auto& l : listeners_) l->undo_master_settings();  // as before master dispatch set them
+}
+
+void Pool::make_dispatcher(bool accepting) {
+  dispatcher_ = std::make_unique<Dispatcher>(ctx_, config_, index_,
+                                             accepting ? listeners_ : std::vector<ListenerRef>{},
+                                             [this](std::vector<WorkerProcess*>& out) { dispatch_candidates(out); });
+  dispatcher_->set_accept_hook([this] { rescale(); });
+  dispatcher_->set_paused(state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running &&
+                          state_ != shm::PoolState::Stopped);
 }
 
 bool Pool::master_worker_ready() const {
@@ -226,9 +230,7 @@ void Pool::finish_draining(bool deadline) {
   // Done when nothing the master holds can still need a worker that reads its channel:
   // nothing queued, nothing parked (each comes back once with FP_FD_LAST and is closed
   // after its answer), and nothing in flight (a worker may still park it).
-  if (!deadline && dispatcher_ &&
-      (dispatcher_->queued() > 0 || dispatcher_->parked() > 0 || dispatcher_->in_flight() > 0))
-    return;
+  if (!deadline && dispatcher_ && dispatcher_->holds_connections()) return;
   std::vector<WorkerProcess*> drainers;
   drainers.swap(queue_drainers_);
   end_draining();
@@ -342,8 +344,7 @@ void Pool::promote(Slot& slot) {
   // master still holds (queued, parked, in flight with workers that may park it) is
   // served by it first (nobody else would take it).
   if (config_->dispatch == config::Dispatch::Shared && master_dispatched(*old) && queue_drainers_.empty() &&
-      !master_worker_ready() &&
-      (dispatcher_->queued() > 0 || dispatcher_->parked() > 0 || dispatcher_->in_flight() > 0)) {
+      !master_worker_ready() && dispatcher_->holds_connections()) {
     start_draining(old.get());
   } else {
     old->stop(graceful_stop(old->config()), true);

@@ -182,6 +182,8 @@ class Pool {
   // `adopting`: a binary upgrade took the listeners over as the workers use them (a
   // shared listener's blocking mode is theirs to keep: they may have changed it).
   void update_dispatcher(bool adopting = false);
+  // The pool's dispatcher, accepting on its listeners or on none.
+  void make_dispatcher(bool accepting);
   // Who accepts follows who is ready (docs/master.md, "A reload that switches dispatch"):
   // whether the master accepts for the pool now. `self_acceptor_starting`: a worker that
   // accepts by itself is about to be started (its listener must be the workers' first).
@@ -243,8 +245,8 @@ class Pool {
   bool removed_ = false;
   std::unique_ptr<Dispatcher> dispatcher_;
   // A reload to shared dispatch replaced the last worker that reads its channel while the
-  // master still queued connections: it stays (in its slot's `retiring`), serving them,
-  // until the queue is empty.
+  // master still held connections (queued, parked, in flight): it stays (in its slot's
+  // `retiring`), serving them, until the master holds none or graceful_timeout passed.
   std::vector<WorkerProcess*> queue_drainers_;
   std::vector<WorkerProcess*> adopted_drainers_;  // a binary upgrade: drainers until resume_adopted
   Timer drained_;         // finish_draining, on the loop turn after what the master holds changed

@@ -82,13 +82,9 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> li
   last_scale_ = state.value("last_scale", "");
   update_dispatcher(true);
   const bool dispatcher_state = state.contains("dispatcher") && !state["dispatcher"].is_null();
-  if (!dispatcher_ && dispatcher_state && !listeners_.empty()) {
-    // Shared dispatch now, with what the master held for older workers (a reload switched
-    // it): a dispatcher for them, accepting nothing.
-    dispatcher_ = std::make_unique<Dispatcher>(ctx_, config_, index_, std::vector<ListenerRef>{},
-                                               [this](std::vector<WorkerProcess*>& out) { dispatch_candidates(out); });
-    dispatcher_->set_accept_hook([this] { rescale(); });
-  }
+  // Shared dispatch now, with what the master held for older workers (a reload switched
+  // it): a dispatcher for them, accepting nothing.
+  if (!dispatcher_ && dispatcher_state && !listeners_.empty()) make_dispatcher(false);
   if (dispatcher_ && dispatcher_state) dispatcher_->adopt_state(state["dispatcher"], fds);
   arm_memory_sampler();
   arm_shared_recycling();

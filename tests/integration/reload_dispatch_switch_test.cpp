@@ -53,19 +53,28 @@ std::string gated_hello(const std::filesystem::path& gate, const std::filesystem
          hello_binary().string() + "\"]\n";
 }
 
-// A shared-dispatch program that accepts in blocking mode, as a simple server does: an
-// accept(2) that fails with EAGAIN (the listener made non-blocking under it) ends it with
-// status 1.
-const char* kBlockingServer =
-    "import socket\n"
-    "s = socket.socket(fileno=3)\n"
-    "while True:\n"
-    "    c, _ = s.accept()\n"
-    "    c.recv(65536)\n"
-    "    c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 13\\r\\nConnection: close\\r\\n\\r\\nHello, world\\n')\n"
-    "    c.close()\n";
-
 bool nonblocking(pid_t pid, int fd) { return (fd_flags(pid, fd).value_or(0) & O_NONBLOCK) != 0; }
+
+// Reloads the pool "web" on `addr` to master dispatch halfway: its first new worker is
+// ready at once, the second waits at a gate (m.dir / "gate"), so one old shared worker
+// runs on. Returns that worker's pid.
+pid_t switch_to_master_halfway(Master& m, ControlClient& c, const std::string& addr) {
+  m.rewrite(supervisor_section() + "[pools.web]\n" + gated_hello(m.dir / "gate", m.dir / "first") +
+            "listen = [\"tcp://" + addr + "\"]\nworkers = 2\ndispatch = \"master\"\n\n");
+  require_reloaded(m.reload(), 2);
+  pid_t old_shared = 0;
+  REQUIRE(wait_until([&] {
+    const json p = pool_status(c, "web");
+    int master_ready = 0;
+    old_shared = 0;
+    for (const auto& w : p["workers"]) {
+      if (w.value("generation", 0u) == 2 && w["state"] != "starting" && w["role"] == "serving") ++master_ready;
+      if (w.value("generation", 0u) == 1 && w["role"] == "serving") old_shared = w["pid"].get<pid_t>();
+    }
+    return master_ready == 1 && old_shared > 0;
+  }, kSettle));
+  return old_shared;
+}
 
 }  // namespace
 
@@ -240,22 +249,9 @@ TEST_CASE("switching back to shared dispatch halfway leaves the listener non-blo
   REQUIRE(m.ready());
   auto c = m.client();
   REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 2); }));
-  // To master dispatch: one new worker becomes ready at once, the other waits at a gate,
-  // so one old shared worker (forkpool-hello: it made the listener non-blocking) runs on.
-  m.rewrite(supervisor_section() + "[pools.web]\n" + gated_hello(m.dir / "gate", m.dir / "first") +
-            "listen = [\"tcp://" + addr + "\"]\nworkers = 2\ndispatch = \"master\"\n\n");
-  require_reloaded(m.reload(), 2);
-  pid_t old_shared = 0;
-  REQUIRE(wait_until([&] {
-    const json p = pool_status(c, "web");
-    int master_ready = 0;
-    old_shared = 0;
-    for (const auto& w : p["workers"]) {
-      if (w.value("generation", 0u) == 2 && w["state"] != "starting" && w["role"] == "serving") ++master_ready;
-      if (w.value("generation", 0u) == 1 && w["role"] == "serving") old_shared = w["pid"].get<pid_t>();
-    }
-    return master_ready == 1 && old_shared > 0;
-  }, kSettle));
+  // Halfway to master dispatch, one old shared worker (forkpool-hello: it made the
+  // listener non-blocking) runs on.
+  const pid_t old_shared = switch_to_master_halfway(m, c, addr);
   REQUIRE(nonblocking(old_shared, 3));
   // And back to shared before the switch is done: the master gives back what it set, not
   // the flag the old worker accepts by.
@@ -278,22 +274,9 @@ TEST_CASE("a switch to master dispatch leaves the listener blocking while a work
   auto c = m.client();
   REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 2); }));
   CHECK(served(addr));
-  // The new workers: the first ready at once, the second at the gate. The master may not
-  // accept (its listener would be non-blocking) while the other old worker runs.
-  m.rewrite(supervisor_section() + "[pools.web]\n" + gated_hello(m.dir / "gate", m.dir / "first") +
-            "listen = [\"tcp://" + addr + "\"]\nworkers = 2\ndispatch = \"master\"\n\n");
-  require_reloaded(m.reload(), 2);
-  pid_t old_shared = 0;
-  REQUIRE(wait_until([&] {
-    const json p = pool_status(c, "web");
-    bool master_ready = false;
-    old_shared = 0;
-    for (const auto& w : p["workers"]) {
-      if (w.value("generation", 0u) == 2 && w["state"] != "starting" && w["role"] == "serving") master_ready = true;
-      if (w.value("generation", 0u) == 1 && w["role"] == "serving") old_shared = w["pid"].get<pid_t>();
-    }
-    return master_ready && old_shared > 0;
-  }, kSettle));
+  // Halfway to master dispatch: the master may not accept (its listener would be
+  // non-blocking) while the other old worker runs.
+  const pid_t old_shared = switch_to_master_halfway(m, c, addr);
   for (int i = 0; i < 6; ++i) CHECK(served(addr));  // the old worker accepts them
   CHECK_FALSE(nonblocking(old_shared, 3));
   CHECK(counter_of(pool_status(c, "web"), "accepted") == 0);

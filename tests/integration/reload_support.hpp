@@ -51,6 +51,18 @@ inline constexpr std::chrono::milliseconds kSettle = 60s;
 
 inline const std::string kHelloBody = "Hello, world\n";
 
+// A shared-dispatch program that accepts in blocking mode, as a simple server does: an
+// accept(2) that fails with EAGAIN (the listener made non-blocking under it) ends it with
+// status 1.
+inline const char* kBlockingServer =
+    "import socket\n"
+    "s = socket.socket(fileno=3)\n"
+    "while True:\n"
+    "    c, _ = s.accept()\n"
+    "    c.recv(65536)\n"
+    "    c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 13\\r\\nConnection: close\\r\\n\\r\\nHello, world\\n')\n"
+    "    c.close()\n";
+
 // ---- configuration text -------------------------------------------------------------
 
 inline std::string supervisor_section(const std::string& extra = "") {

@@ -609,3 +609,28 @@ TEST_CASE("an upgrade during the drain of a switch to shared dispatch serves the
   REQUIRE(wait_until([&] { return settled(pool_in(m.status(), "web"), 1); }, 15s));
   CHECK(m.process->all_matches("worker\\.drained").size() == 1);
 }
+
+// The image before the upgrade made the listener non-blocking for master dispatch; the new
+// one must still give it back blocking when the pool goes to shared dispatch, or a
+// program that accepts in blocking mode fails at its first accept (EAGAIN).
+TEST_CASE("after an upgrade, a switch to shared dispatch gives a blocking server its listener blocking",
+          "[upgrade][dispatch]") {
+  const std::string addr = "127.0.0.1:" + std::to_string(free_port());
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 1, "", "tcp://" + addr));
+  REQUIRE(m.ready());
+  REQUIRE(wait_until([&] { return settled(pool_in(m.status(), "web"), 1); }));
+  m.install_new_build();
+  REQUIRE(m.ctl({"upgrade"}).exit_code == 0);
+  REQUIRE(m.wait_upgrades(1));
+  replace_file(m.config_path(), supervisor_section() + "[pools.web]\ncommand = [\"python3\", \"-c\", " +
+                                    json(kBlockingServer).dump() + "]\nlisten = [\"tcp://" + addr +
+                                    "\"]\nworkers = 1\ndispatch = \"shared\"\n\n");
+  REQUIRE(m.ctl({"reload"}).exit_code == 0);
+  REQUIRE(wait_until([&] { return settled(pool_in(m.status(), "web"), 1); }, 60s));
+  for (int i = 0; i < 3; ++i) {
+    const auto r = http_get(addr, "/", 20s);
+    REQUIRE(r.has_value());
+    CHECK(r->body == kHelloBody);
+  }
+  CHECK(pool_in(m.status(), "web")["counters"]["crashed"] == 0);
+}

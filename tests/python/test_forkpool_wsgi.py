@@ -313,11 +313,11 @@ class FakeMaster:
             assert msg[3] == ident, (msg, ident)
         return fds
 
-    def send_conn(self, ident):
+    def send_conn(self, ident, reserved=0):
         """A connection to the worker; returns the client's end."""
         client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self.channel.sendmsg([MSG.pack(CONN, 0, 0, ident)],
+            self.channel.sendmsg([MSG.pack(CONN, 0, reserved, ident)],
                                  [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [server.fileno()]))])
         except OSError:
             client.close()
@@ -388,6 +388,22 @@ class ParkingTest(unittest.TestCase):
             parked.close()
             self.assertTrue(read_responses(client, 1).endswith(b"/b"))
             master.expect(PARK, 7)
+            client.close()
+        finally:
+            self.assertEqual(master.stop(), 0)
+
+    def test_a_last_connection_is_answered_with_connection_close_not_parked(self):
+        """FP_FD_LAST (bit 2 of the CONN's reserved): the master will not hold the connection
+        again (a reload took the pool out of master dispatch), so the worker answers, says
+        Connection: close, closes it and sends DONE."""
+        master = FakeMaster("master")
+        try:
+            client = master.send_conn(11, reserved=0x4)
+            client.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = read_responses(client, 1)
+            self.assertIn(b"\r\nConnection: close\r\n", data)
+            self.assertEqual(client.recv(1), b"")  # closed by the worker
+            self.assertEqual(master.expect(DONE, 11), [])
             client.close()
         finally:
             self.assertEqual(master.stop(), 0)
