@@ -30,12 +30,17 @@ CONN, READY, DONE, PARK = 1, 16, 17, 18
 
 
 class RequestHeadTest(unittest.TestCase):
-    def parse(self, text, limits=None):
+    def parse(self, text, limits=None, host=True):
+        """Parses ``text``; with ``host``, an HTTP/1.1 head without a Host field gets one
+        (RFC 9112 requires it) after its request line."""
+        if host and " HTTP/1.1" in text.split("\n", 1)[0] and "\nhost:" not in text.lower():
+            line, sep, rest = text.partition("\n")
+            text = line + sep + "Host: h\r\n" + rest
         return http.parse_request_head(text.encode("latin-1"), limits)
 
-    def refused(self, text, limits=None):
+    def refused(self, text, limits=None, host=True):
         with self.assertRaises(http.HeadError) as cm:
-            self.parse(text, limits)
+            self.parse(text, limits, host)
         return cm.exception.status
 
     def test_a_simple_get(self):
@@ -68,14 +73,41 @@ class RequestHeadTest(unittest.TestCase):
 
     def test_absolute_and_asterisk_targets(self):
         req = self.parse("GET http://h:8/p/q?z HTTP/1.1\r\n\r\n")
-        self.assertEqual((req.path, req.query, req.target), ("/p/q", "z", "http://h:8/p/q?z"))
+        self.assertEqual((req.path, req.query, req.target, req.authority), ("/p/q", "z", "http://h:8/p/q?z", "h:8"))
         self.assertEqual(self.parse("OPTIONS * HTTP/1.1\r\n\r\n").path, "*")
+        # No path: "/" with the query kept.
+        req = self.parse("GET http://abs.example?x=1 HTTP/1.1\r\nHost: other\r\n\r\n")
+        self.assertEqual((req.path, req.query, req.authority), ("/", "x=1", "abs.example"))
+        self.assertEqual(self.parse("GET https://[::1]:8443 HTTP/1.1\r\n\r\n").authority, "[::1]:8443")
+        for bad in ("http://u@h/", "http://h h/", "http:///p", "http://h/\x7f"):
+            if bad == "http:///p":  # an empty authority is a host of ""
+                self.assertEqual(self.parse("GET %s HTTP/1.1\r\n\r\n" % bad).authority, "")
+                continue
+            self.assertEqual(self.refused("GET %s HTTP/1.1\r\n\r\n" % bad), 400, bad)
+
+    def test_host_may_be_left_out_but_not_given_twice(self):
+        """Two Host fields get 400 (RFC 9112 section 3.2); a head without one, or with a
+        value that is no host, is passed to the app as gunicorn passes it."""
+        self.assertEqual(self.refused("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400)
+        self.assertEqual(self.refused("GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n"), 400)
+        self.assertEqual(self.refused("GET / HTTP/1.1\nHost: a\nHost: b\n\n"), 400)  # the careful parser
+        self.assertIsNone(self.parse("GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", host=False).header("host"))
+        self.assertEqual(self.parse("GET / HTTP/1.1\r\nHost: unix:/run/app.sock\r\n\r\n").header("host"),
+                         "unix:/run/app.sock")
 
     def test_refusals(self):
         self.assertEqual(self.refused("GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), 400)
         self.assertEqual(self.refused("GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), 400)
         self.assertEqual(self.refused("GET / HTTP/1.1\r\nContent-Length: 1e3\r\n\r\n"), 400)
-        self.assertEqual(self.refused("GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"), 501)
+        # Transfer-Encoding (RFC 9112 section 6.3): chunked must be the last coding, and
+        # only once, else the body's end is unknown: 400. An empty field is no exception.
+        for te in ("gzip", "", ",", " , ", "chunked, chunked", "chunked, gzip"):
+            self.assertEqual(self.refused("GET / HTTP/1.1\r\nTransfer-Encoding: %s\r\nContent-Length: 5\r\n\r\n" % te),
+                             400, te)
+            self.assertEqual(self.refused("GET / HTTP/1.1\nTransfer-Encoding: %s\nContent-Length: 5\n\n" % te), 400, te)
+        # Empty list elements are ignored (RFC 9110 section 5.6.1): this is chunked.
+        self.assertTrue(self.parse("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: \r\n\r\n").chunked)
+        self.assertEqual(self.refused("GET / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), 501)
         self.assertEqual(self.refused("GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), 400)
         self.assertEqual(self.refused("GET / HTTP/2.0\r\n\r\n"), 505)
         self.assertEqual(self.refused("GET / FTP/1.0\r\n\r\n"), 400)
@@ -92,7 +124,7 @@ class RequestHeadTest(unittest.TestCase):
         self.assertEqual(self.refused("GET /" + "a" * 20 + " HTTP/1.1\r\n\r\n", limits), 400)
         self.assertEqual(self.refused("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", limits), 431)
         self.assertEqual(self.refused("GET / HTTP/1.1\r\nA: 12345678\r\n\r\n", limits), 431)
-        self.parse("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", limits)
+        self.parse("GET / HTTP/1.1\r\nHost: a\r\nB: 2\r\n\r\n", limits)
 
     def test_find_head_end(self):
         self.assertEqual(http.find_head_end(b"GET / HTTP/1.1\r\n\r\nrest"), 18)
@@ -107,9 +139,9 @@ class HeadMutationTest(unittest.TestCase):
 
     SEEDS = [
         b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-        b"POST /x?y=1 HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
+        b"POST /x?y=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
         b"PUT /u HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n",
-        b"\r\nGET http://h/p HTTP/1.1\nA: b\n\n",
+        b"\r\nGET http://h/p HTTP/1.1\nA: b\nHost: h\n\n",
     ]
     ALPHABET = b" :\r\n\t/?HTTP1.0GETabc-_\x00\x7f\xff,;"
 
@@ -121,7 +153,7 @@ class HeadMutationTest(unittest.TestCase):
                 return "eof"
             req = http.parse_request_head(head)
             return ("ok", req.method, req.target, req.path, req.query, req.version, tuple(req.headers),
-                    req.content_length, req.chunked, req.keep_alive, req.expect_continue,
+                    req.content_length, req.chunked, req.keep_alive, req.expect_continue, req.authority,
                     bytes(reader.buf) + b"".join(reader.sock.pieces))  # nothing read past the head is lost
         except http.HeadError as e:
             self.assertIn(e.status, (400, 431, 501, 505))
@@ -161,7 +193,7 @@ class HeadMutationTest(unittest.TestCase):
             except http.HeadError as e:
                 return ("refused", e.status)
             return (req.method, req.target, req.path, req.query, req.version, req.headers,
-                    req.content_length, req.chunked, req.keep_alive, req.expect_continue)
+                    req.content_length, req.chunked, req.keep_alive, req.expect_continue, req.authority)
 
         fast_hits = 0
         for _ in range(10000):
@@ -220,6 +252,52 @@ class BodyTest(unittest.TestCase):
         body = http.ChunkedBody(http.ConnReader(FakeSocket([b"zz\r\nhello\r\n0\r\n\r\n"])))
         with self.assertRaises(http.HeadError):
             body.read()
+
+    def test_chunk_lines_end_with_crlf_and_follow_the_grammar(self):
+        """RFC 9112 section 7.1: a chunk-size line is hex digits, extensions and CRLF; the
+        data is followed by CRLF; trailers are fields ending with CRLF. A bare LF or a
+        stray byte anywhere is refused, so that no front proxy can read the body's end
+        elsewhere (a chunk extension ending at a bare LF smuggled a request)."""
+        good = [b"5;a\r\nhello\r\n0\r\n\r\n", b"5 ; a = b\r\nhello\r\n0\r\n\r\n",
+                b'5;a="x\\"y;z"\r\nhello\r\n0\r\n\r\n', b"5\r\nhello\r\n0;end\r\nT: v\r\n\r\n",
+                b"00005\r\nhello\r\n000\r\n\r\n"]
+        for wire in good:
+            body = http.ChunkedBody(http.ConnReader(FakeSocket([wire + b"NEXT"])))
+            self.assertEqual(body.read(), b"hello", wire)
+            self.assertFalse(body.has_unread(), wire)
+        bad = [b"5;a\nhello\r\n0\r\n\r\n", b"5\r\r\nhello\r\n0\r\n\r\n", b" 5\r\nhello\r\n0\r\n\r\n",
+               b"5 \r\nhello\r\n0\r\n\r\n", b"5;a\x01\r\nhello\r\n0\r\n\r\n", b"5;a=b c\r\nhello\r\n0\r\n\r\n",
+               b"5\nhello\r\n0\r\n\r\n", b"5\r\nhello\n0\r\n\r\n", b"5\r\nhelloX\r\n0\r\n\r\n",
+               b"5\r\nhello\r\n0\n\r\n", b"5\r\nhello\r\n0\r\n\n", b"5\r\nhello\r\n0\r\nT v\r\n\r\n",
+               b"5\r\nhello\r\n0\r\nT: v\n\r\n", b"-5\r\nhello\r\n0\r\n\r\n", b"0x5\r\nhello\r\n0\r\n\r\n",
+               b"5\r\nhello\r\n0\r\n" + b"T: v\r\n" * 101 + b"\r\n"]
+        for wire in bad:
+            body = http.ChunkedBody(http.ConnReader(FakeSocket([wire])))
+            with self.assertRaises(http.HeadError, msg=wire) as cm:
+                body.read()
+            self.assertEqual(cm.exception.status, 400)
+            # Broken for good: a later read raises again (nothing after the bad line is
+            # taken as body or as the next request), and the body is not complete.
+            self.assertIsNotNone(body.broken, wire)
+            with self.assertRaises(http.HeadError):
+                body.read(1)
+            self.assertTrue(body.has_unread(), wire)
+
+    def test_a_head_trickled_past_its_time_is_dropped(self):
+        """read_head(within=S): a head not whole S seconds after its first bytes ends the
+        connection (ClientGone), however often bytes come; a whole one is taken."""
+
+        class Trickle(FakeSocket):
+            def recv(self, size):
+                time.sleep(0.02)
+                return super().recv(size)
+
+        head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+        reader = http.ConnReader(Trickle([head[i:i + 1] for i in range(len(head))]))
+        with self.assertRaises(http.ClientGone):
+            reader.read_head(http.Limits(), within=0.1)
+        reader = http.ConnReader(Trickle([head[i:i + 1] for i in range(len(head))]))
+        self.assertEqual(reader.read_head(http.Limits(), within=30), head)
 
     def test_a_client_gone_in_the_body_gives_a_short_read(self):
         """The connection ends in the body (EOF before its end): every way of reading it

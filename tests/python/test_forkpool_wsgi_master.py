@@ -160,7 +160,7 @@ class Client:
         status, headers = self.read_head()
         while 100 <= status < 200:
             status, headers = self.read_head()
-        if head_only:
+        if head_only or status in (204, 304):
             return Response(status, headers, b"")
         if headers.get("transfer-encoding") == "chunked":
             body = b""
@@ -358,3 +358,183 @@ class ClientGoneTest(unittest.TestCase):
         for bad in ("Traceback", "error handling", "BlockingIOError"):
             self.assertNotIn(bad, log)
         self.assertEqual(master.stop(), 0)
+
+
+class MisbehavingAppTest(unittest.TestCase):
+    """What an app gets wrong, or a failure of its own, does not reach the wire as it is:
+    no body where HTTP has none, no response split by a header, no bytes past the length
+    (tests/integration/wsgi_apps/plain_app.py, _MISBEHAVING)."""
+
+    def setUp(self):
+        self.master = Master(self, app="plain_app:application")
+        self.pid = get_pid(self.master)
+
+    def client(self):
+        """A connection, closed by assert_still_serving (the one worker serves a kept
+        connection until it closes)."""
+        client = Client(self.master)
+        self.addCleanup(client.close)
+        self.clients = getattr(self, "clients", []) + [client]
+        return client
+
+    def assert_still_serving(self):
+        for client in getattr(self, "clients", []):
+            client.close()
+        self.assertEqual(get_pid(self.master), self.pid)
+
+    def test_no_body_on_204_or_304_and_the_connection_stays_in_step(self):
+        client = self.client()
+        for status in ("204", "304"):
+            client.sock.sendall(b"GET /no-content?%s HTTP/1.1\r\nHost: x\r\n\r\n" % status.encode()
+                                + b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = client.read_response()
+            self.assertEqual(first.status, int(status))
+            self.assertNotIn("connection", first.headers)  # kept
+            if status == "204":
+                self.assertNotIn("content-length", first.headers)  # RFC 9110 section 8.6
+            else:
+                self.assertEqual(first.headers.get("content-length"), "11")  # the GET's length
+            # The next response is the next thing on the wire, not "BODY-OF-...".
+            after = client.read_response()
+            self.assertEqual((after.status, after.body), (200, b"%d\n" % self.pid), client.buf)
+        self.assertNotIn("BODY-OF", self.master.log())
+        self.assert_still_serving()
+
+    def test_a_file_shorter_than_its_length_ends_the_connection(self):
+        client = self.client()
+        # A pipelined request behind it: answered, it would read as the missing bytes.
+        client.sock.sendall(b"GET /short-file HTTP/1.1\r\nHost: x\r\n\r\nGET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers = client.read_head()
+        self.assertEqual((status, headers.get("content-length")), (200, "200"))
+        got = b""
+        while True:
+            data = client.sock.recv(65536)  # the client sees the end, not a wait for 100 more
+            if not data:
+                break
+            got += data
+        self.assertEqual(client.buf + got, b"y" * 100)
+        self.assert_still_serving()
+
+    def test_connection_errors_the_app_raises_are_errors_of_the_app(self):
+        """A ConnectionResetError from the app (its upstream hung up) is not the client
+        going away: a 500 and a traceback, the worker serves on."""
+        client = self.client()
+        client.sock.sendall(b"GET /upstream-reset HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(client.read_response().status, 500)
+        self.assertTrue(self.master.wait_log("ConnectionResetError: deliberate: the upstream hung up"), self.master.log())
+        self.assertIn("error handling GET /upstream-reset", self.master.log())
+        self.assert_still_serving()
+
+    def test_no_100_continue_once_the_response_began(self):
+        client = self.client()
+        client.sock.sendall(b"POST /write-then-read HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                            b"Expect: 100-continue\r\n\r\n")
+        status, headers = client.read_head()
+        self.assertEqual((status, headers.get("transfer-encoding")), (200, "chunked"))
+        client.sock.sendall(b"hello")  # the client stops waiting for a 100 it never got
+        response = b""
+        while not response.endswith(b"0\r\n\r\n"):
+            response += client._take(1) if client.buf else client.sock.recv(65536)
+        self.assertNotIn(b"100 Continue", response)
+        self.assertEqual(response, b"8\r\nwritten;\r\n6\r\nread 5\r\n0\r\n\r\n")
+        self.assert_still_serving()
+
+    def test_bad_response_headers_are_a_500_not_sent(self):
+        for kind in ("crlf", "lf", "name", "reason", "two-lengths", "bad-length", "early-hints", "euro"):
+            with self.subTest(kind=kind):
+                client = self.client()
+                client.sock.sendall(b"GET /bad-header?%s HTTP/1.1\r\nHost: x\r\n\r\n" % kind.encode())
+                response = client.read_response()
+                self.assertEqual(response.status, 500, (response.headers, response.body))
+                self.assertNotIn("set-cookie", response.headers)
+                self.assertNotIn("x-injected", response.headers)
+                client.close()
+        self.assert_still_serving()
+
+    def test_identical_lengths_are_sent_once(self):
+        client = self.client()
+        client.sock.sendall(b"GET /same-lengths HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _ = client.read_head()
+        head = client.buf  # what came with the head is the body
+        self.assertEqual(status, 200)
+        client.sock.sendall(b"GET /same-lengths HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw = client.buf
+        while True:
+            data = client.sock.recv(65536)
+            if not data:
+                break
+            raw += data
+        self.assertEqual(raw.count(b"Content-Length: 5\r\n"), 1, raw)
+        self.assertTrue(head.startswith(b"hello"))
+
+    def test_bytes_past_the_length_are_cut_and_the_connection_ends(self):
+        client = self.client()
+        client.sock.sendall(b"GET /overlong HTTP/1.1\r\nHost: x\r\n\r\nGET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = client.read_response()
+        self.assertEqual(response.body, b"hello")
+        self.assertTrue(client.at_eof(), client.buf)  # no SPOOFED response, no answer to the pipelined one
+        self.assertTrue(self.master.wait_log("the app sent more than its Content-Length of 5"), self.master.log())
+        self.assert_still_serving()
+
+
+class RequestFramingTest(unittest.TestCase):
+    """Requests whose framing a proxy in front might read otherwise are refused and end
+    their connection: nothing after them is taken as a request."""
+
+    def setUp(self):
+        self.master = Master(self, app="plain_app:application")
+
+    def exchange(self, data):
+        client = Client(self.master)
+        self.addCleanup(client.close)
+        client.sock.sendall(data)
+        client.sock.shutdown(socket.SHUT_WR)
+        raw = b""
+        while True:
+            try:
+                chunk = client.sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            raw += chunk
+        return raw
+
+    def test_a_malformed_chunked_body_ends_the_connection(self):
+        smuggled = b"GET /environ-length?SMUGGLED HTTP/1.1\r\nHost: a\r\n\r\n"
+        bodies = {
+            "bare LF in an extension": b"100;\n" + b"A" * 120 + b"\r\n0\r\n\r\n" + smuggled + b"B" * 10 + b"\r\n0\r\n\r\n",
+            "not hex": b"zz\r\n0\r\n\r\n" + smuggled,
+            "data not followed by CRLF": b"5\r\nhelloA\n0\r\n\r\n" + smuggled,
+        }
+        for name, body in bodies.items():
+            with self.subTest(name=name):
+                raw = self.exchange(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+                self.assertTrue(raw.startswith(b"HTTP/1.1 400 "), raw[:200])
+                self.assertIn(b"\r\nConnection: close\r\n", raw)
+                self.assertEqual(raw.count(b"HTTP/1.1 "), 1, raw)
+        log = self.master.log()
+        self.assertNotIn("SMUGGLED", log)
+        self.assertNotIn("Traceback", log)
+        self.assertEqual(log.count("bad request body of POST /echo"), 3, log)
+
+    def test_framing_refused_in_the_head(self):
+        heads = [
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\nContent-Length: 5\r\n\r\nhello",
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+            b"GET /pid HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        ]
+        for head in heads:
+            with self.subTest(head=head):
+                raw = self.exchange(head + b"GET /environ-length?SMUGGLED HTTP/1.1\r\nHost: a\r\n\r\n")
+                self.assertTrue(raw.startswith(b"HTTP/1.1 400 "), raw[:200])
+                self.assertEqual(raw.count(b"HTTP/1.1 "), 1, raw)
+        self.assertNotIn("SMUGGLED", self.master.log())
+
+    def test_the_app_sees_one_length_and_the_target_host(self):
+        raw = self.exchange(b"POST /environ-length HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n"
+                            b"\r\nabcGET http://target.example:81/environ-length HTTP/1.1\r\nHost: other\r\n"
+                            b"Connection: close\r\n\r\n")
+        self.assertEqual(raw.count(b"HTTP/1.1 200 "), 2, raw)
+        self.assertIn(b"\r\n\r\n3 a", raw)
+        self.assertTrue(raw.endswith(b"\r\n\r\n target.example:81"), raw)

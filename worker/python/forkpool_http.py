@@ -13,6 +13,7 @@ so the head is parsed here; docs/wsgi.md has the numbers.
 import re
 import socket
 import struct
+import time
 
 __all__ = ["Limits", "RequestHead", "HeadError", "parse_request_head", "find_head_end",
            "ConnReader", "ClientGone", "set_io_timeout", "Body", "LengthBody", "ChunkedBody"]
@@ -46,7 +47,7 @@ class RequestHead:
     """One parsed request head. Header names are kept as sent; values are str (latin-1)."""
 
     __slots__ = ("method", "target", "path", "query", "version", "headers",
-                 "content_length", "chunked", "keep_alive", "expect_continue")
+                 "content_length", "chunked", "keep_alive", "expect_continue", "authority")
 
     def __init__(self):
         self.method = ""
@@ -59,6 +60,7 @@ class RequestHead:
         self.chunked = False
         self.keep_alive = True
         self.expect_continue = False
+        self.authority = None  # host[:port] of an absolute-form target, which Host then yields to
 
     def header(self, lower_name, default=None):
         for name, value in self.headers:
@@ -72,6 +74,10 @@ _VERSION = re.compile(rb"HTTP/1\.([01])\Z")
 _ANY_VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]\Z")
 _TARGET_BAD = re.compile(rb"[\x00-\x20\x7f]")
 _VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# The authority of an absolute-form target (RFC 3986 section 3.2.2, without userinfo):
+# uri-host [":" port], or empty; an IP literal in brackets.
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|\[[vV][0-9A-Fa-f]+\.[\w.~!$&'()*+,;=:-]+\]|[\w.~%!$&'()*+,;=-]*)(?::[0-9]*)?\Z",
+                   re.ASCII)
 
 
 def find_head_end(buf, start=0):
@@ -118,7 +124,7 @@ _REQUEST_LINE = re.compile("(" + _TOKEN_TEXT + r") ([^\x00-\x20\x7f]+) HTTP/1\.(
 _FIELD = re.compile("^(" + _TOKEN_TEXT + r"):[ \t]*((?:[^\x00-\x08\x0a-\x1f\x7f]*[^\x00-\x20\x7f])?)[ \t]*\r?\n",
                     re.MULTILINE)
 # Header fields the parser acts on; any other name is only kept.
-_FRAMING = frozenset(("content-length", "transfer-encoding", "connection", "expect"))
+_FRAMING = frozenset(("content-length", "transfer-encoding", "connection", "expect", "host"))
 
 
 def parse_request_head(head, limits=None):
@@ -145,10 +151,13 @@ def parse_request_head(head, limits=None):
     req = RequestHead()
     req.headers = headers
     lengths = encodings = connection = expect = None
+    hosts = []
     for name, value in headers:
         lname = name.lower()
         if lname in _FRAMING:
-            if lname == "content-length":
+            if lname == "host":
+                hosts.append(value)
+            elif lname == "content-length":
                 lengths = (lengths or []) + [value]
             elif lname == "transfer-encoding":
                 encodings = (encodings or []) + [e.strip().lower() for e in value.split(",") if e.strip()]
@@ -157,7 +166,7 @@ def parse_request_head(head, limits=None):
             else:
                 expect = value.strip().lower()
     req.method, req.target, minor = m.groups()
-    _finish_head(req, minor == "1", lengths, encodings, connection or (), expect)
+    _finish_head(req, minor == "1", lengths, encodings, connection or (), expect, hosts)
     return req
 
 
@@ -192,9 +201,10 @@ def _parse_head_carefully(head, limits):
     req = RequestHead()
     headers = req.headers
     lengths = []
-    encodings = []
+    encodings = None
     connection = []
     expect = None
+    hosts = []
     for line in lines[1:]:
         if len(line) > limits.field_size:
             raise HeadError(431, "header field too large")
@@ -210,10 +220,12 @@ def _parse_head_carefully(head, limits):
         value_s = value.decode("latin-1")
         headers.append((name_s, value_s))
         lname = name_s.lower()
-        if lname == "content-length":
+        if lname == "host":
+            hosts.append(value_s)
+        elif lname == "content-length":
             lengths.append(value_s)
         elif lname == "transfer-encoding":
-            encodings.extend(e.strip().lower() for e in value_s.split(",") if e.strip())
+            encodings = (encodings or []) + [e.strip().lower() for e in value_s.split(",") if e.strip()]
         elif lname == "connection":
             connection.extend(t.strip().lower() for t in value_s.split(","))
         elif lname == "expect":
@@ -221,21 +233,26 @@ def _parse_head_carefully(head, limits):
 
     req.method = method.decode("ascii")
     req.target = target.decode("latin-1")
-    _finish_head(req, minor == 1, lengths, encodings, connection, expect)
+    _finish_head(req, minor == 1, lengths, encodings, connection, expect, hosts)
     return req
 
 
-def _finish_head(req, http11, lengths, encodings, connection, expect):
-    """Version, keep-alive, framing and target of a head whose fields are checked."""
+def _finish_head(req, http11, lengths, encodings, connection, expect, hosts):
+    """Version, keep-alive, framing, Host and target of a head whose fields are checked.
+    ``encodings`` is None without a Transfer-Encoding field, else its codings in order."""
     req.version = "HTTP/1.1" if http11 else "HTTP/1.0"
     if not http11:
         req.keep_alive = "keep-alive" in connection
     else:
         req.keep_alive = "close" not in connection
-    if encodings:
+    if encodings is not None:
         if not http11:
             raise HeadError(400, "Transfer-Encoding in an HTTP/1.0 request")
-        if encodings != ["chunked"]:
+        if not encodings or encodings[-1] != "chunked" or "chunked" in encodings[:-1]:
+            # RFC 9112 section 6.3: without chunked as the last coding (an empty field
+            # included) the body's end cannot be known; chunked twice is not allowed.
+            raise HeadError(400, "Transfer-Encoding does not end with chunked")
+        if len(encodings) > 1:
             raise HeadError(501, "unsupported Transfer-Encoding")
         req.chunked = True
         if lengths:
@@ -245,6 +262,12 @@ def _finish_head(req, http11, lengths, encodings, connection, expect):
     elif lengths:
         req.content_length = _parse_content_length(lengths)
     req.expect_continue = http11 and expect == "100-continue"
+    # Two Host fields are refused (RFC 9112 section 3.2: the app would see "a,b", and a
+    # cache in front might key on the other). A missing or odd Host is left to the app
+    # (Django's ALLOWED_HOSTS, Flask's SERVER_NAME), as gunicorn and uWSGI leave it:
+    # health checks and hand-written clients often send none.
+    if len(hosts) > 1:
+        raise HeadError(400, "more than one Host field")
 
     t = req.target
     if t.startswith("/"):
@@ -255,8 +278,21 @@ def _finish_head(req, http11, lengths, encodings, connection, expect):
         scheme, sep, rest = t.partition("://")
         if not sep or scheme.lower() not in ("http", "https"):
             raise HeadError(400, "malformed request target")
-        slash = rest.find("/")
-        path, _, query = ("/" if slash < 0 else rest[slash:]).partition("?")
+        # absolute-form (RFC 9112 section 3.2.2): the authority stands for Host; the
+        # path may be empty ("http://h?q" is "/" with the query "q").
+        end = len(rest)
+        for c in "/?#":
+            i = rest.find(c)
+            if 0 <= i < end:
+                end = i
+        authority = rest[:end]
+        if "@" in authority or not _HOST.match(authority):
+            raise HeadError(400, "malformed request target")
+        req.authority = authority
+        rest = rest[end:]
+        path, _, query = rest.partition("?")
+        if not path.startswith("/"):
+            path = "/" + path
     req.path, _, _ = path.partition("#")
     req.query = query.partition("#")[0]
 
@@ -302,16 +338,19 @@ class ConnReader:
         self.buf += data
         return True
 
-    def read_head(self, limits):
+    def read_head(self, limits, within=None):
         """The next request head as bytes, or None when the connection ends before one.
 
         Empty lines before a request are skipped (RFC 9112 section 2.2). Raises
         HeadError (400 or 431) when the head grows past the limits, ClientGone when the
-        client goes away or times out halfway through a head, TimeoutError when
-        nothing at all arrives in time."""
+        client goes away or times out halfway through a head, or has not sent it whole
+        ``within`` seconds after its first bytes (nginx's client_header_timeout: a
+        client that trickles a byte at a time is not waited for without end),
+        TimeoutError when nothing at all arrives in time."""
         buf = self.buf
         scanned = 0
         first = True
+        started = None  # when the first bytes of this head were there
         while True:
             while buf and buf[0] in (10, 13):
                 if buf[0] == 10:
@@ -326,6 +365,11 @@ class ConnReader:
                 del buf[:end]
                 return head
             scanned = len(buf)
+            if within is not None and buf:
+                if started is None:
+                    started = time.monotonic()
+                elif time.monotonic() - started > within:
+                    raise ClientGone("request head not complete within %gs" % within)
             if b"\n" not in buf and len(buf) > limits.request_line + 1:
                 raise HeadError(400, "request line too long")
             if len(buf) > limits.head_size():
@@ -387,7 +431,11 @@ class Body:
 
     A client that goes away in the middle of the body (closes, resets, or lets a read
     time out) gives a short read, then b"", as gunicorn's wsgi.input does: no exception
-    reaches the app. ``gone`` then says why, and the connection is not kept."""
+    reaches the app. ``gone`` then says why, and the connection is not kept.
+
+    A malformed chunked body raises HeadError(400) to the app, at that read and every
+    later one; ``broken`` then says why, and the connection is not kept: where the
+    request ends is not known, so nothing after it is read as a request."""
 
     def __init__(self, reader, on_first_read=None):
         self._reader = reader
@@ -395,6 +443,7 @@ class Body:
         self._pending = b""  # read past a line end by readline()
         self.finished = False
         self.gone = None
+        self.broken = None
 
     def _start(self):
         if self._on_first_read is not None:
@@ -405,6 +454,8 @@ class Body:
         if self._pending:
             data, self._pending = self._pending[:limit], self._pending[limit:]
             return data
+        if self.broken is not None:
+            raise HeadError(400, self.broken)
         if self.finished:
             return b""
         try:
@@ -413,6 +464,9 @@ class Body:
         except ConnectionError as e:  # ClientGone included
             self.gone = str(e) or type(e).__name__
             data = b""
+        except HeadError as e:
+            self.broken = e.reason
+            raise
         if not data:
             self.finished = True
         return data
@@ -480,7 +534,7 @@ class Body:
 
     def has_unread(self):
         """True when the body is not read to its end (bytes of it may still come)."""
-        return not (self.finished and not self._pending) or self.gone is not None
+        return not (self.finished and not self._pending) or self.gone is not None or self.broken is not None
 
     def awaits_continue(self):
         """True when the client waits for 100 Continue before it sends the body."""
@@ -508,10 +562,24 @@ class LengthBody(Body):
         return data
 
 
+# A chunk-size line (RFC 9112 section 7.1): the size in hex, extensions (name, or
+# name=token or quoted string, with optional whitespace around ";" and "="), CRLF.
+_CHUNK_EXT = (rb'(?:[ \t]*;[ \t]*[!#$%&\'*+\-.^_`|~0-9A-Za-z]+'
+              rb'(?:[ \t]*=[ \t]*(?:[!#$%&\'*+\-.^_`|~0-9A-Za-z]+'
+              rb'|"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"))?)*')
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})" + _CHUNK_EXT + rb"\r\n\Z")
+_TRAILER_FIELD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n\Z")
+
+
 class ChunkedBody(Body):
-    """A chunked request body (RFC 9112 section 7.1); trailers are read and dropped."""
+    """A chunked request body (RFC 9112 section 7.1); trailers are read and dropped.
+
+    Stricter than the head: every line of the body ends with CRLF (a bare LF, which the
+    head may use, is refused here), so that a proxy in front and this server cannot
+    disagree on where a chunk, and so the request, ends."""
 
     LINE_LIMIT = 4096
+    TRAILER_LIMIT = 100  # trailer fields, as Limits.fields
 
     def __init__(self, reader, on_first_read=None):
         super().__init__(reader, on_first_read)
@@ -523,18 +591,21 @@ class ChunkedBody(Body):
         if self._done:
             return b""
         if self._left == 0:
-            line = reader.read_line(self.LINE_LIMIT).rstrip(b"\r\n")
-            size_text = line.split(b";", 1)[0].strip(b" \t")
-            if not size_text or len(size_text) > 15 or not all(c in b"0123456789abcdefABCDEF" for c in size_text):
-                raise HeadError(400, "malformed chunk size")
-            self._left = int(size_text, 16)
+            m = _CHUNK_LINE.match(reader.read_line(self.LINE_LIMIT))
+            if m is None:
+                raise HeadError(400, "malformed chunk size line")
+            self._left = int(m.group(1), 16)
             if self._left == 0:
-                while reader.read_line(self.LINE_LIMIT) not in (b"\r\n", b"\n"):
-                    pass  # trailer fields
-                self._done = True
-                return b""
+                for _ in range(self.TRAILER_LIMIT + 1):
+                    line = reader.read_line(self.LINE_LIMIT)
+                    if line == b"\r\n":
+                        self._done = True
+                        return b""
+                    if not _TRAILER_FIELD.match(line):
+                        raise HeadError(400, "malformed trailer field")
+                raise HeadError(400, "too many trailer fields")
         data = reader.read_some(min(limit, self._left))
         self._left -= len(data)
-        if self._left == 0 and reader.read_line(2) not in (b"\r\n", b"\n"):
+        if self._left == 0 and reader.read_line(2) != b"\r\n":
             raise HeadError(400, "chunk not followed by CRLF")
         return data

@@ -208,7 +208,7 @@ class Server:
                         return CLOSE
             first = False
             try:
-                head = reader.read_head(self.opts.limits)
+                head = reader.read_head(self.opts.limits, self.opts.read_timeout)
                 if head is None:
                     return CLOSE
                 req = http.parse_request_head(head, self.opts.limits)
@@ -342,9 +342,13 @@ class Server:
         """Runs the app for one request. Returns (keep, body_left): whether the connection
         stays open, and whether the client may still be sending this request's body."""
         continue_sent = []
+        handler = None
 
         def send_continue():
-            if not continue_sent:
+            # Not once the response has begun (RFC 9110 section 15.2): an app that
+            # writes before it reads gets the body without it (the client sends it after
+            # its own wait, or sees the answer and stops).
+            if not continue_sent and not (handler is not None and handler.headers_sent):
                 continue_sent.append(True)
                 conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -363,12 +367,15 @@ class Server:
             # wsgi.input gave the app a short read (no exception): this line says why.
             print("forkpool-wsgi[%d]: client gone in the body of %s %s: %s"
                   % (os.getpid(), req.method, req.target, body.gone), file=sys.stderr)
+        if body.broken is not None:
+            print("forkpool-wsgi[%d]: bad request body of %s %s: %s"
+                  % (os.getpid(), req.method, req.target, body.broken), file=sys.stderr)
         if not handler.completed:
             # The client went away, or the app failed after its response had begun.
             return False, body.has_unread()
         if self.access is not None:
             self.access.log(env, handler.status_code, handler.body_sent)
-        keep = handler.keep_alive and not handler.failed_late
+        keep = handler.keep_alive and not handler.failed_late and body.broken is None
         if keep and body.has_unread() and not body.awaits_continue():
             try:
                 keep = body.discard(BODY_DRAIN_LIMIT)

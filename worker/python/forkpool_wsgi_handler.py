@@ -4,6 +4,7 @@ answers to refused heads, and the access log. The connection loop is forkpool_ws
 
 import base64
 import os
+import re
 import socket
 import sys
 import threading
@@ -57,6 +58,8 @@ class Handler(BaseHandler):
         self.body_sent = 0
         self.keep_alive = req.keep_alive
         self.status_code = 0
+        self.no_body = False  # 204 or 304: whatever the app returns is not sent
+        self.overran = False  # the app sent more than its Content-Length
         self.failed_late = False  # the app failed after the status line was sent
         self.completed = False  # the response was sent in full and the iterable closed
 
@@ -92,6 +95,8 @@ class Handler(BaseHandler):
                 self._conn.sendall(data)
             except (TimeoutError, BlockingIOError) as e:
                 raise self._stopped_reading() from e
+            except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as e:
+                raise http.ClientGone("the client went away: %s" % e) from e
 
     def _stopped_reading(self):
         """A send that timed out: the client stopped reading the response. That is the
@@ -102,6 +107,26 @@ class Handler(BaseHandler):
               % (os.getpid(), env.get("REQUEST_METHOD", "?"), env.get("RAW_URI", "?"), self._send_timeout),
               file=sys.stderr)
         return http.ClientGone("the client stopped reading")
+
+    def run(self, application):
+        # wsgiref's run(), except that only a write to the client that failed (ClientGone)
+        # ends the request quietly: a ConnectionResetError or BrokenPipeError the app
+        # raised itself (an upstream that hung up, say) is an error of the app, answered
+        # with a 500 and a traceback like any other.
+        try:
+            self.setup_environ()
+            self.result = application(self.environ, self.start_response)
+            self.finish_response()
+        except http.ClientGone:
+            return
+        except:  # noqa: E722 (wsgiref's rule: whatever the app raised)
+            try:
+                self.handle_error()
+            except http.ClientGone:
+                return
+            except:  # noqa: E722
+                self.close()
+                raise
 
     # Headers.
     def start_response(self, status, headers, exc_info=None):
@@ -116,8 +141,9 @@ class Handler(BaseHandler):
             else:
                 if type(status) is not str:
                     raise AssertionError("Status must be of type str (got %r)" % (status,))
-                if len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
-                    raise AssertionError("Status must be a 3-digit code, a space and a reason: %r" % status)
+                if len(status) < 4 or not status[:3].isdigit() or status[3] != " " or status[0] < "2":
+                    raise AssertionError("Status must be a 3-digit code of 200 or more, a space and a reason: %r"
+                                         % status)
                 self.status = status
                 self.headers = _headers_unchecked(headers)
                 return self.write
@@ -129,20 +155,27 @@ class Handler(BaseHandler):
                 elif name.lower() == "connection" and "close" in value.lower():
                     self.keep_alive = False
             headers = kept
+        if type(status) is str and status[:1] in ("0", "1"):
+            # An interim (1xx) status cannot be the response: the client would wait on.
+            raise AssertionError("Status must be 200 or more: %r" % status)
         return super().start_response(status, headers, exc_info)
 
     def cleanup_headers(self):
         headers = self.headers
         self.status_code = int(self.status[:3])
-        no_body = self.status_code < 200 or self.status_code in (204, 304)
+        no_body = self.no_body = self.status_code in (204, 304)
         length = None
+        lengths = 0
         self._has_date = self._has_server = False
         hop_by_hop = False  # only if the app changed its list after start_response
         for name, value in headers._headers:
             lname = name.lower()
             if lname == "content-length":
+                lengths += 1
                 if length is None:
                     length = value
+                elif value.strip() != length.strip():
+                    raise AssertionError("two different Content-Length values: %r and %r" % (length, value))
             elif lname == "date":
                 self._has_date = True
             elif lname == "server":
@@ -158,12 +191,16 @@ class Handler(BaseHandler):
             # (Werkzeug) return no block at all for HEAD, which gives no length here.
             self.set_content_length()
             length = headers.get("Content-Length")
+        if lengths > 1 or (length is not None and self.status_code == 204):
+            # One Content-Length on the wire; none on a 204 (RFC 9110 section 8.6).
+            del headers["Content-Length"]
+            if self.status_code != 204:
+                headers._headers.append(("Content-Length", length))
         if length is not None:
-            try:
-                self.declared_length = int(length)
-            except ValueError:
-                self.declared_length = None
-                self.keep_alive = False
+            text = length.strip()
+            if not (text.isdigit() and text.isascii()):
+                raise AssertionError("Content-Length must be a number of bytes: %r" % length)
+            self.declared_length = int(text)
         elif not no_body:
             if self._req.version == "HTTP/1.1":
                 # HEAD too: the GET's framing (RFC 9112 section 6.1), no body follows.
@@ -172,7 +209,7 @@ class Handler(BaseHandler):
             elif not self.head_only:
                 self.keep_alive = False  # the end of the body is the end of the connection
         body = self._body
-        if body.has_unread() and (body.gone is not None or body.awaits_continue()
+        if body.has_unread() and (body.gone is not None or body.broken is not None or body.awaits_continue()
                                   or body.known_left() > BODY_DRAIN_LIMIT):
             # The client went away in its body, was never asked for it, or too much of it
             # is left to read and drop after this response: the connection ends with it.
@@ -187,16 +224,25 @@ class Handler(BaseHandler):
     def send_headers(self):
         # wsgiref's send_headers and send_preamble, as one block of bytes.
         self.cleanup_headers()
-        self.headers_sent = True
-        parts = ["HTTP/1.1 ", self.status, "\r\n"]
+        parts = []
         if not self._has_date:
             parts += ("Date: ", _http_date(), "\r\n")
         if not self._has_server:
             parts.append("Server: " + SERVER_SOFTWARE + "\r\n")
         for name, value in self.headers._headers:
             parts += (name, ": ", value, "\r\n")
-        parts.append("\r\n")
-        self._write("".join(parts).encode("iso-8859-1"))
+        fields = "".join(parts)
+        # Checked before anything is sent, so that what fails is answered with a 500: a
+        # field name that is not a token, a CR, LF or other control character in a value
+        # (a response split in two: one line end per field), a reason phrase with one,
+        # text beyond latin-1.
+        if (_FIELDS_OK.match(fields) is None or fields.count("\n") != len(self.headers._headers) + (not self._has_date) + (not self._has_server)
+                or _REASON_BAD.search(self.status) is not None):
+            raise AssertionError("invalid response status or header field: %r %r"
+                                 % (self.status, _first_bad_field(self.headers._headers)))
+        data = ("HTTP/1.1 " + self.status + "\r\n" + fields + "\r\n").encode("iso-8859-1")
+        self.headers_sent = True
+        self._write(data)
 
     # The body.
     def write(self, data):
@@ -209,15 +255,31 @@ class Handler(BaseHandler):
             self.send_headers()
         else:
             self.bytes_sent += len(data)
-        if data and not self.head_only:
+        if data and not self.head_only and not self.no_body:
             if self.chunked:
                 self._write(b"%x\r\n" % len(data))
                 self._write(data)
                 self._write(b"\r\n")
             else:
+                if self.declared_length is not None and self.body_sent + len(data) > self.declared_length:
+                    data = self._beyond_length(data)
                 self._write(data)
             self.body_sent += len(data)
         self._flush()
+
+    def _beyond_length(self, data):
+        """What of ``data`` fits the declared Content-Length; the rest is not sent (to a
+        client that pipelines, it would read as the next response) and the connection
+        ends after this response."""
+        fits = data[:max(self.declared_length - self.body_sent, 0)]
+        if not self.overran:
+            env = self.environ or {}
+            print("forkpool-wsgi[%d]: %s %s: the app sent more than its Content-Length of %d; the rest is cut"
+                  % (os.getpid(), env.get("REQUEST_METHOD", "?"), env.get("RAW_URI", "?"), self.declared_length),
+                  file=sys.stderr)
+        self.overran = True
+        self.keep_alive = False
+        return fits
 
     def finish_content(self):
         if not self.headers_sent:
@@ -227,13 +289,18 @@ class Handler(BaseHandler):
             self.send_headers()
         elif self.chunked:
             self._write(b"0\r\n\r\n")
-        if self.declared_length is not None and not self.head_only and self.body_sent != self.declared_length:
-            self.keep_alive = False  # the client cannot tell where this response ends
+        self._check_length()
         self._flush()
+
+    def _check_length(self):
+        if (self.declared_length is not None and not self.head_only and not self.no_body
+                and self.body_sent != self.declared_length):
+            self.keep_alive = False  # the client cannot tell where this response ends
 
     def sendfile(self):
         filelike = self.result.filelike
-        if self.head_only or self.chunked or "Content-Length" not in self.headers:
+        if (self.head_only or self.chunked or "Content-Length" not in self.headers
+                or self.status[:3] in ("204", "304")):
             return False
         try:
             filelike.fileno()
@@ -250,10 +317,15 @@ class Handler(BaseHandler):
             sent = self._conn.sendfile(filelike, offset=filelike.tell(), count=self.declared_length)
         except (TimeoutError, BlockingIOError) as e:
             raise self._stopped_reading() from e
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as e:
+            raise http.ClientGone("the client went away: %s" % e) from e
         finally:
             self._conn.settimeout(None)
         self.body_sent += sent
         self.bytes_sent += sent
+        # A file shorter than its Content-Length (wsgiref skips finish_content after a
+        # sendfile): the client waits for the rest, so the connection ends here.
+        self._check_length()
         return True
 
     def close(self):
@@ -274,11 +346,33 @@ class Handler(BaseHandler):
             self.failed_late = True
             self.keep_alive = False
         self.out = []
+        if self._body.broken is not None and isinstance(sys.exc_info()[1], http.HeadError):
+            # The client's malformed chunked body reached the app as HeadError: a 400 and
+            # no traceback (forkpool_wsgi logs one line), not an error of the app.
+            self.keep_alive = False
+            if not self.headers_sent:
+                self.error_status = "400 Bad Request"
+                self.error_body = b"bad request body: " + self._body.broken.encode("latin-1", "replace") + b"\n"
+                self.result = self.error_output(self.environ, self.start_response)
+                self.finish_response()
+            return
         super().handle_error()
 
 
 _HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
                          "te", "trailers", "transfer-encoding", "upgrade"))  # wsgiref.util's
+
+
+# What a response's header fields (each "name: value\r\n") and status must look like.
+_FIELDS_OK = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\x00-\x08\x0a-\x1f\x7f\u0100-\U0010ffff]*\r\n)*\Z")
+_REASON_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u0100-\U0010ffff]")
+
+
+def _first_bad_field(fields):
+    for name, value in fields:
+        if _FIELDS_OK.match("%s: %s\r\n" % (name, value)) is None:
+            return (name, value)
+    return None
 
 
 def _headers_unchecked(fields):
@@ -356,6 +450,10 @@ def build_environ(req, conn_vars):
             env[key] += "," + value
         else:
             env[key] = value
+    if "CONTENT_LENGTH" in env and not req.chunked:
+        env["CONTENT_LENGTH"] = str(req.content_length)  # "5, 5" or two fields: one number
+    if req.authority is not None:
+        env["HTTP_HOST"] = req.authority  # RFC 9112 section 3.2.2: the target's, not Host's
     return env
 
 

@@ -63,5 +63,84 @@ def application(environ, start_response):
         environ["wsgi.errors"].write("a line to wsgi.errors\n")
         start_response("204 No Content", [])
         return []
+    answer = _MISBEHAVING.get(path)
+    if answer is not None:
+        return answer(environ, start_response)
     start_response("404 Not Found", [("Content-Type", "text/plain")])
     return [b"not found\n"]
+
+
+# Apps that get HTTP wrong, or meet a failure of their own, which the server must not
+# pass on to the wire as it is.
+def _no_content(environ, start_response):
+    # A body (and for the 204 a length) where none may be: neither reaches the client.
+    status = environ["QUERY_STRING"] or "204"
+    start_response(status + " X", [("Content-Type", "text/plain"), ("Content-Length", "11")])
+    return [b"BODY-OF-" + status.encode()]
+
+
+def _short_file(environ, start_response):
+    # A file shorter than the Content-Length given (one that shrank after a stat).
+    f = tempfile.TemporaryFile()
+    f.write(b"y" * 100)
+    f.seek(0)
+    start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", "200")])
+    return environ["wsgi.file_wrapper"](f, 8192)
+
+
+def _upstream_reset(environ, start_response):
+    raise ConnectionResetError("deliberate: the upstream hung up")
+
+
+def _write_then_read(environ, start_response):
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"written;")
+    return [b"read %d" % len(environ["wsgi.input"].read())]
+
+
+def _echo(environ, start_response):
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+_BAD_HEADERS = {
+    "crlf": ("200 OK", [("X-Test", "a\r\nSet-Cookie: injected=1")]),
+    "lf": ("200 OK", [("X-Test", "a\nb")]),
+    "name": ("200 OK", [("X Bad: y", "z")]),
+    "reason": ("200 OK\r\nX-Injected: 1", []),
+    "two-lengths": ("200 OK", [("Content-Length", "2"), ("Content-Length", "5")]),
+    "bad-length": ("200 OK", [("Content-Length", "five")]),
+    "early-hints": ("103 Early Hints", [("Link", "</a.css>; rel=preload")]),
+    "euro": ("200 OK", [("X-Test", "euro \u20ac")]),
+}
+
+
+def _bad_header(environ, start_response):
+    status, headers = _BAD_HEADERS[environ["QUERY_STRING"]]
+    start_response(status, headers)
+    return [b"hello"]
+
+
+def _overlong(environ, start_response):
+    # More bytes than the Content-Length: to a pipelining client the rest would read as
+    # a response of its own.
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    return [b"hello", b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nSPOOFED"]
+
+
+def _same_lengths(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5"), ("Content-Length", "5")])
+    return [b"hello"]
+
+
+def _content_length(environ, start_response):
+    body = environ.get("CONTENT_LENGTH", "").encode() + b" " + environ.get("HTTP_HOST", "").encode()
+    environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+_MISBEHAVING = {"/no-content": _no_content, "/short-file": _short_file, "/upstream-reset": _upstream_reset,
+                "/write-then-read": _write_then_read, "/echo": _echo, "/bad-header": _bad_header,
+                "/overlong": _overlong, "/same-lengths": _same_lengths, "/environ-length": _content_length}
