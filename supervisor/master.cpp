@@ -106,8 +106,8 @@ void Master::wire(const config::Config& config) {
     for (auto& moved : moved_controls_) moved->broadcast(e);
   };
 
-  for (int signo : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGCHLD})
-    signals_.push_back(std::make_unique<SignalWatch>(loop_.get(), signo, [this](int s) { on_signal(s); }));
+  signals_ = std::make_unique<SignalQueue>(loop_.get(), [this](int s) { on_signal(s); });
+  child_signal_ = std::make_unique<SignalWatch>(loop_.get(), SIGCHLD, [this](int s) { on_signal(s); });
   systemd_ = std::make_unique<SystemdNotify>(loop_.get());
 
   // Last, when everything the master holds for itself is open: a limit that cannot hold
@@ -138,7 +138,8 @@ Master::~Master() {
   moved_controls_.clear();
   removed_pools_.clear();
   generation_.reset();
-  signals_.clear();
+  signals_.reset();
+  child_signal_.reset();
   systemd_.reset();
   shutdown_deadline_.reset();
 }
@@ -250,8 +251,18 @@ void Master::on_signal(int signo) {
     case SIGTTOU: resize_fixed_pools(-1); return;
     case SIGHUP: reload("SIGHUP"); return;
     case SIGUSR2: upgrade("SIGUSR2", nullptr); return;
-    default: return;
+    default: break;
   }
+  if (!is_ignored_signal(signo)) return;
+  // At most once a minute for each: a log file over RLIMIT_FSIZE raises SIGXFSZ at every
+  // write, this line's included.
+  const auto now = Clock::now();
+  auto [at, first] = ignored_signal_logged_.try_emplace(signo, now);
+  if (!first && now - at->second < std::chrono::minutes(1)) return;
+  at->second = now;
+  const char* name = sigabbrev_np(signo);
+  log::warn("master.signal_ignored", "ignoring signal {} ({}){}", signo, name != nullptr ? name : "real-time",
+            signo == SIGXFSZ ? ": a file the master writes (its log?) reached the size limit (ulimit -f)" : "");
 }
 
 void Master::reap() {

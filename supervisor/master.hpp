@@ -11,6 +11,7 @@
 
 #include <uv.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -24,6 +25,7 @@
 #include "supervisor/observe/access_log.hpp"
 #include "supervisor/observe/metrics_http.hpp"
 #include "supervisor/pool/pool.hpp"
+#include "supervisor/signal_queue.hpp"
 #include "supervisor/systemd_notify.hpp"
 #include "supervisor/upgrade/state_writer.hpp"
 #include "supervisor/uv_handles.hpp"
@@ -115,7 +117,9 @@ class Master final : public ControlTarget {
   MasterContext ctx_;
   std::unique_ptr<Generation> generation_;
   std::vector<std::unique_ptr<Pool>> removed_pools_;
-  std::vector<std::unique_ptr<SignalWatch>> signals_;
+  std::unique_ptr<SignalQueue> signals_;      // every signal the master reads but SIGCHLD
+  std::unique_ptr<SignalWatch> child_signal_;  // SIGCHLD (libuv's own handler)
+  std::map<int, Clock::time_point> ignored_signal_logged_;  // when each ignored signal was last logged
   std::unique_ptr<SystemdNotify> systemd_;
   std::unique_ptr<Timer> shutdown_deadline_;
   std::unique_ptr<ControlServer> control_;

@@ -10,6 +10,7 @@
 #include "config/load.hpp"
 #include "supervisor/observe/access_log.hpp"
 #include "supervisor/master.hpp"
+#include "supervisor/signal_queue.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/upgrade/state_reader.hpp"
 
@@ -27,13 +28,13 @@ int run_master(const config::Config& config, const std::function<std::unique_ptr
   }
   try {
     std::unique_ptr<Master> master = make();
-    // main() blocked every signal; the master's handlers (libuv signal handles) are in
-    // place now, so let them in, including any that arrived meanwhile. An empty mask, not
-    // the one inherited: a parent that blocked TERM must not make the master deaf to it.
-    // Workers start from an empty mask of their own (process/child_exec).
-    sigset_t none;
-    sigemptyset(&none);
-    ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
+    // main() blocked every signal; the master's signalfd and its SIGCHLD handler are in
+    // place now, so let the rest in, including any that arrived meanwhile: the signalfd's
+    // signals stay blocked (it reads them, supervisor/signal_queue.hpp). Not the mask
+    // inherited: a parent that blocked CHLD must not make the master deaf to it. Workers
+    // start from an empty mask of their own (process/child_exec).
+    const sigset_t read_by_signalfd = master_signal_set();
+    ::pthread_sigmask(SIG_SETMASK, &read_by_signalfd, nullptr);
     return master->run();
   } catch (const upgrade::StateError& e) {
     // The previous image is gone: nothing can be handed back. Pre-flight checks the

@@ -84,3 +84,56 @@ TEST_CASE("HUP, USR1 and TTIN sent while the master reads its config are handled
     return text.find("[log.reopen]") != std::string::npos;
   }));
 }
+
+TEST_CASE("signals whose default action would end the master are logged and ignored", "[signals]") {
+  TempDir dir;
+  write_file(dir / "f.toml",
+             "[supervisor]\ncontrol_socket = \"ctl.sock\"\n\n"
+             "[pools.web]\ncommand = [\"" +
+                 hello_binary().string() + "\"]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 1\n");
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("\\[master.ready\\]", 30s).empty());
+  for (int signo : {SIGXFSZ, SIGXCPU, SIGVTALRM, SIGPROF, SIGALRM, SIGIO, SIGPWR, SIGSTKFLT, SIGSYS, SIGRTMIN,
+                    SIGRTMIN + 5, SIGRTMAX}) {
+    INFO("signal " << signo);
+    master.signal(signo);
+    REQUIRE(!master.wait_log("\\[master.signal_ignored\\] ignoring signal " + std::to_string(signo) + " ", 10s)
+                 .empty());
+  }
+  // A second one within the minute is not logged again.
+  master.signal(SIGXFSZ);
+  master.signal(SIGHUP);  // handled after it: the reload shows the XFSZ was read
+  REQUIRE(!master.wait_log("\\[config.reload\\]", 10s).empty());
+  CHECK(master.all_matches("(ignoring signal " + std::to_string(SIGXFSZ) + " )").size() == 1);
+  CHECK(!master.wait_exit(0ms).has_value());
+  ControlClient c(dir / "ctl.sock", 10s);
+  REQUIRE(c.connected());
+  CHECK(c.request({{"cmd", "status"}}, 5s).value("ok", false));
+}
+
+TEST_CASE("a log file at the size limit (SIGXFSZ) does not end the master", "[signals]") {
+  TempDir dir;
+  write_file(dir / "f.toml",
+             "[supervisor]\ncontrol_socket = \"ctl.sock\"\nlog_file = \"master.log\"\n\n"
+             "[pools.web]\ncommand = [\"" +
+                 hello_binary().string() + "\"]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 1\n");
+  // 1 MiB of log at most, as under systemd's LimitFSIZE= (the limit covers the scoreboard's
+  // memory file too, so not much less).
+  constexpr std::uintmax_t kLimit = 1 << 20;
+  MasterProcess master(dir / "f.toml", {"/usr/bin/prlimit", "--fsize=" + std::to_string(kLimit), "--"});
+  ControlClient c(dir / "ctl.sock", 30s);
+  REQUIRE(c.connected());
+  // Each change of the log level is a line in the log: fill the file.
+  int n = 0;
+  const bool full = wait_until(
+      [&] {
+        for (int i = 0; i < 200; ++i)
+          c.request({{"cmd", "log-level"}, {"level", ++n % 2 ? "debug" : "info"}}, 5s);
+        return std::filesystem::file_size(dir / "master.log") >= kLimit;
+      },
+      60s);
+  REQUIRE(full);
+  for (int i = 0; i < 20; ++i) c.request({{"cmd", "log-level"}, {"level", i % 2 ? "debug" : "info"}}, 5s);
+  CHECK(!master.wait_exit(100ms).has_value());
+  CHECK(c.request({{"cmd", "status"}}, 5s).value("ok", false));
+}

@@ -63,7 +63,7 @@ std::string read_until(int fd, const std::string& until) {
 TEST_CASE("at a low descriptor limit the master keeps serving: its reserve fits what it needs",
           "[supervisor][descriptors]") {
   Setup s(supervisor_section("metrics_listen = \"127.0.0.1:0\"") + hello_pool("web", 4, kHungry),
-          {"prlimit", "--nofile=64:64", "--"});
+          {"prlimit", "--nofile=72:72", "--"});  // a few above what the budget asks for
   const std::string web = s.master->wait_listen_address("web");
   const std::string metrics = metrics_address(*s.master);
   REQUIRE(!s.master->wait_log("\\[master.ready\\] every pool has its workers ready").empty());
@@ -99,7 +99,7 @@ TEST_CASE("a pool out of descriptors says so in /healthz and status and accepts 
           "[supervisor][descriptors]") {
   Setup s(supervisor_section("metrics_listen = \"127.0.0.1:0\"") +
               hello_pool("web", 1, "queue_timeout = \"0\"\n"),
-          {"prlimit", "--nofile=64:64", "--"});
+          {"prlimit", "--nofile=72:72", "--"});  // a few above what the budget asks for
   const std::string web = s.master->wait_listen_address("web");
   const std::string metrics = metrics_address(*s.master);
   REQUIRE(!s.master->wait_log("\\[master.ready\\]").empty());

@@ -634,3 +634,20 @@ TEST_CASE("after an upgrade, a switch to shared dispatch gives a blocking server
   }
   CHECK(pool_in(m.status(), "web")["counters"]["crashed"] == 0);
 }
+
+TEST_CASE("a TERM or TTIN sent together with USR2 is handled by the new image, not lost", "[upgrade][signals]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 1));
+  REQUIRE(m.ready());
+  m.install_new_build();
+  // Both before the master reads either: the upgrade re-executes it with TTIN pending.
+  m.process->signal(SIGTTIN);
+  m.process->signal(SIGUSR2);
+  REQUIRE(m.wait_upgrades(1));
+  CHECK(wait_until([&] { return pool_in(m.status(), "web").value("target", 0) == 2; }, 30s));
+  m.process->signal(SIGUSR2);
+  m.process->signal(SIGTERM);
+  const auto code = m.process->wait_exit(60s);
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  CHECK(m.process->all_matches("(\\[master.stop\\] graceful shutdown)").size() == 1);
+}
