@@ -33,8 +33,11 @@ void load_command(TableReader& r, PoolConfig& pool, const std::filesystem::path&
     r.error("command", "expected a non-empty argv array such as [\"./app\", \"--port\", \"0\"]");
     return;
   }
-  for (const auto& arg : *command)
-    if (auto problem = check_placeholders(arg)) r.error("command", *problem);
+  // Each problem at its element: toml++ keeps where every one of them was written.
+  const toml::array& items = *r.node("command")->as_array();
+  for (std::size_t i = 0; i < command->size(); ++i)
+    if (auto problem = check_placeholders((*command)[i]))
+      r.error_at(location_of(items[i].source()), "command[" + std::to_string(i) + "]", *problem);
   std::string& argv0 = command->front();
   if (argv0.find('{') == std::string::npos) {
     auto exe = resolve_executable(argv0, base_dir);

@@ -44,6 +44,11 @@ std::optional<std::string> check_directory(const std::filesystem::path& dir) {
 std::optional<std::string> check_placeholders(std::string_view text) {
   std::size_t pos = 0;
   while ((pos = text.find('{', pos)) != std::string_view::npos) {
+    // "${" in a loaded value came from "$${" (a literal, for a shell): not a placeholder.
+    if (pos > 0 && text[pos - 1] == '$') {
+      ++pos;
+      continue;
+    }
     std::size_t end = pos + 1;
     while (end < text.size() && (std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '_')) ++end;
     if (end < text.size() && text[end] == '}' && end > pos + 1) {

@@ -17,6 +17,7 @@ std::optional<std::string> check_group_exists(const std::string& group);
 std::optional<std::string> check_directory(const std::filesystem::path& dir);
 
 // Only {pool} and {worker} are placeholders; "{name}" with any other name is a typo.
+// A '{' right after a '$' opens none: "$${HOME}" in the file is "${HOME}" for the program.
 std::optional<std::string> check_placeholders(std::string_view text);
 
 // restart_delay "0" with flap_window "0": no delay would slow a crash loop down and no
