@@ -252,7 +252,10 @@ PoolConfig load_pool(const std::string& name, const toml::table& table,
   assign(pool.flap_window, r.duration("flap_window"));
   if (auto problem = check_restart_policy(pool.restart_delay, pool.flap_window)) r.error("restart_delay", *problem);
   assign(pool.graceful_timeout, r.duration("graceful_timeout"));
-  assign(pool.stop_signal, load_signal(r, "stop_signal"));
+  if (auto sig = load_signal(r, "stop_signal")) {
+    if (auto problem = check_stop_signal(*sig)) r.error("stop_signal", *problem);
+    else pool.stop_signal = *sig;
+  }
   assign(pool.isolate, r.choice<Isolation>("isolate", isolation_from_string, {"none", "pid"}));
 
   if (auto user = r.string("user"); user && !user->empty()) {

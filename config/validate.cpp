@@ -7,10 +7,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cctype>
 #include <cstring>
 #include <vector>
+
+#include "config/names.hpp"
 
 namespace forkpool::config {
 
@@ -59,6 +62,13 @@ std::optional<std::string> check_placeholders(std::string_view text) {
     pos = end;
   }
   return std::nullopt;
+}
+
+std::optional<std::string> check_stop_signal(int signo) {
+  if (signo != SIGSTOP && signo != SIGTSTP && signo != SIGTTIN && signo != SIGTTOU) return std::nullopt;
+  return "SIG" + signal_name(signo) + (signo == SIGSTOP ? " cannot be handled and" : " by default") +
+         " stops (freezes) a worker instead of ending it: it would sit frozen until graceful_timeout, then be "
+         "killed; use the signal the program finishes its work on, such as \"TERM\", \"INT\" or \"QUIT\"";
 }
 
 std::optional<std::string> check_restart_policy(Duration restart_delay, Duration flap_window) {
