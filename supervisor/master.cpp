@@ -25,12 +25,11 @@
 namespace forkpool::supervisor {
 namespace {
 
-// Scoreboard slots a pool may want: worker numbers up to its size plus a few for
-// TTIN/scale, and as many again for replacements that start before the worker they
+// Scoreboard slots a pool may want: worker numbers up to its ceiling (its size plus a few
+// for TTIN/scale), and as many again for replacements that start before the worker they
 // replace stops. The scoreboard is sized with room beyond the sum, for reloads.
 std::size_t slots_wanted(const config::PoolConfig& p) {
-  const int size = std::max(p.workers, p.max_workers);
-  return static_cast<std::size_t>(2 * (size + std::max(4, size / 4)));
+  return static_cast<std::size_t>(2 * pool_ceiling(p));
 }
 
 // Each slot page is an fd; let the master use every fd the hard limit allows.
