@@ -89,9 +89,7 @@ Master::Master(config::Config config) : cleanup_(loop_.get()) {
   generation_ = std::make_unique<Generation>(1, shared, std::move(listeners));
   for (const auto& pool : shared->pools) {
     generation_->pools().push_back(generation_->make_pool(ctx_, pool));
-    for (const auto& l : generation_->pools().back()->listeners())
-      log::info("listener.open", "pool {} listens on {}{}", pool.name, l->bound,
-                l->adopted ? " (socket passed by systemd)" : "");
+    for (const auto& l : generation_->pools().back()->listeners()) log_opened(pool.name, *l);
   }
 
   control_ = make_control_server(supervisor_config());
