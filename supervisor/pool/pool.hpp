@@ -227,6 +227,9 @@ class Pool {
   void shrink(int n, ScaleReason reason, const SizingCounts& before);
   void retire_slot(Slot& slot);
   Slot* longest_idle();
+  // When idle_timeout starts counting for `s`: its idle_since, or the operator's latest
+  // scale if that came later.
+  Clock::time_point idle_from(const Slot& s) const;
   void retire_idle();
   void arm_idle_timer(const SizingCounts& c);
   void watch_demand(const SizingCounts& c);
@@ -273,6 +276,9 @@ class Pool {
   std::string last_scale_;
   bool rescaling_ = false;
   bool listener_readable_ = false;  // shared dispatch: sizing from a listener's wake-up
+  // The latest scale or TTIN/TTOU: idleness before it does not count towards idle_timeout,
+  // or the workers idle at a scale-up would be retired at once, undoing it.
+  Clock::time_point operator_scaled_at_{};
   Timer idle_timer_;
   Timer spawn_retry_;
   Timer demand_sample_;
