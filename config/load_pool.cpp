@@ -33,8 +33,11 @@ void load_command(TableReader& r, PoolConfig& pool, const std::filesystem::path&
     r.error("command", "expected a non-empty argv array such as [\"./app\", \"--port\", \"0\"]");
     return;
   }
-  for (const auto& arg : *command)
-    if (auto problem = check_placeholders(arg)) r.error("command", *problem);
+  // Each problem at its element: toml++ keeps where every one of them was written.
+  const toml::array& items = *r.node("command")->as_array();
+  for (std::size_t i = 0; i < command->size(); ++i)
+    if (auto problem = check_placeholders((*command)[i]))
+      r.error_at(location_of(items[i].source()), "command[" + std::to_string(i) + "]", *problem);
   std::string& argv0 = command->front();
   if (argv0.find('{') == std::string::npos) {
     auto exe = resolve_executable(argv0, base_dir);
@@ -249,7 +252,10 @@ PoolConfig load_pool(const std::string& name, const toml::table& table,
   assign(pool.flap_window, r.duration("flap_window"));
   if (auto problem = check_restart_policy(pool.restart_delay, pool.flap_window)) r.error("restart_delay", *problem);
   assign(pool.graceful_timeout, r.duration("graceful_timeout"));
-  assign(pool.stop_signal, load_signal(r, "stop_signal"));
+  if (auto sig = load_signal(r, "stop_signal")) {
+    if (auto problem = check_stop_signal(*sig)) r.error("stop_signal", *problem);
+    else pool.stop_signal = *sig;
+  }
   assign(pool.isolate, r.choice<Isolation>("isolate", isolation_from_string, {"none", "pid"}));
 
   if (auto user = r.string("user"); user && !user->empty()) {

@@ -7,10 +7,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cctype>
 #include <cstring>
 #include <vector>
+
+#include "config/names.hpp"
 
 namespace forkpool::config {
 
@@ -44,6 +47,11 @@ std::optional<std::string> check_directory(const std::filesystem::path& dir) {
 std::optional<std::string> check_placeholders(std::string_view text) {
   std::size_t pos = 0;
   while ((pos = text.find('{', pos)) != std::string_view::npos) {
+    // "${" in a loaded value came from "$${" (a literal, for a shell): not a placeholder.
+    if (pos > 0 && text[pos - 1] == '$') {
+      ++pos;
+      continue;
+    }
     std::size_t end = pos + 1;
     while (end < text.size() && (std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '_')) ++end;
     if (end < text.size() && text[end] == '}' && end > pos + 1) {
@@ -54,6 +62,13 @@ std::optional<std::string> check_placeholders(std::string_view text) {
     pos = end;
   }
   return std::nullopt;
+}
+
+std::optional<std::string> check_stop_signal(int signo) {
+  if (signo != SIGSTOP && signo != SIGTSTP && signo != SIGTTIN && signo != SIGTTOU) return std::nullopt;
+  return "SIG" + signal_name(signo) + (signo == SIGSTOP ? " cannot be handled and" : " by default") +
+         " stops (freezes) a worker instead of ending it: it would sit frozen until graceful_timeout, then be "
+         "killed; use the signal the program finishes its work on, such as \"TERM\", \"INT\" or \"QUIT\"";
 }
 
 std::optional<std::string> check_restart_policy(Duration restart_delay, Duration flap_window) {

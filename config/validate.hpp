@@ -17,7 +17,13 @@ std::optional<std::string> check_group_exists(const std::string& group);
 std::optional<std::string> check_directory(const std::filesystem::path& dir);
 
 // Only {pool} and {worker} are placeholders; "{name}" with any other name is a typo.
+// A '{' right after a '$' opens none: "$${HOME}" in the file is "${HOME}" for the program.
 std::optional<std::string> check_placeholders(std::string_view text);
+
+// A stop_signal whose default action stops (freezes) the process rather than ending it:
+// STOP cannot even be handled, and TSTP, TTIN and TTOU leave a program that does not
+// handle them frozen until graceful_timeout, then killed.
+std::optional<std::string> check_stop_signal(int signo);
 
 // restart_delay "0" with flap_window "0": no delay would slow a crash loop down and no
 // window would stop it, so the master would fork as fast as the worker can crash.

@@ -25,12 +25,11 @@
 namespace forkpool::supervisor {
 namespace {
 
-// Scoreboard slots a pool may want: worker numbers up to its size plus a few for
-// TTIN/scale, and as many again for replacements that start before the worker they
+// Scoreboard slots a pool may want: worker numbers up to its ceiling (its size plus a few
+// for TTIN/scale), and as many again for replacements that start before the worker they
 // replace stops. The scoreboard is sized with room beyond the sum, for reloads.
 std::size_t slots_wanted(const config::PoolConfig& p) {
-  const int size = std::max(p.workers, p.max_workers);
-  return static_cast<std::size_t>(2 * (size + std::max(4, size / 4)));
+  return static_cast<std::size_t>(2 * pool_ceiling(p));
 }
 
 // Each slot page is an fd; let the master use every fd the hard limit allows.
@@ -90,9 +89,7 @@ Master::Master(config::Config config) : cleanup_(loop_.get()) {
   generation_ = std::make_unique<Generation>(1, shared, std::move(listeners));
   for (const auto& pool : shared->pools) {
     generation_->pools().push_back(generation_->make_pool(ctx_, pool));
-    for (const auto& l : generation_->pools().back()->listeners())
-      log::info("listener.open", "pool {} listens on {}{}", pool.name, l->bound,
-                l->adopted ? " (socket passed by systemd)" : "");
+    for (const auto& l : generation_->pools().back()->listeners()) log_opened(pool.name, *l);
   }
 
   control_ = make_control_server(supervisor_config());

@@ -315,11 +315,25 @@ void ControlServer::accept_one() {
   }
   c.uid_ = uid;
   c.privileged_ = uid == 0 || uid == ::geteuid();
+  // Every place taken: an idle client gives way, the way an HTTP server closes an idle
+  // keep-alive connection, so silent connections cannot lock the operator out.
+  if (auto why = crowded(c); why && why->full) {
+    if (ControlClient* idlest = idlest_client()) {
+      log::debug(
+          "control.evicted",
+          "closed the control client of uid {} idle for {} ms to make room for one of uid {}",
+          idlest->uid_, uv_now(loop_) - idlest->last_request_, uid);
+      idlest->error("closed to make room for another client: this one was idle the longest");
+      idlest->close();
+    }
+  }
   if (auto why = crowded(c)) {
     warning(crowded_warnings_, uid, "control.too_many_clients")
-        .warn(fmt::format("uid {} turned away", uid), [&] { return "turned away a control client with uid " +
-                                                                    std::to_string(uid) + ": " + *why; });
-    c.error(*why);
+        .warn(fmt::format("uid {} turned away", uid), [&] {
+          return "turned away a control client with uid " + std::to_string(uid) + ": " +
+                 why->message;
+        });
+    c.error(why->message);
     // Written before closing, so the client (forkpoolctl) can say why it was turned away.
     c.close_after_writes();
     return;
@@ -333,7 +347,7 @@ void ControlServer::accept_one() {
   arm_timer(c);
 }
 
-std::optional<std::string> ControlServer::crowded(const ControlClient& c) const {
+std::optional<ControlServer::Crowding> ControlServer::crowded(const ControlClient& c) const {
   std::size_t all = 0, others = 0, same_user = 0;
   for (const auto& other : clients_) {
     if (other.get() == &c || !other->admitted_ || other->closing_) continue;
@@ -341,15 +355,34 @@ std::optional<std::string> ControlServer::crowded(const ControlClient& c) const 
     if (!other->privileged_) ++others;
     if (other->uid_ == c.uid_) ++same_user;
   }
-  if (all >= kMaxClients) return "too many control clients (at most " + std::to_string(kMaxClients) + ")";
-  if (c.privileged_) return std::nullopt;
-  if (same_user >= kMaxPerUser)
-    return "too many control clients of uid " + std::to_string(c.uid_) + " (at most " + std::to_string(kMaxPerUser) +
-           " a user)";
-  if (others >= kMaxClients - kOwnerReserve)
-    return "too many control clients (the last " + std::to_string(kOwnerReserve) +
-           " places are kept for root and the master's user)";
+  // The quotas of other users first: an idle client gives way for a newcomer only when
+  // the newcomer is within them.
+  if (!c.privileged_ && same_user >= kMaxPerUser)
+    return Crowding{"too many control clients of uid " + std::to_string(c.uid_) + " (at most " +
+                        std::to_string(kMaxPerUser) + " a user)",
+                    false};
+  if (!c.privileged_ && others >= kMaxClients - kOwnerReserve)
+    return Crowding{"too many control clients (the last " + std::to_string(kOwnerReserve) +
+                        " places are kept for root and the master's user)",
+                    false};
+  if (all >= kMaxClients)
+    return Crowding{
+        "too many control clients (at most " + std::to_string(kMaxClients) + "), none of them idle",
+        true};
   return std::nullopt;
+}
+
+ControlClient* ControlServer::idlest_client() const {
+  ControlClient* idlest = nullptr;
+  for (const auto& other : clients_) {
+    const ControlClient& o = *other;
+    if (!o.admitted_ || o.closing_ || o.subscribed_ || o.request_started_ || !o.buffer_.empty() ||
+        uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(o.pipe_)) != 0)
+      continue;
+    // Newest first in clients_: on a tie the older connection wins.
+    if (idlest == nullptr || o.last_request_ <= idlest->last_request_) idlest = other.get();
+  }
+  return idlest;
 }
 
 log::RepeatedWarning& ControlServer::warning(std::map<uid_t, std::unique_ptr<log::RepeatedWarning>>& by_uid,

@@ -5,7 +5,9 @@
 //
 // Limits, none of which block the loop or other clients: a request line of at most
 // 64 KiB; at most 64 clients, of which any one user other than root and the master's own
-// may hold 16, and all such users together 60, so the operator can always get in; a
+// may hold 16, and all such users together 60, so the operator can always get in; when
+// all 64 places are taken, the client idle the longest (nothing begun, nothing unwritten,
+// not subscribed) is closed to make room, so silent connections lock nobody out; a
 // request must be complete within 5 s of its first byte, however slowly the bytes (or
 // empty lines) trickle in; a client not subscribed to events that sends no request for
 // 60 s is closed; a client that does not read its replies is closed once 4 MiB wait.
@@ -114,8 +116,15 @@ class ControlServer {
   void handle_input(ControlClient& c);
   void arm_timer(ControlClient& c);
   void drop(ControlClient& c);
+  struct Crowding {
+    std::string message;
+    bool full;  // every place is taken (not a quota of other users)
+  };
   // Why `c` may not take a place now, or nothing.
-  std::optional<std::string> crowded(const ControlClient& c) const;
+  std::optional<Crowding> crowded(const ControlClient& c) const;
+  // The admitted client idle the longest with no request begun, no reply unwritten and no
+  // events subscribed to; it gives way to a newcomer when every place is taken.
+  ControlClient* idlest_client() const;
   // The rate-limited warning of `event` for clients of `uid`.
   log::RepeatedWarning& warning(std::map<uid_t, std::unique_ptr<log::RepeatedWarning>>& by_uid, uid_t uid,
                                 const char* event);

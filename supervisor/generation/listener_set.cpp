@@ -90,6 +90,12 @@ std::vector<ListenerRef> ListenerSet::for_pool(const config::PoolConfig& pool) c
   return out;
 }
 
+bool ListenerSet::holds(const ListenerRef& listener) const {
+  for (const auto& [address, l] : by_address_)
+    if (l == listener) return true;
+  return false;
+}
+
 std::vector<std::string> ListenerSet::added_since(const ListenerSet* previous) const {
   std::vector<std::string> out;
   for (const auto& [address, listener] : by_address_)

@@ -36,6 +36,8 @@ class ListenerSet {
 
   // The pool's listeners in its `listen` order.
   std::vector<ListenerRef> for_pool(const config::PoolConfig& pool) const;
+  // Whether `listener` is one of this set's (a reload adopted it rather than binding it).
+  bool holds(const ListenerRef& listener) const;
   // Addresses this set binds that `previous` did not have ("tcp://127.0.0.1:9000").
   std::vector<std::string> added_since(const ListenerSet* previous) const;
   // listen(2) again where a pool's backlog changed; returns one message per failure.

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "supervisor/observe/log.hpp"
 #include "supervisor/systemd_protocol.hpp"
 
 namespace forkpool::supervisor {
@@ -220,6 +221,11 @@ void Listener::set_nonblocking(bool on) {
   // Recorded even when it was set already (by an earlier image of this master, or by
   // workers that accept): clearing it is for when no such worker runs (Pool::update_master_accepting).
   if (::fcntl(fd.get(), F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK) == 0) nonblocking = on;
+}
+
+void log_opened(const std::string& pool, const Listener& listener) {
+  log::info("listener.open", "pool {} listens on {}{}", pool, listener.bound,
+            listener.adopted ? " (socket passed by systemd)" : "");
 }
 
 }  // namespace forkpool::supervisor

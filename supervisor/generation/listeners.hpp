@@ -82,6 +82,10 @@ class InheritedSockets {
 // Binds or adopts one listener. Throws std::runtime_error naming the syscall and address.
 ListenerRef open_listener(const config::ListenAddress& address, int backlog, InheritedSockets& inherited);
 
+// The `listener.open` line of a listener `pool` got (at start or from a reload): the port
+// the kernel chose for port 0 is only known from it and from status.
+void log_opened(const std::string& pool, const Listener& listener);
+
 // Removes a stale Unix socket file at `path` (nobody accepts on it); throws
 // std::runtime_error if a live process listens there or the path is not a socket.
 void prepare_socket_path(const std::filesystem::path& path);

@@ -43,6 +43,11 @@ std::unique_ptr<Generation> commit_reload(MasterContext& ctx, Generation& curren
   auto next = std::make_unique<Generation>(current.number() + 1, prepared.config, std::move(prepared.listeners));
   for (const std::string& problem : next->listeners().apply_backlogs(next->config()))
     log::warn("listener.backlog", "{}; the old backlog stays", problem);
+  // What this reload bound is logged as at start (a port 0 shows the port it got); what
+  // it adopted from the previous generation was logged when it was bound.
+  for (const config::PoolConfig& pc : next->config().pools)
+    for (const ListenerRef& l : next->listeners().for_pool(pc))
+      if (!current.listeners().holds(l)) log_opened(pc.name, *l);
 
   std::vector<std::unique_ptr<Pool>> old = std::move(current.pools());
   for (const config::PoolDiff& d : prepared.diff.pools) {

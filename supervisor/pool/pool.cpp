@@ -65,8 +65,14 @@ Pool::Slot& Pool::slot_at(unsigned index) {
   return *slots_[index];
 }
 
+int pool_ceiling(const config::PoolConfig& pool) {
+  const int size = std::max(pool.workers, pool.max_workers);
+  return std::min(kMaxPoolWorkers, size + std::max(4, size / 4));
+}
+
 int Pool::max_size() const {
-  return std::min(kMaxPoolWorkers, target_ + static_cast<int>(ctx_.scoreboard->free_slots() / 2));
+  return std::min(pool_ceiling(*config_),
+                  target_ + static_cast<int>(ctx_.scoreboard->free_slots() / 2));
 }
 
 std::vector<unsigned> Pool::worker_numbers() const {

@@ -33,6 +33,12 @@ namespace forkpool::supervisor {
 // The most workers one pool may have (config's own limit for `workers`).
 inline constexpr int kMaxPoolWorkers = 4096;
 
+// How far scale and TTIN may take a pool: its configured size (max_workers for a dynamic
+// pool) + max(4, size / 4). The scoreboard is sized for that many workers and a
+// replacement beside each (master.cpp, slots_wanted), so the ceiling does not depend on
+// what other pools hold; docs/operations.md promises it.
+int pool_ceiling(const config::PoolConfig& pool);
+
 // A fixed pool starts this many workers at once, then the rest kStartBatch at a time on
 // later loop turns (Pool::start_batch): the first ones are ready and serving while the
 // others are still being forked (docs/performance.md, start-up).
@@ -65,8 +71,8 @@ class Pool {
   // The worker numbers the pool wants now, in order (0..target-1 for a fixed pool; a dynamic
   // pool that retired some may have gaps).
   std::vector<unsigned> worker_numbers() const;
-  // The most workers it may scale to now: the scoreboard must hold each of them and a
-  // replacement beside it (a rolling restart).
+  // The most workers it may scale to now: its pool_ceiling, and no more than the
+  // scoreboard holds with a replacement beside each (a rolling restart).
   int max_size() const;
   int live() const;         // worker processes not yet reaped, replacements and retiring included
   int ready_count() const;  // serving workers that are ready
@@ -221,6 +227,9 @@ class Pool {
   void shrink(int n, ScaleReason reason, const SizingCounts& before);
   void retire_slot(Slot& slot);
   Slot* longest_idle();
+  // When idle_timeout starts counting for `s`: its idle_since, or the operator's latest
+  // scale if that came later.
+  Clock::time_point idle_from(const Slot& s) const;
   void retire_idle();
   void arm_idle_timer(const SizingCounts& c);
   void watch_demand(const SizingCounts& c);
@@ -267,6 +276,9 @@ class Pool {
   std::string last_scale_;
   bool rescaling_ = false;
   bool listener_readable_ = false;  // shared dispatch: sizing from a listener's wake-up
+  // The latest scale or TTIN/TTOU: idleness before it does not count towards idle_timeout,
+  // or the workers idle at a scale-up would be retired at once, undoing it.
+  Clock::time_point operator_scaled_at_{};
   Timer idle_timer_;
   Timer spawn_retry_;
   Timer demand_sample_;

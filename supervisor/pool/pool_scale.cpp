@@ -174,12 +174,16 @@ void Pool::shrink(int n, ScaleReason reason, const SizingCounts& before) {
   update_running();
 }
 
+Clock::time_point Pool::idle_from(const Slot& s) const {
+  return std::max(s.process->idle_since(), operator_scaled_at_);
+}
+
 void Pool::retire_idle() {
   if (!dynamic() || removed_) return;
   const SizingCounts c = sizing_counts();
   Slot* s = longest_idle();
   if (s != nullptr && may_retire(c) && config_->idle_timeout.count() > 0 &&
-      Clock::now() - s->process->idle_since() >= config_->idle_timeout)
+      Clock::now() - idle_from(*s) >= config_->idle_timeout)
     shrink(1, ScaleReason::IdleTimeout, c);
   rescale();
 }
@@ -190,7 +194,7 @@ void Pool::arm_idle_timer(const SizingCounts& c) {
     idle_timer_.stop();
     return;
   }
-  idle_timer_.start(until(s->process->idle_since() + config_->idle_timeout), [this] { retire_idle(); });
+  idle_timer_.start(until(idle_from(*s) + config_->idle_timeout), [this] { retire_idle(); });
 }
 
 // Shared dispatch: the master sees no connection, so while a worker is busy, one is
@@ -263,6 +267,8 @@ std::string Pool::scale_dynamic(int n) {
   if (state_ != shm::PoolState::Running && state_ != shm::PoolState::Starting)
     return fmt::format("pool {} is {}; start it first", config_->name, shm::to_string(state_));
   const SizingCounts c = sizing_counts();
+  // The operator asked for this size now: idle_timeout counts from here for every worker.
+  operator_scaled_at_ = Clock::now();
   if (n > target_) grow(n - target_, ScaleReason::Operator, c);
   else if (n < target_) shrink(target_ - n, ScaleReason::Operator, c);
   rescale();

@@ -75,7 +75,11 @@ std::string substitute(std::string_view text, std::string_view pool, unsigned wo
   std::string out;
   out.reserve(text.size());
   for (std::size_t i = 0; i < text.size();) {
-    if (text.substr(i).starts_with("{pool}")) {
+    if (text.substr(i).starts_with("${")) {
+      // From "$${" in the file: a literal, never a placeholder (config::check_placeholders).
+      out += "${";
+      i += 2;
+    } else if (text.substr(i).starts_with("{pool}")) {
       out += pool;
       i += 6;
     } else if (text.substr(i).starts_with("{worker}")) {

@@ -68,7 +68,7 @@ SpawnPlan build_spawn_plan(const config::PoolConfig& pool, const WorkerContext& 
 // The uid the worker will run as (the master's own when `user` is empty).
 uid_t worker_uid(const config::PoolConfig& pool);
 
-// "{pool}" and "{worker}" replaced.
+// "{pool}" and "{worker}" replaced; "${pool}" (from "$${pool}" in the file) stays as it is.
 std::string substitute(std::string_view text, std::string_view pool, unsigned worker);
 
 }  // namespace forkpool::supervisor

@@ -269,14 +269,46 @@ TEST_CASE("forkpoolctl prints the master's too many control clients reply",
   std::vector<ControlClient> holders;
   for (int i = 0; i < 64; ++i) {
     holders.emplace_back(dir / "ctl.sock");
-    // Answered: this one holds a place.
-    REQUIRE(holders.back().request({{"cmd", "version"}}).value("ok", false));
+    // Subscribed to events: this one holds a place and does not give it up for a newcomer.
+    REQUIRE(holders.back().request({{"cmd", "events"}}).value("ok", false));
   }
   const auto r = run_command({forkpoolctl(), "-s", (dir / "ctl.sock").string(), "status"}, 20s);
   INFO(r.describe());
   CHECK(r.exited);
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.err, Catch::Contains("too many control clients (at most 64)"));
+}
+
+TEST_CASE("64 silent control connections give way to forkpoolctl, the idlest first",
+          "[control][abuse][ctl]") {
+  TempDir dir;
+  write_file(dir / "f.toml", config());
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("\\[master.ready\\]").empty());
+  std::vector<ControlClient> holders;
+  // The first is subscribed to events, so never idle; the 63 after it connect and say nothing.
+  holders.emplace_back(dir / "ctl.sock");
+  REQUIRE(holders.back().request({{"cmd", "events"}}).value("ok", false));
+  for (int i = 1; i < 64; ++i) {
+    holders.emplace_back(dir / "ctl.sock");
+    REQUIRE(holders.back().connected());
+  }
+  const auto r = run_command({forkpoolctl(), "-s", (dir / "ctl.sock").string(), "status"}, 20s);
+  INFO(r.describe());
+  CHECK(r.exited);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("pool web"));
+  // The oldest silent connection made room, and was told why.
+  const auto evicted = holders[1].read_json(10s);
+  REQUIRE(evicted.has_value());
+  CHECK_THAT(error_of(*evicted), Catch::Contains("make room"));
+  CHECK(holders[1].is_closed(10s));
+  // The subscriber and the other silent ones keep their places, and the master answers.
+  CHECK(holders[0].request({{"cmd", "version"}}).value("ok", false));
+  CHECK(holders[2].request({{"cmd", "version"}}).value("ok", false));
+  ControlClient after(dir / "ctl.sock");
+  CHECK(after.request({{"cmd", "version"}}).value("ok", false));
+  CHECK(master.all_matches("(\\[control.too_many_clients\\])").empty());
 }
 
 TEST_CASE("kill refuses a signal number that does not fit instead of truncating it",

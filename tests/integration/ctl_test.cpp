@@ -91,6 +91,26 @@ TEST_CASE("forkpoolctl exit statuses say what went wrong", "[ctl]") {
   CHECK(!master.wait_log("pool web scales from 1 to 2 workers").empty());
 }
 
+TEST_CASE("forkpoolctl scale stops at the configured size + max(4, size / 4)", "[ctl]") {
+  TempDir dir;
+  write_file(dir / "f.toml", config(2));
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  // The scoreboard has room for far more, but the ceiling is the pool's, as documented.
+  const auto over = ctl(dir, {"scale", "web", "99"});
+  INFO(over.describe());
+  CHECK(over.exit_code == 1);
+  CHECK(over.err.find("pool web can have 0 to 6 workers") != std::string::npos);
+  CHECK(master.all_matches("(pool web scales from)").empty());
+  const auto top = ctl(dir, {"scale", "web", "6"});
+  INFO(top.describe());
+  CHECK(top.exit_code == 0);
+  CHECK(!master.wait_log("pool web scales from 2 to 6 workers").empty());
+  const auto seven = ctl(dir, {"scale", "web", "7"});
+  CHECK(seven.exit_code == 1);
+  CHECK(seven.err.find("can have 0 to 6 workers") != std::string::npos);
+}
+
 TEST_CASE("forkpoolctl top shows a row per worker in tmux and q restores the terminal", "[ctl][top]") {
   TempDir dir;
   write_file(dir / "f.toml", config(3));

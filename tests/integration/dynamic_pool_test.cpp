@@ -301,6 +301,44 @@ TEST_CASE("scale and TTIN/TTOU move a dynamic pool's target within min..max and 
   stop_master(*s.master);
 }
 
+TEST_CASE("an operator's scale-up restarts the idle clock: workers idle before it are not retired at once",
+          "[dynamic]") {
+  Setup s(supervisor_section() +
+          dynamic_hello("web", "min_workers = 1\nmax_workers = 4\nspare_workers = 0\nidle_timeout = \"3s\""));
+  REQUIRE(!s.master->wait_log("every pool has its workers ready").empty());
+  auto c = s.client();
+  ControlClient events(s.socket());
+  REQUIRE(events.request({{"cmd", "events"}}).value("ok", false));
+  // Up to 2, then back to 1 once idle_timeout passed: the worker left has been idle for
+  // longer than idle_timeout when the next scale comes.
+  REQUIRE(c.request({{"cmd", "scale"}, {"pool", "web"}, {"workers", 2}}).value("ok", false));
+  REQUIRE(wait_until([&] {
+    for (const auto& e : drain_events(events, 100ms))
+      if (e.value("event", "") == "scale.down") return true;
+    return false;
+  }, 20s));
+
+  const auto up = run_command({(std::filesystem::path(FORKPOOL_BINARY_DIR) / "ctl/forkpoolctl").string(), "-s",
+                               s.socket().string(), "scale", "web", "3"},
+                              20s);
+  INFO(up.describe());
+  CHECK(up.exit_code == 0);
+  json p;
+  CHECK(wait_until([&] {
+    p = pool_status(c, "web");
+    return p.value("target", 0) == 3 && p.value("ready", 0) == 3;
+  }));
+  INFO(p.dump(2));
+  CHECK(p["last_scale"] == "up from 1 to 3: operator");
+  CHECK(named(drain_events(events), "scale.down").empty());
+  // idle_timeout after the scale, the pool goes back to min_workers.
+  CHECK(wait_until([&] {
+    p = pool_status(c, "web");
+    return p.value("target", 0) == 1 && p.value("live", 0) == 1;
+  }, 20s));
+  stop_master(*s.master);
+}
+
 TEST_CASE("a reload that changes min_workers and max_workers applies in place", "[dynamic]") {
   const auto config = [](int min, int max) {
     return supervisor_section() + dynamic_hello("web", "min_workers = " + std::to_string(min) + "\nmax_workers = " +

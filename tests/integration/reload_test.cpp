@@ -360,6 +360,28 @@ TEST_CASE("reload starts an added pool and drains a removed one before closing i
   CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
 }
 
+TEST_CASE("a listener a reload binds is logged as at start, with the port the kernel chose",
+          "[reload]") {
+  const std::string web = hello_pool("web", 1);
+  Master m(supervisor_section() + web);
+  REQUIRE(!m.process->wait_listen_address("web").empty());
+  REQUIRE(m.ready());
+  m.rewrite(supervisor_section() + web + hello_pool("api", 1));
+  require_reloaded(m.reload(), 2);
+  auto c = m.client();
+  json api_status;
+  REQUIRE(wait_until([&] { return settled(api_status = pool_status(c, "api"), 1); }, kSettle));
+  const auto api_addrs = listen_addresses(api_status);
+  REQUIRE(api_addrs.size() == 1);
+  CHECK(api_addrs[0] != "127.0.0.1:0");
+  CHECK(m.process->wait_listen_address("api") == api_addrs[0]);
+  // The listener web kept was logged once, when it was bound; so is api's after a reload
+  // that keeps it.
+  require_reloaded(m.reload(), 3);
+  CHECK(m.log_count("\\[listener.open\\] pool (web) listens on") == 1);
+  CHECK(m.log_count("\\[listener.open\\] pool (api) listens on") == 1);
+}
+
 TEST_CASE("reload moves a listener to a new address and keeps an unchanged one open", "[reload]") {
   const std::string api = hello_pool("api", 2);
   Master m(supervisor_section() + hello_pool("web", 2) + api);

@@ -328,6 +328,23 @@ TEST_CASE("user, group, cwd, umask, rlimits, env, clear_env and {worker} in comm
   stop_master(master);
 }
 
+TEST_CASE("$${NAME} in command and env reaches the worker as a literal ${NAME}",
+          "[supervisor][spawn][interpolate]") {
+  TempDir dir;
+  const auto out = dir / "out.txt";
+  // The shell writes what it was given: its script's '${X}', its $0, and $A from env.
+  write_file(dir / "f.toml",
+             "[supervisor]\nlog_level = \"debug\"\n\n[pools.lit]\ncommand = [\"/bin/sh\", \"-c\", "
+             "\"printf '%s\\\\n' '$${X}' \\\"$0\\\" \\\"$${A}\\\" > " + out.string() + ".tmp && mv " +
+             out.string() + ".tmp " + out.string() + "; exec " + testworker_binary().string() +
+             "\", \"$${HOME}:$${pool}:{pool}\"]\nenv = { A = \"$${B}:{worker}\" }\nworkers = 1\n");
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(master.wait_worker_started("lit", 0) > 0);
+  REQUIRE(wait_until([&] { return fs::exists(out); }));
+  CHECK(read_text(out) == "${X}\n${HOME}:${pool}:lit\n${B}:0\n");
+  stop_master(master);
+}
+
 TEST_CASE("as PID 1 the master reaps orphans of its workers and exits cleanly on SIGTERM",
           "[supervisor][spawn][pid1]") {
   if (::geteuid() != 0) {

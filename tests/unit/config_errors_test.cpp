@@ -146,8 +146,10 @@ const std::vector<BadConfig>& pool_cases() {
       {"listen on the control socket",
        "[supervisor]\ncontrol_socket = \"/tmp/fp-ctl.sock\"\n" + kPool + "listen = [\"unix:/tmp/fp-ctl.sock\"]\n",
        5, 11, "pools.web.listen[0]", "same path as supervisor.control_socket"},
-      {"unknown placeholder in command", "[pools.web]\ncommand = [\"/bin/true\", \"--id={wroker}\"]\n", 2, 11,
-       "pools.web.command", "unknown placeholder {wroker}; the placeholders are {pool} and {worker}"},
+      {"unknown placeholder in command", "[pools.web]\ncommand = [\"/bin/true\", \"--id={wroker}\"]\n", 2, 25,
+       "pools.web.command[1]", "unknown placeholder {wroker}; the placeholders are {pool} and {worker}"},
+      {"unknown placeholder beside a literal ${", "[pools.web]\ncommand = [\"/bin/sh\", \"-c\",\n  \"$${A} {B}\"]\n",
+       3, 3, "pools.web.command[2]", "unknown placeholder {B}"},
       {"empty command", "[pools.web]\ncommand = []\n", 2, 11, "pools.web.command", "expected a non-empty argv array"},
       {"empty argv0", "[pools.web]\ncommand = [\"\", \"x\"]\n", 2, 11, "pools.web.command",
        "expected a non-empty argv array"},
@@ -196,6 +198,14 @@ const std::vector<BadConfig>& pool_cases() {
        "leading zeroes are prohibited; a file mode or umask is written as a string: umask = \"022\""},
       {"bad stop_signal", kPool + "stop_signal = \"TREM\"\n", 3, 15, "pools.web.stop_signal",
        "expected a signal name such as \"TERM\""},
+      {"stop_signal STOP", kPool + "stop_signal = \"STOP\"\n", 3, 15, "pools.web.stop_signal",
+       "SIGSTOP cannot be handled and stops (freezes) a worker instead of ending it"},
+      {"stop_signal SIGTSTP", kPool + "stop_signal = \"SIGTSTP\"\n", 3, 15, "pools.web.stop_signal",
+       "SIGTSTP by default stops (freezes) a worker instead of ending it"},
+      {"stop_signal TTIN by number", kPool + "stop_signal = \"21\"\n", 3, 15, "pools.web.stop_signal",
+       "SIGTTIN by default stops"},
+      {"stop_signal TTOU", kPool + "stop_signal = \"TTOU\"\n", 3, 15, "pools.web.stop_signal",
+       "such as \"TERM\", \"INT\" or \"QUIT\""},
       {"lowercase timeout_signal", kPool + "timeout_signal = \"kill\"\n", 3, 18, "pools.web.timeout_signal",
        "got \"kill\""},
       {"signal as an integer", kPool + "timeout_signal = 9\n", 3, 18, "pools.web.timeout_signal",
@@ -302,7 +312,7 @@ max_infligt = 2
   const std::vector<Want> want{{3, 1, "pools.web.control"},       {4, 11, "pools.web.workers"},
                                {6, 1, "supervisor.log_levl"},     {7, 1, "pools.api.command"},
                                {8, 11, "pools.api.balance"},      {9, 12, "pools.api.dispatch"},
-                               {11, 11, "pools.db.command"},      {12, 1, "pools.db.max_infligt"}};
+                               {11, 25, "pools.db.command[1]"},   {12, 1, "pools.db.max_infligt"}};
   REQUIRE(ds.size() == want.size());
   for (std::size_t i = 0; i < want.size(); ++i) {
     INFO("diagnostic " << i);

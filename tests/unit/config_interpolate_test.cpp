@@ -70,3 +70,14 @@ TEST_CASE("config load expands the environment in every string value, with locat
           "${FP_TEST_UNSET:-default} to give a default)");
   }
 }
+
+TEST_CASE("config load keeps $${NAME} a literal ${NAME}, never a placeholder", "[config][interpolate]") {
+  const auto c = cfg::load_string(
+      "[pools.web]\ncommand = [\"/bin/sh\", \"-c\", \"echo $${HOME} $${pool} {worker}\"]\n"
+      "env = { A = \"$${B}\", C = \"$$$${D}\" }\n",
+      "/x/f.toml");
+  const auto& p = c.pools.at(0);
+  CHECK(p.command.at(2) == "echo ${HOME} ${pool} {worker}");
+  CHECK(p.env.at("A") == "${B}");
+  CHECK(p.env.at("C") == "$${D}");
+}

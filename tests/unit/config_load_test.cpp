@@ -12,6 +12,7 @@
 #include <string>
 
 #include "config/load.hpp"
+#include "config/names.hpp"
 #include "support/temp_dir.hpp"
 
 namespace cfg = forkpool::config;
@@ -314,6 +315,9 @@ TEST_CASE("config load: signals by name or SIG name or number", "[config][load]"
   const auto c = load(kPool + "stop_signal = \"SIGQUIT\"\ntimeout_signal = \"15\"\n");
   CHECK(only_pool(c).stop_signal == SIGQUIT);
   CHECK(only_pool(c).timeout_signal == SIGTERM);
+  // Signals that end a program, or that a program may take as its cue (httpd: WINCH).
+  for (const char* name : {"KILL", "TERM", "INT", "HUP", "USR1", "WINCH"})
+    CHECK(only_pool(load(kPool + "stop_signal = \"" + name + "\"\n")).stop_signal == cfg::signal_from_name(name));
 }
 
 TEST_CASE("config load: relative paths resolve against the config file's folder", "[config][load]") {

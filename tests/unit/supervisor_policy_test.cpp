@@ -247,8 +247,8 @@ TEST_CASE("a spawn plan numbers fds, substitutes placeholders and filters inheri
   ::setenv("SOME_VAR", "kept", 1);
   cfg::PoolConfig p;
   p.name = "web";
-  p.command = {"/bin/echo", "--id={pool}-{worker}"};
-  p.env = {{"GREETING", "hi {worker}"}};
+  p.command = {"/bin/echo", "--id={pool}-{worker}", "${pool}-{pool}"};
+  p.env = {{"GREETING", "hi {worker}"}, {"LITERAL", "${worker}"}};
   WorkerContext w;
   w.worker = 3;
   w.generation = 2;
@@ -262,6 +262,8 @@ TEST_CASE("a spawn plan numbers fds, substitutes placeholders and filters inheri
   const SpawnPlan plan = build_spawn_plan(p, w);
   CHECK(plan.executable == "/bin/echo");
   CHECK(std::string(plan.argv[1]) == "--id=web-3");
+  // "${pool}" came from "$${pool}" in the file: a literal for a shell.
+  CHECK(std::string(plan.argv[2]) == "${pool}-web");
   CHECK(plan.argv.back() == nullptr);
   std::vector<std::pair<int, int>> moves;
   for (auto m : plan.fds) moves.emplace_back(m.from, m.to);
@@ -278,6 +280,7 @@ TEST_CASE("a spawn plan numbers fds, substitutes placeholders and filters inheri
   CHECK(env["LISTEN_FDS"] == "2");
   CHECK(env["LISTEN_FDNAMES"] == "web-0:web-1");
   CHECK(env["GREETING"] == "hi 3");
+  CHECK(env["LITERAL"] == "${worker}");
   CHECK(env["SOME_VAR"] == "kept");
   CHECK(plan.listen_pid_digits != nullptr);
   p.clear_env = true;
