@@ -634,3 +634,28 @@ TEST_CASE("after an upgrade, a switch to shared dispatch gives a blocking server
   }
   CHECK(pool_in(m.status(), "web")["counters"]["crashed"] == 0);
 }
+
+TEST_CASE("after an upgrade the master still removes only its own unix: listener file",
+          "[upgrade][unix]") {
+  TempDir other;
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 1, "", "unix:web.sock"));
+  REQUIRE(m.ready());
+  const auto sock = m.dir / "web.sock";
+  // The file moved away and the path bound by another master before the upgrade: the new
+  // image must know the file by what the old one bound, not by what the path names now.
+  std::filesystem::rename(sock, m.dir / "web.sock.a");
+  write_file(other / "b.toml", supervisor_section() + hello_pool("web", 1, "", "unix:" + sock.string()));
+  MasterProcess b(other / "b.toml");
+  REQUIRE(!b.wait_log("\\[master.ready\\]", 30s).empty());
+  m.install_new_build();
+  const RunResult r = m.ctl({"upgrade"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  m.process->signal(SIGTERM);
+  REQUIRE(m.process->wait_exit(30s).has_value());
+  CHECK(std::filesystem::is_socket(sock));
+  CHECK(hello_answers("unix:" + sock.string()));
+  b.signal(SIGTERM);
+  REQUIRE(b.wait_exit(30s).has_value());
+  CHECK_FALSE(std::filesystem::exists(sock));
+}
