@@ -50,18 +50,23 @@ Pool& pool_arg(ControlTarget& t, const json& r, const char* cmd) {
 unsigned worker_arg(const Pool& pool, const json& r, const char* cmd, bool required, std::optional<unsigned>& out) {
   const auto w = int_arg(r, "worker", cmd, required);
   if (!w) return 0;
+  // The number as the client wrote it: above 2^63 the int64 it was read into is negative.
+  const std::string written = r["worker"].dump();
   if (pool.target() == 0)
     throw BadRequest{"pool " + pool.name() + " has no workers (it is scaled to 0), so there is no worker " +
-                     std::to_string(*w)};
+                     written};
   const std::vector<unsigned> numbers = pool.worker_numbers();
-  if (*w < 0 || std::find(numbers.begin(), numbers.end(), static_cast<unsigned>(*w)) == numbers.end()) {
+  // Compared as 64-bit numbers: as an unsigned, 2^32 would be worker 0 and 2^32 + 1 worker 1.
+  const bool known = std::any_of(numbers.begin(), numbers.end(),
+                                 [&](unsigned n) { return static_cast<std::int64_t>(n) == *w; });
+  if (!known) {
     std::string list;
     for (unsigned n : numbers) list += (list.empty() ? "" : ", ") + std::to_string(n);
     const bool contiguous = !numbers.empty() && numbers.back() + 1 == numbers.size();
     if (contiguous || numbers.empty())
       throw BadRequest{"pool " + pool.name() + " has workers 0 to " + std::to_string(pool.target() - 1) + ", not " +
-                       std::to_string(*w)};
-    throw BadRequest{"pool " + pool.name() + " has workers " + list + ", not " + std::to_string(*w)};
+                       written};
+    throw BadRequest{"pool " + pool.name() + " has workers " + list + ", not " + written};
   }
   out = static_cast<unsigned>(*w);
   return *out;

@@ -54,7 +54,9 @@ nlohmann::json ListenerSet::export_state(upgrade::FdList& fds) const {
                    {"bound", l->bound},
                    {"backlog", l->backlog},
                    {"adopted", l->adopted},
-                   {"created_file", l->created_file}});
+                   {"created_file", l->created_file},
+                   {"file_dev", l->file.dev},
+                   {"file_ino", l->file.ino}});
   return out;
 }
 
@@ -76,6 +78,12 @@ ListenerSet ListenerSet::adopt(const config::Config& config, const nlohmann::jso
       l->backlog = upgrade::need(e, "backlog").get<int>();
       l->adopted = e.value("adopted", false);
       l->created_file = e.value("created_file", false);
+      // An image before file_dev/file_ino: the file at the path now is taken for ours, as
+      // the previous image would have.
+      if (l->created_file)
+        l->file = e.contains("file_ino") ? base::SocketFile::from(e.value("file_dev", std::uint64_t{0}),
+                                                                  e.value("file_ino", std::uint64_t{0}))
+                                         : base::SocketFile::at(l->address.path.c_str());
       set.by_address_.emplace(key, std::move(l));
       by_key.erase(it);
     }

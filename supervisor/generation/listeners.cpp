@@ -163,6 +163,7 @@ ListenerRef open_listener(const config::ListenAddress& address, int backlog, Inh
   const socklen_t len = make_sockaddr(address, addr);
   if (::bind(l.fd.get(), &addr.sa, len) != 0) fail("bind", address, errno);
   l.created_file = unix_socket && address.path.native()[0] != '@';
+  if (l.created_file) l.file = base::SocketFile::at(address.path.c_str());
   if (::listen(l.fd.get(), backlog) != 0) fail("listen", address, errno);  // ~Listener unlinks
   l.bound = describe_bound(l.fd.get(), address);
   return ref;
@@ -171,7 +172,8 @@ ListenerRef open_listener(const config::ListenAddress& address, int backlog, Inh
 Listener::~Listener() { close(); }
 
 void Listener::close() {
-  if (fd && created_file) ::unlink(address.path.c_str());
+  // Only our own file: moved away and bound again by another process, the path is theirs.
+  if (fd && created_file) file.unlink_if_named_by(address.path.c_str());
   // A socket systemd passed outlives this master (the socket unit keeps it for the next
   // start, which may be configured otherwise): what master dispatch set on it is undone,
   // so the next program finds it as systemd made it (DeferAcceptSec= and all).

@@ -9,6 +9,7 @@
 
 #include "config/config.hpp"
 #include "base/owned_fd.hpp"
+#include "base/socket_file.hpp"
 
 namespace forkpool::supervisor {
 
@@ -30,6 +31,7 @@ struct Listener {
   int backlog = 0;         // as last passed to listen(2)
   bool adopted = false;    // passed in by systemd; never unlinked by us
   bool created_file = false;  // a Unix socket file we made and remove when closing
+  base::SocketFile file;      // that file, removed only while its path still names it
   bool nodelay = false;    // TCP_NODELAY set by this master (master dispatch)
   bool nonblocking = false;  // O_NONBLOCK set by this master (master dispatch)
   int defer_accept = 0;    // TCP_DEFER_ACCEPT seconds set by this master (keepalive = "master")

@@ -35,10 +35,15 @@ json Pool::export_state(upgrade::FdList& fds) const {
          {"replace_reason", s->replace_reason},
          {"last_error", s->last_error},
          {"restart_due", s->restart_timer.active() ? upgrade::to_ns(s->restart_due) : 0},
+         {"launches", s->launches},
+         {"backoff", {{"consecutive", s->backoff.consecutive()}, {"first_was_free", s->backoff.first_was_free()}}},
+         {"start_streak", s->starts.length()},
          {"process", s->process ? worker_state(*s->process) : json()},
          {"replacement", s->replacement ? worker_state(*s->replacement) : json()},
          {"retiring", std::move(retiring)}});
   }
+  json flap_history = json::array();
+  for (const auto t : flap_.history()) flap_history.push_back(upgrade::to_ns(t));
   return {{"name", config_->name},
           {"index", index_},
           {"generation", generation_},
@@ -48,6 +53,10 @@ json Pool::export_state(upgrade::FdList& fds) const {
           {"rolling", json(std::vector<unsigned>(rolling_.begin(), rolling_.end()))},
           {"rolling_reason", rolling_reason_},
           {"last_scale", last_scale_},
+          {"flap_history", std::move(flap_history)},
+          {"spawn_failures", spawn_failures_},
+          {"last_exit_line", last_exit_line_},
+          {"failed_reason", failed_reason_},
           {"slots", std::move(slots)},
           {"dispatcher", dispatcher_ ? dispatcher_->export_state(fds) : json()}};
 }
@@ -80,6 +89,18 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> li
   for (const auto& w : need(state, "rolling")) rolling_.push_back(w.get<unsigned>());
   rolling_reason_ = state.value("rolling_reason", "");
   last_scale_ = state.value("last_scale", "");
+  // The failure history goes on (a state from an image before these fields: it starts
+  // again, as it did then).
+  if (const auto it = state.find("flap_history"); it != state.end() && it->is_array()) {
+    std::deque<Clock::time_point> crashes;
+    for (const auto& t : *it) crashes.push_back(upgrade::from_ns(t.get<std::int64_t>()));
+    flap_.restore(crashes);
+  }
+  spawn_failures_ = state.value("spawn_failures", 0u);
+  last_exit_line_ = state.value("last_exit_line", "");
+  failed_reason_ = state.value("failed_reason", "");
+  if (state_ == shm::PoolState::Failed && failed_reason_.empty())
+    failed_reason_ = "failed before a binary upgrade (the previous image did not hand over why)";
   update_dispatcher(true);
   const bool dispatcher_state = state.contains("dispatcher") && !state["dispatcher"].is_null();
   // Shared dispatch now, with what the master held for older workers (a reload switched
@@ -102,6 +123,18 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> li
     if (!js["process"].is_null()) slot.process = adopt_worker(slot, js["process"], fds);
     if (!js["replacement"].is_null()) slot.replacement = adopt_worker(slot, js["replacement"], fds);
     for (const auto& r : need(js, "retiring")) slot.retiring.push_back(adopt_worker(slot, r, fds));
+    if (const auto b = js.find("backoff"); b != js.end() && b->is_object())
+      slot.backoff.restore(b->value("consecutive", 0u), b->value("first_was_free", false));
+    slot.starts.restore(js.value("start_streak", 0u));
+    slot.launches = js.value("launches", std::uint64_t{0});
+    if (!js.contains("launches")) {
+      // An image before this field: the scoreboard has the count the workers were started
+      // with (set_restarts), so the restarts counter does not go back to 0.
+      for (const WorkerProcess* p : {slot.process.get(), slot.replacement.get()})
+        if (p != nullptr)
+          slot.launches = std::max(
+              slot.launches, ctx_.scoreboard->read_worker(p->identity().scoreboard_slot).restarts + 1);
+    }
     ++ctx_.workers_epoch;
   }
 }

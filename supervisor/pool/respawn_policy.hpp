@@ -33,6 +33,12 @@ class Backoff {
     max_ = max;
   }
   unsigned consecutive() const { return consecutive_; }
+  bool first_was_free() const { return first_was_free_; }
+  // A binary upgrade: the count of crashes as the previous image left it.
+  void restore(unsigned consecutive, bool first_was_free) {
+    consecutive_ = consecutive;
+    first_was_free_ = first_was_free && consecutive > 0;
+  }
 
  private:
   std::chrono::milliseconds first_;
@@ -65,6 +71,8 @@ class StartStreak {
   }
   void reset() { streak_ = 0; }
   unsigned length() const { return streak_; }
+  // A binary upgrade: the streak as the previous image left it.
+  void restore(unsigned length) { streak_ = length; }
 
  private:
   unsigned streak_ = 0;
@@ -84,6 +92,10 @@ class FlapDetector {
     window_ = window;
   }
   std::size_t recent() const { return crashes_.size(); }
+  // The crashes still counted, oldest first (a binary upgrade carries them).
+  const std::deque<Clock::time_point>& history() const { return crashes_; }
+  // A binary upgrade: the previous image's history, oldest first, in place of this one's.
+  void restore(const std::deque<Clock::time_point>& crashes) { crashes_ = crashes; }
 
  private:
   int limit_;

@@ -331,3 +331,46 @@ TEST_CASE("kill refuses a signal number that does not fit instead of truncating 
   CHECK(master.all_matches("(\\[control.kill\\])").empty());
   CHECK(master.all_matches("(\\[worker.exit\\])").empty());
 }
+
+TEST_CASE("kill and restart refuse a worker number that does not fit instead of wrapping it",
+          "[control][abuse][ctl]") {
+  TempDir dir;
+  write_file(dir / "f.toml", "[supervisor]\ncontrol_socket = \"ctl.sock\"\n\n[pools.web]\ncommand = [\"" +
+                                 hello_binary().string() +
+                                 "\"]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 2\n");
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("\\[master.ready\\]").empty());
+  const pid_t first = master.wait_worker_started("web", 0);
+  const pid_t second = master.wait_worker_started("web", 1);
+  ControlClient c(dir / "ctl.sock");
+  // 2^32 and 2^32 + 1 as 32-bit numbers are workers 0 and 1; 2^63 and 2^64 - 1 are
+  // negative as 64-bit signed numbers.
+  const std::vector<json> numbers = {json(4294967296ULL), json(4294967297ULL), json(9223372036854775808ULL),
+                                     json(18446744073709551615ULL)};
+  for (const json& worker : numbers) {
+    for (const char* cmd : {"kill", "restart"}) {
+      const json reply = c.request({{"cmd", cmd}, {"pool", "web"}, {"worker", worker}});
+      INFO(cmd << " " << worker.dump() << " -> " << reply.dump());
+      CHECK(error_of(reply) == "pool web has workers 0 to 1, not " + worker.dump());
+    }
+  }
+  for (const char* number : {"4294967296", "4294967297"}) {
+    for (const char* cmd : {"kill", "restart"}) {
+      const auto r = run_command({forkpoolctl(), "-s", (dir / "ctl.sock").string(), cmd, "web", number}, 20s);
+      INFO(cmd << " " << number << ": " << r.describe());
+      CHECK(r.exited);
+      CHECK(r.exit_code != 0);
+      CHECK_THAT(r.err, Catch::Contains("WORKER"));
+    }
+  }
+  // Nothing was signalled or restarted: both workers still run, as they were.
+  CHECK(process_alive(first));
+  CHECK(process_alive(second));
+  const json status = c.request({{"cmd", "status"}, {"pool", "web"}});
+  INFO(status.dump());
+  REQUIRE(status.value("ok", false));
+  for (const auto& w : status["pools"][0]["workers"]) CHECK(w["restarts"] == 0);
+  CHECK(master.all_matches("(\\[control.kill\\])").empty());
+  CHECK(master.all_matches("(\\[worker.exit\\])").empty());
+  CHECK(master.all_matches("(\\(restart\\))").empty());
+}

@@ -484,6 +484,30 @@ TEST_CASE("a unix: listener next to the config replaces a stale socket file and 
   CHECK_FALSE(fs::exists(sock));  // the master removes the file it created
 }
 
+TEST_CASE("a master removes its unix: listener file only while the path still names it",
+          "[supervisor][spawn][unix]") {
+  TempDir dir;
+  const auto sock = dir / "web.sock";
+  const std::string pool = "[pools.web]\ncommand = [" + quoted(hello_binary().string()) +
+                           "]\ndispatch = \"shared\"\nlisten = [\"unix:web.sock\"]\nworkers = 1\n";
+  write_file(dir / "a.toml", "[supervisor]\ncontrol_socket = \"a.sock\"\n\n" + pool);
+  write_file(dir / "b.toml", "[supervisor]\ncontrol_socket = \"b.sock\"\n\n" + pool);
+  MasterProcess a(dir / "a.toml");
+  REQUIRE(!a.wait_log("every pool has its workers ready").empty());
+  // A's file moved away; B binds the path again.
+  fs::rename(sock, dir / "web.sock.a");
+  MasterProcess b(dir / "b.toml");
+  REQUIRE(!b.wait_log("every pool has its workers ready").empty());
+  stop_master(a);
+  // The path is B's: A left it, and B serves on it.
+  REQUIRE(fs::is_socket(sock));
+  const std::string response = unix_http_get(sock);
+  CHECK(response.starts_with("HTTP/1.1 200"));
+  CHECK(response.find("Hello, world") != std::string::npos);
+  stop_master(b);
+  CHECK_FALSE(fs::exists(sock));  // B still removes its own file
+}
+
 // Regression (sanitizer builds): a Master constructor that threw after uv_loop_init() never
 // closed the loop, and LeakSanitizer aborted the master instead of it exiting with 1.
 TEST_CASE("a unix: path held by a live listener makes the master refuse to start",

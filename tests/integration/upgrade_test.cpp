@@ -650,4 +650,127 @@ TEST_CASE("a TERM or TTIN sent together with USR2 is handled by the new image, n
   REQUIRE(code.has_value());
   CHECK(*code == 0);
   CHECK(m.process->all_matches("(\\[master.stop\\] graceful shutdown)").size() == 1);
+
+namespace {
+
+// Kills the serving worker `worker` of `pool` with SIGKILL and waits for its replacement;
+// returns the replacement's pid (0 if none came).
+pid_t crash_and_wait(UpgradeMaster& m, const std::string& pool, unsigned worker) {
+  const pid_t old = serving_pids(pool_in(m.status(), pool)).at(worker);
+  ::kill(old, SIGKILL);
+  pid_t now = 0;
+  wait_until([&] {
+    const auto pids = serving_pids(pool_in(m.status(), pool));
+    const auto it = pids.find(worker);
+    now = it != pids.end() && it->second != old ? it->second : 0;
+    return now != 0;
+  }, 30s);
+  return now;
+}
+
+double restarts_metric(UpgradeMaster& m, const std::string& pool, unsigned worker) {
+  auto c = m.client();
+  const json reply = c.request({{"cmd", "metrics"}});
+  if (!is_ok(reply)) return -1;
+  const auto samples = prometheus_samples(reply["text"].get<std::string>());
+  const auto it = samples.find("forkpool_worker_restarts_total{pool=\"" + pool + "\",worker=\"" +
+                               std::to_string(worker) + "\"}");
+  return it == samples.end() ? -1 : it->second;
+}
+
+std::uint64_t restarts_of(const json& pool, unsigned worker) {
+  for (const auto& w : pool["workers"])
+    if (w["role"] == "serving" && w["worker"] == worker) return w.value("restarts", std::uint64_t{0});
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("a worker slot's restart count goes on across an upgrade and counts the next restart",
+          "[upgrade][state]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 2, "restart_delay = \"10ms\"\n"));
+  REQUIRE(m.ready());
+  REQUIRE(settled(pool_in(m.status(), "web"), 2));
+  REQUIRE(crash_and_wait(m, "web", 0) != 0);
+  REQUIRE(crash_and_wait(m, "web", 0) != 0);
+  REQUIRE(restarts_of(pool_in(m.status(), "web"), 0) == 2);
+  REQUIRE(restarts_metric(m, "web", 0) == 2);
+  m.install_new_build();
+  const RunResult r = m.ctl({"upgrade"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(restarts_of(pool_in(m.status(), "web"), 0) == 2);
+  CHECK(restarts_of(pool_in(m.status(), "web"), 1) == 0);
+  // A Prometheus counter never goes backwards.
+  CHECK(restarts_metric(m, "web", 0) == 2);
+  REQUIRE(crash_and_wait(m, "web", 0) != 0);
+  CHECK(restarts_of(pool_in(m.status(), "web"), 0) == 3);
+  CHECK(restarts_metric(m, "web", 0) == 3);
+  REQUIRE(crash_and_wait(m, "web", 1) != 0);
+  CHECK(restarts_of(pool_in(m.status(), "web"), 1) == 1);
+}
+
+TEST_CASE("a pool failed by exit 78 keeps its failed reason across an upgrade", "[upgrade][state]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 1) +
+                  "[pools.bad]\ncommand = [\"" + testworker_binary().string() +
+                      "\", \"--exit\", \"78\"]\nworkers = 1\nrestart_delay = \"10ms\"\n");
+  REQUIRE(!m.process->wait_log("pool bad failed: worker 0 exited with status 78 \\(EX_CONFIG\\)", 30s).empty());
+  REQUIRE(m.ready());
+  const json before = pool_in(m.status(), "bad");
+  REQUIRE(before["state"] == "failed");
+  const std::string reason = before.value("failed_reason", "");
+  REQUIRE_THAT(reason, Catch::Contains("exited with status 78"));
+  m.install_new_build();
+  const RunResult r = m.ctl({"upgrade"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  const json after = pool_in(m.status(), "bad");
+  CHECK(after["state"] == "failed");
+  CHECK(after["failed_reason"] == reason);
+  const RunResult text = m.ctl({"status", "bad"});
+  INFO(text.out);
+  CHECK_THAT(text.out, Catch::Contains("failed    " + reason.substr(0, 40)));
+}
+
+TEST_CASE("crashes before an upgrade still count towards flap_restarts after it", "[upgrade][state][flap]") {
+  UpgradeMaster m(supervisor_section() +
+                  hello_pool("web", 1, "restart_delay = \"10ms\"\nflap_restarts = 3\nflap_window = \"5m\"\n"));
+  REQUIRE(m.ready());
+  REQUIRE(settled(pool_in(m.status(), "web"), 1));
+  for (int i = 0; i < 3; ++i) REQUIRE(crash_and_wait(m, "web", 0) != 0);
+  REQUIRE(pool_in(m.status(), "web")["state"] == "running");
+  m.install_new_build();
+  const RunResult r = m.ctl({"upgrade"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  // The fourth crash within flap_window is one more than flap_restarts: the pool fails.
+  const pid_t pid = serving_pids(pool_in(m.status(), "web")).at(0);
+  ::kill(pid, SIGKILL);
+  CHECK(!m.process->wait_log("pool web failed: 4 unplanned exits within flap_window", 30s).empty());
+  CHECK(wait_until([&] { return pool_in(m.status(), "web")["state"] == "failed"; }, 30s));
+}
+
+TEST_CASE("after an upgrade the master still removes only its own unix: listener file",
+          "[upgrade][unix]") {
+  TempDir other;
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 1, "", "unix:web.sock"));
+  REQUIRE(m.ready());
+  const auto sock = m.dir / "web.sock";
+  // The file moved away and the path bound by another master before the upgrade: the new
+  // image must know the file by what the old one bound, not by what the path names now.
+  std::filesystem::rename(sock, m.dir / "web.sock.a");
+  write_file(other / "b.toml", supervisor_section() + hello_pool("web", 1, "", "unix:" + sock.string()));
+  MasterProcess b(other / "b.toml");
+  REQUIRE(!b.wait_log("\\[master.ready\\]", 30s).empty());
+  m.install_new_build();
+  const RunResult r = m.ctl({"upgrade"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  m.process->signal(SIGTERM);
+  REQUIRE(m.process->wait_exit(30s).has_value());
+  CHECK(std::filesystem::is_socket(sock));
+  CHECK(hello_answers("unix:" + sock.string()));
+  b.signal(SIGTERM);
+  REQUIRE(b.wait_exit(30s).has_value());
+  CHECK_FALSE(std::filesystem::exists(sock));
 }
