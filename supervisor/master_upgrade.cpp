@@ -137,6 +137,10 @@ json Master::export_state(upgrade::FdList& fds) const {
             {"pools_used", pools_used}}},
           {"listeners", generation_->listeners().export_state(fds)},
           {"control_fd", control_ ? fds.add(control_->listening_fd()) : -1},
+          {"control_file",
+           control_ && control_->socket_file().known
+               ? json{{"dev", control_->socket_file().dev}, {"ino", control_->socket_file().ino}}
+               : json()},
           {"metrics_fd", metrics_http_ ? fds.add(metrics_http_->listening_fd()) : -1},
           {"pools", std::move(pools)}};
 }
@@ -182,10 +186,15 @@ Master::Master(config::Config config, const json& state) : cleanup_(loop_.get())
   }
 
   const auto handler = [this](ControlClient& c, const json& r) { run_command(*this, c, r); };
-  if (state.value("control_fd", -1) >= 0)
+  if (state.value("control_fd", -1) >= 0) {
+    // Optional (older images leave it out): the control socket file the first image bound.
+    base::SocketFile file;
+    if (const auto f = state.find("control_file"); f != state.end() && f->is_object())
+      file = base::SocketFile::from(f->value("dev", std::uint64_t{0}), f->value("ino", std::uint64_t{0}));
     control_ = std::make_unique<ControlServer>(
         loop_.get(), supervisor_config(), handler,
-        fds.claim(state["control_fd"], upgrade::FdKind::Listener, "control socket").release());
+        fds.claim(state["control_fd"], upgrade::FdKind::Listener, "control socket").release(), file);
+  }
   if (state.value("metrics_fd", -1) >= 0) {
     metrics_http_ = std::make_unique<MetricsHttpServer>(
         loop_.get(),

@@ -193,6 +193,7 @@ ControlServer::ControlServer(uv_loop_t* loop, const config::SupervisorConfig& co
     listener_ = nullptr;
     throw std::runtime_error("bind control socket " + path + ": " + failure);
   }
+  file_ = base::SocketFile::at(path.c_str());
   if (group_ != static_cast<gid_t>(-1) && ::chown(path.c_str(), static_cast<uid_t>(-1), group_) != 0)
     log::warn("control.chown", "chown {} to group {}: {}", path, config_.control_group, std::strerror(errno));
   if (::chmod(path.c_str(), config_.control_mode) != 0)
@@ -203,8 +204,9 @@ ControlServer::ControlServer(uv_loop_t* loop, const config::SupervisorConfig& co
 }
 
 ControlServer::ControlServer(uv_loop_t* loop, const config::SupervisorConfig& config, Handler handler,
-                             int listening_fd)
-    : loop_(loop), trim_timer_(loop), config_(config), handler_(std::move(handler)) {
+                             int listening_fd, base::SocketFile file)
+    : loop_(loop), trim_timer_(loop), config_(config),
+      file_(file.known ? file : base::SocketFile::at(config.control_socket.c_str())), handler_(std::move(handler)) {
   group_ = resolve_group(config_.control_group);
   listener_ = new uv_pipe_t;
   uv_pipe_init(loop_, listener_, 0);
@@ -255,7 +257,9 @@ void ControlServer::stop_listening() {
   listener_->data = nullptr;
   uv_close(reinterpret_cast<uv_handle_t*>(listener_), [](uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); });
   listener_ = nullptr;
-  ::unlink(config_.control_socket.c_str());
+  // Only while the path still names the socket bound here: moved away, and bound again by
+  // another master, it is that master's now.
+  file_.unlink_if_named_by(config_.control_socket.c_str());
 }
 
 void ControlServer::set_access(mode_t mode, const std::string& group_name) {

@@ -25,6 +25,7 @@
 #include <span>
 #include <string>
 
+#include "base/socket_file.hpp"
 #include "config/config.hpp"
 #include "supervisor/observe/log_limiter.hpp"
 #include "supervisor/uv_handles.hpp"
@@ -76,7 +77,10 @@ class ControlServer {
   ControlServer(uv_loop_t* loop, const config::SupervisorConfig& config, Handler handler);
   // A binary upgrade: the listening socket the previous image bound, already at its path
   // with its mode and group. Throws std::runtime_error if libuv cannot take it.
-  ControlServer(uv_loop_t* loop, const config::SupervisorConfig& config, Handler handler, int listening_fd);
+  // `file` is the socket file it bound (unknown from an older image: then whatever socket
+  // is at the path now).
+  ControlServer(uv_loop_t* loop, const config::SupervisorConfig& config, Handler handler, int listening_fd,
+                base::SocketFile file = {});
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
@@ -93,6 +97,8 @@ class ControlServer {
   std::size_t clients() const { return clients_.size(); }
   // The listening socket (-1 once it stopped listening), for the upgrade state.
   int listening_fd() const;
+  // The socket file this server bound, removed at the end only while the path names it.
+  const base::SocketFile& socket_file() const { return file_; }
 
   static constexpr std::size_t kMaxLine = 64 * 1024;
   static constexpr std::size_t kMaxClients = 64;
@@ -132,6 +138,7 @@ class ControlServer {
   uv_loop_t* loop_;
   Timer trim_timer_;
   config::SupervisorConfig config_;
+  base::SocketFile file_;
   Handler handler_;
   uv_pipe_t* listener_ = nullptr;
   gid_t group_ = static_cast<gid_t>(-1);

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "support/control_client.hpp"
 #include "support/http_client.hpp"
 #include "support/master_process.hpp"
 #include "support/temp_dir.hpp"
@@ -506,6 +507,31 @@ TEST_CASE("a master removes its unix: listener file only while the path still na
   CHECK(response.find("Hello, world") != std::string::npos);
   stop_master(b);
   CHECK_FALSE(fs::exists(sock));  // B still removes its own file
+}
+
+TEST_CASE("a master removes its control socket file only while the path still names it",
+          "[supervisor][spawn][unix][control]") {
+  TempDir dir;
+  const auto ctl = dir / "ctl.sock";
+  const std::string config = "[supervisor]\ncontrol_socket = \"ctl.sock\"\n\n[pools.web]\ncommand = [" +
+                             quoted(hello_binary().string()) + "]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 1\n";
+  write_file(dir / "a.toml", config);
+  write_file(dir / "b.toml", config);
+  MasterProcess a(dir / "a.toml");
+  REQUIRE(!a.wait_log("every pool has its workers ready").empty());
+  // A's control socket moved away (a cleaner of /run, an operator); B binds the path.
+  fs::rename(ctl, dir / "ctl.sock.a");
+  MasterProcess b(dir / "b.toml");
+  REQUIRE(!b.wait_log("every pool has its workers ready").empty());
+  stop_master(a);
+  REQUIRE(fs::is_socket(ctl));
+  ControlClient c(ctl, 10s);
+  REQUIRE(c.connected());
+  const nlohmann::json st = c.request({{"cmd", "status"}}, 5s);
+  INFO(st.dump());
+  CHECK(st["master"]["pid"] == b.pid());
+  stop_master(b);
+  CHECK_FALSE(fs::exists(ctl));  // B still removes its own
 }
 
 // Regression (sanitizer builds): a Master constructor that threw after uv_loop_init() never

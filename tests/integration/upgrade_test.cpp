@@ -650,6 +650,7 @@ TEST_CASE("a TERM or TTIN sent together with USR2 is handled by the new image, n
   REQUIRE(code.has_value());
   CHECK(*code == 0);
   CHECK(m.process->all_matches("(\\[master.stop\\] graceful shutdown)").size() == 1);
+}
 
 namespace {
 
@@ -773,4 +774,28 @@ TEST_CASE("after an upgrade the master still removes only its own unix: listener
   b.signal(SIGTERM);
   REQUIRE(b.wait_exit(30s).has_value());
   CHECK_FALSE(std::filesystem::exists(sock));
+}
+
+TEST_CASE("after an upgrade the master still removes only its own control socket file", "[upgrade][control]") {
+  TempDir other;
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 1));
+  REQUIRE(m.ready());
+  // Moved away and bound again by another master before the upgrade: the new image must
+  // know the file by what the first one bound, not by what the path names now.
+  std::filesystem::rename(m.socket(), m.dir / "ctl.sock.a");
+  write_file(other / "b.toml", "[supervisor]\ncontrol_socket = \"" + m.socket().string() + "\"\n\n" +
+                                   hello_pool("web", 1));
+  MasterProcess b(other / "b.toml");
+  REQUIRE(!b.wait_log("\\[master.ready\\]", 30s).empty());
+  m.install_new_build();
+  m.process->signal(SIGUSR2);
+  REQUIRE(!m.process->wait_log("\\[master.upgraded\\]", 30s).empty());
+  m.process->signal(SIGTERM);
+  REQUIRE(m.process->wait_exit(30s).has_value());
+  REQUIRE(std::filesystem::is_socket(m.socket()));
+  ControlClient c(m.socket(), 10s);
+  REQUIRE(c.connected());
+  CHECK(c.request({{"cmd", "status"}}, 5s)["master"]["pid"] == b.pid());
+  b.signal(SIGTERM);
+  REQUIRE(b.wait_exit(30s).has_value());
 }
