@@ -28,9 +28,8 @@ ListenerSet ListenerSet::build(const config::Config& config, const ListenerSet* 
       const std::string key = key_of(pool, i);
       if (set.by_address_.count(key) != 0) continue;
       if (previous != nullptr) {
-        auto it = previous->by_address_.find(key);
-        if (it != previous->by_address_.end()) {
-          set.by_address_.emplace(key, it->second);
+        if (ListenerRef kept = previous->find(key, pool.listen[i])) {
+          set.by_address_.emplace(key, std::move(kept));
           continue;
         }
       }
@@ -107,8 +106,19 @@ bool ListenerSet::holds(const ListenerRef& listener) const {
 std::vector<std::string> ListenerSet::added_since(const ListenerSet* previous) const {
   std::vector<std::string> out;
   for (const auto& [address, listener] : by_address_)
-    if (previous == nullptr || previous->by_address_.count(address) == 0) out.push_back(listener->bound);
+    if (previous == nullptr || !previous->holds(listener)) out.push_back(listener->bound);
   return out;
+}
+
+ListenerRef ListenerSet::find(const std::string& key, const config::ListenAddress& address) const {
+  if (auto it = by_address_.find(key); it != by_address_.end()) return it->second;
+  // A port-0 listener whose port the operator has since written into the file
+  // ("tcp://127.0.0.1:0" became "tcp://127.0.0.1:41234"): the same socket, kept; binding
+  // it again would only fail with EADDRINUSE against ourselves.
+  if (address.kind == config::ListenAddress::Kind::Tcp && address.port != 0)
+    for (const auto& [k, l] : by_address_)
+      if (k.find('#') != std::string::npos && l->bound == address.text) return l;
+  return nullptr;
 }
 
 std::vector<std::string> ListenerSet::apply_backlogs(const config::Config& config) {

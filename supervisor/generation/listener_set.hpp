@@ -44,6 +44,9 @@ class ListenerSet {
   std::vector<std::string> apply_backlogs(const config::Config& config);
 
  private:
+  // The listener of `key` (key_of: the address as written, or one per port-0 entry), or
+  // the port-0 one already bound at `address`; null when none.
+  ListenerRef find(const std::string& key, const config::ListenAddress& address) const;
   std::map<std::string, ListenerRef> by_address_;
 };
 

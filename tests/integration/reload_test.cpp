@@ -382,6 +382,22 @@ TEST_CASE("a listener a reload binds is logged as at start, with the port the ke
   CHECK(m.log_count("\\[listener.open\\] pool (api) listens on") == 1);
 }
 
+TEST_CASE("the port the kernel chose, written into the file, is the same listener: the reload keeps it",
+          "[reload]") {
+  Master m(supervisor_section() + hello_pool("web", 1));
+  const std::string addr = m.process->wait_listen_address("web");
+  REQUIRE(m.ready());
+  // "tcp://127.0.0.1:0" becomes the address it was bound to.
+  m.rewrite(supervisor_section() + hello_pool("web", 1, "", "tcp://" + addr));
+  const json r = m.reload();
+  INFO(r.dump());
+  require_reloaded(r, 2);
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), 1); }, kSettle));
+  CHECK(listen_addresses(pool_status(c, "web")) == std::vector<std::string>{addr});
+  CHECK(hello_answers(addr));
+}
+
 TEST_CASE("reload moves a listener to a new address and keeps an unchanged one open", "[reload]") {
   const std::string api = hello_pool("api", 2);
   Master m(supervisor_section() + hello_pool("web", 2) + api);
