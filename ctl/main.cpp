@@ -88,6 +88,17 @@ int main(int argc, char** argv) {
   app.add_flag("--no-wait", no_wait,
                "restart, stop, start, scale, reload: return once the master accepted the request");
 
+  // Worker numbers and sizes are decimal: CLI11 reads 010 as octal 8 and 0x1 as 1, which
+  // would signal or restart another worker than the one typed. Leading zeros are dropped.
+  const CLI::Validator decimal(
+      [](std::string& text) -> std::string {
+        if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos)
+          return "'" + text + "' is not a decimal number";
+        text.erase(0, std::min(text.find_first_not_of('0'), text.size() - 1));
+        return {};
+      },
+      "DECIMAL");
+
   std::optional<json> request;
   auto simple = [&](const char* name, const char* help) {
     auto* sub = app.add_subcommand(name, help);
@@ -120,13 +131,13 @@ int main(int argc, char** argv) {
 
   auto* scale = app.add_subcommand("scale", "change a pool's number of workers");
   scale->add_option("POOL", pool, "pool name")->required();
-  scale->add_option("N", workers, "new number of workers")->required();
+  scale->add_option("N", workers, "new number of workers")->required()->transform(decimal);
   scale->callback([&] { request = json{{"cmd", "scale"}, {"pool", pool}, {"workers", workers}}; });
 
   auto* restart = app.add_subcommand(
       "restart", "rolling restart of a pool, of one worker, or of every pool (all, or no POOL)");
   restart->add_option("POOL", pool, "pool name, or all (the default)");
-  restart->add_option("WORKER", worker, "worker number (0..N-1)");
+  restart->add_option("WORKER", worker, "worker number (0..N-1)")->transform(decimal);
   restart->callback([&] {
     request = json{{"cmd", "restart"}};
     if (!pool.empty()) (*request)["pool"] = pool;
@@ -146,7 +157,7 @@ int main(int argc, char** argv) {
 
   auto* kill = app.add_subcommand("kill", "send a signal to one worker");
   kill->add_option("POOL", pool, "pool name")->required();
-  kill->add_option("WORKER", worker, "worker number (0..N-1)")->required();
+  kill->add_option("WORKER", worker, "worker number (0..N-1)")->required()->transform(decimal);
   kill->add_option("SIGNAL", signal_name, "signal name or number (default TERM)")
       ->check(check_signal);
   kill->callback([&] {

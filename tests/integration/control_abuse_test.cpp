@@ -363,6 +363,17 @@ TEST_CASE("kill and restart refuse a worker number that does not fit instead of 
       CHECK_THAT(r.err, Catch::Contains("WORKER"));
     }
   }
+  // Decimal, whatever the leading zeros: 010 is worker 10, not octal 8; 0x1 is no number.
+  for (const char* cmd : {"kill", "restart"}) {
+    const auto octal = run_command({forkpoolctl(), "-s", (dir / "ctl.sock").string(), cmd, "web", "010"}, 20s);
+    INFO(cmd << " 010: " << octal.describe());
+    CHECK(octal.exit_code != 0);
+    CHECK_THAT(octal.err, Catch::Contains("not 10"));
+    const auto hex = run_command({forkpoolctl(), "-s", (dir / "ctl.sock").string(), cmd, "web", "0x1"}, 20s);
+    INFO(cmd << " 0x1: " << hex.describe());
+    CHECK(hex.exit_code == 2);
+    CHECK_THAT(hex.err, Catch::Contains("'0x1' is not a decimal number"));
+  }
   // Nothing was signalled or restarted: both workers still run, as they were.
   CHECK(process_alive(first));
   CHECK(process_alive(second));
