@@ -27,6 +27,9 @@ HELLO_BODY = b"Hello, world\n"
 
 
 def config_text(args, workers, mark, graceful):
+    # flap_restarts: the soak SIGKILLs a worker every second or two, far more than the
+    # default 10 in a minute that marks a pool failed (a real crash loop); the flap history
+    # is carried across the upgrades the soak does too, so it adds up.
     return f"""[supervisor]
 control_socket = "ctl.sock"
 log_level = "info"
@@ -39,6 +42,7 @@ listen = ["tcp://127.0.0.1:0"]
 workers = {workers}
 queue_timeout = "30s"
 graceful_timeout = "{graceful}"
+flap_restarts = 100000
 env = {{ MARK = "{mark}" }}
 
 [pools.sweb]
@@ -47,6 +51,7 @@ dispatch = "shared"
 listen = ["tcp://127.0.0.1:0"]
 workers = 3
 graceful_timeout = "{graceful}"
+flap_restarts = 100000
 env = {{ MARK = "{mark}" }}
 """
 
