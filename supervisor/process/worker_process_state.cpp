@@ -162,7 +162,8 @@ void WorkerProcess::resume_adopted() {
     run_stop_steps();
     return;
   }
-  if (phase_ == WorkerPhase::Starting && pool_->ready == config::Readiness::Notify &&
+  // As at spawn (WorkerProcess::start): every readiness but "exec" has a deadline.
+  if (phase_ == WorkerPhase::Starting && pool_->ready != config::Readiness::Exec &&
       pool_->ready_timeout.count() > 0)
     ready_timer_.start(left(started_ + pool_->ready_timeout), [this] { events_.ready_timeout(); });
   if (pool_->watchdog.count() > 0) {

@@ -799,3 +799,19 @@ TEST_CASE("after an upgrade the master still removes only its own control socket
   b.signal(SIGTERM);
   REQUIRE(b.wait_exit(30s).has_value());
 }
+
+TEST_CASE("a worker still starting at the upgrade keeps its ready_timeout in the new image", "[upgrade]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 1));
+  REQUIRE(m.ready());
+  // A reload to a program that never says READY (protocol readiness): its replacement
+  // starts and waits; the old worker serves on.
+  replace_file(m.config_path(), supervisor_section() + "[pools.web]\ncommand = [\"/bin/sleep\", \"1000\"]\n"
+                                          "listen = [\"tcp://127.0.0.1:0\"]\nworkers = 1\nready_timeout = \"3s\"\n");
+  REQUIRE(m.ctl({"--no-wait", "reload"}).exit_code == 0);
+  REQUIRE(wait_until([&] { return m.process->all_matches("(worker web\\[0\\] pid [0-9]+ started)").size() >= 2; },
+                     30s));
+  m.install_new_build();
+  m.process->signal(SIGUSR2);
+  REQUIRE(m.wait_upgrades(1));
+  CHECK(!m.process->wait_log("did not become ready within ready_timeout 3", 30s).empty());
+}
