@@ -28,7 +28,9 @@ ListenerSet ListenerSet::build(const config::Config& config, const ListenerSet* 
       const std::string key = key_of(pool, i);
       if (set.by_address_.count(key) != 0) continue;
       if (previous != nullptr) {
-        if (ListenerRef kept = previous->find(key, pool.listen[i])) {
+        // Never one socket under two keys (two pools, or two entries of one): the loop
+        // would watch it twice, and an upgrade would find it named twice.
+        if (ListenerRef kept = previous->find(key, pool, i); kept && !set.holds(kept)) {
           set.by_address_.emplace(key, std::move(kept));
           continue;
         }
@@ -110,14 +112,18 @@ std::vector<std::string> ListenerSet::added_since(const ListenerSet* previous) c
   return out;
 }
 
-ListenerRef ListenerSet::find(const std::string& key, const config::ListenAddress& address) const {
+ListenerRef ListenerSet::find(const std::string& key, const config::PoolConfig& pool, std::size_t index) const {
   if (auto it = by_address_.find(key); it != by_address_.end()) return it->second;
-  // A port-0 listener whose port the operator has since written into the file
-  // ("tcp://127.0.0.1:0" became "tcp://127.0.0.1:41234"): the same socket, kept; binding
-  // it again would only fail with EADDRINUSE against ourselves.
-  if (address.kind == config::ListenAddress::Kind::Tcp && address.port != 0)
+  // The port-0 listener of this very entry (same pool, same place in its list) whose port
+  // the operator has since written into the file ("tcp://127.0.0.1:0" became
+  // "tcp://127.0.0.1:41234"): the same socket, kept; binding it again would only fail
+  // with EADDRINUSE against ourselves. Another pool naming that port is refused so.
+  const config::ListenAddress& address = pool.listen[index];
+  if (address.kind == config::ListenAddress::Kind::Tcp && address.port != 0) {
+    const std::string entry = "#" + pool.name + "[" + std::to_string(index) + "]";
     for (const auto& [k, l] : by_address_)
-      if (k.find('#') != std::string::npos && l->bound == address.text) return l;
+      if (k.ends_with(entry) && l->bound == address.text) return l;
+  }
   return nullptr;
 }
 

@@ -45,8 +45,9 @@ class ListenerSet {
 
  private:
   // The listener of `key` (key_of: the address as written, or one per port-0 entry), or
-  // the port-0 one already bound at `address`; null when none.
-  ListenerRef find(const std::string& key, const config::ListenAddress& address) const;
+  // the port-0 one of entry `index` of `pool` already bound where that entry now points;
+  // null when none.
+  ListenerRef find(const std::string& key, const config::PoolConfig& pool, std::size_t index) const;
   std::map<std::string, ListenerRef> by_address_;
 };
 

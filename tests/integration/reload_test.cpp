@@ -398,6 +398,31 @@ TEST_CASE("the port the kernel chose, written into the file, is the same listene
   CHECK(hello_answers(addr));
 }
 
+TEST_CASE("the real port of a port-0 listener named by another pool, or twice, is refused and the master serves on",
+          "[reload]") {
+  Master m(supervisor_section() + hello_pool("web", 1));
+  const std::string addr = m.process->wait_listen_address("web");
+  REQUIRE(m.ready());
+  // Only the entry that was "tcp://127.0.0.1:0" may become its real port: anything else
+  // naming that port is another socket on a port in use (the master took it for the same
+  // one, watched it twice and aborted; with shared dispatch an upgrade later found it
+  // named twice).
+  const std::string twice = "[pools.web]\ncommand = [\"" + hello_binary().string() +
+                            "\"]\nlisten = [\"tcp://127.0.0.1:0\", \"tcp://" + addr + "\"]\nworkers = 1\n";
+  for (const std::string& config :
+       {hello_pool("web", 1) + hello_pool("api", 1, "", "tcp://" + addr),
+        hello_pool("web", 1) + hello_pool("api", 1, "dispatch = \"shared\"\n", "tcp://" + addr), twice}) {
+    m.rewrite(supervisor_section() + config);
+    const json r = m.reload();
+    INFO(config << " -> " << r.dump());
+    CHECK_FALSE(r.value("ok", true));
+    CHECK(hello_answers(addr));
+  }
+  CHECK(!m.process->wait_exit(0ms).has_value());
+  auto c = m.client();
+  CHECK(listen_addresses(pool_status(c, "web")) == std::vector<std::string>{addr});
+}
+
 TEST_CASE("reload moves a listener to a new address and keeps an unchanged one open", "[reload]") {
   const std::string api = hello_pool("api", 2);
   Master m(supervisor_section() + hello_pool("web", 2) + api);
