@@ -162,6 +162,10 @@ class Handler(BaseHandler):
 
     def cleanup_headers(self):
         headers = self.headers
+        # From scratch: a response refused in send_headers is followed by the 500 of
+        # handle_error, which must not inherit its framing (chunked, length).
+        self.chunked = False
+        self.declared_length = None
         self.status_code = int(self.status[:3])
         no_body = self.no_body = self.status_code in (204, 304)
         length = None
@@ -370,7 +374,7 @@ _REASON_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u0100-\U0010ffff]")
 
 def _first_bad_field(fields):
     for name, value in fields:
-        if _FIELDS_OK.match("%s: %s\r\n" % (name, value)) is None:
+        if "\r" in value or "\n" in value or _FIELDS_OK.match("%s: %s\r\n" % (name, value)) is None:
             return (name, value)
     return None
 

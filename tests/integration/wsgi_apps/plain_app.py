@@ -117,8 +117,11 @@ _BAD_HEADERS = {
 
 
 def _bad_header(environ, start_response):
-    status, headers = _BAD_HEADERS[environ["QUERY_STRING"]]
+    kind, _, body = environ["QUERY_STRING"].partition("&")
+    status, headers = _BAD_HEADERS[kind]
     start_response(status, headers)
+    if body == "streamed":  # no length known: chunked framing, until the check refuses it
+        return (part for part in [b"hel", b"lo"])
     return [b"hello"]
 
 
