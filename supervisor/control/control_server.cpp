@@ -322,7 +322,7 @@ void ControlServer::accept_one() {
   // Every place taken: an idle client gives way, the way an HTTP server closes an idle
   // keep-alive connection, so silent connections cannot lock the operator out.
   if (auto why = crowded(c); why && why->full) {
-    if (ControlClient* idlest = idlest_client()) {
+    if (ControlClient* idlest = idlest_client(c.privileged_)) {
       log::debug(
           "control.evicted",
           "closed the control client of uid {} idle for {} ms to make room for one of uid {}",
@@ -376,10 +376,13 @@ std::optional<ControlServer::Crowding> ControlServer::crowded(const ControlClien
   return std::nullopt;
 }
 
-ControlClient* ControlServer::idlest_client() const {
+ControlClient* ControlServer::idlest_client(bool for_privileged) const {
   ControlClient* idlest = nullptr;
   for (const auto& other : clients_) {
     const ControlClient& o = *other;
+    // Another user makes room only among other users' clients: never by closing an
+    // operator's (root's or the master's user's) idle connection.
+    if (!for_privileged && o.privileged_) continue;
     if (!o.admitted_ || o.closing_ || o.subscribed_ || o.request_started_ || !o.buffer_.empty() ||
         uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(o.pipe_)) != 0)
       continue;

@@ -130,7 +130,7 @@ class ControlServer {
   std::optional<Crowding> crowded(const ControlClient& c) const;
   // The admitted client idle the longest with no request begun, no reply unwritten and no
   // events subscribed to; it gives way to a newcomer when every place is taken.
-  ControlClient* idlest_client() const;
+  ControlClient* idlest_client(bool for_privileged) const;
   // The rate-limited warning of `event` for clients of `uid`.
   log::RepeatedWarning& warning(std::map<uid_t, std::unique_ptr<log::RepeatedWarning>>& by_uid, uid_t uid,
                                 const char* event);

@@ -311,6 +311,47 @@ TEST_CASE("64 silent control connections give way to forkpoolctl, the idlest fir
   CHECK(master.all_matches("(\\[control.too_many_clients\\])").empty());
 }
 
+TEST_CASE("a control_group member makes no room by closing an operator's idle connection",
+          "[control][abuse]") {
+  const passwd* nobody = ::getpwnam("nobody");
+  const group* nogroup = ::getgrnam("nogroup");
+  if (::geteuid() != 0 || nobody == nullptr || nogroup == nullptr) {
+    skip_test("needs root, a user nobody and a group nogroup");
+  }
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0711);  // nobody must reach the socket inside
+  write_file(dir / "f.toml", config("control_group = \"nogroup\""));
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("\\[master.ready\\]").empty());
+  // Every place taken by the operator's own idle connections.
+  std::vector<ControlClient> holders;
+  for (int i = 0; i < 64; ++i) {
+    holders.emplace_back(dir / "ctl.sock");
+    REQUIRE(holders.back().connected());
+  }
+  int pipe_fds[2];
+  REQUIRE(::pipe2(pipe_fds, O_CLOEXEC) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    // As nobody: one connection, and what it was told.
+    if (::setgroups(0, nullptr) != 0 || ::setgid(nogroup->gr_gid) != 0 || ::setuid(nobody->pw_uid) != 0) ::_exit(3);
+    const int fd = connect_unix((dir / "ctl.sock").string());
+    bool eof = false;
+    std::string reply;
+    for (int i = 0; i < 50 && reply.find('\n') == std::string::npos && !eof; ++i) reply += read_some(fd, 200, eof);
+    ::_exit(reply.find("too many control clients") != std::string::npos ? 0 : 1);
+  }
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+  int st = 0;
+  REQUIRE(::waitpid(child, &st, 0) == child);
+  CHECK(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 0);  // turned away
+  // Not one of the operator's connections was closed for it.
+  for (auto& h : holders) CHECK(h.request({{"cmd", "version"}}).value("ok", false));
+}
+
 TEST_CASE("kill refuses a signal number that does not fit instead of truncating it",
           "[control][abuse]") {
   TempDir dir;

@@ -304,7 +304,9 @@ TEST_CASE("scale and TTIN/TTOU move a dynamic pool's target within min..max and 
 TEST_CASE("an operator's scale-up restarts the idle clock: workers idle before it are not retired at once",
           "[dynamic]") {
   Setup s(supervisor_section() +
-          dynamic_hello("web", "min_workers = 1\nmax_workers = 4\nspare_workers = 0\nidle_timeout = \"3s\""));
+          // Long enough that no retirement of the new workers can come before they are all
+          // ready, even on a loaded machine.
+          dynamic_hello("web", "min_workers = 1\nmax_workers = 4\nspare_workers = 0\nidle_timeout = \"8s\""));
   REQUIRE(!s.master->wait_log("every pool has its workers ready").empty());
   auto c = s.client();
   ControlClient events(s.socket());
@@ -316,7 +318,7 @@ TEST_CASE("an operator's scale-up restarts the idle clock: workers idle before i
     for (const auto& e : drain_events(events, 100ms))
       if (e.value("event", "") == "scale.down") return true;
     return false;
-  }, 20s));
+  }, 30s));
 
   const auto up = run_command({(std::filesystem::path(FORKPOOL_BINARY_DIR) / "ctl/forkpoolctl").string(), "-s",
                                s.socket().string(), "scale", "web", "3"},
@@ -335,7 +337,7 @@ TEST_CASE("an operator's scale-up restarts the idle clock: workers idle before i
   CHECK(wait_until([&] {
     p = pool_status(c, "web");
     return p.value("target", 0) == 1 && p.value("live", 0) == 1;
-  }, 20s));
+  }, 30s));
   stop_master(*s.master);
 }
 
