@@ -158,6 +158,9 @@ class Pool {
   void spawn(Slot& slot);
   void spawn_replacement(Slot& slot);
   void promote(Slot& slot);
+  // A reload made the slot's starting replacement obsolete: killed, kept in `retiring`
+  // until reaped (pool_reload.cpp).
+  void drop_replacement(Slot& slot);
   void schedule_respawn(Slot& slot, std::chrono::milliseconds delay);
   // `streak_over`: the slot's starts in a row that came to nothing exceed flap_restarts.
   // `started`: the worker had started (ready, up kStartupGrace or more): a first crash in a row is restarted at once.

@@ -138,6 +138,13 @@ class WorkerProcess {
   // A reload changed only master-side settings (timeouts, max_inflight...): the worker
   // runs on under them. Worker-side settings stay those it was started with.
   void adopt_settings(PoolConfigRef pool);
+  // A reload to `generation` whose worker-side settings are those this worker runs: it
+  // adopts the master-side ones and counts as of that generation (status, scoreboard;
+  // FORKPOOL_GENERATION in its environment stays the one it was started in).
+  void adopt_generation(PoolConfigRef pool, unsigned generation);
+  // Taken over from the previous image by a binary upgrade: config() holds the pool's
+  // settings then, not necessarily those the worker was started with.
+  bool adopted() const { return adopted_; }
 
   // --- Master dispatch ---
   // Can take another connection now: ready, channel open, below max_inflight. Inline:
@@ -226,6 +233,7 @@ class WorkerProcess {
   WorkerPhase phase_ = WorkerPhase::Starting;
   std::optional<Clock::time_point> ready_at_;
   bool exit_expected_ = false;
+  bool adopted_ = false;
   std::string status_text_;
   mutable WorkerUsage usage_;
 

@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: Apache-2.0
+// Rolling replacements (a replacing reload, `restart`) that go wrong part way: a
+// replacement that never becomes ready, a serving worker that dies beside its starting
+// replacement, a replacement that cannot be started. Each test reproduces one defect a
+// hostile probe found; the pool must get back to its target under the newest settings.
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "reload_support.hpp"
+
+using namespace forkpool::test;
+using namespace forkpool::test::reload_support;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+// A pool like hello_pool, but its workers are `/bin/sleep 1000`: they start and never
+// become ready (they speak no worker protocol).
+std::string never_ready_pool(const std::string& name, int workers, const std::string& extra = "") {
+  std::string text = hello_pool(name, workers, extra);
+  const std::string hello = "\"" + hello_binary().string() + "\"";
+  text.replace(text.find(hello), hello.size(), "\"/bin/sleep\", \"1000\"");
+  return text;
+}
+
+// The pids of the pool's processes in `role` (serving, replacement, retiring).
+std::set<pid_t> pids_in_role(const json& pool, const std::string& role) {
+  std::set<pid_t> out;
+  if (!pool.is_object()) return out;
+  for (const auto& w : pool["workers"])
+    if (w["role"] == role && w["pid"].is_number_integer()) out.insert(w["pid"].get<pid_t>());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a reload back to the running settings stops a replacement that never became ready and keeps the workers",
+          "[reload][rolling]") {
+  constexpr int kWorkers = 2;
+  // ready_timeout "0": the stuck replacement would never be killed by its own deadline.
+  const std::string extra = "ready_timeout = \"0\"\n";
+  const std::string good = supervisor_section() + hello_pool("web", kWorkers, extra);
+  Master m(good);
+  const std::string addr = m.process->wait_listen_address("web");
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), kWorkers); }));
+  const auto before = serving_pids(pool_status(c, "web"));
+
+  m.rewrite(supervisor_section() + never_ready_pool("web", kWorkers, extra));
+  const json r = m.reload();
+  require_reloaded(r, 2);
+  check_change(r, "web", "replace", {"command"});
+  std::set<pid_t> stuck;
+  REQUIRE(wait_until([&] {
+    stuck = pids_in_role(pool_status(c, "web"), "replacement");
+    return !stuck.empty();
+  }));
+
+  // The corrective reload: the file as the serving workers were started with it.
+  m.rewrite(good);
+  const RunResult fixed = m.ctl({"reload"});
+  INFO(fixed.out << fixed.err);
+  CHECK(fixed.exited);
+  CHECK(fixed.exit_code == 0);
+
+  json web = pool_status(c, "web");
+  INFO(web.dump(2));
+  CHECK(settled(web, kWorkers));
+  CHECK(all_replaced(web, 3, {}));
+  // Nothing needed replacing: the same processes serve, and the stuck one is gone.
+  CHECK(serving_pids(web) == before);
+  for (const pid_t pid : stuck) {
+    INFO("stuck replacement pid " << pid);
+    CHECK(wait_until([&] { return !is_child_of(pid, m.process->pid()); }, 10s));
+  }
+  CHECK(m.log_count("\\[worker\\.obsolete\\]") == stuck.size());
+  CHECK(hello_answers(addr));
+  CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
+}
