@@ -339,6 +339,9 @@ void Pool::promote(Slot& slot) {
   std::unique_ptr<WorkerProcess> old = std::move(slot.process);
   slot.process = std::move(slot.replacement);
   ++ctx_.workers_epoch;
+  // Its serving worker had died and is not started again yet: the replacement is that start.
+  slot.respawn_config.reset();
+  slot.restart_timer.stop();
   if (!old) return;
   report(ctx_, spdlog::level::info, "worker.recycle",
          {config_->name, slot.index, slot.process->pid(), slot.process->identity().generation},

@@ -140,10 +140,13 @@ class Pool {
   Slot& slot_at(unsigned index);
   WorkerEvents worker_events(Slot& slot, const std::shared_ptr<WorkerProcess*>& self);
   void handle_exit_of(pid_t pid, int wait_status);
+  // With the pool's settings and generation, or those given (a slot's respawn_config).
   std::unique_ptr<WorkerProcess> launch(Slot& slot);
+  std::unique_ptr<WorkerProcess> launch(Slot& slot, PoolConfigRef settings, unsigned generation);
   // launch in two steps: fork (the child execs on its own), then wait for the exec and
   // account for the worker. finish_launch throws SpawnFailure with `p` destroyed.
   std::unique_ptr<WorkerProcess> begin_launch(Slot& slot);
+  std::unique_ptr<WorkerProcess> begin_launch(Slot& slot, PoolConfigRef settings, unsigned generation);
   void finish_launch(Slot& slot, std::unique_ptr<WorkerProcess>& p);
   // A worker's max_requests: the setting plus its random jitter (0: never recycled).
   std::uint64_t recycle_limit();

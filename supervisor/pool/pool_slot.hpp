@@ -21,6 +21,11 @@ struct Pool::Slot {
   std::vector<std::unique_ptr<WorkerProcess>> retiring;  // replaced, finishing their work
   std::string replace_reason;
   std::string last_error;  // why its last start failed; shown while it has no process
+  // Its serving worker died while a replacement with other settings was still starting:
+  // the next start here runs the settings (and generation) the dead one ran, so the slot
+  // serves again while the replacement takes its time (pool_exit.cpp).
+  PoolConfigRef respawn_config;
+  unsigned respawn_generation = 0;
   Timer restart_timer;
   Clock::time_point restart_due{};  // when restart_timer fires, while it is active
   Backoff backoff;

@@ -120,13 +120,17 @@ WorkerEvents Pool::worker_events(Slot& slot, const std::shared_ptr<WorkerProcess
   return events;
 }
 
-std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
-  std::unique_ptr<WorkerProcess> p = begin_launch(slot);
+std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) { return launch(slot, config_, generation_); }
+
+std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot, PoolConfigRef settings, unsigned generation) {
+  std::unique_ptr<WorkerProcess> p = begin_launch(slot, std::move(settings), generation);
   finish_launch(slot, p);
   return p;
 }
 
-std::unique_ptr<WorkerProcess> Pool::begin_launch(Slot& slot) {
+std::unique_ptr<WorkerProcess> Pool::begin_launch(Slot& slot) { return begin_launch(slot, config_, generation_); }
+
+std::unique_ptr<WorkerProcess> Pool::begin_launch(Slot& slot, PoolConfigRef settings, unsigned generation) {
   // A worker that accepts by itself gets the listeners as the workers have them, and the
   // master stops accepting before it starts (docs/master.md, "A reload that switches dispatch").
   if (dispatcher_ && config_->dispatch == config::Dispatch::Shared) update_master_accepting(true);
@@ -135,7 +139,7 @@ std::unique_ptr<WorkerProcess> Pool::begin_launch(Slot& slot) {
   const std::uint32_t sb = acquire_scoreboard_slot(slot.index);
   std::unique_ptr<WorkerProcess> p;
   try {
-    p = std::make_unique<WorkerProcess>(ctx_, config_, WorkerProcess::Identity{slot.index, generation_, sb},
+    p = std::make_unique<WorkerProcess>(ctx_, std::move(settings), WorkerProcess::Identity{slot.index, generation, sb},
                                         listeners_, std::move(events));
   } catch (...) {
     ctx_.scoreboard->release_slot(sb);
@@ -167,7 +171,7 @@ void Pool::finish_launch(Slot& slot, std::unique_ptr<WorkerProcess>& p) {
   ctx_.scoreboard->count(index_, shm::PoolCounter::Spawned);
   spawn_failures_ = 0;
   slot.last_error.clear();
-  report(ctx_, spdlog::level::info, "worker.spawn", {config_->name, slot.index, p->pid(), generation_},
+  report(ctx_, spdlog::level::info, "worker.spawn", {config_->name, slot.index, p->pid(), p->identity().generation},
          fmt::format("worker {}[{}] pid {} started", config_->name, slot.index, p->pid()));
 }
 
@@ -216,15 +220,24 @@ void Pool::spawn_batch(const std::vector<Slot*>& slots) {
 void Pool::spawn(Slot& slot) {
   if (state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running) return;
   if (!slot.wanted || slot.process) return;
+  // Beside a replacement still starting, the settings the slot's last worker ran (see
+  // respawn_config); without one, as for any start: the pool's.
+  PoolConfigRef settings = config_;
+  unsigned generation = generation_;
+  if (slot.respawn_config && slot.replacement) {
+    settings = slot.respawn_config;
+    generation = slot.respawn_generation;
+  }
   try {
-    slot.process = launch(slot);
+    slot.process = launch(slot, std::move(settings), generation);
+    slot.respawn_config.reset();
     ++ctx_.workers_epoch;
   } catch (const SpawnFailure& e) {
     if (after_spawn_failure(slot, e, false)) schedule_respawn(slot, slot.backoff.next(ctx_.rng));
     if (ctx_.changed) ctx_.changed();
     return;
   }
-  if (config_->ready == config::Readiness::Exec) slot.process->mark_ready();
+  if (slot.process->config().ready == config::Readiness::Exec) slot.process->mark_ready();
 }
 
 void Pool::spawn_replacement(Slot& slot) {

@@ -123,6 +123,7 @@ class WorkerProcess {
   pid_t pid() const { return pid_; }
   const Identity& identity() const { return id_; }
   const config::PoolConfig& config() const { return *pool_; }
+  const PoolConfigRef& config_ref() const { return pool_; }
   WorkerPhase phase() const { return phase_; }
   bool ever_ready() const { return ready_at_.has_value(); }
   // Its exit will be one that was asked for: a stop by the pool, or an operator's kill.

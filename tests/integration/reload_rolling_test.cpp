@@ -83,3 +83,67 @@ TEST_CASE("a reload back to the running settings stops a replacement that never 
   CHECK(hello_answers(addr));
   CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
 }
+
+TEST_CASE("a serving worker killed beside a replacement that never becomes ready is started again, and the slot serves",
+          "[reload][rolling]") {
+  constexpr int kWorkers = 2;
+  const std::string extra = "ready_timeout = \"0\"\n";
+  const std::string good = supervisor_section() + hello_pool("web", kWorkers, extra);
+  Master m(good);
+  const std::string addr = m.process->wait_listen_address("web");
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), kWorkers); }));
+
+  m.rewrite(supervisor_section() + never_ready_pool("web", kWorkers, extra));
+  require_reloaded(m.reload(), 2);
+  // One slot at a time (a quarter of the pool, at least one) gets a replacement.
+  unsigned slot = 0;
+  pid_t stuck = 0;
+  pid_t serving = 0;
+  REQUIRE(wait_until([&] {
+    const json web = pool_status(c, "web");
+    if (!web.is_object()) return false;
+    for (const auto& w : web["workers"])
+      if (w["role"] == "replacement") {
+        slot = w["worker"].get<unsigned>();
+        stuck = w["pid"].get<pid_t>();
+      }
+    if (stuck == 0) return false;
+    serving = serving_pids(web)[slot];
+    return serving != 0;
+  }));
+
+  // `kill POOL WORKER` signals the serving worker of the slot, not its replacement.
+  const RunResult killed = m.ctl({"kill", "web", std::to_string(slot), "KILL"});
+  INFO(killed.out << killed.err);
+  REQUIRE(killed.exited);
+  REQUIRE(killed.exit_code == 0);
+  REQUIRE(wait_until([&] { return !is_child_of(serving, m.process->pid()); }, 10s));
+
+  // The slot serves again with the settings the killed worker ran, while the replacement
+  // goes on starting beside it.
+  json web;
+  const bool back = wait_until(
+      [&] {
+        web = pool_status(c, "web");
+        const auto now = serving_pids(web);
+        return web.is_object() && web["ready"] == kWorkers && now.count(slot) != 0 && now.at(slot) != serving &&
+               now.at(slot) != stuck && pids_in_role(web, "replacement") == std::set<pid_t>{stuck};
+      },
+      20s);
+  INFO(web.dump(2));
+  REQUIRE(back);
+  CHECK(env_value(serving_pids(web).at(slot), "FORKPOOL_GENERATION") == "1");
+  CHECK(hello_answers(addr));
+
+  // The reload back to the good file finds nothing to replace.
+  m.rewrite(good);
+  const RunResult fixed = m.ctl({"reload"});
+  INFO(fixed.out << fixed.err);
+  CHECK(fixed.exit_code == 0);
+  web = pool_status(c, "web");
+  CHECK(settled(web, kWorkers));
+  CHECK(all_replaced(web, 3, {stuck, serving}));
+  CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
+}
