@@ -160,6 +160,9 @@ class Pool {
   std::unique_ptr<WorkerProcess> adopt_worker(Slot& slot, const nlohmann::json& state, upgrade::AdoptedFds& fds);
   void spawn(Slot& slot);
   void spawn_replacement(Slot& slot);
+  // A replacement that could not be started, or exited before it was ready, is tried again
+  // after `delay` on the slot's restart_timer (a reload's: through continue_rolling).
+  void retry_replacement(Slot& slot, std::chrono::milliseconds delay);
   void promote(Slot& slot);
   // A reload made the slot's starting replacement obsolete: killed, kept in `retiring`
   // until reaped (pool_reload.cpp).

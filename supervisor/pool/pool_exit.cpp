@@ -139,14 +139,7 @@ void Pool::handle_exit_of(pid_t pid, int wait_status) {
       update_running();
       return;
     }
-    const auto delay = slot->backoff.next(ctx_.rng);
-    log::at_with(
-        spdlog::level::info, "worker.respawn_scheduled",
-        [&] {
-          return nlohmann::json{{"pool", config_->name}, {"worker", slot->index}, {"delay_ms", delay.count()}};
-        },
-        "worker {}[{}] (a replacement) starts again in {}", config_->name, slot->index, format_uptime(delay));
-    slot->restart_timer.start(delay, [this, slot] { spawn_replacement(*slot); });
+    retry_replacement(*slot, slot->backoff.next(ctx_.rng));
     return;
   }
   if (slot->process) {  // a replacement took over

@@ -68,6 +68,7 @@ WorkerEvents Pool::worker_events(Slot& slot, const std::shared_ptr<WorkerProcess
     if (p->recycle_after() > 0 && p->handed() >= p->recycle_after() && p == slot.process.get() &&
         !slot.replacement) {
       slot.replace_reason = "after " + std::to_string(p->handed()) + " connections (max_requests)";
+      slot.replace_outdated = false;
       spawn_replacement(slot);
     }
   };
@@ -246,10 +247,29 @@ void Pool::spawn_replacement(Slot& slot) {
   try {
     slot.replacement = launch(slot);
   } catch (const SpawnFailure& e) {
-    after_spawn_failure(slot, e, true);
+    // The current worker keeps serving, and the replacement is tried again after backoff
+    // (descriptors or processes may be short only for a while).
+    if (after_spawn_failure(slot, e, true)) retry_replacement(slot, slot.backoff.next(ctx_.rng));
+    if (ctx_.changed) ctx_.changed();
     return;
   }
   if (config_->ready == config::Readiness::Exec) slot.replacement->mark_ready();
+}
+
+void Pool::retry_replacement(Slot& slot, std::chrono::milliseconds delay) {
+  log::at_with(
+      spdlog::level::info, "worker.respawn_scheduled",
+      [&] { return nlohmann::json{{"pool", config_->name}, {"worker", slot.index}, {"delay_ms", delay.count()}}; },
+      "worker {}[{}] (a replacement) starts again in {}", config_->name, slot.index, format_uptime(delay));
+  slot.restart_timer.start(delay, [this, &slot] {
+    if (!slot.replace_outdated) {
+      spawn_replacement(slot);
+      return;
+    }
+    // For a reload: the rolling restart starts it, within its batch, if the serving worker
+    // still runs outdated settings (a reload back to them may have come since).
+    continue_rolling();
+  });
 }
 
 bool Pool::after_spawn_failure(Slot& slot, const SpawnFailure& e, bool replacement) {

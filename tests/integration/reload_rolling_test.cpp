@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -146,4 +147,45 @@ TEST_CASE("a serving worker killed beside a replacement that never becomes ready
   CHECK(settled(web, kWorkers));
   CHECK(all_replaced(web, 3, {stuck, serving}));
   CHECK(alarming_log_lines(m.process->log()) == std::vector<std::string>{});
+}
+
+TEST_CASE("a replacement that could not be started is tried again after backoff until the reload completes",
+          "[reload][rolling]") {
+  constexpr int kWorkers = 2;
+  const std::string extra = "restart_delay = \"1s\"\n";
+  Master m(supervisor_section() + hello_pool("web", kWorkers, extra));
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), kWorkers); }));
+  const auto before = pid_set(serving_pids(pool_status(c, "web")));
+
+  // An executable script whose interpreter is not there yet: it passes the reload's check
+  // and fails at execve, every time, until the interpreter appears.
+  const auto interpreter = m.dir / "sh";
+  const auto script = m.dir / "run-hello";
+  write_file(script, "#!" + interpreter.string() + "\nexec \"" + hello_binary().string() + "\"\n", 0755);
+  std::string text = hello_pool("web", kWorkers, extra);
+  const std::string hello = "\"" + hello_binary().string() + "\"";
+  text.replace(text.find(hello), hello.size(), "\"" + script.string() + "\"");
+  m.rewrite(supervisor_section() + text);
+  require_reloaded(m.reload(), 2);
+  REQUIRE(!m.process->wait_log("\\[worker\\.spawn_failed\\] worker web\\[[0-9]\\] \\(a replacement\\) could not be "
+                               "started: execve [^ ]+: No such file or directory",
+                               20s)
+               .empty());
+
+  // The cause goes away: the retries start the replacements, and the reload completes.
+  std::filesystem::create_symlink("/bin/sh", interpreter);
+  json web;
+  const bool replaced = wait_until(
+      [&] {
+        web = pool_status(c, "web");
+        return settled(web, kWorkers) && all_replaced(web, 2, before);
+      },
+      30s);
+  INFO(web.dump(2));
+  CHECK(replaced);
+  CHECK(web["state"] == "running");
+  for (const pid_t pid : pid_set(serving_pids(web))) CHECK(env_value(pid, "FORKPOOL_GENERATION") == "2");
+  CHECK(m.log_count("\\(a replacement\\) starts again in") >= 1);
 }
