@@ -185,6 +185,10 @@ std::string_view to_string(PoolChange change) {
   std::abort();  // Every enumerator has a name; a missing one is a programming error.
 }
 
+PoolChange compare(const PoolConfig& before, const PoolConfig& after) {
+  return compare_pool(before, after).change;
+}
+
 std::span<const KeyRule> pool_key_rules() {
   return kPoolRules;
 }

@@ -59,4 +59,9 @@ struct ConfigDiff {
 // compared as printed: turning a fixed pool dynamic changes `workers` and the three dynamic keys.
 ConfigDiff diff(const Config& before, const Config& after);
 
+// How a pool configured as `before` would take `after` (both of the same pool): Replace
+// when a worker started with `before` does not run what `after` says (a reload uses this
+// to keep a worker that already runs the new worker-side settings).
+PoolChange compare(const PoolConfig& before, const PoolConfig& after);
+
 }  // namespace forkpool::config

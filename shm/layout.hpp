@@ -145,7 +145,7 @@ struct alignas(kCacheLine) SlotRecord {
                                //   refined to Idle/Busy by the activity page), Stopping, Exited
   AtomicU32 pool;              // master: index of the pool owning the slot
   AtomicU32 worker_index;      // master: FORKPOOL_WORKER, 0..size-1 within the pool
-  AtomicU32 generation;        // master: config generation the worker was started with
+  AtomicU32 generation;        // master: newest config generation whose worker-side settings it runs
   AtomicI32 last_exit_status;  // master: raw wait status of the previous worker, -1 if none
   AtomicI64 start_time_ns;     // master: CLOCK_MONOTONIC when the worker was forked
   AtomicU64 restarts;          // master: processes started for this worker number after the first

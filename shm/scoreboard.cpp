@@ -230,6 +230,12 @@ std::error_code Scoreboard::start_worker(std::uint32_t slot, std::uint32_t gener
   return ec;
 }
 
+void Scoreboard::set_worker_generation(std::uint32_t slot, std::uint32_t generation) {
+  SlotRecord& r = record(slot);
+  SeqlockWrite w(r.seq);
+  r.generation.store(generation, kRelaxed);
+}
+
 void Scoreboard::set_pid(std::uint32_t slot, pid_t pid, std::int64_t start_time_ns) {
   SlotRecord& r = record(slot);
   SeqlockWrite w(r.seq);

@@ -119,6 +119,9 @@ class Scoreboard {
   // counts them (start_worker() counts reuses of this slot, which a replacement or another
   // pool's worker may have taken).
   void set_restarts(std::uint32_t slot, std::uint64_t restarts);
+  // The newest configuration generation whose worker-side settings the worker runs: a
+  // reload whose settings equal those it was started with keeps it under that number.
+  void set_worker_generation(std::uint32_t slot, std::uint32_t generation);
 
   // --- Pool counters (all master-written) ---
   void set_pool_state(std::uint32_t pool, PoolState state);

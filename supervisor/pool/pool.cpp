@@ -339,6 +339,9 @@ void Pool::promote(Slot& slot) {
   std::unique_ptr<WorkerProcess> old = std::move(slot.process);
   slot.process = std::move(slot.replacement);
   ++ctx_.workers_epoch;
+  // Its serving worker had died and is not started again yet: the replacement is that start.
+  slot.respawn_config.reset();
+  slot.restart_timer.stop();
   if (!old) return;
   report(ctx_, spdlog::level::info, "worker.recycle",
          {config_->name, slot.index, slot.process->pid(), slot.process->identity().generation},
@@ -366,6 +369,7 @@ void Pool::replace(std::optional<unsigned> worker, std::string_view why) {
   if (worker) {
     Slot& s = slot_at(*worker);
     s.replace_reason = std::string(why);
+    s.replace_outdated = false;
     spawn_replacement(s);
     return;
   }
@@ -383,23 +387,27 @@ bool Pool::outdated(const WorkerProcess& p) const { return p.identity().generati
 // and memory grows by a quarter at most, not double. Workers named by `restart` go
 // first, then every worker started under settings a reload has since replaced.
 void Pool::continue_rolling() {
+  // A replacement that could not be started and waits for its retry still counts.
   int active = 0;
-  for (const auto& s : slots_) active += s->replacement ? 1 : 0;
+  for (const auto& s : slots_) active += s->replacement || (s->process && s->restart_timer.active()) ? 1 : 0;
   const int limit = std::max(1, target_ / 4);
   while (active < limit && !rolling_.empty()) {
     const unsigned i = rolling_.front();
     rolling_.pop_front();
     if (i >= slots_.size() || !slots_[i]->wanted) continue;
     Slot& s = *slots_[i];
-    if (!s.process || s.replacement) continue;
+    if (!s.process || s.replacement || s.restart_timer.active()) continue;  // a timer: its retry replaces it
     s.replace_reason = rolling_reason_;
+    s.replace_outdated = false;
     if (start_replacement(s)) ++active;
   }
   for (std::size_t i = 0; active < limit && i < slots_.size(); ++i) {
     Slot& s = *slots_[i];
     if (!s.wanted || !s.process || s.replacement || !outdated(*s.process)) continue;
     if (s.process->phase() == WorkerPhase::Stopping) continue;  // killed by a timeout: respawns as new
+    if (s.restart_timer.active()) continue;  // its replacement could not start: retried after backoff
     s.replace_reason = "(reload to generation " + std::to_string(worker_generation_) + ")";
+    s.replace_outdated = true;
     if (start_replacement(s)) ++active;
   }
 }
@@ -449,6 +457,7 @@ void Pool::sample_memory() {
     if (config_->max_memory > 0 && stats->rss_bytes > config_->max_memory && !s->replacement &&
         s->process->phase() == WorkerPhase::Ready) {
       s->replace_reason = "after its RSS reached " + std::to_string(stats->rss_bytes >> 20) + " MiB (max_memory)";
+      s->replace_outdated = false;
       log::at_with(
           spdlog::level::info, "worker.memory",
           [&] {

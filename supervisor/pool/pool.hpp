@@ -140,10 +140,13 @@ class Pool {
   Slot& slot_at(unsigned index);
   WorkerEvents worker_events(Slot& slot, const std::shared_ptr<WorkerProcess*>& self);
   void handle_exit_of(pid_t pid, int wait_status);
+  // With the pool's settings and generation, or those given (a slot's respawn_config).
   std::unique_ptr<WorkerProcess> launch(Slot& slot);
+  std::unique_ptr<WorkerProcess> launch(Slot& slot, PoolConfigRef settings, unsigned generation);
   // launch in two steps: fork (the child execs on its own), then wait for the exec and
   // account for the worker. finish_launch throws SpawnFailure with `p` destroyed.
   std::unique_ptr<WorkerProcess> begin_launch(Slot& slot);
+  std::unique_ptr<WorkerProcess> begin_launch(Slot& slot, PoolConfigRef settings, unsigned generation);
   void finish_launch(Slot& slot, std::unique_ptr<WorkerProcess>& p);
   // A worker's max_requests: the setting plus its random jitter (0: never recycled).
   std::uint64_t recycle_limit();
@@ -157,7 +160,13 @@ class Pool {
   std::unique_ptr<WorkerProcess> adopt_worker(Slot& slot, const nlohmann::json& state, upgrade::AdoptedFds& fds);
   void spawn(Slot& slot);
   void spawn_replacement(Slot& slot);
+  // A replacement that could not be started, or exited before it was ready, is tried again
+  // after `delay` on the slot's restart_timer (a reload's: through continue_rolling).
+  void retry_replacement(Slot& slot, std::chrono::milliseconds delay);
   void promote(Slot& slot);
+  // A reload made the slot's starting replacement obsolete: killed, kept in `retiring`
+  // until reaped (pool_reload.cpp).
+  void drop_replacement(Slot& slot);
   void schedule_respawn(Slot& slot, std::chrono::milliseconds delay);
   // `streak_over`: the slot's starts in a row that came to nothing exceed flap_restarts.
   // `started`: the worker had started (ready, up kStartupGrace or more): a first crash in a row is restarted at once.

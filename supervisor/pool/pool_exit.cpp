@@ -3,12 +3,26 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
+
+#include "config/diff.hpp"
 #include "supervisor/observe/events.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/pool/pool.hpp"
 #include "supervisor/pool/pool_slot.hpp"
 
 namespace forkpool::supervisor {
+namespace {
+
+// A worker with settings `ran` can be started again beside a replacement with `now`: they
+// differ in what a worker is started with (else the replacement is that start), but not in
+// dispatch or listeners (the pool has the listeners of `now` only, and dispatches as `now`).
+bool can_start_beside(const config::PoolConfig& ran, const config::PoolConfig& now) {
+  return config::compare(ran, now) == config::PoolChange::Replace && ran.dispatch == now.dispatch &&
+         std::ranges::equal(ran.listen, now.listen, {}, &config::ListenAddress::text, &config::ListenAddress::text);
+}
+
+}  // namespace
 
 void Pool::handle_exit(pid_t pid, int wait_status) {
   handle_exit_of(pid, wait_status);
@@ -31,8 +45,11 @@ void Pool::handle_exit_of(pid_t pid, int wait_status) {
   }
   if (slot == nullptr) return;
   std::unique_ptr<WorkerProcess> p = std::move(*holder);
+  PoolConfigRef ran = p->config_ref();
   slot->retiring.erase(std::remove(slot->retiring.begin(), slot->retiring.end(), nullptr), slot->retiring.end());
   const bool was_serving = holder == &slot->process;
+  const unsigned generation_of_dead = p->identity().generation;
+  const bool adopted_outdated = p->adopted() && outdated(*p);
   const bool was_replacement = holder == &slot->replacement;
 
   const auto uptime = p->uptime();
@@ -62,9 +79,21 @@ void Pool::handle_exit_of(pid_t pid, int wait_status) {
   p.reset();
 
   if (was_serving && slot->replacement) {
-    // The replacement takes the slot now; it becomes ready in its own time.
-    slot->process = std::move(slot->replacement);
-    ++ctx_.workers_epoch;
+    if ((state_ == shm::PoolState::Running || state_ == shm::PoolState::Starting) && slot->wanted &&
+        !adopted_outdated &&
+        can_start_beside(*ran, *config_)) {
+      // The replacement runs other settings and may take long to be ready, or never be
+      // (a deploy whose program hangs): the slot is started again as after any exit,
+      // with the settings the dead worker ran, and the replacement still takes over
+      // once it is ready.
+      slot->respawn_config = std::move(ran);
+      slot->respawn_generation = generation_of_dead;
+    } else {
+      // Same settings: the replacement is what a respawn would start. It takes the slot
+      // now and becomes ready in its own time.
+      slot->process = std::move(slot->replacement);
+      ++ctx_.workers_epoch;
+    }
   }
   update_master_accepting();  // a worker of one kind or the other is gone
   if (state_ == shm::PoolState::Stopping) {
@@ -102,14 +131,15 @@ void Pool::handle_exit_of(pid_t pid, int wait_status) {
       fail_starts(*slot);
       return;
     }
-    const auto delay = slot->backoff.next(ctx_.rng);
-    log::at_with(
-        spdlog::level::info, "worker.respawn_scheduled",
-        [&] {
-          return nlohmann::json{{"pool", config_->name}, {"worker", slot->index}, {"delay_ms", delay.count()}};
-        },
-        "worker {}[{}] (a replacement) starts again in {}", config_->name, slot->index, format_uptime(delay));
-    slot->restart_timer.start(delay, [this, slot] { spawn_replacement(*slot); });
+    if (!slot->process) {
+      // Its serving worker had died beside it, and is being started again (respawn_config):
+      // that start, now with the pool's settings, is what the slot needs; no replacement.
+      slot->respawn_config.reset();
+      if (!slot->restart_timer.active()) spawn(*slot);
+      update_running();
+      return;
+    }
+    retry_replacement(*slot, slot->backoff.next(ctx_.rng));
     return;
   }
   if (slot->process) {  // a replacement took over

@@ -45,33 +45,50 @@ void Pool::reconfigure(PoolConfigRef config, unsigned generation, std::vector<Li
   arm_memory_sampler();
   arm_shared_recycling();
 
-  if (change == config::PoolChange::Replace) {
-    // Every worker started before now runs outdated settings: replace them all, a
-    // batch at a time, each new one ready before an old one stops. Workers that a
-    // previous reload's replacement is still starting are replaced in turn, so the
-    // newest configuration wins and no older generation is left behind.
-    worker_generation_ = generation_;
-  } else {
-    // Master-side settings: the running workers go on under them.
-    bool past_limit = false;
-    for (auto& s : slots_) {
-      for (WorkerProcess* p : {s->process.get(), s->replacement.get()}) {
-        if (p == nullptr || outdated(*p)) continue;
-        p->adopt_settings(config_);
-        if (!recycling_changed) continue;
-        // A new max_requests counts the connections it has had since it started. Those
-        // already past it are replaced as a rolling restart is, a batch at a time, not
-        // all at their next connection.
-        p->set_recycle_after(recycle_limit());
-        if (p == s->process.get() && p->recycle_after() > 0 && p->handed() >= p->recycle_after()) {
-          p->set_recycle_after(0);  // its replacement, below, gets a limit of its own
-          if (rolling_.empty()) rolling_reason_ = "(max_requests lowered by a reload)";
-          rolling_.push_back(s->index);
-          past_limit = true;
-        }
+  // Which running workers go on under the new configuration. In place: every worker the
+  // latest replacing reload started. Replacing: those already running the new worker-side
+  // settings (a reload back to what they were started with, say after one whose new
+  // program never became ready), which take the new generation and need no replacement.
+  const bool replacing = change == config::PoolChange::Replace;
+  auto goes_on = [&](const WorkerProcess& p) {
+    if (!replacing) return !outdated(p);
+    // An outdated worker adopted by a binary upgrade holds the pool's settings of then, not
+    // those it was started with: it is replaced, as before.
+    if (p.adopted() && outdated(p)) return false;
+    return config::compare(p.config(), *config_) != config::PoolChange::Replace;
+  };
+  bool past_limit = false;
+  for (auto& s : slots_) {
+    for (WorkerProcess* p : {s->process.get(), s->replacement.get()}) {
+      if (p == nullptr) continue;
+      if (!goes_on(*p)) {
+        // A replacement started with settings that are not the newest never served: it
+        // stops now, so it holds up neither its slot nor the rolling restart.
+        if (p == s->replacement.get()) drop_replacement(*s);
+        continue;
+      }
+      if (replacing) p->adopt_generation(config_, generation_);
+      else p->adopt_settings(config_);
+      if (!recycling_changed) continue;
+      // A new max_requests counts the connections it has had since it started. Those
+      // already past it are replaced as a rolling restart is, a batch at a time, not
+      // all at their next connection.
+      p->set_recycle_after(recycle_limit());
+      if (p == s->process.get() && p->recycle_after() > 0 && p->handed() >= p->recycle_after()) {
+        p->set_recycle_after(0);  // its replacement, below, gets a limit of its own
+        if (rolling_.empty()) rolling_reason_ = "(max_requests lowered by a reload)";
+        rolling_.push_back(s->index);
+        past_limit = true;
       }
     }
-    if (past_limit && (state_ == shm::PoolState::Running || state_ == shm::PoolState::Starting)) continue_rolling();
+  }
+  if (replacing) {
+    // Every other worker runs outdated settings: they are all replaced, a batch at a time,
+    // each new one ready before an old one stops. The newest configuration wins and no
+    // older generation is left behind.
+    worker_generation_ = generation_;
+  } else if (past_limit && (state_ == shm::PoolState::Running || state_ == shm::PoolState::Starting)) {
+    continue_rolling();
   }
   update_dispatcher();
   if (config_->dynamic) {
@@ -93,6 +110,19 @@ void Pool::reconfigure(PoolConfigRef config, unsigned generation, std::vector<Li
   }
   publish_size();  // min/max may have moved even where the target did not
   if (ctx_.changed) ctx_.changed();
+}
+
+void Pool::drop_replacement(Slot& slot) {
+  std::unique_ptr<WorkerProcess> p = std::move(slot.replacement);
+  report(ctx_, spdlog::level::info, "worker.obsolete",
+         {config_->name, slot.index, p->pid(), p->identity().generation},
+         fmt::format("worker {}[{}] pid {} (a replacement, not ready yet) runs settings the reload to generation {} "
+                     "replaced; stopping it",
+                     config_->name, slot.index, p->pid(), generation_));
+  // It never served: nothing to finish, so no grace either (as for ready_timeout).
+  p->stop(immediate_kill(), true);
+  slot.retiring.push_back(std::move(p));
+  ++ctx_.workers_epoch;
 }
 
 void Pool::retire() {

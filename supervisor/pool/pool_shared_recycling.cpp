@@ -31,6 +31,7 @@ void Pool::recycle_shared_workers() {
         ctx_.scoreboard->read_worker(p->identity().scoreboard_slot).connections_handled;
     if (handled < p->recycle_after()) continue;
     s->replace_reason = "after " + std::to_string(handled) + " connections (max_requests)";
+    s->replace_outdated = false;
     spawn_replacement(*s);
   }
 }

@@ -20,7 +20,15 @@ struct Pool::Slot {
   std::unique_ptr<WorkerProcess> replacement;            // takes over once ready
   std::vector<std::unique_ptr<WorkerProcess>> retiring;  // replaced, finishing their work
   std::string replace_reason;
+  // The replacement is wanted because the serving worker runs settings a reload replaced
+  // (continue_rolling), not for a restart, max_requests or max_memory.
+  bool replace_outdated = false;
   std::string last_error;  // why its last start failed; shown while it has no process
+  // Its serving worker died while a replacement with other settings was still starting:
+  // the next start here runs the settings (and generation) the dead one ran, so the slot
+  // serves again while the replacement takes its time (pool_exit.cpp).
+  PoolConfigRef respawn_config;
+  unsigned respawn_generation = 0;
   Timer restart_timer;
   Clock::time_point restart_due{};  // when restart_timer fires, while it is active
   Backoff backoff;

@@ -68,6 +68,7 @@ WorkerEvents Pool::worker_events(Slot& slot, const std::shared_ptr<WorkerProcess
     if (p->recycle_after() > 0 && p->handed() >= p->recycle_after() && p == slot.process.get() &&
         !slot.replacement) {
       slot.replace_reason = "after " + std::to_string(p->handed()) + " connections (max_requests)";
+      slot.replace_outdated = false;
       spawn_replacement(slot);
     }
   };
@@ -120,13 +121,17 @@ WorkerEvents Pool::worker_events(Slot& slot, const std::shared_ptr<WorkerProcess
   return events;
 }
 
-std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) {
-  std::unique_ptr<WorkerProcess> p = begin_launch(slot);
+std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot) { return launch(slot, config_, generation_); }
+
+std::unique_ptr<WorkerProcess> Pool::launch(Slot& slot, PoolConfigRef settings, unsigned generation) {
+  std::unique_ptr<WorkerProcess> p = begin_launch(slot, std::move(settings), generation);
   finish_launch(slot, p);
   return p;
 }
 
-std::unique_ptr<WorkerProcess> Pool::begin_launch(Slot& slot) {
+std::unique_ptr<WorkerProcess> Pool::begin_launch(Slot& slot) { return begin_launch(slot, config_, generation_); }
+
+std::unique_ptr<WorkerProcess> Pool::begin_launch(Slot& slot, PoolConfigRef settings, unsigned generation) {
   // A worker that accepts by itself gets the listeners as the workers have them, and the
   // master stops accepting before it starts (docs/master.md, "A reload that switches dispatch").
   if (dispatcher_ && config_->dispatch == config::Dispatch::Shared) update_master_accepting(true);
@@ -135,7 +140,7 @@ std::unique_ptr<WorkerProcess> Pool::begin_launch(Slot& slot) {
   const std::uint32_t sb = acquire_scoreboard_slot(slot.index);
   std::unique_ptr<WorkerProcess> p;
   try {
-    p = std::make_unique<WorkerProcess>(ctx_, config_, WorkerProcess::Identity{slot.index, generation_, sb},
+    p = std::make_unique<WorkerProcess>(ctx_, std::move(settings), WorkerProcess::Identity{slot.index, generation, sb},
                                         listeners_, std::move(events));
   } catch (...) {
     ctx_.scoreboard->release_slot(sb);
@@ -167,7 +172,7 @@ void Pool::finish_launch(Slot& slot, std::unique_ptr<WorkerProcess>& p) {
   ctx_.scoreboard->count(index_, shm::PoolCounter::Spawned);
   spawn_failures_ = 0;
   slot.last_error.clear();
-  report(ctx_, spdlog::level::info, "worker.spawn", {config_->name, slot.index, p->pid(), generation_},
+  report(ctx_, spdlog::level::info, "worker.spawn", {config_->name, slot.index, p->pid(), p->identity().generation},
          fmt::format("worker {}[{}] pid {} started", config_->name, slot.index, p->pid()));
 }
 
@@ -216,15 +221,24 @@ void Pool::spawn_batch(const std::vector<Slot*>& slots) {
 void Pool::spawn(Slot& slot) {
   if (state_ != shm::PoolState::Starting && state_ != shm::PoolState::Running) return;
   if (!slot.wanted || slot.process) return;
+  // Beside a replacement still starting, the settings the slot's last worker ran (see
+  // respawn_config); without one, as for any start: the pool's.
+  PoolConfigRef settings = config_;
+  unsigned generation = generation_;
+  if (slot.respawn_config && slot.replacement) {
+    settings = slot.respawn_config;
+    generation = slot.respawn_generation;
+  }
   try {
-    slot.process = launch(slot);
+    slot.process = launch(slot, std::move(settings), generation);
+    slot.respawn_config.reset();
     ++ctx_.workers_epoch;
   } catch (const SpawnFailure& e) {
     if (after_spawn_failure(slot, e, false)) schedule_respawn(slot, slot.backoff.next(ctx_.rng));
     if (ctx_.changed) ctx_.changed();
     return;
   }
-  if (config_->ready == config::Readiness::Exec) slot.process->mark_ready();
+  if (slot.process->config().ready == config::Readiness::Exec) slot.process->mark_ready();
 }
 
 void Pool::spawn_replacement(Slot& slot) {
@@ -233,10 +247,29 @@ void Pool::spawn_replacement(Slot& slot) {
   try {
     slot.replacement = launch(slot);
   } catch (const SpawnFailure& e) {
-    after_spawn_failure(slot, e, true);
+    // The current worker keeps serving, and the replacement is tried again after backoff
+    // (descriptors or processes may be short only for a while).
+    if (after_spawn_failure(slot, e, true)) retry_replacement(slot, slot.backoff.next(ctx_.rng));
+    if (ctx_.changed) ctx_.changed();
     return;
   }
   if (config_->ready == config::Readiness::Exec) slot.replacement->mark_ready();
+}
+
+void Pool::retry_replacement(Slot& slot, std::chrono::milliseconds delay) {
+  log::at_with(
+      spdlog::level::info, "worker.respawn_scheduled",
+      [&] { return nlohmann::json{{"pool", config_->name}, {"worker", slot.index}, {"delay_ms", delay.count()}}; },
+      "worker {}[{}] (a replacement) starts again in {}", config_->name, slot.index, format_uptime(delay));
+  slot.restart_timer.start(delay, [this, &slot] {
+    if (!slot.replace_outdated) {
+      spawn_replacement(slot);
+      return;
+    }
+    // For a reload: the rolling restart starts it, within its batch, if the serving worker
+    // still runs outdated settings (a reload back to them may have come since).
+    continue_rolling();
+  });
 }
 
 bool Pool::after_spawn_failure(Slot& slot, const SpawnFailure& e, bool replacement) {

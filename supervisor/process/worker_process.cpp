@@ -201,6 +201,12 @@ void WorkerProcess::adopt_settings(PoolConfigRef pool) {
   if (timeout_changed) arm_request_timer();
 }
 
+void WorkerProcess::adopt_generation(PoolConfigRef pool, unsigned generation) {
+  adopt_settings(std::move(pool));
+  id_.generation = generation;
+  ctx_.scoreboard->set_worker_generation(id_.scoreboard_slot, generation);
+}
+
 SendResult WorkerProcess::send_connection(int fd, std::uint16_t listener, std::uint64_t id,
                                           const sockaddr_storage& peer, socklen_t peer_len,
                                           Clock::time_point accepted, std::uint32_t fd_flags,

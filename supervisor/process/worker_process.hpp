@@ -123,6 +123,7 @@ class WorkerProcess {
   pid_t pid() const { return pid_; }
   const Identity& identity() const { return id_; }
   const config::PoolConfig& config() const { return *pool_; }
+  const PoolConfigRef& config_ref() const { return pool_; }
   WorkerPhase phase() const { return phase_; }
   bool ever_ready() const { return ready_at_.has_value(); }
   // Its exit will be one that was asked for: a stop by the pool, or an operator's kill.
@@ -138,6 +139,13 @@ class WorkerProcess {
   // A reload changed only master-side settings (timeouts, max_inflight...): the worker
   // runs on under them. Worker-side settings stay those it was started with.
   void adopt_settings(PoolConfigRef pool);
+  // A reload to `generation` whose worker-side settings are those this worker runs: it
+  // adopts the master-side ones and counts as of that generation (status, scoreboard;
+  // FORKPOOL_GENERATION in its environment stays the one it was started in).
+  void adopt_generation(PoolConfigRef pool, unsigned generation);
+  // Taken over from the previous image by a binary upgrade: config() holds the pool's
+  // settings then, not necessarily those the worker was started with.
+  bool adopted() const { return adopted_; }
 
   // --- Master dispatch ---
   // Can take another connection now: ready, channel open, below max_inflight. Inline:
@@ -226,6 +234,7 @@ class WorkerProcess {
   WorkerPhase phase_ = WorkerPhase::Starting;
   std::optional<Clock::time_point> ready_at_;
   bool exit_expected_ = false;
+  bool adopted_ = false;
   std::string status_text_;
   mutable WorkerUsage usage_;
 

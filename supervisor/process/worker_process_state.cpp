@@ -87,6 +87,7 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, const json&
       stop_timer_(ctx.loop),
       request_timer_(ctx.loop) {
   ++ctx_.workers_epoch;
+  adopted_ = true;
   pid_ = need(s, "pid").get<pid_t>();
   if (pid_ <= 1) throw upgrade::StateError("upgrade state: worker pid " + std::to_string(pid_));
   const std::string what =

@@ -781,7 +781,11 @@ TEST_CASE(
   for (const pid_t pid : final_pids) {
     INFO("worker pid " << pid);
     CHECK(env_value(pid, "MARK") == "a");
-    CHECK(env_value(pid, "FORKPOOL_GENERATION") == std::to_string(kLast));
+    // A worker started under an earlier "a" generation (odd, from 3) runs the last one's
+    // settings already: it is kept and counts as of the last generation (status above).
+    const std::string started_in = env_value(pid, "FORKPOOL_GENERATION");
+    const unsigned g = started_in == "<unset>" ? 0 : static_cast<unsigned>(std::stoul(started_in));
+    CHECK((g >= 3 && g <= kLast && g % 2 == 1));
   }
   // No worker of an older generation is left behind.
   const auto logged = m.logged_pids();
