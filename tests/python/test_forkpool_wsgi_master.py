@@ -50,7 +50,7 @@ class Master:
     its log (the workers' stdout and stderr included) in a temporary directory."""
 
     def __init__(self, test, threads=1, app="flask_app:app", dispatch="master", workers=1, args=(),
-                 listen=("tcp://127.0.0.1:0",)):
+                 listen=("tcp://127.0.0.1:0",), env=None):
         build = binary_dir()
         if build is None:
             test.skipTest("the forkpool binaries are not built (set FORKPOOL_BINARY_DIR)")
@@ -69,6 +69,8 @@ class Master:
                     'ready = "notify"\nmax_inflight = %d\ndispatch = "%s"\n'
                     % (", ".join('"%s"' % a for a in command), ", ".join('"%s"' % a for a in listen), workers,
                        threads, dispatch))
+            if env:
+                f.write("env = { %s }\n" % ", ".join('%s = "%s"' % kv for kv in env.items()))
         self.log_path = os.path.join(self.dir.name, "forkpool.log")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen([os.path.join(build, "supervisor", "forkpool"), "-c", config],
@@ -546,3 +548,19 @@ class RequestFramingTest(unittest.TestCase):
         self.assertEqual(raw.count(b"HTTP/1.1 200 "), 2, raw)
         self.assertIn(b"\r\n\r\n3 a", raw)
         self.assertTrue(raw.endswith(b"\r\n\r\n target.example:81"), raw)
+
+
+class ScriptNameTest(unittest.TestCase):
+    def test_script_name_from_the_environment_splits_the_path(self):
+        """SCRIPT_NAME in the worker's environment (the pool's env), as gunicorn takes it: a
+        request under the prefix gets it as SCRIPT_NAME and the rest as PATH_INFO."""
+        master = Master(self, app="plain_app:application", env={"SCRIPT_NAME": "/app/"})
+        answers = {}
+        for path in ("/app/where", "/where", "/application/where"):
+            client = Client(master)
+            self.addCleanup(client.close)
+            client.sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode())
+            answers[path] = client.read_response().body
+        self.assertEqual(answers, {"/app/where": b"/app|/where", "/where": b"|/where",
+                                   "/application/where": b"|/application/where"})
+        self.assertEqual(master.stop(), 0)

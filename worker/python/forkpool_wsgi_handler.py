@@ -423,13 +423,29 @@ def connection_vars(conn, listener):
     return remote, remote_port, name, port
 
 
+# The app mounted under a prefix, as gunicorn takes it: SCRIPT_NAME in the process
+# environment (the pool's `env`), without its trailing slash. A request under it has the
+# prefix as SCRIPT_NAME and the rest as PATH_INFO; any other keeps its whole path.
+SCRIPT_NAME = os.environ.get("SCRIPT_NAME", "").rstrip("/")
+
+
+def _split_script_name(path):
+    if SCRIPT_NAME and path.startswith(SCRIPT_NAME) and path[len(SCRIPT_NAME):len(SCRIPT_NAME) + 1] in ("", "/"):
+        return SCRIPT_NAME, path[len(SCRIPT_NAME):]
+    return "", path
+
+
 def build_environ(req, conn_vars):
     """The CGI part of a request's environ (PEP 3333)."""
     remote, remote_port, server_name, server_port = conn_vars
+    path_info = urllib.parse.unquote(req.path, "iso-8859-1")
+    script_name = ""
+    if SCRIPT_NAME:
+        script_name, path_info = _split_script_name(path_info)
     env = {
         "REQUEST_METHOD": req.method,
-        "SCRIPT_NAME": "",
-        "PATH_INFO": urllib.parse.unquote(req.path, "iso-8859-1"),
+        "SCRIPT_NAME": script_name,
+        "PATH_INFO": path_info,
         "QUERY_STRING": req.query,
         "RAW_URI": req.target,
         "REQUEST_URI": req.target,

@@ -144,6 +144,13 @@ def _content_length(environ, start_response):
     return [body]
 
 
+def _where(environ, start_response):
+    body = ("%s|%s" % (environ["SCRIPT_NAME"], environ["PATH_INFO"])).encode("latin-1")
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 _MISBEHAVING = {"/no-content": _no_content, "/short-file": _short_file, "/upstream-reset": _upstream_reset,
                 "/write-then-read": _write_then_read, "/echo": _echo, "/bad-header": _bad_header,
-                "/overlong": _overlong, "/same-lengths": _same_lengths, "/environ-length": _content_length}
+                "/overlong": _overlong, "/same-lengths": _same_lengths, "/environ-length": _content_length,
+                "/where": _where, "/app/where": _where, "/application/where": _where}
