@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -168,20 +169,38 @@ std::optional<std::string> read_line(int fd, std::string& buffer,
   return line;
 }
 
+// The user nobody, of the group nogroup, which the master's control_group admits; the test
+// is skipped without root or without them.
+struct Nobody {
+  const passwd* user = ::getpwnam("nobody");
+  const group* grp = ::getgrnam("nogroup");
+  Nobody() {
+    if (::geteuid() != 0 || user == nullptr || grp == nullptr) skip_test("needs root, a user nobody and a group nogroup");
+  }
+};
+
+// A ready master whose control socket admits the group nogroup, in a folder nobody can reach.
+struct GroupMaster {
+  TempDir dir;
+  std::unique_ptr<MasterProcess> master;
+  GroupMaster() {
+    ::chmod(dir.path().c_str(), 0711);  // nobody must reach the socket inside
+    write_file(dir / "f.toml", config("control_group = \"nogroup\""));
+    master = std::make_unique<MasterProcess>(dir / "f.toml");
+    REQUIRE(!master->wait_log("\\[master.ready\\]").empty());
+  }
+};
+
 }  // namespace
 
 TEST_CASE("a control_group member dripping 64 requests cannot lock the operator out",
           "[control][abuse]") {
-  const passwd* nobody = ::getpwnam("nobody");
-  const group* nogroup = ::getgrnam("nogroup");
-  if (::geteuid() != 0 || nobody == nullptr || nogroup == nullptr) {
-    skip_test("needs root, a user nobody and a group nogroup");
-  }
-  TempDir dir;
-  ::chmod(dir.path().c_str(), 0711);  // nobody must reach the socket inside
-  write_file(dir / "f.toml", config("control_group = \"nogroup\""));
-  MasterProcess master(dir / "f.toml");
-  REQUIRE(!master.wait_log("\\[master.ready\\]").empty());
+  const Nobody nobody_user;
+  const passwd* nobody = nobody_user.user;
+  const group* nogroup = nobody_user.grp;
+  GroupMaster g;
+  const TempDir& dir = g.dir;
+  MasterProcess& master = *g.master;
 
   int pipe_fds[2];
   REQUIRE(::pipe2(pipe_fds, O_CLOEXEC) == 0);
@@ -313,16 +332,11 @@ TEST_CASE("64 silent control connections give way to forkpoolctl, the idlest fir
 
 TEST_CASE("a control_group member makes no room by closing an operator's idle connection",
           "[control][abuse]") {
-  const passwd* nobody = ::getpwnam("nobody");
-  const group* nogroup = ::getgrnam("nogroup");
-  if (::geteuid() != 0 || nobody == nullptr || nogroup == nullptr) {
-    skip_test("needs root, a user nobody and a group nogroup");
-  }
-  TempDir dir;
-  ::chmod(dir.path().c_str(), 0711);  // nobody must reach the socket inside
-  write_file(dir / "f.toml", config("control_group = \"nogroup\""));
-  MasterProcess master(dir / "f.toml");
-  REQUIRE(!master.wait_log("\\[master.ready\\]").empty());
+  const Nobody nobody_user;
+  const passwd* nobody = nobody_user.user;
+  const group* nogroup = nobody_user.grp;
+  GroupMaster g;
+  const TempDir& dir = g.dir;
   // Every place taken by the operator's own idle connections.
   std::vector<ControlClient> holders;
   for (int i = 0; i < 64; ++i) {
