@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -178,7 +179,8 @@ int run_request(const Invocation& inv, const json& request) {
     if (waits_for_change(cmd)) return run_change(inv, choice, request);
     Client client = Client::connect(choice.path, inv.timeout);
     client.send(request, inv.timeout);
-    Line reply = client.read_line(inv.timeout);
+    // An upgrade is answered once the new binary has run twice (up to 10 s each).
+    Line reply = client.read_line(cmd == "upgrade" ? std::max(inv.timeout, inv.wait_timeout) : inv.timeout);
     if (error_reply(inv, reply)) return kExitErrorReply;
     if (cmd == "events") return stream_events(inv, client, reply);
     if (cmd == "upgrade") return finish_upgrade(inv, choice.path, client, reply);

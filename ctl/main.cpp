@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
                "print the master's replies as received, one JSON object a line");
   app.add_option("--timeout", timeout_s,
                  "seconds to wait: for a reply (default 5), and for restart, stop, start, scale and reload "
-                 "to be done (default 120)")
+                 "to be done and upgrade's checks (default 120)")
       ->check(CLI::PositiveNumber);
   app.add_flag("--no-wait", no_wait,
                "restart, stop, start, scale, reload: return once the master accepted the request");

@@ -274,11 +274,17 @@ void Master::reap() {
     const pid_t pid = info.si_pid;
     if (pid <= 0) break;
     auto it = ctx_.owners.find(pid);
+    const bool probe = preflight_ && preflight_->owns(pid);
     // Every worker leads its own process group: what it forked goes with it, so no
     // grandchild keeps a port or a connection the worker had (a shared listener, say).
-    if (it != ctx_.owners.end()) ::kill(-pid, SIGKILL);
+    // So does a run of an upgrade's new binary.
+    if (it != ctx_.owners.end() || probe) ::kill(-pid, SIGKILL);
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (probe) {
+      preflight_->exited(status);
+      continue;
     }
     if (it == ctx_.owners.end()) {
       log::debug("orphan.reaped", "reaped pid {} (not a worker): {}", pid, describe_wait_status(status));
@@ -306,6 +312,7 @@ void Master::shutdown(bool fast) {
   }
   const bool first = state_ != MasterState::Stopping;
   state_ = MasterState::Stopping;
+  abandon_upgrade("the master is shutting down");
   log::info("master.stop", "{} shutdown", fast ? "fast" : "graceful");
   if (first) {
     systemd_->stopping();

@@ -27,6 +27,7 @@
 #include "supervisor/pool/pool.hpp"
 #include "supervisor/signal_queue.hpp"
 #include "supervisor/systemd_notify.hpp"
+#include "supervisor/upgrade/preflight.hpp"
 #include "supervisor/upgrade/state_writer.hpp"
 #include "supervisor/uv_handles.hpp"
 
@@ -100,6 +101,12 @@ class Master final : public ControlTarget {
   // The state of this image for the next one (master_upgrade.cpp).
   nlohmann::json export_state(upgrade::FdList& fds) const;
   void resume_after_upgrade();
+  // The new binary was checked (or refused): hand over, or say why not.
+  void continue_upgrade(upgrade::Preflight::Outcome outcome);
+  // Stops the checks of an upgrade in progress and refuses it with `why`.
+  void abandon_upgrade(const std::string& why);
+  // Logs and reports the refusal; returns the reply for the client that asked.
+  nlohmann::json refuse_upgrade(std::string_view trigger, const std::string& why);
   void on_signal(int signo);
   void reap();
   // SIGKILLs every child that is not a worker (orphans re-parented to the master);
@@ -134,6 +141,13 @@ class Master final : public ControlTarget {
   unsigned upgrades_ = 0;         // binary upgrades since the first start
   double last_upgrade_ = 0;       // Unix time of the last one, 0 if none
   bool adopted_ = false;          // this image took over from a previous one
+  // An upgrade whose new binary is being checked: the runs, who asked and how, and the
+  // generation it was asked in (a reload meanwhile refuses it).
+  std::unique_ptr<upgrade::Preflight> preflight_;
+  std::string upgrade_trigger_;
+  DeferredReply upgrade_reply_;
+  unsigned upgrade_generation_ = 0;
+  Timer upgrade_step_{loop_.get()};  // continues the upgrade on the loop turn after the check
 };
 
 }  // namespace forkpool::supervisor

@@ -14,7 +14,6 @@
 #include "supervisor/master.hpp"
 #include "supervisor/observe/events.hpp"
 #include "supervisor/observe/log.hpp"
-#include "supervisor/upgrade/preflight.hpp"
 #include "supervisor/upgrade/state_clock.hpp"
 #include "supervisor/upgrade/state_reader.hpp"
 #include "supervisor/upgrade/upgrade.hpp"
@@ -52,13 +51,17 @@ std::string unchanged_config_text(const config::Config& running) {
 
 }  // namespace
 
+json Master::refuse_upgrade(std::string_view trigger, const std::string& why) {
+  report(ctx_, spdlog::level::err, "master.upgrade_failed", {"", {}, 0},
+         fmt::format("binary upgrade ({}) refused, nothing changed: {}", trigger, why),
+         {{"error", why}, {"trigger", trigger}});
+  return {{"ok", false}, {"error", "upgrade refused, nothing changed: " + why}};
+}
+
 void Master::upgrade(std::string_view trigger, ControlClient* client) {
   const auto refuse = [&](const std::string& why) {
-    report(ctx_, spdlog::level::err, "master.upgrade_failed", {"", {}, 0},
-           fmt::format("binary upgrade ({}) refused, nothing changed: {}", trigger, why),
-           {{"error", why}, {"trigger", trigger}});
-    if (client != nullptr)
-      client->reply({{"ok", false}, {"error", "upgrade refused, nothing changed: " + why}});
+    const json r = refuse_upgrade(trigger, why);
+    if (client != nullptr) client->reply(r);
   };
   if (state_ != MasterState::Running)
     return refuse(state_ == MasterState::Stopping ? "the master is shutting down"
@@ -66,14 +69,56 @@ void Master::upgrade(std::string_view trigger, ControlClient* client) {
   if (!removed_pools_.empty())
     return refuse("pool " + removed_pools_.front()->name() +
                   ", removed by a reload, is still draining; try again once it has");
+  if (preflight_)
+    return refuse("another upgrade (" + upgrade_trigger_ +
+                  ") is checking its new binary; wait for its outcome");
 
   log::info("master.upgrading", "binary upgrade ({}): checking {}", trigger,
             binary_.empty() ? std::string("/proc/self/exe") : binary_);
-  upgrade::NewBinary next;
+  // The new binary runs twice (--upgrade-info, --check) while the loop goes on: a slow or
+  // hung one never holds up dispatch, reaping or the control socket.
+  try {
+    preflight_ = std::make_unique<upgrade::Preflight>(
+        loop_.get(), binary_, generation_->config().file, [this](upgrade::Preflight::Outcome o) {
+          // Called while reaping: the hand-over (an execve) runs on the next loop turn.
+          upgrade_step_.start(std::chrono::milliseconds(0),
+                              [this, o = std::move(o)] { continue_upgrade(o); });
+        });
+  } catch (const upgrade::UpgradeRefused& e) {
+    return refuse(e.what());
+  }
+  upgrade_trigger_ = std::string(trigger);
+  upgrade_generation_ = generation_->number();
+  upgrade_reply_ = client != nullptr ? client->defer() : DeferredReply{};
+}
+
+void Master::abandon_upgrade(const std::string& why) {
+  if (!preflight_) return;
+  preflight_.reset();  // kills the run in progress; reaped as any child
+  upgrade_step_.stop();
+  DeferredReply reply = std::move(upgrade_reply_);
+  reply.reply(refuse_upgrade(upgrade_trigger_, why));
+}
+
+void Master::continue_upgrade(upgrade::Preflight::Outcome outcome) {
+  if (!preflight_) return;  // abandoned meanwhile
+  preflight_.reset();
+  const std::string trigger = std::move(upgrade_trigger_);
+  DeferredReply reply = std::move(upgrade_reply_);
+  const auto refuse = [&](const std::string& why) { reply.reply(refuse_upgrade(trigger, why)); };
+  if (const auto* refused = std::get_if<upgrade::UpgradeRefused>(&outcome)) return refuse(refused->what());
+  const upgrade::NewBinary next = std::get<upgrade::NewBinary>(outcome);
+  // What may have changed while the new binary ran.
+  if (state_ != MasterState::Running) return refuse("the master is shutting down");
+  if (!removed_pools_.empty())
+    return refuse("pool " + removed_pools_.front()->name() +
+                  ", removed by a reload, is still draining; try again once it has");
+  if (generation_->number() != upgrade_generation_)
+    return refuse("the configuration was reloaded while the new binary was checked; upgrade again");
+
   upgrade::FdList fds;
   base::OwnedFd memfd;
   try {
-    next = upgrade::preflight(binary_, generation_->config().file);
     json state = export_state(fds);
     state["config_text"] = unchanged_config_text(generation_->config());
     memfd = upgrade::write_state(state);
@@ -88,7 +133,8 @@ void Master::upgrade(std::string_view trigger, ControlClient* client) {
                      kVersion, next.version, next.path, trigger, ctx_.pid, ctx_.owners.size()),
          {{"from", kVersion}, {"to", next.version}, {"binary", next.path}, {"trigger", trigger}});
   systemd_->reloading();
-  if (client != nullptr)
+  // The first line now; the reply stays owed, for the second line if execve fails.
+  if (ControlClient* client = reply.client())
     client->reply({{"ok", true},
                    {"upgrading", true},
                    {"from", kVersion},
@@ -105,9 +151,7 @@ void Master::upgrade(std::string_view trigger, ControlClient* client) {
       ctx_, spdlog::level::err, "master.upgrade_failed", {"", {}, 0},
       fmt::format("binary upgrade ({}) failed, the running master carries on: {}", trigger, error),
       {{"error", error}, {"trigger", trigger}});
-  if (client != nullptr)
-    client->reply(
-        {{"ok", false}, {"error", "upgrade failed, the running master carries on: " + error}});
+  reply.reply({{"ok", false}, {"error", "upgrade failed, the running master carries on: " + error}});
 }
 
 json Master::export_state(upgrade::FdList& fds) const {

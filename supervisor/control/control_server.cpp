@@ -128,6 +128,44 @@ bool ControlClient::send_fds(const nlohmann::json& first, std::span<const int> f
   return true;
 }
 
+DeferredReply ControlClient::defer() {
+  deferred_ = true;
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(pipe_));
+  uv_timer_stop(timer_);
+  DeferredReply d;
+  d.client_ = ref_;
+  return d;
+}
+
+void ControlClient::resume() {
+  deferred_ = false;
+  if (closing_) return;
+  last_request_ = uv_now(server_->loop_);  // the idle clock starts at the reply
+  // Requests that came with or after the deferred one, then the half-close if it came.
+  server_->handle_input(*this);
+  if (closing_ || deferred_) return;
+  if (eof_)
+    close_after_writes();
+  else
+    server_->start_reading(*this);
+}
+
+bool DeferredReply::pending() const {
+  const auto c = client_.lock();
+  return c && *c != nullptr && (*c)->deferred_ && !(*c)->closing_;
+}
+
+ControlClient* DeferredReply::client() const { return pending() ? *client_.lock() : nullptr; }
+
+void DeferredReply::reply(const nlohmann::json& object) {
+  const auto c = client_.lock();
+  client_.reset();
+  if (!c || *c == nullptr || (*c)->closing_) return;
+  ControlClient& client = **c;
+  client.reply(object);
+  client.resume();
+}
+
 void ControlClient::close_after_writes() {
   if (closing_) return;
   uv_timer_stop(timer_);
@@ -344,11 +382,15 @@ void ControlServer::accept_one() {
   }
   c.admitted_ = true;
   c.last_request_ = uv_now(loop_);
+  start_reading(c);
+  arm_timer(c);
+}
+
+void ControlServer::start_reading(ControlClient& c) {
   uv_read_start(
       reinterpret_cast<uv_stream_t*>(c.pipe_),
       [](uv_handle_t*, size_t, uv_buf_t* buf) { *buf = uv_buf_init(g_read_buffer.data(), g_read_buffer.size()); },
       &ControlServer::on_read);
-  arm_timer(c);
 }
 
 std::optional<ControlServer::Crowding> ControlServer::crowded(const ControlClient& c) const {
@@ -383,7 +425,7 @@ ControlClient* ControlServer::idlest_client(bool for_privileged) const {
     // Another user makes room only among other users' clients: never by closing an
     // operator's (root's or the master's user's) idle connection.
     if (!for_privileged && o.privileged_) continue;
-    if (!o.admitted_ || o.closing_ || o.subscribed_ || o.request_started_ || !o.buffer_.empty() ||
+    if (!o.admitted_ || o.closing_ || o.subscribed_ || o.deferred_ || o.request_started_ || !o.buffer_.empty() ||
         uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(o.pipe_)) != 0)
       continue;
     // Newest first in clients_: on a tie the older connection wins.
@@ -408,7 +450,11 @@ void ControlServer::on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* buf)
     // The client sent everything it will (a half-close, e.g. `nc -N`): answer what
     // arrived complete, then close once the replies are written.
     c->server_->handle_input(*c);
-    if (!c->closing_) c->close_after_writes();
+    if (c->closing_) return;
+    if (c->deferred_)
+      c->eof_ = true;  // closed once the owed reply is written
+    else
+      c->close_after_writes();
     return;
   }
   if (n < 0) {
@@ -424,7 +470,7 @@ void ControlServer::on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* buf)
 void ControlServer::handle_input(ControlClient& c) {
   std::size_t start = 0;
   bool completed = false;  // a request line, not just empty lines
-  while (!c.closing_) {
+  while (!c.closing_ && !c.deferred_) {
     const auto nl = c.buffer_.find('\n', start);
     if (nl == std::string::npos) break;
     std::string_view line(c.buffer_.data() + start, nl - start);
@@ -466,6 +512,10 @@ void ControlServer::handle_input(ControlClient& c) {
 }
 
 void ControlServer::arm_timer(ControlClient& c) {
+  if (c.deferred_) {  // the master owes the reply: nothing is due from the client
+    uv_timer_stop(c.timer_);
+    return;
+  }
   // Fixed deadlines, not silence timers: a byte or an empty line every few seconds must not
   // keep a place for ever (a slowloris). Streaming clients may stay silent for ever.
   std::uint64_t deadline = 0;
@@ -489,6 +539,7 @@ void ControlServer::arm_timer(ControlClient& c) {
 void ControlServer::drop(ControlClient& c) {
   if (c.closing_ && c.pipe_ == nullptr) return;
   c.closing_ = true;
+  c.ref_.reset();  // a reply still deferred goes nowhere
   auto it = c.self_;
   std::unique_ptr<ControlClient> owned = std::move(*it);
   clients_.erase(it);

@@ -11,6 +11,8 @@
 // request must be complete within 5 s of its first byte, however slowly the bytes (or
 // empty lines) trickle in; a client not subscribed to events that sends no request for
 // 60 s is closed; a client that does not read its replies is closed once 4 MiB wait.
+// A command may answer later (DeferredReply: an upgrade's checks run while the loop goes
+// on); until it has, that client's next requests wait unread, in order.
 
 #include <sys/types.h>
 #include <uv.h>
@@ -33,6 +35,27 @@
 namespace forkpool::supervisor {
 
 class ControlServer;
+class ControlClient;
+
+// The reply to a request that is answered later, from another loop turn. The client may
+// be gone by then: the reply is dropped. While a reply is deferred, the client's further
+// requests are not read (their replies keep the order of the requests), it is not closed
+// as idle and never gives its place to a newcomer.
+class DeferredReply {
+ public:
+  DeferredReply() = default;
+  // Still owed to a client that is still connected.
+  bool pending() const;
+  // Sends the reply (if the client is still there) and reads its next requests.
+  void reply(const nlohmann::json& object);
+  // The client, while the reply is still owed to it (nullptr otherwise): for a line
+  // written before the reply that ends the deferral.
+  ControlClient* client() const;
+
+ private:
+  friend class ControlClient;
+  std::weak_ptr<ControlClient*> client_;
+};
 
 class ControlClient {
  public:
@@ -47,9 +70,12 @@ class ControlClient {
   bool send_fds(const nlohmann::json& first, std::span<const int> fds);
   void close();
   uid_t uid() const { return uid_; }
+  // This request is answered later, through the DeferredReply (one at a time).
+  DeferredReply defer();
 
  private:
   friend class ControlServer;
+  friend class DeferredReply;
   ControlServer* server_ = nullptr;
   uv_pipe_t* pipe_ = nullptr;
   std::string buffer_;
@@ -64,6 +90,11 @@ class ControlClient {
   std::uint64_t last_request_ = 0;
   uv_timer_t* timer_ = nullptr;
   std::list<std::unique_ptr<ControlClient>>::iterator self_;
+  // What DeferredReply holds on to; reset when the client is dropped.
+  std::shared_ptr<ControlClient*> ref_ = std::make_shared<ControlClient*>(this);
+  bool deferred_ = false;  // a reply is owed: reading is stopped until it is given
+  bool eof_ = false;       // the client half-closed while a reply was owed
+  void resume();
   void write_raw(std::string data);
   // Closes once every queued reply is written (a refused peer, a client that half-closed).
   void close_after_writes();
@@ -131,6 +162,7 @@ class ControlServer {
   // The admitted client idle the longest with no request begun, no reply unwritten and no
   // events subscribed to; it gives way to a newcomer when every place is taken.
   ControlClient* idlest_client(bool for_privileged) const;
+  void start_reading(ControlClient& c);
   // The rate-limited warning of `event` for clients of `uid`.
   log::RepeatedWarning& warning(std::map<uid_t, std::unique_ptr<log::RepeatedWarning>>& by_uid, uid_t uid,
                                 const char* event);

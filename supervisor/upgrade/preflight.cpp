@@ -2,7 +2,6 @@
 #include "supervisor/upgrade/preflight.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -25,19 +24,19 @@ extern char** environ;
 namespace forkpool::supervisor::upgrade {
 namespace {
 
-struct ProbeResult {
-  int wait_status = 0;
-  std::string output;  // stdout and stderr together
-};
+constexpr std::size_t kMaxOutput = 64 * 1024;
 
-// Runs argv with stdin from /dev/null and its output in a pipe, for at most
-// kProbeTimeout. The loop waits meanwhile: a --check takes milliseconds, and the kernel's
-// backlog holds new connections.
-ProbeResult probe(const std::vector<std::string>& args) {
+// Starts argv with stdin from /dev/null and its output (stdout and stderr) in a pipe
+// whose non-blocking read end is returned; the child starts with every signal at its
+// default and none blocked (the master blocks the ones it reads from its signalfd).
+pid_t spawn_probe(const std::vector<std::string>& args, base::OwnedFd& read_end) {
   int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0)
+  if (::pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0)
     throw UpgradeRefused(std::string("pipe2: ") + std::strerror(errno));
-  base::OwnedFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  base::OwnedFd reader(pipe_fds[0]), write_end(pipe_fds[1]);
+  // The child's end blocks, as a program expects of its stdout.
+  const int flags = ::fcntl(write_end.get(), F_GETFL);
+  if (flags >= 0) ::fcntl(write_end.get(), F_SETFL, flags & ~O_NONBLOCK);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
@@ -50,7 +49,9 @@ ProbeResult probe(const std::vector<std::string>& args) {
   sigemptyset(&none);
   posix_spawnattr_setsigdefault(&attr, &all);
   posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  // A group of its own: a run killed at its deadline takes what it started with it.
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -59,35 +60,8 @@ ProbeResult probe(const std::vector<std::string>& args) {
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) throw UpgradeRefused(args[0] + " cannot be run: " + std::strerror(rc));
-  write_end.reset();
-
-  ProbeResult r;
-  const auto deadline = std::chrono::steady_clock::now() + kProbeTimeout;
-  bool timed_out = false;
-  char buf[4096];
-  while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      timed_out = true;
-      break;
-    }
-    pollfd p{read_end.get(), POLLIN, 0};
-    const int n = ::poll(&p, 1, static_cast<int>(left.count()));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) continue;
-    const ssize_t got = ::read(read_end.get(), buf, sizeof buf);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) break;
-    if (r.output.size() < 64 * 1024) r.output.append(buf, static_cast<std::size_t>(got));
-  }
-  if (timed_out) ::kill(pid, SIGKILL);
-  while (::waitpid(pid, &r.wait_status, 0) < 0 && errno == EINTR) {
-  }
-  if (timed_out)
-    throw UpgradeRefused(args[0] + " " + args[1] + " did not finish within " +
-                         std::to_string(kProbeTimeout.count()) + " s");
-  return r;
+  read_end = std::move(reader);
+  return pid;
 }
 
 // The last non-empty line of a program's output, for a refusal message.
@@ -100,20 +74,25 @@ std::string last_line(const std::string& text) {
   return line;
 }
 
-std::string failure(const std::vector<std::string>& args, const ProbeResult& r) {
+std::string joined(const std::vector<std::string>& args) {
   std::string what = args[0];
   for (std::size_t i = 1; i < args.size(); ++i) what += " " + args[i];
-  std::string out = what + " " + describe_wait_status(r.wait_status);
+  return what;
+}
+
+}  // namespace
+
+void require_success(const std::vector<std::string>& args, const ProbeResult& r) {
+  if (WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == 0) return;
+  std::string out = joined(args) + " " + describe_wait_status(r.wait_status);
   // A count line ("f.toml: 1 error") says less than the error itself, which comes first.
   std::string detail = r.output;
   while (!detail.empty() && (detail.back() == '\n')) detail.pop_back();
   const auto first_nl = detail.find('\n');
   const std::string first = first_nl == std::string::npos ? detail : detail.substr(0, first_nl);
   if (!first.empty()) out += ": " + (first.size() > 300 ? first.substr(0, 300) + "..." : first);
-  return out;
+  throw UpgradeRefused(out);
 }
-
-}  // namespace
 
 std::string own_binary_path() {
   char buf[4096];
@@ -125,20 +104,21 @@ std::string own_binary_path() {
   return path;
 }
 
-NewBinary preflight(const std::string& resolved, const std::filesystem::path& config_file) {
-  NewBinary b;
-  b.path = resolved.empty() ? std::string("/proc/self/exe") : resolved;
+std::string binary_to_check(const std::string& resolved) {
+  std::string path = resolved.empty() ? std::string("/proc/self/exe") : resolved;
   struct stat st {};
-  if (::stat(b.path.c_str(), &st) != 0)
-    throw UpgradeRefused("new binary " + b.path + ": " + std::strerror(errno));
-  if (!S_ISREG(st.st_mode) || ::access(b.path.c_str(), X_OK) != 0)
-    throw UpgradeRefused("new binary " + b.path + " is not an executable file");
+  if (::stat(path.c_str(), &st) != 0)
+    throw UpgradeRefused("new binary " + path + ": " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode) || ::access(path.c_str(), X_OK) != 0)
+    throw UpgradeRefused("new binary " + path + " is not an executable file");
+  return path;
+}
 
-  const std::vector<std::string> info_args{b.path, "--upgrade-info"};
-  const ProbeResult info = probe(info_args);
-  if (!WIFEXITED(info.wait_status) || WEXITSTATUS(info.wait_status) != 0)
-    throw UpgradeRefused(failure(info_args, info));
-  const nlohmann::json j = nlohmann::json::parse(last_line(info.output), nullptr, false);
+NewBinary read_upgrade_info(const std::string& binary, const ProbeResult& r) {
+  require_success({binary, "--upgrade-info"}, r);
+  NewBinary b;
+  b.path = binary;
+  const nlohmann::json j = nlohmann::json::parse(last_line(r.output), nullptr, false);
   if (!j.is_object() || !j.contains("version") || !j["version"].is_string() ||
       !j.contains("state_formats") || !j["state_formats"].is_array())
     throw UpgradeRefused(
@@ -162,12 +142,91 @@ NewBinary preflight(const std::string& resolved, const std::filesystem::path& co
     throw UpgradeRefused("forkpool " + b.version + " at " + b.path + " uses scoreboard layout " +
                          theirs->get<std::string>() + ", this master " + layout +
                          ": restart instead of upgrading");
-
-  const std::vector<std::string> check_args{b.path, "--check", "-c", config_file.string()};
-  const ProbeResult check = probe(check_args);
-  if (!WIFEXITED(check.wait_status) || WEXITSTATUS(check.wait_status) != 0)
-    throw UpgradeRefused(failure(check_args, check));
   return b;
+}
+
+Preflight::Preflight(uv_loop_t* loop, const std::string& resolved, std::filesystem::path config_file,
+                     Done done)
+    : loop_(loop),
+      binary_(binary_to_check(resolved)),
+      config_file_(std::move(config_file)),
+      done_(std::move(done)),
+      deadline_(loop) {
+  start({binary_, "--upgrade-info"});
+}
+
+Preflight::~Preflight() {
+  // Not reaped yet, so the pid (and its group) is still ours.
+  if (pid_ > 0) ::kill(-pid_, SIGKILL);
+}
+
+void Preflight::start(std::vector<std::string> args) {
+  output_watch_.reset();
+  pid_ = spawn_probe(args, output_);
+  args_ = std::move(args);
+  killed_ = false;
+  result_ = {};
+  output_watch_ = std::make_unique<FdWatch>(loop_, output_.get());
+  output_watch_->start(UV_READABLE | UV_DISCONNECT, [this](int, int) { drain(); });
+  deadline_.start(kProbeTimeout, [this] { timed_out(); });
+}
+
+void Preflight::drain() {
+  if (!output_) return;
+  char buf[4096];
+  while (true) {
+    const ssize_t got = ::read(output_.get(), buf, sizeof buf);
+    if (got < 0 && errno == EINTR) continue;
+    if (got > 0) {
+      if (result_.output.size() < kMaxOutput) result_.output.append(buf, static_cast<std::size_t>(got));
+      continue;
+    }
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    // End of file (every writer gone) or an error: nothing more to read.
+    output_watch_.reset();
+    output_.reset();
+    return;
+  }
+}
+
+void Preflight::timed_out() {
+  if (pid_ <= 0) return;
+  // The refusal follows when the master reaps it, which a SIGKILL makes prompt.
+  killed_ = true;
+  ::kill(-pid_, SIGKILL);
+}
+
+void Preflight::exited(int wait_status) {
+  pid_ = -1;
+  deadline_.stop();
+  result_.wait_status = wait_status;
+  // What it printed before it exited is in the pipe. A process it left behind may still
+  // hold the pipe open: it is not waited for.
+  drain();
+  output_watch_.reset();
+  output_.reset();
+  try {
+    if (killed_)
+      throw UpgradeRefused(joined(args_) + " did not finish within " +
+                           std::to_string(kProbeTimeout.count()) + " s");
+    if (step_ == Step::Info) {
+      info_ = read_upgrade_info(binary_, result_);
+      step_ = Step::Check;
+      start({binary_, "--check", "-c", config_file_.string()});
+      return;
+    }
+    require_success(args_, result_);
+    finish(info_);
+  } catch (const UpgradeRefused& e) {
+    finish(e);
+  }
+}
+
+void Preflight::finish(Outcome outcome) {
+  step_ = Step::Done;
+  auto done = std::move(done_);
+  done_ = nullptr;
+  if (done) done(std::move(outcome));  // may destroy this
 }
 
 }  // namespace forkpool::supervisor::upgrade

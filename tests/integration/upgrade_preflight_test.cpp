@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: Apache-2.0
+// The checks of a binary upgrade (`--upgrade-info`, then `--check`) run while the master's
+// loop goes on (docs/upgrade.md, "Lifecycle"): a new binary that is slow or hangs holds up
+// neither connections nor the control socket nor a shutdown, and the client that asked
+// gets its answer when the checks are done.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <future>
+
+#include "upgrade_support.hpp"
+
+using namespace forkpool::test;
+using namespace forkpool::test::reload_support;
+using namespace forkpool::test::upgrade_support;
+
+namespace {
+
+// A new build whose checks wait for the test: each run with --upgrade-info or --check
+// appends its pid to `runs`, then reads one line from the FIFO `gate`; "fail" makes it
+// exit 1, anything else runs the real forkpool (a copy of the build) with the same
+// arguments, as does every other run (the new image itself).
+void install_gated_build(const UpgradeMaster& m) {
+  const auto dir = m.dir.path();
+  std::filesystem::copy_file(forkpool_binary(), dir / "bin" / "forkpool.real");
+  REQUIRE(::mkfifo((dir / "gate").c_str(), 0600) == 0);
+  m.install_script("#!/bin/sh\ncase \"$1\" in\n  --upgrade-info|--check)\n    echo $$ >> " +
+                   (dir / "runs").string() + "\n    read line < " + (dir / "gate").string() +
+                   "\n    if [ \"$line\" = fail ]; then echo 'slow build gave up' >&2; exit 1; fi;;\nesac\nexec " +
+                   (dir / "bin" / "forkpool.real").string() + " \"$@\"\n");
+}
+
+// The pids of the gated build's runs so far, oldest first.
+std::vector<pid_t> runs(const UpgradeMaster& m) {
+  std::vector<pid_t> out;
+  std::ifstream in(m.dir / "runs");
+  for (pid_t p; in >> p;) out.push_back(p);
+  return out;
+}
+
+// Lets the run waiting at the gate go on with `line` ("go" or "fail"). Wait for the next
+// run (runs()) before opening the gate again: a run still closing the FIFO would take
+// the line meant for the next.
+bool open_gate(const UpgradeMaster& m, const std::string& line) {
+  int fd = -1;
+  // ENXIO until a run has opened the FIFO for reading.
+  if (!wait_until([&] { return (fd = ::open((m.dir / "gate").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC)) >= 0; },
+                  20s))
+    return false;
+  const std::string text = line + "\n";
+  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  return ok;
+}
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+bool gone(pid_t pid) {
+  const auto stat = read_text("/proc/" + std::to_string(pid) + "/stat");
+  return stat.empty() || stat.find(") Z ") != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("while a new binary is slow to pass its checks the master serves, answers and refuses a second upgrade",
+          "[upgrade][preflight]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 2));
+  REQUIRE(m.ready());
+  const std::string addr = m.process->wait_listen_address("web");
+  const std::set<pid_t> workers = all_pids(pool_in(m.status(), "web"));
+  install_gated_build(m);
+
+  auto first = std::async(std::launch::async, [&] { return m.ctl({"upgrade"}); });
+  REQUIRE(wait_until([&] { return runs(m).size() == 1; }, 20s));
+  // `--upgrade-info` waits at the gate, and the loop goes on: before, the master waited
+  // for it (up to 10 s) and this status came only then.
+  ControlClient c(m.socket(), 5s);
+  const json status = c.request({{"cmd", "status"}}, 5s);
+  CHECK(status.is_object());
+  CHECK(status.value("ok", false));
+  CHECK(hello_answers(addr));
+  const RunResult second = m.ctl({"upgrade"});
+  INFO(second.err);
+  CHECK(second.exit_code == 1);
+  CHECK(second.err.find("another upgrade (control socket) is checking its new binary") != std::string::npos);
+
+  REQUIRE(open_gate(m, "fail"));
+  const RunResult r = first.get();
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("--upgrade-info exited with status 1: slow build gave up") != std::string::npos);
+  CHECK(m.upgrades() == 0);
+
+  // A request sent right behind the upgrade is answered after it, in order.
+  ControlClient pipelined(m.socket(), 5s);
+  REQUIRE(pipelined.send_raw("{\"cmd\":\"upgrade\"}\n{\"cmd\":\"status\"}\n"));
+  REQUIRE(wait_until([&] { return runs(m).size() == 2; }, 20s));
+  REQUIRE(open_gate(m, "fail"));
+  const auto refused = pipelined.read_json(20s);
+  REQUIRE(refused.has_value());
+  CHECK(refused->value("error", "").find("slow build gave up") != std::string::npos);
+  const auto then = pipelined.read_json(5s);
+  REQUIRE(then.has_value());
+  CHECK(then->contains("pools"));
+
+  // The same build passing both checks: the answer comes once both have run.
+  auto again = std::async(std::launch::async, [&] { return m.ctl({"upgrade"}); });
+  REQUIRE(wait_until([&] { return runs(m).size() == 3; }, 20s));
+  REQUIRE(open_gate(m, "go"));
+  REQUIRE(wait_until([&] { return runs(m).size() == 4; }, 20s));  // the --check run
+  CHECK(again.wait_for(0s) != std::future_status::ready);
+  REQUIRE(open_gate(m, "go"));
+  const RunResult ok = again.get();
+  INFO(ok.out << ok.err);
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.out.find("upgraded: forkpool") != std::string::npos);
+  const json after = m.status();
+  CHECK(after["master"]["pid"] == m.process->pid());
+  CHECK(after["master"]["upgrades"] == 1);
+  CHECK(all_pids(pool_in(after, "web")) == workers);
+  CHECK(hello_answers(addr));
+}
+
+TEST_CASE("a new binary that never finishes its check is killed, with what it started, and the upgrade refused",
+          "[upgrade][preflight]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 1));
+  REQUIRE(m.ready());
+  const std::string addr = m.process->wait_listen_address("web");
+  const auto pid_file = m.dir / "sleep.pid";
+  m.install_script("#!/bin/sh\nsleep 600 &\necho $! > " + pid_file.string() + "\nwait\n");
+
+  auto r = std::async(std::launch::async, [&] { return m.ctl({"upgrade"}); });
+  REQUIRE(wait_until([&] { return !read_text(pid_file).empty(); }, 20s));
+  const pid_t sleeper = std::stoi(read_text(pid_file));
+  CHECK(hello_answers(addr));
+  const RunResult result = r.get();
+  INFO(result.out << result.err);
+  CHECK(result.exit_code == 1);
+  CHECK(result.err.find("--upgrade-info did not finish within 10 s") != std::string::npos);
+  // Its process group went with it: the sleep it started holds no pipe of the master's.
+  CHECK(wait_until([&] { return gone(sleeper); }, 10s));
+  CHECK(m.upgrades() == 0);
+  CHECK(hello_answers(addr));
+}
+
+TEST_CASE("TERM while a new binary is checked stops the master at once and refuses the upgrade",
+          "[upgrade][preflight][signals]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 1));
+  REQUIRE(m.ready());
+  install_gated_build(m);
+  auto r = std::async(std::launch::async, [&] { return m.ctl({"upgrade"}); });
+  REQUIRE(wait_until([&] { return runs(m).size() == 1; }, 20s));
+  m.process->signal(SIGTERM);
+  const auto code = m.process->wait_exit(8s);  // before, it waited out the run's 10 s first
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  const RunResult result = r.get();
+  INFO(result.out << result.err);
+  CHECK(result.exit_code == 1);
+  CHECK(result.err.find("upgrade refused, nothing changed: the master is shutting down") != std::string::npos);
+  CHECK(wait_until([&] { return gone(runs(m).front()); }, 10s));
+}
+
+TEST_CASE("a reload while the new binary is checked refuses the upgrade, and a client gone meanwhile costs nothing",
+          "[upgrade][preflight][reload]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 1));
+  REQUIRE(m.ready());
+  const std::string addr = m.process->wait_listen_address("web");
+  install_gated_build(m);
+  EventStream events(m.socket());
+  REQUIRE(events.subscribed());
+  {
+    // Asks and leaves at once: the reply owed to it goes nowhere.
+    ControlClient c(m.socket(), 5s);
+    REQUIRE(c.send_raw("{\"cmd\":\"upgrade\"}\n"));
+    REQUIRE(wait_until([&] { return runs(m).size() == 1; }, 20s));
+  }
+  replace_file(m.config_path(), supervisor_section() + hello_pool("web", 2));
+  REQUIRE(m.ctl({"reload"}).exit_code == 0);
+  REQUIRE(open_gate(m, "go"));
+  REQUIRE(wait_until([&] { return runs(m).size() == 2; }, 20s));  // the --check run
+  REQUIRE(open_gate(m, "go"));
+  const auto e = events.wait_for("master.upgrade_failed");
+  REQUIRE(e.has_value());
+  INFO(e->dump());
+  CHECK(e->dump().find("the configuration was reloaded while the new binary was checked") != std::string::npos);
+  const json s = m.status();
+  CHECK(s["master"]["upgrades"] == 0);
+  CHECK(pool_in(s, "web")["workers"].size() == 2);
+  CHECK(hello_answers(addr));
+}
