@@ -92,7 +92,7 @@ Client Client::connect(const std::string& path, Timeout timeout) {
       throw ConnectionError("cannot connect to " + path +
                             ": timed out, the master's backlog is full (is it stuck?)");
     }
-    throw ConnectionError("cannot connect to " + path + ": " + explain_connect_error(err));
+    throw ConnectionError("cannot connect to " + path + ": " + explain_connect_error(err), err);
   }
   return Client(std::move(fd), path);
 }

@@ -4,6 +4,7 @@
 // lines (split across reads or not, up to kMaxLineBytes), with the descriptors that came
 // with each line (SCM_RIGHTS), under a deadline or none.
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -32,7 +33,16 @@ using Timeout = std::optional<std::chrono::milliseconds>;
 // a reply that is not JSON. what() says what to check. Exit status 2.
 class ConnectionError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit ConnectionError(const std::string& what, int connect_errno = 0)
+      : std::runtime_error(what), connect_errno_(connect_errno) {}
+  // connect(2)'s errno when connecting failed, else 0.
+  int connect_errno() const { return connect_errno_; }
+  // Nothing listens there: no socket file, or one no process listens on. A master
+  // re-executing itself (upgrade) keeps listening; one that exited does not.
+  bool nobody_listens() const { return connect_errno_ == ENOENT || connect_errno_ == ECONNREFUSED; }
+
+ private:
+  int connect_errno_;
 };
 
 // The master answered {"ok": false, "error": ...}; what() is the error. Exit status 1.

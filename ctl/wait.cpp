@@ -18,11 +18,15 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::chrono::milliseconds kPollInterval{100};
+// How long nothing may listen at the socket before the master counts as gone (an
+// upgrade keeps its socket listening; a reload that moves it binds the new one first).
+constexpr std::chrono::milliseconds kGoneAfter{1000};
 
 // One status reply, or nullopt while the master cannot be reached (it may be
 // re-executing itself, or between sockets); the wait goes on until its deadline.
 std::optional<nlohmann::json> fetch_status(const WaitOptions& o, std::optional<Client>& client,
-                                           std::string& trouble) {
+                                           std::string& trouble, bool& nobody_listens) {
+  nobody_listens = false;
   try {
     if (!client) {
       std::string path = o.find_socket ? o.find_socket() : o.socket;
@@ -34,6 +38,7 @@ std::optional<nlohmann::json> fetch_status(const WaitOptions& o, std::optional<C
     return std::move(line.body);
   } catch (const ConnectionError& e) {
     trouble = e.what();
+    nobody_listens = e.nobody_listens();
   } catch (const ReplyError& e) {
     trouble = e.what();
   }
@@ -83,8 +88,25 @@ int wait_for(const WaitPlan& plan, const WaitOptions& o, std::optional<Client> c
   Display display(o);
   std::string trouble;
   Progress last;
+  bool unreachable = false;  // nothing listening at the socket, since:
+  Clock::time_point unreachable_since{};
   for (;;) {
-    if (auto status = fetch_status(o, client, trouble)) {
+    bool nobody_listens = false;
+    auto status = fetch_status(o, client, trouble, nobody_listens);
+    if (!nobody_listens) {
+      unreachable = false;
+    } else if (!unreachable) {
+      unreachable = true;
+      unreachable_since = Clock::now();
+    } else if (Clock::now() - unreachable_since >= kGoneAfter) {
+      // The master exited (or was killed): nothing will finish the change.
+      display.finish();
+      std::fprintf(stderr, "forkpoolctl: %s: not done, the master is gone (%s)%s%s\n", plan.what.c_str(),
+                   base::printable(trouble).c_str(), last.line.empty() ? "" : "; last seen: ",
+                   base::printable(last.line).c_str());
+      return kExitNotDone;
+    }
+    if (status) {
       last = plan.check(*status);
       if (last.outcome == Progress::Outcome::Done) {
         display.finish();

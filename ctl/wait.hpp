@@ -43,7 +43,8 @@ struct WaitOptions {
 };
 
 // forkpoolctl's exit statuses for a waited change: kExitOk when done, kExitErrorReply
-// when it failed (the reason printed), kExitNotDone when the time ran out.
+// when it failed (the reason printed), kExitNotDone when the time ran out or the master
+// went away (nothing listening at its socket for a second) before it was done.
 inline constexpr int kExitNotDone = 3;
 
 // `connection`: the one the request went over, asked first.

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <csignal>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -143,4 +145,28 @@ TEST_CASE("forkpoolctl top shows a row per worker in tmux and q restores the ter
   CHECK(quit);
   // The alternate screen is gone: the frame is no longer on the terminal.
   CHECK(screen.find("forkpool top") == std::string::npos);
+}
+
+TEST_CASE("forkpoolctl stop reports a master that exits before the stop is done instead of waiting it out",
+          "[ctl]") {
+  TempDir dir;
+  // A worker that ignores TERM: its stop waits out graceful_timeout, and the master's
+  // shutdown (shutdown_timeout) ends first.
+  write_file(dir / "f.toml",
+             "[supervisor]\ncontrol_socket = \"ctl.sock\"\nshutdown_timeout = \"1s\"\n\n[pools.stubborn]\n"
+             "command = [\"/bin/sh\", \"-c\", \"trap '' TERM; while :; do sleep 0.1; done\"]\nready = \"exec\"\n"
+             "graceful_timeout = \"60s\"\n");
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  auto stop = std::async(std::launch::async, [&] {
+    return run_command({ctl_binary(), "-s", (dir / "ctl.sock").string(), "--timeout", "60", "stop", "stubborn"}, 90s);
+  });
+  REQUIRE(!master.wait_log("pool stubborn is stopping").empty());
+  master.signal(SIGTERM);
+  REQUIRE(master.wait_exit(20s).has_value());
+  const RunResult r = stop.get();
+  INFO(r.describe() << r.out << r.err);
+  CHECK(r.exit_code == 3);
+  CHECK(r.err.find("stop stubborn: not done, the master is gone (cannot connect to") != std::string::npos);
+  CHECK(r.err.find("not done after") == std::string::npos);  // it did not wait out --timeout
 }
