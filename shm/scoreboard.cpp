@@ -243,10 +243,17 @@ void Scoreboard::set_pid(std::uint32_t slot, pid_t pid, std::int64_t start_time_
   r.start_time_ns.store(start_time_ns, kRelaxed);
 }
 
-void Scoreboard::set_restarts(std::uint32_t slot, std::uint64_t restarts) {
+void Scoreboard::set_history(std::uint32_t slot, std::uint64_t restarts, int last_exit_status) {
   SlotRecord& r = record(slot);
   SeqlockWrite w(r.seq);
   r.restarts.store(restarts, kRelaxed);
+  r.last_exit_status.store(last_exit_status, kRelaxed);
+}
+
+void Scoreboard::set_last_exit(std::uint32_t slot, int last_exit_status) {
+  SlotRecord& r = record(slot);
+  SeqlockWrite w(r.seq);
+  r.last_exit_status.store(last_exit_status, kRelaxed);
 }
 
 void Scoreboard::set_state(std::uint32_t slot, WorkerState state) {

@@ -117,8 +117,11 @@ class Scoreboard {
   void set_usage(std::uint32_t slot, std::uint64_t rss_bytes, std::uint64_t cpu_time_us);
   // The processes started for the slot's worker number after the first, as its pool
   // counts them (start_worker() counts reuses of this slot, which a replacement or another
-  // pool's worker may have taken).
-  void set_restarts(std::uint32_t slot, std::uint64_t restarts);
+  // pool's worker may have taken), and how the last of them that exited ended (raw wait
+  // status, -1 if none has): the history of the worker number, not of the slot.
+  void set_history(std::uint32_t slot, std::uint64_t restarts, int last_exit_status);
+  // A process of the same worker number exited while this slot's worker runs on.
+  void set_last_exit(std::uint32_t slot, int last_exit_status);
   // The newest configuration generation whose worker-side settings the worker runs: a
   // reload whose settings equal those it was started with keeps it under that number.
   void set_worker_generation(std::uint32_t slot, std::uint32_t generation);

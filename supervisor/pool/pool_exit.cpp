@@ -68,6 +68,10 @@ void Pool::handle_exit_of(pid_t pid, int wait_status) {
   const std::uint32_t sb = p->identity().scoreboard_slot;
   ctx_.scoreboard->mark_exited(sb, wait_status);
   ctx_.scoreboard->release_slot(sb);
+  // LAST-EXIT is the worker number's: the processes still running for it show this exit.
+  slot->last_exit_status = wait_status;
+  for (WorkerProcess* other : {slot->process.get(), slot->replacement.get()})
+    if (other != nullptr) ctx_.scoreboard->set_last_exit(other->identity().scoreboard_slot, wait_status);
   if (reason == ExitReason::Crashed || reason == ExitReason::Fatal)
     ctx_.scoreboard->count(index_, shm::PoolCounter::Crashed);
   p->reaped();

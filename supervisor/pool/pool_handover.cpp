@@ -36,6 +36,7 @@ json Pool::export_state(upgrade::FdList& fds) const {
          {"last_error", s->last_error},
          {"restart_due", s->restart_timer.active() ? upgrade::to_ns(s->restart_due) : 0},
          {"launches", s->launches},
+         {"last_exit_status", s->last_exit_status},
          {"backoff", {{"consecutive", s->backoff.consecutive()}, {"first_was_free", s->backoff.first_was_free()}}},
          {"start_streak", s->starts.length()},
          {"process", s->process ? worker_state(*s->process) : json()},
@@ -127,9 +128,14 @@ Pool::Pool(MasterContext& ctx, PoolConfigRef config, std::vector<ListenerRef> li
       slot.backoff.restore(b->value("consecutive", 0u), b->value("first_was_free", false));
     slot.starts.restore(js.value("start_streak", 0u));
     slot.launches = js.value("launches", std::uint64_t{0});
+    slot.last_exit_status = js.value("last_exit_status", -1);
+    if (!js.contains("last_exit_status")) {
+      // An image before this field: the scoreboard's, of the worker serving now.
+      if (slot.process) slot.last_exit_status = ctx_.scoreboard->read_worker(slot.process->identity().scoreboard_slot).last_exit_status;
+    }
     if (!js.contains("launches")) {
       // An image before this field: the scoreboard has the count the workers were started
-      // with (set_restarts), so the restarts counter does not go back to 0.
+      // with (set_history), so the restarts counter does not go back to 0.
       for (const WorkerProcess* p : {slot.process.get(), slot.replacement.get()})
         if (p != nullptr)
           slot.launches = std::max(

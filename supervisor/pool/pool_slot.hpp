@@ -34,6 +34,7 @@ struct Pool::Slot {
   Backoff backoff;
   StartStreak starts;
   std::uint64_t launches = 0;  // processes started for this worker number (replacements too)
+  int last_exit_status = -1;   // how the last of them to exit ended (raw wait status), -1: none has
 };
 
 }  // namespace forkpool::supervisor

@@ -168,7 +168,7 @@ void Pool::finish_launch(Slot& slot, std::unique_ptr<WorkerProcess>& p) {
   p->set_recycle_after(recycle_limit());
   ctx_.owners[p->pid()] = this;
   ++slot.launches;
-  ctx_.scoreboard->set_restarts(sb, slot.launches - 1);  // what forkpoolctl top shows
+  ctx_.scoreboard->set_history(sb, slot.launches - 1, slot.last_exit_status);  // what forkpoolctl top shows
   ctx_.scoreboard->count(index_, shm::PoolCounter::Spawned);
   spawn_failures_ = 0;
   slot.last_error.clear();

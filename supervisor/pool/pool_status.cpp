@@ -96,7 +96,7 @@ PoolStatus Pool::status() const {
     // replacement takes another one, and a freed one may go to any pool): it only grows.
     w.restarts = slot.launches > 0 ? slot.launches - 1 : 0;
     w.status_text = proc.status_text();
-    if (snap.last_exit_status >= 0) w.last_exit = describe_wait_status(snap.last_exit_status);
+    if (slot.last_exit_status >= 0) w.last_exit = describe_wait_status(slot.last_exit_status);
     if (master_dispatched(proc)) {
       // The master's own accounting: exact, and not up to the worker.
       w.handled = proc.completed();

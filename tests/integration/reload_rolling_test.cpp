@@ -4,6 +4,7 @@
 // replacement, a replacement that cannot be started. Each test reproduces one defect a
 // hostile probe found; the pool must get back to its target under the newest settings.
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
@@ -188,4 +189,37 @@ TEST_CASE("a replacement that could not be started is tried again after backoff 
   CHECK(web["state"] == "running");
   for (const pid_t pid : pid_set(serving_pids(web))) CHECK(env_value(pid, "FORKPOOL_GENERATION") == "2");
   CHECK(m.log_count("\\(a replacement\\) starts again in") >= 1);
+}
+
+TEST_CASE("LAST-EXIT follows the worker number through a rolling restart, not the scoreboard slot",
+          "[reload][rolling][status]") {
+  constexpr int kWorkers = 4;
+  Master m(supervisor_section() + hello_pool("web", kWorkers) + hello_pool("old", 2));
+  REQUIRE(m.ready());
+  auto c = m.client();
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), kWorkers); }));
+  // Every worker replaced (a new env): each new one shows how its predecessor ended,
+  // wherever in the scoreboard it was put.
+  m.rewrite(supervisor_section() + hello_pool("web", kWorkers, "env = { A = \"1\" }\n") + hello_pool("old", 2));
+  REQUIRE(m.ctl({"reload"}).exit_code == 0);
+  const auto last_exits = [&](const std::string& pool) {
+    std::vector<json> out;
+    const json status = pool_status(c, pool);
+    for (const auto& w : status["workers"])
+      if (w["role"] == "serving") out.push_back(w["last_exit"]);
+    return out;
+  };
+  REQUIRE(wait_until([&] {
+    const auto e = last_exits("web");
+    return e.size() == kWorkers && std::all_of(e.begin(), e.end(), [](const json& x) { return x == "exited with status 0"; });
+  }, 30s));
+
+  // A pool added later reuses the scoreboard slots the removed one freed: its workers
+  // have no previous process, whatever ended in those slots.
+  m.rewrite(supervisor_section() + hello_pool("web", kWorkers, "env = { A = \"1\" }\n"));
+  REQUIRE(m.ctl({"reload"}).exit_code == 0);
+  m.rewrite(supervisor_section() + hello_pool("web", kWorkers, "env = { A = \"1\" }\n") + hello_pool("added", 2));
+  REQUIRE(m.ctl({"reload"}).exit_code == 0);
+  REQUIRE(wait_until([&] { return settled(pool_status(c, "added"), 2); }));
+  for (const auto& e : last_exits("added")) CHECK(e.is_null());
 }

@@ -99,9 +99,12 @@ TEST_CASE("shm slot reuse bumps the epoch and gives the new worker a fresh page"
   CHECK(s.generation == 2);
   CHECK(s.connections_handled == 0);
   CHECK(s.state == shm::WorkerState::Starting);
-  // The pool's own count of its worker number's processes replaces the slot's reuses.
-  sb.set_restarts(0, 5);
+  // The pool's own history of its worker number replaces the slot's.
+  sb.set_history(0, 5, -1);
   CHECK(sb.read_worker(0).restarts == 5);
+  CHECK(sb.read_worker(0).last_exit_status == -1);
+  sb.set_last_exit(0, 15);
+  CHECK(sb.read_worker(0).last_exit_status == 15);
 
   // The old worker's mapping (or a descendant holding it) no longer reaches the slot.
   fp_slot_writer_mark_busy(&w, fp_slot_writer_now_ns());
