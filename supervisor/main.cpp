@@ -16,6 +16,7 @@
 #include "config/print.hpp"
 #include "shm/version.hpp"
 #include "supervisor/command_line.hpp"
+#include "supervisor/generation/listeners.hpp"
 #include "supervisor/run.hpp"
 #include "supervisor/upgrade/state_format.hpp"
 #include "supervisor/version.hpp"
@@ -94,6 +95,8 @@ int main(int argc, char** argv) {
   }
   // The new image of a binary upgrade runs the configuration text the previous one ran.
   if (line.state_fd >= 0) return forkpool::supervisor::run_upgraded(file, line.state_fd);
+  // Before the master opens anything that could sit where LISTEN_FDS says sockets are.
+  if (!line.check_only) forkpool::supervisor::InheritedSockets::claim_at_start();
   auto config = load(file);
   if (!config) return kExitConfig;
   if (line.check_only) {

@@ -108,20 +108,62 @@ void prepare_socket_path(const std::filesystem::path& path) {
   if (errno == ECONNREFUSED || errno == ENOENT) ::unlink(path.c_str());
 }
 
-InheritedSockets InheritedSockets::from_environment() {
-  InheritedSockets s;
+namespace {
+
+struct Claimed {
+  bool done = false;
+  std::vector<int> fds;          // open sockets, close-on-exec now
+  std::size_t not_sockets = 0;   // LISTEN_FDS counted them, but they are closed or not sockets
+};
+
+Claimed& claimed() {
+  static Claimed c;
+  return c;
+}
+
+}  // namespace
+
+void InheritedSockets::claim_at_start() {
+  Claimed& c = claimed();
+  if (c.done) return;
+  c.done = true;
   const int n = systemd::take_listen_fds();
   for (int i = 0; i < n; ++i) {
     const int fd = systemd::kListenFdsStart + i;
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+      ++c.not_sockets;
+      continue;
+    }
     ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-    s.fds_.emplace_back(fd);
+    c.fds.push_back(fd);
   }
+}
+
+InheritedSockets InheritedSockets::from_environment() {
+  claim_at_start();
+  Claimed& c = claimed();
+  InheritedSockets s;
+  for (int fd : c.fds) s.fds_.emplace_back(fd);
+  c.fds.clear();
+  if (c.not_sockets > 0)
+    log::warn("listener.passed_invalid",
+              "LISTEN_FDS named {} descriptor(s) from {} on that are not open sockets; ignored them", c.not_sockets,
+              systemd::kListenFdsStart);
+  c.not_sockets = 0;
   return s;
 }
 
 OwnedFd InheritedSockets::take(const config::ListenAddress& address) {
-  for (auto& fd : fds_)
-    if (fd && same_address(fd.get(), address)) return std::move(fd);
+  for (auto& fd : fds_) {
+    if (!fd) continue;
+    // Only a stream socket serves a listen address: a datagram socket bound to the same
+    // address (ListenDatagram=) stays unclaimed and is closed with a warning.
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) continue;
+    if (same_address(fd.get(), address)) return std::move(fd);
+  }
   return OwnedFd();
 }
 
@@ -144,6 +186,13 @@ ListenerRef open_listener(const config::ListenAddress& address, int backlog, Inh
     l.fd = std::move(fd);
     l.adopted = true;
     l.bound = describe_bound(l.fd.get(), address);
+    // Bound but not listening (systemd's sockets always listen; a hand-made one may not):
+    // it listens now, or connections to it would be refused.
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (::getsockopt(l.fd.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening == 0 &&
+        ::listen(l.fd.get(), backlog) != 0)
+      fail("listen", address, errno);
     return ref;
   }
   const bool unix_socket = address.kind == config::ListenAddress::Kind::Unix;

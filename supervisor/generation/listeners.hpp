@@ -69,7 +69,12 @@ using ListenerRef = std::shared_ptr<Listener>;
 // Sockets passed by systemd (or systemd-socket-activate) at start-up.
 class InheritedSockets {
  public:
-  // Takes LISTEN_FDS/LISTEN_PID from the environment and unsets them.
+  // Takes LISTEN_FDS/LISTEN_PID from the environment and unsets them; only descriptors
+  // that are open sockets count. Called first thing in main() (before anything of the
+  // master's own is open, so a LISTEN_FDS naming descriptors that were never passed
+  // cannot take the master's own for sockets); from_environment() does it if not.
+  static void claim_at_start();
+  // The sockets claim_at_start() found (and a warning for what it ignored).
   static InheritedSockets from_environment();
   // The passed socket bound to `address`, if any (ownership moves to the caller).
   OwnedFd take(const config::ListenAddress& address);

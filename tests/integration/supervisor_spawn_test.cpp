@@ -8,6 +8,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -428,6 +429,67 @@ TEST_CASE("under systemd-socket-activate the master adopts the passed socket and
              .empty());
   CHECK(master.all_matches("(listener.unclaimed)").empty());
   CHECK(!master.wait_log("every pool has its workers ready").empty());
+  stop_master(master);
+}
+
+TEST_CASE("a datagram socket passed for a tcp address is not adopted: the master binds the address itself",
+          "[supervisor][spawn][activation]") {
+  TempDir dir;
+  const int port = free_port();
+  const std::string addr = "127.0.0.1:" + std::to_string(port);
+  write_file(dir / "f.toml", "[pools.web]\ncommand = [" + quoted(hello_binary().string()) + "]\nlisten = [\"tcp://" +
+                                 addr + "\"]\nworkers = 1\n");
+  MasterProcess master(dir / "f.toml", {"systemd-socket-activate", "--datagram", "-l", addr});
+  REQUIRE(!master.wait_log("Listening on " + addr).empty());
+  // A datagram wakes systemd-socket-activate, which then execs forkpool with the UDP socket.
+  const int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  REQUIRE(udp >= 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<std::uint16_t>(port));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK(::sendto(udp, "x", 1, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 1);
+  ::close(udp);
+  REQUIRE(!master.wait_log("every pool has its workers ready", 20s).empty());
+  // Before, the UDP socket was taken for the listener: the master spun on accept(2)
+  // failing, and TCP connections were refused.
+  CHECK(!master.wait_log("\\[listener.unclaimed\\]").empty());
+  CHECK(master.all_matches("(socket passed by systemd)").empty());
+  const auto r = http_get(addr, "/", 15s);
+  REQUIRE(r.has_value());
+  CHECK(r->status == 200);
+  stop_master(master);
+}
+
+TEST_CASE("a passed stream socket that is bound but not listening is made to listen, and a LISTEN_FDS naming a descriptor never passed is ignored",
+          "[supervisor][spawn][activation]") {
+  TempDir dir;
+  const int port = free_port();
+  const std::string addr = "127.0.0.1:" + std::to_string(port);
+  write_file(dir / "f.toml", "[pools.web]\ncommand = [" + quoted(hello_binary().string()) + "]\nlisten = [\"tcp://" +
+                                 addr + "\"]\nworkers = 1\n");
+  // Binds without listen(2), puts it at descriptor 3, says LISTEN_FDS=2 (descriptor 4 is
+  // not open: a wrapper that miscounted), and execs forkpool in the same process
+  // (LISTEN_PID stays right). Before, the master's own descriptor that came to be 4 was
+  // taken for a passed socket and closed, and the master hung.
+  const std::string script =
+      "import os, socket, sys\n"
+      "s = socket.socket()\n"
+      "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+      "s.bind(('127.0.0.1', " + std::to_string(port) + "))\n"
+      "os.dup2(s.fileno(), 3)\n"
+      "os.set_inheritable(3, True)\n"
+      "os.closerange(4, 64)\n"
+      "os.environ['LISTEN_FDS'] = '2'\n"
+      "os.environ['LISTEN_PID'] = str(os.getpid())\n"
+      "os.execv(sys.argv[1], sys.argv[1:])\n";
+  MasterProcess master(dir / "f.toml", {"python3", "-c", script});
+  REQUIRE(!master.wait_log("every pool has its workers ready", 20s).empty());
+  CHECK(!master.wait_log("listens on tcp://" + addr + " \\(socket passed by systemd\\)").empty());
+  CHECK(!master.wait_log("\\[listener.passed_invalid\\] LISTEN_FDS named 1 descriptor").empty());
+  const auto r = http_get(addr, "/", 15s);
+  REQUIRE(r.has_value());
+  CHECK(r->status == 200);
   stop_master(master);
 }
 
