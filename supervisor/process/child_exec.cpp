@@ -16,8 +16,8 @@
 namespace forkpool::supervisor {
 namespace {
 
-[[noreturn]] void fail(int error_fd, ChildStep step) {
-  const ChildFailure f{static_cast<int>(step), errno};
+[[noreturn]] void fail(int error_fd, ChildStep step, int detail = 0) {
+  const ChildFailure f{static_cast<int>(step), errno, detail};
   ssize_t n;
   do {
     n = ::write(error_fd, &f, sizeof f);
@@ -102,8 +102,9 @@ void exec_child(const SpawnPlan& plan, int error_fd, int master_pidfd) noexcept 
 
   if (!apply_fds(plan, error_fd, master_pidfd)) fail(error_fd, ChildStep::Descriptors);
 
-  for (const auto& [resource, limit] : plan.rlimits)
-    if (::setrlimit(static_cast<__rlimit_resource>(resource), &limit) != 0) fail(error_fd, ChildStep::Rlimit);
+  for (std::size_t i = 0; i < plan.rlimits.size(); ++i)
+    if (::setrlimit(static_cast<__rlimit_resource>(plan.rlimits[i].first), &plan.rlimits[i].second) != 0)
+      fail(error_fd, ChildStep::Rlimit, static_cast<int>(i));
   if (plan.set_umask) ::umask(plan.umask_value);
 
   if (plan.change_ids) {

@@ -24,6 +24,7 @@ enum class ChildStep : int {
 struct ChildFailure {
   int step;
   int error;
+  int detail;  // ChildStep::Rlimit: the index in SpawnPlan::rlimits of the limit refused
 };
 
 const char* to_string(ChildStep step);

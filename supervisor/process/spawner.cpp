@@ -14,6 +14,7 @@
 #include <optional>
 #include <utility>
 
+#include "config/names.hpp"
 #include "supervisor/process/child_exec.hpp"
 
 namespace forkpool::supervisor {
@@ -76,7 +77,10 @@ class PidNamespaceForChild {
 }  // namespace
 
 StartedChild::StartedChild(StartedChild&& o) noexcept
-    : pid(std::exchange(o.pid, -1)), report_fd(std::exchange(o.report_fd, -1)), failed(std::move(o.failed)) {}
+    : pid(std::exchange(o.pid, -1)),
+      report_fd(std::exchange(o.report_fd, -1)),
+      failed(std::move(o.failed)),
+      rlimits(std::move(o.rlimits)) {}
 
 StartedChild& StartedChild::operator=(StartedChild&& o) noexcept {
   if (this != &o) {
@@ -84,6 +88,7 @@ StartedChild& StartedChild::operator=(StartedChild&& o) noexcept {
     pid = std::exchange(o.pid, -1);
     report_fd = std::exchange(o.report_fd, -1);
     failed = std::move(o.failed);
+    rlimits = std::move(o.rlimits);
   }
   return *this;
 }
@@ -141,8 +146,23 @@ StartedChild spawn_begin(const SpawnPlan& plan) {
   child.pid = pid;
   child.report_fd = pipefd[0];
   child.failed.what = plan.executable;  // named by an exec failure
+  child.rlimits = plan.rlimits;
   return child;
 }
+
+namespace {
+
+// "nofile 999999999", "core infinity", "nofile 1024:4096" (soft:hard when they differ).
+std::string describe_rlimit(const std::pair<int, rlimit>& r) {
+  std::string name = "resource " + std::to_string(r.first);
+  for (const auto& n : config::rlimit_names())
+    if (n.resource == r.first) name = std::string(n.name);
+  const auto value = [](rlim_t v) { return v == RLIM_INFINITY ? std::string("infinity") : std::to_string(v); };
+  const rlimit& l = r.second;
+  return name + " " + (l.rlim_cur == l.rlim_max ? value(l.rlim_cur) : value(l.rlim_cur) + ":" + value(l.rlim_max));
+}
+
+}  // namespace
 
 SpawnResult spawn_finish(StartedChild& child) {
   SpawnResult result;
@@ -168,6 +188,9 @@ SpawnResult spawn_finish(StartedChild& child) {
     const auto step = static_cast<ChildStep>(failure.step);
     result.what = to_string(step);
     if (step == ChildStep::Exec) result.what += " " + executable;
+    if (step == ChildStep::Rlimit && failure.detail >= 0 &&
+        static_cast<std::size_t>(failure.detail) < child.rlimits.size())
+      result.what += " " + describe_rlimit(child.rlimits[static_cast<std::size_t>(failure.detail)]);
   } else {
     result.error = EIO;
     result.what = "the child's report";

@@ -26,6 +26,7 @@ struct StartedChild {
   int report_fd = -1;  // owned; closed by spawn_finish
   // Destroyed unfinished, the child is killed and reaped.
   SpawnResult failed;  // set when the fork itself (or what precedes it) failed
+  std::vector<std::pair<int, rlimit>> rlimits;  // the plan's, to name one the child could not set
 
   StartedChild() = default;
   StartedChild(StartedChild&& o) noexcept;

@@ -114,3 +114,15 @@ TEST_CASE("workers that die before they are ready fail the pool however long the
   CHECK(!s.master->wait_log("\\[master.ready\\] start-up finished with failed pool\\(s\\): early").empty());
   stop_master(*s.master);
 }
+
+TEST_CASE("a limit the kernel refuses fails the pool with the limit named", "[supervisor][start_failure]") {
+  // Above fs.nr_open (1048576 by default): setrlimit refuses it even for root.
+  Setup s(supervisor_section() + "[pools.limited]\ncommand = [" + quoted(testworker_binary().string()) +
+          "]\nready = \"exec\"\nworkers = 1\nrestart_delay = \"20ms\"\nrestart_delay_max = \"40ms\"\n"
+          "rlimits = { nofile = 999999999 }\n\n");
+  ControlClient c = s.client();
+  REQUIRE(c.connected());
+  // Before, only "setrlimit: Operation not permitted": which limit, of how many?
+  check_failed_start(c, "limited", "setrlimit nofile 999999999: Operation not permitted");
+  stop_master(*s.master);
+}
