@@ -259,7 +259,8 @@ PoolConfig load_pool(const std::string& name, const toml::table& table,
   assign(pool.isolate, r.choice<Isolation>("isolate", isolation_from_string, {"none", "pid"}));
 
   if (auto user = r.string("user"); user && !user->empty()) {
-    if (auto problem = check_user_exists(*user)) r.error("user", *problem);
+    const auto group = r.string("group");
+    if (auto problem = check_user_exists(*user, group && !group->empty())) r.error("user", *problem);
     pool.user = *user;
   }
   if (auto group = r.string("group"); group && !group->empty()) {

@@ -17,10 +17,25 @@
 
 namespace forkpool::config {
 
-std::optional<std::string> check_user_exists(const std::string& user) {
+std::optional<std::uint32_t> numeric_id(std::string_view text) {
+  if (text.empty() || text.size() > 10 || text.find_first_not_of("0123456789") != std::string_view::npos)
+    return std::nullopt;
+  const std::uint64_t v = std::stoull(std::string(text));
+  // (uid_t) -1 means "unchanged" to setuid/setgid/chown: never an id.
+  if (v >= 0xffffffffULL) return std::nullopt;
+  return static_cast<std::uint32_t>(v);
+}
+
+std::optional<std::string> check_user_exists(const std::string& user, bool group_given) {
   std::vector<char> buf(16384);
   passwd pw{};
   passwd* result = nullptr;
+  if (const auto id = numeric_id(user)) {
+    const int rc = ::getpwuid_r(*id, &pw, buf.data(), buf.size(), &result);
+    if (result != nullptr || group_given) return std::nullopt;
+    if (rc != 0) return "cannot look up uid " + user + ": " + std::strerror(rc);
+    return "uid " + user + " has no passwd entry to take a primary group from; give `group` too";
+  }
   int rc = ::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &result);
   if (result != nullptr) return std::nullopt;
   if (rc != 0) return "cannot look up user \"" + user + "\": " + std::strerror(rc);
@@ -28,6 +43,7 @@ std::optional<std::string> check_user_exists(const std::string& user) {
 }
 
 std::optional<std::string> check_group_exists(const std::string& group) {
+  if (numeric_id(group)) return std::nullopt;
   std::vector<char> buf(16384);
   struct group gr {};
   struct group* result = nullptr;

@@ -3,6 +3,7 @@
 // Checks of config values against the system and each other. Each returns the problem
 // phrased as a message, or nothing; the loader attaches the location.
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -12,7 +13,13 @@
 
 namespace forkpool::config {
 
-std::optional<std::string> check_user_exists(const std::string& user);
+// A user or group given by number ("65534", as systemd's User= takes it): the id, or
+// nothing when `text` is a name.
+std::optional<std::uint32_t> numeric_id(std::string_view text);
+// A name must exist. A number need not (a container's uid): then `group` must be given,
+// since there is no passwd entry to take the primary group from.
+std::optional<std::string> check_user_exists(const std::string& user, bool group_given);
+// A name must exist; a number need not.
 std::optional<std::string> check_group_exists(const std::string& group);
 std::optional<std::string> check_directory(const std::filesystem::path& dir);
 

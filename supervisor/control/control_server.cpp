@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "base/proc_text.hpp"
+#include "config/validate.hpp"
 #include "supervisor/generation/listeners.hpp"
 #include "supervisor/observe/log.hpp"
 
@@ -286,6 +287,7 @@ ControlServer::~ControlServer() {
 
 gid_t ControlServer::resolve_group(const std::string& name) {
   if (name.empty()) return static_cast<gid_t>(-1);
+  if (const auto id = config::numeric_id(name)) return *id;
   if (group* g = ::getgrnam(name.c_str())) return g->gr_gid;
   throw std::runtime_error("control_group \"" + name + "\" does not exist");
 }

@@ -9,6 +9,8 @@
 #include <optional>
 #include <stdexcept>
 
+#include "config/validate.hpp"
+
 extern char** environ;
 
 namespace forkpool::supervisor {
@@ -29,16 +31,25 @@ struct Account {
   std::string home;
 };
 
+// kNoGid: a numeric user without a passwd entry has no primary group of its own.
+constexpr gid_t kNoGid = static_cast<gid_t>(-1);
+
 Account lookup_user(const std::string& user) {
   std::vector<char> buf(16384);
   passwd pw{};
   passwd* result = nullptr;
+  if (const auto id = config::numeric_id(user)) {
+    if (::getpwuid_r(*id, &pw, buf.data(), buf.size(), &result) == 0 && result != nullptr)
+      return {pw.pw_uid, pw.pw_gid, pw.pw_name, pw.pw_dir};
+    return {*id, kNoGid, user, "/"};  // as systemd runs a numeric User= it cannot name
+  }
   if (::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &result) != 0 || result == nullptr)
     throw std::runtime_error("user \"" + user + "\" does not exist");
   return {pw.pw_uid, pw.pw_gid, pw.pw_name, pw.pw_dir};
 }
 
 gid_t lookup_group(const std::string& group) {
+  if (const auto id = config::numeric_id(group)) return *id;
   std::vector<char> buf(16384);
   struct group gr {};
   struct group* result = nullptr;
@@ -131,6 +142,8 @@ SpawnPlan build_spawn_plan(const config::PoolConfig& pool, const WorkerContext& 
     plan.change_ids = true;
     plan.uid = account->uid;
     plan.gid = pool.group.empty() ? account->gid : lookup_group(pool.group);
+    if (plan.gid == kNoGid)
+      throw std::runtime_error("uid " + pool.user + " has no passwd entry to take a primary group from; give `group` too");
     plan.groups = supplementary_groups(*account, plan.gid);
     if (!pool.group.empty())  // the passwd group is replaced, not added to
       std::erase_if(plan.groups, [&](gid_t g) { return g == account->gid && g != plan.gid; });

@@ -31,6 +31,7 @@
 #include "support/control_client.hpp"
 #include "support/http_client.hpp"
 #include "support/master_process.hpp"
+#include "support/run_command.hpp"
 #include "support/temp_dir.hpp"
 #include "support/wait_until.hpp"
 #include "support/skip.hpp"
@@ -430,6 +431,39 @@ TEST_CASE("under systemd-socket-activate the master adopts the passed socket and
   CHECK(master.all_matches("(listener.unclaimed)").empty());
   CHECK(!master.wait_log("every pool has its workers ready").empty());
   stop_master(master);
+}
+
+TEST_CASE("numeric user and group ids reach the worker, with or without a passwd entry", "[supervisor][spawn][identity]") {
+  if (::geteuid() != 0) {
+    skip_test("needs root to switch users");
+  }
+  TempDir dir;
+  REQUIRE(::chmod(dir.path().c_str(), 0777) == 0);  // the workers write their reports here
+  const std::string tw = quoted(testworker_binary().string());
+  const auto known = dir / "known.txt";
+  const auto unknown = dir / "unknown.txt";
+  // 65534 is nobody's uid in Debian; 4242 has no passwd or group entry (a container's).
+  write_file(dir / "f.toml", "[pools.known]\ncommand = [" + tw + ", \"--report\", " + quoted(known.string()) +
+                                 "]\nready = \"exec\"\nuser = \"65534\"\n\n[pools.unknown]\ncommand = [" + tw +
+                                 ", \"--report\", " + quoted(unknown.string()) +
+                                 "]\nready = \"exec\"\nuser = \"4242\"\ngroup = \"4243\"\n");
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(wait_until([&] { return fs::exists(known) && fs::exists(unknown); }, 10s));
+  const passwd* nobody = ::getpwuid(65534);
+  REQUIRE(nobody != nullptr);
+  CHECK(report_value(known, "uid") == "65534");
+  CHECK(report_value(known, "gid") == std::to_string(nobody->pw_gid));  // its passwd group
+  CHECK(report_value(unknown, "uid") == "4242");
+  CHECK(report_value(unknown, "gid") == "4243");
+  CHECK(report_value(unknown, "groups") == "4243");
+  stop_master(master);
+
+  // A uid without an entry and without a group: no primary group to take, said at --check.
+  write_file(dir / "g.toml", "[pools.lost]\ncommand = [" + tw + "]\nuser = \"4242\"\n");
+  const auto r = run_command({forkpool_binary().string(), "--check", "-c", (dir / "g.toml").string()}, 20s);
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("pools.lost.user: uid 4242 has no passwd entry to take a primary group from; give `group` too") !=
+        std::string::npos);
 }
 
 TEST_CASE("a datagram socket passed for a tcp address is not adopted: the master binds the address itself",
