@@ -358,7 +358,11 @@ std::string Master::status_line() const {
     if (!out.empty()) out += "; ";
     out += pool->name() + ": " + std::to_string(pool->ready_count()) + "/" + std::to_string(pool->target()) +
            " ready";
-    if (pool->state() != shm::PoolState::Running) out += " (" + std::string(shm::to_string(pool->state())) + ")";
+    // While the master starts its pools one after another, one not reached yet is
+    // "stopped" only in the sense that it has not begun.
+    const bool not_begun = state_ == MasterState::Starting && pool->state() == shm::PoolState::Stopped;
+    if (pool->state() != shm::PoolState::Running)
+      out += " (" + std::string(not_begun ? "starting" : shm::to_string(pool->state())) + ")";
   }
   return out;
 }

@@ -36,7 +36,9 @@ TEST_CASE("under systemd the master reports READY STATUS WATCHDOG and STOPPING",
   FakeSystemd systemd(dir / "notify");
   REQUIRE(systemd.bound());
   write_file(dir / "f.toml", "[pools.web]\ncommand = [\"" + testworker_binary().string() +
-                                 "\", \"--notify-after-ms\", \"100\"]\nready = \"notify\"\nworkers = 2\n");
+                                 "\", \"--notify-after-ms\", \"100\"]\nready = \"notify\"\nworkers = 2\n\n"
+                                 "[pools.later]\ncommand = [\"" + testworker_binary().string() +
+                                 "\"]\nready = \"exec\"\nworkers = 1\n");
   MasterProcess master(dir / "f.toml", {}, {systemd.env(), "WATCHDOG_USEC=400000"});
 
   const auto before_ready = systemd.until("READY=1");
@@ -48,6 +50,8 @@ TEST_CASE("under systemd the master reports READY STATUS WATCHDOG and STOPPING",
   CHECK(!master.all_matches("worker web\\[1\\] pid [0-9]+ (is ready)").empty());
   // The summary follows the workers, and reads "2/2 ready" by the time READY=1 is sent.
   CHECK(contains(before_ready, "STATUS=web: 0/2 ready (starting)"));
+  // A pool the start-up has not reached yet is starting too, not "stopped".
+  CHECK(!contains(before_ready, "(stopped)"));
   CHECK(contains(before_ready, "STATUS=web: 2/2 ready"));
   // WATCHDOG_USEC=400ms: pings at half of it.
   CHECK(systemd.until("WATCHDOG=1").back() == "WATCHDOG=1");
