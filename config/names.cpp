@@ -107,6 +107,12 @@ std::string signal_name(int signo) {
   return std::to_string(signo);
 }
 
+std::vector<std::string> signal_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, value] : kSignals) names.emplace_back(name);
+  return names;
+}
+
 std::span<const RlimitName> rlimit_names() { return kRlimits; }
 
 const RlimitName* find_rlimit(std::string_view name) {

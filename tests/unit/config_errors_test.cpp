@@ -197,7 +197,11 @@ const std::vector<BadConfig>& pool_cases() {
       {"umask with a leading zero", kPool + "umask = 022\n", 3, 9, "pools.web.umask",
        "leading zeroes are prohibited; a file mode or umask is written as a string: umask = \"022\""},
       {"bad stop_signal", kPool + "stop_signal = \"TREM\"\n", 3, 15, "pools.web.stop_signal",
-       "expected a signal name such as \"TERM\""},
+       "expected a signal name such as \"TERM\", \"INT\", \"QUIT\" or \"KILL\", got \"TREM\"; did you mean \"TERM\"?"},
+      {"misspelt timeout_signal", kPool + "timeout_signal = \"KIL\"\n", 3, 18, "pools.web.timeout_signal",
+       "got \"KIL\"; did you mean \"KILL\"?"},
+      {"misspelt signal with SIG", kPool + "stop_signal = \"SIGQIUT\"\n", 3, 15, "pools.web.stop_signal",
+       "got \"SIGQIUT\"; did you mean \"SIGQUIT\"?"},
       {"stop_signal STOP", kPool + "stop_signal = \"STOP\"\n", 3, 15, "pools.web.stop_signal",
        "SIGSTOP cannot be handled and stops (freezes) a worker instead of ending it"},
       {"stop_signal SIGTSTP", kPool + "stop_signal = \"SIGTSTP\"\n", 3, 15, "pools.web.stop_signal",
@@ -207,7 +211,7 @@ const std::vector<BadConfig>& pool_cases() {
       {"stop_signal TTOU", kPool + "stop_signal = \"TTOU\"\n", 3, 15, "pools.web.stop_signal",
        "such as \"TERM\", \"INT\" or \"QUIT\""},
       {"lowercase timeout_signal", kPool + "timeout_signal = \"kill\"\n", 3, 18, "pools.web.timeout_signal",
-       "got \"kill\""},
+       "got \"kill\"; did you mean \"KILL\"?"},
       {"signal as an integer", kPool + "timeout_signal = 9\n", 3, 18, "pools.web.timeout_signal",
        "expected a string, got an integer"},
       {"empty stdout", kPool + "stdout = \"\"\n", 3, 10, "pools.web.stdout",
@@ -427,4 +431,16 @@ TEST_CASE("config errors: a misspelt log_level gets a suggestion like other enum
   const auto ds = diagnostics_of("[supervisor]\nlog_level = \"inf\"\n" + kPool);
   REQUIRE(ds.size() == 1);
   CHECK_THAT(ds.front().message, Catch::Contains("did you mean \"info\"?"));
+}
+
+TEST_CASE("config errors: a misspelt stop_signal is never offered a signal that freezes the worker",
+          "[config][errors]") {
+  // "STPO" is one edit from STOP and TSTP, which stop_signal refuses; no other name is close.
+  const auto ds = diagnostics_of(kPool + "stop_signal = \"STPO\"\n");
+  REQUIRE(ds.size() == 1);
+  CHECK_THAT(ds.front().message, Catch::EndsWith("got \"STPO\""));
+  // As a timeout_signal it may be what was meant.
+  const auto timeout = diagnostics_of(kPool + "timeout_signal = \"STPO\"\n");
+  REQUIRE(timeout.size() == 1);
+  CHECK_THAT(timeout.front().message, Catch::EndsWith("did you mean \"STOP\"?"));
 }
