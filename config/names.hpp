@@ -37,6 +37,11 @@ std::string signal_name(int signo);
 // Every name signal_from_name knows, without "SIG", for suggestions.
 std::vector<std::string> signal_names();
 
+// Where a key of the schema is written, for a key found in another table: "[supervisor]"
+// for include and the [supervisor] keys, "[pools.NAME]" for a pool key; nothing for a
+// key of neither.
+std::optional<std::string_view> table_of_key(std::string_view key);
+
 struct RlimitName {
   std::string_view name;  // "nofile"
   int resource;           // RLIMIT_NOFILE

@@ -6,6 +6,7 @@
 #include <tuple>
 #include <utility>
 
+#include "config/names.hpp"
 #include "config/suggest.hpp"
 #include "config/units.hpp"
 
@@ -215,7 +216,12 @@ void TableReader::finish() {
   for (auto&& [k, v] : table_) {
     if (std::find(known_.begin(), known_.end(), k.str()) != known_.end()) continue;
     std::string message = "unknown key";
-    if (auto best = closest_match(k.str(), known_)) message += "; did you mean `" + *best + "`?";
+    // A key of another table is more likely misplaced than misspelt.
+    if (auto home = table_of_key(k.str()))
+      message += " here; it belongs in " + std::string(*home == "[supervisor]" ? "the " : "a pool's ") +
+                 std::string(*home) + " table";
+    else if (auto best = closest_match(k.str(), known_))
+      message += "; did you mean `" + *best + "`?";
     sink_.error(location_of(k.source()), path_of(k.str()), message);
   }
 }

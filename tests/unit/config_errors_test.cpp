@@ -10,6 +10,7 @@
 #include <tuple>
 #include <vector>
 
+#include "config/diff.hpp"
 #include "config/load.hpp"
 #include "support/temp_dir.hpp"
 
@@ -67,6 +68,10 @@ const std::vector<BadConfig>& pool_cases() {
       {"transposed pool key", kPool + "wrokers = 2\n", 3, 1, "pools.web.wrokers", "did you mean `workers`?"},
       {"unknown pool key without a close match", kPool + "frobnicate_everything = 1\n", 3, 1,
        "pools.web.frobnicate_everything", "unknown key"},
+      {"supervisor key in a pool", kPool + "log_level = \"debug\"\n", 3, 1, "pools.web.log_level",
+       "unknown key here; it belongs in the [supervisor] table"},
+      {"include in a pool", kPool + "include = [\"conf.d/*.toml\"]\n", 3, 1, "pools.web.include",
+       "unknown key here; it belongs in the [supervisor] table"},
       {"workers as a string", kPool + "workers = \"4\"\n", 3, 11, "pools.web.workers",
        "expected an integer, got a string"},
       {"workers as a float", kPool + "workers = 1.5\n", 3, 11, "pools.web.workers", "expected an integer, got a float"},
@@ -238,6 +243,17 @@ const std::vector<BadConfig>& file_cases() {
       {"empty pools table", "pools = {}\n", 1, 9, "pools", "no pools defined"},
       {"pools not a table", "pools = 1\n", 1, 9, "pools", "expected a table, got an integer"},
       {"unknown top-level key with suggestion", "pool = 1\n" + kPool, 1, 1, "pool", "did you mean `pools`?"},
+      {"include at the top level", "include = [\"conf.d/*.toml\"]\n" + kPool, 1, 1, "include",
+       "unknown key here; it belongs in the [supervisor] table"},
+      {"supervisor key at the top level", "log_level = \"debug\"\n" + kPool, 1, 1, "log_level",
+       "unknown key here; it belongs in the [supervisor] table"},
+      {"pool key at the top level", "workers = 2\n" + kPool, 1, 1, "workers",
+       "unknown key here; it belongs in a pool's [pools.NAME] table"},
+      {"pool key in [supervisor]", "[supervisor]\nworkers = 2\n" + kPool, 2, 1, "supervisor.workers",
+       "unknown key here; it belongs in a pool's [pools.NAME] table"},
+      {"pool key under [pools]", "[pools]\nworkers = 2\n" + kPool, 2, 11, "pools.workers",
+       "expected a table such as [pools.workers], got an integer; `workers` is a pool key: write it under "
+       "[pools.NAME]"},
       {"supervisor not a table", "supervisor = 1\n" + kPool, 1, 14, "supervisor", "expected a table, got an integer"},
       {"unknown supervisor key with suggestion", "[supervisor]\nlog_levl = \"info\"\n" + kPool, 2, 1,
        "supervisor.log_levl", "unknown key; did you mean `log_level`?"},
@@ -443,4 +459,24 @@ TEST_CASE("config errors: a misspelt stop_signal is never offered a signal that 
   const auto timeout = diagnostics_of(kPool + "timeout_signal = \"STPO\"\n");
   REQUIRE(timeout.size() == 1);
   CHECK_THAT(timeout.front().message, Catch::EndsWith("did you mean \"STOP\"?"));
+}
+
+TEST_CASE("config errors: every key written in the other table says where it belongs", "[config][errors]") {
+  std::vector<std::string> supervisor{"include"};
+  for (auto key : cfg::supervisor_keys()) supervisor.emplace_back(key);
+  for (const auto& key : supervisor) {
+    INFO("[supervisor] key " << key << " in a pool");
+    const auto ds = diagnostics_of(kPool + key + " = 1\n");
+    REQUIRE(ds.size() == 1);
+    CHECK(ds.front().key == "pools.web." + key);
+    CHECK(ds.front().message == "unknown key here; it belongs in the [supervisor] table");
+  }
+  for (const auto& rule : cfg::pool_key_rules()) {
+    const std::string key(rule.key);
+    INFO("pool key " << key << " in [supervisor]");
+    const auto ds = diagnostics_of("[supervisor]\n" + key + " = 1\n" + kPool);
+    REQUIRE(ds.size() == 1);
+    CHECK(ds.front().key == "supervisor." + key);
+    CHECK(ds.front().message == "unknown key here; it belongs in a pool's [pools.NAME] table");
+  }
 }
