@@ -129,6 +129,25 @@ TEST_CASE("forkpoolctl suggests the closest command for a typo and `help COMMAND
   CHECK_THAT(bad_help.err, Catch::Contains("did you mean \"status\"?"));
 }
 
+TEST_CASE("forkpoolctl --timeout that is not a number of seconds above 0 says so plainly", "[ctl][ux]") {
+  for (const std::string bad : {"0", "-1", "abc", "inf", "1e400", ""}) {
+    const auto r = run_command({ctl_binary(), "-s", "/nonexistent.sock", "--timeout", bad, "status"}, 20s);
+    INFO(r.describe());
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains("--timeout: expected a number of seconds greater than 0, got '" + bad + "'"));
+    CHECK(r.err.find("179769") == std::string::npos);  // not DBL_MAX spelt out
+  }
+  const auto huge = run_command({ctl_binary(), "-s", "/nonexistent.sock", "--timeout", "1e12", "status"}, 20s);
+  INFO(huge.describe());
+  CHECK(huge.exit_code == 2);
+  CHECK_THAT(huge.err, Catch::Contains("--timeout: expected at most 31536000 seconds (a year), got '1e12'"));
+  // A valid one gets as far as looking for the socket.
+  const auto ok = run_command({ctl_binary(), "-s", "/nonexistent.sock", "--timeout", "0.5", "status"}, 20s);
+  INFO(ok.describe());
+  CHECK(ok.err.find("--timeout") == std::string::npos);
+  CHECK_THAT(ok.err, Catch::Contains("/nonexistent.sock"));
+}
+
 TEST_CASE("forkpoolctl restart waits until every worker is replaced and reports progress as lines", "[ctl][ux][wait]") {
   Setup s(supervisor_section() + hello_pool("web", 2));
   auto c = s.client();
