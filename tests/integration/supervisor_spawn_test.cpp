@@ -431,6 +431,26 @@ TEST_CASE("under systemd-socket-activate the master adopts the passed socket and
   stop_master(master);
 }
 
+TEST_CASE("passed sockets that match no listen address are closed, and the log line names them",
+          "[supervisor][spawn][activation]") {
+  TempDir dir;
+  const std::string used = "127.0.0.1:" + std::to_string(free_port());
+  const std::string spare = "127.0.0.1:" + std::to_string(free_port());
+  const fs::path path = dir / "spare.sock";
+  write_file(dir / "f.toml", "[pools.web]\ncommand = [" + quoted(hello_binary().string()) +
+                                 "]\ndispatch = \"shared\"\nlisten = [\"tcp://" + used + "\"]\nworkers = 1\n");
+  MasterProcess master(dir / "f.toml",
+                       {"systemd-socket-activate", "-l", used, "-l", spare, "-l", path.string()});
+  REQUIRE(!master.wait_log("Listening on " + spare).empty());
+  const auto r = http_get(used, "/", 15s);  // forkpool is started at the first connection
+  REQUIRE(r.has_value());
+  CHECK(r->status == 200);
+  CHECK(!master.wait_log("\\[listener.unclaimed\\] closed 2 passed socket\\(s\\) that match no configured "
+                         "listen address: tcp://" + spare + ", unix:" + path.string() + "\\n")
+             .empty());
+  stop_master(master);
+}
+
 TEST_CASE("an unmodified socket-activated program (systemd-socket-proxyd) runs as a shared-mode worker",
           "[supervisor][spawn][activation]") {
   const fs::path proxyd = "/lib/systemd/systemd-socket-proxyd";
