@@ -220,6 +220,30 @@ TEST_CASE("forkpoolctl start of a pool that fails again exits 1 with the exit li
   stop_master(*s.master);
 }
 
+TEST_CASE("forkpoolctl start of every pool starts each one and reports each outcome, exit 1 when any failed",
+          "[ctl][ux][wait]") {
+  const std::string failing = "restart_delay = \"20ms\"\nflap_restarts = 2\n";
+  Setup s(supervisor_section() + hello_pool("web", 1) + testworker_pool("app", 1, ", \"--exit\", \"3\"", failing) +
+          testworker_pool("jobs", 1, ", \"--exit\", \"4\"", failing));
+  auto c = s.client();
+  REQUIRE(wait_until([&] { return pool_state(c, "app") == "failed" && pool_state(c, "jobs") == "failed"; }, 30s));
+  REQUIRE(wait_until([&] { return running_and_ready(c, "web", 1); }));
+  REQUIRE(ctl(s, {"stop", "web"}).exit_code == 0);
+
+  const auto start = ctl(s, {"start"});
+  INFO(start.describe());
+  CHECK(start.exit_code == 1);
+  // Each pool was started and its outcome told, not only the first failure's.
+  CHECK_THAT(start.out, Catch::Contains("start web: done, 1 worker ready"));
+  CHECK_THAT(start.err, Catch::Contains("forkpoolctl: start app: pool app failed: "));
+  CHECK_THAT(start.err, Catch::Contains("exited with status 3"));
+  CHECK_THAT(start.err, Catch::Contains("forkpoolctl: start jobs: pool jobs failed: "));
+  CHECK_THAT(start.err, Catch::Contains("exited with status 4"));
+  CHECK_THAT(start.err, Catch::Contains("forkpoolctl: start all: 2 of 3 pools failed"));
+  CHECK(running_and_ready(c, "web", 1));
+  stop_master(*s.master);
+}
+
 TEST_CASE("forkpoolctl says when a change is not done in --timeout and exits 3", "[ctl][ux][wait]") {
   // Its workers never say READY=1, so scaling to 2 never completes.
   Setup slow(supervisor_section() + testworker_pool("web", 1, "", "ready = \"notify\"\nready_timeout = \"60s\"\n"));
