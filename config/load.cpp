@@ -173,9 +173,13 @@ std::size_t load_pools(TableReader& root, const std::string& file, const std::fi
     }
     const toml::table* t = node.as_table();
     if (t == nullptr) {
+      // [pools] then `workers = 2`: a pool key written above the pool's own header.
+      const bool pool_key = table_of_key(name.str()) == "[pools.NAME]";
       sink.error(detail::location_of(node.source()), key,
                  "expected a table such as [pools." + std::string(name.str()) + "], got " +
-                     std::string(detail::type_name(node.type())));
+                     std::string(detail::type_name(node.type())) +
+                     (pool_key ? "; `" + std::string(name.str()) + "` is a pool key: write it under [pools.NAME]"
+                               : std::string()));
       continue;
     }
     const std::string place = file + ":" + std::to_string(at.line) + ":" + std::to_string(at.column);

@@ -115,11 +115,29 @@ void load_sizing(TableReader& r, PoolConfig& pool) {
   pool.workers = pool.min_workers;
 }
 
-std::optional<int> load_signal(TableReader& r, std::string_view key) {
+// "; did you mean "TERM"?" for a misspelt signal name ("TREM", "kil", "SIGTREM"), written
+// the way the user wrote it (with or without "SIG"). A stop_signal is never offered one
+// that check_stop_signal would refuse.
+std::string signal_suggestion(std::string_view written, bool stop) {
+  std::string word;
+  for (char c : written) word += static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+  const bool sig_prefix = word.starts_with("SIG");
+  if (sig_prefix) word.erase(0, 3);
+  std::vector<std::string> candidates;
+  for (auto& name : signal_names())
+    if (!stop || !check_stop_signal(*signal_from_name(name))) candidates.push_back(std::move(name));
+  auto best = closest_match(word, candidates);
+  if (!best) return {};
+  return "; did you mean \"" + std::string(sig_prefix ? "SIG" : "") + *best + "\"?";
+}
+
+std::optional<int> load_signal(TableReader& r, std::string_view key, bool stop) {
   auto s = r.string(key);
   if (!s) return std::nullopt;
   auto sig = signal_from_name(*s);
-  if (!sig) r.error(key, "expected a signal name such as \"TERM\", \"INT\", \"QUIT\" or \"KILL\", got \"" + *s + "\"");
+  if (!sig)
+    r.error(key, "expected a signal name such as \"TERM\", \"INT\", \"QUIT\" or \"KILL\", got \"" + *s + "\"" +
+                     signal_suggestion(*s, stop));
   return sig;
 }
 
@@ -234,7 +252,7 @@ PoolConfig load_pool(const std::string& name, const toml::table& table,
     r.error("request_timeout",
             "needs dispatch = \"master\" (in shared dispatch the master never holds a connection, so it cannot time "
             "one; `watchdog` stops a worker that hangs)");
-  assign(pool.timeout_signal, load_signal(r, "timeout_signal"));
+  assign(pool.timeout_signal, load_signal(r, "timeout_signal", false));
   if (auto v = r.integer("max_requests", 0, 1'000'000'000'000)) pool.max_requests = static_cast<std::uint64_t>(*v);
   if (auto v = r.integer("max_requests_jitter", 0, 1'000'000'000'000))
     pool.max_requests_jitter = static_cast<std::uint64_t>(*v);
@@ -252,7 +270,7 @@ PoolConfig load_pool(const std::string& name, const toml::table& table,
   assign(pool.flap_window, r.duration("flap_window"));
   if (auto problem = check_restart_policy(pool.restart_delay, pool.flap_window)) r.error("restart_delay", *problem);
   assign(pool.graceful_timeout, r.duration("graceful_timeout"));
-  if (auto sig = load_signal(r, "stop_signal")) {
+  if (auto sig = load_signal(r, "stop_signal", true)) {
     if (auto problem = check_stop_signal(*sig)) r.error("stop_signal", *problem);
     else pool.stop_signal = *sig;
   }

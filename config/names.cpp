@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <charconv>
 
+#include "config/diff.hpp"
+
 namespace forkpool::config {
 namespace {
 
@@ -105,6 +107,23 @@ std::string signal_name(int signo) {
   for (const auto& [name, value] : kSignals)
     if (value == signo) return std::string(name);
   return std::to_string(signo);
+}
+
+std::vector<std::string> signal_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, value] : kSignals) names.emplace_back(name);
+  return names;
+}
+
+std::optional<std::string_view> table_of_key(std::string_view key) {
+  // include is a [supervisor] key that to_toml never prints (it prints the included pools
+  // instead), so the reload rules do not list it.
+  if (key == "include") return "[supervisor]";
+  for (auto k : supervisor_keys())
+    if (k == key) return "[supervisor]";
+  for (const auto& rule : pool_key_rules())
+    if (rule.key == key) return "[pools.NAME]";
+  return std::nullopt;
 }
 
 std::span<const RlimitName> rlimit_names() { return kRlimits; }

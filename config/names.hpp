@@ -6,6 +6,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config.hpp"
 
@@ -33,6 +34,13 @@ bool is_log_level(std::string_view s);
 std::optional<int> signal_from_name(std::string_view s);
 // 15 -> "TERM"; unknown numbers as decimal.
 std::string signal_name(int signo);
+// Every name signal_from_name knows, without "SIG", for suggestions.
+std::vector<std::string> signal_names();
+
+// Where a key of the schema is written, for a key found in another table: "[supervisor]"
+// for include and the [supervisor] keys, "[pools.NAME]" for a pool key; nothing for a
+// key of neither.
+std::optional<std::string_view> table_of_key(std::string_view key);
 
 struct RlimitName {
   std::string_view name;  // "nofile"

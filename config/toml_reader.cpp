@@ -6,6 +6,7 @@
 #include <tuple>
 #include <utility>
 
+#include "config/names.hpp"
 #include "config/suggest.hpp"
 #include "config/units.hpp"
 
@@ -45,14 +46,18 @@ void Sink::error(Location at, std::string key, std::string message) {
   for (const auto& taken : unexpanded_)
     if (key == taken || (key.starts_with(taken) && (key[taken.size()] == '.' || key[taken.size()] == '[')))
       return;
+  if (unexpanded_arrays_.contains(key)) return;
   items_.push_back(Diagnostic{file_, at.line, at.column, std::move(key), std::move(message)});
 }
 
 void Sink::unexpanded(Location at, std::string key, std::string message) {
   error(at, key, std::move(message));
-  // "pools.web.command[2]" silences "pools.web.command" too: its checks see the array.
-  const auto bracket = key.find('[');
-  unexpanded_.insert(bracket == std::string::npos ? std::move(key) : key.substr(0, bracket));
+  // "pools.web.command[1]" silences "pools.web.command" too, whose checks see the whole
+  // array (argv[0] resolved, say), but not "pools.web.command[2]": that element's own
+  // problems are still reported in the same run.
+  for (auto bracket = key.find('['); bracket != std::string::npos; bracket = key.find('[', bracket + 1))
+    unexpanded_arrays_.insert(key.substr(0, bracket));
+  unexpanded_.insert(std::move(key));
 }
 
 std::vector<Diagnostic> Sink::take() {
@@ -211,7 +216,12 @@ void TableReader::finish() {
   for (auto&& [k, v] : table_) {
     if (std::find(known_.begin(), known_.end(), k.str()) != known_.end()) continue;
     std::string message = "unknown key";
-    if (auto best = closest_match(k.str(), known_)) message += "; did you mean `" + *best + "`?";
+    // A key of another table is more likely misplaced than misspelt.
+    if (auto home = table_of_key(k.str()))
+      message += " here; it belongs in " + std::string(*home == "[supervisor]" ? "the " : "a pool's ") +
+                 std::string(*home) + " table";
+    else if (auto best = closest_match(k.str(), known_))
+      message += "; did you mean `" + *best + "`?";
     sink_.error(location_of(k.source()), path_of(k.str()), message);
   }
 }

@@ -36,7 +36,8 @@ class Sink {
   void add(Diagnostic d);
   // Diagnostics from now on are about `file`.
   void set_file(std::string file);
-  // An environment interpolation failed at `key`: later diagnostics of that key are dropped.
+  // An environment interpolation failed at `key`: later diagnostics of that key (and of
+  // the arrays holding it, but not of their other elements) are dropped.
   void unexpanded(Location at, std::string key, std::string message);
   bool empty() const { return items_.empty(); }
   std::vector<Diagnostic> take();
@@ -48,7 +49,8 @@ class Sink {
   std::string file_;
   std::vector<std::string> files_;  // in the order they were read
   std::vector<Diagnostic> items_;
-  std::set<std::string> unexpanded_;
+  std::set<std::string> unexpanded_;         // with everything under them
+  std::set<std::string> unexpanded_arrays_;  // the arrays themselves only
 };
 
 class TableReader {

@@ -4,6 +4,8 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <cmath>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -33,6 +35,21 @@ std::string check_signal(const std::string& s) {
 std::string upper(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;
+}
+
+// --timeout: a number of seconds ("5", "0.5", "1e3"), more than 0 and at most a year, so that
+// the deadline in milliseconds cannot overflow. CLI::PositiveNumber said "Value 0 not in range
+// 0.000000 to 1797693...", printing DBL_MAX in full.
+constexpr double kMaxTimeoutSeconds = 365.0 * 24 * 3600;
+
+std::string check_timeout(const std::string& text) {
+  double seconds = 0;
+  const char* end = text.data() + text.size();
+  const auto [stop, ec] = std::from_chars(text.data(), end, seconds);
+  if (text.empty() || ec != std::errc{} || stop != end || !std::isfinite(seconds) || seconds <= 0)
+    return "expected a number of seconds greater than 0, got '" + text + "'";
+  if (seconds > kMaxTimeoutSeconds) return "expected at most 31536000 seconds (a year), got '" + text + "'";
+  return "";
 }
 
 // The first word that is not an option or an option's value: the command as typed.
@@ -84,7 +101,7 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", timeout_s,
                  "seconds to wait: for a reply (default 5), and for restart, stop, start, scale and reload "
                  "to be done and upgrade's checks (default 120)")
-      ->check(CLI::PositiveNumber);
+      ->check(check_timeout);
   app.add_flag("--no-wait", no_wait,
                "restart, stop, start, scale, reload: return once the master accepted the request");
 
@@ -213,7 +230,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (timeout_s) {
-    inv.timeout = std::chrono::milliseconds(static_cast<long long>(*timeout_s * 1000.0));
+    // Rounded up: 0.0001 is a short wait, not none.
+    inv.timeout = std::chrono::milliseconds(static_cast<long long>(std::ceil(*timeout_s * 1000.0)));
     inv.wait_timeout = inv.timeout;
   }
   inv.wait = !no_wait;

@@ -74,6 +74,18 @@ class Display {
   bool open_line_ = false;
 };
 
+// The settled parts of a change of several pools: what was done on stdout (unless the
+// output is JSON), what failed on stderr. `failed_only`: the change timed out, so only
+// the failures, which the "not done" line would not show.
+void tell_parts(const Progress& p, const WaitOptions& o, bool failed_only) {
+  for (const auto& part : p.parts) {
+    if (part.outcome == Progress::Outcome::Failed)
+      std::fprintf(stderr, "forkpoolctl: %s\n", base::printable(part.line).c_str());
+    else if (part.outcome == Progress::Outcome::Done && o.progress && !failed_only)
+      write_all(STDOUT_FILENO, base::printable(part.line) + "\n");
+  }
+}
+
 std::string seconds(Clock::duration d) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1fs", std::chrono::duration<double>(d).count());
@@ -115,6 +127,8 @@ int wait_for(const WaitPlan& plan, const WaitOptions& o, std::optional<Client> c
       }
       if (last.outcome == Progress::Outcome::Failed) {
         display.finish();
+        std::fflush(stdout);
+        tell_parts(last, o, false);
         std::fprintf(stderr, "forkpoolctl: %s\n", base::printable(last.line).c_str());
         return kExitErrorReply;
       }
@@ -126,6 +140,7 @@ int wait_for(const WaitPlan& plan, const WaitOptions& o, std::optional<Client> c
     std::this_thread::sleep_for(std::min<Clock::duration>(kPollInterval, deadline - Clock::now()));
   }
   display.finish();
+  tell_parts(last, o, true);
   std::string where = last.line.empty() ? trouble : last.line;
   std::fprintf(stderr, "forkpoolctl: %s: not done after %s (--timeout); last seen: %s\n", plan.what.c_str(),
                seconds(o.timeout).c_str(), base::printable(where).c_str());

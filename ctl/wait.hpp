@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "ctl/client.hpp"
 
@@ -21,6 +22,10 @@ struct Progress {
   enum class Outcome { Pending, Done, Failed };
   Outcome outcome = Outcome::Pending;
   std::string line;  // how far it is ("restart web: 2 of 4 workers replaced, 2 left"), or the result
+  // A change of several pools (all_of): the outcome of each one settled so far, done or
+  // failed, in the order of the requests. One that failed does not end the wait for the
+  // others; when it ends with a failure, each of these is told.
+  std::vector<Progress> parts;
 };
 
 // Reads one status reply (the whole {"ok":true,"pools":[...]} object).

@@ -15,9 +15,9 @@ namespace {
 using nlohmann::json;
 using Outcome = Progress::Outcome;
 
-Progress pending(std::string line) { return {Outcome::Pending, std::move(line)}; }
-Progress done(std::string line) { return {Outcome::Done, std::move(line)}; }
-Progress failed(std::string line) { return {Outcome::Failed, std::move(line)}; }
+Progress pending(std::string line) { return {Outcome::Pending, std::move(line), {}}; }
+Progress done(std::string line) { return {Outcome::Done, std::move(line), {}}; }
+Progress failed(std::string line) { return {Outcome::Failed, std::move(line), {}}; }
 
 bool serving_ready(const json& w) {
   const std::string state = str_field(w, "state");
@@ -194,15 +194,29 @@ WaitPlan all_of(std::string what, std::vector<WaitPlan> plans) {
   if (plans.size() == 1) return std::move(plans.front());
   return {what, [what, plans](const json& status) {
             std::vector<std::string> pending_lines;
+            std::vector<Progress> settled;
+            std::size_t failures = 0;
             for (const auto& plan : plans) {
               Progress p = plan.check(status);
-              if (p.outcome == Outcome::Failed) return p;
-              if (p.outcome == Outcome::Pending) pending_lines.push_back(p.line);
+              if (p.outcome == Outcome::Pending) {
+                pending_lines.push_back(std::move(p.line));
+                continue;
+              }
+              if (p.outcome == Outcome::Failed) ++failures;
+              settled.push_back(std::move(p));
             }
-            if (pending_lines.empty()) return done(fmt::format("{}: done ({} pools)", what, plans.size()));
-            std::string line = what + ": " + std::to_string(plans.size() - pending_lines.size()) + " of " +
-                               std::to_string(plans.size()) + " done; " + pending_lines.front();
-            return pending(line);
+            Progress all;
+            if (!pending_lines.empty()) {
+              all = pending(fmt::format("{}: {} of {} done{}; {}", what, settled.size() - failures, plans.size(),
+                                        failures == 0 ? "" : fmt::format(", {} failed", failures),
+                                        pending_lines.front()));
+            } else if (failures == 0) {
+              all = done(fmt::format("{}: done ({} pools)", what, plans.size()));
+            } else {
+              all = failed(fmt::format("{}: {} of {} pools failed", what, failures, plans.size()));
+            }
+            all.parts = std::move(settled);
+            return all;
           }};
 }
 

@@ -17,7 +17,9 @@ namespace forkpool::ctl {
 std::optional<WaitPlan> wait_plan(const nlohmann::json& request, const nlohmann::json& reply,
                                   const nlohmann::json& before);
 
-// Done when every plan is done; failed as soon as one failed.
+// Done when every plan is done. A plan that failed does not end the wait: the others go on
+// until each is done or failed too, and then it is failed, with every plan's outcome in
+// Progress::parts.
 WaitPlan all_of(std::string what, std::vector<WaitPlan> plans);
 
 // The pool named `name` in a status reply, or null.

@@ -76,8 +76,12 @@ Master::Master(config::Config config) : cleanup_(loop_.get()) {
   // Throws naming the address; sockets bound before the failure close (and their
   // files go) with the half-built set.
   ListenerSet listeners = ListenerSet::build(*shared, nullptr, inherited);
-  if (std::size_t n = inherited.close_unclaimed())
-    log::warn("listener.unclaimed", "closed {} passed socket(s) that match no configured listen address", n);
+  if (const auto unclaimed = inherited.close_unclaimed(); !unclaimed.empty()) {
+    std::string addresses;
+    for (const auto& a : unclaimed) addresses += (addresses.empty() ? "" : ", ") + a;
+    log::warn("listener.unclaimed", "closed {} passed socket(s) that match no configured listen address: {}",
+              unclaimed.size(), addresses);
+  }
 
   std::size_t slots = 0;
   for (const auto& pool : shared->pools) slots += slots_wanted(pool);

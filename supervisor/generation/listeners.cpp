@@ -54,18 +54,46 @@ socklen_t make_sockaddr(const config::ListenAddress& a, SockAddr& out) {
   return sizeof out.in4;
 }
 
-std::string describe_bound(int fd, const config::ListenAddress& a) {
-  if (a.kind == config::ListenAddress::Kind::Unix) return a.text;
+// The address `fd` is bound to, written as a listen address is ("tcp://127.0.0.1:8080",
+// "tcp://[::1]:8080", "unix:/run/app.sock", "unix:@name"); empty if it has none of these.
+std::string socket_address(int fd) {
   SockAddr addr{};
   socklen_t len = sizeof addr;
-  if (::getsockname(fd, &addr.sa, &len) != 0) return a.text;
+  if (::getsockname(fd, &addr.sa, &len) != 0) return {};
   char host[INET6_ADDRSTRLEN] = {};
-  if (addr.sa.sa_family == AF_INET6) {
-    ::inet_ntop(AF_INET6, &addr.in6.sin6_addr, host, sizeof host);
-    return "tcp://[" + std::string(host) + "]:" + std::to_string(ntohs(addr.in6.sin6_port));
+  switch (addr.sa.sa_family) {
+    case AF_INET6:
+      ::inet_ntop(AF_INET6, &addr.in6.sin6_addr, host, sizeof host);
+      return "tcp://[" + std::string(host) + "]:" + std::to_string(ntohs(addr.in6.sin6_port));
+    case AF_INET:
+      ::inet_ntop(AF_INET, &addr.in4.sin_addr, host, sizeof host);
+      return "tcp://" + std::string(host) + ":" + std::to_string(ntohs(addr.in4.sin_port));
+    case AF_UNIX: {
+      const std::size_t n = len > offsetof(sockaddr_un, sun_path) ? len - offsetof(sockaddr_un, sun_path) : 0;
+      if (n == 0) return {};
+      if (addr.un.sun_path[0] == '\0') return "unix:@" + std::string(addr.un.sun_path + 1, n - 1);
+      return "unix:" + std::string(addr.un.sun_path, ::strnlen(addr.un.sun_path, n));
+    }
   }
-  ::inet_ntop(AF_INET, &addr.in4.sin_addr, host, sizeof host);
-  return "tcp://" + std::string(host) + ":" + std::to_string(ntohs(addr.in4.sin_port));
+  return {};
+}
+
+std::string describe_bound(int fd, const config::ListenAddress& a) {
+  if (a.kind == config::ListenAddress::Kind::Unix) return a.text;
+  const std::string bound = socket_address(fd);
+  return bound.empty() ? a.text : bound;
+}
+
+// A passed socket for the log: its address, and what is odd about it.
+std::string describe_passed(int fd) {
+  std::string text = socket_address(fd);
+  int type = 0;
+  socklen_t type_len = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) != 0)
+    return "fd " + std::to_string(fd) + " (not a socket)";
+  if (text.empty()) text = "fd " + std::to_string(fd) + " (no TCP or Unix address)";
+  if (type != SOCK_STREAM) text += " (not a stream socket)";
+  return text;
 }
 
 bool same_address(int fd, const config::ListenAddress& a) {
@@ -167,14 +195,14 @@ OwnedFd InheritedSockets::take(const config::ListenAddress& address) {
   return OwnedFd();
 }
 
-std::size_t InheritedSockets::close_unclaimed() {
-  std::size_t n = 0;
+std::vector<std::string> InheritedSockets::close_unclaimed() {
+  std::vector<std::string> closed;
   for (auto& fd : fds_)
     if (fd) {
+      closed.push_back(describe_passed(fd.get()));
       fd.reset();
-      ++n;
     }
-  return n;
+  return closed;
 }
 
 ListenerRef open_listener(const config::ListenAddress& address, int backlog, InheritedSockets& inherited) {

@@ -78,8 +78,9 @@ class InheritedSockets {
   static InheritedSockets from_environment();
   // The passed socket bound to `address`, if any (ownership moves to the caller).
   OwnedFd take(const config::ListenAddress& address);
-  // Closes the passed sockets nobody claimed and returns how many there were.
-  std::size_t close_unclaimed();
+  // Closes the passed sockets nobody claimed and returns their addresses, in the order
+  // they were passed ("tcp://127.0.0.1:8081", "unix:/run/app.sock").
+  std::vector<std::string> close_unclaimed();
   std::size_t count() const { return fds_.size(); }
 
  private:

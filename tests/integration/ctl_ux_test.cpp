@@ -129,6 +129,25 @@ TEST_CASE("forkpoolctl suggests the closest command for a typo and `help COMMAND
   CHECK_THAT(bad_help.err, Catch::Contains("did you mean \"status\"?"));
 }
 
+TEST_CASE("forkpoolctl --timeout that is not a number of seconds above 0 says so plainly", "[ctl][ux]") {
+  for (const std::string bad : {"0", "-1", "abc", "inf", "1e400", ""}) {
+    const auto r = run_command({ctl_binary(), "-s", "/nonexistent.sock", "--timeout", bad, "status"}, 20s);
+    INFO(r.describe());
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains("--timeout: expected a number of seconds greater than 0, got '" + bad + "'"));
+    CHECK(r.err.find("179769") == std::string::npos);  // not DBL_MAX spelt out
+  }
+  const auto huge = run_command({ctl_binary(), "-s", "/nonexistent.sock", "--timeout", "1e12", "status"}, 20s);
+  INFO(huge.describe());
+  CHECK(huge.exit_code == 2);
+  CHECK_THAT(huge.err, Catch::Contains("--timeout: expected at most 31536000 seconds (a year), got '1e12'"));
+  // A valid one gets as far as looking for the socket.
+  const auto ok = run_command({ctl_binary(), "-s", "/nonexistent.sock", "--timeout", "0.5", "status"}, 20s);
+  INFO(ok.describe());
+  CHECK(ok.err.find("--timeout") == std::string::npos);
+  CHECK_THAT(ok.err, Catch::Contains("/nonexistent.sock"));
+}
+
 TEST_CASE("forkpoolctl restart waits until every worker is replaced and reports progress as lines", "[ctl][ux][wait]") {
   Setup s(supervisor_section() + hello_pool("web", 2));
   auto c = s.client();
@@ -198,6 +217,30 @@ TEST_CASE("forkpoolctl start of a pool that fails again exits 1 with the exit li
   CHECK_THAT(status.out, Catch::Contains("dispatch none (plain supervision)"));
   CHECK(status.out.find("queue ") == std::string::npos);
   CHECK(status.out.find("accepted") == std::string::npos);
+  stop_master(*s.master);
+}
+
+TEST_CASE("forkpoolctl start of every pool starts each one and reports each outcome, exit 1 when any failed",
+          "[ctl][ux][wait]") {
+  const std::string failing = "restart_delay = \"20ms\"\nflap_restarts = 2\n";
+  Setup s(supervisor_section() + hello_pool("web", 1) + testworker_pool("app", 1, ", \"--exit\", \"3\"", failing) +
+          testworker_pool("jobs", 1, ", \"--exit\", \"4\"", failing));
+  auto c = s.client();
+  REQUIRE(wait_until([&] { return pool_state(c, "app") == "failed" && pool_state(c, "jobs") == "failed"; }, 30s));
+  REQUIRE(wait_until([&] { return running_and_ready(c, "web", 1); }));
+  REQUIRE(ctl(s, {"stop", "web"}).exit_code == 0);
+
+  const auto start = ctl(s, {"start"});
+  INFO(start.describe());
+  CHECK(start.exit_code == 1);
+  // Each pool was started and its outcome told, not only the first failure's.
+  CHECK_THAT(start.out, Catch::Contains("start web: done, 1 worker ready"));
+  CHECK_THAT(start.err, Catch::Contains("forkpoolctl: start app: pool app failed: "));
+  CHECK_THAT(start.err, Catch::Contains("exited with status 3"));
+  CHECK_THAT(start.err, Catch::Contains("forkpoolctl: start jobs: pool jobs failed: "));
+  CHECK_THAT(start.err, Catch::Contains("exited with status 4"));
+  CHECK_THAT(start.err, Catch::Contains("forkpoolctl: start all: 2 of 3 pools failed"));
+  CHECK(running_and_ready(c, "web", 1));
   stop_master(*s.master);
 }
 

@@ -524,6 +524,23 @@ TEST_CASE("a passed stream socket that is bound but not listening is made to lis
   const auto r = http_get(addr, "/", 15s);
   REQUIRE(r.has_value());
   CHECK(r->status == 200);
+TEST_CASE("passed sockets that match no listen address are closed, and the log line names them",
+          "[supervisor][spawn][activation]") {
+  TempDir dir;
+  const std::string used = "127.0.0.1:" + std::to_string(free_port());
+  const std::string spare = "127.0.0.1:" + std::to_string(free_port());
+  const fs::path path = dir / "spare.sock";
+  write_file(dir / "f.toml", "[pools.web]\ncommand = [" + quoted(hello_binary().string()) +
+                                 "]\ndispatch = \"shared\"\nlisten = [\"tcp://" + used + "\"]\nworkers = 1\n");
+  MasterProcess master(dir / "f.toml",
+                       {"systemd-socket-activate", "-l", used, "-l", spare, "-l", path.string()});
+  REQUIRE(!master.wait_log("Listening on " + spare).empty());
+  const auto r = http_get(used, "/", 15s);  // forkpool is started at the first connection
+  REQUIRE(r.has_value());
+  CHECK(r->status == 200);
+  CHECK(!master.wait_log("\\[listener.unclaimed\\] closed 2 passed socket\\(s\\) that match no configured "
+                         "listen address: tcp://" + spare + ", unix:" + path.string() + "\\n")
+             .empty());
   stop_master(master);
 }
 

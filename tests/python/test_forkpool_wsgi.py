@@ -8,6 +8,7 @@ Run: /usr/bin/python3 -m unittest discover -s tests/python (CTest: python_wsgi_u
 
 import array
 import os
+import re
 import signal
 import socket
 import struct
@@ -606,6 +607,44 @@ class StopSignalTest(unittest.TestCase):
         finally:
             held.close()
             master.abandon()
+
+
+class CommandLineTest(unittest.TestCase):
+    SOURCE = os.path.normpath(os.path.join(HERE, "..", ".."))
+
+    def run_wsgi(self, *args, launcher=None):
+        argv = [launcher] if launcher else [sys.executable, os.path.join(PYDIR, "forkpool_wsgi.py")]
+        return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=30)
+
+    def test_version_is_the_projects(self):
+        with open(os.path.join(self.SOURCE, "CMakeLists.txt")) as f:
+            project = re.search(r"project\(forkpool VERSION ([0-9.]+)", f.read()).group(1)
+        r = self.run_wsgi("--version")
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, "forkpool-wsgi %s\n" % project, ""))
+        # The launcher of the build tree, beside the master it runs under: one version.
+        build = os.environ.get("FORKPOOL_BINARY_DIR", "")
+        launcher = os.path.join(build, "forkpool-wsgi")
+        if not (build and os.access(launcher, os.X_OK)):
+            self.skipTest("the build tree is not known (set FORKPOOL_BINARY_DIR)")
+        master = subprocess.run([os.path.join(build, "supervisor", "forkpool"), "--version"],
+                                capture_output=True, text=True, timeout=30)
+        self.assertEqual(master.returncode, 0)
+        self.assertEqual(master.stdout.split()[:2], ["forkpool", project])
+        r = self.run_wsgi("--version", "--threads", "2", launcher=launcher)
+        self.assertEqual((r.returncode, r.stdout), (0, "forkpool-wsgi %s\n" % project))
+
+    def test_the_man_page_has_every_option(self):
+        with open(os.path.join(self.SOURCE, "docs", "man", "forkpool-wsgi.1.scd")) as f:
+            page = f.read()
+        r = self.run_wsgi("--help")
+        self.assertEqual(r.returncode, 0)
+        options = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", r.stdout))
+        self.assertIn("--version", options)
+        self.assertIn("--no-gc-freeze", options)
+        for option in sorted(options):
+            self.assertIn("*%s*" % option, page, "%s is not in docs/man/forkpool-wsgi.1.scd" % option)
+        # It serves a shared-dispatch pool too, accepting on the listeners itself.
+        self.assertIn('dispatch "shared"', page)
 
 
 if __name__ == "__main__":

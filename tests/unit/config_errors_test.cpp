@@ -10,6 +10,7 @@
 #include <tuple>
 #include <vector>
 
+#include "config/diff.hpp"
 #include "config/load.hpp"
 #include "support/temp_dir.hpp"
 
@@ -67,6 +68,10 @@ const std::vector<BadConfig>& pool_cases() {
       {"transposed pool key", kPool + "wrokers = 2\n", 3, 1, "pools.web.wrokers", "did you mean `workers`?"},
       {"unknown pool key without a close match", kPool + "frobnicate_everything = 1\n", 3, 1,
        "pools.web.frobnicate_everything", "unknown key"},
+      {"supervisor key in a pool", kPool + "log_level = \"debug\"\n", 3, 1, "pools.web.log_level",
+       "unknown key here; it belongs in the [supervisor] table"},
+      {"include in a pool", kPool + "include = [\"conf.d/*.toml\"]\n", 3, 1, "pools.web.include",
+       "unknown key here; it belongs in the [supervisor] table"},
       {"workers as a string", kPool + "workers = \"4\"\n", 3, 11, "pools.web.workers",
        "expected an integer, got a string"},
       {"workers as a float", kPool + "workers = 1.5\n", 3, 11, "pools.web.workers", "expected an integer, got a float"},
@@ -197,7 +202,11 @@ const std::vector<BadConfig>& pool_cases() {
       {"umask with a leading zero", kPool + "umask = 022\n", 3, 9, "pools.web.umask",
        "leading zeroes are prohibited; a file mode or umask is written as a string: umask = \"022\""},
       {"bad stop_signal", kPool + "stop_signal = \"TREM\"\n", 3, 15, "pools.web.stop_signal",
-       "expected a signal name such as \"TERM\""},
+       "expected a signal name such as \"TERM\", \"INT\", \"QUIT\" or \"KILL\", got \"TREM\"; did you mean \"TERM\"?"},
+      {"misspelt timeout_signal", kPool + "timeout_signal = \"KIL\"\n", 3, 18, "pools.web.timeout_signal",
+       "got \"KIL\"; did you mean \"KILL\"?"},
+      {"misspelt signal with SIG", kPool + "stop_signal = \"SIGQIUT\"\n", 3, 15, "pools.web.stop_signal",
+       "got \"SIGQIUT\"; did you mean \"SIGQUIT\"?"},
       {"stop_signal STOP", kPool + "stop_signal = \"STOP\"\n", 3, 15, "pools.web.stop_signal",
        "SIGSTOP cannot be handled and stops (freezes) a worker instead of ending it"},
       {"stop_signal SIGTSTP", kPool + "stop_signal = \"SIGTSTP\"\n", 3, 15, "pools.web.stop_signal",
@@ -207,7 +216,7 @@ const std::vector<BadConfig>& pool_cases() {
       {"stop_signal TTOU", kPool + "stop_signal = \"TTOU\"\n", 3, 15, "pools.web.stop_signal",
        "such as \"TERM\", \"INT\" or \"QUIT\""},
       {"lowercase timeout_signal", kPool + "timeout_signal = \"kill\"\n", 3, 18, "pools.web.timeout_signal",
-       "got \"kill\""},
+       "got \"kill\"; did you mean \"KILL\"?"},
       {"signal as an integer", kPool + "timeout_signal = 9\n", 3, 18, "pools.web.timeout_signal",
        "expected a string, got an integer"},
       {"empty stdout", kPool + "stdout = \"\"\n", 3, 10, "pools.web.stdout",
@@ -234,6 +243,17 @@ const std::vector<BadConfig>& file_cases() {
       {"empty pools table", "pools = {}\n", 1, 9, "pools", "no pools defined"},
       {"pools not a table", "pools = 1\n", 1, 9, "pools", "expected a table, got an integer"},
       {"unknown top-level key with suggestion", "pool = 1\n" + kPool, 1, 1, "pool", "did you mean `pools`?"},
+      {"include at the top level", "include = [\"conf.d/*.toml\"]\n" + kPool, 1, 1, "include",
+       "unknown key here; it belongs in the [supervisor] table"},
+      {"supervisor key at the top level", "log_level = \"debug\"\n" + kPool, 1, 1, "log_level",
+       "unknown key here; it belongs in the [supervisor] table"},
+      {"pool key at the top level", "workers = 2\n" + kPool, 1, 1, "workers",
+       "unknown key here; it belongs in a pool's [pools.NAME] table"},
+      {"pool key in [supervisor]", "[supervisor]\nworkers = 2\n" + kPool, 2, 1, "supervisor.workers",
+       "unknown key here; it belongs in a pool's [pools.NAME] table"},
+      {"pool key under [pools]", "[pools]\nworkers = 2\n" + kPool, 2, 11, "pools.workers",
+       "expected a table such as [pools.workers], got an integer; `workers` is a pool key: write it under "
+       "[pools.NAME]"},
       {"supervisor not a table", "supervisor = 1\n" + kPool, 1, 14, "supervisor", "expected a table, got an integer"},
       {"unknown supervisor key with suggestion", "[supervisor]\nlog_levl = \"info\"\n" + kPool, 2, 1,
        "supervisor.log_levl", "unknown key; did you mean `log_level`?"},
@@ -427,4 +447,36 @@ TEST_CASE("config errors: a misspelt log_level gets a suggestion like other enum
   const auto ds = diagnostics_of("[supervisor]\nlog_level = \"inf\"\n" + kPool);
   REQUIRE(ds.size() == 1);
   CHECK_THAT(ds.front().message, Catch::Contains("did you mean \"info\"?"));
+}
+
+TEST_CASE("config errors: a misspelt stop_signal is never offered a signal that freezes the worker",
+          "[config][errors]") {
+  // "STPO" is one edit from STOP and TSTP, which stop_signal refuses; no other name is close.
+  const auto ds = diagnostics_of(kPool + "stop_signal = \"STPO\"\n");
+  REQUIRE(ds.size() == 1);
+  CHECK_THAT(ds.front().message, Catch::EndsWith("got \"STPO\""));
+  // As a timeout_signal it may be what was meant.
+  const auto timeout = diagnostics_of(kPool + "timeout_signal = \"STPO\"\n");
+  REQUIRE(timeout.size() == 1);
+  CHECK_THAT(timeout.front().message, Catch::EndsWith("did you mean \"STOP\"?"));
+}
+
+TEST_CASE("config errors: every key written in the other table says where it belongs", "[config][errors]") {
+  std::vector<std::string> supervisor{"include"};
+  for (auto key : cfg::supervisor_keys()) supervisor.emplace_back(key);
+  for (const auto& key : supervisor) {
+    INFO("[supervisor] key " << key << " in a pool");
+    const auto ds = diagnostics_of(kPool + key + " = 1\n");
+    REQUIRE(ds.size() == 1);
+    CHECK(ds.front().key == "pools.web." + key);
+    CHECK(ds.front().message == "unknown key here; it belongs in the [supervisor] table");
+  }
+  for (const auto& rule : cfg::pool_key_rules()) {
+    const std::string key(rule.key);
+    INFO("pool key " << key << " in [supervisor]");
+    const auto ds = diagnostics_of("[supervisor]\n" + key + " = 1\n" + kPool);
+    REQUIRE(ds.size() == 1);
+    CHECK(ds.front().key == "supervisor." + key);
+    CHECK(ds.front().message == "unknown key here; it belongs in a pool's [pools.NAME] table");
+  }
 }

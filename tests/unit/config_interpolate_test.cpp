@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "config/interpolate.hpp"
 #include "config/load.hpp"
@@ -80,4 +81,32 @@ TEST_CASE("config load keeps $${NAME} a literal ${NAME}, never a placeholder", "
   CHECK(p.command.at(2) == "echo ${HOME} ${pool} {worker}");
   CHECK(p.env.at("A") == "${B}");
   CHECK(p.env.at("C") == "$${D}");
+}
+
+TEST_CASE("config load reports an unset variable and the other elements' problems in one run",
+          "[config][interpolate]") {
+  ::unsetenv("FP_TEST_UNSET");
+  auto diagnostics = [](const std::string& text) {
+    try {
+      cfg::load_string(text, "/x/f.toml");
+    } catch (const cfg::ConfigError& e) {
+      std::vector<std::string> lines;
+      for (const auto& d : e.diagnostics()) lines.push_back(d.to_string());
+      return lines;
+    }
+    return std::vector<std::string>{};
+  };
+  // The unknown placeholder in command[2] is not hidden behind the variable of command[1].
+  CHECK(diagnostics("[pools.web]\ncommand = [\"/bin/echo\", \"${FP_TEST_UNSET}\", \"{wroker}\"]\n") ==
+        std::vector<std::string>{
+            "/x/f.toml:2:25: pools.web.command[1]: environment variable FP_TEST_UNSET is not set (write "
+            "${FP_TEST_UNSET:-default} to give a default)",
+            "/x/f.toml:2:45: pools.web.command[2]: unknown placeholder {wroker}; the placeholders are {pool} and "
+            "{worker}"});
+  // What the checks of the array say of the text left unexpanded is still not reported:
+  // command[0] is not looked for on disk, nor is the element checked for placeholders.
+  const auto argv0 = diagnostics("[pools.web]\ncommand = [\"${FP_TEST_UNSET}/app\", \"{wroker}\"]\n");
+  REQUIRE(argv0.size() == 2);
+  CHECK_THAT(argv0[0], Catch::StartsWith("/x/f.toml:2:12: pools.web.command[0]: environment variable FP_TEST_UNSET"));
+  CHECK_THAT(argv0[1], Catch::StartsWith("/x/f.toml:2:36: pools.web.command[1]: unknown placeholder {wroker}"));
 }

@@ -80,11 +80,49 @@ TEST_CASE("ctl wait: a reload waits for replaced pools but not for a failed pool
   CHECK(plan->check(end).outcome == Outcome::Done);
 }
 
-TEST_CASE("ctl wait: all_of fails with the first failure and is done when every plan is", "[ctl][wait]") {
+TEST_CASE("ctl wait: all_of is done when every plan is, and failed when every plan settled and one failed",
+          "[ctl][wait]") {
   const auto a = wait_plan({{"cmd", "stop"}, {"pool", "web"}}, {{"ok", true}}, json::object());
   REQUIRE(a);
   const WaitPlan both = all_of("stop all", {*a, *a});
   CHECK(both.check(status(pool("stopping", 1, json::array()))).outcome == Outcome::Pending);
   CHECK(both.check(status(pool("stopped", 1, json::array()))).line == "stop all: done (2 pools)");
   CHECK(both.check(json{{"pools", json::array()}}).outcome == Outcome::Failed);
+}
+
+TEST_CASE("ctl wait: all_of waits for the other pools after one failed, and keeps each outcome", "[ctl][wait]") {
+  auto start = [](const char* name) {
+    auto plan = wait_plan({{"cmd", "start"}, {"pool", name}}, {{"ok", true}}, json::object());
+    REQUIRE(plan);
+    return *plan;
+  };
+  const WaitPlan all = all_of("start all", {start("app"), start("web"), start("jobs")});
+  auto named = [](json p, const char* name) {
+    p["name"] = name;
+    return p;
+  };
+  json app = named(pool("failed", 1, json::array()), "app");
+  app["failed_reason"] = "last exit: worker app[0] pid 7 exited with status 3";
+  json jobs = named(pool("failed", 1, json::array()), "jobs");
+  jobs["failed_reason"] = "last exit: worker jobs[0] pid 8 exited with status 4";
+  const json web_starting = named(pool("starting", 1, {worker(0, 9, "starting", "serving", 1, 0.1)}), "web");
+  const json web_up = named(pool("running", 1, {worker(0, 9, "idle", "serving", 1, 2.0)}), "web");
+
+  // app failed, web is still starting: the wait goes on, and says so.
+  const Progress mid = all.check({{"pools", json::array({app, web_starting, jobs})}});
+  CHECK(mid.outcome == Outcome::Pending);
+  CHECK(mid.line == "start all: 0 of 3 done, 2 failed; start web: 0 of 1 workers ready");
+  REQUIRE(mid.parts.size() == 2);
+  CHECK(mid.parts[0].line == "start app: pool app failed: last exit: worker app[0] pid 7 exited with status 3");
+
+  // Every pool settled: failed, with each one's outcome in the order of the requests.
+  const Progress end = all.check({{"pools", json::array({app, web_up, jobs})}});
+  CHECK(end.outcome == Outcome::Failed);
+  CHECK(end.line == "start all: 2 of 3 pools failed");
+  REQUIRE(end.parts.size() == 3);
+  CHECK(end.parts[0].outcome == Outcome::Failed);
+  CHECK(end.parts[1].outcome == Outcome::Done);
+  CHECK(end.parts[1].line == "start web: done, 1 worker ready");
+  CHECK(end.parts[2].outcome == Outcome::Failed);
+  CHECK(end.parts[2].line == "start jobs: pool jobs failed: last exit: worker jobs[0] pid 8 exited with status 4");
 }

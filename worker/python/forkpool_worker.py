@@ -42,6 +42,9 @@ import time
 __all__ = ["Worker", "Connection", "ProtocolError", "PROTOCOL_VERSION"]
 
 PROTOCOL_VERSION = 1
+# forkpool's version, the same as project(VERSION) in CMakeLists.txt (configuring the build
+# checks that they agree): the modules also run without the build, as python3 -m forkpool_wsgi.
+__version__ = "0.1.0"
 
 MSG_CONN = 1  # master -> worker: one connection, its fd by SCM_RIGHTS
 MSG_READY = 16  # worker -> master: ready for work

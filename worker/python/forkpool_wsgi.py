@@ -699,6 +699,8 @@ class _ArgumentParser(argparse.ArgumentParser):
 def parse_args(argv):
     p = _ArgumentParser(prog="forkpool-wsgi",
                                 description="Run a WSGI application as a forkpool worker.")
+    p.add_argument("--version", action="version", version="forkpool-wsgi " + forkpool_worker.__version__,
+                   help="print the version and exit")
     p.add_argument("app", metavar="MODULE:CALLABLE", help="the WSGI application, e.g. mysite.wsgi:application")
     p.add_argument("--threads", type=int, default=1, help="connections served at once by one worker (default 1; set the pool's max_inflight to match)")
     p.add_argument("--access-log", metavar="FILE|-", default="", help="write an access log (gunicorn's format) to FILE or stdout")
