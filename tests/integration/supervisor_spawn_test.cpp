@@ -524,6 +524,9 @@ TEST_CASE("a passed stream socket that is bound but not listening is made to lis
   const auto r = http_get(addr, "/", 15s);
   REQUIRE(r.has_value());
   CHECK(r->status == 200);
+  stop_master(master);
+}
+
 TEST_CASE("passed sockets that match no listen address are closed, and the log line names them",
           "[supervisor][spawn][activation]") {
   TempDir dir;
