@@ -38,7 +38,8 @@ PoolStatus Pool::status() const {
   s.dynamic = config_->dynamic;
   s.min = min_workers();
   s.max = max_workers();
-  s.last_scale = last_scale_;
+  // A dynamic pool's own decisions: a reload that made it fixed leaves none to show.
+  if (config_->dynamic) s.last_scale = last_scale_;
   s.live = live();
   s.ready = ready_count();
 

@@ -367,6 +367,13 @@ TEST_CASE("a reload that changes min_workers and max_workers applies in place", 
     const json p = pool_status(c, "web");
     return p.value("target", 0) == 2 && p.value("live", 0) == 2;
   }));
+  CHECK(pool_status(c, "web")["last_scale"] == "down from 3 to 2: reload");
+
+  // Fixed again: its dynamic decisions are no longer shown as the pool's.
+  write_file(s.dir / "f.toml", supervisor_section() + hello_pool("web", 2));
+  REQUIRE(c.request({{"cmd", "reload"}})["ok"] == true);
+  CHECK(wait_until([&] { return pool_status(c, "web").value("max_workers", 0) == 2; }));
+  CHECK(pool_status(c, "web")["last_scale"] == "");
   stop_master(*s.master);
 }
 
