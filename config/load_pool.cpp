@@ -115,22 +115,6 @@ void load_sizing(TableReader& r, PoolConfig& pool) {
   pool.workers = pool.min_workers;
 }
 
-// "; did you mean "TERM"?" for a misspelt signal name ("TREM", "kil", "SIGTREM"), written
-// the way the user wrote it (with or without "SIG"). A stop_signal is never offered one
-// that check_stop_signal would refuse.
-std::string signal_suggestion(std::string_view written, bool stop) {
-  std::string word;
-  for (char c : written) word += static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
-  const bool sig_prefix = word.starts_with("SIG");
-  if (sig_prefix) word.erase(0, 3);
-  std::vector<std::string> candidates;
-  for (auto& name : signal_names())
-    if (!stop || !check_stop_signal(*signal_from_name(name))) candidates.push_back(std::move(name));
-  auto best = closest_match(word, candidates);
-  if (!best) return {};
-  return "; did you mean \"" + std::string(sig_prefix ? "SIG" : "") + *best + "\"?";
-}
-
 std::optional<int> load_signal(TableReader& r, std::string_view key, bool stop) {
   auto s = r.string(key);
   if (!s) return std::nullopt;

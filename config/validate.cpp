@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config/names.hpp"
+#include "config/suggest.hpp"
 
 namespace forkpool::config {
 
@@ -78,6 +79,22 @@ std::optional<std::string> check_placeholders(std::string_view text) {
     pos = end;
   }
   return std::nullopt;
+}
+
+// "; did you mean "TERM"?" for a misspelt signal name ("TREM", "kil", "SIGTREM"), written
+// the way the user wrote it (with or without "SIG"). A stop_signal is never offered one
+// that check_stop_signal would refuse.
+std::string signal_suggestion(std::string_view written, bool stop) {
+  std::string word;
+  for (char c : written) word += static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+  const bool sig_prefix = word.starts_with("SIG");
+  if (sig_prefix) word.erase(0, 3);
+  std::vector<std::string> candidates;
+  for (auto& name : signal_names())
+    if (!stop || !check_stop_signal(*signal_from_name(name))) candidates.push_back(std::move(name));
+  auto best = closest_match(word, candidates);
+  if (!best) return {};
+  return "; did you mean \"" + std::string(sig_prefix ? "SIG" : "") + *best + "\"?";
 }
 
 std::optional<std::string> check_stop_signal(int signo) {

@@ -31,6 +31,10 @@ std::optional<std::string> check_placeholders(std::string_view text);
 // STOP cannot even be handled, and TSTP, TTIN and TTOU leave a program that does not
 // handle them frozen until graceful_timeout, then killed.
 std::optional<std::string> check_stop_signal(int signo);
+// "; did you mean \"TERM\"?" for a misspelt signal name ("TREM", "kil", "SIGTREM"), in the
+// way it was written (with or without "SIG"); "" when nothing is close. With `stop`, only
+// signals check_stop_signal accepts are offered.
+std::string signal_suggestion(std::string_view written, bool stop);
 
 // restart_delay "0" with flap_window "0": no delay would slow a crash loop down and no
 // window would stop it, so the master would fork as fast as the worker can crash.

@@ -8,6 +8,7 @@
 
 #include "config/names.hpp"
 #include "config/suggest.hpp"
+#include "config/validate.hpp"
 #include "supervisor/observe/log.hpp"
 #include "supervisor/pool/pool.hpp"
 #include "supervisor/observe/prometheus.hpp"
@@ -154,7 +155,11 @@ void cmd_kill(ControlTarget& t, ControlClient& c, const json& r) {
     const bool number = !name.empty() && name.find_first_not_of("-+0123456789") == std::string::npos;
     if (!parsed && number)
       throw BadRequest{"kill: no signal " + name + " (signal numbers are 1 to " + std::to_string(NSIG - 1) + ")"};
-    if (!parsed) throw BadRequest{"kill: unknown signal \"" + name + "\" (e.g. TERM, KILL, HUP, USR1 or a number)"};
+    if (!parsed) {
+      const std::string hint = config::signal_suggestion(name, false);
+      throw BadRequest{"kill: unknown signal \"" + name + "\"" +
+                       (hint.empty() ? std::string(" (e.g. TERM, KILL, HUP, USR1 or a number)") : hint)};
+    }
     signo = *parsed;
   }
   if (!pool.signal_worker(*worker, signo))

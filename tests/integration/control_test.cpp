@@ -786,6 +786,8 @@ TEST_CASE("control kill signals one worker which is then replaced", "[control]")
 
   CHECK_THAT(error_of(c.request({{"cmd", "kill"}, {"pool", "web"}, {"worker", 0}, {"signal", "NOPE"}})),
              Catch::Contains("unknown signal \"NOPE\""));
+  CHECK_THAT(error_of(c.request({{"cmd", "kill"}, {"pool", "web"}, {"worker", 0}, {"signal", "TREM"}})),
+             Catch::Contains("unknown signal \"TREM\"; did you mean \"TERM\"?"));
   CHECK_THAT(error_of(c.request({{"cmd", "kill"}, {"pool", "web"}, {"worker", 0}, {"signal", json::object()}})),
              Catch::Contains("unknown signal"));
   CHECK_THAT(error_of(c.request({{"cmd", "kill"}, {"pool", "web"}, {"worker", 2}, {"signal", "KILL"}})),
