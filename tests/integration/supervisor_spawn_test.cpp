@@ -433,6 +433,16 @@ TEST_CASE("under systemd-socket-activate the master adopts the passed socket and
   stop_master(master);
 }
 
+namespace {
+
+// A GET / at `addr` is answered 200.
+bool answers_200(const std::string& addr) {
+  const auto r = http_get(addr, "/", 15s);
+  return r.has_value() && r->status == 200;
+}
+
+}  // namespace
+
 TEST_CASE("numeric user and group ids reach the worker, with or without a passwd entry", "[supervisor][spawn][identity]") {
   if (::geteuid() != 0) {
     skip_test("needs root to switch users");
@@ -489,9 +499,7 @@ TEST_CASE("a datagram socket passed for a tcp address is not adopted: the master
   // failing, and TCP connections were refused.
   CHECK(!master.wait_log("\\[listener.unclaimed\\]").empty());
   CHECK(master.all_matches("(socket passed by systemd)").empty());
-  const auto r = http_get(addr, "/", 15s);
-  REQUIRE(r.has_value());
-  CHECK(r->status == 200);
+  CHECK(answers_200(addr));
   stop_master(master);
 }
 
@@ -521,9 +529,7 @@ TEST_CASE("a passed stream socket that is bound but not listening is made to lis
   REQUIRE(!master.wait_log("every pool has its workers ready", 20s).empty());
   CHECK(!master.wait_log("listens on tcp://" + addr + " \\(socket passed by systemd\\)").empty());
   CHECK(!master.wait_log("\\[listener.passed_invalid\\] LISTEN_FDS named 1 descriptor").empty());
-  const auto r = http_get(addr, "/", 15s);
-  REQUIRE(r.has_value());
-  CHECK(r->status == 200);
+  CHECK(answers_200(addr));
   stop_master(master);
 }
 
