@@ -260,12 +260,12 @@ PoolConfig load_pool(const std::string& name, const toml::table& table,
   }
   assign(pool.isolate, r.choice<Isolation>("isolate", isolation_from_string, {"none", "pid"}));
 
+  const auto group = r.string("group");
   if (auto user = r.string("user"); user && !user->empty()) {
-    const auto group = r.string("group");
     if (auto problem = check_user_exists(*user, group && !group->empty())) r.error("user", *problem);
     pool.user = *user;
   }
-  if (auto group = r.string("group"); group && !group->empty()) {
+  if (group && !group->empty()) {
     if (auto problem = check_group_exists(*group)) r.error("group", *problem);
     pool.group = *group;
   }

@@ -364,7 +364,7 @@ std::string Master::status_line() const {
            " ready";
     // While the master starts its pools one after another, one not reached yet is
     // "stopped" only in the sense that it has not begun.
-    const bool not_begun = state_ == MasterState::Starting && pool->state() == shm::PoolState::Stopped;
+    const bool not_begun = launching_ && pool->state() == shm::PoolState::Stopped;
     if (pool->state() != shm::PoolState::Running)
       out += " (" + std::string(not_begun ? "starting" : shm::to_string(pool->state())) + ")";
   }

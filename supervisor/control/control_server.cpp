@@ -141,7 +141,10 @@ DeferredReply ControlClient::defer() {
 void ControlClient::resume() {
   deferred_ = false;
   if (closing_) return;
-  last_request_ = uv_now(server_->loop_);  // the idle clock starts at the reply
+  // The idle clock starts at the reply, and so does the deadline of a request that was
+  // half here when the reply was deferred: its sender waited for that reply too.
+  last_request_ = uv_now(server_->loop_);
+  request_started_ = buffer_.empty() ? std::nullopt : std::optional<std::uint64_t>(last_request_);
   // Requests that came with or after the deferred one, then the half-close if it came.
   server_->handle_input(*this);
   if (closing_ || deferred_) return;
@@ -164,7 +167,14 @@ void DeferredReply::reply(const nlohmann::json& object) {
   if (!c || *c == nullptr || (*c)->closing_) return;
   ControlClient& client = **c;
   client.reply(object);
-  client.resume();
+  // Its next requests run on the next loop turn, never inside the caller (a shutdown
+  // refusing the upgrade must not run a queued `scale` halfway through itself). The
+  // client's timer is free meanwhile (no deadline runs while a reply is owed); drop()
+  // stops it.
+  uv_timer_start(client.timer_, [](uv_timer_t* t) {
+    auto* owner = static_cast<ControlClient*>(t->data);
+    if (owner != nullptr && !owner->closing_) owner->resume();
+  }, 0, 0);
 }
 
 void ControlClient::close_after_writes() {

@@ -160,6 +160,8 @@ void InheritedSockets::claim_at_start() {
     const int fd = systemd::kListenFdsStart + i;
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+      // Open but not a socket: not ours to close, but no program of ours inherits it.
+      if (st.st_mode != 0) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
       ++c.not_sockets;
       continue;
     }

@@ -72,6 +72,8 @@ void Pool::handle_exit_of(pid_t pid, int wait_status) {
   slot->last_exit_status = wait_status;
   for (WorkerProcess* other : {slot->process.get(), slot->replacement.get()})
     if (other != nullptr) ctx_.scoreboard->set_last_exit(other->identity().scoreboard_slot, wait_status);
+  for (const auto& other : slot->retiring)
+    if (other) ctx_.scoreboard->set_last_exit(other->identity().scoreboard_slot, wait_status);
   if (reason == ExitReason::Crashed || reason == ExitReason::Fatal)
     ctx_.scoreboard->count(index_, shm::PoolCounter::Crashed);
   p->reaped();

@@ -144,7 +144,8 @@ SpawnPlan build_spawn_plan(const config::PoolConfig& pool, const WorkerContext& 
     plan.gid = pool.group.empty() ? account->gid : lookup_group(pool.group);
     if (plan.gid == kNoGid)
       throw std::runtime_error("uid " + pool.user + " has no passwd entry to take a primary group from; give `group` too");
-    plan.groups = supplementary_groups(*account, plan.gid);
+    // A uid without a passwd entry belongs to no group list: its group alone.
+    plan.groups = account->gid == kNoGid ? std::vector<gid_t>{plan.gid} : supplementary_groups(*account, plan.gid);
     if (!pool.group.empty())  // the passwd group is replaced, not added to
       std::erase_if(plan.groups, [&](gid_t g) { return g == account->gid && g != plan.gid; });
     env["USER"] = account->name;

@@ -30,6 +30,7 @@
 
 #include "support/control_client.hpp"
 #include "support/http_client.hpp"
+#include "support/fd_flags.hpp"
 #include "support/master_process.hpp"
 #include "support/run_command.hpp"
 #include "support/temp_dir.hpp"
@@ -510,8 +511,8 @@ TEST_CASE("a passed stream socket that is bound but not listening is made to lis
   const std::string addr = "127.0.0.1:" + std::to_string(port);
   write_file(dir / "f.toml", "[pools.web]\ncommand = [" + quoted(hello_binary().string()) + "]\nlisten = [\"tcp://" +
                                  addr + "\"]\nworkers = 1\n");
-  // Binds without listen(2), puts it at descriptor 3, says LISTEN_FDS=2 (descriptor 4 is
-  // not open: a wrapper that miscounted), and execs forkpool in the same process
+  // Binds without listen(2), puts it at descriptor 3 and /dev/null at 4, says LISTEN_FDS=3
+  // (descriptor 5 is not open: a wrapper that miscounted), and execs forkpool in the same process
   // (LISTEN_PID stays right). Before, the master's own descriptor that came to be 4 was
   // taken for a passed socket and closed, and the master hung.
   const std::string script =
@@ -522,13 +523,20 @@ TEST_CASE("a passed stream socket that is bound but not listening is made to lis
       "os.dup2(s.fileno(), 3)\n"
       "os.set_inheritable(3, True)\n"
       "os.closerange(4, 64)\n"
-      "os.environ['LISTEN_FDS'] = '2'\n"
+      "f = os.open('/dev/null', os.O_RDONLY)\n"
+      "os.dup2(f, 4)\n"
+      "os.close(f)\n"
+      "os.environ['LISTEN_FDS'] = '3'\n"
       "os.environ['LISTEN_PID'] = str(os.getpid())\n"
       "os.execv(sys.argv[1], sys.argv[1:])\n";
   MasterProcess master(dir / "f.toml", {"python3", "-c", script});
   REQUIRE(!master.wait_log("every pool has its workers ready", 20s).empty());
   CHECK(!master.wait_log("listens on tcp://" + addr + " \\(socket passed by systemd\\)").empty());
-  CHECK(!master.wait_log("\\[listener.passed_invalid\\] LISTEN_FDS named 1 descriptor").empty());
+  CHECK(!master.wait_log("\\[listener.passed_invalid\\] LISTEN_FDS named 2 descriptor").empty());
+  // Descriptor 4 (a file, not a socket) is left open but reaches no program of ours.
+  const auto flags = fd_flags(master.pid(), 4);
+  REQUIRE(flags.has_value());
+  CHECK((*flags & O_CLOEXEC) != 0);
   CHECK(answers_200(addr));
   stop_master(master);
 }

@@ -10,6 +10,7 @@
 
 #include <fstream>
 #include <future>
+#include <thread>
 
 #include "upgrade_support.hpp"
 
@@ -194,4 +195,46 @@ TEST_CASE("a reload while the new binary is checked refuses the upgrade, and a c
   CHECK(s["master"]["upgrades"] == 0);
   CHECK(pool_in(s, "web")["workers"].size() == 2);
   CHECK(hello_answers(addr));
+}
+
+TEST_CASE("a request half sent behind a deferred upgrade gets its full deadline after the answer",
+          "[upgrade][preflight][control]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 1));
+  REQUIRE(m.ready());
+  install_gated_build(m);
+  ControlClient c(m.socket(), 5s);
+  REQUIRE(c.send_raw("{\"cmd\":\"upgrade\"}\n{\"cmd\":\"sta"));
+  REQUIRE(wait_until([&] { return runs(m).size() == 1; }, 20s));
+  // Longer than a request may take to arrive (5 s): the clock of the half-sent one must
+  // not have run while the master owed the upgrade's answer. Before, it had, and the
+  // client was closed with "incomplete request line; timed out" right after the answer.
+  std::this_thread::sleep_for(6s);
+  REQUIRE(open_gate(m, "fail"));
+  const auto refused = c.read_json(20s);
+  REQUIRE(refused.has_value());
+  CHECK(refused->value("error", "").find("slow build gave up") != std::string::npos);
+  REQUIRE(c.send_raw("tus\"}\n"));
+  const auto status = c.read_json(5s);
+  REQUIRE(status.has_value());
+  CHECK(status->contains("pools"));
+}
+
+TEST_CASE("requests queued behind an upgrade that a shutdown refuses run after the shutdown began",
+          "[upgrade][preflight][signals]") {
+  UpgradeMaster m(supervisor_section() + hello_pool("web", 1));
+  REQUIRE(m.ready());
+  install_gated_build(m);
+  ControlClient c(m.socket(), 5s);
+  REQUIRE(c.send_raw("{\"cmd\":\"upgrade\"}\n{\"cmd\":\"scale\",\"pool\":\"web\",\"workers\":3}\n"));
+  REQUIRE(wait_until([&] { return runs(m).size() == 1; }, 20s));
+  m.process->signal(SIGTERM);
+  const auto refused = c.read_json(10s);
+  REQUIRE(refused.has_value());
+  CHECK(refused->value("error", "").find("the master is shutting down") != std::string::npos);
+  const auto scaled = c.read_json(10s);
+  REQUIRE(scaled.has_value());
+  REQUIRE(m.process->wait_exit(20s).has_value());
+  // Before, the queued scale ran inside the shutdown, before the pools were stopped, and
+  // started two workers that were killed a moment later.
+  CHECK(m.process->all_matches("(worker web\\[[12]\\] pid [0-9]+ started)").empty());
 }

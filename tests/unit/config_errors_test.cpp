@@ -480,3 +480,11 @@ TEST_CASE("config errors: every key written in the other table says where it bel
     CHECK(ds.front().message == "unknown key here; it belongs in a pool's [pools.NAME] table");
   }
 }
+
+TEST_CASE("config errors: a group of the wrong type beside a user is reported once", "[config][errors]") {
+  // Numbers are ids now, so `group = 65534` unquoted is a natural slip: one error, not two.
+  const auto ds = diagnostics_of("[pools.web]\ncommand = [\"/bin/true\"]\nuser = \"root\"\ngroup = 65534\n");
+  INFO(dump(ds));
+  REQUIRE(ds.size() == 1);
+  CHECK(ds[0].key == "pools.web.group");
+}
