@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <future>
@@ -185,12 +186,22 @@ TEST_CASE("reload of max_requests applies to the running workers, and of 0 stops
     CHECK(other.get() == n / 2);
   };
   auto recycled = [&] { return pool_status(c, "web")["counters"].value("recycled", -1); };
-  serve_both(60);  // between the two workers, no limit yet
+  // Between the two workers, no limit yet, until each has had more than the limit to
+  // come. The two clients do not share the work evenly on a loaded machine (one handled
+  // 55 and the other 5 once, when the loop was a fixed 60 requests): a worker under the
+  // limit is rightly not replaced by the reload, and the test used to fail on it, since
+  // its check of the counts read a destroyed temporary and checked nothing.
+  const auto fewest_handled = [&] {
+    const json pool = pool_status(c, "web");
+    std::uint64_t least = ~std::uint64_t{0};
+    for (const auto& w : pool["workers"]) least = std::min(least, w.value("handled", std::uint64_t{0}));
+    return pool["workers"].size() == 2 ? least : 0;
+  };
+  REQUIRE(wait_until([&] {
+    serve_both(20);
+    return fewest_handled() > 10;
+  }, kSettle));
   CHECK(recycled() == 0);
-  for (const auto& w : pool_status(c, "web")["workers"]) {
-    INFO(w.dump());
-    CHECK(w.value("handled", 0) > 10);
-  }
 
   // Both workers are past the new limit: they are replaced, one at a time (a rolling
   // restart's batch is a quarter of the pool, at least one).
@@ -202,14 +213,8 @@ TEST_CASE("reload of max_requests applies to the running workers, and of 0 stops
     serve(1);
     return recycled() >= 2;
   }, kSettle));
-  // Both are replaced for the reload, the second after the first (a batch of one), and a
-  // replacement that meanwhile reaches its own limit is recycled first: under a loaded CI
-  // machine that chain took longer than the default 10 s once, so the deadline is kSettle.
-  const bool both = wait_until(
-      [&] { return m.process->all_matches("(max_requests lowered by a reload)").size() >= 2; }, kSettle);
-  INFO(m.process->log());  // which worker was replaced when, if this fails again
-  CHECK(both);
-  CHECK(m.process->all_matches("(max_requests lowered by a reload)").size() == 2);
+  // Both are replaced for the reload, the second after the first (a batch of one).
+  CHECK(wait_until([&] { return m.process->all_matches("(max_requests lowered by a reload)").size() == 2; }));
 
   // 0 turns recycling off for the running workers too.
   m.rewrite(supervisor_section() + hello_pool("web", 2));
