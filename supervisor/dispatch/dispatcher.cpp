@@ -69,7 +69,6 @@ void Dispatcher::set_listeners(const std::vector<ListenerRef>& listeners) {
   // Watches go before anything else: libuv must not be watching an fd number we no
   // longer hold (and a new watch on the same fd needs the old one gone).
   accept_watches_.clear();
-  listener_broken_.clear();
   listener_fds_.clear();
   listener_nodelay_.clear();
   listeners_.clear();
@@ -85,7 +84,6 @@ void Dispatcher::set_listeners(const std::vector<ListenerRef>& listeners) {
     listener_nodelay_.push_back(l->set_nodelay(true) ? FP_FD_NODELAY : 0u);
     listener_fds_.push_back(l->fd.get());
     accept_watches_.push_back(std::make_unique<FdWatch>(ctx_.loop, l->fd.get()));
-    listener_broken_.push_back(false);
   }
   update_accepting();
 }
@@ -187,7 +185,7 @@ void Dispatcher::update_accepting() {
   if (want == accepting_) return;
   accepting_ = want;
   for (std::size_t i = 0; i < accept_watches_.size(); ++i) {
-    if (want && !listener_broken_[i]) accept_watches_[i]->start(UV_READABLE, [this, i](int, int) { accept_from(i); });
+    if (want) accept_watches_[i]->start(UV_READABLE, [this, i](int, int) { accept_from(i); });
     else accept_watches_[i]->stop();
   }
 }
@@ -206,17 +204,6 @@ void Dispatcher::accept_from(std::size_t listener) {
       if (out_of_resources(errno)) {
         const int err = errno;
         pause_for_descriptors(std::string("accept: ") + std::strerror(err), err != EMFILE);
-        break;
-      }
-      if (errno == EINVAL || errno == EOPNOTSUPP || errno == ENOTSOCK || errno == EBADF) {
-        // Not a listening stream socket (a datagram socket passed in for a tcp:// address,
-        // say): readable for ever, and no accept will succeed.
-        const int err = errno;
-        listener_broken_[listener] = true;
-        accept_watches_[listener]->stop();
-        log::error("listener.broken", "pool {}: {} cannot accept connections (accept: {}); no longer watched",
-                   pool_->name, listener < listeners_.size() ? listeners_[listener]->address.text : std::string("a listener"),
-                   std::strerror(err));
         break;
       }
       continue;  // ECONNABORTED and friends: that client is gone, the next one may not be

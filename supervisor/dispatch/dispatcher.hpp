@@ -146,9 +146,6 @@ class Dispatcher {
   std::vector<int> listener_fds_;
   std::vector<std::uint32_t> listener_nodelay_;  // per listener: FP_FD_NODELAY if its TCP_NODELAY is set
   std::vector<std::unique_ptr<FdWatch>> accept_watches_;
-  // Per listener: accept(2) failed in a way no retry mends (not a listening stream socket):
-  // it is no longer watched, or the loop would spin on it.
-  std::vector<bool> listener_broken_;
   bool accepting_ = false;
   bool shut_ = false;
   bool paused_ = false;

@@ -84,15 +84,18 @@ std::string describe_bound(int fd, const config::ListenAddress& a) {
   return bound.empty() ? a.text : bound;
 }
 
+// SOCK_STREAM, SOCK_DGRAM, ...; -1 if `fd` is no socket.
+int socket_type(int fd) {
+  int type = 0;
+  socklen_t len = sizeof type;
+  return ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 ? type : -1;
+}
+
 // A passed socket for the log: its address, and what is odd about it.
 std::string describe_passed(int fd) {
   std::string text = socket_address(fd);
-  int type = 0;
-  socklen_t type_len = sizeof type;
-  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) != 0)
-    return "fd " + std::to_string(fd) + " (not a socket)";
   if (text.empty()) text = "fd " + std::to_string(fd) + " (no TCP or Unix address)";
-  if (type != SOCK_STREAM) text += " (not a stream socket)";
+  if (socket_type(fd) != SOCK_STREAM) text += " (not a stream socket)";
   return text;
 }
 
@@ -159,9 +162,10 @@ void InheritedSockets::claim_at_start() {
   for (int i = 0; i < n; ++i) {
     const int fd = systemd::kListenFdsStart + i;
     struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    const bool open = ::fstat(fd, &st) == 0;
+    if (!open || !S_ISSOCK(st.st_mode)) {
       // Open but not a socket: not ours to close, but no program of ours inherits it.
-      if (st.st_mode != 0) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+      if (open) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
       ++c.not_sockets;
       continue;
     }
@@ -189,10 +193,7 @@ OwnedFd InheritedSockets::take(const config::ListenAddress& address) {
     if (!fd) continue;
     // Only a stream socket serves a listen address: a datagram socket bound to the same
     // address (ListenDatagram=) stays unclaimed and is closed with a warning.
-    int type = 0;
-    socklen_t len = sizeof type;
-    if (::getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) continue;
-    if (same_address(fd.get(), address)) return std::move(fd);
+    if (socket_type(fd.get()) == SOCK_STREAM && same_address(fd.get(), address)) return std::move(fd);
   }
   return OwnedFd();
 }

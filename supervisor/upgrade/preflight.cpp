@@ -80,8 +80,6 @@ std::string joined(const std::vector<std::string>& args) {
   return what;
 }
 
-}  // namespace
-
 void require_success(const std::vector<std::string>& args, const ProbeResult& r) {
   if (WIFEXITED(r.wait_status) && WEXITSTATUS(r.wait_status) == 0) return;
   std::string out = joined(args) + " " + describe_wait_status(r.wait_status);
@@ -92,16 +90,6 @@ void require_success(const std::vector<std::string>& args, const ProbeResult& r)
   const std::string first = first_nl == std::string::npos ? detail : detail.substr(0, first_nl);
   if (!first.empty()) out += ": " + (first.size() > 300 ? first.substr(0, 300) + "..." : first);
   throw UpgradeRefused(out);
-}
-
-std::string own_binary_path() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return {};
-  std::string path(buf, static_cast<std::size_t>(n));
-  // A file replaced or removed since it was started: its old name is no program.
-  if (path.ends_with(" (deleted)")) return {};
-  return path;
 }
 
 std::string binary_to_check(const std::string& resolved) {
@@ -143,6 +131,18 @@ NewBinary read_upgrade_info(const std::string& binary, const ProbeResult& r) {
                          theirs->get<std::string>() + ", this master " + layout +
                          ": restart instead of upgrading");
   return b;
+}
+
+}  // namespace
+
+std::string own_binary_path() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return {};
+  std::string path(buf, static_cast<std::size_t>(n));
+  // A file replaced or removed since it was started: its old name is no program.
+  if (path.ends_with(" (deleted)")) return {};
+  return path;
 }
 
 Preflight::Preflight(uv_loop_t* loop, const std::string& resolved, std::filesystem::path config_file,

@@ -50,16 +50,6 @@ struct ProbeResult {
   std::string output;  // stdout and stderr together, at most 64 KiB
 };
 
-// The binary to check: `resolved` (the path of /proc/self/exe at start-up) unless empty,
-// else /proc/self/exe. Throws UpgradeRefused unless it is an executable file.
-std::string binary_to_check(const std::string& resolved);
-// What `BINARY --upgrade-info` said, if it says this image can hand over to it.
-// Throws UpgradeRefused.
-NewBinary read_upgrade_info(const std::string& binary, const ProbeResult& r);
-// Throws UpgradeRefused unless the run of `args` exited 0, naming how it ended and the
-// first line it printed.
-void require_success(const std::vector<std::string>& args, const ProbeResult& r);
-
 // The path /proc/self/exe names now ("" if it cannot be read).
 std::string own_binary_path();
 
@@ -69,8 +59,9 @@ class Preflight {
   using Outcome = std::variant<NewBinary, UpgradeRefused>;
   using Done = std::function<void(Outcome)>;
 
-  // Starts `BINARY --upgrade-info`. Throws UpgradeRefused if that cannot even begin (no
-  // such file, not executable, spawn failed). `done` is called once, from a loop
+  // Starts `BINARY --upgrade-info`; BINARY is `resolved` (the path of /proc/self/exe at
+  // start-up) unless empty, else /proc/self/exe. Throws UpgradeRefused if that cannot even
+  // begin (no such file, not an executable file, spawn failed). `done` is called once, from a loop
   // callback (or from exited()), unless the Preflight is destroyed first; the Preflight
   // may be destroyed inside it.
   Preflight(uv_loop_t* loop, const std::string& resolved, std::filesystem::path config_file, Done done);

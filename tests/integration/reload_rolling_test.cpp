@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -39,23 +40,38 @@ std::set<pid_t> pids_in_role(const json& pool, const std::string& role) {
   return out;
 }
 
+// A settled pool of two hello workers, then a reload to a program that never becomes
+// ready: its replacements start and stay starting (ready_timeout "0": never killed by
+// their own deadline) while the old workers serve on.
+struct StuckDeploy {
+  static constexpr int kWorkers = 2;
+  const std::string extra = "ready_timeout = \"0\"\n";
+  const std::string good = supervisor_section() + hello_pool("web", kWorkers, extra);
+  Master m{good};
+  const std::string addr = m.process->wait_listen_address("web");
+  ControlClient c = m.client();
+  std::map<unsigned, pid_t> before;  // the serving workers before the deploy
+
+  // The reload's reply.
+  json deploy() {
+    REQUIRE(m.ready());
+    REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), kWorkers); }));
+    before = serving_pids(pool_status(c, "web"));
+    m.rewrite(supervisor_section() + never_ready_pool("web", kWorkers, extra));
+    return m.reload();
+  }
+};
+
 }  // namespace
 
 TEST_CASE("a reload back to the running settings stops a replacement that never became ready and keeps the workers",
           "[reload][rolling]") {
-  constexpr int kWorkers = 2;
-  // ready_timeout "0": the stuck replacement would never be killed by its own deadline.
-  const std::string extra = "ready_timeout = \"0\"\n";
-  const std::string good = supervisor_section() + hello_pool("web", kWorkers, extra);
-  Master m(good);
-  const std::string addr = m.process->wait_listen_address("web");
-  REQUIRE(m.ready());
-  auto c = m.client();
-  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), kWorkers); }));
-  const auto before = serving_pids(pool_status(c, "web"));
-
-  m.rewrite(supervisor_section() + never_ready_pool("web", kWorkers, extra));
-  const json r = m.reload();
+  StuckDeploy d;
+  Master& m = d.m;
+  ControlClient& c = d.c;
+  const std::string& addr = d.addr;
+  constexpr int kWorkers = StuckDeploy::kWorkers;
+  const json r = d.deploy();
   require_reloaded(r, 2);
   check_change(r, "web", "replace", {"command"});
   std::set<pid_t> stuck;
@@ -65,7 +81,7 @@ TEST_CASE("a reload back to the running settings stops a replacement that never 
   }));
 
   // The corrective reload: the file as the serving workers were started with it.
-  m.rewrite(good);
+  m.rewrite(d.good);
   const RunResult fixed = m.ctl({"reload"});
   INFO(fixed.out << fixed.err);
   CHECK(fixed.exited);
@@ -76,7 +92,7 @@ TEST_CASE("a reload back to the running settings stops a replacement that never 
   CHECK(settled(web, kWorkers));
   CHECK(all_replaced(web, 3, {}));
   // Nothing needed replacing: the same processes serve, and the stuck one is gone.
-  CHECK(serving_pids(web) == before);
+  CHECK(serving_pids(web) == d.before);
   for (const pid_t pid : stuck) {
     INFO("stuck replacement pid " << pid);
     CHECK(wait_until([&] { return !is_child_of(pid, m.process->pid()); }, 10s));
@@ -88,17 +104,12 @@ TEST_CASE("a reload back to the running settings stops a replacement that never 
 
 TEST_CASE("a serving worker killed beside a replacement that never becomes ready is started again, and the slot serves",
           "[reload][rolling]") {
-  constexpr int kWorkers = 2;
-  const std::string extra = "ready_timeout = \"0\"\n";
-  const std::string good = supervisor_section() + hello_pool("web", kWorkers, extra);
-  Master m(good);
-  const std::string addr = m.process->wait_listen_address("web");
-  REQUIRE(m.ready());
-  auto c = m.client();
-  REQUIRE(wait_until([&] { return settled(pool_status(c, "web"), kWorkers); }));
-
-  m.rewrite(supervisor_section() + never_ready_pool("web", kWorkers, extra));
-  require_reloaded(m.reload(), 2);
+  StuckDeploy d;
+  Master& m = d.m;
+  ControlClient& c = d.c;
+  const std::string& addr = d.addr;
+  constexpr int kWorkers = StuckDeploy::kWorkers;
+  require_reloaded(d.deploy(), 2);
   // One slot at a time (a quarter of the pool, at least one) gets a replacement.
   unsigned slot = 0;
   pid_t stuck = 0;
@@ -140,7 +151,7 @@ TEST_CASE("a serving worker killed beside a replacement that never becomes ready
   CHECK(hello_answers(addr));
 
   // The reload back to the good file finds nothing to replace.
-  m.rewrite(good);
+  m.rewrite(d.good);
   const RunResult fixed = m.ctl({"reload"});
   INFO(fixed.out << fixed.err);
   CHECK(fixed.exit_code == 0);

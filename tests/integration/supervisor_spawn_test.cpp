@@ -436,6 +436,12 @@ TEST_CASE("under systemd-socket-activate the master adopts the passed socket and
 
 namespace {
 
+// One hello worker in master dispatch on tcp://ADDR.
+std::string hello_at(const std::string& addr) {
+  return "[pools.web]\ncommand = [" + quoted(hello_binary().string()) + "]\nlisten = [\"tcp://" + addr +
+         "\"]\nworkers = 1\n";
+}
+
 // A GET / at `addr` is answered 200.
 bool answers_200(const std::string& addr) {
   const auto r = http_get(addr, "/", 15s);
@@ -482,8 +488,7 @@ TEST_CASE("a datagram socket passed for a tcp address is not adopted: the master
   TempDir dir;
   const int port = free_port();
   const std::string addr = "127.0.0.1:" + std::to_string(port);
-  write_file(dir / "f.toml", "[pools.web]\ncommand = [" + quoted(hello_binary().string()) + "]\nlisten = [\"tcp://" +
-                                 addr + "\"]\nworkers = 1\n");
+  write_file(dir / "f.toml", hello_at(addr));
   MasterProcess master(dir / "f.toml", {"systemd-socket-activate", "--datagram", "-l", addr});
   REQUIRE(!master.wait_log("Listening on " + addr).empty());
   // A datagram wakes systemd-socket-activate, which then execs forkpool with the UDP socket.
@@ -509,8 +514,7 @@ TEST_CASE("a passed stream socket that is bound but not listening is made to lis
   TempDir dir;
   const int port = free_port();
   const std::string addr = "127.0.0.1:" + std::to_string(port);
-  write_file(dir / "f.toml", "[pools.web]\ncommand = [" + quoted(hello_binary().string()) + "]\nlisten = [\"tcp://" +
-                                 addr + "\"]\nworkers = 1\n");
+  write_file(dir / "f.toml", hello_at(addr));
   // Binds without listen(2), puts it at descriptor 3 and /dev/null at 4, says LISTEN_FDS=3
   // (descriptor 5 is not open: a wrapper that miscounted), and execs forkpool in the same process
   // (LISTEN_PID stays right). Before, the master's own descriptor that came to be 4 was

@@ -42,6 +42,19 @@ std::vector<pid_t> runs(const UpgradeMaster& m) {
   return out;
 }
 
+// The gated build has been started `n` times (the n-th run waits at the gate).
+bool runs_reach(const UpgradeMaster& m, std::size_t n) {
+  return wait_until([&] { return runs(m).size() == n; }, 20s);
+}
+
+// A master of one hello worker, ready, with the gated build installed as its new binary.
+struct GatedMaster : UpgradeMaster {
+  GatedMaster() : UpgradeMaster(supervisor_section() + hello_pool("web", 1)) {
+    REQUIRE(ready());
+    install_gated_build(*this);
+  }
+};
+
 // Lets the run waiting at the gate go on with `line` ("go" or "fail"). Wait for the next
 // run (runs()) before opening the gate again: a run still closing the FIFO would take
 // the line meant for the next.
@@ -78,7 +91,7 @@ TEST_CASE("while a new binary is slow to pass its checks the master serves, answ
   install_gated_build(m);
 
   auto first = std::async(std::launch::async, [&] { return m.ctl({"upgrade"}); });
-  REQUIRE(wait_until([&] { return runs(m).size() == 1; }, 20s));
+  REQUIRE(runs_reach(m, 1));
   // `--upgrade-info` waits at the gate, and the loop goes on: before, the master waited
   // for it (up to 10 s) and this status came only then.
   ControlClient c(m.socket(), 5s);
@@ -101,7 +114,7 @@ TEST_CASE("while a new binary is slow to pass its checks the master serves, answ
   // A request sent right behind the upgrade is answered after it, in order.
   ControlClient pipelined(m.socket(), 5s);
   REQUIRE(pipelined.send_raw("{\"cmd\":\"upgrade\"}\n{\"cmd\":\"status\"}\n"));
-  REQUIRE(wait_until([&] { return runs(m).size() == 2; }, 20s));
+  REQUIRE(runs_reach(m, 2));
   REQUIRE(open_gate(m, "fail"));
   const auto refused = pipelined.read_json(20s);
   REQUIRE(refused.has_value());
@@ -112,9 +125,9 @@ TEST_CASE("while a new binary is slow to pass its checks the master serves, answ
 
   // The same build passing both checks: the answer comes once both have run.
   auto again = std::async(std::launch::async, [&] { return m.ctl({"upgrade"}); });
-  REQUIRE(wait_until([&] { return runs(m).size() == 3; }, 20s));
+  REQUIRE(runs_reach(m, 3));
   REQUIRE(open_gate(m, "go"));
-  REQUIRE(wait_until([&] { return runs(m).size() == 4; }, 20s));  // the --check run
+  REQUIRE(runs_reach(m, 4));  // the --check run
   CHECK(again.wait_for(0s) != std::future_status::ready);
   REQUIRE(open_gate(m, "go"));
   const RunResult ok = again.get();
@@ -152,11 +165,9 @@ TEST_CASE("a new binary that never finishes its check is killed, with what it st
 
 TEST_CASE("TERM while a new binary is checked stops the master at once and refuses the upgrade",
           "[upgrade][preflight][signals]") {
-  UpgradeMaster m(supervisor_section() + hello_pool("web", 1));
-  REQUIRE(m.ready());
-  install_gated_build(m);
+  GatedMaster m;
   auto r = std::async(std::launch::async, [&] { return m.ctl({"upgrade"}); });
-  REQUIRE(wait_until([&] { return runs(m).size() == 1; }, 20s));
+  REQUIRE(runs_reach(m, 1));
   m.process->signal(SIGTERM);
   const auto code = m.process->wait_exit(8s);  // before, it waited out the run's 10 s first
   REQUIRE(code.has_value());
@@ -170,22 +181,20 @@ TEST_CASE("TERM while a new binary is checked stops the master at once and refus
 
 TEST_CASE("a reload while the new binary is checked refuses the upgrade, and a client gone meanwhile costs nothing",
           "[upgrade][preflight][reload]") {
-  UpgradeMaster m(supervisor_section() + hello_pool("web", 1));
-  REQUIRE(m.ready());
+  GatedMaster m;
   const std::string addr = m.process->wait_listen_address("web");
-  install_gated_build(m);
   EventStream events(m.socket());
   REQUIRE(events.subscribed());
   {
     // Asks and leaves at once: the reply owed to it goes nowhere.
     ControlClient c(m.socket(), 5s);
     REQUIRE(c.send_raw("{\"cmd\":\"upgrade\"}\n"));
-    REQUIRE(wait_until([&] { return runs(m).size() == 1; }, 20s));
+    REQUIRE(runs_reach(m, 1));
   }
   replace_file(m.config_path(), supervisor_section() + hello_pool("web", 2));
   REQUIRE(m.ctl({"reload"}).exit_code == 0);
   REQUIRE(open_gate(m, "go"));
-  REQUIRE(wait_until([&] { return runs(m).size() == 2; }, 20s));  // the --check run
+  REQUIRE(runs_reach(m, 2));  // the --check run
   REQUIRE(open_gate(m, "go"));
   const auto e = events.wait_for("master.upgrade_failed");
   REQUIRE(e.has_value());
@@ -199,12 +208,10 @@ TEST_CASE("a reload while the new binary is checked refuses the upgrade, and a c
 
 TEST_CASE("a request half sent behind a deferred upgrade gets its full deadline after the answer",
           "[upgrade][preflight][control]") {
-  UpgradeMaster m(supervisor_section() + hello_pool("web", 1));
-  REQUIRE(m.ready());
-  install_gated_build(m);
+  GatedMaster m;
   ControlClient c(m.socket(), 5s);
   REQUIRE(c.send_raw("{\"cmd\":\"upgrade\"}\n{\"cmd\":\"sta"));
-  REQUIRE(wait_until([&] { return runs(m).size() == 1; }, 20s));
+  REQUIRE(runs_reach(m, 1));
   // Longer than a request may take to arrive (5 s): the clock of the half-sent one must
   // not have run while the master owed the upgrade's answer. Before, it had, and the
   // client was closed with "incomplete request line; timed out" right after the answer.
@@ -221,12 +228,10 @@ TEST_CASE("a request half sent behind a deferred upgrade gets its full deadline 
 
 TEST_CASE("requests queued behind an upgrade that a shutdown refuses run after the shutdown began",
           "[upgrade][preflight][signals]") {
-  UpgradeMaster m(supervisor_section() + hello_pool("web", 1));
-  REQUIRE(m.ready());
-  install_gated_build(m);
+  GatedMaster m;
   ControlClient c(m.socket(), 5s);
   REQUIRE(c.send_raw("{\"cmd\":\"upgrade\"}\n{\"cmd\":\"scale\",\"pool\":\"web\",\"workers\":3}\n"));
-  REQUIRE(wait_until([&] { return runs(m).size() == 1; }, 20s));
+  REQUIRE(runs_reach(m, 1));
   m.process->signal(SIGTERM);
   const auto refused = c.read_json(10s);
   REQUIRE(refused.has_value());
