@@ -28,7 +28,7 @@ namespace forkpool::shm {
 
 // Bump on any change to a struct in this file or to the numeric values of WorkerState,
 // PoolState, ScaleReason or the histogram buckets.
-inline constexpr std::uint32_t kLayoutVersion = 7;
+inline constexpr std::uint32_t kLayoutVersion = 8;
 // "FPSCORE" followed by a format byte; spelled so a hex dump of the region reads it.
 inline constexpr std::uint64_t kMagic = 0x0145524f43535046ull;  // bytes: F P S C O R E 0x01
 inline constexpr std::size_t kCacheLine = 64;
@@ -151,6 +151,14 @@ struct alignas(kCacheLine) SlotRecord {
   AtomicU64 restarts;          // master: processes started for this worker number after the first
   AtomicU64 rss_bytes;         // master: resident set size, sampled from /proc
   AtomicU64 cpu_time_us;       // master: user+system cpu time, sampled from /proc
+  // Master dispatch: the master's own account of the worker's connections (what the
+  // master handed it and what it handed back), which readers show instead of the
+  // worker's page: exact, and there for workers that never write their page (the
+  // protocol alone). 0 in `master_counts` until the first account of this epoch.
+  AtomicU32 master_counts;     // master: 1 when the three fields below describe the worker
+  AtomicU32 held;              // master: connections handed to the worker and not given back
+  AtomicU64 handed_back;       // master: DONE or PARK received from the worker
+  AtomicI64 held_since_ns;     // master: CLOCK_MONOTONIC when `held` left 0; 0 while it is 0
 };
 
 // The worker-writable page of one slot. Mirrors fp_slot_activity in slot_layout.h.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "shm/reader.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 
@@ -57,7 +58,12 @@ Reader::Copy Reader::copy_worker(std::uint32_t slot) const {
     w.restarts = r.restarts.load(kRelaxed);
     w.rss_bytes = r.rss_bytes.load(kRelaxed);
     w.cpu_time_us = r.cpu_time_us.load(kRelaxed);
+    c.master_counts = r.master_counts.load(kRelaxed) != 0;
+    c.held = r.held.load(kRelaxed);
+    c.handed_back = r.handed_back.load(kRelaxed);
+    c.held_since_ns = r.held_since_ns.load(kRelaxed);
   });
+  if (c.master_counts) return c;  // the worker's page is not looked at
   const SlotActivity* page = pages_[slot];
   c.stale = slot < page_epochs_.size() && page_epochs_[slot] != w.epoch;
   if (c.stale || page == nullptr) return c;
@@ -86,7 +92,12 @@ WorkerSnapshot Reader::finish_worker(Copy& c, std::int64_t now_ns) {
   ActivityHistory& h = history_[w.slot];
   if (h.epoch != w.epoch) h = ActivityHistory{w.epoch, 0, {}, false};
   Activity a;
-  if (c.stale) {
+  if (c.master_counts) {
+    a.state = c.held > 0 ? WorkerState::Busy : WorkerState::Idle;
+    a.in_flight = std::min(c.held, kMaxInFlight);
+    a.connections_handled = c.handed_back;
+    a.busy_since_ns = c.held > 0 ? c.held_since_ns : 0;
+  } else if (c.stale) {
     a.anomalies = kAnomalyStalePage;
   } else if (c.mapped) {
     a = validate_activity(c.raw, w.start_time_ns, now_ns, h);

@@ -45,6 +45,12 @@ class Reader {
     bool mapped = false;
     bool stale = false;
     bool record_settled = true;  // the master-written record was read consistently
+    // Master dispatch: the master's account (SlotRecord::held and the rest), trusted,
+    // shown instead of the worker's page.
+    bool master_counts = false;
+    std::uint32_t held = 0;
+    std::uint64_t handed_back = 0;
+    std::int64_t held_since_ns = 0;
   };
   Copy copy_worker(std::uint32_t slot) const;
   WorkerSnapshot finish_worker(Copy& c, std::int64_t now_ns);

@@ -227,7 +227,21 @@ std::error_code Scoreboard::start_worker(std::uint32_t slot, std::uint32_t gener
   r.start_time_ns.store(0, kRelaxed);
   r.rss_bytes.store(0, kRelaxed);
   r.cpu_time_us.store(0, kRelaxed);
+  r.master_counts.store(0, kRelaxed);
+  r.held.store(0, kRelaxed);
+  r.handed_back.store(0, kRelaxed);
+  r.held_since_ns.store(0, kRelaxed);
   return ec;
+}
+
+void Scoreboard::set_master_activity(std::uint32_t slot, std::uint32_t held, std::uint64_t handed_back,
+                                     std::int64_t held_since_ns) {
+  SlotRecord& r = record(slot);
+  SeqlockWrite w(r.seq);
+  r.master_counts.store(1, kRelaxed);
+  r.held.store(held, kRelaxed);
+  r.handed_back.store(handed_back, kRelaxed);
+  r.held_since_ns.store(held > 0 ? held_since_ns : 0, kRelaxed);
 }
 
 void Scoreboard::set_worker_generation(std::uint32_t slot, std::uint32_t generation) {

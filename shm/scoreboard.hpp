@@ -115,6 +115,11 @@ class Scoreboard {
   void mark_exited(std::uint32_t slot, int wait_status);
   void mark_empty(std::uint32_t slot);  // scaled down: no worker will use the slot
   void set_usage(std::uint32_t slot, std::uint64_t rss_bytes, std::uint64_t cpu_time_us);
+  // Master dispatch: the connections the master handed the worker and has not had back,
+  // those it had back (DONE, PARK), and since when (CLOCK_MONOTONIC) `held` is above 0.
+  // From the first call of an epoch, readers show these instead of the worker's page.
+  void set_master_activity(std::uint32_t slot, std::uint32_t held, std::uint64_t handed_back,
+                           std::int64_t held_since_ns);
   // The processes started for the slot's worker number after the first, as its pool
   // counts them (start_worker() counts reuses of this slot, which a replacement or another
   // pool's worker may have taken), and how the last of them that exited ended (raw wait

@@ -26,6 +26,7 @@
 #include "supervisor/process/exit_status.hpp"
 #include "supervisor/process/signal_handlers.hpp"
 #include "supervisor/process/spawner.hpp"
+#include "supervisor/upgrade/state_clock.hpp"
 #include "worker/protocol.h"
 
 namespace forkpool::supervisor {
@@ -216,8 +217,17 @@ SendResult WorkerProcess::send_connection(int fd, std::uint16_t listener, std::u
   const bool start_timer = held_.empty();
   hold(id, HeldConnection{now, accepted, peer, peer_len, listener});
   ++handed_;
-  if (start_timer) arm_request_timer();
+  if (start_timer) {
+    held_since_ns_ = upgrade::to_ns(now);  // steady_clock reads CLOCK_MONOTONIC
+    arm_request_timer();
+  }
+  publish_activity();
   return r;
+}
+
+void WorkerProcess::publish_activity() {
+  ctx_.scoreboard->set_master_activity(id_.scoreboard_slot, static_cast<std::uint32_t>(held_.size()), completed_,
+                                       held_since_ns_);
 }
 
 void WorkerProcess::hold(std::uint64_t id, const HeldConnection& c) {
@@ -258,6 +268,7 @@ void WorkerProcess::finish_connection(std::uint64_t id) {
   if (access_log::enabled()) log_access(it->first, it->second, held, access_log::Outcome::Done);
   forget_held(it);
   ++completed_;
+  publish_activity();
   if (held_.empty()) {
     idle_order_ = ++ctx_.idle_clock;
     idle_since_ = now;
@@ -285,6 +296,7 @@ bool WorkerProcess::park_connection(std::uint64_t id, WorkerChannel::Passed pass
                  access_log::Outcome::Parked);
     forget_held(it);
     ++completed_;  // a request served: status shows it as handled, as a DONE
+    publish_activity();
     if (held_.empty()) {
       idle_order_ = ++ctx_.idle_clock;
       idle_since_ = Clock::now();

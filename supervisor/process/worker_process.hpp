@@ -204,6 +204,9 @@ class WorkerProcess {
   void read_channel(bool until_empty = false);
   void finish_connection(std::uint64_t id);
   void hold(std::uint64_t id, const HeldConnection& c);
+  // Master dispatch: held_, completed_ and held_since_ns_ into the worker's scoreboard
+  // record, for readers of the scoreboard (forkpoolctl top) to show what status shows.
+  void publish_activity();
   void forget_held(std::map<std::uint64_t, HeldConnection>::iterator it);
   // PARK: hands the connection to the pool if the message keeps the rules
   // (docs/protocol.md); false when it broke them (counted and logged).
@@ -254,6 +257,7 @@ class WorkerProcess {
   std::map<std::uint64_t, HeldConnection>::node_type spare_held_;
   std::uint64_t handed_ = 0;
   std::uint64_t completed_ = 0;
+  std::int64_t held_since_ns_ = 0;  // CLOCK_MONOTONIC when held_ last left empty
   std::uint64_t recycle_after_ = 0;
   std::uint64_t idle_order_ = 0;
   Clock::time_point idle_since_{};

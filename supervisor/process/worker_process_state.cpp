@@ -114,6 +114,10 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, const json&
     peer_from(need(h, "peer"), c.peer, c.peer_len);
     held_[need(h, "id").get<std::uint64_t>()] = c;
   }
+  // The scoreboard record carries on (the same memory); what it says of the held
+  // connections is kept up from the oldest of them.
+  if (const HeldConnection* first = oldest())
+    held_since_ns_ = to_ns(first->since);
 
   const int channel_state = need(s, "channel_state").get<int>();
   if (channel_state < 0 || channel_state > static_cast<int>(WorkerChannel::State::Gone))

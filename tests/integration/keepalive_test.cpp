@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <future>
+#include <iterator>
+#include <sstream>
 #include <thread>
 
 #include "integration/test_common.hpp"
@@ -252,6 +254,61 @@ TEST_CASE("a worker written from docs/protocol.md parks: each request comes back
   CHECK(c(p, "resumed") == 3);
   CHECK(c(p, "parked_now") == 2);
   check_identities(p);
+  stop_master(master);
+}
+
+namespace {
+
+// `forkpoolctl top --once`: the fields of the row of the worker with this pid (SLOT W PID
+// STATE INFL CURRENT HANDLED ...), empty when there is none.
+std::vector<std::string> top_row(const TempDir& dir, pid_t pid) {
+  const auto frame = run_command(
+      {std::string(FORKPOOL_BINARY_DIR) + "/ctl/forkpoolctl", "-s", (dir / "ctl.sock").string(), "top", "--once"}, 20s);
+  INFO(frame.describe());
+  std::istringstream lines(frame.out);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream in(line);
+    std::vector<std::string> fields{std::istream_iterator<std::string>(in), std::istream_iterator<std::string>()};
+    if (fields.size() > 6 && fields[2] == std::to_string(pid)) return fields;
+  }
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("forkpoolctl top shows what the master counts of a worker that never writes its scoreboard page",
+          "[keepalive][top]") {
+  // The worker of docs/protocol.md alone: READY, DONE, nothing else. `top` reads the
+  // scoreboard, not the master's status: in master dispatch the master keeps its account
+  // of each worker there, so the row says busy and the connections handled.
+  TempDir dir;
+  write_file(dir / "worker.py", kProtocolWorker);
+  write_file(dir / "f.toml", supervisor_section() + protocol_worker_pool(dir / "worker.py", "done", "worker"));
+  MasterProcess master(dir / "f.toml");
+  const std::string address = master.wait_listen_address("py");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  ControlClient ctl(dir / "ctl.sock", 10s);
+  const pid_t pid = pool_status(ctl, "py")["workers"][0]["pid"].get<pid_t>();
+  for (int i = 0; i < 3; ++i) REQUIRE(KeepAliveClient(address).get());
+  REQUIRE(wait_until([&] { return c(pool_status(ctl, "py"), "completed") == 3; }));
+  auto row = top_row(dir, pid);
+  REQUIRE(row.size() > 6);
+  CHECK(row[3] == "idle");
+  CHECK(row[4] == "0");  // INFL
+  CHECK(row[6] == "3");  // HANDLED
+
+  HttpConnection held(address);  // half a request: the worker waits for the rest
+  REQUIRE(held.send("GET / HTTP/1.1\r\nHost: x\r\n"));
+  REQUIRE(wait_until([&] { return c(pool_status(ctl, "py"), "in_flight") == 1; }));
+  row = top_row(dir, pid);
+  REQUIRE(row.size() > 6);
+  CHECK(row[3] == "busy");
+  CHECK(row[4] == "1");
+  CHECK(row[5] != "-");  // CURRENT: how long it has held the connection
+  CHECK(row[6] == "3");
+  REQUIRE(held.send("\r\n"));
+  REQUIRE(held.read_response());
+  REQUIRE(wait_until([&] { return top_row(dir, pid).size() > 6 && top_row(dir, pid)[6] == "4"; }));
   stop_master(master);
 }
 

@@ -41,8 +41,8 @@ shm::Header& header(AlignedBuffer& b) {
 TEST_CASE("shm layout version string is pinned", "[shm][layout]") {
   // If this fails you changed the shared layout. Bump kLayoutVersion in shm/layout.hpp,
   // then update the expected string here (and docs/scoreboard.md).
-  CHECK(shm::kLayoutVersion == 7);
-  CHECK(shm::layout_version_string() == "7.192.704");
+  CHECK(shm::kLayoutVersion == 8);
+  CHECK(shm::layout_version_string() == "8.192.704");
 }
 
 TEST_CASE("shm field offsets are pinned", "[shm][layout]") {
@@ -92,6 +92,10 @@ TEST_CASE("shm field offsets are pinned", "[shm][layout]") {
   CHECK(offsetof(shm::SlotRecord, last_exit_status) == 36);
   CHECK(offsetof(shm::SlotRecord, start_time_ns) == 40);
   CHECK(offsetof(shm::SlotRecord, cpu_time_us) == 64);
+  CHECK(offsetof(shm::SlotRecord, master_counts) == 72);
+  CHECK(offsetof(shm::SlotRecord, held) == 76);
+  CHECK(offsetof(shm::SlotRecord, handed_back) == 80);
+  CHECK(offsetof(shm::SlotRecord, held_since_ns) == 88);
   CHECK(sizeof(shm::SlotRecord) == 128);
 
   CHECK(offsetof(shm::SlotActivity, busy_since_ns) == 24);

@@ -113,6 +113,43 @@ TEST_CASE("shm slot reuse bumps the epoch and gives the new worker a fresh page"
   fp_slot_writer_detach(&w);
 }
 
+TEST_CASE("shm the master's account of a worker's connections replaces its page until the next worker",
+          "[shm][scoreboard]") {
+  shm::Scoreboard sb(1, 1);
+  REQUIRE_FALSE(sb.make_pages(1));
+  REQUIRE_FALSE(sb.start_worker(0, 1));
+  sb.mark_ready(0);
+  fp_slot_writer w;
+  REQUIRE(fp_slot_writer_attach(&w, sb.slot_fd(0)) == 0);
+  fp_slot_writer_set_ready(&w);
+  fp_slot_writer_mark_busy(&w, fp_slot_writer_now_ns());  // what the worker says: busy, 0 handled
+  CHECK(sb.read_worker(0).state == shm::WorkerState::Busy);
+
+  sb.set_master_activity(0, 0, 7, 0);  // what the master says: idle, 7 handed back
+  auto s = sb.read_worker(0);
+  CHECK(s.state == shm::WorkerState::Idle);
+  CHECK(s.connections_handled == 7);
+  CHECK(s.in_flight == 0);
+  CHECK(s.busy_since_ns == 0);
+  CHECK(s.anomalies == 0);
+  sb.set_master_activity(0, 2, 7, 12345);
+  s = sb.read_worker(0);
+  CHECK(s.state == shm::WorkerState::Busy);
+  CHECK(s.in_flight == 2);
+  CHECK(s.busy_since_ns == 12345);
+  sb.mark_stopping(0);
+  CHECK(sb.read_worker(0).state == shm::WorkerState::Stopping);  // the lifecycle still rules
+
+  // The next worker in the slot starts from its own page again.
+  sb.mark_exited(0, 0);
+  REQUIRE_FALSE(sb.start_worker(0, 1));
+  sb.mark_ready(0);
+  s = sb.read_worker(0);
+  CHECK(s.state == shm::WorkerState::Idle);
+  CHECK(s.connections_handled == 0);
+  fp_slot_writer_detach(&w);
+}
+
 TEST_CASE("shm region fd is close-on-exec and every memfd is sealed", "[shm][scoreboard]") {
   shm::Scoreboard sb(1, 2);
   REQUIRE_FALSE(sb.make_pages(2));
