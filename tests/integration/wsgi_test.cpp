@@ -342,7 +342,9 @@ TEST_CASE("an app that cannot be imported exits 78 and marks its pool failed at 
 
 TEST_CASE("an exception in a WSGI app is a 500 with its traceback in the log, and the worker serves on",
           "[wsgi]") {
-  Wsgi w(supervisor_section() + wsgi_pool("app", "plain_app", 1));
+  TempDir logs;
+  Wsgi w(supervisor_section() +
+         wsgi_pool("app", "plain_app", 1, "", "\"--access-log\", " + quoted((logs / "access.log").string()) + ", "));
   HttpConnection c(w.addr);
   const auto pid = get(c, "/pid");
   REQUIRE(pid.has_value());
@@ -366,6 +368,13 @@ TEST_CASE("an exception in a WSGI app is a 500 with its traceback in the log, an
   r = get(again, "/pid");
   REQUIRE(r.has_value());
   CHECK(r->body == pid->body);
+  // Each request has its access log line, the one cut short too: the status that went
+  // out and the bytes of the body sent ("begun " is 6).
+  REQUIRE(wait_until([&] { return read_text(logs / "access.log").find("/late-failure") != std::string::npos; }));
+  const std::string log = read_text(logs / "access.log");
+  INFO(log);
+  CHECK(log.find("\"GET /raise HTTP/1.1\" 500 ") != std::string::npos);
+  CHECK(log.find("\"GET /late-failure HTTP/1.1\" 200 6 ") != std::string::npos);
 }
 
 TEST_CASE("forkpool-wsgi: close() on the iterable, wsgi.file_wrapper, write(), 204, wsgi.errors, head limits",

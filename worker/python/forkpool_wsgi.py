@@ -371,7 +371,11 @@ class Server:
             print("forkpool-wsgi[%d]: bad request body of %s %s: %s"
                   % (os.getpid(), req.method, req.target, body.broken), file=sys.stderr)
         if not handler.completed:
-            # The client went away, or the app failed after its response had begun.
+            # The client went away, or the app failed after its response had begun. Once
+            # the status line went out the access log says what was sent (as gunicorn's
+            # does): the status and the bytes of the body that reached the socket.
+            if self.access is not None and handler.headers_sent:
+                self.access.log(env, handler.status_code, handler.body_sent)
             return False, body.has_unread()
         if self.access is not None:
             self.access.log(env, handler.status_code, handler.body_sent)
