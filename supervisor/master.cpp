@@ -98,10 +98,10 @@ Master::Master(config::Config config) : cleanup_(loop_.get()) {
 
   control_ = make_control_server(supervisor_config());
   metrics_http_ = make_metrics_server(supervisor_config().metrics_listen);
-  wire(*shared);
+  wire(*shared, false);
 }
 
-void Master::wire(const config::Config& config) {
+void Master::wire(const config::Config& config, bool adopting) {
   ctx_.events = [this](const nlohmann::json& e) {
     if (control_) control_->broadcast(e);
     for (auto& moved : moved_controls_) moved->broadcast(e);
@@ -114,7 +114,16 @@ void Master::wire(const config::Config& config) {
   // Last, when everything the master holds for itself is open: a limit that cannot hold
   // the workers would pause accepting for ever, so refuse to start instead.
   const DescriptorBudget budget = descriptor_budget(config);
-  if (std::string why = describe_shortfall(budget); !why.empty()) throw std::runtime_error(why);
+  if (std::string why = describe_shortfall(budget); !why.empty()) {
+    // After a binary upgrade the workers run already: their descriptors are open (counted
+    // in `open`, and again for the workers), and the previous image ran them under this
+    // very limit. Refusing now would take every worker down with the master.
+    if (!adopting) throw std::runtime_error(why);
+    if (budget.open + budget.reserve > budget.limit)
+      log::warn("master.descriptors_short", "{} open of RLIMIT_NOFILE {}, {} kept free for starting workers and "
+                "control: accepting stops at {}; raise the limit (ulimit -n, systemd LimitNOFILE=)",
+                budget.open, budget.limit, budget.reserve, budget.limit - budget.reserve);
+  }
   ctx_.fd_reserve = budget.reserve;
 }
 

@@ -97,7 +97,8 @@ class Master final : public ControlTarget {
   const config::SupervisorConfig& supervisor_config() const { return generation_->config().supervisor; }
   // What both constructors share: the process set-up first, the wiring last.
   void prepare_process();
-  void wire(const config::Config& config);
+  // `adopting`: after a binary upgrade, with the workers running (their descriptors open).
+  void wire(const config::Config& config, bool adopting);
   // The state of this image for the next one (master_upgrade.cpp).
   nlohmann::json export_state(upgrade::FdList& fds) const;
   void resume_after_upgrade();

@@ -250,7 +250,7 @@ Master::Master(config::Config config, const json& state) : cleanup_(loop_.get())
   upgrades_ = need(state, "upgrades").get<unsigned>();
   last_upgrade_ = state.value("last_upgrade_realtime", 0.0);
   started_ = upgrade::from_ns(need(state, "started_mono").get<std::int64_t>());
-  wire(*shared);
+  wire(*shared, true);
 }
 
 void Master::resume_after_upgrade() {

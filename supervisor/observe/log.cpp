@@ -2,7 +2,6 @@
 #include "supervisor/observe/log.hpp"
 
 #include <spdlog/logger.h>
-#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include <algorithm>
@@ -13,6 +12,7 @@
 #include <stdexcept>
 
 #include "base/printable.hpp"
+#include "supervisor/observe/log_file_sink.hpp"
 
 namespace forkpool::log {
 namespace {
@@ -33,8 +33,8 @@ std::shared_ptr<spdlog::logger> make_logger(const Options& options) {
     sink = std::make_shared<spdlog::sinks::stderr_sink_st>();
   } else {
     try {
-      sink = std::make_shared<spdlog::sinks::basic_file_sink_st>(options.file.string(), false);
-    } catch (const spdlog::spdlog_ex& e) {
+      sink = std::make_shared<LogFileSink>(options.file);
+    } catch (const std::exception& e) {
       throw std::runtime_error("cannot open log file " + options.file.string() + ": " + e.what());
     }
   }

@@ -4,10 +4,12 @@
 // folder, so it can replace that file (and /proc/PID/exe then names the new one) or break it.
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <future>
+#include <iterator>
 
 #include "upgrade_support.hpp"
 #include "shm/version.hpp"
@@ -328,6 +330,62 @@ TEST_CASE("a failed execve leaves the old image running with its descriptors clo
   CHECK(m.ctl({"upgrade"}).exit_code == 0);
   CHECK(all_pids(pool_in(m.status(), "web")) == workers);
   CHECK(hello_answers(addr));
+}
+
+namespace {
+
+// The master's descriptors open on `file`.
+std::vector<int> fds_on(pid_t pid, const std::filesystem::path& file) {
+  std::vector<int> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    std::error_code ec;
+    if (std::filesystem::read_symlink(e.path(), ec) == file) out.push_back(std::stoi(e.path().filename().string()));
+  }
+  return out;
+}
+
+std::size_t open_fd_count(pid_t pid) {
+  const std::filesystem::directory_iterator fds("/proc/" + std::to_string(pid) + "/fd");
+  return static_cast<std::size_t>(std::distance(begin(fds), end(fds)));
+}
+
+}  // namespace
+
+TEST_CASE("an upgrade under a descriptor limit the running master fits carries on, and the log file stays its own",
+          "[upgrade]") {
+  // The new image adopts running workers whose descriptors are open already: the start-up
+  // check that the limit holds every worker must not count them twice and take the whole
+  // pool down (the master exited with master.start_failed). And the log file is opened
+  // close-on-exec: each upgrade used to leave the new image one more descriptor on it.
+  UpgradeMaster m(supervisor_section("log_file = \"master.log\"") + hello_pool("web", 4) +
+                  hello_pool("ka", 2, "keepalive = \"master\"\n"));
+  const auto ready = [&] {
+    const json s = m.status();
+    return s.is_object() && s.contains("pools") && pool_in(s, "web")["ready"] == 4 && pool_in(s, "ka")["ready"] == 2;
+  };
+  REQUIRE(wait_until(ready, 30s));
+  const pid_t pid = m.process->pid();
+  const std::filesystem::path log = std::filesystem::canonical(m.dir / "master.log");
+  auto on_log = fds_on(pid, log);
+  REQUIRE(on_log.size() == 1);
+  CHECK((fd_flags(pid, on_log[0]).value_or(0) & O_CLOEXEC) != 0);
+
+  const rlim_t limit = open_fd_count(pid) + 20;  // room to run, not for every worker again
+  const rlimit tight{limit, limit};
+  REQUIRE(::prlimit(pid, RLIMIT_NOFILE, &tight, nullptr) == 0);
+  const std::set<pid_t> workers = all_pids(pool_in(m.status(), "web"));
+  const std::string addr = pool_in(m.status(), "web")["listeners"][0].get<std::string>().substr(6);
+  for (unsigned n = 1; n <= 2; ++n) {
+    m.install_new_build();
+    const RunResult r = m.ctl({"upgrade"});
+    INFO(r.describe() << forkpool::test::detail::slurp(m.dir / "master.log"));
+    REQUIRE(r.exit_code == 0);
+    REQUIRE(m.upgrades() == n);
+    CHECK(m.process->pid() == pid);
+    CHECK(all_pids(pool_in(m.status(), "web")) == workers);
+    CHECK(hello_answers(addr));
+    CHECK(fds_on(pid, log).size() == 1);
+  }
 }
 
 TEST_CASE("a worker killed while the master upgrades is reaped and replaced by the new image",
