@@ -120,7 +120,7 @@ void take_passed_fds(const cmsghdr* c, WorkerChannel::Passed& passed) {
 WorkerChannel::Received WorkerChannel::receive(fp_msg& out, Passed& passed) {
   passed = Passed{};
   if (!fd_) return Received::EndOfFile;
-  base::UnixMessage<CMSG_SPACE(sizeof(int) * 4)> in(&out, sizeof out);
+  base::UnixMessage<CMSG_SPACE(sizeof(int) * kMaxPassed)> in(&out, sizeof out);
   msghdr& msg = in.msg;
   ssize_t n;
   do {
@@ -142,12 +142,18 @@ WorkerChannel::Received WorkerChannel::receive(fp_msg& out, Passed& passed) {
     if (state_ != State::Closed) transition(State::Gone);
     return Received::EndOfFile;
   }
-  if (n != static_cast<ssize_t>(sizeof out) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+  // Control data cut short with room left for more descriptors: the master had none free
+  // (RLIMIT_NOFILE), not a worker sending too many. The record stands, or a PARK would
+  // leave its connection held for ever by a worker that let it go.
+  const bool no_room = (msg.msg_flags & MSG_CTRUNC) != 0 && passed.count < kMaxPassed;
+  if (n != static_cast<ssize_t>(sizeof out) || (msg.msg_flags & MSG_TRUNC) != 0 ||
+      ((msg.msg_flags & MSG_CTRUNC) != 0 && !no_room)) {
     bad_size_ = n;
     bad_control_ = (msg.msg_flags & MSG_CTRUNC) != 0;
     ++malformed_;
     return Received::Malformed;
   }
+  passed.dropped = no_room;
   passed.fd_flags = out.reserved & (FP_FD_NONBLOCK | FP_FD_NODELAY);  // the flags this master knows
   return Received::Record;
 }

@@ -40,7 +40,12 @@ class WorkerChannel {
     base::OwnedFd first;
     int count = 0;
     std::uint32_t fd_flags = 0;  // FP_FD_* from the record's `reserved` (PARK)
+    // Descriptors were sent that the master did not receive (MSG_CTRUNC with room left in
+    // the buffer): it had no descriptor free. The kernel closed them; the record is kept.
+    bool dropped = false;
   };
+  // Descriptors one receive takes at most; a record with more is malformed.
+  static constexpr int kMaxPassed = 4;
 
   WorkerChannel(uv_loop_t* loop, base::OwnedFd fd);
   // A binary upgrade: the master's end the previous image held, in `state` (Open, Ended

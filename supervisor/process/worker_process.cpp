@@ -20,6 +20,7 @@
 #include "base/clock.hpp"
 #include "base/proc_text.hpp"
 #include "base/resources.hpp"
+#include "supervisor/dispatch/descriptor_budget.hpp"
 #include "supervisor/observe/access_log.hpp"
 #include "supervisor/observe/events.hpp"
 #include "supervisor/observe/log.hpp"
@@ -443,6 +444,19 @@ void WorkerProcess::read_channel(bool until_empty) {
       finish_connection(m.id);
       if (!until_empty) return;  // the done handler dispatches more work
     }
+    if (m.type == FP_MSG_PARK && passed.dropped) {
+      // The master had no descriptor free to take the connection back: the kernel closed
+      // it, and the worker let go of it. It ends here, as if by DONE.
+      if (!lost_parks_) lost_parks_ = std::make_unique<log::RepeatedWarning>(ctx_.loop, "channel.park_dropped");
+      lost_parks_->warn(fmt::format("pool {}", pool_->name), [&] {
+        return fmt::format("worker {}[{}] pid {} parked connection {}, but the master had no descriptor free to "
+                           "take it (RLIMIT_NOFILE {}): the connection is closed; raise the limit",
+                           pool_->name, id_.worker, pid_, m.id, descriptor_limit());
+      });
+      finish_connection(m.id);
+      if (!until_empty) return;
+      continue;
+    }
     if (m.type == FP_MSG_PARK) {
       if (!park_connection(m.id, std::move(passed)) && too_many_protocol_errors(until_empty)) return;
       if (!until_empty) return;  // the park handler dispatches more work
@@ -454,6 +468,7 @@ void WorkerProcess::read_channel(bool until_empty) {
 void WorkerProcess::reaped() {
   read_channel(true);
   if (bad_parks_) bad_parks_->flush();
+  if (lost_parks_) lost_parks_->flush();
   channel_->close();
   usage_.forget();
   if (access_log::enabled()) {
