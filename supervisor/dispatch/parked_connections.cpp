@@ -78,13 +78,18 @@ bool ParkedConnections::evict_oldest() {
 void ParkedConnections::end(std::unordered_map<std::uint64_t, Connection>::iterator it, Ending why) {
   Connection c = std::move(it->second);
   parked_.erase(it);
-  // Closing the fd removes it from the epoll set (it is the only reference).
+  // Out of the epoll set before the close: closing removes a registration only with the
+  // last reference to the socket, and a worker may have kept a copy of what it parked
+  // (one that forked while holding it, say). A registration left behind would report
+  // the hang-up for ever, for an id no longer parked: a busy loop.
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, c.fd.get(), nullptr);
   c.fd.reset();
   if (handlers_.closed) handlers_.closed(c, why);
 }
 
 std::size_t ParkedConnections::close_all() {
   const std::size_t n = parked_.size();
+  for (const auto& [id, c] : parked_) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, c.fd.get(), nullptr);  // as in end()
   parked_.clear();  // closes every descriptor
   order_.clear();
   timer_.stop();

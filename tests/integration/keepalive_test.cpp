@@ -209,6 +209,9 @@ while True:
         chan.sendmsg([MSG.pack(18, 0, park_flags, ident)], rights(conn.fileno()))
     elif mode == "park" and head:
         chan.sendmsg([MSG.pack(18, 0, 0, ident)], rights(conn.fileno()))
+    elif mode == "park_keep" and head:  # keeps a copy of what it parks, as a forked child would
+        seen[ident] = os.dup(conn.fileno())
+        chan.sendmsg([MSG.pack(18, 0, 0, ident)], rights(conn.fileno()))
     elif mode == "garbage":
         bad = served % 3
         if bad == 0:    # PARK without the descriptor
@@ -309,6 +312,52 @@ TEST_CASE("forkpoolctl top shows what the master counts of a worker that never w
   REQUIRE(held.send("\r\n"));
   REQUIRE(held.read_response());
   REQUIRE(wait_until([&] { return top_row(dir, pid).size() > 6 && top_row(dir, pid)[6] == "4"; }));
+  stop_master(master);
+}
+
+namespace {
+
+// Registrations in the process's epoll sets ("tfd:" lines of their fdinfo).
+std::size_t epoll_registrations(pid_t pid) {
+  std::size_t n = 0;
+  const std::string proc = "/proc/" + std::to_string(pid);
+  for (const auto& e : fs::directory_iterator(proc + "/fd")) {
+    std::error_code ec;
+    if (fs::read_symlink(e.path(), ec).string() != "anon_inode:[eventpoll]") continue;
+    std::istringstream info(read_text(proc + "/fdinfo/" + e.path().filename().string()));
+    for (std::string line; std::getline(info, line);)
+      if (line.rfind("tfd:", 0) == 0) ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("a parked connection the client closes leaves the master's epoll set though the worker kept a copy",
+          "[keepalive]") {
+  // Closing a descriptor drops its epoll registration only with the last reference to the
+  // socket; a worker that kept a copy of what it parked (one that forked while holding
+  // it) kept the registration alive, and its hang-up fired for ever: a busy master.
+  TempDir dir;
+  write_file(dir / "worker.py", kProtocolWorker);
+  write_file(dir / "f.toml", supervisor_section() + protocol_worker_pool(dir / "worker.py", "park_keep", "master"));
+  MasterProcess master(dir / "f.toml");
+  const std::string address = master.wait_listen_address("py");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  ControlClient ctl(dir / "ctl.sock", 10s);
+  for (std::uint64_t round = 1; round <= 2; ++round) {
+    // The first round makes the parked set's own epoll set (registered in the loop's).
+    const std::size_t before = epoll_registrations(master.pid());
+    {
+      KeepAliveClient a(address);
+      REQUIRE(a.get());
+      REQUIRE(wait_until([&] { return c(pool_status(ctl, "py"), "parked_now") == 1; }));
+      if (round == 2) CHECK(epoll_registrations(master.pid()) == before + 1);
+    }
+    REQUIRE(wait_until([&] { return c(pool_status(ctl, "py"), "keepalive_closed") == round; }));
+    if (round == 2) CHECK(epoll_registrations(master.pid()) == before);
+  }
+  check_identities(pool_status(ctl, "py"));
   stop_master(master);
 }
 
