@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include "base/socket_type.hpp"
 #include "supervisor/generation/listeners.hpp"
 
 #include <arpa/inet.h>
@@ -84,18 +85,11 @@ std::string describe_bound(int fd, const config::ListenAddress& a) {
   return bound.empty() ? a.text : bound;
 }
 
-// SOCK_STREAM, SOCK_DGRAM, ...; -1 if `fd` is no socket.
-int socket_type(int fd) {
-  int type = 0;
-  socklen_t len = sizeof type;
-  return ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 ? type : -1;
-}
-
 // A passed socket for the log: its address, and what is odd about it.
 std::string describe_passed(int fd) {
   std::string text = socket_address(fd);
   if (text.empty()) text = "fd " + std::to_string(fd) + " (no TCP or Unix address)";
-  if (socket_type(fd) != SOCK_STREAM) text += " (not a stream socket)";
+  if (base::socket_type(fd) != SOCK_STREAM) text += " (not a stream socket)";
   return text;
 }
 
@@ -193,7 +187,7 @@ OwnedFd InheritedSockets::take(const config::ListenAddress& address) {
     if (!fd) continue;
     // Only a stream socket serves a listen address: a datagram socket bound to the same
     // address (ListenDatagram=) stays unclaimed and is closed with a warning.
-    if (socket_type(fd.get()) == SOCK_STREAM && same_address(fd.get(), address)) return std::move(fd);
+    if (base::socket_type(fd.get()) == SOCK_STREAM && same_address(fd.get(), address)) return std::move(fd);
   }
   return OwnedFd();
 }

@@ -20,6 +20,7 @@
 #include "base/clock.hpp"
 #include "base/proc_text.hpp"
 #include "base/resources.hpp"
+#include "base/socket_type.hpp"
 #include "supervisor/dispatch/descriptor_budget.hpp"
 #include "supervisor/observe/access_log.hpp"
 #include "supervisor/observe/events.hpp"
@@ -290,6 +291,9 @@ bool WorkerProcess::park_connection(std::uint64_t id, WorkerChannel::Passed pass
   else if (it == held_.end()) problem = "for a connection it does not hold";
   else if (passed.count == 0) problem = "without the connection's descriptor";
   else if (passed.count > 1) problem = "with more than one descriptor";
+  // What is resumed goes to a worker as a CONN, whose descriptor is a connected stream
+  // socket (docs/protocol.md): not a pipe or a datagram socket a worker slipped in.
+  else if (base::socket_type(passed.first.get()) != SOCK_STREAM) problem = "with a descriptor that is no stream socket";
   if (problem == nullptr) {
     const HeldConnection held = it->second;
     if (access_log::enabled())
@@ -308,8 +312,9 @@ bool WorkerProcess::park_connection(std::uint64_t id, WorkerChannel::Passed pass
   }
   if (!bad_parks_) bad_parks_ = std::make_unique<log::RepeatedWarning>(ctx_.loop, "channel.bad_park");
   bad_parks_->warn(fmt::format("worker {}[{}] pid {}", pool_->name, id_.worker, pid_), [&] {
-    return fmt::format("worker {}[{}] pid {} sent PARK {} (connection {}); the master closed it", pool_->name,
-                       id_.worker, pid_, problem, id);
+    return fmt::format("worker {}[{}] pid {} sent PARK {} (connection {}); {}", pool_->name, id_.worker, pid_,
+                       problem, id,
+                       passed.count > 0 ? "the master closed what came with it" : "nothing came to close");
   });
   count_protocol_error();
   // The worker let go of a connection it held: it is finished, as if by DONE.

@@ -213,14 +213,20 @@ while True:
         seen[ident] = os.dup(conn.fileno())
         chan.sendmsg([MSG.pack(18, 0, 0, ident)], rights(conn.fileno()))
     elif mode == "garbage":
-        bad = served % 3
+        bad = served % 4
         if bad == 0:    # PARK without the descriptor
             chan.send(MSG.pack(18, 0, 0, ident))
         elif bad == 1:  # PARK with two descriptors
             chan.sendmsg([MSG.pack(18, 0, 0, ident)], rights(conn.fileno(), conn.fileno()))
-        else:           # PARK for a connection it does not hold, then DONE for the real one
+        elif bad == 2:  # PARK for a connection it does not hold, then DONE for the real one
             chan.sendmsg([MSG.pack(18, 0, 0, ident + 1000000)], rights(conn.fileno()))
             chan.send(MSG.pack(17, 0, 0, ident))
+        else:           # PARK with a pipe holding a request instead of the connection
+            r, w = os.pipe()
+            os.write(w, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            chan.sendmsg([MSG.pack(18, 0, 0, ident)], rights(r))
+            os.close(r)
+            os.close(w)
     else:
         chan.send(MSG.pack(17, 0, 0, ident))
     conn.close()
@@ -499,9 +505,10 @@ TEST_CASE("PARKs that break the rules are counted as protocol errors, closed, an
   const pid_t garbage_worker = master.wait_worker_started("py", 0);
   const pid_t plain_worker = master.wait_worker_started("plain", 0);
 
-  // Without the descriptor, with two, for a connection it does not hold: each answered
-  // (the worker wrote its response first), each refused and counted.
-  for (int i = 0; i < 3; ++i) {
+  // Without the descriptor, with two, for a connection it does not hold, with a pipe
+  // instead of the connection: each answered (the worker wrote its response first), each
+  // refused and counted, and the pipe never reaches a worker as a CONN.
+  for (int i = 0; i < 4; ++i) {
     KeepAliveClient client(garbage_address);
     CHECK(client.get().has_value());
     CHECK(client.closed_by_server());
@@ -513,7 +520,7 @@ TEST_CASE("PARKs that break the rules are counted as protocol errors, closed, an
     CHECK(client.closed_by_server());
   }
   REQUIRE(wait_until([&] {
-    return c(pool_status(ctl, "py"), "protocol_errors") == 3 && c(pool_status(ctl, "plain"), "protocol_errors") == 2;
+    return c(pool_status(ctl, "py"), "protocol_errors") == 4 && c(pool_status(ctl, "plain"), "protocol_errors") == 2;
   }));
   for (const char* name : {"py", "plain"}) {
     const json p = pool_status(ctl, name);
@@ -525,6 +532,7 @@ TEST_CASE("PARKs that break the rules are counted as protocol errors, closed, an
   CHECK(master.all_matches("\\[channel.bad_park\\] worker py\\[0\\] pid [0-9]+ sent PARK (without the connection's descriptor)").size() == 1);
   CHECK(master.all_matches("\\[channel.bad_park\\] worker py\\[0\\] pid [0-9]+ sent PARK (with more than one descriptor)").size() == 1);
   CHECK(master.all_matches("\\[channel.bad_park\\] worker py\\[0\\] pid [0-9]+ sent PARK (for a connection it does not hold)").size() == 1);
+  CHECK(master.all_matches("\\[channel.bad_park\\] worker py\\[0\\] pid [0-9]+ sent PARK (with a descriptor that is no stream socket)").size() == 1);
   CHECK(master.all_matches("\\[channel.bad_park\\] worker plain\\[0\\] pid [0-9]+ sent PARK (but its pool does not have keepalive)").size() == 2);
   // Both workers kept.
   CHECK(master.wait_worker_started("py", 0) == garbage_worker);
