@@ -391,6 +391,7 @@ void Dispatcher::close_parked(const char* why) {
   const std::size_t n = parked_->close_all();
   if (n == 0) return;
   ctx_.scoreboard->count(index_, shm::PoolCounter::ParkedClosed, n);
+  publish();  // parked_now: 0
   log::debug("keepalive.closed", "pool {}: closed {} parked connection(s) {}", pool_->name, n, why);
 }
 

@@ -489,6 +489,27 @@ TEST_CASE("a pool a reload moves from master to shared dispatch gets its listene
   stop_master(master);
 }
 
+TEST_CASE("forkpoolctl stop closes a pool's parked connections and counts them out of parked_now", "[keepalive]") {
+  TempDir dir;
+  write_file(dir / "f.toml", supervisor_section() + hello_keepalive_pool(2, "keepalive_timeout = \"30s\"\n"));
+  MasterProcess master(dir / "f.toml");
+  const std::string address = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  ControlClient ctl(dir / "ctl.sock", 10s);
+  KeepAliveClient a(address), b(address);
+  REQUIRE(a.get());
+  REQUIRE(b.get());
+  REQUIRE(wait_until([&] { return c(pool_status(ctl, "web"), "parked_now") == 2; }));
+  REQUIRE(ctl.request({{"cmd", "stop"}, {"pool", "web"}}).value("ok", false));
+  CHECK(a.closed_by_server());
+  CHECK(b.closed_by_server());
+  const json p = pool_status(ctl, "web");
+  CHECK(c(p, "parked_closed") == 2);
+  CHECK(c(p, "parked_now") == 0);
+  check_identities(p);
+  stop_master(master);
+}
+
 TEST_CASE("PARKs that break the rules are counted as protocol errors, closed, and the worker is kept",
           "[keepalive]") {
   TempDir dir;
