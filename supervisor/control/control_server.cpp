@@ -147,7 +147,7 @@ void ControlClient::resume() {
   request_started_ = buffer_.empty() ? std::nullopt : std::optional<std::uint64_t>(last_request_);
   // Requests that came with or after the deferred one, then the half-close if it came.
   server_->handle_input(*this);
-  if (closing_ || deferred_) return;
+  if (closing_ || deferred_ || backlog_) return;
   if (eof_)
     close_after_writes();
   else
@@ -463,8 +463,8 @@ void ControlServer::on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* buf)
     // arrived complete, then close once the replies are written.
     c->server_->handle_input(*c);
     if (c->closing_) return;
-    if (c->deferred_)
-      c->eof_ = true;  // closed once the owed reply is written
+    if (c->deferred_ || c->backlog_)
+      c->eof_ = true;  // closed once the owed reply is written, or the waiting requests answered
     else
       c->close_after_writes();
     return;
@@ -482,14 +482,21 @@ void ControlServer::on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* buf)
 void ControlServer::handle_input(ControlClient& c) {
   std::size_t start = 0;
   bool completed = false;  // a request line, not just empty lines
+  bool more = false;       // complete requests left for the next turn
+  int budget = kRequestsPerTurn;
   while (!c.closing_ && !c.deferred_) {
     const auto nl = c.buffer_.find('\n', start);
     if (nl == std::string::npos) break;
     std::string_view line(c.buffer_.data() + start, nl - start);
+    if (!line.empty() && line != "\r" && budget == 0) {
+      more = true;
+      break;
+    }
     start = nl + 1;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) continue;
     completed = true;
+    --budget;
     if (line.size() > kMaxLine) {
       c.error("request line longer than " + std::to_string(kMaxLine) + " bytes");
       c.close();
@@ -510,6 +517,25 @@ void ControlServer::handle_input(ControlClient& c) {
   }
   if (c.closing_) return;
   c.buffer_.erase(0, start);
+  if (more) {
+    // The rest on the next turn of the loop, after what else is due (connections, the
+    // workers' messages, other clients); nothing more is read from this one meanwhile.
+    // The client's timer is free: no deadline runs while the master owes the answers.
+    c.backlog_ = true;
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(c.pipe_));
+    uv_timer_start(c.timer_, [](uv_timer_t* t) {
+      auto* client = static_cast<ControlClient*>(t->data);
+      if (client == nullptr || client->closing_) return;
+      client->backlog_ = false;
+      client->server_->handle_input(*client);
+      if (client->closing_ || client->deferred_ || client->backlog_) return;
+      if (client->eof_)
+        client->close_after_writes();
+      else
+        client->server_->start_reading(*client);
+    }, 0, 0);
+    return;
+  }
   if (c.buffer_.size() > kMaxLine) {
     c.error("request line longer than " + std::to_string(kMaxLine) + " bytes");
     c.close();

@@ -93,7 +93,10 @@ class ControlClient {
   // What DeferredReply holds on to; reset when the client is dropped.
   std::shared_ptr<ControlClient*> ref_ = std::make_shared<ControlClient*>(this);
   bool deferred_ = false;  // a reply is owed: reading is stopped until it is given
-  bool eof_ = false;       // the client half-closed while a reply was owed
+  // Complete requests wait in buffer_ for the next loop turn (kRequestsPerTurn a turn):
+  // reading is stopped until they are answered.
+  bool backlog_ = false;
+  bool eof_ = false;  // the client half-closed while a reply was owed or requests waited
   void resume();
   void write_raw(std::string data);
   // Closes once every queued reply is written (a refused peer, a client that half-closed).
@@ -132,6 +135,10 @@ class ControlServer {
   const base::SocketFile& socket_file() const { return file_; }
 
   static constexpr std::size_t kMaxLine = 64 * 1024;
+  // Requests one client gets answered in one turn of the loop; the rest wait for the
+  // next turn, after the traffic and the other clients (a pipelined flood cannot hold the
+  // master for seconds).
+  static constexpr int kRequestsPerTurn = 8;
   static constexpr std::size_t kMaxClients = 64;
   static constexpr std::size_t kOwnerReserve = 4;  // places only root and the master's user get
   static constexpr std::size_t kMaxPerUser = 16;   // for any other user

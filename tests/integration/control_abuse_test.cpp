@@ -18,6 +18,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <memory>
 #include <optional>
@@ -364,6 +365,38 @@ TEST_CASE("a control_group member makes no room by closing an operator's idle co
   CHECK(WEXITSTATUS(st) == 0);  // turned away
   // Not one of the operator's connections was closed for it.
   for (auto& h : holders) CHECK(h.request({{"cmd", "version"}}).value("ok", false));
+}
+
+TEST_CASE("a client pipelining thousands of requests is answered a few a turn: a request from another comes between",
+          "[control][abuse]") {
+  // One client's flood used to be answered in one go (every line of every read), holding
+  // the master, its traffic and every other client for seconds.
+  TempDir dir;
+  write_file(dir / "f.toml", config());
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  ControlClient flood(dir / "ctl.sock", 10s);
+  REQUIRE(flood.connected());
+  std::string batch;
+  for (int i = 0; i < 20000; ++i) batch += "{\"cmd\":\"nope\"}\n";
+  batch += R"({"cmd":"scale","pool":"web","workers":2})" "\n";
+  auto sent = std::async(std::launch::async, [&] { return flood.send_raw(batch, 60s); });
+  // The flood is being answered: the other client's scale comes in while most of it waits.
+  REQUIRE(flood.read_line(30s).has_value());
+  ControlClient other(dir / "ctl.sock", 10s);
+  const json reply = other.request({{"cmd", "scale"}, {"pool", "web"}, {"workers", 3}}, 30s);
+  REQUIRE(reply.value("ok", false));
+  REQUIRE(sent.get());
+  std::optional<std::string> last;
+  for (int i = 1; i < 20001; ++i) {
+    last = flood.read_line(30s);
+    REQUIRE(last.has_value());
+  }
+  INFO(*last);
+  CHECK(json::parse(*last).value("ok", false));  // the flood's own scale, answered last
+  // Applied after the other client's: the pool ends at the flood's size.
+  REQUIRE(wait_until([&] { return master.all_matches("(pool web scales from 3 to 2 workers)").size() == 1; }, 30s));
+  CHECK(master.all_matches("(pool web scales from 1 to 3 workers)").size() == 1);
 }
 
 TEST_CASE("kill refuses a signal number that does not fit instead of truncating it",
