@@ -224,7 +224,7 @@ void Dispatcher::accept_from(std::size_t listener) {
     // one that succeeded, so a master hovering at the edge logs once, not every pause.
     if (emfile_episode_) {
       emfile_episode_ = false;
-      log::info("listener.accept_resumed", "pool {}: accepting again", pool_->name);
+      if (episode_logged_) log::info("listener.accept_resumed", "pool {}: accepting again", pool_->name);
     }
   }
   publish();
@@ -242,10 +242,23 @@ bool Dispatcher::descriptors_short() {
 }
 
 void Dispatcher::pause_for_descriptors(const std::string& why, bool system_wide) {
-  if (!emfile_episode_)
-    log::warn("listener.accept_paused",
-              "pool {}: {}; pausing accepts, keeping {} descriptors free (logged once until it recovers)",
-              pool_->name, why, ctx_.fd_reserve);
+  if (!emfile_episode_) {
+    // One episode logged (pause and resume) every kPauseLogInterval at most: a master at
+    // the edge of its reserve pauses every few connections, thousands of times a second.
+    const auto now = Clock::now();
+    episode_logged_ = last_logged_pause_ == Clock::time_point{} || now - last_logged_pause_ >= kPauseLogInterval;
+    if (episode_logged_) {
+      log::warn("listener.accept_paused",
+                "pool {}: {}; pausing accepts, keeping {} descriptors free (logged once until it recovers{})",
+                pool_->name, why, ctx_.fd_reserve,
+                unlogged_pauses_ > 0 ? fmt::format("; {} more pauses since the last one logged", unlogged_pauses_)
+                                     : std::string());
+      last_logged_pause_ = now;
+      unlogged_pauses_ = 0;
+    } else {
+      ++unlogged_pauses_;
+    }
+  }
   emfile_episode_ = true;
   paused_reason_ = "out of descriptors (" + why + ")";
   // The kernel's backlog holds new connections meanwhile. This master's descriptors are

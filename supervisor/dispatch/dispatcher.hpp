@@ -169,6 +169,10 @@ class Dispatcher {
   AfterEachTurn freed_;          // own shortage: look again after every loop turn
   std::string paused_reason_;    // non-empty while accepting waits for descriptors
   bool emfile_episode_ = false;
+  bool episode_logged_ = false;            // its pause was logged: so is its resume
+  Clock::time_point last_logged_pause_{};  // when a pause was last logged
+  std::uint64_t unlogged_pauses_ = 0;      // episodes since then, not logged
+  static constexpr std::chrono::seconds kPauseLogInterval{10};
   int fd_limit_ = 0;  // RLIMIT_NOFILE (soft) of the master
 };
 

@@ -488,6 +488,25 @@ TEST_CASE("running out of descriptors pauses accepting without spinning", "[disp
   CHECK(master.all_matches("(could not be started)").empty());
 }
 
+TEST_CASE("a master hovering at its descriptor limit logs one pause, not one per pause", "[dispatch][emfile]") {
+  // 200 clients at once against 64 descriptors: accepts go on at the edge of the reserve,
+  // pausing every few connections. The pause and the resume were logged each time (about
+  // one pair per six requests); the episode now ends only with room clearly back.
+  TempDir dir;
+  write_file(dir / "f.toml", hello_pool("workers = 2\n"));
+  MasterProcess master(dir / "f.toml", {"prlimit", "--nofile=64:64", "--"});
+  const std::string addr = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  const RunResult ab = run_command({"/usr/bin/ab", "-q", "-n", "5000", "-c", "200", "http://" + addr + "/"}, 120s);
+  INFO(ab.out << ab.err);
+  REQUIRE(ab.exit_code == 0);
+  CHECK(ab.out.find("Failed requests:        0") != std::string::npos);
+  const auto pauses = master.all_matches("(pausing accepts)").size();
+  INFO(pauses << " pauses logged");
+  CHECK(pauses >= 1);
+  CHECK(pauses <= 10);
+}
+
 TEST_CASE("a worker written in Python serves through the master", "[dispatch][python]") {
   TempDir dir;
   write_file(dir / "f.toml",
