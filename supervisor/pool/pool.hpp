@@ -170,8 +170,9 @@ class Pool {
   void schedule_respawn(Slot& slot, std::chrono::milliseconds delay);
   // `streak_over`: the slot's starts in a row that came to nothing exceed flap_restarts.
   // `started`: the worker had started (ready, up kStartupGrace or more): a first crash in a row is restarted at once.
+  // `broken`: stopped by the pool as broken: its run, however long, does not reset the backoff.
   void after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime, bool counts_as_flap, bool streak_over,
-                            bool started);
+                            bool started, bool broken);
   // A start of `slot` failed (fork, exec or a set-up step); `replacement`: of a replacement.
   // False when the pool failed because of it.
   bool after_spawn_failure(Slot& slot, const SpawnFailure& e, bool replacement);

@@ -53,6 +53,7 @@ void Pool::handle_exit_of(pid_t pid, int wait_status) {
   const bool was_replacement = holder == &slot->replacement;
 
   const auto uptime = p->uptime();
+  const bool broken = p->stopped_as_broken();
   const bool came_to_nothing = never_started(p->ever_ready(), uptime);
   const ExitReason reason =
       classify_exit({wait_status, p->exit_expected(), p->ever_ready(), uptime,
@@ -159,9 +160,10 @@ void Pool::handle_exit_of(pid_t pid, int wait_status) {
     return;
   }
   // A worker that served a while and then left with status 0 (recycling itself, a job
-  // that finished) is no flap; one that exits 0 at once, over and over, is.
-  after_unplanned_exit(*slot, uptime, !(reason == ExitReason::Clean && uptime >= kHealthyRun), streak_over,
-                       !came_to_nothing);
+  // that finished) is no flap; one that exits 0 at once, over and over, is, and so is one
+  // the pool stopped as broken, however long it ran (finding out takes 10 s or more).
+  after_unplanned_exit(*slot, uptime, broken || !(reason == ExitReason::Clean && uptime >= kHealthyRun), streak_over,
+                       !came_to_nothing, broken);
 }
 
 void Pool::fail_starts(const Slot& slot) {
@@ -171,8 +173,8 @@ void Pool::fail_starts(const Slot& slot) {
 }
 
 void Pool::after_unplanned_exit(Slot& slot, std::chrono::milliseconds uptime, bool counts_as_flap,
-                                bool streak_over, bool started) {
-  if (uptime >= kHealthyRun) slot.backoff.reset();
+                                bool streak_over, bool started, bool broken) {
+  if (uptime >= kHealthyRun && !broken) slot.backoff.reset();
   if (counts_as_flap && flap_.record(Clock::now())) {
     fail(std::to_string(flap_.recent()) + " unplanned exits within flap_window " +
          format_uptime(config_->flap_window) + " (flap_restarts = " + std::to_string(config_->flap_restarts) + ")");

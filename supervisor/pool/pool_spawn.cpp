@@ -320,6 +320,7 @@ void Pool::stop_broken(Slot& slot, WorkerProcess& p, std::string_view why) {
                      slot.index, p.pid(), why));
   // Not a requested exit: it is restarted with backoff and counts towards flapping, so a
   // program that does this every time cannot make the master fork in a loop.
+  p.mark_broken();
   p.stop(graceful_stop(p.config()), false);
   if (dispatcher_) dispatcher_->pump();
 }

@@ -128,6 +128,10 @@ class WorkerProcess {
   bool ever_ready() const { return ready_at_.has_value(); }
   // Its exit will be one that was asked for: a stop by the pool, or an operator's kill.
   bool exit_expected() const { return exit_expected_; }
+  // Stopped by the pool as broken (protocol errors, a closed channel): its exit, however
+  // clean and late, is restarted as a crash is (backoff, flap counting).
+  void mark_broken() { stopped_as_broken_ = true; }
+  bool stopped_as_broken() const { return stopped_as_broken_; }
   std::chrono::milliseconds uptime() const;
   const std::string& status_text() const { return status_text_; }
   // RSS and CPU time, at most `max_age` old (worker_usage.hpp).
@@ -237,6 +241,7 @@ class WorkerProcess {
   WorkerPhase phase_ = WorkerPhase::Starting;
   std::optional<Clock::time_point> ready_at_;
   bool exit_expected_ = false;
+  bool stopped_as_broken_ = false;
   bool adopted_ = false;
   std::string status_text_;
   mutable WorkerUsage usage_;

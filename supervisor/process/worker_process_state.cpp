@@ -63,6 +63,7 @@ json WorkerProcess::export_state(upgrade::FdList& fds) const {
       {"started", to_ns(started_)},
       {"ready_at", ready_at_ ? json(to_ns(*ready_at_)) : json()},
       {"exit_expected", exit_expected_},
+      {"broken", stopped_as_broken_},
       {"status_text", status_text_},
       {"handed", handed_},
       {"completed", completed_},
@@ -97,6 +98,7 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, const json&
   if (s.contains("ready_at") && !s["ready_at"].is_null())
     ready_at_ = from_ns(s["ready_at"].get<std::int64_t>());
   exit_expected_ = s.value("exit_expected", false);
+  stopped_as_broken_ = s.value("broken", false);
   status_text_ = s.value("status_text", "");
   handed_ = s.value("handed", std::uint64_t{0});
   completed_ = s.value("completed", std::uint64_t{0});

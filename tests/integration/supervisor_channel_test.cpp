@@ -75,6 +75,25 @@ TEST_CASE("a worker that keeps sending malformed records is replaced", "[supervi
   stop_master(*s.master);
 }
 
+TEST_CASE("a worker stopped as broken counts towards flapping however long it ran", "[supervisor][channel]") {
+  // Finding a worker broken takes 10 s or more, and it then exits cleanly when told to:
+  // that exit was taken for a healthy worker's (no flap, backoff reset), so a program
+  // broken this way was restarted for ever. With flap_restarts = 1 the second fails the pool.
+  Setup s(supervisor_section() +
+          testworker_pool("web", 1, ", \"--channel-ready\", \"--serve\", \"--junk-before-done\"",
+                          "listen = [\"tcp://127.0.0.1:0\"]\nready = \"notify\"\nrestart_delay = \"20ms\"\n"
+                          "flap_restarts = 1\nflap_window = \"10m\"\n"));
+  const std::string addr = s.master->wait_listen_address("web");
+  auto c = s.client();
+  CHECK(wait_until([&] {
+    http_get(addr, "/", 5s);
+    return pool_state(c, "web") == "failed";
+  }, 90s));
+  CHECK(s.master->all_matches("(\\[worker.broken\\] worker web\\[0\\])").size() == 2);
+  CHECK(!s.master->wait_log("2 unplanned exits within flap_window").empty());
+  stop_master(*s.master);
+}
+
 TEST_CASE("a worker stopped with SIGSTOP is woken to act on its stop signal at shutdown", "[supervisor][channel]") {
   // Only a SIGCONT lets it see the SIGTERM: without one it would sit until the minute's
   // SIGKILL, long after the deadline below. READY=1 comes once its handlers are set, so
