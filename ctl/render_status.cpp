@@ -124,9 +124,10 @@ std::string render_pool(const nlohmann::json& pool, bool colour) {
         count_text(c, "in_flight"), count_text(c, "lost"), count_text(c, "closed"));
     // keepalive = "master": idle keep-alive connections wait in the master between requests.
     if (str_field(pool, "keepalive") == "master" || u64_field(c, "parked_now") > 0)
-      out += fmt::format("  parked    {} now  parked {}  resumed {}  timed out {}  closed by client {}\n",
+      out += fmt::format("  parked    {} now  parked {}  resumed {}  timed out {}  closed by client {}  closed {}\n",
                          count_text(c, "parked_now"), count_text(c, "parked"), count_text(c, "resumed"),
-                         count_text(c, "keepalive_timeouts"), count_text(c, "keepalive_closed"));
+                         count_text(c, "keepalive_timeouts"), count_text(c, "keepalive_closed"),
+                         count_text(c, "parked_closed"));
   }
   const auto crashed = u64_field(c, "crashed");
   const auto spawn_failed = u64_field(c, "spawn_failed");

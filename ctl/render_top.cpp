@@ -47,7 +47,7 @@ std::string pool_line(const TopFrame& f, const shm::PoolSnapshot& p) {
       paint(state, state_colour(state), f.colour), p.size, bounds, counts.idle,
       paint(std::to_string(counts.busy), counts.busy > 0 ? Colour::Yellow : Colour::None, f.colour),
       counts.starting, counts.stopping, p.queued_now, p.queue_peak, format_rate(r.completed_per_s),
-      format_rate(r.accepted_per_s), p.completed,
+      format_rate(r.accepted_per_s), p.completed + p.parked,
       paint(std::to_string(p.crashed), p.crashed > 0 ? Colour::Red : Colour::None, f.colour),
       format_ms(ms_from_us(pct.p50_us)), format_ms(ms_from_us(pct.p90_us)),
       format_ms(ms_from_us(pct.p99_us)));
@@ -105,7 +105,8 @@ void RateTracker::add(const shm::ScoreboardSnapshot& snapshot) {
   Sample s{snapshot.taken_monotonic_ns, {}, {}};
   for (const auto& p : snapshot.pools) {
     s.accepted.push_back(p.accepted);
-    s.completed.push_back(p.completed);
+    // Served: DONE and PARK (with keepalive = "master" a request ends with a PARK).
+    s.completed.push_back(p.completed + p.parked);
   }
   // A different number of pools means a different scoreboard: rates start over.
   if (!samples_.empty() && samples_.back().accepted.size() != s.accepted.size()) samples_.clear();

@@ -46,7 +46,7 @@ const char* kStatus = R"({"ok":true,
    "target":3,"live":3,"ready":2,"busy":1,"idle":1,"queue":{"length":0,"peak":3,"limit":1024},
    "counters":{"accepted":1500,"dispatched":1500,"completed":1499,"in_flight":1,"lost":0,"closed":0,"queue_timeouts":2,
                "spawned":4,"crashed":1,"killed":0,"recycled":0,"spawn_failed":2,"parked_now":5,"parked":900,
-               "resumed":880,"keepalive_timeouts":12,"keepalive_closed":3},
+               "resumed":880,"keepalive_timeouts":12,"keepalive_closed":3,"parked_closed":0},
    "accept_paused":"out of descriptors, 64 of 64 open",
    "duration_ms":{"count":1499,"p50":1.5,"p90":4.0,"p99":12.25,"max":30.0},
    "queue_wait_ms":{"count":1500,"p50":0.0,"p90":0.5,"p99":2.0,"max":3.0},
@@ -145,7 +145,8 @@ TEST_CASE("ctl status renders a summary per pool and an aligned worker table", "
   CHECK(text.find("accepted 1500  dispatched 1500  completed 1499  in flight 1") !=
         std::string::npos);
   CHECK(text.find("spawned 4  crashed 1  spawn failed 2  killed 0") != std::string::npos);
-  CHECK(text.find("  parked    5 now  parked 900  resumed 880  timed out 12  closed by client 3\n") != std::string::npos);
+  CHECK(text.find("  parked    5 now  parked 900  resumed 880  timed out 12  closed by client 3  closed 0\n") !=
+        std::string::npos);
   CHECK(text.find("accepting paused: out of descriptors, 64 of 64 open") != std::string::npos);
   CHECK(text.find("p50 1.5ms  p90 4.0ms  p99 12.2ms  max 30.0ms  (n=1499)") != std::string::npos);
   CHECK(text.find("pool jobs  failed  dispatch shared  listen tcp://127.0.0.1:9000") != std::string::npos);
@@ -293,7 +294,8 @@ TEST_CASE("ctl top frame: header, pool line with rates and percentiles, one line
   rates.add(s);
   s.taken_monotonic_ns += 2'000'000'000;
   s.pools[0].accepted += 40;
-  s.pools[0].completed += 20;
+  s.pools[0].completed += 12;
+  s.pools[0].parked += 8;  // with keepalive = "master" a request served ends with a PARK
   s.workers[0].busy_since_ns += 0;
   rates.add(s);
   CHECK(rates.rates(0).accepted_per_s == Approx(20.0));
