@@ -97,6 +97,40 @@ Client Client::connect(const std::string& path, Timeout timeout) {
   return Client(std::move(fd), path);
 }
 
+namespace {
+
+// The master's words for a client it turned away before reading its request.
+bool turned_away(const std::string& error) {
+  return error.starts_with("too many control clients") || error.starts_with("closed to make room for another client");
+}
+
+std::string error_of(const Line& line) {
+  const auto e = line.body.find("error");
+  return e != line.body.end() && e->is_string() ? e->get<std::string>() : std::string();
+}
+
+}  // namespace
+
+std::pair<Client, Line> Client::ask(const std::string& path, const nlohmann::json& request, Timeout timeout,
+                                    Timeout reply_timeout) {
+  const auto give_up = timeout ? std::optional(std::chrono::steady_clock::now() + *timeout) : std::nullopt;
+  auto pause = std::chrono::milliseconds(10);
+  for (;;) {
+    const bool may_retry = !give_up || std::chrono::steady_clock::now() + pause < *give_up;
+    try {
+      Client client = connect(path, timeout);
+      client.send(request, timeout);
+      Line reply = client.read_line(reply_timeout);
+      if (!(may_retry && reply.body.value("ok", true) == false && turned_away(error_of(reply))))
+        return {std::move(client), std::move(reply)};
+    } catch (const ReplyError& e) {  // turned away while sending (send reads the reason)
+      if (!may_retry || !turned_away(e.what())) throw;
+    }
+    ::poll(nullptr, 0, static_cast<int>(pause.count()));
+    pause = std::min(pause * 2, std::chrono::milliseconds(200));
+  }
+}
+
 void Client::fail(const std::string& what) const {
   throw ConnectionError("control socket " + path_ + ": " + what);
 }

@@ -76,6 +76,14 @@ class Client {
   std::optional<Line> read_line_or_eof(Timeout timeout = kDefaultReplyTimeout);
   // send() then read_line(); throws ReplyError for {"ok": false}.
   Line call(const nlohmann::json& request, Timeout timeout = kDefaultReplyTimeout);
+  // The first request of a connection: connects, sends `request`, returns the client and
+  // the reply (an error reply too). A master with too many control clients turns a new
+  // one away, or closes an idle one to make room, before reading its request: nothing was
+  // done, so it is asked again on a new connection after a short pause (10 ms, doubling
+  // to 200 ms), until `timeout` from the first try. A burst of hundreds of forkpoolctl
+  // runs then waits its turn instead of failing.
+  static std::pair<Client, Line> ask(const std::string& path, const nlohmann::json& request,
+                                     Timeout timeout = kDefaultReplyTimeout, Timeout reply_timeout = kDefaultReplyTimeout);
 
   int fd() const { return fd_.get(); }
   const std::string& path() const { return path_; }

@@ -116,10 +116,12 @@ bool names_all(const json& request) {
 
 int run_change(const Invocation& inv, const SocketChoice& choice, const json& request) {
   const std::string cmd = str_field(request, "cmd");
-  Client client = Client::connect(choice.path, inv.timeout);
-  // What it was like before: the workers a restart replaces, the pools "all" means.
+  // What it was like before: the workers a restart replaces, the pools "all" means. Its
+  // status request is the connection's first, which a crowded master may turn away.
+  auto [client, first] = Client::ask(choice.path, {{"cmd", "status"}}, inv.timeout, inv.timeout);
+  expect_ok(first);
   json before = json::object();
-  if (inv.wait || names_all(request)) before = client.call({{"cmd", "status"}}, inv.timeout).body;
+  if (inv.wait || names_all(request)) before = first.body;
 
   std::vector<json> requests;
   if (names_all(request)) {
@@ -177,10 +179,9 @@ int run_request(const Invocation& inv, const json& request) {
   const std::string cmd = request.value("cmd", "");
   try {
     if (waits_for_change(cmd)) return run_change(inv, choice, request);
-    Client client = Client::connect(choice.path, inv.timeout);
-    client.send(request, inv.timeout);
     // An upgrade is answered once the new binary has run twice (up to 10 s each).
-    Line reply = client.read_line(cmd == "upgrade" ? std::max(inv.timeout, inv.wait_timeout) : inv.timeout);
+    auto [client, reply] =
+        Client::ask(choice.path, request, inv.timeout, cmd == "upgrade" ? std::max(inv.timeout, inv.wait_timeout) : inv.timeout);
     if (error_reply(inv, reply)) return kExitErrorReply;
     if (cmd == "events") return stream_events(inv, client, reply);
     if (cmd == "upgrade") return finish_upgrade(inv, choice.path, client, reply);

@@ -18,6 +18,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <memory>
@@ -278,6 +279,29 @@ TEST_CASE("a client dripping bytes or empty lines is closed at the whole-request
   CHECK(newlines.is_closed(5s));
   ControlClient after(dir / "ctl.sock");
   CHECK(after.request({{"cmd", "version"}}).value("ok", false));
+}
+
+TEST_CASE("30 forkpoolctl status at once for the last free place all get their answer", "[control][abuse][ctl]") {
+  // More clients at once than the master has places: it turns newcomers away, or closes
+  // one that has not sent its request yet to make room. Neither read the request, so
+  // forkpoolctl asks again after a pause instead of failing.
+  TempDir dir;
+  write_file(dir / "f.toml", config());
+  MasterProcess master(dir / "f.toml");
+  REQUIRE(!master.wait_log("\\[master.ready\\]").empty());
+  std::vector<ControlClient> holders;
+  for (int i = 0; i < 63; ++i) {  // subscribed to events: places that are never given up
+    holders.emplace_back(dir / "ctl.sock");
+    REQUIRE(holders.back().request({{"cmd", "events"}}).value("ok", false));
+  }
+  const std::string script = "fails=0; for i in $(seq 30); do \"$0\" -s \"$1\" status >/dev/null 2>>\"$2\" & done; "
+                             "for job in $(jobs -p); do wait $job || fails=$((fails+1)); done; echo $fails";
+  const auto r = run_command({"/bin/bash", "-c", script, forkpoolctl(), (dir / "ctl.sock").string(),
+                              (dir / "errors").string()},
+                             120s);
+  INFO(r.describe() << std::ifstream(dir / "errors").rdbuf());
+  REQUIRE(r.exited);
+  CHECK(r.out == "0\n");
 }
 
 TEST_CASE("forkpoolctl prints the master's too many control clients reply",
