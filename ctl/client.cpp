@@ -113,19 +113,37 @@ std::string error_of(const Line& line) {
 
 std::pair<Client, Line> Client::ask(const std::string& path, const nlohmann::json& request, Timeout timeout,
                                     Timeout reply_timeout) {
-  const auto give_up = timeout ? std::optional(std::chrono::steady_clock::now() + *timeout) : std::nullopt;
+  using SteadyClock = std::chrono::steady_clock;
+  const bool bounded = timeout.has_value();  // nullopt: no end (events, top)
+  const auto give_up = SteadyClock::now() + timeout.value_or(std::chrono::milliseconds(0));
   auto pause = std::chrono::milliseconds(10);
+  std::optional<std::pair<Client, Line>> refused;  // the last time it was turned away
   for (;;) {
-    const bool may_retry = !give_up || std::chrono::steady_clock::now() + pause < *give_up;
-    try {
-      Client client = connect(path, timeout);
-      client.send(request, timeout);
-      Line reply = client.read_line(reply_timeout);
-      if (!(may_retry && reply.body.value("ok", true) == false && turned_away(error_of(reply))))
-        return {std::move(client), std::move(reply)};
-    } catch (const ReplyError& e) {  // turned away while sending (send reads the reason)
-      if (!may_retry || !turned_away(e.what())) throw;
+    // A retry gets what is left of `timeout`; when it runs out, the reason it was turned
+    // away is the answer (exit 1), not the timeout of a master too busy to reply.
+    Timeout left = timeout, reply_left = reply_timeout;
+    if (refused && bounded) {
+      left = std::chrono::duration_cast<std::chrono::milliseconds>(give_up - SteadyClock::now());
+      if (*left <= std::chrono::milliseconds(0)) return std::move(*refused);
+      reply_left = reply_timeout ? std::min(*reply_timeout, *left) : *left;
     }
+    std::optional<Client> client;
+    try {
+      client.emplace(connect(path, left));
+      client->send(request, left);
+      Line reply = client->read_line(reply_left);
+      if (!(reply.body.value("ok", true) == false && turned_away(error_of(reply))))
+        return {std::move(*client), std::move(reply)};
+      refused.emplace(std::move(*client), std::move(reply));
+    } catch (const ReplyError& e) {  // turned away while sending (send reads the reason)
+      if (!turned_away(e.what()) || !client) throw;
+      const nlohmann::json body = {{"ok", false}, {"error", e.what()}};
+      refused.emplace(std::move(*client), Line{body.dump(), body, {}});
+    } catch (const ConnectionError&) {
+      if (!refused) throw;
+      return std::move(*refused);
+    }
+    if (bounded && SteadyClock::now() + pause >= give_up) return std::move(*refused);
     ::poll(nullptr, 0, static_cast<int>(pause.count()));
     pause = std::min(pause * 2, std::chrono::milliseconds(200));
   }

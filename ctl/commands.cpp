@@ -116,12 +116,16 @@ bool names_all(const json& request) {
 
 int run_change(const Invocation& inv, const SocketChoice& choice, const json& request) {
   const std::string cmd = str_field(request, "cmd");
-  // What it was like before: the workers a restart replaces, the pools "all" means. Its
-  // status request is the connection's first, which a crowded master may turn away.
-  auto [client, first] = Client::ask(choice.path, {{"cmd", "status"}}, inv.timeout, inv.timeout);
-  expect_ok(first);
+  // The connection's first request is the one a crowded master may turn away (ask()).
+  std::optional<Client> client;
+  // What it was like before: the workers a restart replaces, the pools "all" means.
   json before = json::object();
-  if (inv.wait || names_all(request)) before = first.body;
+  if (inv.wait || names_all(request)) {
+    auto [opened, first] = Client::ask(choice.path, {{"cmd", "status"}}, inv.timeout, inv.timeout);
+    expect_ok(first);
+    before = std::move(first.body);
+    client.emplace(std::move(opened));
+  }
 
   std::vector<json> requests;
   if (names_all(request)) {
@@ -140,8 +144,15 @@ int run_change(const Invocation& inv, const SocketChoice& choice, const json& re
   std::vector<WaitPlan> plans;
   int status = kExitOk;
   for (const auto& r : requests) {
-    client.send(r, inv.timeout);
-    const Line reply = client.read_line(inv.timeout);
+    Line reply;
+    if (client) {
+      client->send(r, inv.timeout);
+      reply = client->read_line(inv.timeout);
+    } else {
+      auto [opened, first] = Client::ask(choice.path, r, inv.timeout, inv.timeout);
+      client.emplace(std::move(opened));
+      reply = std::move(first);
+    }
     if (error_reply(inv, reply)) {
       status = kExitErrorReply;
       continue;
@@ -161,7 +172,7 @@ int run_change(const Invocation& inv, const SocketChoice& choice, const json& re
   options.reply_timeout = inv.timeout;
   options.progress = !inv.json;
   options.tty = ::isatty(STDOUT_FILENO) == 1;
-  const int waited = wait_for(all_of(cmd + " all", std::move(plans)), options, std::move(client));
+  const int waited = wait_for(all_of(cmd + " all", std::move(plans)), options, std::move(*client));
   return status != kExitOk ? status : waited;
 }
 
