@@ -64,12 +64,15 @@ bool in_supplementary_groups(pid_t pid, gid_t group) {
 
 void ControlClient::write_raw(std::string data) {
   if (closing_) return;
-  if (uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(pipe_)) > ControlServer::kMaxPendingWrite) {
+  const std::size_t queued = uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(pipe_));
+  if (queued > ControlServer::kMaxPendingWrite) {
     log::warn("control.slow_client", "a control client does not read its replies; closing it");
     close();
     return;
   }
-  if (data.size() >= kLargeReply) server_->trim_later();
+  // Small replies piling up unread (pipelined requests, a client that reads slowly) leave
+  // as much heap behind as one large reply.
+  if (data.size() >= kLargeReply || queued >= kLargeReply) server_->trim_later();
   auto* w = new WriteRequest{{}, std::move(data), false};
   w->req.data = this;
   uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
