@@ -446,6 +446,23 @@ void WorkerProcess::read_channel(bool until_empty) {
       return;  // its handler may have changed the pool; read on next time
     }
     if (m.type == FP_MSG_DONE) {
+      // A DONE for a connection it does not hold (a second one, one after its PARK) or
+      // with a descriptor is the worker's mistake: counted, and logged at warn level. A
+      // stray DONE could otherwise end the next round of a connection this worker got back.
+      const bool held = held_.count(m.id) != 0;
+      if (!held || passed.count > 0) {
+        if (!bad_dones_) bad_dones_ = std::make_unique<log::RepeatedWarning>(ctx_.loop, "channel.bad_done");
+        bad_dones_->warn(fmt::format("worker {}[{}] pid {}", pool_->name, id_.worker, pid_), [&] {
+          return fmt::format("worker {}[{}] pid {} sent DONE {} (connection {}){}", pool_->name, id_.worker, pid_,
+                             held ? "with a descriptor" : "for a connection it does not hold", m.id,
+                             passed.count > 0 ? "; the master closed the descriptor" : "");
+        });
+        count_protocol_error();
+        if (held) finish_connection(m.id);
+        if (too_many_protocol_errors(until_empty)) return;
+        if (!until_empty && held) return;
+        continue;
+      }
       finish_connection(m.id);
       if (!until_empty) return;  // the done handler dispatches more work
     }
@@ -474,6 +491,7 @@ void WorkerProcess::reaped() {
   read_channel(true);
   if (bad_parks_) bad_parks_->flush();
   if (lost_parks_) lost_parks_->flush();
+  if (bad_dones_) bad_dones_->flush();
   channel_->close();
   usage_.forget();
   if (access_log::enabled()) {

@@ -271,6 +271,7 @@ class WorkerProcess {
   unsigned protocol_errors_ = 0;
   std::unique_ptr<log::RepeatedWarning> bad_parks_;  // made on the first one
   std::unique_ptr<log::RepeatedWarning> lost_parks_;  // PARKs whose descriptor the master could not take
+  std::unique_ptr<log::RepeatedWarning> bad_dones_;   // DONEs for no held connection, or with a descriptor
   Clock::time_point first_protocol_error_;
   StopPlan stop_plan_;
   std::size_t stop_step_ = 0;

@@ -212,6 +212,11 @@ while True:
     elif mode == "park_keep" and head:  # keeps a copy of what it parks, as a forked child would
         seen[ident] = os.dup(conn.fileno())
         chan.sendmsg([MSG.pack(18, 0, 0, ident)], rights(conn.fileno()))
+    elif mode == "done_twice":  # a second DONE for a connection it no longer holds
+        chan.send(MSG.pack(17, 0, 0, ident))
+        chan.send(MSG.pack(17, 0, 0, ident))
+    elif mode == "done_fd":  # a DONE that brings a descriptor along
+        chan.sendmsg([MSG.pack(17, 0, 0, ident)], rights(conn.fileno()))
     elif mode == "garbage":
         bad = served % 4
         if bad == 0:    # PARK without the descriptor
@@ -364,6 +369,37 @@ TEST_CASE("a parked connection the client closes leaves the master's epoll set t
     if (round == 2) CHECK(epoll_registrations(master.pid()) == before);
   }
   check_identities(pool_status(ctl, "py"));
+  stop_master(master);
+}
+
+TEST_CASE("a DONE for a connection the worker does not hold, or with a descriptor, is a protocol error",
+          "[keepalive][channel]") {
+  TempDir dir;
+  write_file(dir / "worker.py", kProtocolWorker);
+  write_file(dir / "f.toml", supervisor_section() + protocol_worker_pool(dir / "worker.py", "done_twice", "worker") +
+                                 "[pools.fd]\ncommand = [\"/usr/bin/python3\", " + quoted((dir / "worker.py").string()) +
+                                 ", \"done_fd\"]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 1\nmax_inflight = 1\n");
+  MasterProcess master(dir / "f.toml");
+  const std::string twice = master.wait_listen_address("py");
+  const std::string with_fd = master.wait_listen_address("fd");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  ControlClient ctl(dir / "ctl.sock", 10s);
+  for (int i = 0; i < 3; ++i) {
+    CHECK(KeepAliveClient(twice).get().has_value());
+    CHECK(KeepAliveClient(with_fd).get().has_value());
+  }
+  REQUIRE(wait_until([&] {
+    return c(pool_status(ctl, "py"), "protocol_errors") == 3 && c(pool_status(ctl, "fd"), "protocol_errors") == 3;
+  }));
+  for (const char* name : {"py", "fd"}) {
+    const json p = pool_status(ctl, name);
+    CHECK(c(p, "completed") == 3);  // each connection once: the second DONE finishes nothing
+    CHECK(c(p, "in_flight") == 0);
+    check_identities(p);
+  }
+  CHECK(!master.all_matches("(\\[channel.bad_done\\] worker py\\[0\\] pid [0-9]+ sent DONE for a connection it does "
+                            "not hold)").empty());
+  CHECK(!master.all_matches("(\\[channel.bad_done\\] worker fd\\[0\\] pid [0-9]+ sent DONE with a descriptor)").empty());
   stop_master(master);
 }
 

@@ -465,7 +465,9 @@ TEST_CASE("numeric user and group ids reach the worker, with or without a passwd
                                  ", \"--report\", " + quoted(unknown.string()) +
                                  "]\nready = \"exec\"\nuser = \"4242\"\ngroup = \"4243\"\n");
   MasterProcess master(dir / "f.toml");
-  REQUIRE(wait_until([&] { return fs::exists(known) && fs::exists(unknown); }, 10s));
+  const bool reported = wait_until([&] { return fs::exists(known) && fs::exists(unknown); }, 30s);
+  INFO(master.log());
+  REQUIRE(reported);
   const passwd* nobody = ::getpwuid(65534);
   REQUIRE(nobody != nullptr);
   CHECK(report_value(known, "uid") == "65534");
