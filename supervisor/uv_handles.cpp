@@ -54,6 +54,27 @@ void Timer::fire(uv_timer_t* handle) {
   callback();
 }
 
+EachTurn::EachTurn(uv_loop_t* loop) : handle_(new uv_idle_t) {
+  check(uv_idle_init(loop, handle_));
+  handle_->data = this;
+}
+
+EachTurn::~EachTurn() { close_and_free(handle_); }
+
+void EachTurn::start(std::function<void()> callback) {
+  callback_ = std::move(callback);
+  check(uv_idle_start(handle_, &EachTurn::fire));
+}
+
+void EachTurn::stop() { uv_idle_stop(handle_); }
+
+void EachTurn::fire(uv_idle_t* handle) {
+  auto* self = static_cast<EachTurn*>(handle->data);
+  if (self == nullptr) return;
+  auto callback = self->callback_;  // it may destroy this EachTurn
+  callback();
+}
+
 FdWatch::FdWatch(uv_loop_t* loop, int fd) : handle_(new uv_poll_t) {
   check(uv_poll_init(loop, handle_, fd));
   handle_->data = this;

@@ -29,6 +29,26 @@ class Timer {
   std::function<void()> callback_;
 };
 
+// A callback run once in every turn of the loop while started (a libuv idle handle: the
+// loop does not sleep in poll meanwhile, and runs its other events between two calls).
+// A 0 ms timer re-armed from its own callback is no substitute: libuv 1.44 runs it again
+// within the same pass over the timers.
+class EachTurn {
+ public:
+  explicit EachTurn(uv_loop_t* loop);
+  ~EachTurn();
+  EachTurn(const EachTurn&) = delete;
+  EachTurn& operator=(const EachTurn&) = delete;
+
+  void start(std::function<void()> callback);
+  void stop();
+
+ private:
+  static void fire(uv_idle_t* handle);
+  uv_idle_t* handle_;
+  std::function<void()> callback_;
+};
+
 // Readiness of one file descriptor the caller owns (the fd is not closed here).
 class FdWatch {
  public:

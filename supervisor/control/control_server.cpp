@@ -207,7 +207,7 @@ void ControlClient::close() {
 // ---- ControlServer ----
 
 ControlServer::ControlServer(uv_loop_t* loop, const config::SupervisorConfig& config, Handler handler)
-    : loop_(loop), trim_timer_(loop), config_(config), handler_(std::move(handler)) {
+    : loop_(loop), trim_timer_(loop), backlog_turn_(loop), config_(config), handler_(std::move(handler)) {
   const std::string path = config_.control_socket.string();
   group_ = resolve_group(config_.control_group);
   prepare_socket_path(config_.control_socket);
@@ -257,7 +257,7 @@ ControlServer::ControlServer(uv_loop_t* loop, const config::SupervisorConfig& co
 
 ControlServer::ControlServer(uv_loop_t* loop, const config::SupervisorConfig& config, Handler handler,
                              int listening_fd, base::SocketFile file)
-    : loop_(loop), trim_timer_(loop), config_(config),
+    : loop_(loop), trim_timer_(loop), backlog_turn_(loop), config_(config),
       file_(file.known ? file : base::SocketFile::at(config.control_socket.c_str())), handler_(std::move(handler)) {
   group_ = resolve_group(config_.control_group);
   listener_ = new uv_pipe_t;
@@ -522,21 +522,13 @@ void ControlServer::handle_input(ControlClient& c) {
   c.buffer_.erase(0, start);
   if (more) {
     // The rest on the next turn of the loop, after what else is due (connections, the
-    // workers' messages, other clients); nothing more is read from this one meanwhile.
-    // The client's timer is free: no deadline runs while the master owes the answers.
+    // workers' messages, other clients); nothing more is read from this one meanwhile,
+    // and no deadline runs while the master owes the answers.
     c.backlog_ = true;
     uv_read_stop(reinterpret_cast<uv_stream_t*>(c.pipe_));
-    uv_timer_start(c.timer_, [](uv_timer_t* t) {
-      auto* client = static_cast<ControlClient*>(t->data);
-      if (client == nullptr || client->closing_) return;
-      client->backlog_ = false;
-      client->server_->handle_input(*client);
-      if (client->closing_ || client->deferred_ || client->backlog_) return;
-      if (client->eof_)
-        client->close_after_writes();
-      else
-        client->server_->start_reading(*client);
-    }, 0, 0);
+    uv_timer_stop(c.timer_);
+    backlogged_.push_back(c.ref_);
+    backlog_turn_.start([this] { answer_backlogs(); });
     return;
   }
   if (c.buffer_.size() > kMaxLine) {
@@ -550,6 +542,25 @@ void ControlServer::handle_input(ControlClient& c) {
     c.request_started_ = c.buffer_.empty() ? std::nullopt : std::optional<std::uint64_t>(c.last_request_);
   }
   arm_timer(c);
+}
+
+void ControlServer::answer_backlogs() {
+  // One batch for each client that had requests waiting; those with more come back.
+  std::vector<std::weak_ptr<ControlClient*>> turn;
+  turn.swap(backlogged_);
+  for (const auto& ref : turn) {
+    const auto held = ref.lock();
+    if (!held || *held == nullptr || (*held)->closing_) continue;
+    ControlClient& c = **held;
+    c.backlog_ = false;
+    handle_input(c);
+    if (c.closing_ || c.deferred_ || c.backlog_) continue;
+    if (c.eof_)
+      c.close_after_writes();
+    else
+      start_reading(c);
+  }
+  if (backlogged_.empty()) backlog_turn_.stop();
 }
 
 void ControlServer::arm_timer(ControlClient& c) {

@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
+#include <vector>
 #include <string>
 
 #include "base/socket_file.hpp"
@@ -176,6 +177,10 @@ class ControlServer {
 
   uv_loop_t* loop_;
   Timer trim_timer_;
+  // Clients with requests waiting for the next turn (backlog_): one batch each a turn.
+  EachTurn backlog_turn_;
+  std::vector<std::weak_ptr<ControlClient*>> backlogged_;
+  void answer_backlogs();
   config::SupervisorConfig config_;
   base::SocketFile file_;
   Handler handler_;
