@@ -119,19 +119,22 @@ std::pair<Client, Line> Client::ask(const std::string& path, const nlohmann::jso
   auto pause = std::chrono::milliseconds(10);
   std::optional<std::pair<Client, Line>> refused;  // the last time it was turned away
   for (;;) {
-    // A retry gets what is left of `timeout`; when it runs out, the reason it was turned
-    // away is the answer (exit 1), not the timeout of a master too busy to reply.
-    Timeout left = timeout, reply_left = reply_timeout;
+    // A retry gets what is left of `timeout` to connect and send; when that runs out, the
+    // reason it was turned away is the answer (exit 1). Once a request is sent, its reply
+    // gets the whole `reply_timeout` (an upgrade's checks take up to 20 s), and a failure
+    // from then on is that request's own: it may have been carried out.
+    Timeout left = timeout;
     if (refused && bounded) {
       left = std::chrono::duration_cast<std::chrono::milliseconds>(give_up - SteadyClock::now());
       if (*left <= std::chrono::milliseconds(0)) return std::move(*refused);
-      reply_left = reply_timeout ? std::min(*reply_timeout, *left) : *left;
     }
     std::optional<Client> client;
+    bool sent = false;
     try {
       client.emplace(connect(path, left));
       client->send(request, left);
-      Line reply = client->read_line(reply_left);
+      sent = true;
+      Line reply = client->read_line(reply_timeout);
       if (!(reply.body.value("ok", true) == false && turned_away(error_of(reply))))
         return {std::move(*client), std::move(reply)};
       refused.emplace(std::move(*client), std::move(reply));
@@ -140,7 +143,7 @@ std::pair<Client, Line> Client::ask(const std::string& path, const nlohmann::jso
       const nlohmann::json body = {{"ok", false}, {"error", e.what()}};
       refused.emplace(std::move(*client), Line{body.dump(), body, {}});
     } catch (const ConnectionError&) {
-      if (!refused) throw;
+      if (!refused || sent) throw;
       return std::move(*refused);
     }
     if (bounded && SteadyClock::now() + pause >= give_up) return std::move(*refused);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <atomic>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -67,14 +68,40 @@ TEST_CASE("ctl client turned away before sending reports the master's reason", "
 
 TEST_CASE("forkpoolctl turned away prints the reason and exits 1 like any error reply",
           "[ctl][client]") {
+  // Turned away every time (before or after its request went out: both): forkpoolctl asks
+  // again until --timeout, then the master's reason is its answer.
   RefusingMaster master;
-  bool refused = false;
-  std::thread t([&] { refused = master.refuse_next(); });  // before or after the request: both
+  std::atomic<bool> done{false};
+  std::atomic<int> refusals{0};
+  std::thread t([&] {
+    while (!done)
+      if (master.refuse_next()) ++refusals;
+  });
   Invocation inv;
   inv.socket = master.path();
   inv.timeout = 2000ms;
   const int rc = run_request(inv, {{"cmd", "status"}});
+  done = true;
+  try {
+    Client::connect(master.path(), 1000ms);  // wakes the refusing thread's last accept
+  } catch (const ConnectionError&) {
+  }
+  t.join();
+  CHECK(refusals >= 2);  // it asked again
+  CHECK(rc == kExitErrorReply);
+}
+
+TEST_CASE("forkpoolctl turned away once, then not answered, reports the timeout, not the refusal", "[ctl][client]") {
+  // Its request went out the second time: what became of it is that request's, and a
+  // master that does not answer it is a timeout (exit 2), not "too many control clients".
+  RefusingMaster master;
+  bool refused = false;
+  std::thread t([&] { refused = master.refuse_next(); });
+  Invocation inv;
+  inv.socket = master.path();
+  inv.timeout = 1000ms;
+  const int rc = run_request(inv, {{"cmd", "status"}});
   t.join();
   CHECK(refused);
-  CHECK(rc == kExitErrorReply);
+  CHECK(rc == kExitUsage);
 }
