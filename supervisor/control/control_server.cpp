@@ -36,8 +36,11 @@ struct WriteRequest {
   bool close_after;
 };
 
-// One read buffer for every client: reads are handled before the next one starts.
+// One read buffer for every client: reads are handled before the next one starts. No
+// larger than a request line may be: what a deferral or a backlog leaves unread in a
+// client's buffer_ then never exceeds kMaxLine unless a line does.
 std::array<char, 65536> g_read_buffer;
+static_assert(sizeof g_read_buffer <= ControlServer::kMaxLine);
 
 bool in_supplementary_groups(pid_t pid, gid_t group) {
   const auto status = base::read_proc_text("/proc/" + std::to_string(pid) + "/status");

@@ -22,7 +22,7 @@ class LogFileSink final : public spdlog::sinks::base_sink<spdlog::details::null_
  public:
   // Throws std::runtime_error naming the file and the error.
   explicit LogFileSink(const std::filesystem::path& file)
-      : fd_(::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) {
+      : fd_(::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666)) {
     if (fd_ < 0) throw std::runtime_error(std::strerror(errno));
   }
   ~LogFileSink() override { ::close(fd_); }
