@@ -238,22 +238,37 @@ while True:
     served += 1
 )";
 
-std::string protocol_worker_pool(const fs::path& script, const std::string& mode, const std::string& keepalive) {
-  return "[pools.py]\ncommand = [\"/usr/bin/python3\", " + quoted(script.string()) + ", \"" + mode +
+std::string protocol_worker_pool(const fs::path& script, const std::string& mode, const std::string& keepalive,
+                                 const std::string& name = "py") {
+  return "[pools." + name + "]\ncommand = [\"/usr/bin/python3\", " + quoted(script.string()) + ", \"" + mode +
          "\"]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 1\nmax_inflight = 1\nkeepalive = \"" + keepalive + "\"\n";
 }
+
+// A master with one pool "py" of the protocol worker in `mode`, ready, and a control client.
+struct ProtocolMaster {
+  TempDir dir;
+  MasterProcess master;
+  std::string address;
+  ControlClient ctl;
+  ProtocolMaster(const std::string& mode, const std::string& keepalive)
+      : master(config(dir, mode, keepalive)), address(master.wait_listen_address("py")), ctl(dir / "ctl.sock", 10s) {
+    REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  }
+  static fs::path config(const TempDir& dir, const std::string& mode, const std::string& keepalive) {
+    write_file(dir / "worker.py", kProtocolWorker);
+    write_file(dir / "f.toml", supervisor_section() + protocol_worker_pool(dir / "worker.py", mode, keepalive));
+    return dir / "f.toml";
+  }
+};
 
 }  // namespace
 
 TEST_CASE("a worker written from docs/protocol.md parks: each request comes back as a CONN with the same id",
           "[keepalive]") {
-  TempDir dir;
-  write_file(dir / "worker.py", kProtocolWorker);
-  write_file(dir / "f.toml", supervisor_section() + protocol_worker_pool(dir / "worker.py", "park", "master"));
-  MasterProcess master(dir / "f.toml");
-  const std::string address = master.wait_listen_address("py");
-  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
-  ControlClient ctl(dir / "ctl.sock", 10s);
+  ProtocolMaster pm("park", "master");
+  MasterProcess& master = pm.master;
+  const std::string& address = pm.address;
+  ControlClient& ctl = pm.ctl;
 
   KeepAliveClient a(address), b(address);
   const auto a1 = a.get(), b1 = b.get(), a2 = a.get(), a3 = a.get(), b2 = b.get();
@@ -295,13 +310,11 @@ TEST_CASE("forkpoolctl top shows what the master counts of a worker that never w
   // The worker of docs/protocol.md alone: READY, DONE, nothing else. `top` reads the
   // scoreboard, not the master's status: in master dispatch the master keeps its account
   // of each worker there, so the row says busy and the connections handled.
-  TempDir dir;
-  write_file(dir / "worker.py", kProtocolWorker);
-  write_file(dir / "f.toml", supervisor_section() + protocol_worker_pool(dir / "worker.py", "done", "worker"));
-  MasterProcess master(dir / "f.toml");
-  const std::string address = master.wait_listen_address("py");
-  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
-  ControlClient ctl(dir / "ctl.sock", 10s);
+  ProtocolMaster pm("done", "worker");
+  TempDir& dir = pm.dir;
+  MasterProcess& master = pm.master;
+  const std::string& address = pm.address;
+  ControlClient& ctl = pm.ctl;
   const pid_t pid = pool_status(ctl, "py")["workers"][0]["pid"].get<pid_t>();
   for (int i = 0; i < 3; ++i) REQUIRE(KeepAliveClient(address).get());
   REQUIRE(wait_until([&] { return c(pool_status(ctl, "py"), "completed") == 3; }));
@@ -349,13 +362,10 @@ TEST_CASE("a parked connection the client closes leaves the master's epoll set t
   // Closing a descriptor drops its epoll registration only with the last reference to the
   // socket; a worker that kept a copy of what it parked (one that forked while holding
   // it) kept the registration alive, and its hang-up fired for ever: a busy master.
-  TempDir dir;
-  write_file(dir / "worker.py", kProtocolWorker);
-  write_file(dir / "f.toml", supervisor_section() + protocol_worker_pool(dir / "worker.py", "park_keep", "master"));
-  MasterProcess master(dir / "f.toml");
-  const std::string address = master.wait_listen_address("py");
-  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
-  ControlClient ctl(dir / "ctl.sock", 10s);
+  ProtocolMaster pm("park_keep", "master");
+  MasterProcess& master = pm.master;
+  const std::string& address = pm.address;
+  ControlClient& ctl = pm.ctl;
   for (std::uint64_t round = 1; round <= 2; ++round) {
     // The first round makes the parked set's own epoll set (registered in the loop's).
     const std::size_t before = epoll_registrations(master.pid());
@@ -377,8 +387,7 @@ TEST_CASE("a DONE for a connection the worker does not hold, or with a descripto
   TempDir dir;
   write_file(dir / "worker.py", kProtocolWorker);
   write_file(dir / "f.toml", supervisor_section() + protocol_worker_pool(dir / "worker.py", "done_twice", "worker") +
-                                 "[pools.fd]\ncommand = [\"/usr/bin/python3\", " + quoted((dir / "worker.py").string()) +
-                                 ", \"done_fd\"]\nlisten = [\"tcp://127.0.0.1:0\"]\nworkers = 1\nmax_inflight = 1\n");
+                                 protocol_worker_pool(dir / "worker.py", "done_fd", "worker", "fd"));
   MasterProcess master(dir / "f.toml");
   const std::string twice = master.wait_listen_address("py");
   const std::string with_fd = master.wait_listen_address("fd");
