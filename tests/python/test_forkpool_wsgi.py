@@ -25,6 +25,7 @@ sys.path.insert(0, PYDIR)
 
 import forkpool_http as http  # noqa: E402
 import forkpool_wsgi as wsgi  # noqa: E402
+import forkpool_wsgi_handler as handler  # noqa: E402
 
 MSG = struct.Struct("=HHIQ")
 CONN, READY, DONE, PARK = 1, 16, 17, 18
@@ -342,6 +343,33 @@ class AfterResponseTest(unittest.TestCase):
         ]
         for keep, buffered, master, step in table:
             self.assertEqual(wsgi.after_response(keep, buffered, master), step, (keep, buffered, master))
+
+
+class ConnectionVarsTest(unittest.TestCase):
+    """REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT from the listener and the socket."""
+
+    def test_tcp_listener_names_the_server_and_the_peer_is_asked(self):
+        with socket.socket() as lsock:
+            lsock.bind(("127.0.0.1", 0))
+            lsock.listen()
+            with socket.create_connection(lsock.getsockname()) as client:
+                conn, _ = lsock.accept()
+                with conn:
+                    port = str(client.getsockname()[1])
+                    got = handler.connection_vars(conn, handler.Listener("tcp://127.0.0.1:8080"))
+                    self.assertEqual(got, ("127.0.0.1", port, "127.0.0.1", "8080"))
+                    # A wildcard or port 0 in `listen`: the connection's own address.
+                    got = handler.connection_vars(conn, handler.Listener("tcp://0.0.0.0:0"))
+                    self.assertEqual(got, ("127.0.0.1", port, "127.0.0.1", str(lsock.getsockname()[1])))
+
+    def test_unix_is_known_from_the_listener_or_from_the_socket(self):
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with a, b:
+            self.assertEqual(handler.connection_vars(a, handler.Listener("unix:/run/app.sock")),
+                             ("", "", "localhost", "80"))
+            # Not forkpool's address (socket activation without forkpool): the family tells.
+            self.assertEqual(handler.connection_vars(a, handler.Listener(None)), ("", "", "localhost", "80"))
+            self.assertEqual(handler.connection_vars(a, handler.Listener("somewhere")), ("", "", "localhost", "80"))
 
 
 APP = textwrap.dedent("""

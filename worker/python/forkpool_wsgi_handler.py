@@ -391,6 +391,8 @@ class Listener:
 
     def __init__(self, address):
         self.unix = False
+        # Whether `unix` is known; else the connection's family tells (not forkpool's address).
+        self.known = address is not None and address.startswith(("unix:", "tcp://"))
         self.name = ""
         self.port = ""
         if address is None or address.startswith("unix:"):
@@ -406,7 +408,8 @@ class Listener:
 
 def connection_vars(conn, listener):
     """REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT for a connection."""
-    if conn.family == socket.AF_UNIX:
+    # conn.family is converted to an enum on every read (0.35 µs): the listener tells.
+    if listener.unix if listener.known else conn.family == socket.AF_UNIX:
         return "", "", listener.name or "localhost", listener.port or "80"
     try:
         peer = conn.getpeername()
