@@ -8,8 +8,11 @@
 #include <csignal>
 #include <future>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
+#include <vector>
 
+#include "support/held_request.hpp"
 #include "support/master_process.hpp"
 #include "support/run_command.hpp"
 #include "support/temp_dir.hpp"
@@ -73,6 +76,46 @@ TEST_CASE("forkpoolctl top --once prints one frame with the pool and a row per w
   // One frame, not a screen being redrawn: no cursor movement, no clearing.
   CHECK(frame.out.find("\x1b[H") == std::string::npos);
   CHECK(frame.out.find("\x1b[2J") == std::string::npos);
+}
+
+TEST_CASE("top shows a worker killed holding a connection as exited with nothing in flight", "[ctl][top]") {
+  // The connection died with the worker (counted lost): the row the worker leaves, shown
+  // until its slot is used again (here: the pool is stopped), holds none.
+  TempDir dir;
+  write_file(dir / "f.toml", config(1) + "max_inflight = 1\ngraceful_timeout = \"1s\"\n");
+  MasterProcess master(dir / "f.toml");
+  const std::string addr = master.wait_listen_address("web");
+  REQUIRE(!master.wait_log("every pool has its workers ready").empty());
+  const auto pids = master.all_matches("pid ([0-9]+) started");
+  REQUIRE(pids.size() == 1);
+  HeldRequest held(addr);
+  // Busy with it: its row says 1 in flight.
+  auto row_of = [&](const std::string& frame) {
+    std::istringstream lines(frame);
+    for (std::string line; std::getline(lines, line);)
+      if (line.find(" " + pids[0] + " ") != std::string::npos) return line;
+    return std::string();
+  };
+  auto fields = [](const std::string& line) {
+    std::istringstream in(line);
+    std::vector<std::string> f;
+    for (std::string w; in >> w;) f.push_back(w);
+    return f;
+  };
+  REQUIRE(wait_until([&] {
+    const auto f = fields(row_of(ctl(dir, {"top", "--once"}).out));
+    return f.size() > 4 && f[3] == "busy" && f[4] == "1";
+  }));
+  // Stopped: it does not finish the request within graceful_timeout, and is killed.
+  REQUIRE(ctl(dir, {"stop", "web"}).exit_code == 0);
+  REQUIRE(!master.wait_log("pid " + pids[0] + " exited on signal 9").empty());
+  std::vector<std::string> f;
+  REQUIRE(wait_until([&] {
+    f = fields(row_of(ctl(dir, {"top", "--once"}).out));
+    return f.size() > 4 && f[3] == "exited";
+  }));
+  INFO(row_of(ctl(dir, {"top", "--once"}).out));
+  CHECK(f[4] == "0");
 }
 
 TEST_CASE("forkpoolctl exit statuses say what went wrong", "[ctl]") {
