@@ -243,21 +243,11 @@ bool Dispatcher::descriptors_short() {
 
 void Dispatcher::pause_for_descriptors(const std::string& why, bool system_wide) {
   if (!emfile_episode_) {
-    // One episode logged (pause and resume) every kPauseLogInterval at most: a master at
-    // the edge of its reserve pauses every few connections, thousands of times a second.
-    const auto now = Clock::now();
-    episode_logged_ = last_logged_pause_ == Clock::time_point{} || now - last_logged_pause_ >= kPauseLogInterval;
-    if (episode_logged_) {
-      log::warn("listener.accept_paused",
-                "pool {}: {}; pausing accepts, keeping {} descriptors free (logged once until it recovers{})",
-                pool_->name, why, ctx_.fd_reserve,
-                unlogged_pauses_ > 0 ? fmt::format("; {} more pauses since the last one logged", unlogged_pauses_)
-                                     : std::string());
-      last_logged_pause_ = now;
-      unlogged_pauses_ = 0;
-    } else {
-      ++unlogged_pauses_;
-    }
+    if (!pause_log_) pause_log_ = std::make_unique<log::RepeatedWarning>(ctx_.loop, "listener.accept_paused", 1);
+    episode_logged_ = pause_log_->warn(fmt::format("pool {}: accept pauses for want of descriptors", pool_->name), [&] {
+      return fmt::format("pool {}: {}; pausing accepts, keeping {} descriptors free (logged once until it recovers)",
+                         pool_->name, why, ctx_.fd_reserve);
+    });
   }
   emfile_episode_ = true;
   paused_reason_ = "out of descriptors (" + why + ")";

@@ -22,6 +22,7 @@
 #include "supervisor/dispatch/idle_workers.hpp"
 #include "supervisor/dispatch/parked_connections.hpp"
 #include "supervisor/dispatch/worker_choice.hpp"
+#include "supervisor/observe/log_limiter.hpp"
 #include "supervisor/process/worker_process.hpp"
 #include "supervisor/upgrade/state_reader.hpp"
 #include "supervisor/upgrade/state_writer.hpp"
@@ -169,10 +170,11 @@ class Dispatcher {
   AfterEachTurn freed_;          // own shortage: look again after every loop turn
   std::string paused_reason_;    // non-empty while accepting waits for descriptors
   bool emfile_episode_ = false;
-  bool episode_logged_ = false;            // its pause was logged: so is its resume
-  Clock::time_point last_logged_pause_{};  // when a pause was last logged
-  std::uint64_t unlogged_pauses_ = 0;      // episodes since then, not logged
-  static constexpr std::chrono::seconds kPauseLogInterval{10};
+  bool episode_logged_ = false;  // its pause was logged: so is its resume
+  // One episode logged in full per 10 s; the others are counted and summed up in one line
+  // at the end of the window (a master at the edge of its reserve pauses every few
+  // connections, thousands of times a second).
+  std::unique_ptr<log::RepeatedWarning> pause_log_;
   int fd_limit_ = 0;  // RLIMIT_NOFILE (soft) of the master
 };
 

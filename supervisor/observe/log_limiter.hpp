@@ -67,11 +67,13 @@ class RepeatedWarning {
   RepeatedWarning& operator=(const RepeatedWarning&) = delete;
 
   // Logs message() unless suppressed; it is only called when logged, so a flood costs no
-  // formatting. `subject` names the source in the summary line.
+  // formatting. `subject` names the source in the summary line. True when not suppressed
+  // (for a caller that pairs a later line with this one).
   template <typename MakeMessage>
-  void warn(std::string_view subject, MakeMessage&& message) {
-    if (note(subject) && enabled(spdlog::level::warn))
-      write(spdlog::level::warn, event_, message());
+  bool warn(std::string_view subject, MakeMessage&& message) {
+    if (!note(subject)) return false;
+    if (enabled(spdlog::level::warn)) write(spdlog::level::warn, event_, message());
+    return true;
   }
   // Writes the pending summary now (the source is going away).
   void flush();
