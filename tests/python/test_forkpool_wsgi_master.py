@@ -442,7 +442,8 @@ class MisbehavingAppTest(unittest.TestCase):
         self.assert_still_serving()
 
     def test_bad_response_headers_are_a_500_not_sent(self):
-        for kind in ("crlf", "lf", "name", "reason", "two-lengths", "bad-length", "early-hints", "euro"):
+        for kind in ("crlf", "lf", "name", "reason", "two-lengths", "bad-length", "early-hints", "euro", "colon",
+                     "nbsp-length"):
             for body in ("block", "streamed"):
                 with self.subTest(kind=kind, body=body):
                     # Two requests on the connection: the 500 is framed as itself (not with
@@ -459,6 +460,22 @@ class MisbehavingAppTest(unittest.TestCase):
                     self.assertEqual((after.status, after.body), (200, b"%d\n" % self.pid))
                     client.close()
         self.assertIn("'X-Test', 'a\\r\\nSet-Cookie: injected=1'", self.master.log())  # the log names the field
+        self.assert_still_serving()
+
+    def test_an_app_that_passes_one_header_list_to_every_response(self):
+        """The server's fields (Content-Length, Connection) go into its own copy of the
+        list: the lengths of later responses are their own, and one Connection: close
+        does not end keep-alive for good."""
+        client = self.client()
+        client.sock.sendall(b"GET /shared-headers?3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        first = client.read_response()
+        self.assertEqual((first.headers.get("content-length"), first.body), ("3", b"xxx"))
+        client = self.client()
+        for size in (10, 2):
+            client.sock.sendall(b"GET /shared-headers?%d HTTP/1.1\r\nHost: x\r\n\r\n" % size)
+            response = client.read_response()
+            self.assertEqual((response.headers.get("content-length"), response.body), (str(size), b"x" * size))
+            self.assertNotIn("connection", response.headers)
         self.assert_still_serving()
 
     def test_identical_lengths_are_sent_once(self):
@@ -533,6 +550,13 @@ class RequestFramingTest(unittest.TestCase):
             b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\nContent-Length: 5\r\n\r\nhello",
             b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nhello",
             b"GET /pid HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            # Whitespace is SP and HTAB only: latin-1's NBSP and NEL around a length or a
+            # coding are not (nginx and HAProxy refuse them; a proxy that did not would
+            # frame the body otherwise).
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: \xa05\r\n\r\nhello",
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\x85\r\n\r\nhello",
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \xa0chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\x85\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         ]
         for head in heads:
             with self.subTest(head=head):

@@ -97,11 +97,17 @@ def find_head_end(buf, start=0):
     return -1
 
 
+# Optional whitespace (RFC 9110 section 5.6.3) is SP and HTAB only. str.strip() would take
+# latin-1's NBSP (\xa0) and NEL (\x85) too, so "Content-Length: \xa05" would frame a body
+# that nginx and HAProxy refuse: a proxy and this server would disagree where it ends.
+_OWS = " \t"
+
+
 def _parse_content_length(values):
     lengths = set()
     for v in values:
         for part in v.split(","):
-            part = part.strip()
+            part = part.strip(_OWS)
             if not part.isdigit() or not part.isascii() or len(part) > 18:
                 raise HeadError(400, "invalid Content-Length")
             lengths.add(int(part))
@@ -160,11 +166,11 @@ def parse_request_head(head, limits=None):
             elif lname == "content-length":
                 lengths = (lengths or []) + [value]
             elif lname == "transfer-encoding":
-                encodings = (encodings or []) + [e.strip().lower() for e in value.split(",") if e.strip()]
+                encodings = (encodings or []) + [e.strip(_OWS).lower() for e in value.split(",") if e.strip(_OWS)]
             elif lname == "connection":
-                connection = (connection or []) + [t.strip().lower() for t in value.split(",")]
+                connection = (connection or []) + [t.strip(_OWS).lower() for t in value.split(",")]
             else:
-                expect = value.strip().lower()
+                expect = value.strip(_OWS).lower()
     req.method, req.target, minor = m.groups()
     _finish_head(req, minor == "1", lengths, encodings, connection or (), expect, hosts)
     return req
@@ -225,11 +231,11 @@ def _parse_head_carefully(head, limits):
         elif lname == "content-length":
             lengths.append(value_s)
         elif lname == "transfer-encoding":
-            encodings = (encodings or []) + [e.strip().lower() for e in value_s.split(",") if e.strip()]
+            encodings = (encodings or []) + [e.strip(_OWS).lower() for e in value_s.split(",") if e.strip(_OWS)]
         elif lname == "connection":
-            connection.extend(t.strip().lower() for t in value_s.split(","))
+            connection.extend(t.strip(_OWS).lower() for t in value_s.split(","))
         elif lname == "expect":
-            expect = value_s.strip().lower()
+            expect = value_s.strip(_OWS).lower()
 
     req.method = method.decode("ascii")
     req.target = target.decode("latin-1")

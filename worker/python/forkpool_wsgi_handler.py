@@ -158,7 +158,9 @@ class Handler(BaseHandler):
         if type(status) is str and status[:1] in ("0", "1"):
             # An interim (1xx) status cannot be the response: the client would wait on.
             raise AssertionError("Status must be 200 or more: %r" % status)
-        return super().start_response(status, headers, exc_info)
+        # A copy, as above (wsgiref's Headers keeps the list it is given, and refuses what
+        # is not a list, as PEP 3333 asks).
+        return super().start_response(status, list(headers) if type(headers) is list else headers, exc_info)
 
     def cleanup_headers(self):
         headers = self.headers
@@ -178,7 +180,7 @@ class Handler(BaseHandler):
                 lengths += 1
                 if length is None:
                     length = value
-                elif value.strip() != length.strip():
+                elif value.strip(" \t") != length.strip(" \t"):
                     raise AssertionError("two different Content-Length values: %r and %r" % (length, value))
             elif lname == "date":
                 self._has_date = True
@@ -201,7 +203,7 @@ class Handler(BaseHandler):
             if self.status_code != 204:
                 headers._headers.append(("Content-Length", length))
         if length is not None:
-            text = length.strip()
+            text = length.strip(" \t")
             if not (text.isdigit() and text.isascii()):
                 raise AssertionError("Content-Length must be a number of bytes: %r" % length)
             self.declared_length = int(text)
@@ -233,14 +235,16 @@ class Handler(BaseHandler):
             parts += ("Date: ", _http_date(), "\r\n")
         if not self._has_server:
             parts.append("Server: " + SERVER_SOFTWARE + "\r\n")
+        colon = False  # a ':' in a name: "X-A: b" would pass the line check as name X-A
         for name, value in self.headers._headers:
             parts += (name, ": ", value, "\r\n")
+            colon = colon or ":" in name
         fields = "".join(parts)
         # Checked before anything is sent, so that what fails is answered with a 500: a
         # field name that is not a token, a CR, LF or other control character in a value
         # (a response split in two: one line end per field), a reason phrase with one,
         # text beyond latin-1.
-        if (_FIELDS_OK.match(fields) is None or fields.count("\n") != len(self.headers._headers) + (not self._has_date) + (not self._has_server)
+        if (colon or _FIELDS_OK.match(fields) is None or fields.count("\n") != len(self.headers._headers) + (not self._has_date) + (not self._has_server)
                 or _REASON_BAD.search(self.status) is not None):
             raise AssertionError("invalid response status or header field: %r %r"
                                  % (self.status, _first_bad_field(self.headers._headers)))
@@ -374,15 +378,18 @@ _REASON_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u0100-\U0010ffff]")
 
 def _first_bad_field(fields):
     for name, value in fields:
-        if "\r" in value or "\n" in value or _FIELDS_OK.match("%s: %s\r\n" % (name, value)) is None:
+        if ("\r" in value or "\n" in value or ":" in name
+                or _FIELDS_OK.match("%s: %s\r\n" % (name, value)) is None):
             return (name, value)
     return None
 
 
 def _headers_unchecked(fields):
-    """wsgiref's Headers over ``fields``, whose types start_response has checked."""
+    """wsgiref's Headers over a copy of ``fields``, whose types start_response has checked.
+    A copy: the server adds its own fields (Content-Length, Transfer-Encoding, Connection)
+    to the list, and an app may pass the same list to every response."""
     headers = Headers.__new__(Headers)
-    headers._headers = fields
+    headers._headers = list(fields)
     return headers
 
 

@@ -113,6 +113,8 @@ _BAD_HEADERS = {
     "bad-length": ("200 OK", [("Content-Length", "five")]),
     "early-hints": ("103 Early Hints", [("Link", "</a.css>; rel=preload")]),
     "euro": ("200 OK", [("X-Test", "euro \u20ac")]),
+    "colon": ("200 OK", [("X-A: b", "c")]),  # would read as "X-A: b: c"
+    "nbsp-length": ("200 OK", [("Content-Length", "5\xa0")]),
 }
 
 
@@ -144,6 +146,16 @@ def _content_length(environ, start_response):
     return [body]
 
 
+# One list for every response, as some apps keep it at module level: the server's own
+# fields (its Content-Length, Connection) must not be added to it.
+_SHARED_HEADERS = [("Content-Type", "text/plain")]
+
+
+def _shared_headers(environ, start_response):
+    start_response("200 OK", _SHARED_HEADERS)
+    return [b"x" * int(environ["QUERY_STRING"] or "1")]
+
+
 def _where(environ, start_response):
     body = ("%s|%s" % (environ["SCRIPT_NAME"], environ["PATH_INFO"])).encode("latin-1")
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
@@ -153,4 +165,4 @@ def _where(environ, start_response):
 _MISBEHAVING = {"/no-content": _no_content, "/short-file": _short_file, "/upstream-reset": _upstream_reset,
                 "/write-then-read": _write_then_read, "/echo": _echo, "/bad-header": _bad_header,
                 "/overlong": _overlong, "/same-lengths": _same_lengths, "/environ-length": _content_length,
-                "/where": _where, "/app/where": _where, "/application/where": _where}
+                "/where": _where, "/shared-headers": _shared_headers, "/app/where": _where, "/application/where": _where}
