@@ -300,6 +300,25 @@ class BodyTest(unittest.TestCase):
             reader.read_head(http.Limits(), within=0.1)
         reader = http.ConnReader(Trickle([head[i:i + 1] for i in range(len(head))]))
         self.assertEqual(reader.read_head(http.Limits(), within=30), head)
+        # Empty lines, which may come before a request, count as its first bytes: a client
+        # sending nothing but CRLF now and then is dropped as well (it held a worker for ever).
+        reader = http.ConnReader(Trickle([b"\r\n"] * 50 + [head]))
+        with self.assertRaises(http.ClientGone):
+            reader.read_head(http.Limits(), within=0.1)
+        reader = http.ConnReader(Trickle([b"\r\n", b"\n", head]))
+        self.assertEqual(reader.read_head(http.Limits(), within=30), head)
+
+    def test_empty_lines_after_a_body_are_not_a_request(self):
+        reader = http.ConnReader(FakeSocket([]))
+        reader.buf += b"\r\n\n\r\n"
+        reader.skip_empty_lines()
+        self.assertEqual(reader.buffered(), 0)
+        reader.buf += b"\r\nGET"
+        reader.skip_empty_lines()
+        self.assertEqual(bytes(reader.buf), b"GET")
+        reader.buf[:] = b"\r"  # a CR whose LF has not come yet stays
+        reader.skip_empty_lines()
+        self.assertEqual(reader.buffered(), 1)
 
     def test_a_client_gone_in_the_body_gives_a_short_read(self):
         """The connection ends in the body (EOF before its end): every way of reading it
@@ -525,6 +544,19 @@ class ParkingTest(unittest.TestCase):
             self.assertTrue(data.endswith(b"/b"))
             fds = master.expect(PARK, 9)  # one PARK, after both answers
             os.close(fds[0])
+            client.close()
+        finally:
+            self.assertEqual(master.stop(), 0)
+
+    def test_an_empty_line_after_a_body_does_not_hold_the_connection_in_the_worker(self):
+        """Old clients send CRLF after a POST body (RFC 9112 section 2.2): not a pipelined
+        request, so the connection is parked at once (it was held for --read-timeout)."""
+        master = FakeMaster("master", ["--read-timeout", "60"])
+        try:
+            client = master.send_conn(5)
+            client.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\r\n")
+            self.assertTrue(read_responses(client, 1).endswith(b"/a"))
+            os.close(master.expect(PARK, 5)[0])  # within the channel's 10 s
             client.close()
         finally:
             self.assertEqual(master.stop(), 0)

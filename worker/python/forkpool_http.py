@@ -336,6 +336,18 @@ class ConnReader:
     def buffered(self):
         return len(self.buf)
 
+    def skip_empty_lines(self):
+        """Drops the empty lines (CRLF or LF) at the start of the buffer: a client may send
+        them before a request (RFC 9112 section 2.2), or one after a body, as old ones do."""
+        buf = self.buf
+        while buf and buf[0] in (10, 13):
+            if buf[0] == 10:
+                del buf[:1]
+            elif buf[1:2] == b"\n":
+                del buf[:2]
+            else:
+                break  # a CR not (yet) followed by LF
+
     def fill(self, size=65536):
         """Reads what the socket has (blocking up to its timeout); False at EOF."""
         data = self.sock.recv(size)
@@ -358,24 +370,19 @@ class ConnReader:
         first = True
         started = None  # when the first bytes of this head were there
         while True:
-            while buf and buf[0] in (10, 13):
-                if buf[0] == 10:
-                    del buf[:1]
-                elif buf[1:2] == b"\n":
-                    del buf[:2]
-                else:
-                    break  # a CR not (yet) followed by LF
+            if within is not None and buf and started is None:
+                # Empty lines count: a client that sends CRLF now and then holds the
+                # worker no longer than one that trickles a head.
+                started = time.monotonic()
+            self.skip_empty_lines()
             end = find_head_end(buf, scanned)
             if end >= 0:
                 head = bytes(buf[:end])
                 del buf[:end]
                 return head
             scanned = len(buf)
-            if within is not None and buf:
-                if started is None:
-                    started = time.monotonic()
-                elif time.monotonic() - started > within:
-                    raise ClientGone("request head not complete within %gs" % within)
+            if started is not None and time.monotonic() - started > within:
+                raise ClientGone("request head not complete within %gs" % within)
             if b"\n" not in buf and len(buf) > limits.request_line + 1:
                 raise HeadError(400, "request line too long")
             if len(buf) > limits.head_size():

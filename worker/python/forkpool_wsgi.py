@@ -192,6 +192,9 @@ class Server:
         first = True
         while True:
             if not first:
+                # An empty line after a body (old clients send one) is not a pipelined
+                # request: the connection is parked or waited on as if it were not there.
+                reader.skip_empty_lines()
                 step = after_response(True, reader.buffered(), self.park_idle)
                 if step == PARK:
                     return PARK
