@@ -320,26 +320,39 @@ class BodyTest(unittest.TestCase):
         reader.skip_empty_lines()
         self.assertEqual(reader.buffered(), 1)
 
-    def test_a_client_gone_in_the_body_gives_a_short_read(self):
+    def test_a_client_gone_in_the_body_raises_at_the_read_that_finds_it(self):
         """The connection ends in the body (EOF before its end): every way of reading it
-        gives what came, then b"", and no exception; the body is not complete."""
+        gives what came whole, then raises BodyCut (a ClientGone), at that read and every
+        later one, so a cut body is never taken for a whole one (by length or chunked: a
+        chunked body has no CONTENT_LENGTH to compare with)."""
         reads = {
-            "read": lambda b: [b.read(), b.read()],
-            "read(n)": lambda b: [b.read(100), b.read(1)],
-            "readline": lambda b: [b.readline(), b.readline(), b.readline()],
-            "readlines": lambda b: [b.readlines(), b.readlines()],
-            "iteration": lambda b: [list(b), list(b)],
+            "read": lambda b, got: got.append(b.read()),
+            "read(n)": lambda b, got: [got.append(b.read(3)), got.append(b.read(100))],
+            "readline": lambda b, got: [got.append(b.readline()) for _ in range(3)],
+            "readlines": lambda b, got: got.append(b.readlines()),
+            "iteration": lambda b, got: [got.append(line) for line in b],
         }
-        whole = {"read": [b"a\nbb\nc", b""], "read(n)": [b"a\nbb\nc", b""], "readline": [b"a\n", b"bb\n", b"c"],
-                 "readlines": [[b"a\n", b"bb\n", b"c"], []], "iteration": [[b"a\n", b"bb\n", b"c"], []]}
+        before = {"read": [], "read(n)": [b"a\nb"], "readline": [b"a\n", b"bb\n"], "readlines": [],
+                  "iteration": [b"a\n", b"bb\n"]}
         for kind, read in reads.items():
             for body in (http.LengthBody(http.ConnReader(FakeSocket([b"a\nbb", b"\nc"])), 100),
                          http.ChunkedBody(http.ConnReader(FakeSocket([b"64\r\na\nbb", b"\nc"])))):
                 with self.subTest(kind=kind, body=type(body).__name__):
-                    self.assertEqual(read(body), whole[kind])
+                    got = []
+                    with self.assertRaises(http.BodyCut):
+                        read(body, got)
+                    self.assertEqual(got, before[kind])
+                    self.assertIsInstance(http.body_cut("x"), http.ClientGone)
                     self.assertEqual(body.gone, "connection closed in a request body")
+                    with self.assertRaises(http.BodyCut):
+                        body.read(1)
                     self.assertTrue(body.has_unread())
                     self.assertFalse(body.discard(1000))
+        # A whole body, then the connection's end: no error.
+        body = http.LengthBody(http.ConnReader(FakeSocket([b"abc"])), 3)
+        self.assertEqual((body.read(), body.read()), (b"abc", b""))
+        body = http.ChunkedBody(http.ConnReader(FakeSocket([b"3\r\nabc\r\n0\r\n\r\n"])))
+        self.assertEqual((body.read(), body.read()), (b"abc", b""))
 
     def test_continue_is_sent_on_the_first_read_only(self):
         calls = []

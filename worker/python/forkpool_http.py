@@ -13,6 +13,7 @@ so the head is parsed here; docs/wsgi.md has the numbers.
 import re
 import socket
 import struct
+import sys
 import time
 
 __all__ = ["Limits", "RequestHead", "HeadError", "parse_request_head", "find_head_end",
@@ -436,6 +437,38 @@ class ConnReader:
                 raise ClientGone("timed out in a chunked body") from None
 
 
+class BodyCut(ClientGone):
+    """Raised by wsgi.input when the client went away (or silent) in the middle of the
+    request body: what came is not the whole body, and the app must not take it for one."""
+
+
+_body_cut_classes = {}
+
+
+def body_cut(reason):
+    """A BodyCut for ``reason``. When the app runs on Werkzeug (Flask), it is also
+    Werkzeug's ClientDisconnected, a 400 that Flask answers without logging a traceback,
+    as under Werkzeug's own server. Werkzeug is used only if the app imported it."""
+    werkzeug = sys.modules.get("werkzeug.exceptions")
+    disconnected = getattr(werkzeug, "ClientDisconnected", None)
+    if not isinstance(disconnected, type) or not issubclass(disconnected, Exception):
+        return BodyCut(reason)
+    cls = _body_cut_classes.get(disconnected)
+    if cls is None:
+        try:
+            cls = type("BodyCut", (BodyCut, disconnected), {"__str__": lambda self: OSError.__str__(self)})
+        except TypeError:  # a Werkzeug whose exception cannot be combined: ours alone
+            cls = BodyCut
+        _body_cut_classes[disconnected] = cls
+    try:
+        exc = cls(reason)
+        if cls is not BodyCut:
+            disconnected.__init__(exc, "the request body was cut short: " + reason)
+        return exc
+    except Exception:  # noqa: BLE001 (any surprise in Werkzeug's constructor: ours alone)
+        return BodyCut(reason)
+
+
 class Body:
     """wsgi.input: read(), readline(), readlines() and iteration over the request body.
 
@@ -443,8 +476,10 @@ class Body:
     end. ``on_first_read`` is called before the first read (100 Continue).
 
     A client that goes away in the middle of the body (closes, resets, or lets a read
-    time out) gives a short read, then b"", as gunicorn's wsgi.input does: no exception
-    reaches the app. ``gone`` then says why, and the connection is not kept.
+    time out) raises BodyCut (a ClientGone, so an OSError) at the read that finds it and
+    at every later one: with a chunked body, or an app that does not compare what it
+    read with CONTENT_LENGTH, a short read would be taken for the whole body. ``gone``
+    then says why, and the connection is not kept.
 
     A malformed chunked body raises HeadError(400) to the app, at that read and every
     later one; ``broken`` then says why, and the connection is not kept: where the
@@ -469,6 +504,8 @@ class Body:
             return data
         if self.broken is not None:
             raise HeadError(400, self.broken)
+        if self.gone is not None:
+            raise body_cut(self.gone)
         if self.finished:
             return b""
         try:
@@ -476,7 +513,7 @@ class Body:
             data = self._next(limit)
         except ConnectionError as e:  # ClientGone included
             self.gone = str(e) or type(e).__name__
-            data = b""
+            raise body_cut(self.gone) from None
         except HeadError as e:
             self.broken = e.reason
             raise
@@ -537,12 +574,16 @@ class Body:
             yield line
 
     def discard(self, most):
-        """Reads and drops what is left, up to ``most`` bytes; True if the body ended."""
-        while most > 0:
-            data = self._take(min(most, 65536))
-            if not data:
-                break
-            most -= len(data)
+        """Reads and drops what is left, up to ``most`` bytes; True if the body ended
+        (False too when the client went away in it)."""
+        try:
+            while most > 0:
+                data = self._take(min(most, 65536))
+                if not data:
+                    break
+                most -= len(data)
+        except ClientGone:
+            return False
         return not self.has_unread()
 
     def has_unread(self):
