@@ -127,6 +127,16 @@ class RequestHeadTest(unittest.TestCase):
         self.assertEqual(self.refused("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", limits), 431)
         self.assertEqual(self.refused("GET / HTTP/1.1\r\nA: 12345678\r\n\r\n", limits), 431)
         self.parse("GET / HTTP/1.1\r\nHost: a\r\nB: 2\r\n\r\n", limits)
+        # 0, as in gunicorn: no limit on a line, 32768 fields; the head stays bounded.
+        unlimited = http.Limits(request_line=0, fields=0, field_size=0)
+        self.parse("GET /" + "a" * 20000 + " HTTP/1.1\r\nA: " + "b" * 20000 + "\r\n" + "C: d\r\n" * 500 + "\r\n",
+                   unlimited)
+        self.assertEqual(unlimited.fields, 32768)
+        self.assertEqual(unlimited.head_size(), 8190 + 2 + 32768 * (8190 + 2) + 2)
+        reader = http.ConnReader(FakeSocket([b"GET /" + b"a" * 9000]))
+        with self.assertRaises(http.HeadError) as cm:
+            reader.read_head(http.Limits(request_line=0, fields=1, field_size=10))
+        self.assertEqual(cm.exception.status, 431)  # past the head's bound: 8190 + 2 + 1 * 12 + 2
 
     def test_find_head_end(self):
         self.assertEqual(http.find_head_end(b"GET / HTTP/1.1\r\n\r\nrest"), 18)
@@ -705,6 +715,11 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(master.stdout.split()[:2], ["forkpool", project])
         r = self.run_wsgi("--version", "--threads", "2", launcher=launcher)
         self.assertEqual((r.returncode, r.stdout), (0, "forkpool-wsgi %s\n" % project))
+
+    def test_a_negative_limit_is_refused(self):
+        r = self.run_wsgi("--limit-request-line", "-1", "app:app")
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn("--limit-request-line must be 0 (no limit, as in gunicorn) or more", r.stderr)
 
     def test_the_man_page_has_every_option(self):
         with open(os.path.join(self.SOURCE, "docs", "man", "forkpool-wsgi.1.scd")) as f:

@@ -20,19 +20,28 @@ __all__ = ["Limits", "RequestHead", "HeadError", "parse_request_head", "find_hea
            "ConnReader", "ClientGone", "set_io_timeout", "Body", "LengthBody", "ChunkedBody"]
 
 
-class Limits:
-    """Size limits of a request head (gunicorn's option names and defaults)."""
+_NO_LIMIT = 1 << 62
+_MAX_FIELDS = 32768  # gunicorn's MAX_HEADERS
+_LINE_IN_TOTAL = 8190  # what an unlimited line counts for in the head's bound (gunicorn's)
 
-    __slots__ = ("request_line", "fields", "field_size")
+
+class Limits:
+    """Size limits of a request head (gunicorn's option names, defaults and 0: no limit on
+    the request line or on one header line, the most fields for the count; the head as a
+    whole stays bounded, counting 8190 bytes for an unlimited line, as gunicorn's buffer)."""
+
+    __slots__ = ("request_line", "fields", "field_size", "_head_size")
 
     def __init__(self, request_line=4094, fields=100, field_size=8190):
-        self.request_line = request_line  # bytes of the request line; longer: 400
-        self.fields = fields  # header fields; more: 431
-        self.field_size = field_size  # bytes of one header line; longer: 431
+        self.request_line = request_line or _NO_LIMIT  # bytes of the request line; longer: 400
+        self.fields = fields or _MAX_FIELDS  # header fields; more: 431
+        self.field_size = field_size or _NO_LIMIT  # bytes of one header line; longer: 431
+        self._head_size = ((request_line or _LINE_IN_TOTAL) + 2 + self.fields * ((field_size or _LINE_IN_TOTAL) + 2)
+                           + 2)
 
     def head_size(self):
         """The most bytes a head may take, request line and blank line included."""
-        return self.request_line + 2 + self.fields * (self.field_size + 2) + 2
+        return self._head_size
 
 
 class HeadError(Exception):

@@ -715,10 +715,16 @@ def parse_args(argv):
     p.add_argument("--keepalive-timeout", type=float, default=5.0, metavar="SECONDS", help="an idle keep-alive connection held by the worker is closed after this (default 5)")
     p.add_argument("--read-timeout", type=float, default=30.0, metavar="SECONDS", help="a client silent this long within a request is dropped (default 30)")
     p.add_argument("--no-gc-freeze", action="store_true", help="leave what the app's import made to the garbage collector (by default it is frozen out of its sight: gc.freeze)")
-    p.add_argument("--limit-request-line", type=int, default=4094, metavar="BYTES")
-    p.add_argument("--limit-request-fields", type=int, default=100, metavar="N")
-    p.add_argument("--limit-request-field-size", type=int, default=8190, metavar="BYTES")
+    p.add_argument("--limit-request-line", type=int, default=4094, metavar="BYTES",
+                   help="longest request line (default 4094; 0: no limit); longer: 400")
+    p.add_argument("--limit-request-fields", type=int, default=100, metavar="N",
+                   help="most header fields (default 100; 0: 32768); more: 431")
+    p.add_argument("--limit-request-field-size", type=int, default=8190, metavar="BYTES",
+                   help="longest header line (default 8190; 0: no limit); longer: 431")
     args = p.parse_args(argv)
+    for name in ("limit_request_line", "limit_request_fields", "limit_request_field_size"):
+        if getattr(args, name) < 0:
+            p.error("--%s must be 0 (no limit, as in gunicorn) or more" % name.replace("_", "-"))
     if args.threads < 1:
         p.error("--threads must be at least 1")
     if not (math.isfinite(args.read_timeout) and args.read_timeout > 0):
