@@ -81,11 +81,16 @@ class RequestHeadTest(unittest.TestCase):
         req = self.parse("GET http://abs.example?x=1 HTTP/1.1\r\nHost: other\r\n\r\n")
         self.assertEqual((req.path, req.query, req.authority), ("/", "x=1", "abs.example"))
         self.assertEqual(self.parse("GET https://[::1]:8443 HTTP/1.1\r\n\r\n").authority, "[::1]:8443")
-        for bad in ("http://u@h/", "http://h h/", "http:///p", "http://h/\x7f"):
-            if bad == "http:///p":  # an empty authority is a host of ""
-                self.assertEqual(self.parse("GET %s HTTP/1.1\r\n\r\n" % bad).authority, "")
-                continue
+        # An empty host is invalid in an http URI (RFC 9110 section 4.2.1): refused.
+        for bad in ("http://u@h/", "http://h h/", "http:///p", "http://:80/p", "http://?q", "http://h/\x7f"):
             self.assertEqual(self.refused("GET %s HTTP/1.1\r\n\r\n" % bad), 400, bad)
+        # A fragment is cut off before the query is looked for (no '#' belongs there).
+        req = self.parse("GET /a#frag?x HTTP/1.1\r\n\r\n")
+        self.assertEqual((req.path, req.query), ("/a", ""))
+        req = self.parse("GET /a?x=1#frag?y HTTP/1.1\r\n\r\n")
+        self.assertEqual((req.path, req.query), ("/a", "x=1"))
+        req = self.parse("GET http://h/a#f?x HTTP/1.1\r\n\r\n")
+        self.assertEqual((req.path, req.query, req.authority), ("/a", "", "h"))
 
     def test_host_may_be_left_out_but_not_given_twice(self):
         """Two Host fields get 400 (RFC 9112 section 3.2); a head without one, or with a

@@ -285,7 +285,9 @@ def _finish_head(req, http11, lengths, encodings, connection, expect, hosts):
     if len(hosts) > 1:
         raise HeadError(400, "more than one Host field")
 
-    t = req.target
+    # A fragment is the client's own (no '#' belongs in a request target): cut off first,
+    # so "/a#f?x" has no query, as gunicorn reads it.
+    t = req.target.partition("#")[0]
     if t.startswith("/"):
         path, _, query = t.partition("?")
     elif t == "*":
@@ -302,15 +304,16 @@ def _finish_head(req, http11, lengths, encodings, connection, expect, hosts):
             if 0 <= i < end:
                 end = i
         authority = rest[:end]
-        if "@" in authority or not _HOST.match(authority):
+        # An http(s) URI with an empty host is invalid (RFC 9110 section 4.2.1).
+        if "@" in authority or not _HOST.match(authority) or authority.startswith(":") or not authority:
             raise HeadError(400, "malformed request target")
         req.authority = authority
         rest = rest[end:]
         path, _, query = rest.partition("?")
         if not path.startswith("/"):
             path = "/" + path
-    req.path, _, _ = path.partition("#")
-    req.query = query.partition("#")[0]
+    req.path = path
+    req.query = query
 
 
 # A read that timed out: socket.timeout (TimeoutError) with a Python-level timeout, or
