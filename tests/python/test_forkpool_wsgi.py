@@ -392,6 +392,28 @@ class AfterResponseTest(unittest.TestCase):
             self.assertEqual(wsgi.after_response(keep, buffered, master), step, (keep, buffered, master))
 
 
+class AccessLogTest(unittest.TestCase):
+    def test_what_the_client_chose_cannot_forge_a_line_or_end_a_field(self):
+        import base64
+        import io
+        out = io.StringIO()
+        forged = 'evil\n10.0.0.1 - admin [x] "GET /forged HTTP/1.1" 200 1 "-" "-'
+        env = {"REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": "GET", "RAW_URI": "/a?\xe9", "SERVER_PROTOCOL": "HTTP/1.1",
+               "HTTP_AUTHORIZATION": "Basic " + base64.b64encode(forged.encode() + b":pw").decode(),
+               "HTTP_REFERER": "\x1b[31mred", "HTTP_USER_AGENT": 'ua" "injected'}
+        handler.AccessLog(out).log(env, 200, 5)
+        text = out.getvalue()
+        self.assertEqual(text.count("\n"), 1, text)
+        self.assertIn("127.0.0.1 - evil\\x0a10.0.0.1 - admin [x] \\x22GET /forged HTTP/1.1\\x22 200 1 \\x22-\\x22 \\x22- ", text)
+        self.assertIn('"GET /a?\\xe9 HTTP/1.1" 200 5 "\\x1b[31mred" "ua\\x22 \\x22injected"\n', text)
+        self.assertNotIn("\x1b", text)
+        # Nothing to escape: as it came.
+        out = io.StringIO()
+        handler.AccessLog(out).log(dict(env, HTTP_AUTHORIZATION="", HTTP_REFERER="http://r/", HTTP_USER_AGENT="curl/8",
+                                        RAW_URI="/b"), 404, 0)
+        self.assertTrue(out.getvalue().endswith('"GET /b HTTP/1.1" 404 0 "http://r/" "curl/8"\n'), out.getvalue())
+
+
 class ConnectionVarsTest(unittest.TestCase):
     """REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT from the listener and the socket."""
 

@@ -499,6 +499,20 @@ def error_response(status, reason):
             ).encode("latin-1") + body
 
 
+# What the client chose (the user of Basic auth, the target, Referer, User-Agent) is
+# written with control characters, '"', '\\' and what is not ASCII as \xHH, as nginx
+# writes its log: a client cannot add a line of its own or end a quoted field early.
+_LOG_UNSAFE = re.compile(r'[\x00-\x1f"\\\x7f-\U0010ffff]')
+
+
+def _log_safe(text):
+    if _LOG_UNSAFE.search(text) is None:
+        return text
+    # environ's strings are latin-1 (PEP 3333): a character is the byte that came.
+    return _LOG_UNSAFE.sub(lambda m: "".join("\\x%02x" % b for b in m.group().encode(
+        "latin-1" if m.group() <= "\xff" else "utf-8", "replace")), text)
+
+
 class AccessLog:
     """gunicorn's default access log format:
     %(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" """
@@ -519,9 +533,9 @@ class AccessLog:
 
     def log(self, env, status, body_bytes):
         line = '%s - %s %s "%s %s %s" %s %s "%s" "%s"\n' % (
-            env.get("REMOTE_ADDR") or "-", self._user(env), time.strftime("[%d/%b/%Y:%H:%M:%S %z]"),
-            env["REQUEST_METHOD"], env["RAW_URI"], env["SERVER_PROTOCOL"], status, body_bytes,
-            env.get("HTTP_REFERER", "-"), env.get("HTTP_USER_AGENT", "-"))
+            env.get("REMOTE_ADDR") or "-", _log_safe(self._user(env)), time.strftime("[%d/%b/%Y:%H:%M:%S %z]"),
+            env["REQUEST_METHOD"], _log_safe(env["RAW_URI"]), env["SERVER_PROTOCOL"], status, body_bytes,
+            _log_safe(env.get("HTTP_REFERER", "-")), _log_safe(env.get("HTTP_USER_AGENT", "-")))
         with self.lock:
             self.stream.write(line)
             self.stream.flush()
