@@ -169,11 +169,23 @@ WaitPlan reload_plan(const json& reply) {
               if (str_field(pool, "state") == "stopped") continue;
               const PoolCounts c = counts(pool);
               bool old = false;
+              int fresh = 0;  // serving and ready on the new generation
               if (change == "replace")
                 if (const auto& ws = field(pool, "workers"); ws.is_array())
-                  for (const auto& w : ws) old = old || u64_field(w, "generation") < generation;
-              if (old || c.changing > 0 || c.ready != c.target)
-                waiting += fmt::format("{}{} {} of {} ready", waiting.empty() ? "" : ", ", name, c.ready, c.target);
+                  for (const auto& w : ws) {
+                    old = old || u64_field(w, "generation") < generation;
+                    if (u64_field(w, "generation") >= generation && str_field(w, "role") == "serving" &&
+                        serving_ready(w))
+                      ++fresh;
+                  }
+              if (!(old || c.changing > 0 || c.ready != c.target)) continue;
+              waiting += waiting.empty() ? "" : ", ";
+              // The old workers are ready while they wait to be replaced: what counts is how
+              // many run the new settings (a program that cannot start shows as 0 of N).
+              if (change == "replace")
+                waiting += fmt::format("{} {} of {} replaced ({} of {} ready)", name, fresh, c.target, c.ready, c.target);
+              else
+                waiting += fmt::format("{} {} of {} ready", name, c.ready, c.target);
             }
             if (waiting.empty()) return done(what + ": done");
             return pending(what + ": " + waiting);

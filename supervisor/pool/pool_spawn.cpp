@@ -257,10 +257,12 @@ void Pool::spawn_replacement(Slot& slot) {
 }
 
 void Pool::retry_replacement(Slot& slot, std::chrono::milliseconds delay) {
-  log::at_with(
-      spdlog::level::info, "worker.respawn_scheduled",
-      [&] { return nlohmann::json{{"pool", config_->name}, {"worker", slot.index}, {"delay_ms", delay.count()}}; },
-      "worker {}[{}] (a replacement) starts again in {}", config_->name, slot.index, format_uptime(delay));
+  // An event too (forkpoolctl events), as for any respawn: a reload to a program that
+  // cannot start shows here first, while the old workers go on serving.
+  report(ctx_, spdlog::level::info, "worker.respawn_scheduled", {config_->name, slot.index, 0},
+         fmt::format("worker {}[{}] (a replacement) starts again in {}", config_->name, slot.index,
+                     format_uptime(delay)),
+         {{"delay_ms", delay.count()}, {"replacement", true}});
   slot.restart_timer.start(delay, [this, &slot] {
     if (!slot.replace_outdated) {
       spawn_replacement(slot);

@@ -744,6 +744,27 @@ TEST_CASE("a pool failed by a reload to a broken command is unhealthy while its 
   CHECK(still->status == 200);
 }
 
+TEST_CASE("a reload whose program cannot start shows the retries of its replacements in events", "[control]") {
+  // The old workers are ready and go on serving, so nothing else says so until the pool
+  // fails (about 80 s of retries): the retries are events, as any respawn is.
+  Setup s(supervisor_section() + hello_pool("web", 1));
+  REQUIRE(s.ready());
+  auto events = s.client();
+  REQUIRE(is_ok(events.request({{"cmd", "events"}})));
+  auto c = s.client();
+  write_file(s.dir / "f.toml",
+             supervisor_section() + testworker_pool("web", 1, ", \"--exit\", \"1\"", "listen = [\"tcp://127.0.0.1:0\"]"));
+  REQUIRE(is_ok(c.request({{"cmd", "reload"}})));
+  std::vector<json> seen;
+  const auto retry = wait_event(events, seen, "worker.respawn_scheduled",
+                                [](const json& e) { return e.value("replacement", false); });
+  REQUIRE(retry.has_value());
+  CHECK((*retry)["pool"] == "web");
+  CHECK((*retry)["worker"] == 0);
+  CHECK((*retry)["delay_ms"].get<long>() > 0);
+  CHECK_THAT((*retry)["message"].get<std::string>(), Catch::StartsWith("(a replacement) starts again in "));
+}
+
 TEST_CASE("control kill signals one worker which is then replaced", "[control]") {
   Setup s(supervisor_section() + hello_pool("web", 2));
   REQUIRE(s.ready());
