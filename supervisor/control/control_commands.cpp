@@ -164,7 +164,10 @@ void cmd_kill(ControlTarget& t, ControlClient& c, const json& r) {
   }
   if (!pool.signal_worker(*worker, signo))
     throw BadRequest{"pool " + pool.name() + " has no running worker " + std::to_string(*worker)};
-  log::info("control.kill", "sent SIG{} to worker {}[{}] on request", config::signal_name(signo), pool.name(), *worker);
+  log::at_with(
+      spdlog::level::info, "control.kill",
+      [&] { return json{{"pool", pool.name()}, {"worker", *worker}, {"signal", config::signal_name(signo)}}; },
+      "sent SIG{} to worker {}[{}] on request", config::signal_name(signo), pool.name(), *worker);
   c.reply(ok({{"pool", pool.name()}, {"worker", *worker}, {"signal", config::signal_name(signo)}}));
 }
 

@@ -64,19 +64,29 @@ void OutputCapture::drain() {
   }
 }
 
+void OutputCapture::set_subject(nlohmann::json fields) {
+  fields_ = std::move(fields);
+  fields_["stream"] = prefix_.substr(prefix_.rfind(' ') + 1);
+}
+
+void OutputCapture::emit(std::string_view line) {
+  if (log::enabled(spdlog::level::info))
+    log::write(spdlog::level::info, "worker.output", fmt::format("{}: {}", prefix_, line), fields_);
+}
+
 void OutputCapture::flush_lines(bool all) {
   std::size_t start = 0;
   while (true) {
     const auto nl = pending_.find('\n', start);
     if (nl == std::string::npos) {
       if (pending_.size() - start >= kMaxLine || (all && start < pending_.size())) {
-        log::info("worker.output", "{}: {}", prefix_, std::string_view(pending_).substr(start, kMaxLine));
+        emit(std::string_view(pending_).substr(start, kMaxLine));
         start = std::min(pending_.size(), start + kMaxLine);
         continue;
       }
       break;
     }
-    log::info("worker.output", "{}: {}", prefix_, std::string_view(pending_).substr(start, nl - start));
+    emit(std::string_view(pending_).substr(start, nl - start));
     start = nl + 1;
   }
   pending_.erase(0, start);

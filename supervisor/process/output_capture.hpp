@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "shm/mapping.hpp"
@@ -22,6 +23,10 @@ class OutputCapture {
   int read_end() const { return read_end_.get(); }
   ~OutputCapture();
 
+  // The worker's facts for the JSON log (pool, worker, pid, generation), once its pid is
+  // known; "stream" is added here.
+  void set_subject(nlohmann::json fields);
+
   // The end the worker writes to; the caller closes it once the worker holds it.
   int write_end() const { return write_end_.get(); }
   void close_write_end() { write_end_.reset(); }
@@ -30,7 +35,10 @@ class OutputCapture {
   void drain();
   void flush_lines(bool all);
 
+  void emit(std::string_view line);
+
   std::string prefix_;
+  nlohmann::json fields_ = nlohmann::json::object();
   shm::OwnedFd read_end_;
   shm::OwnedFd write_end_;
   std::unique_ptr<FdWatch> watch_;

@@ -140,6 +140,13 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, Identity id
   starting_channel_ = std::move(master_end);
 }
 
+void WorkerProcess::describe_output() {
+  const nlohmann::json subject = {
+      {"pool", pool_->name}, {"worker", id_.worker}, {"pid", pid_}, {"generation", id_.generation}};
+  for (auto* capture : {stdout_capture_.get(), stderr_capture_.get()})
+    if (capture != nullptr) capture->set_subject(subject);
+}
+
 void WorkerProcess::finish_start() {
   const config::PoolConfig& cfg = *pool_;
   const SpawnResult r = spawn_finish(starting_);
@@ -147,6 +154,7 @@ void WorkerProcess::finish_start() {
   pid_ = r.pid;
   started_ = Clock::now();
   ctx_.scoreboard->set_pid(id_.scoreboard_slot, pid_, base::monotonic_ns());
+  describe_output();
 
   channel_ = std::make_unique<WorkerChannel>(ctx_.loop, std::move(starting_channel_));
   channel_->watch([this] { read_channel(); },
@@ -208,6 +216,7 @@ void WorkerProcess::adopt_generation(PoolConfigRef pool, unsigned generation) {
   adopt_settings(std::move(pool));
   id_.generation = generation;
   ctx_.scoreboard->set_worker_generation(id_.scoreboard_slot, generation);
+  describe_output();
 }
 
 SendResult WorkerProcess::send_connection(int fd, std::uint16_t listener, std::uint64_t id,

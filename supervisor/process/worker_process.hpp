@@ -108,6 +108,8 @@ class WorkerProcess {
   // Waits for the exec (throws SpawnFailure when the child could not run the program; it
   // is reaped then), then watches the worker. Called once, before the loop runs again.
   void finish_start();
+  // The worker's facts on its output lines in the JSON log (once its pid is known).
+  void describe_output();
   // A binary upgrade (worker_process_state.cpp): the process the previous image started,
   // with its channel, notify socket, output pipes, held connections and timers as
   // export_state described them. Throws upgrade::StateError.

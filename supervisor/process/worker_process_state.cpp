@@ -142,6 +142,7 @@ WorkerProcess::WorkerProcess(MasterContext& ctx, PoolConfigRef pool, const json&
     stderr_capture_ = std::make_unique<OutputCapture>(
         ctx_.loop, prefix + " stderr",
         fds.claim(s["stderr_fd"], upgrade::FdKind::Pipe, "stderr of worker " + what));
+  describe_output();
 
   const json& stop = need(s, "stop");
   for (const auto& step : need(stop, "plan"))

@@ -7,6 +7,8 @@
 
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "support/control_client.hpp"
@@ -136,6 +138,36 @@ TEST_CASE("SIGTTIN and SIGTTOU add and remove a worker", "[supervisor][scale]") 
   CHECK(!master.wait_log("worker web\\[2\\] pid " + std::to_string(third) + " exited with status 0").empty());
   CHECK(wait_until([&] { return !process_alive(third); }));
   CHECK(master.all_matches("(starts again in)").empty());
+}
+
+TEST_CASE("a worker's output lines in the JSON log carry its pool, worker, pid, generation and stream",
+          "[supervisor][output][logging]") {
+  TempDir dir;
+  write_file(dir / "f.toml", "[supervisor]\nlog_format = \"json\"\nlog_file = \"master.log\"\n\n[pools.web]\n" +
+                                 tw(", \"--stdout\", \"hello from {worker}\", \"--stderr\", \"oops\"") +
+                                 "workers = 1\nstdout = \"log\"\nstderr = \"log\"\n");
+  MasterProcess master(dir / "f.toml");
+  std::optional<nlohmann::json> out, err;
+  pid_t pid = 0;  // from the worker.spawn line
+  REQUIRE(wait_until([&] {
+    std::ifstream in(dir / "master.log");
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_object() && j.value("event", "") == "worker.spawn") pid = j.value("pid", 0);
+      if (!j.is_object() || j.value("event", "") != "worker.output") continue;
+      (j.value("stream", "") == "stdout" ? out : err) = j;
+    }
+    return out && err && pid > 0;
+  }));
+  for (const auto& j : {*out, *err}) {
+    INFO(j.dump());
+    CHECK(j["pool"] == "web");
+    CHECK(j["worker"] == 0);
+    CHECK(j["pid"] == pid);
+    CHECK(j["generation"] == 1);
+  }
+  CHECK((*out)["message"] == "web[0] stdout: hello from 0");
+  CHECK((*err)["message"] == "web[0] stderr: oops");
 }
 
 TEST_CASE("stdout = \"log\" puts each line of the worker into the master's log", "[supervisor][output]") {
