@@ -80,7 +80,8 @@ StartedChild::StartedChild(StartedChild&& o) noexcept
     : pid(std::exchange(o.pid, -1)),
       report_fd(std::exchange(o.report_fd, -1)),
       failed(std::move(o.failed)),
-      rlimits(std::move(o.rlimits)) {}
+      rlimits(std::move(o.rlimits)),
+      cwd(std::move(o.cwd)) {}
 
 StartedChild& StartedChild::operator=(StartedChild&& o) noexcept {
   if (this != &o) {
@@ -89,6 +90,7 @@ StartedChild& StartedChild::operator=(StartedChild&& o) noexcept {
     report_fd = std::exchange(o.report_fd, -1);
     failed = std::move(o.failed);
     rlimits = std::move(o.rlimits);
+    cwd = std::move(o.cwd);
   }
   return *this;
 }
@@ -147,6 +149,7 @@ StartedChild spawn_begin(const SpawnPlan& plan) {
   child.report_fd = pipefd[0];
   child.failed.what = plan.executable;  // named by an exec failure
   child.rlimits = plan.rlimits;
+  child.cwd = plan.cwd;
   return child;
 }
 
@@ -188,6 +191,7 @@ SpawnResult spawn_finish(StartedChild& child) {
     const auto step = static_cast<ChildStep>(failure.step);
     result.what = to_string(step);
     if (step == ChildStep::Exec) result.what += " " + executable;
+    if (step == ChildStep::Cwd) result.what += " " + child.cwd;
     if (step == ChildStep::Rlimit && failure.detail >= 0 &&
         static_cast<std::size_t>(failure.detail) < child.rlimits.size())
       result.what += " " + describe_rlimit(child.rlimits[static_cast<std::size_t>(failure.detail)]);

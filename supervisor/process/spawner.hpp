@@ -27,6 +27,7 @@ struct StartedChild {
   // Destroyed unfinished, the child is killed and reaped.
   SpawnResult failed;  // set when the fork itself (or what precedes it) failed
   std::vector<std::pair<int, rlimit>> rlimits;  // the plan's, to name one the child could not set
+  std::string cwd;                              // the plan's, to name it when chdir failed
 
   StartedChild() = default;
   StartedChild(StartedChild&& o) noexcept;

@@ -714,11 +714,12 @@ TEST_CASE("a worker that cannot enter its cwd is reported with chdir's error, re
   // A start step that fails three times in a row is a broken deploy: the pool fails at
   // once, before flapping would.
   REQUIRE(!master.wait_log("pool web failed: its program could not be started 3 times in a row "
-                           "\\(last: chdir: Permission denied\\)")
+                           "\\(last: chdir " + locked.string() + ": Permission denied\\)")
                .empty());
   const auto failures = master.all_matches("\\[worker.spawn_failed\\] worker web\\[0\\] could not be started: (.*)");
   REQUIRE(failures.size() == 3);
-  for (const auto& f : failures) CHECK(f == "chdir: Permission denied");
+  // The folder is named: the error alone did not say which one the worker could not enter.
+  for (const auto& f : failures) CHECK(f == "chdir " + locked.string() + ": Permission denied");
   const auto delays = master.all_matches("worker web\\[0\\] starts again in ([0-9]+)ms");
   REQUIRE(delays.size() == 2);
   for (std::size_t i = 1; i < delays.size(); ++i) CHECK(std::stoi(delays[i]) > std::stoi(delays[i - 1]));
