@@ -123,6 +123,11 @@ struct SupervisorConfig {
   LogFormat access_log_format = LogFormat::Text;
   Duration shutdown_timeout{30'000};
   std::string metrics_listen;  // "" = off, else "HOST:PORT"
+  // "file:line:col: supervisor.KEY" where control_socket and metrics_listen are written
+  // (empty for a default), so that a bind failing at start or in a reload names it as
+  // config errors do. Not compared by reload, not printed.
+  std::string control_socket_place;
+  std::string metrics_listen_place;
   std::vector<std::string> include;  // patterns as written; their pools are in Config::pools
 };
 

@@ -98,6 +98,13 @@ SupervisorConfig load_supervisor(TableReader& root, const std::filesystem::path&
     if (!addr) r.error("metrics_listen", "expected " + addr.error);
     else s.metrics_listen = addr.value->text;
   }
+  const auto place = [&](std::string_view key) {
+    const Location at = r.where(key);
+    return sink.file() + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) + ": supervisor." +
+           std::string(key);
+  };
+  if (r.has("control_socket")) s.control_socket_place = place("control_socket");
+  if (r.has("metrics_listen")) s.metrics_listen_place = place("metrics_listen");
   r.finish();
   return s;
 }

@@ -97,7 +97,7 @@ Master::Master(config::Config config) : cleanup_(loop_.get()) {
   }
 
   control_ = make_control_server(supervisor_config());
-  metrics_http_ = make_metrics_server(supervisor_config().metrics_listen);
+  metrics_http_ = make_metrics_server(supervisor_config());
   wire(*shared, false);
 }
 
@@ -127,15 +127,34 @@ void Master::wire(const config::Config& config, bool adopting) {
   ctx_.fd_reserve = budget.reserve;
 }
 
-std::unique_ptr<ControlServer> Master::make_control_server(const config::SupervisorConfig& s) {
-  return std::make_unique<ControlServer>(loop_.get(), s,
-                                         [this](ControlClient& c, const nlohmann::json& r) { run_command(*this, c, r); });
+namespace {
+
+// A bind that fails names where the key is written, as config errors do.
+[[noreturn]] void rethrow_at(const std::string& place, const std::exception& e) {
+  if (place.empty()) throw;
+  throw std::runtime_error(place + ": " + e.what());
 }
 
-std::unique_ptr<MetricsHttpServer> Master::make_metrics_server(const std::string& address) {
-  if (address.empty()) return nullptr;
-  auto server = std::make_unique<MetricsHttpServer>(loop_.get(), address,
-                                                    [this](std::string_view path) { return serve_http(path); });
+}  // namespace
+
+std::unique_ptr<ControlServer> Master::make_control_server(const config::SupervisorConfig& s) {
+  try {
+    return std::make_unique<ControlServer>(
+        loop_.get(), s, [this](ControlClient& c, const nlohmann::json& r) { run_command(*this, c, r); });
+  } catch (const std::runtime_error& e) {
+    rethrow_at(s.control_socket_place, e);
+  }
+}
+
+std::unique_ptr<MetricsHttpServer> Master::make_metrics_server(const config::SupervisorConfig& s) {
+  if (s.metrics_listen.empty()) return nullptr;
+  std::unique_ptr<MetricsHttpServer> server;
+  try {
+    server = std::make_unique<MetricsHttpServer>(loop_.get(), s.metrics_listen,
+                                                 [this](std::string_view path) { return serve_http(path); });
+  } catch (const std::runtime_error& e) {
+    rethrow_at(s.metrics_listen_place, e);
+  }
   log::info("metrics.listen", "metrics on http://{}/metrics", server->address());
   return server;
 }

@@ -87,7 +87,7 @@ class Master final : public ControlTarget {
   SupervisorSwap prepare_supervisor(const config::SupervisorConfig& next, const config::ConfigDiff& diff);
   void commit_supervisor(const config::SupervisorConfig& next, SupervisorSwap swap);
   std::unique_ptr<ControlServer> make_control_server(const config::SupervisorConfig& s);
-  std::unique_ptr<MetricsHttpServer> make_metrics_server(const std::string& address);
+  std::unique_ptr<MetricsHttpServer> make_metrics_server(const config::SupervisorConfig& s);
 
   template <typename F>
   void for_each_pool(F&& f) {

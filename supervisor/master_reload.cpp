@@ -84,7 +84,7 @@ Master::SupervisorSwap Master::prepare_supervisor(const config::SupervisorConfig
   }
   if (next.metrics_listen != now.metrics_listen) {
     swap.metrics_changed = true;
-    swap.metrics = make_metrics_server(next.metrics_listen);  // null when turned off
+    swap.metrics = make_metrics_server(next);  // null when turned off
   }
   if (changed(diff, {"access_log", "access_log_format"})) {
     // Opened here, so a file that cannot be opened refuses the reload; used from the commit.

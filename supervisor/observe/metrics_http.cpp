@@ -165,7 +165,7 @@ MetricsHttpServer::MetricsHttpServer(uv_loop_t* loop, std::string_view address, 
     listener_->data = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(listener_),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
-    throw std::runtime_error("metrics_listen " + std::string(address) + ": " + std::string(what) +
+    throw std::runtime_error(std::string(address) + ": " + std::string(what) +
                              (err != 0 ? std::string(": ") + uv_strerror(err) : std::string()));
   };
   const auto parsed = config::parse_host_port(address);

@@ -1400,6 +1400,8 @@ TEST_CASE("control socket mode follows control_mode and a stale socket file is r
     CHECK(WEXITSTATUS(*status) == 1);
     CHECK_THAT(second.log(), Catch::Contains((dir / "ctl.sock").string()) &&
                                  Catch::Contains("another process is listening"));
+    // Where the key is written, as config errors say it.
+    CHECK_THAT(second.log(), Catch::Contains((dir2 / "f.toml").string() + ":2:18: supervisor.control_socket: bind"));
     CHECK(second.all_matches("(pid [0-9]+ started)").empty());
     // The running master keeps its socket.
     CHECK(is_ok(c.request({{"cmd", "status"}})));

@@ -500,8 +500,10 @@ TEST_CASE(
   };
   // Each file also grows web from 2 to 3 and adds a pool: none of it may happen.
   const std::vector<Case> cases = {
+      // Named where it is written, as config errors are.
       {"metrics address already in use",
-       supervisor_section("metrics_listen = \"" + held_addr + "\""), std::to_string(held.port())},
+       supervisor_section("metrics_listen = \"" + held_addr + "\""),
+       ": supervisor.metrics_listen: " + held_addr + ": "},
       {"control socket in a missing directory", supervisor_at("missing/ctl.sock", metrics_on),
        "missing"},
       {"control socket movable but metrics address in use",
