@@ -427,7 +427,7 @@ void Master::on_changed() {
     uv_stop(loop_.get());
     return;
   }
-  systemd_->status(status_line());
+  if (!committing_) systemd_->status(status_line());
   if (state_ == MasterState::Starting && !launching_) {
     for (const auto& pool : generation_->pools())
       if (!pool->settled()) return;

@@ -40,7 +40,13 @@ nlohmann::json Master::reload(std::string_view trigger) {
     }
     const ConfigRef next_config = prepared.config;
     const config::ConfigDiff diff = prepared.diff;
-    generation_ = commit_reload(ctx_, *generation_, std::move(prepared), removed_pools_);
+    {
+      struct Committing {
+        bool& flag;
+        ~Committing() { flag = false; }
+      } committing{committing_ = true};
+      generation_ = commit_reload(ctx_, *generation_, std::move(prepared), removed_pools_);
+    }
     commit_supervisor(next_config->supervisor, std::move(swap));
 
     const std::string summary = diff.summary();

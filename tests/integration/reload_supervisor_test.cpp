@@ -595,6 +595,8 @@ TEST_CASE(
     INFO("datagrams:\n" << seen);
     // No READY=1 before RELOADING=1.
     for (std::size_t i = 0; i + 1 < to_reloading.size(); ++i) CHECK(to_reloading[i] != "READY=1");
+    // No empty STATUS= while the pools move to the new generation.
+    for (const auto& d : to_ready) CHECK(d != "STATUS=");
     const std::string reloading = to_reloading.back();
     REQUIRE(reloading.find("RELOADING=1") != std::string::npos);
     std::uint64_t usec = 0;
