@@ -26,12 +26,20 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 }
 
 std::optional<std::string> closest_match(std::string_view word, std::span<const std::string> candidates) {
-  // Allow roughly one edit per three characters, at least one and at most three.
+  // Allow roughly one edit per three characters, at least one and at most three. Case
+  // does not count: "WARN" is one slip from "warn", not four.
   const std::size_t limit = std::clamp<std::size_t>(word.size() / 3, 1, 3);
+  const auto lower = [](std::string_view text) {
+    std::string out(text);
+    for (char& ch : out)
+      if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+    return out;
+  };
+  const std::string folded = lower(word);
   std::optional<std::string> best;
   std::size_t best_distance = limit + 1;
   for (const auto& c : candidates) {
-    const std::size_t dist = edit_distance(word, c);
+    const std::size_t dist = edit_distance(folded, lower(c));
     if (dist < best_distance) {
       best_distance = dist;
       best = c;

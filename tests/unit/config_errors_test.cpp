@@ -447,6 +447,10 @@ TEST_CASE("config errors: a misspelt log_level gets a suggestion like other enum
   const auto ds = diagnostics_of("[supervisor]\nlog_level = \"inf\"\n" + kPool);
   REQUIRE(ds.size() == 1);
   CHECK_THAT(ds.front().message, Catch::Contains("did you mean \"info\"?"));
+  // Case is no distance: "WARN" is "warn" written otherwise.
+  const auto upper = diagnostics_of("[supervisor]\nlog_level = \"WARN\"\n" + kPool);
+  REQUIRE(upper.size() == 1);
+  CHECK_THAT(upper.front().message, Catch::Contains("did you mean \"warn\"?"));
 }
 
 TEST_CASE("config errors: a misspelt stop_signal is never offered a signal that freezes the worker",
