@@ -17,7 +17,7 @@ import sys
 import time
 
 __all__ = ["Limits", "RequestHead", "HeadError", "parse_request_head", "find_head_end",
-           "ConnReader", "ClientGone", "set_io_timeout", "Body", "LengthBody", "ChunkedBody"]
+           "ConnReader", "ClientGone", "BodyCut", "set_io_timeout", "Body", "LengthBody", "ChunkedBody"]
 
 
 _NO_LIMIT = 1 << 62
