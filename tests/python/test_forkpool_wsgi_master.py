@@ -346,6 +346,24 @@ class ClientGoneTest(unittest.TestCase):
             self.assertNotIn(bad, log)
         self.assertEqual(master.stop(), 0)
 
+    def test_a_malformed_chunked_body_is_a_400_from_flask_without_a_traceback(self):
+        """A chunk line ended by a bare LF: wsgi.input raises HeadError, which under
+        Werkzeug is also its BadRequest, so Flask answers 400 itself (it logged a 500 with a
+        traceback), and the connection ends: nothing after the bad line is a request."""
+        master = Master(self)
+        client = Client(master)
+        self.addCleanup(client.close)
+        client.sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            b"5\nhello\n0\n\nGET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = client.read_response()
+        self.assertEqual(response.status, 400)
+        self.assertEqual(response.headers.get("connection"), "close", response.headers)
+        self.assertTrue(client.at_eof())
+        self.assertTrue(master.wait_log("bad request body of POST /echo"), master.log())
+        for bad in ("Traceback", "ERROR in app", "error handling"):
+            self.assertNotIn(bad, master.log())
+        self.assertEqual(master.stop(), 0)
+
     def test_a_cut_body_the_app_lets_through_ends_the_request_quietly(self):
         """A plain WSGI app that reads the cut body and lets BodyCut through: no 500, no
         traceback, the connection closed without an answer, one line in the log."""

@@ -454,31 +454,44 @@ class BodyCut(ClientGone):
     request body: what came is not the whole body, and the app must not take it for one."""
 
 
-_body_cut_classes = {}
+_werkzeug_classes = {}
+
+
+def _as_werkzeug(base, werkzeug_name, make, description):
+    """``make()`` (an instance of ``base``), also an instance of Werkzeug's exception
+    ``werkzeug_name`` when the app runs on Werkzeug (Flask): a 400 that Flask answers
+    without logging a traceback, as under Werkzeug's own server. Werkzeug is used only if
+    the app imported it; anything unexpected in it gives ``make()`` alone."""
+    werkzeug = sys.modules.get("werkzeug.exceptions")
+    theirs = getattr(werkzeug, werkzeug_name, None)
+    if not isinstance(theirs, type) or not issubclass(theirs, Exception):
+        return make(base)
+    cls = _werkzeug_classes.get((base, theirs))
+    if cls is None:
+        try:
+            cls = type(base.__name__, (base, theirs), {"__str__": lambda self: base.__str__(self)})
+        except TypeError:  # a Werkzeug whose exception cannot be combined: ours alone
+            cls = base
+        _werkzeug_classes[(base, theirs)] = cls
+    try:
+        exc = make(cls)
+        if cls is not base:
+            theirs.__init__(exc, description)
+            exc.args = make(base).args  # Werkzeug's constructor reset them
+        return exc
+    except Exception:  # noqa: BLE001
+        return make(base)
 
 
 def body_cut(reason):
-    """A BodyCut for ``reason``. When the app runs on Werkzeug (Flask), it is also
-    Werkzeug's ClientDisconnected, a 400 that Flask answers without logging a traceback,
-    as under Werkzeug's own server. Werkzeug is used only if the app imported it."""
-    werkzeug = sys.modules.get("werkzeug.exceptions")
-    disconnected = getattr(werkzeug, "ClientDisconnected", None)
-    if not isinstance(disconnected, type) or not issubclass(disconnected, Exception):
-        return BodyCut(reason)
-    cls = _body_cut_classes.get(disconnected)
-    if cls is None:
-        try:
-            cls = type("BodyCut", (BodyCut, disconnected), {"__str__": lambda self: OSError.__str__(self)})
-        except TypeError:  # a Werkzeug whose exception cannot be combined: ours alone
-            cls = BodyCut
-        _body_cut_classes[disconnected] = cls
-    try:
-        exc = cls(reason)
-        if cls is not BodyCut:
-            disconnected.__init__(exc, "the request body was cut short: " + reason)
-        return exc
-    except Exception:  # noqa: BLE001 (any surprise in Werkzeug's constructor: ours alone)
-        return BodyCut(reason)
+    """A BodyCut for ``reason``; under Werkzeug also its ClientDisconnected (400)."""
+    return _as_werkzeug(BodyCut, "ClientDisconnected", lambda cls: cls(reason),
+                        "the request body was cut short: " + reason)
+
+
+def bad_body(reason):
+    """HeadError(400) for a malformed request body; under Werkzeug also its BadRequest."""
+    return _as_werkzeug(HeadError, "BadRequest", lambda cls: cls(400, reason), "bad request body: " + reason)
 
 
 class Body:
@@ -515,7 +528,7 @@ class Body:
             data, self._pending = self._pending[:limit], self._pending[limit:]
             return data
         if self.broken is not None:
-            raise HeadError(400, self.broken)
+            raise bad_body(self.broken)
         if self.gone is not None:
             raise body_cut(self.gone)
         if self.finished:
@@ -528,7 +541,7 @@ class Body:
             raise body_cut(self.gone) from None
         except HeadError as e:
             self.broken = e.reason
-            raise
+            raise bad_body(e.reason) from None
         if not data:
             self.finished = True
         return data
