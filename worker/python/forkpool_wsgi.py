@@ -367,7 +367,8 @@ class Server:
                           ending)
         handler.run(self.app)
         if body.gone is not None:
-            # wsgi.input gave the app a short read (no exception): this line says why.
+            # wsgi.input raised BodyCut at the cut (the app may have caught it): this line
+            # says why the request ended so.
             print("forkpool-wsgi[%d]: client gone in the body of %s %s: %s"
                   % (os.getpid(), req.method, req.target, body.gone), file=sys.stderr)
         if body.broken is not None:
