@@ -408,6 +408,10 @@ void Master::drop_stopped_removed_pools() {
 }
 
 void Master::on_changed() {
+  // A reload is moving the pools to the next generation: the old one has none left to
+  // look at (they would all count as settled, READY=1 early, an empty STATUS=). reload()
+  // calls this again once generation_ is the new one.
+  if (committing_) return;
   // Called from inside pools' own calls: a drained removed pool goes on a later turn.
   for (const auto& pool : removed_pools_)
     if (pool->state() == shm::PoolState::Stopped && pool->live() == 0 && !cleanup_.active()) {
@@ -427,7 +431,7 @@ void Master::on_changed() {
     uv_stop(loop_.get());
     return;
   }
-  if (!committing_) systemd_->status(status_line());
+  systemd_->status(status_line());
   if (state_ == MasterState::Starting && !launching_) {
     for (const auto& pool : generation_->pools())
       if (!pool->settled()) return;

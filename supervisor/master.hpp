@@ -137,8 +137,8 @@ class Master final : public ControlTarget {
   Clock::time_point started_ = Clock::now();
   MasterState state_ = MasterState::Starting;
   bool launching_ = false;  // pools are being started one after another
-  // A reload moves the pools to the next generation: until generation_ points there, what
-  // the pools report in between is not summed up (the old generation has none left).
+  // A reload moves the pools to the next generation: until generation_ points there,
+  // on_changed() does nothing (the old generation has no pools left).
   bool committing_ = false;
   shm::OwnedFd dev_null_;
   std::string binary_;            // the program to upgrade to: /proc/self/exe at start-up
