@@ -68,7 +68,6 @@ void Pool::handle_exit_of(pid_t pid, int wait_status) {
          exit_fields(reason, wait_status, uptime));
   const std::uint32_t sb = p->identity().scoreboard_slot;
   ctx_.scoreboard->mark_exited(sb, wait_status);
-  ctx_.scoreboard->release_slot(sb);
   // LAST-EXIT is the worker number's: the processes still running for it show this exit.
   slot->last_exit_status = wait_status;
   for (WorkerProcess* other : {slot->process.get(), slot->replacement.get()})
@@ -77,7 +76,10 @@ void Pool::handle_exit_of(pid_t pid, int wait_status) {
     if (other) ctx_.scoreboard->set_last_exit(other->identity().scoreboard_slot, wait_status);
   if (reason == ExitReason::Crashed || reason == ExitReason::Fatal)
     ctx_.scoreboard->count(index_, shm::PoolCounter::Crashed);
+  // Its last DONEs are read while the slot is still its own (a DONE can make a dynamic
+  // pool grow, and a new worker take the lowest free slot); released after.
   p->reaped();
+  ctx_.scoreboard->release_slot(sb);
   if (dispatcher_) dispatcher_->on_lost(p->in_flight());
   if (std::erase(queue_drainers_, p.get()) > 0) {
     ++ctx_.workers_epoch;

@@ -510,8 +510,8 @@ void WorkerProcess::reaped() {
                  access_log::Outcome::Lost);
   }
   // What it still held died with it (the pool counts it lost): the row it leaves shows
-  // nothing in flight. (Only a worker the master sent connections to holds any; the slot
-  // was released a moment ago and is not reused before this returns.)
+  // nothing in flight. (Only a worker the master sent connections to holds any; the pool
+  // releases the slot after this returns.)
   if (!held_.empty()) ctx_.scoreboard->set_master_activity(id_.scoreboard_slot, 0, completed_, 0);
   ready_timer_.stop();
   watchdog_timer_.stop();
