@@ -369,6 +369,28 @@ class BodyTest(unittest.TestCase):
         body = http.ChunkedBody(http.ConnReader(FakeSocket([b"3\r\nabc\r\n0\r\n\r\n"])))
         self.assertEqual((body.read(), body.read()), (b"abc", b""))
 
+    def test_under_werkzeug_the_body_errors_are_its_400s_and_still_pickle(self):
+        """With Werkzeug imported (a Flask app), a cut body and a malformed one raise
+        exceptions that are also Werkzeug's ClientDisconnected and BadRequest (Flask answers
+        400 without a traceback); they pickle as ours (multiprocessing, task queues)."""
+        import pickle
+        try:
+            import werkzeug.exceptions as wz
+        except ImportError:
+            self.skipTest("werkzeug is not installed")
+        cut, bad = http.body_cut("gone"), http.bad_body("bare LF")
+        self.assertIsInstance(cut, http.BodyCut)
+        self.assertIsInstance(cut, wz.ClientDisconnected)
+        self.assertIsInstance(bad, http.HeadError)
+        self.assertIsInstance(bad, wz.BadRequest)
+        self.assertEqual((str(cut), cut.args, bad.status, bad.reason, str(bad)),
+                         ("gone", ("gone",), 400, "bare LF", "bare LF"))
+        self.assertEqual(repr(cut), "BodyCut('gone')")
+        again = pickle.loads(pickle.dumps(cut))
+        self.assertEqual((type(again), again.args), (http.BodyCut, ("gone",)))
+        again = pickle.loads(pickle.dumps(bad))
+        self.assertEqual((type(again), again.status, again.reason), (http.HeadError, 400, "bare LF"))
+
     def test_continue_is_sent_on_the_first_read_only(self):
         calls = []
         body = http.LengthBody(http.ConnReader(FakeSocket([b"abcdef"])), 6, lambda: calls.append(1))

@@ -457,11 +457,12 @@ class BodyCut(ClientGone):
 _werkzeug_classes = {}
 
 
-def _as_werkzeug(base, werkzeug_name, make, description):
-    """``make()`` (an instance of ``base``), also an instance of Werkzeug's exception
-    ``werkzeug_name`` when the app runs on Werkzeug (Flask): a 400 that Flask answers
-    without logging a traceback, as under Werkzeug's own server. Werkzeug is used only if
-    the app imported it; anything unexpected in it gives ``make()`` alone."""
+def _as_werkzeug(base, werkzeug_name, make, args_of, description):
+    """``make(base)``, also an instance of Werkzeug's exception ``werkzeug_name`` when the
+    app runs on Werkzeug (Flask): a 400 that Flask answers without logging a traceback, as
+    under Werkzeug's own server. Werkzeug is used only if the app imported it; anything
+    unexpected in it gives ``make(base)`` alone. The combined class pickles (and shows
+    itself) as ``base``, rebuilt from ``args_of(exc)``: it is not importable by name."""
     werkzeug = sys.modules.get("werkzeug.exceptions")
     theirs = getattr(werkzeug, werkzeug_name, None)
     if not isinstance(theirs, type) or not issubclass(theirs, Exception):
@@ -469,7 +470,12 @@ def _as_werkzeug(base, werkzeug_name, make, description):
     cls = _werkzeug_classes.get((base, theirs))
     if cls is None:
         try:
-            cls = type(base.__name__, (base, theirs), {"__str__": lambda self: base.__str__(self)})
+            cls = type(base.__name__, (base, theirs), {
+                "__qualname__": base.__qualname__ + "_under_werkzeug",
+                "__str__": lambda self: base.__str__(self),
+                "__repr__": lambda self: "%s(%s)" % (base.__name__, ", ".join(map(repr, args_of(self)))),
+                "__reduce__": lambda self: (base, args_of(self)),
+            })
         except TypeError:  # a Werkzeug whose exception cannot be combined: ours alone
             cls = base
         _werkzeug_classes[(base, theirs)] = cls
@@ -485,13 +491,14 @@ def _as_werkzeug(base, werkzeug_name, make, description):
 
 def body_cut(reason):
     """A BodyCut for ``reason``; under Werkzeug also its ClientDisconnected (400)."""
-    return _as_werkzeug(BodyCut, "ClientDisconnected", lambda cls: cls(reason),
+    return _as_werkzeug(BodyCut, "ClientDisconnected", lambda cls: cls(reason), lambda e: tuple(e.args),
                         "the request body was cut short: " + reason)
 
 
 def bad_body(reason):
     """HeadError(400) for a malformed request body; under Werkzeug also its BadRequest."""
-    return _as_werkzeug(HeadError, "BadRequest", lambda cls: cls(400, reason), "bad request body: " + reason)
+    return _as_werkzeug(HeadError, "BadRequest", lambda cls: cls(400, reason), lambda e: (e.status, e.reason),
+                        "bad request body: " + reason)
 
 
 class Body:

@@ -173,7 +173,7 @@ class Handler(BaseHandler):
         length = None
         lengths = 0
         self._has_date = self._has_server = False
-        hop_by_hop = False  # only if the app changed its list after start_response
+        hop_by_hop = False  # start_response dropped them; kept as a guard for subclasses
         for name, value in headers._headers:
             lname = name.lower()
             if lname == "content-length":
