@@ -64,6 +64,39 @@ TEST_CASE("under systemd the master reports READY STATUS WATCHDOG and STOPPING",
   CHECK(WEXITSTATUS(*status) == 0);
 }
 
+TEST_CASE("a reload during start-up does not make the master ready before its workers are",
+          "[supervisor][systemd][reload]") {
+  // The reload moves the pools to the next generation; what they reported meanwhile was
+  // looked at in the old one, which had none left: every pool counted as settled.
+  TempDir dir;
+  FakeSystemd systemd(dir / "notify");
+  REQUIRE(systemd.bound());
+  const auto pool = [](int workers) {
+    return "[pools.web]\ncommand = [\"" + testworker_binary().string() +
+           "\", \"--notify-after-ms\", \"1500\"]\nready = \"notify\"\nworkers = " + std::to_string(workers) + "\n";
+  };
+  write_file(dir / "f.toml", pool(2));
+  MasterProcess master(dir / "f.toml", {}, {systemd.env()});
+  REQUIRE(!master.wait_log("worker web\\[1\\] pid [0-9]+ started").empty());
+  write_file(dir / "f.toml", pool(3));  // in place: one more worker, started by the commit
+  master.signal(SIGHUP);
+  REQUIRE(!master.wait_log("configuration generation 2").empty());
+  const auto ready = systemd.until("READY=1", std::chrono::seconds(30));
+  REQUIRE(ready.back() == "READY=1");
+  // By then every worker said it was ready (1.5 s after its start), and the log agrees.
+  const std::string log = master.log();
+  INFO(log);
+  const auto ready_at = log.find("[master.ready]");
+  REQUIRE(ready_at != std::string::npos);
+  for (int w = 0; w < 3; ++w) {
+    const auto worker_ready = master.all_matches("(worker web\\[" + std::to_string(w) + "\\] pid [0-9]+ is ready)");
+    REQUIRE(worker_ready.size() == 1);
+    CHECK(log.find(worker_ready[0]) < ready_at);
+  }
+  master.signal(SIGTERM);
+  CHECK(master.wait_exit().has_value());
+}
+
 TEST_CASE("without WATCHDOG_USEC the master sends no watchdog pings", "[supervisor][systemd]") {
   TempDir dir;
   FakeSystemd systemd(dir / "notify");
