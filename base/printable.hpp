@@ -101,4 +101,22 @@ inline std::string printable(std::string_view text) {
   return out;
 }
 
+// printable(), except that a line break continues the text on an indented line (two
+// spaces, unless the line starts with one already): a message written in several lines
+// on purpose reads so, and no line of it can pass for a log line or an event of its own.
+inline std::string printable_lines(std::string_view text) {
+  if (is_printable(text)) return std::string(text);
+  std::string out;
+  std::size_t start = 0;
+  for (;;) {
+    const auto nl = text.find('\n', start);
+    out += printable(text.substr(start, nl == std::string_view::npos ? nl : nl - start));
+    if (nl == std::string_view::npos || nl + 1 == text.size()) break;
+    out += '\n';
+    if (text[nl + 1] != ' ') out += "  ";
+    start = nl + 1;
+  }
+  return out;
+}
+
 }  // namespace forkpool::base

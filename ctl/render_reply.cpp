@@ -78,26 +78,12 @@ std::string render_event(const nlohmann::json& event, bool colour) {
                                 subject.empty() ? "-" : subject);
   if (const auto pid = u64_field(event, "pid"); pid != 0) out += fmt::format("  pid {}", pid);
   // The message says what the other fields hold (they are for --json); without one, show them.
-  // A line break in one of the master's own messages (no pool: a refused reload's list
-  // of errors) continues on an indented line, as in its text log; anywhere else it stays
-  // escaped, so what a worker chose cannot start a line that looks like an event.
-  const auto& raw = field(event, "message");
-  if (raw.is_string() && str_field(event, "pool").empty() && raw.get<std::string>().find('\n') != std::string::npos) {
-    const std::string text = raw.get<std::string>();
-    std::size_t start = 0;
-    std::string joined;
-    while (true) {
-      const auto nl = text.find('\n', start);
-      joined += (start == 0 ? "" : "\n    ") + base::printable(std::string_view(text).substr(start, nl - start));
-      if (nl == std::string::npos) break;
-      start = nl + 1;
-    }
-    out += "  " + joined;
-  } else if (const auto msg = str_field(event, "message"); !msg.empty()) {
-    out += "  " + msg;
-  } else {
+  // A line break (a refused reload's list of errors) continues on an indented line, as in
+  // the master's text log, so no line of a message can pass for an event of its own.
+  if (const auto& msg = field(event, "message"); msg.is_string() && !msg.get<std::string>().empty())
+    out += "  " + base::printable_lines(msg.get<std::string>());
+  else
     out += extras(event, {"time", "event", "pool", "worker", "pid", "message"});
-  }
   return out + "\n";
 }
 

@@ -49,20 +49,7 @@ std::shared_ptr<spdlog::logger> make_logger(const Options& options) {
 // (a worker's output, its STATUS=) is the worker's to choose, and operators read the log
 // on terminals. A line break the master writes on purpose continues the entry on an
 // indented line, so no message can start what looks like a log line of its own.
-std::string text_message(std::string_view message) {
-  if (base::is_printable(message)) return std::string(message);
-  std::string out;
-  std::size_t start = 0;
-  for (;;) {
-    const auto nl = message.find('\n', start);
-    out += base::printable(message.substr(start, nl == std::string_view::npos ? nl : nl - start));
-    if (nl == std::string_view::npos || nl + 1 == message.size()) break;
-    out += '\n';
-    if (message[nl + 1] != ' ') out += "  ";
-    start = nl + 1;
-  }
-  return out;
-}
+std::string text_message(std::string_view message) { return base::printable_lines(message); }
 
 // The names the config file and `forkpoolctl log-level` use ("warn", not spdlog's "warning").
 std::string_view level_name(spdlog::level::level_enum level) {

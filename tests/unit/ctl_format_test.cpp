@@ -235,15 +235,12 @@ TEST_CASE("ctl events and acknowledgements render on one line", "[ctl][events]")
       R"({"time":"2026-01-02T03:04:05Z","event":"worker.exit","pool":"web","worker":3,"pid":1234,"message":"exited on signal 9 after 12.3s","status":137})");
   const std::string line = render_event(ev, false);
   CHECK(line == "2026-01-02T03:04:05Z  worker.exit     web[3]  pid 1234  exited on signal 9 after 12.3s\n");
-  // The master's own multi-line message (a refused reload) continues on indented lines;
-  // a worker's text keeps its line break escaped.
+  // A multi-line message (a refused reload) continues on indented lines, as in the
+  // master's text log; control characters stay escaped.
   const auto refused = nlohmann::json::parse(
-      R"({"time":"t","event":"config.reload_failed","pool":"","message":"reload refused: 2 errors\n  f.toml:1:1: a\n  f.toml:2:1: b\u001b"})");
+      R"({"time":"t","event":"config.reload_failed","pool":"","message":"reload refused: 2 errors\n  f.toml:1:1: a\nf.toml:2:1: b\u001b"})");
   CHECK(render_event(refused, false) ==
-        "t  config.reload_failed  -  reload refused: 2 errors\n      f.toml:1:1: a\n      f.toml:2:1: b\\e\n");
-  const auto worker = nlohmann::json::parse(
-      R"({"time":"t","event":"worker.status","pool":"web","worker":0,"message":"status: a\nb"})");
-  CHECK(render_event(worker, false) == "t  worker.status   web[0]  status: a\\nb\n");
+        "t  config.reload_failed  -  reload refused: 2 errors\n  f.toml:1:1: a\n  f.toml:2:1: b\\e\n");
   const auto bare = nlohmann::json::parse(R"({"time":"t","event":"x.y","pool":"web","status":137})");
   CHECK(render_event(bare, false) == "t  x.y             web status=137\n");
   const auto scale = nlohmann::json::parse(R"({"cmd":"scale","pool":"web","workers":8})");
