@@ -75,6 +75,29 @@ void EachTurn::fire(uv_idle_t* handle) {
   callback();
 }
 
+AfterEachTurn::AfterEachTurn(uv_loop_t* loop) : handle_(new uv_check_t) {
+  check(uv_check_init(loop, handle_));
+  handle_->data = this;
+}
+
+AfterEachTurn::~AfterEachTurn() { close_and_free(handle_); }
+
+void AfterEachTurn::start(std::function<void()> callback) {
+  callback_ = std::move(callback);
+  if (!active()) check(uv_check_start(handle_, &AfterEachTurn::fire));
+}
+
+void AfterEachTurn::stop() { uv_check_stop(handle_); }
+
+bool AfterEachTurn::active() const { return uv_is_active(reinterpret_cast<const uv_handle_t*>(handle_)) != 0; }
+
+void AfterEachTurn::fire(uv_check_t* handle) {
+  auto* self = static_cast<AfterEachTurn*>(handle->data);
+  if (self == nullptr || !self->callback_) return;
+  auto callback = self->callback_;  // it may stop this handle or destroy its owner
+  callback();
+}
+
 FdWatch::FdWatch(uv_loop_t* loop, int fd) : handle_(new uv_poll_t) {
   check(uv_poll_init(loop, handle_, fd));
   handle_->data = this;

@@ -49,6 +49,26 @@ class EachTurn {
   std::function<void()> callback_;
 };
 
+// A callback run after every turn of the loop that handled an event, while started (a
+// libuv check handle): it sees the effect of everything the master's own code did, and
+// costs nothing while the loop sleeps.
+class AfterEachTurn {
+ public:
+  explicit AfterEachTurn(uv_loop_t* loop);
+  ~AfterEachTurn();
+  AfterEachTurn(const AfterEachTurn&) = delete;
+  AfterEachTurn& operator=(const AfterEachTurn&) = delete;
+
+  void start(std::function<void()> callback);
+  void stop();
+  bool active() const;
+
+ private:
+  static void fire(uv_check_t* handle);
+  uv_check_t* handle_;
+  std::function<void()> callback_;
+};
+
 // Readiness of one file descriptor the caller owns (the fd is not closed here).
 class FdWatch {
  public:

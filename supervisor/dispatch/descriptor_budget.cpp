@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 
 #include <fmt/format.h>
 
@@ -83,31 +82,5 @@ std::string describe_shortfall(const DescriptorBudget& b) {
       b.limit, b.needed, b.open, b.needed - b.open - b.reserve, b.reserve);
 }
 
-AfterEachTurn::AfterEachTurn(uv_loop_t* loop) : handle_(new uv_check_t) {
-  if (uv_check_init(loop, handle_) != 0) std::abort();
-  handle_->data = this;
-}
-
-AfterEachTurn::~AfterEachTurn() {
-  handle_->data = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(handle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_check_t*>(h); });
-}
-
-void AfterEachTurn::start(std::function<void()> callback) {
-  callback_ = std::move(callback);
-  if (!active()) uv_check_start(handle_, &AfterEachTurn::fire);
-}
-
-void AfterEachTurn::stop() { uv_check_stop(handle_); }
-
-bool AfterEachTurn::active() const { return uv_is_active(reinterpret_cast<const uv_handle_t*>(handle_)) != 0; }
-
-void AfterEachTurn::fire(uv_check_t* handle) {
-  auto* self = static_cast<AfterEachTurn*>(handle->data);
-  if (self == nullptr || !self->callback_) return;
-  // The callback may stop this handle or destroy its owner: run a copy.
-  auto callback = self->callback_;
-  callback();
-}
 
 }  // namespace forkpool::supervisor

@@ -2,12 +2,8 @@
 #pragma once
 // The master's descriptors as a budget: how many starting a worker takes, how many a
 // running worker keeps, how many accepting must leave free, and whether RLIMIT_NOFILE can
-// hold the configured pools at all. Also the loop hook that tells a paused dispatcher
-// the moment a descriptor may have been freed.
+// hold the configured pools at all.
 
-#include <uv.h>
-
-#include <functional>
 #include <optional>
 #include <string>
 
@@ -45,25 +41,5 @@ int open_descriptors();
 DescriptorBudget descriptor_budget(const config::Config& config);
 // Why the limit cannot hold the pools ("" if it can), for the start-up error.
 std::string describe_shortfall(const DescriptorBudget& b);
-
-// Runs a callback after every turn of the loop that handled an event, while started:
-// a descriptor can only be freed by the master's own code, which runs in such a turn,
-// so this sees every free without polling, and costs nothing while the loop sleeps.
-class AfterEachTurn {
- public:
-  explicit AfterEachTurn(uv_loop_t* loop);
-  ~AfterEachTurn();
-  AfterEachTurn(const AfterEachTurn&) = delete;
-  AfterEachTurn& operator=(const AfterEachTurn&) = delete;
-
-  void start(std::function<void()> callback);
-  void stop();
-  bool active() const;
-
- private:
-  static void fire(uv_check_t* handle);
-  uv_check_t* handle_;
-  std::function<void()> callback_;
-};
 
 }  // namespace forkpool::supervisor

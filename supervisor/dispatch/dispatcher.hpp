@@ -167,7 +167,9 @@ class Dispatcher {
   Timer queue_timer_;
   Clock::time_point queue_timer_due_{};  // the deadline queue_timer_ was armed for
   Timer emfile_pause_;           // try again after a pause (system-wide), or look now and then
-  AfterEachTurn freed_;          // own shortage: look again after every loop turn
+  // Own shortage: look again after every loop turn that handled an event (a descriptor
+  // is freed only by the master's own code, which runs in such a turn: no polling).
+  AfterEachTurn freed_;
   std::string paused_reason_;    // non-empty while accepting waits for descriptors
   bool emfile_episode_ = false;
   bool episode_logged_ = false;  // its pause was logged: so is its resume
